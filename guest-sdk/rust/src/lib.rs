@@ -1,0 +1,180 @@
+//! Write weir operators in Rust.
+//!
+//! A plugin is a type that implements one of the operator traits
+//! ([`Filter`], [`Map`], [`FlatMap`], [`Router`], [`KeySelector`], or the
+//! general [`Transform`]) plus one export macro. `cargo build --release
+//! --target wasm32-wasip2` then produces the component the host loads.
+//!
+//! ```ignore
+//! use weir_sdk::{Config, Error, Filter, Record};
+//!
+//! struct NonEmpty;
+//! impl Filter for NonEmpty {
+//!     fn init(_config: Config) -> Result<Self, String> { Ok(NonEmpty) }
+//!     fn keep(&mut self, record: &Record<'_>) -> Result<bool, Error> {
+//!         Ok(record.value().is_some_and(|v| !v.is_empty()))
+//!     }
+//! }
+//! weir_sdk::export_filter!(NonEmpty);
+//! ```
+//!
+//! The SDK hides the WIT bindings and the packed batch layout: records are
+//! read in place from the batch the host sent (no copy of key or value bytes),
+//! and outputs are written straight into the result buffer. The same code
+//! compiles natively, so an operator's logic is unit-tested with `cargo test`
+//! through [`testing`].
+
+mod config;
+mod error;
+pub mod json;
+pub mod log;
+mod output;
+mod record;
+#[doc(hidden)]
+pub mod runtime;
+pub mod testing;
+
+pub use config::Config;
+pub use error::Error;
+pub use output::{Emitter, Output};
+pub use record::Record;
+
+/// The generated WIT bindings. Only the export macros use them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "transformer",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_sdk::bindings",
+        export_macro_name: "export_transformer",
+    });
+}
+
+/// The port name single-output operators declare.
+pub const DEFAULT_PORT: &str = "out";
+
+/// Keeps or drops each record; kept records go on unchanged.
+pub trait Filter: Sized + 'static {
+    /// Builds the operator from the step's `config`; an `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// Whether the record goes on.
+    fn keep(&mut self, record: &Record<'_>) -> Result<bool, Error>;
+}
+
+/// Turns each record into exactly one record.
+pub trait Map: Sized + 'static {
+    /// Builds the operator from the step's `config`; an `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// The record that replaces this one.
+    fn map<'a>(&mut self, record: &Record<'a>) -> Result<Output<'a>, Error>;
+}
+
+/// Turns each record into zero or more records.
+pub trait FlatMap: Sized + 'static {
+    /// Builds the operator from the step's `config`; an `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// Pushes the records that replace this one onto `out`.
+    fn flat_map<'a>(&mut self, record: &Record<'a>, out: &mut Vec<Output<'a>>) -> Result<(), Error>;
+}
+
+/// Sends each record, unchanged, to one of several named ports (or nowhere),
+/// as Kafka Streams' `split().branch()` does.
+pub trait Router: Sized + 'static {
+    /// Builds the operator from the step's `config`; an `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// The port names, fixed after `init`; the pipeline wires each to a sink or step.
+    fn ports(&self) -> Vec<String>;
+    /// The index (into [`Router::ports`]) of the port this record goes to,
+    /// or `None` to drop it.
+    fn route(&mut self, record: &Record<'_>) -> Result<Option<usize>, Error>;
+}
+
+/// Gives each record a new key; value, timestamp and headers stay.
+pub trait KeySelector: Sized + 'static {
+    /// Builds the operator from the step's `config`; an `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// The new key, or `None` for a record without a key.
+    fn select_key(&mut self, record: &Record<'_>) -> Result<Option<Vec<u8>>, Error>;
+}
+
+/// The general shape all the others reduce to: any number of outputs on any
+/// declared port.
+pub trait Transform: Sized + 'static {
+    /// Builds the operator from the step's `config`; an `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// The port names, fixed after `init`.
+    fn ports(&self) -> Vec<String> {
+        vec![DEFAULT_PORT.to_string()]
+    }
+    /// Handles one record, emitting through `out`.
+    fn process<'a>(&mut self, record: &Record<'a>, out: &mut Emitter<'_, 'a>) -> Result<(), Error>;
+}
+
+/// Exports a [`Filter`] as the plugin's operator.
+#[macro_export]
+macro_rules! export_filter {
+    ($t:ty) => {
+        $crate::__export_operator!($crate::runtime::FilterOp<$t>);
+    };
+}
+
+/// Exports a [`Map`] as the plugin's operator.
+#[macro_export]
+macro_rules! export_map {
+    ($t:ty) => {
+        $crate::__export_operator!($crate::runtime::MapOp<$t>);
+    };
+}
+
+/// Exports a [`FlatMap`] as the plugin's operator.
+#[macro_export]
+macro_rules! export_flat_map {
+    ($t:ty) => {
+        $crate::__export_operator!($crate::runtime::FlatMapOp<$t>);
+    };
+}
+
+/// Exports a [`Router`] as the plugin's operator.
+#[macro_export]
+macro_rules! export_router {
+    ($t:ty) => {
+        $crate::__export_operator!($crate::runtime::RouterOp<$t>);
+    };
+}
+
+/// Exports a [`KeySelector`] as the plugin's operator.
+#[macro_export]
+macro_rules! export_key_selector {
+    ($t:ty) => {
+        $crate::__export_operator!($crate::runtime::KeySelectorOp<$t>);
+    };
+}
+
+/// Exports a [`Transform`] as the plugin's operator.
+#[macro_export]
+macro_rules! export_transform {
+    ($t:ty) => {
+        $crate::__export_operator!($crate::runtime::TransformOp<$t>);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_operator {
+    ($op:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WeirComponent;
+            impl $crate::bindings::exports::weir::plugin::transform::Guest for __WeirComponent {
+                fn init(config: ::std::string::String) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String> {
+                    $crate::runtime::init::<$op>(config)
+                }
+                fn process(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::process(&batch)
+                }
+            }
+            $crate::bindings::export_transformer!(__WeirComponent with_types_in $crate::bindings);
+        };
+    };
+}

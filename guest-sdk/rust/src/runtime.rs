@@ -1,0 +1,197 @@
+//! The glue between the export macros and the operator traits. Not part of
+//! the public API: plugin authors never call it.
+
+use std::cell::RefCell;
+
+use weir_packed::{put_error, put_forward, put_record_view, put_u32, EmitWriter, Reader, RecordView};
+
+use crate::{Config, Emitter, Error, Record};
+
+/// One operator kind reduced to "write the packed result for one record".
+pub trait Operator: 'static {
+    /// Builds the operator from its config.
+    fn init(config: Config) -> Result<Self, String>
+    where
+        Self: Sized;
+    /// The declared output ports.
+    fn ports(&self) -> Vec<String>;
+    /// Appends the result for `record` to `out`; on `Err` the caller discards
+    /// whatever was appended and writes the error instead.
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error>;
+}
+
+thread_local! {
+    static OPERATOR: RefCell<Option<Box<dyn Operator>>> = const { RefCell::new(None) };
+}
+
+/// Implements the `init` export.
+pub fn init<O: Operator>(config: String) -> Result<Vec<String>, String> {
+    let op = O::init(Config::from_json(config))?;
+    let ports = op.ports();
+    if ports.is_empty() {
+        return Err("operator declares no output port".to_string());
+    }
+    OPERATOR.with(|cell| *cell.borrow_mut() = Some(Box::new(op)));
+    Ok(ports)
+}
+
+/// Implements the `process` export.
+///
+/// # Panics
+/// When called before `init` or with a batch that is not in the packed
+/// layout: both are host bugs, and the panic becomes a trap the host handles.
+pub fn process(batch: &[u8]) -> Vec<u8> {
+    OPERATOR.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let op = guard.as_mut().expect("process called before init");
+        let mut reader = Reader::new(batch);
+        let count = reader.u32("record count").expect("malformed batch from host");
+        let mut out = Vec::with_capacity(batch.len() + 16);
+        put_u32(&mut out, count);
+        for _ in 0..count {
+            let view = reader.record().expect("malformed batch from host");
+            let mark = out.len();
+            if let Err(e) = op.handle(Record::new(view), &mut out) {
+                out.truncate(mark);
+                put_error(&mut out, e.is_poison(), e.message());
+            }
+        }
+        out
+    })
+}
+
+fn single_port() -> Vec<String> {
+    vec![crate::DEFAULT_PORT.to_string()]
+}
+
+/// Adapts a [`crate::Filter`].
+pub struct FilterOp<T>(T);
+
+impl<T: crate::Filter> Operator for FilterOp<T> {
+    fn init(config: Config) -> Result<Self, String> {
+        T::init(config).map(FilterOp)
+    }
+    fn ports(&self) -> Vec<String> {
+        single_port()
+    }
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.0.keep(&record)? {
+            put_forward(out, 0);
+        } else {
+            EmitWriter::begin(out).finish();
+        }
+        Ok(())
+    }
+}
+
+/// Adapts a [`crate::Map`].
+pub struct MapOp<T>(T);
+
+impl<T: crate::Map> Operator for MapOp<T> {
+    fn init(config: Config) -> Result<Self, String> {
+        T::init(config).map(MapOp)
+    }
+    fn ports(&self) -> Vec<String> {
+        single_port()
+    }
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        let output = self.0.map(&record)?;
+        let mut w = EmitWriter::begin(out);
+        output.write(w.port(0));
+        w.finish();
+        Ok(())
+    }
+}
+
+/// Adapts a [`crate::FlatMap`].
+pub struct FlatMapOp<T>(T);
+
+impl<T: crate::FlatMap> Operator for FlatMapOp<T> {
+    fn init(config: Config) -> Result<Self, String> {
+        T::init(config).map(FlatMapOp)
+    }
+    fn ports(&self) -> Vec<String> {
+        single_port()
+    }
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        let mut outputs = Vec::new();
+        self.0.flat_map(&record, &mut outputs)?;
+        let mut w = EmitWriter::begin(out);
+        for o in &outputs {
+            o.write(w.port(0));
+        }
+        w.finish();
+        Ok(())
+    }
+}
+
+/// Adapts a [`crate::Router`].
+pub struct RouterOp<T> {
+    inner: T,
+    ports: usize,
+}
+
+impl<T: crate::Router> Operator for RouterOp<T> {
+    fn init(config: Config) -> Result<Self, String> {
+        let inner = T::init(config)?;
+        let ports = inner.ports().len();
+        Ok(RouterOp { inner, ports })
+    }
+    fn ports(&self) -> Vec<String> {
+        self.inner.ports()
+    }
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        match self.inner.route(&record)? {
+            Some(p) if p < self.ports => put_forward(out, p as u32),
+            Some(p) => {
+                return Err(Error::failed(format!(
+                    "route returned port {p} but only {} ports are declared",
+                    self.ports
+                )));
+            }
+            None => EmitWriter::begin(out).finish(),
+        }
+        Ok(())
+    }
+}
+
+/// Adapts a [`crate::KeySelector`].
+pub struct KeySelectorOp<T>(T);
+
+impl<T: crate::KeySelector> Operator for KeySelectorOp<T> {
+    fn init(config: Config) -> Result<Self, String> {
+        T::init(config).map(KeySelectorOp)
+    }
+    fn ports(&self) -> Vec<String> {
+        single_port()
+    }
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        let key = self.0.select_key(&record)?;
+        let rekeyed = RecordView {
+            key: key.as_deref(),
+            ..*record.view()
+        };
+        let mut w = EmitWriter::begin(out);
+        put_record_view(w.port(0), &rekeyed);
+        w.finish();
+        Ok(())
+    }
+}
+
+/// Adapts a [`crate::Transform`].
+pub struct TransformOp<T>(T);
+
+impl<T: crate::Transform> Operator for TransformOp<T> {
+    fn init(config: Config) -> Result<Self, String> {
+        T::init(config).map(TransformOp)
+    }
+    fn ports(&self) -> Vec<String> {
+        self.0.ports()
+    }
+    fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        let mut emitter = Emitter::new(EmitWriter::begin(out), record);
+        self.0.process(&record, &mut emitter)?;
+        emitter.into_writer().finish();
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Unit-test operators natively, without a host: `cargo test` runs the same
+//! code path the component runs (init, packed batch in, packed results out).
+
+use weir_packed::{put_record, put_u32, Reader, RecordView, ResultView};
+
+use crate::runtime::{self, Operator};
+
+/// An owned record to feed an operator or to compare its outputs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: i64,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl TestRecord {
+    /// A record with no key, no value, timestamp 0 and no headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Sets the value to `value` as JSON.
+    pub fn json(self, value: &serde_json::Value) -> Self {
+        self.value(value.to_string())
+    }
+
+    /// Sets the timestamp.
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.as_bytes().to_vec(), Some(value.into())));
+        self
+    }
+
+    /// The value parsed as JSON (panics if it is not JSON: this is for tests).
+    pub fn value_json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().expect("record has a value")).expect("value is JSON")
+    }
+
+    fn from_view(v: &RecordView<'_>) -> Self {
+        TestRecord {
+            key: v.key.map(<[u8]>::to_vec),
+            value: v.value.map(<[u8]>::to_vec),
+            timestamp: v.timestamp,
+            headers: v.headers().map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec))).collect(),
+        }
+    }
+}
+
+/// What the operator did with one input record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records on named ports (a forwarded input shows up here as itself).
+    Records(Vec<(String, TestRecord)>),
+    /// The record was rejected as bad data.
+    Poison(String),
+    /// The operator failed on the record.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The output records, ignoring ports; empty for errors.
+    pub fn records(&self) -> Vec<TestRecord> {
+        match self {
+            Outcome::Records(r) => r.iter().map(|(_, r)| r.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Runs a [`crate::Filter`] over `inputs` with `config` (JSON text).
+pub fn run_filter<T: crate::Filter>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    run::<runtime::FilterOp<T>>(config, inputs)
+}
+
+/// Runs a [`crate::Map`] over `inputs` with `config` (JSON text).
+pub fn run_map<T: crate::Map>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    run::<runtime::MapOp<T>>(config, inputs)
+}
+
+/// Runs a [`crate::FlatMap`] over `inputs` with `config` (JSON text).
+pub fn run_flat_map<T: crate::FlatMap>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    run::<runtime::FlatMapOp<T>>(config, inputs)
+}
+
+/// Runs a [`crate::Router`] over `inputs` with `config` (JSON text).
+pub fn run_router<T: crate::Router>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    run::<runtime::RouterOp<T>>(config, inputs)
+}
+
+/// Runs a [`crate::KeySelector`] over `inputs` with `config` (JSON text).
+pub fn run_key_selector<T: crate::KeySelector>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    run::<runtime::KeySelectorOp<T>>(config, inputs)
+}
+
+/// Runs a [`crate::Transform`] over `inputs` with `config` (JSON text).
+pub fn run_transform<T: crate::Transform>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    run::<runtime::TransformOp<T>>(config, inputs)
+}
+
+fn run<O: Operator>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    let ports = runtime::init::<O>(config.to_string())?;
+    let mut batch = Vec::new();
+    put_u32(&mut batch, inputs.len() as u32);
+    for r in inputs {
+        put_record(
+            &mut batch,
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(n, v)| (n.as_slice(), v.as_deref())),
+        );
+    }
+    let out = runtime::process(&batch);
+    let mut reader = Reader::new(&out);
+    let count = reader.u32("result count").map_err(|e| e.to_string())?;
+    assert_eq!(count as usize, inputs.len(), "one result per input");
+    let port_name = |p: u32| {
+        ports
+            .get(p as usize)
+            .cloned()
+            .unwrap_or_else(|| panic!("operator used undeclared port {p}"))
+    };
+    inputs
+        .iter()
+        .map(|input| {
+            Ok(match reader.result().map_err(|e| e.to_string())? {
+                ResultView::Emit(e) => Outcome::Records(
+                    e.iter()
+                        .map(|(p, r)| (port_name(p), TestRecord::from_view(&r)))
+                        .collect(),
+                ),
+                ResultView::Forward(p) => Outcome::Records(vec![(port_name(p), input.clone())]),
+                ResultView::Poison(m) => Outcome::Poison(m.to_string()),
+                ResultView::Failed(m) => Outcome::Failed(m.to_string()),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! Adds fields to each JSON object value (a map step).
+//!
+//! ```yaml
+//! config:
+//!   set: { source: web, version: 2 }   # constant fields, replacing existing ones
+//!   key-field: customer_id             # copy the record key (as a string) into this field
+//!   timestamp-field: ts                # copy the event timestamp into this field
+//!   drop: [internal_note]              # remove fields
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use weir_sdk::json::Object;
+use weir_sdk::{Config, Error, Map, Output, Record};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Settings {
+    #[serde(default)]
+    set: BTreeMap<String, serde_json::Value>,
+    key_field: Option<String>,
+    timestamp_field: Option<String>,
+    #[serde(default)]
+    drop: Vec<String>,
+}
+
+pub struct Enricher {
+    set: Vec<(String, Box<RawValue>)>,
+    key_field: Option<String>,
+    timestamp_field: Option<String>,
+    drop: Vec<String>,
+}
+
+impl Map for Enricher {
+    fn init(config: Config) -> Result<Self, String> {
+        let s: Settings = if config.is_null() { Settings::default() } else { config.parse()? };
+        let set = s
+            .set
+            .into_iter()
+            .map(|(k, v)| serde_json::value::to_raw_value(&v).map(|raw| (k, raw)).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(Enricher {
+            set,
+            key_field: s.key_field,
+            timestamp_field: s.timestamp_field,
+            drop: s.drop,
+        })
+    }
+
+    fn map<'a>(&mut self, record: &Record<'a>) -> Result<Output<'a>, Error> {
+        let value = record.value().ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
+        let mut object = Object::parse(value)?;
+        for name in &self.drop {
+            object.remove(name);
+        }
+        for (name, raw) in &self.set {
+            object.set_raw(name, raw.clone());
+        }
+        if let Some(field) = &self.key_field {
+            object.set(field, &record.key_str()?)?;
+        }
+        if let Some(field) = &self.timestamp_field {
+            object.set(field, &record.timestamp())?;
+        }
+        Ok(Output::from_record(record).with_value(Some(object.to_vec())))
+    }
+}
+
+weir_sdk::export_map!(Enricher);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sdk::testing::{run_map, TestRecord};
+
+    #[test]
+    fn sets_copies_and_drops_fields() {
+        let cfg = r#"{"set":{"source":"web"},"key-field":"id","timestamp-field":"ts","drop":["secret"]}"#;
+        let input = TestRecord::new().key("c1").value(r#"{"a":1,"secret":"x"}"#).timestamp(42).header("h", "v");
+        let out = run_map::<Enricher>(cfg, &[input.clone()]).unwrap();
+        let rec = &out[0].records()[0];
+        assert_eq!(rec.value_json(), serde_json::json!({"a":1,"source":"web","id":"c1","ts":42}));
+        assert_eq!((&rec.key, rec.timestamp, &rec.headers), (&input.key, 42, &input.headers));
+    }
+}

@@ -1,0 +1,101 @@
+//! A test plugin that misbehaves on purpose, so tests can check that the
+//! host's limits and sandbox hold. Records whose value equals `trigger` set
+//! it off; every other record is forwarded unchanged.
+//!
+//! ```yaml
+//! config: { mode: loop, trigger: boom }
+//! ```
+//! Modes: `loop` (spin forever), `alloc` (allocate without end), `panic`,
+//! `poison` / `fail` (report an error), `big-output` (emit a 16 MiB value),
+//! `read-file` (try to read `path`, default `/etc/passwd`), `read-env` (list
+//! the environment), `stdout` (print to stdout and stderr). The last three
+//! emit what they managed to read as the record's value.
+
+use serde::Deserialize;
+use weir_sdk::{Config, Emitter, Error, Output, Record, Transform};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    Loop,
+    Alloc,
+    Panic,
+    Poison,
+    Fail,
+    BigOutput,
+    ReadFile,
+    ReadEnv,
+    Stdout,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    mode: Mode,
+    #[serde(default = "default_trigger")]
+    trigger: String,
+    #[serde(default = "default_path")]
+    path: String,
+}
+
+fn default_trigger() -> String {
+    "boom".into()
+}
+
+fn default_path() -> String {
+    "/etc/passwd".into()
+}
+
+pub struct Misbehave(Settings);
+
+impl Transform for Misbehave {
+    fn init(config: Config) -> Result<Self, String> {
+        config.parse().map(Misbehave)
+    }
+
+    fn process<'a>(&mut self, record: &Record<'a>, out: &mut Emitter<'_, 'a>) -> Result<(), Error> {
+        if record.value() != Some(self.0.trigger.as_bytes()) {
+            out.forward(0);
+            return Ok(());
+        }
+        let reply = |text: String| Output::from_record(record).with_value(Some(text));
+        match self.0.mode {
+            Mode::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Mode::Alloc => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Mode::Panic => panic!("misbehave: panic on purpose"),
+            Mode::Poison => return Err(Error::poison("misbehave: poison on purpose")),
+            Mode::Fail => return Err(Error::failed("misbehave: failure on purpose")),
+            Mode::BigOutput => out.emit(0, &reply("x".repeat(16 << 20))),
+            Mode::ReadFile => {
+                let text = match std::fs::read_to_string(&self.0.path) {
+                    Ok(content) => format!("read {} bytes: {content}", content.len()),
+                    Err(e) => format!("error: {e}"),
+                };
+                out.emit(0, &reply(text));
+            }
+            Mode::ReadEnv => {
+                let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                out.emit(0, &reply(format!("env: [{}]", vars.join(","))));
+            }
+            Mode::Stdout => {
+                println!("misbehave says hello on stdout");
+                eprintln!("misbehave says hello on stderr");
+                out.forward(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+weir_sdk::export_transform!(Misbehave);

@@ -1,0 +1,4 @@
+//! A WASI command component, not a weir operator.
+fn main() {
+    println!("I am not a weir plugin");
+}
