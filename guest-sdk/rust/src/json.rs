@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::Serialize;
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::Error;
@@ -30,7 +30,10 @@ impl<'a> Object<'a> {
 
     /// The raw JSON of field `name`.
     pub fn raw(&self, name: &str) -> Option<&RawValue> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Field `name` deserialized as `T`; absent is `Ok(None)`, a mistyped field
@@ -76,7 +79,9 @@ impl<'a> Object<'a> {
     pub fn set_raw(&mut self, name: &str, raw: Box<RawValue>) {
         match self.fields.iter_mut().find(|(n, _)| n == name) {
             Some((_, v)) => *v = Cow::Owned(raw),
-            None => self.fields.push((Cow::Owned(name.to_string()), Cow::Owned(raw))),
+            None => self
+                .fields
+                .push((Cow::Owned(name.to_string()), Cow::Owned(raw))),
         }
     }
 
@@ -94,7 +99,11 @@ impl<'a> Object<'a> {
 
     /// The object as compact JSON bytes.
     pub fn to_vec(&self) -> Vec<u8> {
-        let size: usize = self.fields.iter().map(|(n, v)| n.len() + v.get().len() + 4).sum();
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(n, v)| n.len() + v.get().len() + 4)
+            .sum();
         let mut out = Vec::with_capacity(size + 2);
         out.push(b'{');
         for (i, (name, value)) in self.fields.iter().enumerate() {
@@ -159,7 +168,10 @@ mod tests {
         o.set("b", &2).unwrap();
         o.set("new", "v").unwrap();
         assert!(o.remove("s"));
-        assert_eq!(String::from_utf8(o.to_vec()).unwrap(), r#"{"b":2,"a":{"x": [1, 2]},"new":"v"}"#);
+        assert_eq!(
+            String::from_utf8(o.to_vec()).unwrap(),
+            r#"{"b":2,"a":{"x": [1, 2]},"new":"v"}"#
+        );
         assert_eq!(raw_to_text(o.raw("new").unwrap()).unwrap(), "v");
     }
 

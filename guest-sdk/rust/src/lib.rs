@@ -75,7 +75,8 @@ pub trait FlatMap: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
     /// Pushes the records that replace this one onto `out`.
-    fn flat_map<'a>(&mut self, record: &Record<'a>, out: &mut Vec<Output<'a>>) -> Result<(), Error>;
+    fn flat_map<'a>(&mut self, record: &Record<'a>, out: &mut Vec<Output<'a>>)
+    -> Result<(), Error>;
 }
 
 /// Sends each record, unchanged, to one of several named ports (or nowhere),
@@ -167,9 +168,14 @@ macro_rules! __export_operator {
         const _: () = {
             struct __WeirComponent;
             impl $crate::bindings::exports::weir::plugin::transform::Guest for __WeirComponent {
-                fn init(config: ::std::string::String) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<::std::string::String>,
+                    ::std::string::String,
+                > {
                     $crate::runtime::init::<$op>(config)
-                }
+        }
                 fn process(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
                     $crate::runtime::process(&batch)
                 }

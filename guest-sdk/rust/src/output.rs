@@ -58,7 +58,8 @@ impl<'a> Output<'a> {
 
     /// Replaces the value with `value` serialized as JSON.
     pub fn with_json_value<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, Error> {
-        let json = serde_json::to_vec(value).map_err(|e| Error::failed(format!("cannot serialize value: {e}")))?;
+        let json = serde_json::to_vec(value)
+            .map_err(|e| Error::failed(format!("cannot serialize value: {e}")))?;
         self.value = Some(Cow::Owned(json));
         Ok(self)
     }

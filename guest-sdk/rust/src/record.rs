@@ -46,7 +46,9 @@ impl<'a> Record<'a> {
 
     /// The key as UTF-8; a missing or non-UTF-8 key is a poison error.
     pub fn key_str(&self) -> Result<&'a str, Error> {
-        let key = self.key().ok_or_else(|| Error::poison("record has no key"))?;
+        let key = self
+            .key()
+            .ok_or_else(|| Error::poison("record has no key"))?;
         Ok(std::str::from_utf8(key)?)
     }
 
@@ -63,7 +65,9 @@ impl<'a> Record<'a> {
 
     /// The key parsed as JSON into `T`; a missing key or invalid JSON is a poison error.
     pub fn key_json<T: Deserialize<'a>>(&self) -> Result<T, Error> {
-        let key = self.key().ok_or_else(|| Error::poison("record has no key"))?;
+        let key = self
+            .key()
+            .ok_or_else(|| Error::poison("record has no key"))?;
         Ok(serde_json::from_slice(key)?)
     }
 

@@ -3,7 +3,9 @@
 
 use std::cell::RefCell;
 
-use weir_packed::{put_error, put_forward, put_record_view, put_u32, EmitWriter, Reader, RecordView};
+use weir_packed::{
+    EmitWriter, Reader, RecordView, put_error, put_forward, put_record_view, put_u32,
+};
 
 use crate::{Config, Emitter, Error, Record};
 
@@ -45,7 +47,9 @@ pub fn process(batch: &[u8]) -> Vec<u8> {
         let mut guard = cell.borrow_mut();
         let op = guard.as_mut().expect("process called before init");
         let mut reader = Reader::new(batch);
-        let count = reader.u32("record count").expect("malformed batch from host");
+        let count = reader
+            .u32("record count")
+            .expect("malformed batch from host");
         let mut out = Vec::with_capacity(batch.len() + 16);
         put_u32(&mut out, count);
         for _ in 0..count {

@@ -1,7 +1,7 @@
 //! Unit-test operators natively, without a host: `cargo test` runs the same
 //! code path the component runs (init, packed batch in, packed results out).
 
-use weir_packed::{put_record, put_u32, Reader, RecordView, ResultView};
+use weir_packed::{Reader, RecordView, ResultView, put_record, put_u32};
 
 use crate::runtime::{self, Operator};
 
@@ -45,13 +45,15 @@ impl TestRecord {
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push((name.as_bytes().to_vec(), Some(value.into())));
+        self.headers
+            .push((name.as_bytes().to_vec(), Some(value.into())));
         self
     }
 
     /// The value parsed as JSON (panics if it is not JSON: this is for tests).
     pub fn value_json(&self) -> serde_json::Value {
-        serde_json::from_slice(self.value.as_deref().expect("record has a value")).expect("value is JSON")
+        serde_json::from_slice(self.value.as_deref().expect("record has a value"))
+            .expect("value is JSON")
     }
 
     fn from_view(v: &RecordView<'_>) -> Self {
@@ -59,7 +61,10 @@ impl TestRecord {
             key: v.key.map(<[u8]>::to_vec),
             value: v.value.map(<[u8]>::to_vec),
             timestamp: v.timestamp,
-            headers: v.headers().map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec))).collect(),
+            headers: v
+                .headers()
+                .map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect(),
         }
     }
 }
@@ -86,7 +91,10 @@ impl Outcome {
 }
 
 /// Runs a [`crate::Filter`] over `inputs` with `config` (JSON text).
-pub fn run_filter<T: crate::Filter>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+pub fn run_filter<T: crate::Filter>(
+    config: &str,
+    inputs: &[TestRecord],
+) -> Result<Vec<Outcome>, String> {
     run::<runtime::FilterOp<T>>(config, inputs)
 }
 
@@ -96,22 +104,34 @@ pub fn run_map<T: crate::Map>(config: &str, inputs: &[TestRecord]) -> Result<Vec
 }
 
 /// Runs a [`crate::FlatMap`] over `inputs` with `config` (JSON text).
-pub fn run_flat_map<T: crate::FlatMap>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+pub fn run_flat_map<T: crate::FlatMap>(
+    config: &str,
+    inputs: &[TestRecord],
+) -> Result<Vec<Outcome>, String> {
     run::<runtime::FlatMapOp<T>>(config, inputs)
 }
 
 /// Runs a [`crate::Router`] over `inputs` with `config` (JSON text).
-pub fn run_router<T: crate::Router>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+pub fn run_router<T: crate::Router>(
+    config: &str,
+    inputs: &[TestRecord],
+) -> Result<Vec<Outcome>, String> {
     run::<runtime::RouterOp<T>>(config, inputs)
 }
 
 /// Runs a [`crate::KeySelector`] over `inputs` with `config` (JSON text).
-pub fn run_key_selector<T: crate::KeySelector>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+pub fn run_key_selector<T: crate::KeySelector>(
+    config: &str,
+    inputs: &[TestRecord],
+) -> Result<Vec<Outcome>, String> {
     run::<runtime::KeySelectorOp<T>>(config, inputs)
 }
 
 /// Runs a [`crate::Transform`] over `inputs` with `config` (JSON text).
-pub fn run_transform<T: crate::Transform>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+pub fn run_transform<T: crate::Transform>(
+    config: &str,
+    inputs: &[TestRecord],
+) -> Result<Vec<Outcome>, String> {
     run::<runtime::TransformOp<T>>(config, inputs)
 }
 

@@ -94,7 +94,9 @@ impl<'a> HeadersView<'a> {
 
     /// The value of the first header with this name.
     pub fn get(&self, name: &str) -> Option<Option<&'a [u8]>> {
-        self.iter().find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)
+        self.iter()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
     }
 }
 
@@ -189,7 +191,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `u32` length (or [`ABSENT`]) and that many bytes.
-    pub fn optional_bytes(&mut self, expected: &'static str) -> Result<Option<&'a [u8]>, DecodeError> {
+    pub fn optional_bytes(
+        &mut self,
+        expected: &'static str,
+    ) -> Result<Option<&'a [u8]>, DecodeError> {
         let len = self.u32(expected)?;
         if len == ABSENT {
             Ok(None)
@@ -423,7 +428,10 @@ mod tests {
         assert_eq!(hs, headers.to_vec());
         assert_eq!(a.headers.get("null"), Some(None));
         let b = r.record().unwrap();
-        assert_eq!((b.key, b.value, b.headers.len()), (None, Some(&b"v"[..]), 0));
+        assert_eq!(
+            (b.key, b.value, b.headers.len()),
+            (None, Some(&b"v"[..]), 0)
+        );
         assert!(r.is_at_end());
 
         let mut copy = Vec::new();
@@ -461,7 +469,13 @@ mod tests {
     #[test]
     fn truncated_and_bad_input_is_an_error_not_a_panic() {
         let mut buf = Vec::new();
-        put_record(&mut buf, 1, Some(b"key"), Some(b"value"), core::iter::empty());
+        put_record(
+            &mut buf,
+            1,
+            Some(b"key"),
+            Some(b"value"),
+            core::iter::empty(),
+        );
         for cut in 0..buf.len() {
             assert!(Reader::new(&buf[..cut]).record().is_err(), "cut at {cut}");
         }

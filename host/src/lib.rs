@@ -1,0 +1,11 @@
+//! weir: a Kafka-native stream processor whose per-record logic runs as
+//! sandboxed WebAssembly components.
+//!
+//! Modules, one per concern: [`spec`] (the pipeline file), [`plugin`] (the
+//! Wasm engine), [`operators`] (steps and error policies), [`io`] (sources
+//! and sinks), [`runtime`] (partition tasks and the run loop), [`testing`]
+//! (the topology test driver), [`scaffold`] (new plugin crates).
+
+pub mod plugin;
+pub mod record;
+pub mod spec;

@@ -1,0 +1,379 @@
+//! The plugin engine: loads operator components and runs them sandboxed.
+//!
+//! One wasmtime [`Engine`] per process with the pooling allocator and epoch
+//! interruption; compiled components cached on disk by content hash; each
+//! component's world checked once at load (never per record); each instance
+//! confined by memory and time limits with a WASI context that grants
+//! nothing. The rest of weir sees [`Plugin`], [`Instance`] and packed bytes,
+//! never a wasmtime type.
+
+mod bindings;
+mod cache;
+mod inspect;
+mod state;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use bindings::{Transformer, TransformerPre};
+pub use inspect::PluginInfo;
+use state::HostState;
+
+/// The interface an operator component must export.
+pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.1.0";
+
+/// How often the epoch advances; time limits are rounded up to this.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Per-operator resource limits; the pipeline file can set each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory an instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Wall-clock time one call (`init` or one batch) may take.
+    pub max_batch_millis: u64,
+    /// Bytes of output one input record may produce.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_bytes: 64 << 20,
+            max_batch_millis: 2000,
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Sizing of the engine, fixed when it is created.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Instances alive at once (operators × tasks, plus one spare each for
+    /// replacing a broken instance).
+    pub max_instances: u32,
+    /// The largest `max_memory_bytes` of any operator.
+    pub max_memory_bytes: usize,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_instances: 64,
+            max_memory_bytes: Limits::default().max_memory_bytes,
+            cache_dir: cache::default_dir(),
+        }
+    }
+}
+
+/// Why a plugin file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {} has sha256 {actual}, but the pipeline pins {expected}", path.display())]
+    Sha256Mismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{} is not a WebAssembly component: {reason}", path.display())]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error(
+        "{} is a component of another world: it exports [{exports}], not `{TRANSFORM_INTERFACE}` (world `transformer`); \
+         build it against weir's wit/ with a weir SDK",
+        path.display()
+    )]
+    WrongWorld { path: PathBuf, exports: String },
+    #[error("{} cannot run on this host: {reason}", path.display())]
+    Link { path: PathBuf, reason: String },
+}
+
+/// A plugin instance stopped by the host, or a trap inside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("exceeded its time limit of {0} ms per call")]
+    Timeout(u64),
+    #[error("exceeded its memory limit of {0} bytes")]
+    Memory(usize),
+    #[error("trapped: {0}")]
+    Trap(String),
+}
+
+impl Fault {
+    /// A short word for headers and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Timeout(_) => "timeout",
+            Fault::Memory(_) => "memory",
+            Fault::Trap(_) => "trap",
+        }
+    }
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InitError {
+    #[error("refused its config: {0}")]
+    Refused(String),
+    #[error("failed to start: {0}")]
+    Fault(#[from] Fault),
+    #[error("failed to instantiate: {0}")]
+    Instantiate(String),
+}
+
+/// The process-wide engine. Cheap to share; instances made from its plugins
+/// can run on any thread.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PluginEngine {
+    pub fn new(settings: &EngineSettings) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = settings.max_instances.max(4);
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 4)
+            .total_tables(n * 4)
+            .max_memory_size(settings.max_memory_bytes);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (e, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    e.increment_epoch();
+                }
+            })?;
+        Ok(PluginEngine {
+            engine,
+            linker,
+            cache_dir: settings.cache_dir.clone(),
+            ticker_stop,
+        })
+    }
+
+    /// Reads, verifies, compiles (or loads from cache) and type-checks a
+    /// plugin. Every problem is reported here, before any record flows.
+    pub fn load(&self, path: &Path, sha256_pin: Option<&str>) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(expected) = sha256_pin {
+            if !expected.eq_ignore_ascii_case(&sha256) {
+                return Err(LoadError::Sha256Mismatch {
+                    path: path.to_path_buf(),
+                    expected: expected.to_string(),
+                    actual: sha256,
+                });
+            }
+        }
+        check_component_header(path, &bytes)?;
+        let (component, cached) =
+            cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &bytes, &sha256)
+                .map_err(|e| LoadError::NotAComponent {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:#}"),
+                })?;
+        let exports = export_names(&self.engine, &component);
+        if !exports.iter().any(|e| e == TRANSFORM_INTERFACE) {
+            return Err(LoadError::WrongWorld {
+                path: path.to_path_buf(),
+                exports: exports.join(", "),
+            });
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(TransformerPre::new)
+            .map_err(|e| LoadError::Link {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        tracing::debug!(plugin = %path.display(), %sha256, cached, "plugin loaded");
+        Ok(Plugin {
+            path: path.to_path_buf(),
+            sha256,
+            size: bytes.len(),
+            pre,
+        })
+    }
+
+    /// Describes a component without requiring it to be a weir plugin.
+    pub fn inspect(&self, path: &Path) -> Result<PluginInfo, LoadError> {
+        inspect::inspect(self, path)
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn check_component_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    let reason = if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        "the file does not start with the WebAssembly magic bytes"
+    } else if bytes[4..8] == [1, 0, 0, 0] {
+        "it is a core WebAssembly module; build with `--target wasm32-wasip2` or wrap it with `wasm-tools component new`"
+    } else if bytes[6..8] != [1, 0] {
+        "unknown WebAssembly layer or version"
+    } else {
+        return Ok(());
+    };
+    Err(LoadError::NotAComponent {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    })
+}
+
+fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// A loaded, type-checked operator component, ready to instantiate.
+pub struct Plugin {
+    path: PathBuf,
+    sha256: String,
+    size: usize,
+    pre: TransformerPre<HostState>,
+}
+
+impl Plugin {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A fresh instance, initialised with the step's config (JSON text).
+    pub fn instantiate(
+        &self,
+        operator: Arc<str>,
+        config_json: &str,
+        limits: &Limits,
+    ) -> Result<Instance, InitError> {
+        let engine = self.pre.engine();
+        let mut store = Store::new(engine, HostState::new(operator, limits.max_memory_bytes));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let deadline_ticks = limits
+            .max_batch_millis
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        store.set_epoch_deadline(deadline_ticks);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InitError::Instantiate(format!("{e:#}")))?;
+        let mut instance = Instance {
+            store,
+            bindings,
+            ports: Vec::new(),
+            limits: *limits,
+            deadline_ticks,
+        };
+        store_deadline(&mut instance);
+        let result = instance
+            .bindings
+            .weir_plugin_transform()
+            .call_init(&mut instance.store, config_json);
+        let ports = match result {
+            Ok(Ok(ports)) => ports,
+            Ok(Err(msg)) => return Err(InitError::Refused(msg)),
+            Err(e) => return Err(InitError::Fault(instance.classify(e))),
+        };
+        if ports.is_empty() {
+            return Err(InitError::Refused(
+                "the operator declares no output port".into(),
+            ));
+        }
+        instance.ports = ports;
+        Ok(instance)
+    }
+}
+
+fn store_deadline(instance: &mut Instance) {
+    instance.store.set_epoch_deadline(instance.deadline_ticks);
+}
+
+/// One running instance of an operator. Not shared between threads: each
+/// partition task owns its own.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: Transformer,
+    ports: Vec<String>,
+    limits: Limits,
+    deadline_ticks: u64,
+}
+
+impl Instance {
+    /// The output port names the operator declared in `init`.
+    pub fn ports(&self) -> &[String] {
+        &self.ports
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs one packed batch (see `wit/README.md`). After a fault the
+    /// instance must be dropped: its state is unknown.
+    pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, Fault> {
+        store_deadline(self);
+        self.bindings
+            .weir_plugin_transform()
+            .call_process(&mut self.store, batch)
+            .map_err(|e| self.classify(e))
+    }
+
+    fn classify(&self, e: wasmtime::Error) -> Fault {
+        if self.store.data().limiter.exceeded {
+            return Fault::Memory(self.limits.max_memory_bytes);
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Fault::Timeout(self.limits.max_batch_millis),
+            _ => Fault::Trap(format!("{e:#}")),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! What each plugin instance's store holds: an empty WASI context, its
+//! resource table, its memory limiter and the operator name for logs.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::stdio::LogStream;
+
+pub struct HostState {
+    pub operator: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+}
+
+impl HostState {
+    /// A WASI context that grants nothing: no preopened directories, no
+    /// environment, no arguments, no network, no stdin. Stdout and stderr go
+    /// to the host's log under the operator's name.
+    pub fn new(operator: Arc<str>, max_memory_bytes: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream::new(operator.clone(), "stdout"))
+            .stderr(LogStream::new(operator.clone(), "stderr"))
+            .allow_blocking_current_thread(true)
+            .build();
+        HostState {
+            operator,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                max_memory_bytes,
+                exceeded: false,
+            },
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps one instance's linear memory and remembers that it refused a growth,
+/// so the trap that follows is reported as a memory limit, not a crash.
+pub struct MemoryLimiter {
+    pub max_memory_bytes: usize,
+    pub exceeded: bool,
+}
+
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.exceeded = true;
+            wasmtime::bail!(
+                "memory limit of {} bytes exceeded (wanted {desired})",
+                self.max_memory_bytes
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

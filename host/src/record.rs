@@ -1,0 +1,65 @@
+//! The record every part of the runtime passes around.
+//!
+//! Bytes are reference-counted slices: forwarding a record through a filter,
+//! fanning it out to several sinks, or taking it apart from a plugin's result
+//! buffer never copies key or value bytes.
+
+use bytes::Bytes;
+
+/// One Kafka-shaped record: optional key, optional value (none is a
+/// tombstone), event time in ms, and headers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub timestamp: i64,
+    pub headers: Vec<Header>,
+}
+
+/// A record header; Kafka allows repeated names and null values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Option<Bytes>,
+}
+
+impl Record {
+    /// The value of the first header called `name`, if it has one.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_ref())
+    }
+
+    /// Adds a header with a text value.
+    pub fn push_header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.push(Header {
+            name: name.to_string(),
+            value: Some(Bytes::from(value.into())),
+        });
+    }
+
+    /// Approximate bytes the record occupies on the wire, for size limits.
+    pub fn size(&self) -> usize {
+        let field = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        field(&self.key)
+            + field(&self.value)
+            + 8
+            + self
+                .headers
+                .iter()
+                .map(|h| h.name.len() + field(&h.value))
+                .sum::<usize>()
+    }
+}
+
+/// Where a record came from, so an error can name the source, partition and
+/// offset (the line number, for a file source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Index of the source in the pipeline.
+    pub source: u16,
+    pub partition: u32,
+    pub offset: u64,
+}

@@ -1,0 +1,213 @@
+//! The pipeline file: its YAML form, validation with file/line/column
+//! diagnostics, and the checked model the runtime builds from.
+//!
+//! ```yaml
+//! name: quickstart
+//! partitions: 2                 # embedded sources are split by key hash
+//! error-policy: dead-letter     # fail (default) | skip | dead-letter
+//! dead-letter: rejected         # the sink dead-lettered records go to
+//! sources:
+//!   orders: { kind: file, path: orders.jsonl, key-format: string, value-format: json }
+//! plugins:
+//!   filter: { path: ../../plugins/target/wasm32-wasip2/release/json_filter.wasm }
+//! steps:
+//!   - { name: big, kind: filter, plugin: filter, config: { field: amount, op: gt, value: 100 } }
+//! sinks:
+//!   out: { kind: stdout, from: big }
+//!   rejected: { kind: file, path: rejected.jsonl }
+//! ```
+
+mod diagnostic;
+mod quantity;
+mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use diagnostic::{Diagnostic, Loc, SpecError};
+
+use crate::plugin::Limits;
+
+/// What to do with a record an operator cannot process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Stop the pipeline; nothing derived from the bad record or after it is written.
+    #[default]
+    Fail,
+    /// Count it, log it, go on.
+    Skip,
+    /// Send it to the dead-letter sink with headers saying why, then go on.
+    DeadLetter,
+}
+
+/// How key or value bytes appear in JSON-lines files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Any JSON value, embedded as is; the bytes are its JSON text.
+    Json,
+    /// A JSON string; the bytes are its UTF-8.
+    String,
+    /// A base64 JSON string; the bytes are what it decodes to.
+    Bytes,
+}
+
+/// What a step does with each record; the host holds the plugin to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Keeps or drops each record unchanged.
+    Filter,
+    /// Exactly one output per input.
+    Map,
+    /// Zero or more outputs per input.
+    FlatMap,
+    /// Each record, unchanged, to one of several named ports.
+    Branch,
+    /// Exactly one output per input, with only its key changed.
+    SelectKey,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Filter => "filter",
+            StepKind::Map => "map",
+            StepKind::FlatMap => "flat-map",
+            StepKind::Branch => "branch",
+            StepKind::SelectKey => "select-key",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    File,
+    Stdin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    File,
+    Stdout,
+}
+
+/// A checked pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The pipeline file, for error messages.
+    pub file: PathBuf,
+    pub name: String,
+    pub partitions: u32,
+    pub batch_size: usize,
+    pub error_policy: ErrorPolicy,
+    /// Index into `sinks` of the dead-letter sink.
+    pub dead_letter: Option<usize>,
+    pub sources: Vec<Source>,
+    pub plugins: Vec<PluginRef>,
+    pub steps: Vec<Step>,
+    pub sinks: Vec<Sink>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Resolved against the pipeline file's folder.
+    pub path: Option<PathBuf>,
+    pub key_format: Format,
+    pub value_format: Format,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginRef {
+    pub name: String,
+    /// Resolved against the pipeline file's folder.
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    /// Index into `Pipeline::plugins`.
+    pub plugin: usize,
+    /// The `config` block as JSON text (`null` when absent).
+    pub config_json: String,
+    pub limits: Limits,
+    pub error_policy: ErrorPolicy,
+    pub inputs: Vec<Input>,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub name: String,
+    pub kind: SinkKind,
+    pub path: Option<PathBuf>,
+    pub key_format: Format,
+    pub value_format: Format,
+    pub inputs: Vec<Input>,
+    pub loc: Loc,
+}
+
+/// One upstream of a step or sink: a source, or a step's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub node: Node,
+    /// A named port of a branch step; `None` is the step's only port.
+    pub port: Option<String>,
+    /// Where the reference is written, for wiring errors found later.
+    pub loc: Loc,
+}
+
+/// A node of the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Node {
+    Source(usize),
+    Step(usize),
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file. Every problem found is reported,
+    /// each with its line and column.
+    pub fn load(path: &Path) -> Result<Pipeline, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecError::single(Diagnostic::new(
+                path,
+                None,
+                format!("cannot read pipeline file: {e}"),
+            ))
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates pipeline text that was read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Pipeline, SpecError> {
+        validate::parse(path, text)
+    }
+
+    /// A diagnostic against this pipeline's file.
+    pub fn diagnostic(&self, loc: Loc, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(&self.file, Some(loc), message.into())
+    }
+
+    /// The name a node has in the file.
+    pub fn node_name(&self, node: Node) -> &str {
+        match node {
+            Node::Source(i) => &self.sources[i].name,
+            Node::Step(i) => &self.steps[i].name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

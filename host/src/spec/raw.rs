@@ -1,0 +1,136 @@
+//! The pipeline file exactly as written, with source positions. Validation
+//! (`super::validate`) turns it into the checked model in `super`.
+//!
+//! Kinds are plain fields rather than tagged enums: serde buffers tagged and
+//! untagged enums, which would lose the positions errors need.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use super::{ErrorPolicy, Format, SinkKind, SourceKind, StepKind};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPipeline {
+    pub name: Option<String>,
+    pub partitions: Option<Spanned<u32>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub error_policy: Option<ErrorPolicy>,
+    pub dead_letter: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<RawSource>>,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Spanned<RawPlugin>>,
+    #[serde(default)]
+    pub steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, Spanned<RawSink>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSource {
+    pub kind: SourceKind,
+    pub path: Option<Spanned<String>>,
+    pub key_format: Option<Format>,
+    pub value_format: Option<Format>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPlugin {
+    pub path: Spanned<String>,
+    pub sha256: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    pub kind: StepKind,
+    pub plugin: Spanned<String>,
+    pub from: Option<Spanned<Names>>,
+    pub config: Option<serde_json::Value>,
+    pub limits: Option<RawLimits>,
+    pub error_policy: Option<ErrorPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLimits {
+    pub memory: Option<Spanned<Quantity>>,
+    pub time_per_batch: Option<Spanned<Quantity>>,
+    pub output_per_record: Option<Spanned<Quantity>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSink {
+    pub kind: SinkKind,
+    pub path: Option<Spanned<String>>,
+    pub from: Option<Spanned<Names>>,
+    pub key_format: Option<Format>,
+    pub value_format: Option<Format>,
+}
+
+/// `from: a` or `from: [a, b.port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Names, E> {
+                Ok(Names(vec![s.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    names.push(n);
+                }
+                Ok(Names(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number, or text with a unit (`64MiB`, `2s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quantity {
+    Number(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a number with a unit")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Quantity, E> {
+                Ok(Quantity::Number(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Quantity, E> {
+                u64::try_from(n)
+                    .map(Quantity::Number)
+                    .map_err(|_| E::custom("must not be negative"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Quantity, E> {
+                Ok(Quantity::Text(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

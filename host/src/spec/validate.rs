@@ -1,0 +1,510 @@
+//! Raw YAML → checked [`Pipeline`], collecting every problem with its position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use super::raw::{Names, RawLimits, RawPipeline};
+use super::{
+    Diagnostic, ErrorPolicy, Format, Input, Loc, Node, Pipeline, PluginRef, Sink, SinkKind, Source,
+    SourceKind, SpecError, Step, quantity,
+};
+use crate::plugin::Limits;
+
+const MAX_PARTITIONS: u32 = 1024;
+const MAX_BATCH: usize = 65_536;
+
+struct Checker<'a> {
+    file: &'a Path,
+    dir: PathBuf,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, loc: Loc, message: impl Into<String>) {
+        self.problems
+            .push(Diagnostic::new(self.file, Some(loc), message.into()));
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+fn loc<T>(s: &Spanned<T>) -> Loc {
+    Loc::of(&s.referenced)
+}
+
+pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecError> {
+    // YAML 1.2 booleans only: a step called `y` or `no` stays a name.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let raw: RawPipeline = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let loc = e.location().map(|l| Loc::of(&l));
+        SpecError::single(Diagnostic::new(file, loc, yaml_message(&e)))
+    })?;
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Checker {
+        file,
+        dir,
+        problems: Vec::new(),
+    };
+    let pipeline = check(&mut c, raw);
+    if c.problems.is_empty() {
+        Ok(pipeline)
+    } else {
+        c.problems
+            .sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
+        Err(SpecError(c.problems))
+    }
+}
+
+/// serde-saphyr's message without its source snippet or position (we print ours).
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("invalid YAML").trim();
+    // Drop a trailing " at line X, column Y" that duplicates our prefix.
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    }
+}
+
+fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
+    let name = raw.name.clone().unwrap_or_else(|| {
+        c.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pipeline".into())
+    });
+    let partitions = match &raw.partitions {
+        Some(p) if p.value == 0 || p.value > MAX_PARTITIONS => {
+            c.error(
+                loc(p),
+                format!("`partitions` must be between 1 and {MAX_PARTITIONS}"),
+            );
+            1
+        }
+        Some(p) => p.value,
+        None => 1,
+    };
+    let batch_size = match &raw.batch_size {
+        Some(b) if b.value == 0 || b.value > MAX_BATCH => {
+            c.error(
+                loc(b),
+                format!("`batch-size` must be between 1 and {MAX_BATCH}"),
+            );
+            256
+        }
+        Some(b) => b.value,
+        None => 256,
+    };
+    let error_policy = raw.error_policy.unwrap_or_default();
+
+    let sources = check_sources(c, &raw);
+    let plugins = check_plugins(c, &raw);
+    let mut names: HashMap<String, (Node, Loc)> = HashMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        names.insert(s.name.clone(), (Node::Source(i), s.loc));
+    }
+    for (i, s) in raw.steps.iter().enumerate() {
+        let n = &s.value.name;
+        if let Some((_, first)) = names.get(&n.value) {
+            let first = first.line;
+            c.error(
+                loc(n),
+                format!("`{}` is already defined on line {first}", n.value),
+            );
+        } else {
+            names.insert(n.value.clone(), (Node::Step(i), loc(n)));
+        }
+    }
+    for (sink, spanned) in &raw.sinks {
+        if let Some((_, first)) = names.get(sink) {
+            let first = first.line;
+            c.error(
+                loc(spanned),
+                format!("sink `{sink}` has the name of a source or step defined on line {first}"),
+            );
+        }
+    }
+
+    let steps = check_steps(c, &raw, &sources, &plugins, &names, error_policy);
+    let dead_letter_name = raw.dead_letter.as_ref().map(|d| d.value.clone());
+    let sinks = check_sinks(
+        c,
+        &raw,
+        &sources,
+        &steps,
+        &names,
+        dead_letter_name.as_deref(),
+    );
+    let dead_letter = match &raw.dead_letter {
+        Some(d) => match sinks.iter().position(|s| s.name == d.value) {
+            Some(i) => Some(i),
+            None => {
+                c.error(
+                    loc(d),
+                    format!("`dead-letter` names `{}`, which is not a sink", d.value),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let uses_dead_letter = error_policy == ErrorPolicy::DeadLetter
+        || steps
+            .iter()
+            .any(|s| s.error_policy == ErrorPolicy::DeadLetter);
+    if uses_dead_letter && raw.dead_letter.is_none() {
+        c.error(
+            Loc { line: 1, column: 1 },
+            "the dead-letter error policy is used but no `dead-letter` sink is named",
+        );
+    }
+    if sources.is_empty() {
+        c.error(Loc { line: 1, column: 1 }, "the pipeline has no `sources`");
+    }
+    if sinks.is_empty() {
+        c.error(Loc { line: 1, column: 1 }, "the pipeline has no `sinks`");
+    }
+    check_consumed(c, &steps, &sinks);
+    check_acyclic(c, &steps);
+
+    Pipeline {
+        file: c.file.to_path_buf(),
+        name,
+        partitions,
+        batch_size,
+        error_policy,
+        dead_letter,
+        sources,
+        plugins,
+        steps,
+        sinks,
+    }
+}
+
+fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
+    let mut out = Vec::new();
+    let mut stdin_seen = false;
+    for (name, s) in &raw.sources {
+        let l = loc(s);
+        let path = match (s.value.kind, &s.value.path) {
+            (SourceKind::File, Some(p)) => Some(c.resolve(&p.value)),
+            (SourceKind::File, None) => {
+                c.error(l, format!("file source `{name}` needs a `path`"));
+                None
+            }
+            (SourceKind::Stdin, Some(p)) => {
+                c.error(loc(p), format!("stdin source `{name}` takes no `path`"));
+                None
+            }
+            (SourceKind::Stdin, None) => {
+                if stdin_seen {
+                    c.error(l, "only one source can read stdin");
+                }
+                stdin_seen = true;
+                None
+            }
+        };
+        out.push(Source {
+            name: name.clone(),
+            kind: s.value.kind,
+            path,
+            key_format: s.value.key_format.unwrap_or(Format::String),
+            value_format: s.value.value_format.unwrap_or(Format::Json),
+            loc: l,
+        });
+    }
+    out
+}
+
+fn check_plugins(c: &mut Checker, raw: &RawPipeline) -> Vec<PluginRef> {
+    let mut out = Vec::new();
+    for (name, p) in &raw.plugins {
+        let path = c.resolve(&p.value.path.value);
+        if !path.is_file() {
+            c.error(
+                loc(&p.value.path),
+                format!("plugin `{name}`: file not found: {}", path.display()),
+            );
+        }
+        let sha256 = p.value.sha256.as_ref().map(|s| {
+            let ok = s.value.len() == 64 && s.value.bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                c.error(
+                    loc(s),
+                    format!("plugin `{name}`: `sha256` must be 64 hex digits"),
+                );
+            }
+            s.value.to_ascii_lowercase()
+        });
+        out.push(PluginRef {
+            name: name.clone(),
+            path,
+            sha256,
+            loc: loc(p),
+        });
+    }
+    out
+}
+
+fn check_steps(
+    c: &mut Checker,
+    raw: &RawPipeline,
+    sources: &[Source],
+    plugins: &[PluginRef],
+    names: &HashMap<String, (Node, Loc)>,
+    default_policy: ErrorPolicy,
+) -> Vec<Step> {
+    let mut out = Vec::new();
+    for (i, s) in raw.steps.iter().enumerate() {
+        let step = &s.value;
+        let l = loc(&step.name);
+        let plugin = match plugins.iter().position(|p| p.name == step.plugin.value) {
+            Some(p) => p,
+            None => {
+                let known: Vec<_> = plugins.iter().map(|p| p.name.as_str()).collect();
+                c.error(
+                    loc(&step.plugin),
+                    format!(
+                        "step `{}` uses plugin `{}`, which is not in `plugins` (known: {})",
+                        step.name.value,
+                        step.plugin.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                0
+            }
+        };
+        let inputs = match &step.from {
+            Some(from) => resolve_inputs(c, from, names),
+            None if i > 0 => vec![Input {
+                node: Node::Step(i - 1),
+                port: None,
+                loc: l,
+            }],
+            None if sources.len() == 1 => vec![Input {
+                node: Node::Source(0),
+                port: None,
+                loc: l,
+            }],
+            None => {
+                c.error(
+                    l,
+                    format!(
+                        "step `{}` has no `from` and the pipeline has {} sources; name its input",
+                        step.name.value,
+                        sources.len()
+                    ),
+                );
+                Vec::new()
+            }
+        };
+        let config_json = step
+            .config
+            .as_ref()
+            .map_or_else(|| "null".to_string(), |v| v.to_string());
+        let limits = check_limits(c, step.limits.as_ref(), &step.name.value);
+        out.push(Step {
+            name: step.name.value.clone(),
+            kind: step.kind,
+            plugin,
+            config_json,
+            limits,
+            error_policy: step.error_policy.unwrap_or(default_policy),
+            inputs,
+            loc: l,
+        });
+    }
+    out
+}
+
+fn check_limits(c: &mut Checker, raw: Option<&RawLimits>, step: &str) -> Limits {
+    let mut limits = Limits::default();
+    let Some(raw) = raw else { return limits };
+    let mut field = |q: &Option<Spanned<super::raw::Quantity>>,
+                     what: &str,
+                     parse: fn(&super::raw::Quantity) -> Result<u64, String>| {
+        q.as_ref().and_then(|q| match parse(&q.value) {
+            Ok(0) => {
+                c.error(
+                    loc(q),
+                    format!("step `{step}`: `{what}` must be above zero"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                c.error(loc(q), format!("step `{step}`: `{what}`: {e}"));
+                None
+            }
+        })
+    };
+    if let Some(m) = field(&raw.memory, "memory", quantity::bytes) {
+        limits.max_memory_bytes = m as usize;
+    }
+    if let Some(t) = field(&raw.time_per_batch, "time-per-batch", quantity::millis) {
+        limits.max_batch_millis = t;
+    }
+    if let Some(o) = field(&raw.output_per_record, "output-per-record", quantity::bytes) {
+        limits.max_output_bytes = o as usize;
+    }
+    limits
+}
+
+fn resolve_inputs(
+    c: &mut Checker,
+    from: &Spanned<Names>,
+    names: &HashMap<String, (Node, Loc)>,
+) -> Vec<Input> {
+    let l = loc(from);
+    if from.value.0.is_empty() {
+        c.error(l, "`from` names no input");
+    }
+    let mut out = Vec::new();
+    for reference in &from.value.0 {
+        let (node_name, port) = match reference.split_once('.') {
+            Some((n, p)) => (n, Some(p.to_string())),
+            None => (reference.as_str(), None),
+        };
+        match names.get(node_name) {
+            Some((Node::Source(_), _)) if port.is_some() => {
+                c.error(l, format!("`{reference}`: a source has no ports"));
+            }
+            Some((node, _)) => out.push(Input {
+                node: *node,
+                port,
+                loc: l,
+            }),
+            None => {
+                let mut known: Vec<_> = names.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                c.error(
+                    l,
+                    format!(
+                        "`from` names `{node_name}`, which is not a source or step (known: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn check_sinks(
+    c: &mut Checker,
+    raw: &RawPipeline,
+    sources: &[Source],
+    steps: &[Step],
+    names: &HashMap<String, (Node, Loc)>,
+    dead_letter: Option<&str>,
+) -> Vec<Sink> {
+    let mut out = Vec::new();
+    for (name, s) in &raw.sinks {
+        let l = loc(s);
+        let path = match (s.value.kind, &s.value.path) {
+            (SinkKind::File, Some(p)) => Some(c.resolve(&p.value)),
+            (SinkKind::File, None) => {
+                c.error(l, format!("file sink `{name}` needs a `path`"));
+                None
+            }
+            (SinkKind::Stdout, Some(p)) => {
+                c.error(loc(p), format!("stdout sink `{name}` takes no `path`"));
+                None
+            }
+            (SinkKind::Stdout, None) => None,
+        };
+        let inputs = match &s.value.from {
+            Some(from) => resolve_inputs(c, from, names),
+            None if Some(name.as_str()) == dead_letter => Vec::new(),
+            None if !steps.is_empty() => vec![Input {
+                node: Node::Step(steps.len() - 1),
+                port: None,
+                loc: l,
+            }],
+            None if sources.len() == 1 => vec![Input {
+                node: Node::Source(0),
+                port: None,
+                loc: l,
+            }],
+            None => {
+                c.error(l, format!("sink `{name}` has no `from`; name its input"));
+                Vec::new()
+            }
+        };
+        out.push(Sink {
+            name: name.clone(),
+            kind: s.value.kind,
+            path,
+            key_format: s.value.key_format.unwrap_or(Format::String),
+            value_format: s.value.value_format.unwrap_or(Format::Json),
+            inputs,
+            loc: l,
+        });
+    }
+    out
+}
+
+/// A step whose output nobody reads would drop records without a trace.
+fn check_consumed(c: &mut Checker, steps: &[Step], sinks: &[Sink]) {
+    let consumed: Vec<bool> = (0..steps.len())
+        .map(|i| {
+            let reads = |inputs: &[Input]| inputs.iter().any(|inp| inp.node == Node::Step(i));
+            steps.iter().any(|s| reads(&s.inputs)) || sinks.iter().any(|s| reads(&s.inputs))
+        })
+        .collect();
+    for (step, used) in steps.iter().zip(consumed) {
+        if !used {
+            c.error(
+                step.loc,
+                format!(
+                    "the output of step `{}` goes nowhere; wire it to a step or sink",
+                    step.name
+                ),
+            );
+        }
+    }
+}
+
+fn check_acyclic(c: &mut Checker, steps: &[Step]) {
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    fn visit(i: usize, steps: &[Step], state: &mut [u8]) -> Option<usize> {
+        match state[i] {
+            1 => return Some(i),
+            2 => return None,
+            _ => {}
+        }
+        state[i] = 1;
+        for input in &steps[i].inputs {
+            if let Node::Step(j) = input.node {
+                if let Some(cycle) = visit(j, steps, state) {
+                    return Some(cycle);
+                }
+            }
+        }
+        state[i] = 2;
+        None
+    }
+    let mut state = vec![0u8; steps.len()];
+    let mut reported = BTreeMap::new();
+    for i in 0..steps.len() {
+        if let Some(at) = visit(i, steps, &mut state) {
+            reported.entry(at).or_insert_with(|| steps[at].loc);
+        }
+    }
+    for (at, l) in reported {
+        c.error(l, format!("step `{}` is part of a cycle", steps[at].name));
+    }
+}
