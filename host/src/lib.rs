@@ -6,6 +6,12 @@
 //! and sinks), [`runtime`] (partition tasks and the run loop), [`testing`]
 //! (the topology test driver), [`scaffold`] (new plugin crates).
 
+pub mod io;
+pub mod metrics;
+pub mod operators;
 pub mod plugin;
 pub mod record;
+pub mod runtime;
+pub mod scaffold;
 pub mod spec;
+pub mod testing;

@@ -1,1 +1,241 @@
-fn main() {}
+//! The `weir` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use weir::plugin::{EngineSettings, PluginEngine};
+use weir::runtime::{self, RunOptions, Topology};
+use weir::scaffold;
+use weir::spec::Pipeline;
+use weir::testing;
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A stream processor whose per-record logic runs as sandboxed WebAssembly components"
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its inputs end (or Ctrl-C).
+    Run {
+        pipeline: PathBuf,
+        /// Never show live progress, even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a pipeline file, its plugins and their configs without running it.
+    Validate { pipeline: PathBuf },
+    /// Run a pipeline against fixture files and compare every sink with its expected file.
+    Test {
+        pipeline: PathBuf,
+        /// Folder of cases (default: `tests/` beside the pipeline).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// Write the actual outputs as the expected files instead of comparing.
+        #[arg(long)]
+        bless: bool,
+    },
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show a component's world, exports, imports, size, and whether this host can run it.
+    Inspect { wasm: PathBuf },
+    /// Create a buildable plugin crate.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
+        #[arg(long, value_enum, default_value = "filter")]
+        kind: scaffold::Kind,
+        /// Where to create it (default: the current folder).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The weir Rust SDK to depend on (default: the one this weir was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn build(pipeline: &PathBuf) -> Result<Topology> {
+    let spec = Pipeline::load(pipeline).map_err(anyhow::Error::msg)?;
+    Topology::build(spec, EngineSettings::default().cache_dir).map_err(anyhow::Error::msg)
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run { pipeline, quiet } => {
+            let topo = build(&pipeline)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            watch_signals(stop.clone())?;
+            let report = runtime::run(
+                &topo,
+                RunOptions {
+                    progress: !quiet,
+                    stop: Some(stop),
+                    ..RunOptions::default()
+                },
+            )?;
+            let c = report.counts;
+            tracing::info!(
+                records_in = c.records_in,
+                records_out = c.records_out,
+                dead_lettered = c.dead_lettered,
+                skipped = c.skipped,
+                rejected_lines = c.rejected_lines,
+                restarts = c.restarts,
+                seconds = report.elapsed.as_secs_f64(),
+                "pipeline `{}` finished",
+                topo.pipeline.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { pipeline } => {
+            let topo = build(&pipeline)?;
+            let p = &topo.pipeline;
+            println!(
+                "{}: ok ({} sources, {} steps, {} sinks, {} partitions)",
+                pipeline.display(),
+                p.sources.len(),
+                p.steps.len(),
+                p.sinks.len(),
+                p.partitions
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test {
+            pipeline,
+            cases,
+            bless,
+        } => {
+            let topo = build(&pipeline)?;
+            let dir = testing::cases_dir(&topo, cases.as_deref());
+            let mut results = Vec::new();
+            for case in testing::discover(&dir)? {
+                results.push(testing::run_case(&topo, &case, bless)?);
+            }
+            if bless {
+                println!("wrote expected files for {} case(s)", results.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (text, passed) = testing::report(&results, topo.pipeline.partitions == 1);
+            print!("{text}");
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plugin {
+            command: PluginCommand::Inspect { wasm },
+        } => {
+            let engine = PluginEngine::new(&EngineSettings::default())
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let info = engine.inspect(&wasm)?;
+            print!("{info}");
+            Ok(if info.runnable.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    kind,
+                    dir,
+                    sdk,
+                },
+        } => {
+            let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
+            let root = scaffold::new_plugin(&name, lang, kind, &dir, &sdk)?;
+            println!("created {}", root.display());
+            println!(
+                "build it with: cd {} && cargo build --release",
+                root.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop reading, finish in-flight batches, flush sinks.
+/// A second signal exits at once.
+fn watch_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+                for round in 0..2 {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                    if round == 0 {
+                        tracing::warn!(
+                            "stopping: finishing in-flight records (signal again to exit now)"
+                        );
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                std::process::exit(130);
+            })
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}

@@ -175,12 +175,12 @@ macro_rules! __export_operator {
                     ::std::string::String,
                 > {
                     $crate::runtime::init::<$op>(config)
-        }
+                }
                 fn process(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
                     $crate::runtime::process(&batch)
                 }
             }
-            $crate::bindings::export_transformer!(__WeirComponent with_types_in $crate::bindings);
+    $crate::bindings::export_transformer!(__WeirComponent with_types_in $crate::bindings);
         };
     };
 }

@@ -1,0 +1,383 @@
+//! The JSON-lines form of a record, used by file and stdin sources, file and
+//! stdout sinks, and `weir test` fixtures:
+//!
+//! ```json
+//! {"key": "c1", "value": {"amount": 120}, "timestamp": 1700000000000, "headers": {"trace": "abc"}}
+//! ```
+//!
+//! `key` and `value` are written in the stream's format: `json` embeds any
+//! JSON value, `string` a JSON string, `bytes` a base64 string. A missing or
+//! `null` key means no key; a missing or `null` value is a tombstone. A
+//! missing timestamp is the time the line is read (as a Kafka producer's
+//! create time). Headers are an object of UTF-8 strings (or `null`), or a
+//! list of `[name, value]` pairs when names repeat; a value that is not
+//! UTF-8 is written as `{"base64": "..."}`.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use crate::record::{Header, Record};
+use crate::spec::Format;
+
+/// Why a line or a record could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(borrow, default)]
+    headers: Option<&'a RawValue>,
+}
+
+/// Decodes one line (without its newline). `line` must be a slice of
+/// `chunk`, so JSON-format keys and values are taken without copying.
+pub fn decode(
+    chunk: &Bytes,
+    line: &[u8],
+    key_format: Format,
+    value_format: Format,
+    now_ms: i64,
+) -> Result<Record, CodecError> {
+    let parsed: Line<'_> =
+        serde_json::from_slice(line).map_err(|e| CodecError(format!("not a JSON record: {e}")))?;
+    let key = parsed
+        .key
+        .map(|raw| field_bytes(chunk, raw, key_format, "key"))
+        .transpose()?;
+    let value = parsed
+        .value
+        .map(|raw| field_bytes(chunk, raw, value_format, "value"))
+        .transpose()?;
+    let headers = match parsed.headers {
+        Some(raw) => decode_headers(raw)?,
+        None => Vec::new(),
+    };
+    Ok(Record {
+        key,
+        value,
+        timestamp: parsed.timestamp.unwrap_or(now_ms),
+        headers,
+    })
+}
+
+fn field_bytes(
+    chunk: &Bytes,
+    raw: &RawValue,
+    format: Format,
+    what: &str,
+) -> Result<Bytes, CodecError> {
+    let text = raw.get();
+    match format {
+        Format::Json => Ok(slice_or_copy(chunk, text.as_bytes())),
+        Format::String => match serde_json::from_str::<Cow<'_, str>>(text) {
+            Ok(Cow::Borrowed(s)) => Ok(slice_or_copy(chunk, s.as_bytes())),
+            Ok(Cow::Owned(s)) => Ok(Bytes::from(s)),
+            Err(_) => Err(CodecError(format!(
+                "{what} must be a JSON string (format `string`), got {text}"
+            ))),
+        },
+        Format::Bytes => {
+            let s: Cow<'_, str> = serde_json::from_str(text).map_err(|_| {
+                CodecError(format!(
+                    "{what} must be a base64 string (format `bytes`), got {text}"
+                ))
+            })?;
+            BASE64
+                .decode(s.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| CodecError(format!("{what} is not valid base64: {e}")))
+        }
+    }
+}
+
+fn slice_or_copy(chunk: &Bytes, part: &[u8]) -> Bytes {
+    let base = chunk.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    if p >= base && p + part.len() <= base + chunk.len() {
+        chunk.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderValue<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Base64 { base64: String },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Headers<'a> {
+    Object(#[serde(borrow)] Vec<(Cow<'a, str>, Option<HeaderValue<'a>>)>),
+    Pairs(Vec<(String, Option<HeaderValue<'a>>)>),
+}
+
+fn decode_headers(raw: &RawValue) -> Result<Vec<Header>, CodecError> {
+    let text = raw.get();
+    let pairs: Vec<(String, Option<HeaderValue<'_>>)> = if text.trim_start().starts_with('{') {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| CodecError(format!("bad headers: {e}")))?;
+        map.into_iter()
+            .map(|(k, v)| Ok((k, header_value_from_json(v)?)))
+            .collect::<Result<_, CodecError>>()?
+    } else {
+        match serde_json::from_str::<Headers<'_>>(text) {
+            Ok(Headers::Object(p)) => p.into_iter().map(|(k, v)| (k.into_owned(), v)).collect(),
+            Ok(Headers::Pairs(p)) => p,
+            Err(_) => {
+                return Err(CodecError(format!(
+                    "headers must be an object or a list of [name, value] pairs, got {text}"
+                )));
+            }
+        }
+    };
+    pairs
+        .into_iter()
+        .map(|(name, v)| {
+            let value = match v {
+                None => None,
+                Some(HeaderValue::Text(t)) => Some(Bytes::from(t.into_owned())),
+                Some(HeaderValue::Base64 { base64 }) => {
+                    Some(Bytes::from(BASE64.decode(base64.as_bytes()).map_err(
+                        |e| CodecError(format!("header `{name}` is not valid base64: {e}")),
+                    )?))
+                }
+            };
+            Ok(Header { name, value })
+        })
+        .collect()
+}
+
+fn header_value_from_json(
+    v: serde_json::Value,
+) -> Result<Option<HeaderValue<'static>>, CodecError> {
+    match v {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(HeaderValue::Text(Cow::Owned(s)))),
+        serde_json::Value::Object(mut o) if o.len() == 1 => match o.remove("base64") {
+            Some(serde_json::Value::String(b)) => Ok(Some(HeaderValue::Base64 { base64: b })),
+            _ => Err(CodecError(
+                "a header value must be a string, null or {\"base64\": \"...\"}".into(),
+            )),
+        },
+        other => Err(CodecError(format!(
+            "a header value must be a string, null or {{\"base64\": \"...\"}}, got {other}"
+        ))),
+    }
+}
+
+/// Appends `record` as one JSON line (with its newline) to `out`. On error
+/// `out` is left as it was.
+pub fn encode(
+    record: &Record,
+    key_format: Format,
+    value_format: Format,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let mark = out.len();
+    let result = encode_inner(record, key_format, value_format, out);
+    if result.is_err() {
+        out.truncate(mark);
+    }
+    result
+}
+
+fn encode_inner(
+    record: &Record,
+    key_format: Format,
+    value_format: Format,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    out.extend_from_slice(b"{\"key\":");
+    encode_field(record.key.as_deref(), key_format, "key", out)?;
+    out.extend_from_slice(b",\"value\":");
+    encode_field(record.value.as_deref(), value_format, "value", out)?;
+    out.extend_from_slice(b",\"timestamp\":");
+    out.extend_from_slice(itoa_i64(record.timestamp).as_bytes());
+    if !record.headers.is_empty() {
+        out.extend_from_slice(b",\"headers\":");
+        encode_headers(&record.headers, out);
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+fn itoa_i64(n: i64) -> String {
+    n.to_string()
+}
+
+fn encode_field(
+    bytes: Option<&[u8]>,
+    format: Format,
+    what: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let Some(bytes) = bytes else {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    };
+    match format {
+        Format::Json => {
+            serde_json::from_slice::<IgnoredAny>(bytes)
+                .map_err(|e| CodecError(format!("{what} is not JSON (format `json`): {e}")))?;
+            if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
+                // Pretty-printed JSON would break the one-record-per-line form.
+                let v: serde_json::Value = serde_json::from_slice(bytes).expect("validated above");
+                serde_json::to_writer(&mut *out, &v).expect("writing to a Vec cannot fail");
+            } else {
+                out.extend_from_slice(bytes);
+            }
+        }
+        Format::String => {
+            let s = std::str::from_utf8(bytes)
+                .map_err(|e| CodecError(format!("{what} is not UTF-8 (format `string`): {e}")))?;
+            serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+        }
+        Format::Bytes => {
+            out.push(b'"');
+            out.extend_from_slice(BASE64.encode(bytes).as_bytes());
+            out.push(b'"');
+        }
+    }
+    Ok(())
+}
+
+fn encode_headers(headers: &[Header], out: &mut Vec<u8>) {
+    let unique = headers
+        .iter()
+        .enumerate()
+        .all(|(i, h)| headers[..i].iter().all(|o| o.name != h.name));
+    let value = |v: &Option<Bytes>, out: &mut Vec<u8>| match v {
+        None => out.extend_from_slice(b"null"),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) => serde_json::to_writer(&mut *out, s).expect("Vec write"),
+            Err(_) => {
+                out.extend_from_slice(b"{\"base64\":\"");
+                out.extend_from_slice(BASE64.encode(b).as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+        },
+    };
+    out.push(if unique { b'{' } else { b'[' });
+    for (i, h) in headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if !unique {
+            out.push(b'[');
+        }
+        serde_json::to_writer(&mut *out, &h.name).expect("Vec write");
+        out.push(if unique { b':' } else { b',' });
+        value(&h.value, out);
+        if !unique {
+            out.push(b']');
+        }
+    }
+    out.push(if unique { b'}' } else { b']' });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(line: &str, k: Format, v: Format) -> Result<Record, CodecError> {
+        let chunk = Bytes::copy_from_slice(line.as_bytes());
+        decode(&chunk, &chunk.clone(), k, v, 99)
+    }
+
+    fn enc(r: &Record, k: Format, v: Format) -> String {
+        let mut out = Vec::new();
+        encode(r, k, v, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn round_trips_every_format() {
+        let line = r#"{"key":"c\"1","value":{"a":[1,2]},"timestamp":5,"headers":{"h":"v","n":null,"b":{"base64":"/w=="}}}"#;
+        let r = dec(line, Format::String, Format::Json).unwrap();
+        assert_eq!(r.key.as_deref(), Some(&b"c\"1"[..]));
+        assert_eq!(r.value.as_deref(), Some(&br#"{"a":[1,2]}"#[..]));
+        assert_eq!(r.headers[1].value, None);
+        assert_eq!(r.headers[2].value.as_deref(), Some(&[0xffu8][..]));
+        assert_eq!(format!("{line}\n"), enc(&r, Format::String, Format::Json));
+
+        let b = dec(
+            r#"{"key":"AAE=","value":"aGk="}"#,
+            Format::Bytes,
+            Format::Bytes,
+        )
+        .unwrap();
+        assert_eq!(
+            (b.key.as_deref(), b.value.as_deref(), b.timestamp),
+            (Some(&[0u8, 1][..]), Some(&b"hi"[..]), 99)
+        );
+        assert_eq!(
+            enc(&b, Format::Bytes, Format::Bytes),
+            "{\"key\":\"AAE=\",\"value\":\"aGk=\",\"timestamp\":99}\n"
+        );
+    }
+
+    #[test]
+    fn tombstones_repeated_headers_and_errors() {
+        let r = dec(
+            r#"{"key":"k","headers":[["a","1"],["a","2"]]}"#,
+            Format::String,
+            Format::Json,
+        )
+        .unwrap();
+        assert_eq!(r.value, None);
+        assert_eq!(
+            enc(&r, Format::String, Format::Json),
+            "{\"key\":\"k\",\"value\":null,\"timestamp\":99,\"headers\":[[\"a\",\"1\"],[\"a\",\"2\"]]}\n"
+        );
+        assert!(
+            dec("{\"key\":1}", Format::String, Format::Json)
+                .unwrap_err()
+                .0
+                .contains("JSON string")
+        );
+        assert!(
+            dec("{\"vlaue\":1}", Format::String, Format::Json)
+                .unwrap_err()
+                .0
+                .contains("unknown field")
+        );
+        assert!(
+            dec("nope", Format::String, Format::Json)
+                .unwrap_err()
+                .0
+                .contains("not a JSON record")
+        );
+        let bad = Record {
+            value: Some(Bytes::from_static(b"{oops")),
+            ..Record::default()
+        };
+        let mut out = b"keep".to_vec();
+        assert!(encode(&bad, Format::String, Format::Json, &mut out).is_err());
+        assert_eq!(out, b"keep");
+        let pretty = Record {
+            value: Some(Bytes::from_static(b"{\n \"a\": 1\n}")),
+            ..Record::default()
+        };
+        assert_eq!(
+            enc(&pretty, Format::String, Format::Json),
+            "{\"key\":null,\"value\":{\"a\":1},\"timestamp\":0}\n"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Embedded sources: JSON-lines files (finite) and stdin (possibly endless),
+//! split into partitions by key hash so every core gets a share.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Sender;
+
+use super::jsonl;
+use super::partitioner::partition_for;
+use crate::record::{Origin, Record};
+use crate::spec::{ErrorPolicy, Source};
+
+/// Records for one partition task, with where each came from.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub source: u16,
+    pub records: Vec<Record>,
+    pub origins: Vec<Origin>,
+    /// Lines that could not be decoded (under `skip` or `dead-letter`).
+    pub rejects: Vec<Reject>,
+}
+
+/// An input line that is not a valid record.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub origin: Origin,
+    pub raw: Bytes,
+    pub reason: String,
+}
+
+/// Where a source reads from at run time; `weir test` swaps in fixture files.
+#[derive(Debug, Clone)]
+pub enum SourceInput {
+    File(PathBuf),
+    Stdin,
+}
+
+/// A fatal source problem: the input cannot be read, or a bad line under
+/// the `fail` policy.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{name}`: cannot read {what}: {error}")]
+    Io {
+        name: String,
+        what: String,
+        error: std::io::Error,
+    },
+    #[error("source `{name}`: {what}:{line}: {reason}")]
+    BadLine {
+        name: String,
+        what: String,
+        line: u64,
+        reason: String,
+    },
+}
+
+pub struct SourceReader<'a> {
+    pub index: u16,
+    pub spec: &'a Source,
+    pub input: SourceInput,
+    pub partitions: u32,
+    pub batch_size: usize,
+    pub policy: ErrorPolicy,
+    pub stop: Arc<AtomicBool>,
+    pub counter: &'a std::sync::atomic::AtomicU64,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl SourceReader<'_> {
+    /// Reads to the end (or until stopped), sending batches to the partition
+    /// tasks. Returns the number of records read.
+    pub fn run(&self, outputs: &[Sender<SourceBatch>]) -> Result<u64, SourceError> {
+        let (mut reader, what): (Box<dyn Read>, String) = match &self.input {
+            SourceInput::File(path) => {
+                let file = std::fs::File::open(path).map_err(|error| SourceError::Io {
+                    name: self.spec.name.clone(),
+                    what: path.display().to_string(),
+                    error,
+                })?;
+                (Box::new(file), path.display().to_string())
+            }
+            SourceInput::Stdin => (Box::new(std::io::stdin()), "stdin".to_string()),
+        };
+        let streaming = matches!(self.input, SourceInput::Stdin);
+        let mut state = Splitter {
+            reader: self,
+            what: &what,
+            pending: (0..self.partitions).map(|_| self.new_batch()).collect(),
+            line_no: 0,
+            round_robin: 0,
+            read: 0,
+        };
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if buf.capacity() - buf.len() < CHUNK / 4 {
+                buf.reserve(CHUNK);
+            }
+            let start = buf.len();
+            buf.resize(buf.capacity(), 0);
+            let n = match reader.read(&mut buf[start..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    buf.truncate(start);
+                    continue;
+                }
+                Err(error) => {
+                    return Err(SourceError::Io {
+                        name: self.spec.name.clone(),
+                        what: what.clone(),
+                        error,
+                    });
+                }
+            };
+            buf.truncate(start + n);
+            let eof = n == 0;
+            let complete = if eof {
+                buf.len()
+            } else {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            };
+            if complete > 0 {
+                let chunk = buf.split_to(complete).freeze();
+                state.lines(&chunk, outputs)?;
+            }
+            if eof {
+                break;
+            }
+            if streaming {
+                state.flush_all(outputs);
+            }
+        }
+        state.flush_all(outputs);
+        Ok(state.read)
+    }
+
+    fn new_batch(&self) -> SourceBatch {
+        SourceBatch {
+            source: self.index,
+            records: Vec::with_capacity(self.batch_size),
+            origins: Vec::with_capacity(self.batch_size),
+            rejects: Vec::new(),
+        }
+    }
+}
+
+struct Splitter<'r, 'a> {
+    reader: &'r SourceReader<'a>,
+    what: &'r str,
+    pending: Vec<SourceBatch>,
+    line_no: u64,
+    round_robin: u32,
+    read: u64,
+}
+
+impl Splitter<'_, '_> {
+    fn lines(&mut self, chunk: &Bytes, outputs: &[Sender<SourceBatch>]) -> Result<(), SourceError> {
+        let now = now_ms();
+        let spec = self.reader.spec;
+        let partitions = self.reader.partitions;
+        let mut rest: &[u8] = chunk;
+        while !rest.is_empty() {
+            let (line, next) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            rest = next;
+            self.line_no += 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let decoded = jsonl::decode(chunk, line, spec.key_format, spec.value_format, now);
+            let partition = match &decoded {
+                Ok(Record { key: Some(k), .. }) => partition_for(k, partitions),
+                _ => {
+                    self.round_robin = (self.round_robin + 1) % partitions;
+                    self.round_robin
+                }
+            };
+            let origin = Origin {
+                source: self.reader.index,
+                partition,
+                offset: self.line_no,
+            };
+            let batch = &mut self.pending[partition as usize];
+            match decoded {
+                Ok(record) => {
+                    batch.records.push(record);
+                    batch.origins.push(origin);
+                    self.read += 1;
+                }
+                Err(e) if self.reader.policy == ErrorPolicy::Fail => {
+                    self.flush_all(outputs);
+                    return Err(SourceError::BadLine {
+                        name: spec.name.clone(),
+                        what: self.what.to_string(),
+                        line: self.line_no,
+                        reason: e.0,
+                    });
+                }
+                Err(e) => batch.rejects.push(Reject {
+                    origin,
+                    raw: chunk.slice_ref(line),
+                    reason: e.0,
+                }),
+            }
+            if batch.records.len() >= self.reader.batch_size {
+                self.flush(partition as usize, outputs);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, partition: usize, outputs: &[Sender<SourceBatch>]) {
+        let batch = &mut self.pending[partition];
+        if batch.records.is_empty() && batch.rejects.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(batch, self.reader.new_batch());
+        self.reader
+            .counter
+            .fetch_add(full.records.len() as u64, Ordering::Relaxed);
+        // A closed channel means the task stopped on a fatal error; the
+        // run reports that error, so nothing is lost silently here.
+        let _ = outputs[partition].send(full);
+    }
+
+    fn flush_all(&mut self, outputs: &[Sender<SourceBatch>]) {
+        for p in 0..self.pending.len() {
+            self.flush(p, outputs);
+        }
+    }
+}
+
+/// Wall-clock time in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,397 @@
+//! One step of a topology run by a Wasm plugin, for one partition task.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use weir_packed::{DecodeError, Reader, RecordView, ResultView, put_record, put_u32};
+
+use super::failure::{Failure, FailureKind};
+use crate::plugin::{Fault, InitError, Instance, Limits, Plugin};
+use crate::record::{Header, Record};
+use crate::spec::StepKind;
+
+/// What a step produced for one batch, in input order.
+#[derive(Debug, Default)]
+pub struct StepOutput {
+    pub emitted: Vec<Emitted>,
+    pub failures: Vec<Failure>,
+}
+
+impl StepOutput {
+    pub fn clear(&mut self) {
+        self.emitted.clear();
+        self.failures.clear();
+    }
+}
+
+/// One output record and the input it came from.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub input: u32,
+    pub port: u32,
+    pub record: Record,
+}
+
+/// The step cannot run at all: its plugin does not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartError {
+    #[error("step `{step}`: plugin {init}")]
+    Init { step: String, init: InitError },
+    #[error("step `{step}`: a {kind} step has one output port, but the plugin declares {ports:?}")]
+    Ports {
+        step: String,
+        kind: &'static str,
+        ports: Vec<String>,
+    },
+}
+
+/// Runs one step's plugin, holding it to its step kind and surviving it.
+pub struct PluginStep {
+    name: Arc<str>,
+    kind: StepKind,
+    plugin: Arc<Plugin>,
+    config_json: Arc<str>,
+    limits: Limits,
+    instance: Option<Instance>,
+    ports: Vec<String>,
+    batch: Vec<u8>,
+    restarts: u64,
+}
+
+impl PluginStep {
+    /// Starts the step's first instance; its `init` sees the config now, so
+    /// a refused config is reported before any record flows.
+    pub fn start(
+        name: Arc<str>,
+        kind: StepKind,
+        plugin: Arc<Plugin>,
+        config_json: Arc<str>,
+        limits: Limits,
+    ) -> Result<Self, StartError> {
+        let mut step = PluginStep {
+            name,
+            kind,
+            plugin,
+            config_json,
+            limits,
+            instance: None,
+            ports: Vec::new(),
+            batch: Vec::new(),
+            restarts: 0,
+        };
+        let instance = step.spawn()?;
+        let ports = instance.ports().to_vec();
+        if kind != StepKind::Branch && ports.len() != 1 {
+            return Err(StartError::Ports {
+                step: step.name.to_string(),
+                kind: kind.as_str(),
+                ports,
+            });
+        }
+        step.ports = ports;
+        step.instance = Some(instance);
+        Ok(step)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The output port names the plugin declared.
+    pub fn ports(&self) -> &[String] {
+        &self.ports
+    }
+
+    /// How many times a broken instance was replaced.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    fn spawn(&self) -> Result<Instance, StartError> {
+        self.plugin
+            .instantiate(self.name.clone(), &self.config_json, &self.limits)
+            .map_err(|init| StartError::Init {
+                step: self.name.to_string(),
+                init,
+            })
+    }
+
+    /// Processes `records`; every input ends up with outputs, no outputs, or
+    /// a failure in `out`. Only a plugin that no longer starts is an error.
+    pub fn process(&mut self, records: &[Record], out: &mut StepOutput) -> Result<(), StartError> {
+        out.clear();
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self.call(records, 0..records.len())? {
+            Ok(result) => self.absorb(records, 0..records.len(), result, out, true)?,
+            Err(_) if records.len() > 1 => {
+                // Someone in the batch broke the instance: find out who by
+                // running each record alone on a fresh one.
+                for i in 0..records.len() {
+                    self.single(records, i, out, true)?;
+                }
+            }
+            Err(fault) => out.failures.push(fault_failure(0, &fault)),
+        }
+        Ok(())
+    }
+
+    fn single(
+        &mut self,
+        records: &[Record],
+        i: usize,
+        out: &mut StepOutput,
+        retry: bool,
+    ) -> Result<(), StartError> {
+        match self.call(records, i..i + 1)? {
+            Ok(result) => self.absorb(records, i..i + 1, result, out, retry),
+            Err(fault) => {
+                out.failures.push(fault_failure(i as u32, &fault));
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the plugin on `records[range]`; a fault discards the instance.
+    fn call(
+        &mut self,
+        records: &[Record],
+        range: Range<usize>,
+    ) -> Result<Result<Bytes, Fault>, StartError> {
+        self.batch.clear();
+        put_u32(&mut self.batch, range.len() as u32);
+        for r in &records[range] {
+            put_record(
+                &mut self.batch,
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers
+                    .iter()
+                    .map(|h| (h.name.as_bytes(), h.value.as_deref())),
+            );
+        }
+        let instance = match &mut self.instance {
+            Some(i) => i,
+            None => {
+                self.restarts += 1;
+                self.instance.insert(self.spawn()?)
+            }
+        };
+        let result = instance.process(&self.batch);
+        if let Err(fault) = &result {
+            tracing::warn!(step = %self.name, "plugin {fault}; starting a fresh instance");
+            self.instance = None;
+        }
+        Ok(result.map(Bytes::from))
+    }
+
+    /// Turns the packed result for `records[range]` into outputs and failures.
+    fn absorb(
+        &mut self,
+        records: &[Record],
+        range: Range<usize>,
+        result: Bytes,
+        out: &mut StepOutput,
+        retry: bool,
+    ) -> Result<(), StartError> {
+        let mut to_retry = Vec::new();
+        let (emitted_before, failed_before) = (out.emitted.len(), out.failures.len());
+        if let Err(e) = self.decode(records, range.clone(), &result, out, &mut to_retry) {
+            // A malformed result buffer is the plugin's fault: drop what it
+            // said about this range and isolate the culprit.
+            self.instance = None;
+            out.emitted.truncate(emitted_before);
+            out.failures.truncate(failed_before);
+            if range.len() == 1 || !retry {
+                for i in range {
+                    out.failures.push(Failure {
+                        input: i as u32,
+                        kind: FailureKind::Contract,
+                        reason: format!("malformed result from plugin: {e}"),
+                    });
+                }
+                return Ok(());
+            }
+            for i in range {
+                self.single(records, i, out, false)?;
+            }
+            return Ok(());
+        }
+        if !to_retry.is_empty() {
+            for (i, message) in to_retry {
+                if retry {
+                    // The operator says it failed, not the record: try once
+                    // more on a fresh instance before blaming the record.
+                    self.instance = None;
+                    self.single(records, i, out, false)?;
+                } else {
+                    out.failures.push(Failure {
+                        input: i as u32,
+                        kind: FailureKind::Failed,
+                        reason: message,
+                    });
+                }
+            }
+            out.emitted.sort_by_key(|e| e.input);
+            out.failures.sort_by_key(|f| f.input);
+        }
+        Ok(())
+    }
+
+    fn decode(
+        &self,
+        records: &[Record],
+        range: Range<usize>,
+        result: &Bytes,
+        out: &mut StepOutput,
+        to_retry: &mut Vec<(usize, String)>,
+    ) -> Result<(), DecodeError> {
+        let mut reader = Reader::new(result);
+        if reader.u32("result count")? as usize != range.len() {
+            return Err(DecodeError {
+                offset: 0,
+                expected: "one result per input record",
+            });
+        }
+        for i in range {
+            let input = i as u32;
+            match reader.result()? {
+                ResultView::Poison(m) => out.failures.push(Failure {
+                    input,
+                    kind: FailureKind::Poison,
+                    reason: m.to_string(),
+                }),
+                ResultView::Failed(m) => to_retry.push((i, m.to_string())),
+                ResultView::Forward(port) => match self.check_forward(port) {
+                    Ok(()) => out.emitted.push(Emitted {
+                        input,
+                        port,
+                        record: records[i].clone(),
+                    }),
+                    Err(reason) => out.failures.push(Failure {
+                        input,
+                        kind: FailureKind::Contract,
+                        reason,
+                    }),
+                },
+                ResultView::Emit(emitted) => {
+                    let built: Result<Vec<Emitted>, Failure> = self
+                        .check_emit(emitted.len())
+                        .and_then(|()| {
+                            let mut size = 0;
+                            emitted
+                                .iter()
+                                .map(|(port, view)| {
+                                    let record = to_record(result, &view)
+                                        .map_err(|reason| contract(input, reason))?;
+                                    if port as usize >= self.ports.len() {
+                                        return Err(contract(
+                                            input,
+                                            format!("emitted on undeclared port {port}"),
+                                        ));
+                                    }
+                                    size += record.size();
+                                    if size > self.limits.max_output_bytes {
+                                        return Err(Failure {
+                                            input,
+                                            kind: FailureKind::OutputLimit,
+                                            reason: format!(
+                                                "outputs for one record exceed {} bytes",
+                                                self.limits.max_output_bytes
+                                            ),
+                                        });
+                                    }
+                                    Ok(Emitted {
+                                        input,
+                                        port,
+                                        record,
+                                    })
+                                })
+                                .collect()
+                        })
+                        .map_err(|f| Failure { input, ..f });
+                    match built {
+                        Ok(list) => out.emitted.extend(list),
+                        Err(f) => out.failures.push(f),
+                    }
+                }
+            }
+        }
+        if !reader.is_at_end() {
+            return Err(DecodeError {
+                offset: reader.position(),
+                expected: "end of result",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_forward(&self, port: u32) -> Result<(), String> {
+        if port as usize >= self.ports.len() {
+            return Err(format!("forwarded to undeclared port {port}"));
+        }
+        Ok(())
+    }
+
+    fn check_emit(&self, n: usize) -> Result<(), Failure> {
+        let ok = match self.kind {
+            StepKind::Filter => n == 0,
+            StepKind::Map | StepKind::SelectKey => n == 1,
+            StepKind::FlatMap | StepKind::Branch => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            let rule = match self.kind {
+                StepKind::Filter => "a filter step keeps or drops records; it cannot emit new ones",
+                _ => "a map or select-key step emits exactly one record per input",
+            };
+            Err(contract(0, format!("{rule} (emitted {n})")))
+        }
+    }
+}
+
+fn contract(input: u32, reason: String) -> Failure {
+    Failure {
+        input,
+        kind: FailureKind::Contract,
+        reason,
+    }
+}
+
+fn fault_failure(input: u32, fault: &Fault) -> Failure {
+    let kind = match fault {
+        Fault::Timeout(_) => FailureKind::Timeout,
+        Fault::Memory(_) => FailureKind::Memory,
+        Fault::Trap(_) => FailureKind::Trap,
+    };
+    Failure {
+        input,
+        kind,
+        reason: format!("plugin {fault}"),
+    }
+}
+
+fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
+    let headers = view
+        .headers()
+        .map(|(name, value)| {
+            let name = std::str::from_utf8(name)
+                .map_err(|_| "emitted a header name that is not UTF-8".to_string())?
+                .to_string();
+            Ok(Header {
+                name,
+                value: value.map(|v| buf.slice_ref(v)),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Record {
+        key: view.key.map(|k| buf.slice_ref(k)),
+        value: view.value.map(|v| buf.slice_ref(v)),
+        timestamp: view.timestamp,
+        headers,
+    })
+}
