@@ -1,1 +1,130 @@
+//! Helpers shared by weir's integration tests.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use weir::io::sink::SinkOutput;
+use weir::runtime::{self, RunError, RunOptions, RunReport, Topology};
+use weir::spec::Pipeline;
+
+/// A plugin component built by build.rs from `plugins/<crate>`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("WEIR_PLUGIN_DIR")).join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "plugin {} was not built", path.display());
+    path
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("WEIR_REPO_DIR"))
+}
+
+/// The `weir` binary of this build (scripts/test builds it before the tests).
+pub fn weir_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let bin = dir.join("weir");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first with `cargo build --release -p weir` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `weir ARGS` and returns its output.
+pub fn weir(args: &[&str]) -> Output {
+    Command::new(weir_bin())
+        .args(args)
+        .env("WEIR_CACHE_DIR", cache_dir())
+        .output()
+        .expect("cannot run weir")
+}
+
+/// A compiled-component cache shared by the tests (exercises the cache too).
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("WEIR_TEST_CACHE_DIR"))
+}
+
+/// A pipeline written into a fresh folder with its input files.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// `pipeline` may use `{plugin:NAME}` for the path of a built plugin.
+    pub fn new(pipeline: &str, files: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut text = pipeline.to_string();
+        while let Some(start) = text.find("{plugin:") {
+            let end = start + text[start..].find('}').expect("closing brace");
+            let name = &text[start + 8..end];
+            let path = plugin(name).display().to_string();
+            text.replace_range(start..=end, &path);
+        }
+        std::fs::write(dir.path().join("pipeline.yaml"), text).unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        Fixture { dir }
+    }
+
+    pub fn pipeline_path(&self) -> PathBuf {
+        self.dir.path().join("pipeline.yaml")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn topology(&self) -> Topology {
+        let spec = Pipeline::load(&self.pipeline_path()).unwrap_or_else(|e| panic!("{e}"));
+        Topology::build(spec, Some(cache_dir())).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs the pipeline with every sink captured; returns each sink's records.
+    pub fn run(&self) -> (Result<RunReport, RunError>, Captured) {
+        let topo = self.topology();
+        let captured: Vec<(String, Arc<Mutex<Vec<u8>>>)> =
+            topo.pipeline.sinks.iter().map(|s| (s.name.clone(), Arc::default())).collect();
+        let mut options = RunOptions::default();
+        for (name, buf) in &captured {
+            options.outputs.insert(name.clone(), SinkOutput::Capture(buf.clone()));
+        }
+        let result = runtime::run(&topo, options);
+        (result, Captured(captured))
+    }
+}
+
+/// What each sink received.
+pub struct Captured(Vec<(String, Arc<Mutex<Vec<u8>>>)>);
+
+impl Captured {
+    /// The records a sink received, as JSON objects.
+    pub fn records(&self, sink: &str) -> Vec<serde_json::Value> {
+        let (_, buf) = self.0.iter().find(|(n, _)| n == sink).unwrap_or_else(|| panic!("no sink {sink}"));
+        String::from_utf8(buf.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+            .collect()
+    }
+
+    /// The values a sink received.
+    pub fn values(&self, sink: &str) -> Vec<serde_json::Value> {
+        self.records(sink).into_iter().map(|r| r["value"].clone()).collect()
+    }
+}
+
+/// One JSON-lines input record.
+pub fn line(key: &str, value: serde_json::Value) -> String {
+    serde_json::json!({"key": key, "value": value, "timestamp": 1000}).to_string()
+}
+
+/// Input lines joined into a file body.
+pub fn lines(records: &[String]) -> String {
+    records.join("\n") + "\n"
+}

@@ -1,0 +1,129 @@
+//! Plugins that misbehave on purpose are stopped by their limits, the host
+//! survives, and the pipeline goes on as its policy says.
+
+use std::time::{Duration, Instant};
+
+use weir_tests::Fixture;
+
+fn input(n: usize, bad_at: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let v = if i == bad_at { "boom".to_string() } else { format!("ok-{i}") };
+            format!("{{\"key\":\"k{i}\",\"value\":\"{v}\",\"timestamp\":{i}}}\n")
+        })
+        .collect()
+}
+
+fn run_mode(mode: &str, limits: &str) -> (weir::runtime::RunReport, weir_tests::Captured) {
+    let f = Fixture::new(
+        &format!(
+            "
+error-policy: dead-letter
+dead-letter: dlq
+batch-size: 64
+sources:
+  in: {{ kind: file, path: in.jsonl, value-format: string }}
+plugins:
+  bad: {{ path: '{{plugin:misbehave}}' }}
+steps:
+  - name: judge
+    kind: flat-map
+    plugin: bad
+    config: {{ mode: {mode}, trigger: boom }}
+    limits: {limits}
+sinks:
+  out: {{ kind: stdout, value-format: string }}
+  dlq: {{ kind: stdout, value-format: string }}
+"
+        ),
+        &[("in.jsonl", &input(50, 20))],
+    );
+    let (result, out) = f.run();
+    (result.unwrap_or_else(|e| panic!("{mode}: {e}")), out)
+}
+
+fn check(mode: &str, limits: &str, kind: &str) -> Vec<serde_json::Value> {
+    let (report, dlq) = check_output(mode, limits, kind);
+    assert!(report.counts.restarts >= 1, "{mode}: a fresh instance took over");
+    dlq
+}
+
+fn check_output(mode: &str, limits: &str, kind: &str) -> (weir::runtime::RunReport, Vec<serde_json::Value>) {
+    let (report, out) = run_mode(mode, limits);
+    let ok = out.values("out");
+    assert_eq!(ok.len(), 49, "{mode}: every good record of the batch gets through");
+    assert!(!ok.iter().any(|v| v == "boom"));
+    let dlq = out.records("dlq");
+    assert_eq!(dlq.len(), 1, "{mode}");
+    assert_eq!(dlq[0]["key"], "k20");
+    assert_eq!(dlq[0]["headers"]["weir.error.kind"], kind, "{mode}: {dlq:?}");
+    (report, dlq)
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_time_limit() {
+    let started = Instant::now();
+    let dlq = check("loop", "{ time-per-batch: 200ms }", "timeout");
+    assert!(dlq[0]["headers"]["weir.error.reason"].as_str().unwrap().contains("200 ms"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let dlq = check("alloc", "{ memory: 16MiB }", "memory");
+    assert!(dlq[0]["headers"]["weir.error.reason"].as_str().unwrap().contains("16777216"));
+}
+
+#[test]
+fn a_panic_is_a_trap_not_a_crash() {
+    let dlq = check("panic", "{}", "trap");
+    assert!(dlq[0]["headers"]["weir.error.reason"].as_str().unwrap().contains("trapped"));
+}
+
+#[test]
+fn oversized_output_is_refused() {
+    let (report, _) = check_output("big-output", "{ memory: 128MiB, output-per-record: 1MiB }", "output-limit");
+    assert_eq!(report.counts.restarts, 0, "the instance itself is healthy");
+}
+
+fn probe(mode: &str) -> String {
+    let f = Fixture::new(
+        &format!(
+            "
+sources:
+  in: {{ kind: file, path: in.jsonl, value-format: string }}
+plugins:
+  bad: {{ path: '{{plugin:misbehave}}' }}
+steps:
+  - {{ name: snoop, kind: flat-map, plugin: bad, config: {{ mode: {mode}, trigger: boom }} }}
+sinks:
+  out: {{ kind: stdout, value-format: string }}
+"
+        ),
+        &[("in.jsonl", "{\"value\":\"boom\"}\n")],
+    );
+    let (result, out) = f.run();
+    result.unwrap();
+    out.values("out")[0].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_plugin_cannot_read_files() {
+    let seen = probe("read-file");
+    assert!(seen.starts_with("error:"), "{seen}");
+    assert!(!seen.contains("root:"), "{seen}");
+}
+
+#[test]
+fn a_plugin_cannot_read_the_environment() {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("WEIR_SECRET_FOR_TEST", "hunter2") };
+    let seen = probe("read-env");
+    assert_eq!(seen, "env: []");
+}
+
+#[test]
+fn plugin_stdout_does_not_reach_the_output_stream() {
+    let seen = probe("stdout");
+    assert_eq!(seen, "boom", "the record passes; the prints went to the log");
+}
