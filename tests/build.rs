@@ -9,21 +9,32 @@ fn main() {
     let tests = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = tests.parent().unwrap().to_path_buf();
     let plugins = root.join("plugins");
-    for dir in [root.join("wit"), root.join("guest-sdk/rust"), plugins.clone()] {
+    for dir in [
+        root.join("wit"),
+        root.join("guest-sdk/rust"),
+        plugins.clone(),
+    ] {
         watch(&dir);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(plugins.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", plugins.join("target"));
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(plugins.join("Cargo.toml"))
+    .env("CARGO_TARGET_DIR", plugins.join("target"));
     // The outer build's settings are for the host target, not for wasm.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
-            if key != "CARGO_TARGET_DIR" {
-                cmd.env_remove(&key);
-            }
+        let keep = key == "CARGO_HOME" || key == "CARGO_TARGET_DIR";
+        let host_setting =
+            key.starts_with("CARGO_") || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER";
+        if host_setting && !keep {
+            cmd.env_remove(&key);
         }
     }
     let status = cmd.status().expect("cannot run cargo to build the plugins");
@@ -40,7 +51,9 @@ fn main() {
 
 /// Re-run when a source file changes, but not for build outputs.
 fn watch(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();

@@ -1,6 +1,6 @@
 //! The `weir` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +104,7 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn build(pipeline: &PathBuf) -> Result<Topology> {
+fn build(pipeline: &Path) -> Result<Topology> {
     let spec = Pipeline::load(pipeline).map_err(anyhow::Error::msg)?;
     Topology::build(spec, EngineSettings::default().cache_dir).map_err(anyhow::Error::msg)
 }

@@ -10,7 +10,11 @@ use weir::spec::Pipeline;
 
 /// A plugin component built by build.rs from `plugins/<crate>`.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = Path::new(env!("WEIR_PLUGIN_DIR")).join(format!("{}.wasm", name.replace('-', "_")));
+    // Libraries are named with `_`, binaries (the wrong-world command) keep `-`.
+    let dir = Path::new(env!("WEIR_PLUGIN_DIR"));
+    let lib = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let bin = dir.join(format!("{name}.wasm"));
+    let path = if lib.is_file() { lib } else { bin };
     assert!(path.is_file(), "plugin {} was not built", path.display());
     path
 }
@@ -23,7 +27,10 @@ pub fn repo() -> PathBuf {
 /// The `weir` binary of this build (scripts/test builds it before the tests).
 pub fn weir_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
     let bin = dir.join("weir");
     assert!(
         bin.is_file(),
@@ -88,11 +95,17 @@ impl Fixture {
     /// Runs the pipeline with every sink captured; returns each sink's records.
     pub fn run(&self) -> (Result<RunReport, RunError>, Captured) {
         let topo = self.topology();
-        let captured: Vec<(String, Arc<Mutex<Vec<u8>>>)> =
-            topo.pipeline.sinks.iter().map(|s| (s.name.clone(), Arc::default())).collect();
+        let captured: Vec<(String, Arc<Mutex<Vec<u8>>>)> = topo
+            .pipeline
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), Arc::default()))
+            .collect();
         let mut options = RunOptions::default();
         for (name, buf) in &captured {
-            options.outputs.insert(name.clone(), SinkOutput::Capture(buf.clone()));
+            options
+                .outputs
+                .insert(name.clone(), SinkOutput::Capture(buf.clone()));
         }
         let result = runtime::run(&topo, options);
         (result, Captured(captured))
@@ -105,7 +118,11 @@ pub struct Captured(Vec<(String, Arc<Mutex<Vec<u8>>>)>);
 impl Captured {
     /// The records a sink received, as JSON objects.
     pub fn records(&self, sink: &str) -> Vec<serde_json::Value> {
-        let (_, buf) = self.0.iter().find(|(n, _)| n == sink).unwrap_or_else(|| panic!("no sink {sink}"));
+        let (_, buf) = self
+            .0
+            .iter()
+            .find(|(n, _)| n == sink)
+            .unwrap_or_else(|| panic!("no sink {sink}"));
         String::from_utf8(buf.lock().unwrap().clone())
             .unwrap()
             .lines()
@@ -115,7 +132,10 @@ impl Captured {
 
     /// The values a sink received.
     pub fn values(&self, sink: &str) -> Vec<serde_json::Value> {
-        self.records(sink).into_iter().map(|r| r["value"].clone()).collect()
+        self.records(sink)
+            .into_iter()
+            .map(|r| r["value"].clone())
+            .collect()
     }
 }
 

@@ -30,7 +30,10 @@ sinks:
 }
 
 fn values(out: &weir_tests::Captured, sink: &str) -> Vec<String> {
-    out.values(sink).iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    out.values(sink)
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -43,7 +46,11 @@ fn fail_stops_at_the_bad_record_and_names_it() {
     assert!(text.contains("in.jsonl:3"), "{text}");
     assert!(text.contains("`judge`"), "{text}");
     assert!(text.contains("poison on purpose"), "{text}");
-    assert_eq!(values(&out, "out"), ["ok-1", "ok-2"], "nothing after the bad record");
+    assert_eq!(
+        values(&out, "out"),
+        ["ok-1", "ok-2"],
+        "nothing after the bad record"
+    );
     assert!(out.records("dlq").is_empty());
 }
 
@@ -112,7 +119,10 @@ this is not json
 
 #[test]
 fn undecodable_input_lines_follow_the_policy() {
-    let f = Fixture::new(&pipeline("dead-letter", "poison"), &[("in.jsonl", BAD_LINES)]);
+    let f = Fixture::new(
+        &pipeline("dead-letter", "poison"),
+        &[("in.jsonl", BAD_LINES)],
+    );
     let (result, out) = f.run();
     let report = result.unwrap();
     assert_eq!(values(&out, "out"), ["ok-1", "ok-4"]);
@@ -121,7 +131,12 @@ fn undecodable_input_lines_follow_the_policy() {
     assert_eq!(dlq[0]["value"], "this is not json");
     assert_eq!(dlq[0]["headers"]["weir.error.kind"], "decode");
     assert_eq!(dlq[0]["headers"]["weir.error.offset"], "2");
-    assert!(dlq[1]["headers"]["weir.error.reason"].as_str().unwrap().contains("unknown field `vaule`"));
+    assert!(
+        dlq[1]["headers"]["weir.error.reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `vaule`")
+    );
     assert_eq!(report.counts.rejected_lines, 2);
 
     let f = Fixture::new(&pipeline("fail", "poison"), &[("in.jsonl", BAD_LINES)]);
@@ -139,7 +154,10 @@ fn a_record_the_sink_cannot_encode_is_dead_lettered() {
         "out: { kind: stdout, value-format: string }",
         "out: { kind: stdout, value-format: json }",
     );
-    let f = Fixture::new(&text, &[("in.jsonl", "{\"key\":\"k\",\"value\":\"not json\"}\n")]);
+    let f = Fixture::new(
+        &text,
+        &[("in.jsonl", "{\"key\":\"k\",\"value\":\"not json\"}\n")],
+    );
     let (result, out) = f.run();
     result.unwrap();
     assert!(out.records("out").is_empty());

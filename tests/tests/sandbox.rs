@@ -8,7 +8,11 @@ use weir_tests::Fixture;
 fn input(n: usize, bad_at: usize) -> String {
     (0..n)
         .map(|i| {
-            let v = if i == bad_at { "boom".to_string() } else { format!("ok-{i}") };
+            let v = if i == bad_at {
+                "boom".to_string()
+            } else {
+                format!("ok-{i}")
+            };
             format!("{{\"key\":\"k{i}\",\"value\":\"{v}\",\"timestamp\":{i}}}\n")
         })
         .collect()
@@ -44,19 +48,33 @@ sinks:
 
 fn check(mode: &str, limits: &str, kind: &str) -> Vec<serde_json::Value> {
     let (report, dlq) = check_output(mode, limits, kind);
-    assert!(report.counts.restarts >= 1, "{mode}: a fresh instance took over");
+    assert!(
+        report.counts.restarts >= 1,
+        "{mode}: a fresh instance took over"
+    );
     dlq
 }
 
-fn check_output(mode: &str, limits: &str, kind: &str) -> (weir::runtime::RunReport, Vec<serde_json::Value>) {
+fn check_output(
+    mode: &str,
+    limits: &str,
+    kind: &str,
+) -> (weir::runtime::RunReport, Vec<serde_json::Value>) {
     let (report, out) = run_mode(mode, limits);
     let ok = out.values("out");
-    assert_eq!(ok.len(), 49, "{mode}: every good record of the batch gets through");
+    assert_eq!(
+        ok.len(),
+        49,
+        "{mode}: every good record of the batch gets through"
+    );
     assert!(!ok.iter().any(|v| v == "boom"));
     let dlq = out.records("dlq");
     assert_eq!(dlq.len(), 1, "{mode}");
     assert_eq!(dlq[0]["key"], "k20");
-    assert_eq!(dlq[0]["headers"]["weir.error.kind"], kind, "{mode}: {dlq:?}");
+    assert_eq!(
+        dlq[0]["headers"]["weir.error.kind"], kind,
+        "{mode}: {dlq:?}"
+    );
     (report, dlq)
 }
 
@@ -64,25 +82,44 @@ fn check_output(mode: &str, limits: &str, kind: &str) -> (weir::runtime::RunRepo
 fn an_infinite_loop_is_stopped_by_the_time_limit() {
     let started = Instant::now();
     let dlq = check("loop", "{ time-per-batch: 200ms }", "timeout");
-    assert!(dlq[0]["headers"]["weir.error.reason"].as_str().unwrap().contains("200 ms"));
+    assert!(
+        dlq[0]["headers"]["weir.error.reason"]
+            .as_str()
+            .unwrap()
+            .contains("200 ms")
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let dlq = check("alloc", "{ memory: 16MiB }", "memory");
-    assert!(dlq[0]["headers"]["weir.error.reason"].as_str().unwrap().contains("16777216"));
+    assert!(
+        dlq[0]["headers"]["weir.error.reason"]
+            .as_str()
+            .unwrap()
+            .contains("16777216")
+    );
 }
 
 #[test]
 fn a_panic_is_a_trap_not_a_crash() {
     let dlq = check("panic", "{}", "trap");
-    assert!(dlq[0]["headers"]["weir.error.reason"].as_str().unwrap().contains("trapped"));
+    assert!(
+        dlq[0]["headers"]["weir.error.reason"]
+            .as_str()
+            .unwrap()
+            .contains("trapped")
+    );
 }
 
 #[test]
 fn oversized_output_is_refused() {
-    let (report, _) = check_output("big-output", "{ memory: 128MiB, output-per-record: 1MiB }", "output-limit");
+    let (report, _) = check_output(
+        "big-output",
+        "{ memory: 128MiB, output-per-record: 1MiB }",
+        "output-limit",
+    );
     assert_eq!(report.counts.restarts, 0, "the instance itself is healthy");
 }
 
@@ -125,5 +162,8 @@ fn a_plugin_cannot_read_the_environment() {
 #[test]
 fn plugin_stdout_does_not_reach_the_output_stream() {
     let seen = probe("stdout");
-    assert_eq!(seen, "boom", "the record passes; the prints went to the log");
+    assert_eq!(
+        seen, "boom",
+        "the record passes; the prints went to the log"
+    );
 }

@@ -1,13 +1,22 @@
 //! Every step kind, through real plugins built from source.
 
 use serde_json::json;
-use weir_tests::{line, lines, Fixture};
+use weir_tests::{Fixture, line, lines};
 
 fn orders() -> String {
     lines(&[
-        line("c1", json!({"id": 1, "amount": 250, "type": "OrderCreated", "customer": "alice", "items": [{"sku": "a"}, {"sku": "b"}]})),
-        line("c2", json!({"id": 2, "amount": 20, "type": "PaymentRequested", "customer": "bob", "items": []})),
-        line("c3", json!({"id": 3, "amount": 120, "type": "Refund", "customer": "carol", "items": [{"sku": "c"}]})),
+        line(
+            "c1",
+            json!({"id": 1, "amount": 250, "type": "OrderCreated", "customer": "alice", "items": [{"sku": "a"}, {"sku": "b"}]}),
+        ),
+        line(
+            "c2",
+            json!({"id": 2, "amount": 20, "type": "PaymentRequested", "customer": "bob", "items": []}),
+        ),
+        line(
+            "c3",
+            json!({"id": 3, "amount": 120, "type": "Refund", "customer": "carol", "items": [{"sku": "c"}]}),
+        ),
     ])
 }
 
@@ -64,7 +73,14 @@ sinks:
     result.unwrap();
     let recs = out.records("out");
     let values: Vec<_> = recs.iter().map(|r| r["value"].clone()).collect();
-    assert_eq!(values, [json!({"sku": "a", "id": 1}), json!({"sku": "b", "id": 1}), json!({"sku": "c", "id": 3})]);
+    assert_eq!(
+        values,
+        [
+            json!({"sku": "a", "id": 1}),
+            json!({"sku": "b", "id": 1}),
+            json!({"sku": "c", "id": 3})
+        ]
+    );
     let keys: Vec<_> = recs.iter().map(|r| r["key"].clone()).collect();
     assert_eq!(keys, [json!("a"), json!("b"), json!("c")]);
 
@@ -83,9 +99,17 @@ sinks:
     );
     let (result, out) = g.run();
     result.unwrap();
-    let keys: Vec<_> = out.records("out").iter().map(|r| r["key"].clone()).collect();
+    let keys: Vec<_> = out
+        .records("out")
+        .iter()
+        .map(|r| r["key"].clone())
+        .collect();
     assert_eq!(keys, [json!("alice"), json!("bob"), json!("carol")]);
-    assert_eq!(out.values("out")[0]["items"][0]["sku"], "a", "value unchanged");
+    assert_eq!(
+        out.values("out")[0]["items"][0]["sku"],
+        "a",
+        "value unchanged"
+    );
 }
 
 #[test]
@@ -110,7 +134,12 @@ sinks:
     );
     let (result, out) = f.run();
     result.unwrap();
-    let ids = |sink: &str| out.values(sink).iter().map(|v| v["id"].as_i64().unwrap()).collect::<Vec<_>>();
+    let ids = |sink: &str| {
+        out.values(sink)
+            .iter()
+            .map(|v| v["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids("orders"), [1]);
     assert_eq!(ids("payments"), [2]);
     assert_eq!(ids("other"), [3]);
@@ -171,7 +200,11 @@ sinks:
     );
     let (result, out) = f.run();
     result.unwrap();
-    let mut froms: Vec<_> = out.values("out").iter().map(|v| v["from"].as_str().unwrap().to_string()).collect();
+    let mut froms: Vec<_> = out
+        .values("out")
+        .iter()
+        .map(|v| v["from"].as_str().unwrap().to_string())
+        .collect();
     froms.sort();
     assert_eq!(froms, ["a", "b"]);
     assert!(out.values("out").iter().all(|v| v["merged"] == true));

@@ -14,10 +14,12 @@ use serde_json::value::RawValue;
 
 use crate::Error;
 
+type Field<'a> = (Cow<'a, str>, Cow<'a, RawValue>);
+
 /// A JSON object's top level, fields in their original order, values unparsed.
 #[derive(Debug, Clone)]
 pub struct Object<'a> {
-    fields: Vec<(Cow<'a, str>, Cow<'a, RawValue>)>,
+    fields: Vec<Field<'a>>,
 }
 
 impl<'a> Object<'a> {
@@ -131,7 +133,7 @@ pub fn raw_to_text(raw: &RawValue) -> Result<Cow<'_, str>, Error> {
     }
 }
 
-struct Fields<'a>(Vec<(Cow<'a, str>, Cow<'a, RawValue>)>);
+struct Fields<'a>(Vec<Field<'a>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -36,7 +36,7 @@ pub mod testing;
 
 pub use config::Config;
 pub use error::Error;
-pub use output::{Emitter, Output};
+pub use output::{Emitter, Output, OutputHeader};
 pub use record::Record;
 
 /// The generated WIT bindings. Only the export macros use them.

@@ -5,6 +5,9 @@ use weir_packed::{EmitWriter, put_record, put_record_view};
 
 use crate::{Error, Record};
 
+/// One header of an [`Output`]: name and (possibly null) value.
+pub type OutputHeader<'a> = (Cow<'a, [u8]>, Option<Cow<'a, [u8]>>);
+
 /// A record an operator emits. Fields taken from the input record borrow
 /// from it until the output is written, so an unchanged key or value is
 /// never copied twice.
@@ -17,7 +20,7 @@ pub struct Output<'a> {
     /// Event time in milliseconds since the Unix epoch.
     pub timestamp: i64,
     /// Headers in order; a header value can be null.
-    pub headers: Vec<(Cow<'a, [u8]>, Option<Cow<'a, [u8]>>)>,
+    pub headers: Vec<OutputHeader<'a>>,
 }
 
 impl<'a> Output<'a> {

@@ -121,33 +121,50 @@ enum HeaderValue<'a> {
     Base64 { base64: String },
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Headers<'a> {
-    Object(#[serde(borrow)] Vec<(Cow<'a, str>, Option<HeaderValue<'a>>)>),
-    Pairs(Vec<(String, Option<HeaderValue<'a>>)>),
+/// Headers in the order written: `{"name": value, ...}` or `[["name", value], ...]`.
+struct OrderedHeaders<'a>(Vec<(Cow<'a, str>, Option<HeaderValue<'a>>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for OrderedHeaders<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = OrderedHeaders<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object or a list of [name, value] pairs")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(OrderedHeaders(out))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut out = Vec::new();
+                while let Some(pair) = seq.next_element()? {
+                    out.push(pair);
+                }
+                Ok(OrderedHeaders(out))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 fn decode_headers(raw: &RawValue) -> Result<Vec<Header>, CodecError> {
-    let text = raw.get();
-    let pairs: Vec<(String, Option<HeaderValue<'_>>)> = if text.trim_start().starts_with('{') {
-        let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|e| CodecError(format!("bad headers: {e}")))?;
-        map.into_iter()
-            .map(|(k, v)| Ok((k, header_value_from_json(v)?)))
-            .collect::<Result<_, CodecError>>()?
-    } else {
-        match serde_json::from_str::<Headers<'_>>(text) {
-            Ok(Headers::Object(p)) => p.into_iter().map(|(k, v)| (k.into_owned(), v)).collect(),
-            Ok(Headers::Pairs(p)) => p,
-            Err(_) => {
-                return Err(CodecError(format!(
-                    "headers must be an object or a list of [name, value] pairs, got {text}"
-                )));
-            }
-        }
-    };
-    pairs
+    let parsed: OrderedHeaders<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        CodecError(format!(
+            "headers must be an object or a list of [name, value] pairs whose values are strings, null or {{\"base64\": \"...\"}}: {e}"
+        ))
+    })?;
+    parsed
+        .0
         .into_iter()
         .map(|(name, v)| {
             let value = match v {
@@ -159,27 +176,12 @@ fn decode_headers(raw: &RawValue) -> Result<Vec<Header>, CodecError> {
                     )?))
                 }
             };
-            Ok(Header { name, value })
+            Ok(Header {
+                name: name.into_owned(),
+                value,
+            })
         })
         .collect()
-}
-
-fn header_value_from_json(
-    v: serde_json::Value,
-) -> Result<Option<HeaderValue<'static>>, CodecError> {
-    match v {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(s) => Ok(Some(HeaderValue::Text(Cow::Owned(s)))),
-        serde_json::Value::Object(mut o) if o.len() == 1 => match o.remove("base64") {
-            Some(serde_json::Value::String(b)) => Ok(Some(HeaderValue::Base64 { base64: b })),
-            _ => Err(CodecError(
-                "a header value must be a string, null or {\"base64\": \"...\"}".into(),
-            )),
-        },
-        other => Err(CodecError(format!(
-            "a header value must be a string, null or {{\"base64\": \"...\"}}, got {other}"
-        ))),
-    }
 }
 
 /// Appends `record` as one JSON line (with its newline) to `out`. On error

@@ -6,7 +6,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-use weir::plugin::host::{Host, LogLevel};
+use self::weir::plugin::host::{Host, LogLevel};
 
 impl Host for super::state::HostState {
     fn log(&mut self, level: LogLevel, message: String) {

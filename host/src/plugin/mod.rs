@@ -189,14 +189,14 @@ impl PluginEngine {
             source,
         })?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        if let Some(expected) = sha256_pin {
-            if !expected.eq_ignore_ascii_case(&sha256) {
-                return Err(LoadError::Sha256Mismatch {
-                    path: path.to_path_buf(),
-                    expected: expected.to_string(),
-                    actual: sha256,
-                });
-            }
+        if let Some(expected) = sha256_pin
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(LoadError::Sha256Mismatch {
+                path: path.to_path_buf(),
+                expected: expected.to_string(),
+                actual: sha256,
+            });
         }
         check_component_header(path, &bytes)?;
         let (component, cached) =

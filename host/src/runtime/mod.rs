@@ -149,7 +149,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 .name(format!("task-{partition}"))
                 .spawn_scoped(scope, move || {
                     let steps = topo.start_steps().map_err(RunError::Start)?;
-                    let result = task::Task::new(topo, steps, sinks, metrics, labels).run(rx, stop);
+                    let result = task::Task::new(topo, steps, sinks, metrics, labels).run(rx);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }

@@ -3,9 +3,6 @@
 //! policy to every record that fails. One task per partition, as in Kafka
 //! Streams, so Kafka partitions map onto tasks directly.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crossbeam_channel::{Receiver, Sender};
 
 use super::RunError;
@@ -64,14 +61,11 @@ impl<'t> Task<'t> {
         }
     }
 
-    /// Processes batches until the sources are done (or the run is stopped
-    /// by a fatal error elsewhere), then hands over what is left for the sinks.
-    pub fn run(
-        mut self,
-        batches: Receiver<SourceBatch>,
-        stop: &AtomicBool,
-    ) -> Result<(), RunError> {
-        let result = self.run_inner(&batches, stop);
+    /// Processes batches until the sources are done, then hands over what
+    /// is left for the sinks. A stopped run stops its sources; the tasks
+    /// still finish what was read, since those records are sound.
+    pub fn run(mut self, batches: Receiver<SourceBatch>) -> Result<(), RunError> {
+        let result = self.run_inner(&batches);
         // Outputs of every record before a failure are complete: write them.
         for s in 0..self.sinks.len() {
             self.hand_over(s);
@@ -79,15 +73,8 @@ impl<'t> Task<'t> {
         result
     }
 
-    fn run_inner(
-        &mut self,
-        batches: &Receiver<SourceBatch>,
-        stop: &AtomicBool,
-    ) -> Result<(), RunError> {
+    fn run_inner(&mut self, batches: &Receiver<SourceBatch>) -> Result<(), RunError> {
         while let Ok(batch) = batches.recv() {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
             for reject in batch.rejects {
                 self.rejected_line(reject)?;
             }
@@ -305,6 +292,3 @@ impl<'t> Task<'t> {
         }
     }
 }
-
-/// Shared flag a task sets when it fails, so sources and other tasks stop early.
-pub type StopFlag = Arc<AtomicBool>;

@@ -488,10 +488,10 @@ fn check_acyclic(c: &mut Checker, steps: &[Step]) {
         }
         state[i] = 1;
         for input in &steps[i].inputs {
-            if let Node::Step(j) = input.node {
-                if let Some(cycle) = visit(j, steps, state) {
-                    return Some(cycle);
-                }
+            if let Node::Step(j) = input.node
+                && let Some(cycle) = visit(j, steps, state)
+            {
+                return Some(cycle);
             }
         }
         state[i] = 2;

@@ -35,11 +35,19 @@ pub struct Enricher {
 
 impl Map for Enricher {
     fn init(config: Config) -> Result<Self, String> {
-        let s: Settings = if config.is_null() { Settings::default() } else { config.parse()? };
+        let s: Settings = if config.is_null() {
+            Settings::default()
+        } else {
+            config.parse()?
+        };
         let set = s
             .set
             .into_iter()
-            .map(|(k, v)| serde_json::value::to_raw_value(&v).map(|raw| (k, raw)).map_err(|e| e.to_string()))
+            .map(|(k, v)| {
+                serde_json::value::to_raw_value(&v)
+                    .map(|raw| (k, raw))
+                    .map_err(|e| e.to_string())
+            })
             .collect::<Result<_, _>>()?;
         Ok(Enricher {
             set,
@@ -50,7 +58,9 @@ impl Map for Enricher {
     }
 
     fn map<'a>(&mut self, record: &Record<'a>) -> Result<Output<'a>, Error> {
-        let value = record.value().ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
+        let value = record
+            .value()
+            .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
         let mut object = Object::parse(value)?;
         for name in &self.drop {
             object.remove(name);
@@ -73,15 +83,26 @@ weir_sdk::export_map!(Enricher);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sdk::testing::{run_map, TestRecord};
+    use weir_sdk::testing::{TestRecord, run_map};
 
     #[test]
     fn sets_copies_and_drops_fields() {
-        let cfg = r#"{"set":{"source":"web"},"key-field":"id","timestamp-field":"ts","drop":["secret"]}"#;
-        let input = TestRecord::new().key("c1").value(r#"{"a":1,"secret":"x"}"#).timestamp(42).header("h", "v");
+        let cfg =
+            r#"{"set":{"source":"web"},"key-field":"id","timestamp-field":"ts","drop":["secret"]}"#;
+        let input = TestRecord::new()
+            .key("c1")
+            .value(r#"{"a":1,"secret":"x"}"#)
+            .timestamp(42)
+            .header("h", "v");
         let out = run_map::<Enricher>(cfg, &[input.clone()]).unwrap();
         let rec = &out[0].records()[0];
-        assert_eq!(rec.value_json(), serde_json::json!({"a":1,"source":"web","id":"c1","ts":42}));
-        assert_eq!((&rec.key, rec.timestamp, &rec.headers), (&input.key, 42, &input.headers));
+        assert_eq!(
+            rec.value_json(),
+            serde_json::json!({"a":1,"source":"web","id":"c1","ts":42})
+        );
+        assert_eq!(
+            (&rec.key, rec.timestamp, &rec.headers),
+            (&input.key, 42, &input.headers)
+        );
     }
 }

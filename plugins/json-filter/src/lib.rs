@@ -47,7 +47,9 @@ impl Filter for JsonFilter {
         if needs_value && s.value.is_null() && !matches!(s.op, Op::Eq | Op::Ne) {
             return Err(format!("op `{:?}` needs a `value`", s.op).to_lowercase());
         }
-        if matches!(s.op, Op::Gt | Op::Gte | Op::Lt | Op::Lte) && !(s.value.is_number() || s.value.is_string()) {
+        if matches!(s.op, Op::Gt | Op::Gte | Op::Lt | Op::Lte)
+            && !(s.value.is_number() || s.value.is_string())
+        {
             return Err("ordering ops need a number or string `value`".into());
         }
         Ok(JsonFilter {
@@ -58,7 +60,9 @@ impl Filter for JsonFilter {
     }
 
     fn keep(&mut self, record: &Record<'_>) -> Result<bool, Error> {
-        let value = record.value().ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
+        let value = record
+            .value()
+            .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
         let object = Object::parse(value)?;
         let raw = object.raw_path(&self.field)?;
         let Some(raw) = raw else {
@@ -95,7 +99,7 @@ weir_sdk::export_filter!(JsonFilter);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sdk::testing::{run_filter, Outcome, TestRecord};
+    use weir_sdk::testing::{Outcome, TestRecord, run_filter};
 
     fn kept(config: &str, values: &[&str]) -> Vec<bool> {
         let inputs: Vec<_> = values.iter().map(|v| TestRecord::new().value(*v)).collect();
@@ -111,19 +115,40 @@ mod tests {
 
     #[test]
     fn compares_numbers_strings_and_paths() {
-        let vals = [r#"{"amount": 150}"#, r#"{"amount": 50}"#, r#"{"other": 1}"#, r#"{"amount": "x"}"#];
-        assert_eq!(kept(r#"{"field":"amount","op":"gt","value":100}"#, &vals), [true, false, false, false]);
-        assert_eq!(kept(r#"{"field":"amount","op":"exists"}"#, &vals), [true, true, false, true]);
+        let vals = [
+            r#"{"amount": 150}"#,
+            r#"{"amount": 50}"#,
+            r#"{"other": 1}"#,
+            r#"{"amount": "x"}"#,
+        ];
         assert_eq!(
-            kept(r#"{"field":"c.n","op":"eq","value":"DE"}"#, &[r#"{"c":{"n":"DE"}}"#, r#"{"c":{"n":"FR"}}"#]),
+            kept(r#"{"field":"amount","op":"gt","value":100}"#, &vals),
+            [true, false, false, false]
+        );
+        assert_eq!(
+            kept(r#"{"field":"amount","op":"exists"}"#, &vals),
+            [true, true, false, true]
+        );
+        assert_eq!(
+            kept(
+                r#"{"field":"c.n","op":"eq","value":"DE"}"#,
+                &[r#"{"c":{"n":"DE"}}"#, r#"{"c":{"n":"FR"}}"#]
+            ),
             [true, false]
         );
     }
 
     #[test]
     fn bad_json_is_poison_and_bad_config_is_refused() {
-        let out = run_filter::<JsonFilter>(r#"{"field":"a","op":"exists"}"#, &[TestRecord::new().value("nope")]).unwrap();
-        assert!(matches!(&out[0], Outcome::Poison(m) if m.contains("invalid JSON")), "{out:?}");
+        let out = run_filter::<JsonFilter>(
+            r#"{"field":"a","op":"exists"}"#,
+            &[TestRecord::new().value("nope")],
+        )
+        .unwrap();
+        assert!(
+            matches!(&out[0], Outcome::Poison(m) if m.contains("invalid JSON")),
+            "{out:?}"
+        );
         let err = run_filter::<JsonFilter>(r#"{"field":"a","op":"between"}"#, &[]).unwrap_err();
         assert!(err.contains("unknown variant `between`"), "{err}");
     }

@@ -7,7 +7,7 @@
 //! their JSON text. A missing field is poison unless `missing: null-key`.
 
 use serde::Deserialize;
-use weir_sdk::json::{raw_to_text, Object};
+use weir_sdk::json::{Object, raw_to_text};
 use weir_sdk::{Config, Error, KeySelector, Record};
 
 #[derive(Deserialize)]
@@ -34,11 +34,16 @@ impl KeySelector for FieldKey {
     }
 
     fn select_key(&mut self, record: &Record<'_>) -> Result<Option<Vec<u8>>, Error> {
-        let value = record.value().ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
+        let value = record
+            .value()
+            .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
         match Object::parse(value)?.raw_path(&self.0.field)? {
             Some(raw) => Ok(Some(raw_to_text(&raw)?.as_bytes().to_vec())),
             None if self.0.missing == Missing::NullKey => Ok(None),
-            None => Err(Error::poison(format!("field `{}` is missing", self.0.field))),
+            None => Err(Error::poison(format!(
+                "field `{}` is missing",
+                self.0.field
+            ))),
         }
     }
 }
@@ -48,7 +53,7 @@ weir_sdk::export_key_selector!(FieldKey);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sdk::testing::{run_key_selector, Outcome, TestRecord};
+    use weir_sdk::testing::{Outcome, TestRecord, run_key_selector};
 
     #[test]
     fn rekeys_by_field() {

@@ -11,7 +11,7 @@
 //! default; the pipeline wires each port to a sink or a step.
 
 use serde::Deserialize;
-use weir_sdk::json::{raw_to_text, Object};
+use weir_sdk::json::{Object, raw_to_text};
 use weir_sdk::{Config, Error, Record, Router};
 
 #[derive(Deserialize)]
@@ -56,7 +56,12 @@ impl Router for FieldRouter {
             routes.push((value.clone(), Self::port(&mut ports, target)));
         }
         let default = s.default.as_deref().map(|d| Self::port(&mut ports, d));
-        Ok(FieldRouter { field: s.field, ports, routes, default })
+        Ok(FieldRouter {
+            field: s.field,
+            ports,
+            routes,
+            default,
+        })
     }
 
     fn ports(&self) -> Vec<String> {
@@ -64,9 +69,13 @@ impl Router for FieldRouter {
     }
 
     fn route(&mut self, record: &Record<'_>) -> Result<Option<usize>, Error> {
-        let value = record.value().ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
+        let value = record
+            .value()
+            .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
         let object = Object::parse(value)?;
-        let Some(raw) = object.raw(&self.field) else { return Ok(self.default) };
+        let Some(raw) = object.raw(&self.field) else {
+            return Ok(self.default);
+        };
         let text = raw_to_text(raw)?;
         Ok(self
             .routes
@@ -82,15 +91,22 @@ weir_sdk::export_router!(FieldRouter);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sdk::testing::{run_router, Outcome, TestRecord};
+    use weir_sdk::testing::{Outcome, TestRecord, run_router};
 
     #[test]
     fn routes_by_field_with_default() {
-        let cfg = r#"{"field":"type","routes":{"A":"left","B":"right","C":"left"},"default":"other"}"#;
-        let inputs: Vec<_> = [r#"{"type":"A"}"#, r#"{"type":"B"}"#, r#"{"type":"C"}"#, r#"{"type":"Z"}"#, "{}"]
-            .iter()
-            .map(|v| TestRecord::new().value(*v))
-            .collect();
+        let cfg =
+            r#"{"field":"type","routes":{"A":"left","B":"right","C":"left"},"default":"other"}"#;
+        let inputs: Vec<_> = [
+            r#"{"type":"A"}"#,
+            r#"{"type":"B"}"#,
+            r#"{"type":"C"}"#,
+            r#"{"type":"Z"}"#,
+            "{}",
+        ]
+        .iter()
+        .map(|v| TestRecord::new().value(*v))
+        .collect();
         let ports: Vec<String> = run_router::<FieldRouter>(cfg, &inputs)
             .unwrap()
             .into_iter()

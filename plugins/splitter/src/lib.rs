@@ -26,10 +26,18 @@ impl FlatMap for Splitter {
         config.parse().map(Splitter)
     }
 
-    fn flat_map<'a>(&mut self, record: &Record<'a>, out: &mut Vec<Output<'a>>) -> Result<(), Error> {
-        let value = record.value().ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
+    fn flat_map<'a>(
+        &mut self,
+        record: &Record<'a>,
+        out: &mut Vec<Output<'a>>,
+    ) -> Result<(), Error> {
+        let value = record
+            .value()
+            .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
         let object = Object::parse(value)?;
-        let Some(raw) = object.raw(&self.0.field) else { return Ok(()) };
+        let Some(raw) = object.raw(&self.0.field) else {
+            return Ok(());
+        };
         let elements: Vec<&serde_json::value::RawValue> = serde_json::from_str(raw.get())
             .map_err(|e| Error::poison(format!("field `{}` is not an array: {e}", self.0.field)))?;
         for element in elements {
@@ -55,15 +63,26 @@ weir_sdk::export_flat_map!(Splitter);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sdk::testing::{run_flat_map, TestRecord};
+    use weir_sdk::testing::{TestRecord, run_flat_map};
 
     #[test]
     fn one_record_per_element_with_parent_fields() {
-        let input = TestRecord::new().key("o1").value(r#"{"order_id":7,"items":[{"sku":"a"},{"sku":"b"}]}"#);
-        let out = run_flat_map::<Splitter>(r#"{"field":"items","keep":["order_id"]}"#, &[input]).unwrap();
+        let input = TestRecord::new()
+            .key("o1")
+            .value(r#"{"order_id":7,"items":[{"sku":"a"},{"sku":"b"}]}"#);
+        let out =
+            run_flat_map::<Splitter>(r#"{"field":"items","keep":["order_id"]}"#, &[input]).unwrap();
         let values: Vec<_> = out[0].records().iter().map(|r| r.value_json()).collect();
-        assert_eq!(values, [serde_json::json!({"sku":"a","order_id":7}), serde_json::json!({"sku":"b","order_id":7})]);
-        let empty = run_flat_map::<Splitter>(r#"{"field":"items"}"#, &[TestRecord::new().value("{}")]).unwrap();
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"sku":"a","order_id":7}),
+                serde_json::json!({"sku":"b","order_id":7})
+            ]
+        );
+        let empty =
+            run_flat_map::<Splitter>(r#"{"field":"items"}"#, &[TestRecord::new().value("{}")])
+                .unwrap();
         assert!(empty[0].records().is_empty());
     }
 }

@@ -1,0 +1,294 @@
+//! The `weir` binary: validation errors, the test driver, plugin tools and
+//! the quickstart.
+
+use std::process::Output;
+
+use weir_tests::{Fixture, plugin, repo, weir};
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn validate(f: &Fixture) -> Output {
+    weir(&["validate", f.pipeline_path().to_str().unwrap()])
+}
+
+/// Validation fails and the message names the pipeline file, the line and `needle`.
+fn assert_invalid(pipeline: &str, files: &[(&str, &str)], line: Option<u32>, needle: &str) {
+    let f = Fixture::new(pipeline, files);
+    let out = validate(&f);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "validation passed:\n{pipeline}");
+    let expected_prefix = match line {
+        Some(l) => format!("{}:{l}:", f.pipeline_path().display()),
+        None => f.pipeline_path().display().to_string(),
+    };
+    assert!(
+        err.contains(&expected_prefix),
+        "expected `{expected_prefix}` in:\n{err}"
+    );
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+}
+
+const GOOD: &str = "
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  f: { path: '{plugin:json-filter}' }
+steps:
+  - { name: big, kind: filter, plugin: f, config: { field: amount, op: gt, value: 100 } }
+sinks:
+  out: { kind: stdout }
+";
+
+#[test]
+fn a_good_pipeline_validates() {
+    let out = validate(&Fixture::new(GOOD, &[]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ok (1 sources, 1 steps, 1 sinks, 1 partitions)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn malformed_yaml() {
+    assert_invalid(
+        "sources:\n  in: { kind: file\n  path: x\n",
+        &[],
+        None,
+        "pipeline.yaml:",
+    );
+}
+
+#[test]
+fn unknown_step_kind() {
+    assert_invalid(
+        &GOOD.replace("kind: filter", "kind: flter"),
+        &[],
+        Some(7),
+        "unknown variant `flter`",
+    );
+}
+
+#[test]
+fn missing_plugin_file() {
+    assert_invalid(
+        "sources:\n  in: { kind: stdin }\nplugins:\n  f: { path: nowhere.wasm }\nsteps:\n  - { name: s, kind: map, plugin: f }\nsinks:\n  out: { kind: stdout }\n",
+        &[],
+        Some(4),
+        "file not found",
+    );
+}
+
+#[test]
+fn sha256_mismatch() {
+    let pinned = GOOD.replace(
+        "'{plugin:json-filter}' }",
+        &format!("'{{plugin:json-filter}}', sha256: {} }}", "0".repeat(64)),
+    );
+    assert_invalid(&pinned, &[], Some(5), "but the pipeline pins 0000");
+}
+
+#[test]
+fn a_correct_sha256_pin_passes() {
+    let bytes = std::fs::read(plugin("json-filter")).unwrap();
+    let info = weir(&["plugin", "inspect", plugin("json-filter").to_str().unwrap()]);
+    let sha = stdout(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256:").map(|s| s.trim().to_string()))
+        .unwrap();
+    assert_eq!(sha.len(), 64);
+    assert!(!bytes.is_empty());
+    let pinned = GOOD.replace(
+        "'{plugin:json-filter}' }",
+        &format!("'{{plugin:json-filter}}', sha256: {sha} }}"),
+    );
+    let out = validate(&Fixture::new(&pinned, &[]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_file_that_is_not_a_component() {
+    let text = GOOD.replace("'{plugin:json-filter}'", "notes.wasm");
+    assert_invalid(
+        &text,
+        &[("notes.wasm", "just text")],
+        Some(5),
+        "WebAssembly magic bytes",
+    );
+    let core_module = "\0asm\u{1}\0\0\0";
+    assert_invalid(
+        &text,
+        &[("notes.wasm", core_module)],
+        Some(5),
+        "core WebAssembly module",
+    );
+}
+
+#[test]
+fn a_component_of_the_wrong_world() {
+    assert_invalid(
+        &GOOD.replace("json-filter", "wrong-world"),
+        &[],
+        Some(5),
+        "component of another world",
+    );
+}
+
+#[test]
+fn a_refused_config() {
+    assert_invalid(
+        &GOOD.replace("op: gt", "op: between"),
+        &[],
+        Some(7),
+        "refused its config",
+    );
+}
+
+#[test]
+fn an_unknown_port() {
+    let text = "
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  r: { path: '{plugin:router}' }
+steps:
+  - { name: route, kind: branch, plugin: r, config: { field: t, routes: { A: left }, default: right } }
+sinks:
+  a: { kind: stdout, from: route.left }
+  b: { kind: stdout, from: route.middle }
+";
+    assert_invalid(text, &[], Some(10), "has no port `middle`");
+    let unwired = text.replace("  b: { kind: stdout, from: route.middle }\n", "");
+    assert_invalid(
+        &unwired,
+        &[],
+        Some(7),
+        "port `right` of branch step `route` is not wired",
+    );
+}
+
+#[test]
+fn test_driver_passes_and_fails_with_a_diff() {
+    let input =
+        "{\"key\":\"a\",\"value\":{\"amount\":150}}\n{\"key\":\"b\",\"value\":{\"amount\":50}}\n";
+    let good = Fixture::new(
+        GOOD,
+        &[
+            ("tests/case1/input/in.jsonl", input),
+            (
+                "tests/case1/expected/out.jsonl",
+                "{\"key\":\"a\",\"value\":{\"amount\":150}}\n",
+            ),
+        ],
+    );
+    let out = weir(&["test", good.pipeline_path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("ok   case1"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("1 passed, 0 failed"));
+
+    let bad = Fixture::new(
+        GOOD,
+        &[
+            ("tests/case1/input/in.jsonl", input),
+            (
+                "tests/case1/expected/out.jsonl",
+                "{\"key\":\"a\",\"value\":{\"amount\":151}}\n",
+            ),
+        ],
+    );
+    let out = weir(&["test", bad.pipeline_path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAIL case1"), "{text}");
+    assert!(text.contains("sink `out` differs"), "{text}");
+    assert!(
+        text.contains("-{\"key\":\"a\",\"value\":{\"amount\":151}}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+{\"key\":\"a\",\"value\":{\"amount\":150}}"),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn plugin_inspect_describes_components() {
+    let out = weir(&["plugin", "inspect", plugin("router").to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("world:    weir:plugin/transformer@0.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("weir:plugin/transform@0.1.0"), "{text}");
+    assert!(text.contains("runnable: yes"), "{text}");
+
+    let out = weir(&["plugin", "inspect", plugin("wrong-world").to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(!out.status.success());
+    assert!(text.contains("wasi:cli/run"), "{text}");
+    assert!(text.contains("runnable: no"), "{text}");
+}
+
+#[test]
+fn plugin_new_scaffolds_a_buildable_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weir(&[
+        "plugin",
+        "new",
+        "my-router",
+        "--kind",
+        "branch",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let root = dir.path().join("my-router");
+    let build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--offline"])
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", repo().join("plugins/target"))
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+    assert!(build.status.success(), "{}", stderr(&build));
+    let wasm = repo().join("plugins/target/wasm32-wasip2/release/my_router.wasm");
+    let out = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert!(stdout(&out).contains("runnable: yes"), "{}", stdout(&out));
+    let again = weir(&[
+        "plugin",
+        "new",
+        "my-router",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(stderr(&again).contains("already exists"));
+}
+
+#[test]
+fn quickstart_prints_transformed_records() {
+    let pipeline = repo().join("examples/quickstart/pipeline.yaml");
+    let out = weir(&["run", "--quiet", pipeline.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut ids: Vec<i64> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["value"]["tier"], "large");
+            v["value"]["order_id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 3, 5, 6]);
+    let test = weir(&["test", pipeline.to_str().unwrap()]);
+    assert!(test.status.success(), "{}", stdout(&test));
+}
