@@ -292,3 +292,109 @@ fn quickstart_prints_transformed_records() {
     let test = weir(&["test", pipeline.to_str().unwrap()]);
     assert!(test.status.success(), "{}", stdout(&test));
 }
+
+#[test]
+fn plugin_output_and_log_lines_go_to_the_host_log_with_the_operator_name() {
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: file, path: in.jsonl, value-format: string }
+plugins:
+  m: { path: '{plugin:misbehave}' }
+steps:
+  - { name: chatty, kind: flat-map, plugin: m, config: { mode: stdout, trigger: boom } }
+sinks:
+  out: { kind: stdout, value-format: string }
+",
+        &[("in.jsonl", "{\"key\":\"k\",\"value\":\"boom\"}\n")],
+    );
+    let out = weir(&["-vv", "run", "--quiet", f.pipeline_path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (log, records) = (stderr(&out), stdout(&out));
+    assert_eq!(
+        records.lines().count(),
+        1,
+        "only the record on stdout: {records}"
+    );
+    for line in [
+        "misbehave says hello through the log import",
+        "misbehave says hello on stdout",
+        "misbehave says hello on stderr",
+    ] {
+        let found = log
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("`{line}` not in:\n{log}"));
+        assert!(found.contains("chatty"), "no operator name in `{found}`");
+    }
+}
+
+#[test]
+fn stdin_streams_and_ctrl_c_stops_cleanly() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: stdin }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+    );
+    let mut child = Command::new(weir_tests::weir_bin())
+        .args(["run", "--quiet", f.pipeline_path().to_str().unwrap()])
+        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..3 {
+        writeln!(stdin, "{{\"key\":\"k{i}\",\"value\":{{\"n\":{i}}}}}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => got.push(l),
+            Err(_) => panic!("waited 20 s for 3 records streamed from stdin; got {got:?}"),
+        }
+    }
+    // stdin stays open: the run only ends because of the signal.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("weir did not stop within 20 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(got[2].contains("\"n\":2"), "{got:?}");
+}

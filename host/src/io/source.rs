@@ -84,7 +84,10 @@ impl SourceReader<'_> {
                 })?;
                 (Box::new(file), path.display().to_string())
             }
-            SourceInput::Stdin => (Box::new(std::io::stdin()), "stdin".to_string()),
+            SourceInput::Stdin => (
+                Box::new(StoppableStdin::start(self.stop.clone())),
+                "stdin".to_string(),
+            ),
         };
         let streaming = matches!(self.input, SourceInput::Stdin);
         let mut state = Splitter {
@@ -240,6 +243,76 @@ impl Splitter<'_, '_> {
         for p in 0..self.pending.len() {
             self.flush(p, outputs);
         }
+    }
+}
+
+/// Stdin read on a helper thread, so a stopped run (Ctrl-C) ends even while
+/// nothing arrives on stdin: the source sees end-of-input once stopped.
+struct StoppableStdin {
+    chunks: crossbeam_channel::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl StoppableStdin {
+    fn start(stop: Arc<AtomicBool>) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        // Detached: it may stay blocked in read(2) until the process exits.
+        let _ = std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || {
+                let mut stdin = std::io::stdin().lock();
+                loop {
+                    let mut buf = vec![0u8; 64 << 10];
+                    match stdin.read(&mut buf) {
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.send(Ok(buf)).is_err() || n == 0 {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+        StoppableStdin {
+            chunks: rx,
+            current: Vec::new(),
+            pos: 0,
+            stop,
+        }
+    }
+}
+
+impl Read for StoppableStdin {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            match self
+                .chunks
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(0),
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -89,6 +89,7 @@ impl Transform for Misbehave {
                 out.emit(0, &reply(format!("env: [{}]", vars.join(","))));
             }
             Mode::Stdout => {
+                weir_sdk::log::info("misbehave says hello through the log import");
                 println!("misbehave says hello on stdout");
                 eprintln!("misbehave says hello on stderr");
                 out.forward(0);

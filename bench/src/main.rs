@@ -1,0 +1,267 @@
+//! `weir-bench`: measures what the README and bench/README.md report.
+//!
+//! * `boundary` — nanoseconds per record for a plugin call at several batch
+//!   sizes, for the no-op plugin (pure boundary cost) and the JSON filter,
+//!   both for the raw packed call and through the host's step (packing
+//!   records, unpacking results).
+//! * `e2e` — file → filter → map → file through `weir`'s runtime over N
+//!   records: wall time, CPU time, records per second and per CPU-second.
+//!
+//! Plugins must be built first (`scripts/build-plugins`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use weir::operators::{PluginStep, StepOutput};
+use weir::plugin::{EngineSettings, Limits, PluginEngine};
+use weir::record::Record;
+use weir::runtime::{self, RunOptions, Topology};
+use weir::spec::{Pipeline, StepKind};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-record cost of crossing the Wasm boundary.
+    Boundary {
+        /// Records processed per measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Measurements per configuration; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// End-to-end file → filter → map → file throughput.
+    E2e {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Partition tasks (cores to use).
+        #[arg(long, default_value_t = 2)]
+        partitions: u32,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Boundary { records, rounds } => boundary(records, rounds),
+        Command::E2e {
+            records,
+            partitions,
+            rounds,
+        } => e2e(records, partitions, rounds),
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn plugin_path(name: &str) -> Result<PathBuf> {
+    let p = repo()
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    if !p.is_file() {
+        bail!("{} not found: run scripts/build-plugins first", p.display());
+    }
+    Ok(p)
+}
+
+/// A ~100-byte JSON object value; `amount` spreads over 0..1000.
+fn value(i: usize) -> String {
+    let v = format!(
+        r#"{{"id":{i},"customer":"c-{:05}","amount":{},"country":"DE","note":"xxxxxxxxxxxxxx"}}"#,
+        i % 50_000,
+        (i * 7919) % 1000
+    );
+    v
+}
+
+fn records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            key: Some(Bytes::from(format!("c-{:05}", i % 50_000))),
+            value: Some(Bytes::from(value(i))),
+            timestamp: 1_700_000_000_000 + i as i64,
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn boundary(total: usize, rounds: usize) -> Result<()> {
+    let engine = PluginEngine::new(&EngineSettings {
+        cache_dir: None,
+        ..EngineSettings::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let avg_value = (0..1000).map(|i| value(i).len()).sum::<usize>() / 1000;
+    println!(
+        "value size: {avg_value} bytes on average; {total} records per measurement, median of {rounds}"
+    );
+    println!();
+    println!("| plugin | batch | packed call ns/record | through host step ns/record |");
+    println!("|---|---:|---:|---:|");
+    let cases = [
+        ("noop", "null", StepKind::Filter),
+        (
+            "json_filter",
+            r#"{"field":"amount","op":"gt","value":500}"#,
+            StepKind::Filter,
+        ),
+    ];
+    for (name, config, kind) in cases {
+        let plugin = Arc::new(engine.load(&plugin_path(name)?, None)?);
+        for batch in [1usize, 64, 256, 1024] {
+            let recs = records(batch);
+            // Packed call alone.
+            let mut instance = plugin
+                .instantiate("bench".into(), config, &Limits::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut packed = Vec::new();
+            weir_packed::put_u32(&mut packed, batch as u32);
+            for r in &recs {
+                weir_packed::put_record(
+                    &mut packed,
+                    r.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    std::iter::empty(),
+                );
+            }
+            let calls = (total / batch).max(1);
+            let mut raw = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                for _ in 0..calls {
+                    std::hint::black_box(
+                        instance
+                            .process(&packed)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                }
+                raw.push(t.elapsed().as_nanos() as f64 / (calls * batch) as f64);
+            }
+            // Through the host's step: records in, emitted records out.
+            let mut step = PluginStep::start(
+                "bench".into(),
+                kind,
+                plugin.clone(),
+                config.into(),
+                Limits::default(),
+            )?;
+            let mut out = StepOutput::default();
+            let mut hosted = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                for _ in 0..calls {
+                    step.process(&recs, &mut out)?;
+                    std::hint::black_box(&out);
+                }
+                hosted.push(t.elapsed().as_nanos() as f64 / (calls * batch) as f64);
+            }
+            println!(
+                "| {name} | {batch} | {:.1} | {:.1} |",
+                median(raw),
+                median(hosted)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn e2e(n: usize, partitions: u32, rounds: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        for i in 0..n {
+            writeln!(
+                w,
+                r#"{{"key":"c-{:05}","value":{},"timestamp":{}}}"#,
+                i % 50_000,
+                value(i),
+                1_700_000_000_000u64 + i as u64
+            )?;
+        }
+    }
+    let size = std::fs::metadata(&input)?.len();
+    let pipeline = format!(
+        "
+partitions: {partitions}
+batch-size: 1024
+error-policy: fail
+sources:
+  in: {{ kind: file, path: {input} }}
+plugins:
+  filter: {{ path: {filter} }}
+  enrich: {{ path: {enrich} }}
+steps:
+  - {{ name: keep, kind: filter, plugin: filter, config: {{ field: amount, op: gte, value: 100 }} }}
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ checked: true }} }} }}
+sinks:
+  out: {{ kind: file, path: {output} }}
+",
+        input = input.display(),
+        output = dir.path().join("out.jsonl").display(),
+        filter = plugin_path("json_filter")?.display(),
+        enrich = plugin_path("enricher")?.display(),
+    );
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, &pipeline)?;
+    println!(
+        "{n} records ({:.1} MB, {:.0} bytes per line), {partitions} partitions, {} cores, median of {rounds}",
+        size as f64 / 1e6,
+        size as f64 / n as f64,
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut out_count = 0;
+    for _ in 0..rounds {
+        let spec = Pipeline::load(&file).map_err(anyhow::Error::msg)?;
+        let topo = Topology::build(spec, None).map_err(anyhow::Error::msg)?;
+        let cpu0 = cpu_time();
+        let t = Instant::now();
+        let report = runtime::run(&topo, RunOptions::default()).context("run")?;
+        walls.push(t.elapsed().as_secs_f64());
+        cpus.push((cpu_time() - cpu0).as_secs_f64());
+        out_count = report.counts.records_out;
+        if report.counts.records_in != n as u64 {
+            bail!("read {} of {n}", report.counts.records_in);
+        }
+    }
+    let wall = median(walls);
+    let cpu = median(cpus);
+    println!();
+    println!("| records | out | wall s | CPU s | records/s | records per CPU-second |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {n} | {out_count} | {wall:.2} | {cpu:.2} | {:.0} | {:.0} |",
+        n as f64 / wall,
+        n as f64 / cpu
+    );
+    Ok(())
+}
