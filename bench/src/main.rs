@@ -21,6 +21,7 @@ use weir::plugin::{EngineSettings, Limits, PluginEngine};
 use weir::record::Record;
 use weir::runtime::{self, RunOptions, Topology};
 use weir::spec::{Pipeline, StepKind};
+use weir_sdk::runtime::FilterOp;
 
 #[derive(Parser)]
 struct Cli {
@@ -38,6 +39,12 @@ enum Command {
         /// Measurements per configuration; the median is reported.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Only this plugin (`noop` or `json_filter`).
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Batch sizes to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64, 256, 1024])]
+        batches: Vec<usize>,
     },
     /// End-to-end file → filter → map → file throughput.
     E2e {
@@ -53,7 +60,12 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Boundary { records, rounds } => boundary(records, rounds),
+        Command::Boundary {
+            records,
+            rounds,
+            plugin,
+            batches,
+        } => boundary(records, rounds, plugin.as_deref(), &batches),
         Command::E2e {
             records,
             partitions,
@@ -79,7 +91,7 @@ fn plugin_path(name: &str) -> Result<PathBuf> {
 /// A ~100-byte JSON object value; `amount` spreads over 0..1000.
 fn value(i: usize) -> String {
     let v = format!(
-        r#"{{"id":{i},"customer":"c-{:05}","amount":{},"country":"DE","note":"xxxxxxxxxxxxxx"}}"#,
+        r#"{{"id":{i},"customer":"c-{:05}","amount":{},"country":"DE","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#,
         i % 50_000,
         (i * 7919) % 1000
     );
@@ -102,7 +114,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn boundary(total: usize, rounds: usize) -> Result<()> {
+fn boundary(total: usize, rounds: usize, only: Option<&str>, batches: &[usize]) -> Result<()> {
     let engine = PluginEngine::new(&EngineSettings {
         cache_dir: None,
         ..EngineSettings::default()
@@ -113,8 +125,10 @@ fn boundary(total: usize, rounds: usize) -> Result<()> {
         "value size: {avg_value} bytes on average; {total} records per measurement, median of {rounds}"
     );
     println!();
-    println!("| plugin | batch | packed call ns/record | through host step ns/record |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| plugin | batch | native ns/record | packed Wasm call ns/record | through host step ns/record |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     let cases = [
         ("noop", "null", StepKind::Filter),
         (
@@ -124,8 +138,11 @@ fn boundary(total: usize, rounds: usize) -> Result<()> {
         ),
     ];
     for (name, config, kind) in cases {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         let plugin = Arc::new(engine.load(&plugin_path(name)?, None)?);
-        for batch in [1usize, 64, 256, 1024] {
+        for &batch in batches {
             let recs = records(batch);
             // Packed call alone.
             let mut instance = plugin
@@ -143,6 +160,13 @@ fn boundary(total: usize, rounds: usize) -> Result<()> {
                 );
             }
             let calls = (total / batch).max(1);
+            // The same plugin code compiled natively, same packed batch.
+            let native = match name {
+                "noop" => native_ns::<FilterOp<noop::Noop>>(config, &packed, calls, batch, rounds)?,
+                _ => native_ns::<FilterOp<json_filter::JsonFilter>>(
+                    config, &packed, calls, batch, rounds,
+                )?,
+            };
             let mut raw = Vec::new();
             for _ in 0..rounds {
                 let t = Instant::now();
@@ -174,13 +198,34 @@ fn boundary(total: usize, rounds: usize) -> Result<()> {
                 hosted.push(t.elapsed().as_nanos() as f64 / (calls * batch) as f64);
             }
             println!(
-                "| {name} | {batch} | {:.1} | {:.1} |",
+                "| {name} | {batch} | {:.1} | {:.1} | {:.1} |",
+                median(native),
                 median(raw),
                 median(hosted)
             );
         }
     }
     Ok(())
+}
+
+/// ns per record of the plugin's own code compiled natively, same packed batch.
+fn native_ns<O: weir_sdk::runtime::Operator>(
+    config: &str,
+    packed: &[u8],
+    calls: usize,
+    batch: usize,
+    rounds: usize,
+) -> Result<Vec<f64>> {
+    weir_sdk::runtime::init::<O>(config.into()).map_err(anyhow::Error::msg)?;
+    let mut native = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(weir_sdk::runtime::process::<O>(packed));
+        }
+        native.push(t.elapsed().as_nanos() as f64 / (calls * batch) as f64);
+    }
+    Ok(native)
 }
 
 fn cpu_time() -> Duration {

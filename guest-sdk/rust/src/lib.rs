@@ -177,7 +177,7 @@ macro_rules! __export_operator {
                     $crate::runtime::init::<$op>(config)
                 }
                 fn process(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
-                    $crate::runtime::process(&batch)
+                    $crate::runtime::process::<$op>(&batch)
                 }
             }
     $crate::bindings::export_transformer!(__WeirComponent with_types_in $crate::bindings);

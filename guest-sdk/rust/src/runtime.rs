@@ -1,6 +1,7 @@
 //! The glue between the export macros and the operator traits. Not part of
 //! the public API: plugin authors never call it.
 
+use std::any::Any;
 use std::cell::RefCell;
 
 use weir_packed::{
@@ -10,6 +11,9 @@ use weir_packed::{
 use crate::{Config, Emitter, Error, Record};
 
 /// One operator kind reduced to "write the packed result for one record".
+///
+/// `process` is generic over the concrete operator so the per-record call is
+/// static (and inlined); only the per-batch lookup goes through `Any`.
 pub trait Operator: 'static {
     /// Builds the operator from its config.
     fn init(config: Config) -> Result<Self, String>
@@ -23,7 +27,7 @@ pub trait Operator: 'static {
 }
 
 thread_local! {
-    static OPERATOR: RefCell<Option<Box<dyn Operator>>> = const { RefCell::new(None) };
+    static OPERATOR: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
 /// Implements the `init` export.
@@ -37,20 +41,24 @@ pub fn init<O: Operator>(config: String) -> Result<Vec<String>, String> {
     Ok(ports)
 }
 
-/// Implements the `process` export.
+/// Implements the `process` export for operator type `O`.
 ///
 /// # Panics
-/// When called before `init` or with a batch that is not in the packed
+/// When called before `init::<O>` or with a batch that is not in the packed
 /// layout: both are host bugs, and the panic becomes a trap the host handles.
-pub fn process(batch: &[u8]) -> Vec<u8> {
+pub fn process<O: Operator>(batch: &[u8]) -> Vec<u8> {
     OPERATOR.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let op = guard.as_mut().expect("process called before init");
+        let op = guard
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<O>())
+            .expect("process called before init");
         let mut reader = Reader::new(batch);
         let count = reader
             .u32("record count")
             .expect("malformed batch from host");
-        let mut out = Vec::with_capacity(batch.len() + 16);
+        // Room for a forward or drop per record; emitting operators grow it.
+        let mut out = Vec::with_capacity(16 + count as usize * 8);
         put_u32(&mut out, count);
         for _ in 0..count {
             let view = reader.record().expect("malformed batch from host");

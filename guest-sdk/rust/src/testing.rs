@@ -148,7 +148,7 @@ fn run<O: Operator>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>,
             r.headers.iter().map(|(n, v)| (n.as_slice(), v.as_deref())),
         );
     }
-    let out = runtime::process(&batch);
+    let out = runtime::process::<O>(&batch);
     let mut reader = Reader::new(&out);
     let count = reader.u32("result count").map_err(|e| e.to_string())?;
     assert_eq!(count as usize, inputs.len(), "one result per input");

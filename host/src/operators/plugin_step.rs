@@ -30,7 +30,9 @@ impl StepOutput {
 pub struct Emitted {
     pub input: u32,
     pub port: u32,
-    pub record: Record,
+    /// The new record; `None` when the plugin forwarded its input unchanged
+    /// (the caller moves the input record on instead of copying it).
+    pub record: Option<Record>,
 }
 
 /// The step cannot run at all: its plugin does not start.
@@ -199,7 +201,7 @@ impl PluginStep {
     ) -> Result<(), StartError> {
         let mut to_retry = Vec::new();
         let (emitted_before, failed_before) = (out.emitted.len(), out.failures.len());
-        if let Err(e) = self.decode(records, range.clone(), &result, out, &mut to_retry) {
+        if let Err(e) = self.decode(range.clone(), &result, out, &mut to_retry) {
             // A malformed result buffer is the plugin's fault: drop what it
             // said about this range and isolate the culprit.
             self.instance = None;
@@ -243,7 +245,6 @@ impl PluginStep {
 
     fn decode(
         &self,
-        records: &[Record],
         range: Range<usize>,
         result: &Bytes,
         out: &mut StepOutput,
@@ -269,7 +270,7 @@ impl PluginStep {
                     Ok(()) => out.emitted.push(Emitted {
                         input,
                         port,
-                        record: records[i].clone(),
+                        record: None,
                     }),
                     Err(reason) => out.failures.push(Failure {
                         input,
@@ -307,7 +308,7 @@ impl PluginStep {
                                     Ok(Emitted {
                                         input,
                                         port,
-                                        record,
+                                        record: Some(record),
                                     })
                                 })
                                 .collect()

@@ -129,7 +129,7 @@ impl<'t> Task<'t> {
     fn step(
         &mut self,
         j: usize,
-        records: Vec<Record>,
+        mut records: Vec<Record>,
         origins: Vec<Origin>,
     ) -> Result<(), RunError> {
         let mut out = std::mem::take(&mut self.scratch[j]);
@@ -160,7 +160,10 @@ impl<'t> Task<'t> {
                 break;
             }
             let (recs, origs) = &mut by_port[e.port as usize];
-            recs.push(e.record);
+            recs.push(
+                e.record
+                    .unwrap_or_else(|| std::mem::take(&mut records[e.input as usize])),
+            );
             origs.push(origins[e.input as usize]);
         }
         self.scratch[j] = out;

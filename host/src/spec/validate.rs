@@ -27,6 +27,28 @@ impl Checker<'_> {
             .push(Diagnostic::new(self.file, Some(loc), message.into()));
     }
 
+    /// The `path` a file kind needs and other kinds must not have.
+    fn path_for(
+        &mut self,
+        wants_path: bool,
+        describe: &str,
+        path: &Option<Spanned<String>>,
+        at: Loc,
+    ) -> Option<PathBuf> {
+        match (wants_path, path) {
+            (true, Some(p)) => Some(self.resolve(&p.value)),
+            (true, None) => {
+                self.error(at, format!("{describe} needs a `path`"));
+                None
+            }
+            (false, Some(p)) => {
+                self.error(loc(p), format!("{describe} takes no `path`"));
+                None
+            }
+            (false, None) => None,
+        }
+    }
+
     fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
         if p.is_absolute() {
@@ -195,24 +217,18 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
     let mut stdin_seen = false;
     for (name, s) in &raw.sources {
         let l = loc(s);
-        let path = match (s.value.kind, &s.value.path) {
-            (SourceKind::File, Some(p)) => Some(c.resolve(&p.value)),
-            (SourceKind::File, None) => {
-                c.error(l, format!("file source `{name}` needs a `path`"));
-                None
-            }
-            (SourceKind::Stdin, Some(p)) => {
-                c.error(loc(p), format!("stdin source `{name}` takes no `path`"));
-                None
-            }
-            (SourceKind::Stdin, None) => {
-                if stdin_seen {
-                    c.error(l, "only one source can read stdin");
-                }
-                stdin_seen = true;
-                None
-            }
+        let kind = s.value.kind;
+        let describe = match kind {
+            SourceKind::File => format!("file source `{name}`"),
+            SourceKind::Stdin => format!("stdin source `{name}`"),
         };
+        let path = c.path_for(kind == SourceKind::File, &describe, &s.value.path, l);
+        if kind == SourceKind::Stdin {
+            if stdin_seen {
+                c.error(l, "only one source can read stdin");
+            }
+            stdin_seen = true;
+        }
         out.push(Source {
             name: name.clone(),
             kind: s.value.kind,
@@ -414,18 +430,12 @@ fn check_sinks(
     let mut out = Vec::new();
     for (name, s) in &raw.sinks {
         let l = loc(s);
-        let path = match (s.value.kind, &s.value.path) {
-            (SinkKind::File, Some(p)) => Some(c.resolve(&p.value)),
-            (SinkKind::File, None) => {
-                c.error(l, format!("file sink `{name}` needs a `path`"));
-                None
-            }
-            (SinkKind::Stdout, Some(p)) => {
-                c.error(loc(p), format!("stdout sink `{name}` takes no `path`"));
-                None
-            }
-            (SinkKind::Stdout, None) => None,
+        let kind = s.value.kind;
+        let describe = match kind {
+            SinkKind::File => format!("file sink `{name}`"),
+            SinkKind::Stdout => format!("stdout sink `{name}`"),
         };
+        let path = c.path_for(kind == SinkKind::File, &describe, &s.value.path, l);
         let inputs = match &s.value.from {
             Some(from) => resolve_inputs(c, from, names),
             None if Some(name.as_str()) == dead_letter => Vec::new(),

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use weir_sdk::json::Object;
 use weir_sdk::{Config, Error, Map, Output, Record};
 
@@ -27,7 +26,8 @@ struct Settings {
 }
 
 pub struct Enricher {
-    set: Vec<(String, Box<RawValue>)>,
+    /// Constant fields, serialized once.
+    set: Vec<(String, String)>,
     key_field: Option<String>,
     timestamp_field: Option<String>,
     drop: Vec<String>,
@@ -44,7 +44,7 @@ impl Map for Enricher {
             .set
             .into_iter()
             .map(|(k, v)| {
-                serde_json::value::to_raw_value(&v)
+                serde_json::to_string(&v)
                     .map(|raw| (k, raw))
                     .map_err(|e| e.to_string())
             })
@@ -66,7 +66,7 @@ impl Map for Enricher {
             object.remove(name);
         }
         for (name, raw) in &self.set {
-            object.set_raw(name, raw.clone());
+            object.set_raw(name, raw.as_str());
         }
         if let Some(field) = &self.key_field {
             object.set(field, &record.key_str()?)?;

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use weir_sdk::json::Object;
+use weir_sdk::json;
 use weir_sdk::{Config, Error, Filter, Record};
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -63,34 +63,45 @@ impl Filter for JsonFilter {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        let object = Object::parse(value)?;
-        let raw = object.raw_path(&self.field)?;
-        let Some(raw) = raw else {
+        let Some(raw) = json::find(value, &self.field)? else {
             return Ok(self.op == Op::Missing || self.op == Op::Ne);
         };
         if let Op::Exists | Op::Missing = self.op {
             return Ok(self.op == Op::Exists);
         }
-        let found: Value = serde_json::from_str(raw.get())?;
+        if let (Value::Number(want), true) = (&self.value, self.op != Op::Eq && self.op != Op::Ne) {
+            // The common case, numeric thresholds, without building a Value.
+            let Ok(found) = raw.parse::<f64>() else {
+                return Ok(false);
+            };
+            return Ok(ordered(
+                self.op,
+                found.partial_cmp(&want.as_f64().unwrap_or(f64::NAN)),
+            ));
+        }
+        let found: Value = serde_json::from_str(raw)?;
         Ok(match self.op {
             Op::Eq => found == self.value,
             Op::Ne => found != self.value,
-            ord => {
-                let cmp = match (&found, &self.value) {
-                    (Value::Number(a), Value::Number(b)) => a.as_f64().partial_cmp(&b.as_f64()),
-                    (Value::String(a), Value::String(b)) => Some(a.as_str().cmp(b.as_str())),
-                    _ => None,
-                };
-                let Some(cmp) = cmp else { return Ok(false) };
-                match ord {
-                    Op::Gt => cmp.is_gt(),
-                    Op::Gte => cmp.is_ge(),
-                    Op::Lt => cmp.is_lt(),
-                    Op::Lte => cmp.is_le(),
-                    _ => unreachable!("handled above"),
+            op => match (&found, &self.value) {
+                (Value::String(a), Value::String(b)) => {
+                    ordered(op, Some(a.as_str().cmp(b.as_str())))
                 }
-            }
+                _ => false,
+            },
         })
+    }
+}
+
+/// Whether `cmp` (found vs wanted) satisfies an ordering op.
+fn ordered(op: Op, cmp: Option<std::cmp::Ordering>) -> bool {
+    let Some(cmp) = cmp else { return false };
+    match op {
+        Op::Gt => cmp.is_gt(),
+        Op::Gte => cmp.is_ge(),
+        Op::Lt => cmp.is_lt(),
+        Op::Lte => cmp.is_le(),
+        _ => false,
     }
 }
 
@@ -146,7 +157,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(&out[0], Outcome::Poison(m) if m.contains("invalid JSON")),
+            matches!(&out[0], Outcome::Poison(m) if m.contains("not a JSON object")),
             "{out:?}"
         );
         let err = run_filter::<JsonFilter>(r#"{"field":"a","op":"between"}"#, &[]).unwrap_err();

@@ -7,7 +7,7 @@
 //! their JSON text. A missing field is poison unless `missing: null-key`.
 
 use serde::Deserialize;
-use weir_sdk::json::{Object, raw_to_text};
+use weir_sdk::json::{self, raw_to_text};
 use weir_sdk::{Config, Error, KeySelector, Record};
 
 #[derive(Deserialize)]
@@ -37,8 +37,8 @@ impl KeySelector for FieldKey {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        match Object::parse(value)?.raw_path(&self.0.field)? {
-            Some(raw) => Ok(Some(raw_to_text(&raw)?.as_bytes().to_vec())),
+        match json::find(value, &self.0.field)? {
+            Some(raw) => Ok(Some(raw_to_text(raw)?.as_bytes().to_vec())),
             None if self.0.missing == Missing::NullKey => Ok(None),
             None => Err(Error::poison(format!(
                 "field `{}` is missing",

@@ -11,7 +11,7 @@
 //! default; the pipeline wires each port to a sink or a step.
 
 use serde::Deserialize;
-use weir_sdk::json::{Object, raw_to_text};
+use weir_sdk::json::{self, raw_to_text};
 use weir_sdk::{Config, Error, Record, Router};
 
 #[derive(Deserialize)]
@@ -72,8 +72,7 @@ impl Router for FieldRouter {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        let object = Object::parse(value)?;
-        let Some(raw) = object.raw(&self.field) else {
+        let Some(raw) = json::find(value, &self.field)? else {
             return Ok(self.default);
         };
         let text = raw_to_text(raw)?;

@@ -38,7 +38,7 @@ impl FlatMap for Splitter {
         let Some(raw) = object.raw(&self.0.field) else {
             return Ok(());
         };
-        let elements: Vec<&serde_json::value::RawValue> = serde_json::from_str(raw.get())
+        let elements: Vec<&serde_json::value::RawValue> = serde_json::from_str(raw)
             .map_err(|e| Error::poison(format!("field `{}` is not an array: {e}", self.0.field)))?;
         for element in elements {
             let bytes = if self.0.keep.is_empty() {
@@ -47,7 +47,7 @@ impl FlatMap for Splitter {
                 let mut item = Object::parse(element.get().as_bytes())?;
                 for name in &self.0.keep {
                     if let Some(v) = object.raw(name) {
-                        item.set_raw(name, v.to_owned());
+                        item.set_raw(name, v.to_string());
                     }
                 }
                 item.to_vec()

@@ -130,20 +130,24 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// Starts reading at the first byte of `buf`.
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Whether every byte has been consumed.
+    #[inline]
     pub fn is_at_end(&self) -> bool {
         self.pos == self.buf.len()
     }
 
+    #[inline]
     fn take(&mut self, n: usize, expected: &'static str) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         match end {
@@ -160,17 +164,20 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one byte.
+    #[inline]
     pub fn u8(&mut self, expected: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, expected)?[0])
     }
 
     /// Reads a little-endian `u32`.
+    #[inline]
     pub fn u32(&mut self, expected: &'static str) -> Result<u32, DecodeError> {
         let b = self.take(4, expected)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// Reads a little-endian `i64`.
+    #[inline]
     pub fn i64(&mut self, expected: &'static str) -> Result<i64, DecodeError> {
         let b = self.take(8, expected)?;
         let mut a = [0u8; 8];
@@ -179,6 +186,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `u32` length and that many bytes.
+    #[inline]
     pub fn bytes(&mut self, expected: &'static str) -> Result<&'a [u8], DecodeError> {
         let len = self.u32(expected)?;
         if len == ABSENT {
@@ -191,6 +199,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `u32` length (or [`ABSENT`]) and that many bytes.
+    #[inline]
     pub fn optional_bytes(
         &mut self,
         expected: &'static str,
@@ -204,6 +213,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one packed record.
+    #[inline]
     pub fn record(&mut self) -> Result<RecordView<'a>, DecodeError> {
         let timestamp = self.i64("record timestamp")?;
         let key = self.optional_bytes("record key")?;
@@ -226,6 +236,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one per-record result of a `process` call.
+    #[inline]
     pub fn result(&mut self) -> Result<ResultView<'a>, DecodeError> {
         match self.u8("result tag")? {
             TAG_EMIT => {
@@ -318,6 +329,7 @@ pub fn put_optional_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
+#[inline]
 fn len_u32(len: usize) -> u32 {
     // A field of 4 GiB cannot exist inside a 32-bit linear memory; the host
     // caps record sizes far below that.
@@ -326,6 +338,7 @@ fn len_u32(len: usize) -> u32 {
 }
 
 /// Appends one packed record.
+#[inline]
 pub fn put_record<'h>(
     out: &mut Vec<u8>,
     timestamp: i64,
@@ -344,6 +357,7 @@ pub fn put_record<'h>(
 }
 
 /// Appends a record view as it is (its header section is copied in one piece).
+#[inline]
 pub fn put_record_view(out: &mut Vec<u8>, r: &RecordView<'_>) {
     out.extend_from_slice(&r.timestamp.to_le_bytes());
     put_optional_bytes(out, r.key);
@@ -353,6 +367,7 @@ pub fn put_record_view(out: &mut Vec<u8>, r: &RecordView<'_>) {
 }
 
 /// Appends a [`TAG_FORWARD`] result.
+#[inline]
 pub fn put_forward(out: &mut Vec<u8>, port: u32) {
     out.push(TAG_FORWARD);
     put_u32(out, port);
