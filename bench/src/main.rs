@@ -21,7 +21,7 @@ use weir::plugin::{EngineSettings, Limits, PluginEngine};
 use weir::record::Record;
 use weir::runtime::{self, RunOptions, Topology};
 use weir::spec::{Pipeline, StepKind};
-use weir_sdk::runtime::FilterOp;
+use weir_sdk::runtime::{FilterOp, MapOp};
 
 #[derive(Parser)]
 struct Cli {
@@ -39,7 +39,7 @@ enum Command {
         /// Measurements per configuration; the median is reported.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// Only this plugin (`noop` or `json_filter`).
+        /// Only this plugin (`noop`, `json_filter` or `enricher`).
         #[arg(long)]
         plugin: Option<String>,
         /// Batch sizes to measure.
@@ -136,6 +136,7 @@ fn boundary(total: usize, rounds: usize, only: Option<&str>, batches: &[usize]) 
             r#"{"field":"amount","op":"gt","value":500}"#,
             StepKind::Filter,
         ),
+        ("enricher", r#"{"set":{"checked":true}}"#, StepKind::Map),
     ];
     for (name, config, kind) in cases {
         if only.is_some_and(|o| o != name) {
@@ -163,9 +164,10 @@ fn boundary(total: usize, rounds: usize, only: Option<&str>, batches: &[usize]) 
             // The same plugin code compiled natively, same packed batch.
             let native = match name {
                 "noop" => native_ns::<FilterOp<noop::Noop>>(config, &packed, calls, batch, rounds)?,
-                _ => native_ns::<FilterOp<json_filter::JsonFilter>>(
+                "json_filter" => native_ns::<FilterOp<json_filter::JsonFilter>>(
                     config, &packed, calls, batch, rounds,
                 )?,
+                _ => native_ns::<MapOp<enricher::Enricher>>(config, &packed, calls, batch, rounds)?,
             };
             let mut raw = Vec::new();
             for _ in 0..rounds {

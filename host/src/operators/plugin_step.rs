@@ -377,18 +377,15 @@ fn fault_failure(input: u32, fault: &Fault) -> Failure {
 }
 
 fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
-    let headers = view
-        .headers()
-        .map(|(name, value)| {
-            let name = std::str::from_utf8(name)
-                .map_err(|_| "emitted a header name that is not UTF-8".to_string())?
-                .to_string();
-            Ok(Header {
-                name,
-                value: value.map(|v| buf.slice_ref(v)),
-            })
-        })
-        .collect::<Result<_, String>>()?;
+    let mut headers = Vec::with_capacity(view.headers.len());
+    for (name, value) in view.headers() {
+        let name = std::str::from_utf8(name)
+            .map_err(|_| "emitted a header name that is not UTF-8".to_string())?;
+        headers.push(Header {
+            name: name.to_string(),
+            value: value.map(|v| buf.slice_ref(v)),
+        });
+    }
     Ok(Record {
         key: view.key.map(|k| buf.slice_ref(k)),
         value: view.value.map(|v| buf.slice_ref(v)),

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use weir_sdk::json::Object;
+use weir_sdk::json::Patch;
 use weir_sdk::{Config, Error, Map, Output, Record};
 
 #[derive(Deserialize, Default)]
@@ -26,11 +26,10 @@ struct Settings {
 }
 
 pub struct Enricher {
-    /// Constant fields, serialized once.
-    set: Vec<(String, String)>,
+    /// The constant changes, serialized once at init.
+    patch: Patch,
     key_field: Option<String>,
     timestamp_field: Option<String>,
-    drop: Vec<String>,
 }
 
 impl Map for Enricher {
@@ -40,20 +39,17 @@ impl Map for Enricher {
         } else {
             config.parse()?
         };
-        let set = s
-            .set
-            .into_iter()
-            .map(|(k, v)| {
-                serde_json::to_string(&v)
-                    .map(|raw| (k, raw))
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
+        let mut patch = Patch::new();
+        for name in &s.drop {
+            patch.remove(name);
+        }
+        for (name, value) in &s.set {
+            patch.set(name, value).map_err(|e| e.to_string())?;
+        }
         Ok(Enricher {
-            set,
+            patch,
             key_field: s.key_field,
             timestamp_field: s.timestamp_field,
-            drop: s.drop,
         })
     }
 
@@ -61,21 +57,26 @@ impl Map for Enricher {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        let mut object = Object::parse(value)?;
-        for name in &self.drop {
-            object.remove(name);
-        }
-        for (name, raw) in &self.set {
-            object.set_raw(name, raw.as_str());
-        }
-        if let Some(field) = &self.key_field {
-            object.set(field, &record.key_str()?)?;
-        }
-        if let Some(field) = &self.timestamp_field {
-            object.set(field, &record.timestamp())?;
-        }
-        Ok(Output::from_record(record).with_value(Some(object.to_vec())))
+        let key = match &self.key_field {
+            Some(field) => Some((field, json_string(record.key_str()?)?)),
+            None => None,
+        };
+        let timestamp = self
+            .timestamp_field
+            .as_ref()
+            .map(|field| (field, record.timestamp().to_string()));
+        let extra: Vec<(&str, &str)> = key
+            .iter()
+            .chain(timestamp.iter())
+            .map(|(f, v)| (f.as_str(), v.as_str()))
+            .collect();
+        let patched = self.patch.apply(value, &extra)?;
+        Ok(Output::from_record(record).with_value(Some(patched)))
     }
+}
+
+fn json_string(s: &str) -> Result<String, Error> {
+    serde_json::to_string(s).map_err(|e| Error::failed(e.to_string()))
 }
 
 weir_sdk::export_map!(Enricher);
