@@ -55,6 +55,10 @@ enum Command {
         partitions: u32,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// `json`: json-filter then enricher (the real work); `noop`: the
+        /// no-op plugin in both steps (the runtime and I/O ceiling).
+        #[arg(long, default_value = "json")]
+        steps: String,
     },
 }
 
@@ -70,7 +74,8 @@ fn main() -> Result<()> {
             records,
             partitions,
             rounds,
-        } => e2e(records, partitions, rounds),
+            steps,
+        } => e2e(records, partitions, rounds, &steps),
     }
 }
 
@@ -238,7 +243,7 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn e2e(n: usize, partitions: u32, rounds: usize) -> Result<()> {
+fn e2e(n: usize, partitions: u32, rounds: usize, steps: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("in.jsonl");
     {
@@ -266,20 +271,29 @@ plugins:
   filter: {{ path: {filter} }}
   enrich: {{ path: {enrich} }}
 steps:
-  - {{ name: keep, kind: filter, plugin: filter, config: {{ field: amount, op: gte, value: 100 }} }}
-  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ checked: true }} }} }}
+{steps}
 sinks:
   out: {{ kind: file, path: {output} }}
 ",
         input = input.display(),
         output = dir.path().join("out.jsonl").display(),
-        filter = plugin_path("json_filter")?.display(),
-        enrich = plugin_path("enricher")?.display(),
+        filter = plugin_path(if steps == "noop" {
+            "noop"
+        } else {
+            "json_filter"
+        })?
+        .display(),
+        enrich = plugin_path(if steps == "noop" { "noop" } else { "enricher" })?.display(),
+        steps = if steps == "noop" {
+            "  - { name: keep, kind: filter, plugin: filter }\n  - { name: tag, kind: filter, plugin: enrich }"
+        } else {
+            "  - { name: keep, kind: filter, plugin: filter, config: { field: amount, op: gte, value: 100 } }\n  - { name: tag, kind: map, plugin: enrich, config: { set: { checked: true } } }"
+        },
     );
     let file = dir.path().join("pipeline.yaml");
     std::fs::write(&file, &pipeline)?;
     println!(
-        "{n} records ({:.1} MB, {:.0} bytes per line), {partitions} partitions, {} cores, median of {rounds}",
+        "steps: {steps}; {n} records ({:.1} MB, {:.0} bytes per line), {partitions} partitions, {} cores, median of {rounds}",
         size as f64 / 1e6,
         size as f64 / n as f64,
         std::thread::available_parallelism().map_or(1, |p| p.get())
