@@ -279,44 +279,11 @@ impl PluginStep {
                     }),
                 },
                 ResultView::Emit(emitted) => {
-                    let built: Result<Vec<Emitted>, Failure> = self
-                        .check_emit(emitted.len())
-                        .and_then(|()| {
-                            let mut size = 0;
-                            emitted
-                                .iter()
-                                .map(|(port, view)| {
-                                    let record = to_record(result, &view)
-                                        .map_err(|reason| contract(input, reason))?;
-                                    if port as usize >= self.ports.len() {
-                                        return Err(contract(
-                                            input,
-                                            format!("emitted on undeclared port {port}"),
-                                        ));
-                                    }
-                                    size += record.size();
-                                    if size > self.limits.max_output_bytes {
-                                        return Err(Failure {
-                                            input,
-                                            kind: FailureKind::OutputLimit,
-                                            reason: format!(
-                                                "outputs for one record exceed {} bytes",
-                                                self.limits.max_output_bytes
-                                            ),
-                                        });
-                                    }
-                                    Ok(Emitted {
-                                        input,
-                                        port,
-                                        record: Some(record),
-                                    })
-                                })
-                                .collect()
-                        })
-                        .map_err(|f| Failure { input, ..f });
-                    match built {
-                        Ok(list) => out.emitted.extend(list),
-                        Err(f) => out.failures.push(f),
+                    let mark = out.emitted.len();
+                    if let Err(f) = self.take_emitted(input, result, emitted, &mut out.emitted) {
+                        // All or nothing for one input record.
+                        out.emitted.truncate(mark);
+                        out.failures.push(Failure { input, ..f });
                     }
                 }
             }
@@ -325,6 +292,44 @@ impl PluginStep {
             return Err(DecodeError {
                 offset: reader.position(),
                 expected: "end of result",
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks and appends the records emitted for one input.
+    fn take_emitted(
+        &self,
+        input: u32,
+        result: &Bytes,
+        emitted: weir_packed::Emitted<'_>,
+        into: &mut Vec<Emitted>,
+    ) -> Result<(), Failure> {
+        self.check_emit(emitted.len())?;
+        let mut size = 0;
+        for (port, view) in emitted.iter() {
+            if port as usize >= self.ports.len() {
+                return Err(contract(
+                    input,
+                    format!("emitted on undeclared port {port}"),
+                ));
+            }
+            let record = to_record(result, &view).map_err(|reason| contract(input, reason))?;
+            size += record.size();
+            if size > self.limits.max_output_bytes {
+                return Err(Failure {
+                    input,
+                    kind: FailureKind::OutputLimit,
+                    reason: format!(
+                        "outputs for one record exceed {} bytes",
+                        self.limits.max_output_bytes
+                    ),
+                });
+            }
+            into.push(Emitted {
+                input,
+                port,
+                record: Some(record),
             });
         }
         Ok(())
