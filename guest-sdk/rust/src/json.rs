@@ -131,9 +131,7 @@ impl<'a> Object<'a> {
             if i > 0 {
                 out.push(b',');
             }
-            write_string(&mut out, name);
-            out.push(b':');
-            out.extend_from_slice(value.as_bytes());
+            write_field(&mut out, (name, value));
         }
         out.push(b'}');
         out
@@ -231,62 +229,31 @@ impl Patch {
         let mut out = Vec::with_capacity(json.len() + added);
         out.push(b'{');
         let mut first = true;
-        let mut field = |out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
-            if !first {
+        let mut separate = |out: &mut Vec<u8>| {
+            if !std::mem::replace(&mut first, false) {
                 out.push(b',');
             }
-            first = false;
-            write(out);
         };
-        s.expect(b'{', "expected `{`")?;
-        s.ws();
-        if s.b.get(s.i) == Some(&b'}') {
-            s.i += 1;
-        } else {
-            loop {
-                s.ws();
-                let start = s.i;
-                let key = s.key()?;
-                s.expect(b':', "expected `:` after a field name")?;
-                s.ws();
-                s.value()?;
-                let end = s.i;
-                if let Some(c) = (0..count).find(|&c| change(c).0 == key) {
-                    if done.mark(c) {
-                        let (n, v) = change(c);
-                        field(&mut out, &|o: &mut Vec<u8>| {
-                            write_string(o, n);
-                            o.push(b':');
-                            o.extend_from_slice(v.as_bytes());
-                        });
-                    }
-                } else if !self.remove.iter().any(|r| *r == key) {
-                    let raw = &text.as_bytes()[start..end];
-                    field(&mut out, &|o: &mut Vec<u8>| o.extend_from_slice(raw));
+        s.each_field(|key, field, _| {
+            if let Some(c) = (0..count).find(|&c| change(c).0 == key) {
+                if done.mark(c) {
+                    separate(&mut out);
+                    write_field(&mut out, change(c));
                 }
-                s.ws();
-                match s.b.get(s.i) {
-                    Some(b',') => s.i += 1,
-                    Some(b'}') => {
-                        s.i += 1;
-                        break;
-                    }
-                    _ => return Err(s.error("expected `,` or `}`")),
-                }
+            } else if !self.remove.iter().any(|r| *r == key) {
+                separate(&mut out);
+                out.extend_from_slice(field.as_bytes());
             }
-        }
+            None::<()>
+        })?;
         s.ws();
         if s.i != s.b.len() {
             return Err(s.error("unexpected text after the object"));
         }
         for c in 0..count {
             if done.mark(c) {
-                let (n, v) = change(c);
-                field(&mut out, &|o: &mut Vec<u8>| {
-                    write_string(o, n);
-                    o.push(b':');
-                    o.extend_from_slice(v.as_bytes());
-                });
+                separate(&mut out);
+                write_field(&mut out, change(c));
             }
         }
         out.push(b'}');
@@ -321,6 +288,13 @@ impl Done {
             Done::Many(v) => !std::mem::replace(&mut v[c], true),
         }
     }
+}
+
+/// `"name":value` (the value is JSON text).
+fn write_field(out: &mut Vec<u8>, (name, value): (&str, &str)) {
+    write_string(out, name);
+    out.push(b':');
+    out.extend_from_slice(value.as_bytes());
 }
 
 /// A JSON string literal for `s`.
@@ -380,58 +354,56 @@ impl<'a> Scanner<'a> {
     }
 
     fn object(&mut self) -> Result<Vec<Field<'a>>, Error> {
-        self.expect(b'{', "expected `{`")?;
         let mut fields = Vec::with_capacity(8);
-        self.ws();
-        if self.b.get(self.i) == Some(&b'}') {
-            self.i += 1;
-            return Ok(fields);
-        }
-        loop {
-            self.ws();
-            let name = self.key()?;
-            self.expect(b':', "expected `:` after a field name")?;
-            self.ws();
-            let start = self.i;
-            self.value()?;
-            fields.push((name, Cow::Borrowed(&self.text[start..self.i])));
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(fields);
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
+        self.each_field(|name, _, value| {
+            fields.push((name, Cow::Borrowed(value)));
+            None::<()>
+        })?;
+        Ok(fields)
     }
 
-    /// Scans the object at the cursor for field `name`; stops at the first match.
+    /// Scans the object at the cursor for field `name`; stops at the first
+    /// match. Something other than an object has no fields.
     fn find_field(&mut self, name: &str) -> Result<Option<&'a str>, Error> {
         self.ws();
         if self.b.get(self.i) != Some(&b'{') {
             return Ok(None);
         }
-        self.i += 1;
+        self.each_field(|key, _, value| (key == name).then_some(value))
+    }
+
+    /// Walks the fields of the object at the cursor, calling
+    /// `visit(name, the whole "name": value text, value text)` for each,
+    /// until it returns `Some`.
+    fn each_field<T>(
+        &mut self,
+        mut visit: impl FnMut(Cow<'a, str>, &'a str, &'a str) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        self.expect(b'{', "expected `{`")?;
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
             return Ok(None);
         }
         loop {
             self.ws();
-            let key = self.key()?;
+            let field_start = self.i;
+            let name = self.key()?;
             self.expect(b':', "expected `:` after a field name")?;
             self.ws();
             let start = self.i;
             self.value()?;
-            if key == name {
-                return Ok(Some(&self.text[start..self.i]));
+            let (field, value) = (&self.text[field_start..self.i], &self.text[start..self.i]);
+            if let Some(found) = visit(name, field, value) {
+                return Ok(Some(found));
             }
             self.ws();
             match self.b.get(self.i) {
                 Some(b',') => self.i += 1,
-                Some(b'}') => return Ok(None),
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(None);
+                }
                 _ => return Err(self.error("expected `,` or `}`")),
             }
         }

@@ -305,16 +305,8 @@ fn check_steps(
         };
         let inputs = match &step.from {
             Some(from) => resolve_inputs(c, from, names),
-            None if i > 0 => vec![Input {
-                node: Node::Step(i - 1),
-                port: None,
-                loc: l,
-            }],
-            None if sources.len() == 1 => vec![Input {
-                node: Node::Source(0),
-                port: None,
-                loc: l,
-            }],
+            None if i > 0 => only(Node::Step(i - 1), l),
+            None if sources.len() == 1 => only(Node::Source(0), l),
             None => {
                 c.error(
                     l,
@@ -344,6 +336,15 @@ fn check_steps(
         });
     }
     out
+}
+
+/// The implicit input of a step or sink without `from`.
+fn only(node: Node, loc: Loc) -> Vec<Input> {
+    vec![Input {
+        node,
+        port: None,
+        loc,
+    }]
 }
 
 fn check_limits(c: &mut Checker, raw: Option<&RawLimits>, step: &str) -> Limits {
@@ -439,16 +440,8 @@ fn check_sinks(
         let inputs = match &s.value.from {
             Some(from) => resolve_inputs(c, from, names),
             None if Some(name.as_str()) == dead_letter => Vec::new(),
-            None if !steps.is_empty() => vec![Input {
-                node: Node::Step(steps.len() - 1),
-                port: None,
-                loc: l,
-            }],
-            None if sources.len() == 1 => vec![Input {
-                node: Node::Source(0),
-                port: None,
-                loc: l,
-            }],
+            None if !steps.is_empty() => only(Node::Step(steps.len() - 1), l),
+            None if sources.len() == 1 => only(Node::Source(0), l),
             None => {
                 c.error(l, format!("sink `{name}` has no `from`; name its input"));
                 Vec::new()
