@@ -398,3 +398,82 @@ sinks:
     assert!(exit.success(), "exit status {exit:?}");
     assert!(got[2].contains("\"n\":2"), "{got:?}");
 }
+
+/// Runs `weir run` on a pipeline whose file source is a FIFO fed slowly, so
+/// the run lasts over a second; returns what appeared on stderr.
+fn slow_run(with_terminal: bool) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: file, path: in.fifo }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: file, path: out.jsonl }
+",
+        &[],
+    );
+    let fifo = f.path("in.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let weir = weir_tests::weir_bin();
+    let run = format!("{} run {}", weir.display(), f.pipeline_path().display());
+    let mut cmd = if with_terminal {
+        // `script` gives the child a pseudo-terminal, as a person's shell would.
+        let mut c = Command::new("script");
+        c.args(["-qefc", &run, "/dev/null"]);
+        c
+    } else {
+        let mut c = Command::new(&weir);
+        c.args(["run", f.pipeline_path().to_str().unwrap()]);
+        c
+    };
+    let child = cmd
+        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writeln!(writer, "{{\"key\":\"a\",\"value\":1}}").unwrap();
+    writer.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    writeln!(writer, "{{\"key\":\"b\",\"value\":2}}").unwrap();
+    drop(writer);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(f.path("out.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 2);
+    // `script` merges the child's stdout and stderr into its own stdout.
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn progress_shows_on_a_terminal_and_not_when_piped() {
+    let shown = slow_run(true);
+    assert!(
+        shown.contains("in 1 ("),
+        "no progress line on a terminal:\n{shown}"
+    );
+    assert!(shown.contains("dead-lettered 0"), "{shown}");
+    let piped = slow_run(false);
+    assert!(
+        !piped.contains("in 1 ("),
+        "progress printed while piped:\n{piped}"
+    );
+}

@@ -89,7 +89,6 @@ impl SourceReader<'_> {
                 "stdin".to_string(),
             ),
         };
-        let streaming = matches!(self.input, SourceInput::Stdin);
         let mut state = Splitter {
             reader: self,
             what: &what,
@@ -108,6 +107,7 @@ impl SourceReader<'_> {
             }
             let start = buf.len();
             buf.resize(buf.capacity(), 0);
+            let requested = buf.len() - start;
             let n = match reader.read(&mut buf[start..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
@@ -139,7 +139,9 @@ impl SourceReader<'_> {
             if eof {
                 break;
             }
-            if streaming {
+            if n < requested {
+                // Caught up with a live writer (stdin, a pipe, a FIFO): pass
+                // on what was read now rather than waiting for full batches.
                 state.flush_all(outputs);
             }
         }
