@@ -165,3 +165,48 @@ fn a_record_the_sink_cannot_encode_is_dead_lettered() {
     assert_eq!(dlq[0]["headers"]["weir.error.kind"], "encode");
     assert_eq!(dlq[0]["headers"]["weir.error.operator"], "out");
 }
+
+#[test]
+fn fail_takes_back_what_later_records_produced_on_other_branches() {
+    let f = Fixture::new(
+        "
+error-policy: fail
+sources:
+  in: { kind: file, path: in.jsonl, value-format: string }
+plugins:
+  noop: { path: '{plugin:noop}' }
+  bad: { path: '{plugin:misbehave}' }
+steps:
+  - { name: copy, kind: filter, plugin: noop, from: in }
+  - { name: judge, kind: flat-map, plugin: bad, from: in, config: { mode: poison, trigger: boom } }
+sinks:
+  copies: { kind: stdout, from: copy, value-format: string }
+  judged: { kind: stdout, from: judge, value-format: string }
+",
+        &[("in.jsonl", INPUT)],
+    );
+    let (result, out) = f.run();
+    assert!(result.unwrap_err().to_string().contains("in.jsonl:3"));
+    // `copy` ran over the whole batch before `judge` failed on record 3.
+    assert_eq!(values(&out, "copies"), ["ok-1", "ok-2"]);
+    assert_eq!(values(&out, "judged"), ["ok-1", "ok-2"]);
+}
+
+#[test]
+fn a_bad_input_line_is_dead_lettered_even_to_a_json_sink() {
+    let text = pipeline("dead-letter", "poison").replace(
+        "dlq: { kind: file, path: dlq.jsonl, value-format: string }",
+        "dlq: { kind: file, path: dlq.jsonl }",
+    );
+    let f = Fixture::new(&text, &[("in.jsonl", BAD_LINES)]);
+    let (result, out) = f.run();
+    result.unwrap();
+    let dlq = out.records("dlq");
+    assert_eq!(dlq.len(), 2);
+    assert_eq!(dlq[0]["value"], "this is not json", "kept as a string");
+    // A line that is JSON but not a record fits the JSON format as it is.
+    assert_eq!(
+        dlq[1]["value"],
+        serde_json::json!({"key": "k3", "vaule": "typo"})
+    );
+}

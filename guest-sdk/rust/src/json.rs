@@ -251,7 +251,10 @@ impl Patch {
             return Err(s.error("unexpected text after the object"));
         }
         for c in 0..count {
-            if done.mark(c) {
+            // A name set twice (per record and in the patch) is written once:
+            // the first change with that name wins.
+            let shadowed = (0..c).any(|d| change(d).0 == change(c).0);
+            if done.mark(c) && !shadowed {
                 separate(&mut out);
                 write_field(&mut out, change(c));
             }
@@ -555,6 +558,10 @@ mod tests {
             r#"{"a": {"x": 1},"b":2,"c":"key","ts":42,"new":"v"}"#
         );
         assert_eq!(p.apply(b"{}", &[]).unwrap(), br#"{"b":2,"new":"v"}"#);
+        assert_eq!(
+            p.apply(b"{}", &[("b", "3")]).unwrap(),
+            br#"{"b":3,"new":"v"}"#
+        );
         assert!(p.apply(b"[1]", &[]).unwrap_err().is_poison());
         assert!(p.apply(br#"{"a":1"#, &[]).unwrap_err().is_poison());
     }

@@ -200,6 +200,33 @@ pub fn encode(
     result
 }
 
+/// Like [`encode`], but never fails: a key or value that does not fit its
+/// format is written as a string (or base64 when it is not UTF-8). For the
+/// dead-letter sink, whose records are by nature the ones that did not fit.
+pub fn encode_lossless(
+    record: &Record,
+    key_format: Format,
+    value_format: Format,
+    out: &mut Vec<u8>,
+) {
+    if encode(record, key_format, value_format, out).is_ok() {
+        return;
+    }
+    let fit = |bytes: Option<&[u8]>, format: Format| {
+        let mut scratch = Vec::new();
+        if encode_field(bytes, format, "", &mut scratch).is_ok() {
+            format
+        } else if bytes.is_some_and(|b| std::str::from_utf8(b).is_ok()) {
+            Format::String
+        } else {
+            Format::Bytes
+        }
+    };
+    let key = fit(record.key.as_deref(), key_format);
+    let value = fit(record.value.as_deref(), value_format);
+    encode(record, key, value, out).expect("string and base64 fit any bytes");
+}
+
 fn encode_inner(
     record: &Record,
     key_format: Format,
@@ -236,12 +263,20 @@ fn encode_field(
     };
     match format {
         Format::Json => {
+            std::str::from_utf8(bytes).map_err(|e| {
+                CodecError(format!("{what} is not UTF-8 JSON (format `json`): {e}"))
+            })?;
             serde_json::from_slice::<IgnoredAny>(bytes)
                 .map_err(|e| CodecError(format!("{what} is not JSON (format `json`): {e}")))?;
             if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
-                // Pretty-printed JSON would break the one-record-per-line form.
-                let v: serde_json::Value = serde_json::from_slice(bytes).expect("validated above");
-                serde_json::to_writer(&mut *out, &v).expect("writing to a Vec cannot fail");
+                // Valid JSON has raw CR and LF only as whitespace between
+                // tokens (never inside strings), so blanking them keeps the
+                // value byte for byte otherwise and the record on one line.
+                out.extend(
+                    bytes
+                        .iter()
+                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+                );
             } else {
                 out.extend_from_slice(bytes);
             }
@@ -373,13 +408,27 @@ mod tests {
         let mut out = b"keep".to_vec();
         assert!(encode(&bad, Format::String, Format::Json, &mut out).is_err());
         assert_eq!(out, b"keep");
+        // Pretty-printed JSON stays byte for byte (big numbers, key order)
+        // but on one line.
         let pretty = Record {
-            value: Some(Bytes::from_static(b"{\n \"a\": 1\n}")),
+            value: Some(Bytes::from_static(
+                b"{\r\n \"b\": 12345678901234567890123,\n \"a\": 1\n}",
+            )),
             ..Record::default()
         };
         assert_eq!(
             enc(&pretty, Format::String, Format::Json),
-            "{\"key\":null,\"value\":{\"a\":1},\"timestamp\":0}\n"
+            "{\"key\":null,\"value\":{   \"b\": 12345678901234567890123,  \"a\": 1 },\"timestamp\":0}\n"
         );
+        for bad in [&b"{\"a\":\"x\ny\"}"[..], b"\"\xff\""] {
+            let r = Record {
+                value: Some(Bytes::copy_from_slice(bad)),
+                ..Record::default()
+            };
+            assert!(
+                encode(&r, Format::String, Format::Json, &mut Vec::new()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -124,6 +124,18 @@ impl SourceReader<'_> {
             };
             buf.truncate(start + n);
             let eof = n == 0;
+            if eof && self.stop.load(Ordering::Relaxed) {
+                // Stopped (Ctrl-C), not the end of the input: a line still
+                // being written is not a record yet.
+                if !buf.is_empty() {
+                    tracing::warn!(
+                        source = %self.spec.name,
+                        bytes = buf.len(),
+                        "stopped while a line was incomplete; it was not read"
+                    );
+                }
+                break;
+            }
             let complete = if eof {
                 buf.len()
             } else {

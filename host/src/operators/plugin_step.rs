@@ -40,6 +40,14 @@ pub struct Emitted {
 pub enum StartError {
     #[error("step `{step}`: plugin {init}")]
     Init { step: String, init: InitError },
+    #[error(
+        "step `{step}`: the plugin declared ports {before:?} before and {now:?} now; ports must not depend on anything but the config"
+    )]
+    PortsChanged {
+        step: String,
+        before: Vec<String>,
+        now: Vec<String>,
+    },
     #[error("step `{step}`: a {kind} step has one output port, but the plugin declares {ports:?}")]
     Ports {
         step: String,
@@ -108,6 +116,19 @@ impl PluginStep {
     /// How many times a broken instance was replaced.
     pub fn restarts(&self) -> u64 {
         self.restarts
+    }
+
+    /// Every instance of a step must declare the ports the topology was wired with.
+    pub fn check_ports(&self, ports: &[String]) -> Result<(), StartError> {
+        if ports == self.ports.as_slice() {
+            Ok(())
+        } else {
+            Err(StartError::PortsChanged {
+                step: self.name.to_string(),
+                before: self.ports.clone(),
+                now: ports.to_vec(),
+            })
+        }
     }
 
     fn spawn(&self) -> Result<Instance, StartError> {
@@ -179,7 +200,9 @@ impl PluginStep {
             Some(i) => i,
             None => {
                 self.restarts += 1;
-                self.instance.insert(self.spawn()?)
+                let fresh = self.spawn()?;
+                self.check_ports(fresh.ports())?;
+                self.instance.insert(fresh)
             }
         };
         let result = instance.process(&self.batch);
@@ -211,14 +234,14 @@ impl PluginStep {
                 for i in range {
                     out.failures.push(Failure {
                         input: i as u32,
-                        kind: FailureKind::Contract,
-                        reason: format!("malformed result from plugin: {e}"),
+                        kind: FailureKind::Trap,
+                        reason: format!("plugin returned a malformed result: {e}"),
                     });
                 }
                 return Ok(());
             }
             for i in range {
-                self.single(records, i, out, false)?;
+                self.single(records, i, out, true)?;
             }
             return Ok(());
         }

@@ -42,6 +42,9 @@ pub enum RunError {
     },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// A sink's writer stopped (its own error is the one to report).
+    #[error("sink `{sink}` stopped accepting records")]
+    SinkGone { sink: String },
 }
 
 /// Run-time choices that are not in the pipeline file.
@@ -129,9 +132,16 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             let (tx, rx) = bounded(SINK_QUEUE);
             sink_txs.push(tx);
             let name = p.sinks[i].name.as_str();
+            let stop = &stop;
             let handle = std::thread::Builder::new()
                 .name(format!("sink-{name}"))
-                .spawn_scoped(scope, move || sink::run(name, output, rx));
+                .spawn_scoped(scope, move || {
+                    let result = sink::run(name, output, rx);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    result
+                });
             match handle {
                 Ok(h) => sink_threads.push(h),
                 Err(e) => fail(RunError::Thread(e), &mut errors),
@@ -148,8 +158,12 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             let handle = std::thread::Builder::new()
                 .name(format!("task-{partition}"))
                 .spawn_scoped(scope, move || {
-                    let steps = topo.start_steps().map_err(RunError::Start)?;
-                    let result = task::Task::new(topo, steps, sinks, metrics, labels).run(rx);
+                    let result = topo
+                        .start_steps()
+                        .map_err(RunError::Start)
+                        .and_then(|steps| {
+                            task::Task::new(topo, steps, sinks, metrics, labels).run(rx)
+                        });
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -180,7 +194,11 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                         stop: stop.clone(),
                         counter: &metrics.records_in,
                     };
-                    reader.run(&txs)
+                    let result = reader.run(&txs);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    result
                 });
             match handle {
                 Ok(h) => source_threads.push(h),
@@ -208,8 +226,16 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             progress.finish();
         }
     });
-    // The first error is the cause; later ones are usually its echoes.
-    match errors.into_iter().next() {
+    // The first error is the cause; later ones are usually its echoes, and
+    // a task that found its sink gone reports less than the sink itself.
+    let cause = match errors
+        .iter()
+        .position(|e| !matches!(e, RunError::SinkGone { .. }))
+    {
+        Some(i) => Some(errors.swap_remove(i)),
+        None => errors.into_iter().next(),
+    };
+    match cause {
         Some(e) => Err(e),
         None => Ok(RunReport {
             counts: metrics.snapshot(),

@@ -22,6 +22,29 @@ const SINK_CHUNK: usize = 256 << 10;
 struct SinkBuffer {
     tx: Sender<SinkChunk>,
     chunk: SinkChunk,
+    /// Per record in `chunk`: where its line ends, and where it came from,
+    /// so the `fail` policy can take back what later records produced.
+    marks: Vec<(usize, Origin)>,
+}
+
+impl SinkBuffer {
+    /// Drops the records that came from `cut` or later in its source partition.
+    fn take_back_from(&mut self, cut: Origin) {
+        let later = |o: &Origin| o.source == cut.source && o.offset >= cut.offset;
+        if !self.marks.iter().any(|(_, o)| later(o)) {
+            return;
+        }
+        let mut kept = SinkChunk::default();
+        let mut start = 0;
+        for (end, origin) in self.marks.drain(..) {
+            if !later(&origin) {
+                kept.bytes.extend_from_slice(&self.chunk.bytes[start..end]);
+                kept.records += 1;
+            }
+            start = end;
+        }
+        self.chunk = kept;
+    }
 }
 
 pub struct Task<'t> {
@@ -53,6 +76,7 @@ impl<'t> Task<'t> {
                 .map(|tx| SinkBuffer {
                     tx,
                     chunk: SinkChunk::default(),
+                    marks: Vec::new(),
                 })
                 .collect(),
             metrics,
@@ -66,9 +90,18 @@ impl<'t> Task<'t> {
     /// still finish what was read, since those records are sound.
     pub fn run(mut self, batches: Receiver<SourceBatch>) -> Result<(), RunError> {
         let result = self.run_inner(&batches);
-        // Outputs of every record before a failure are complete: write them.
+        if let Err(RunError::Record { incident, .. }) = &result {
+            // Under `fail`, nothing derived from the bad record or later
+            // ones may be written, whichever branch produced it.
+            for sink in &mut self.sinks {
+                sink.take_back_from(incident.origin);
+            }
+        }
         for s in 0..self.sinks.len() {
-            self.hand_over(s);
+            let handed = self.hand_over(s);
+            if result.is_ok() {
+                handed?;
+            }
         }
         result
     }
@@ -81,9 +114,12 @@ impl<'t> Task<'t> {
             let targets = self.topo.source_routes[batch.source as usize].clone();
             self.deliver(&targets, batch.records, batch.origins)?;
             self.note_restarts();
-            if batches.is_empty() {
-                for s in 0..self.sinks.len() {
-                    self.hand_over(s);
+            // Only between batches: a batch that fails can still take back
+            // its outputs.
+            let idle = batches.is_empty();
+            for s in 0..self.sinks.len() {
+                if idle || self.sinks[s].chunk.bytes.len() >= SINK_CHUNK {
+                    self.hand_over(s)?;
                 }
             }
         }
@@ -182,43 +218,43 @@ impl<'t> Task<'t> {
         let is_dead_letter = self.topo.pipeline.dead_letter == Some(s);
         for (record, origin) in records.iter().zip(origins) {
             let buf = &mut self.sinks[s].chunk;
-            match jsonl::encode(record, sink.key_format, sink.value_format, &mut buf.bytes) {
-                Ok(()) => buf.records += 1,
-                Err(e) if is_dead_letter => {
-                    let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &e.0);
-                    return Err(self.fatal(incident));
+            if is_dead_letter {
+                jsonl::encode_lossless(record, sink.key_format, sink.value_format, &mut buf.bytes);
+            } else if let Err(e) =
+                jsonl::encode(record, sink.key_format, sink.value_format, &mut buf.bytes)
+            {
+                let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &e.0);
+                match self.topo.pipeline.error_policy {
+                    ErrorPolicy::Fail => return Err(self.fatal(incident)),
+                    policy => self.tolerate(policy, incident, record.clone())?,
                 }
-                Err(e) => {
-                    let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &e.0);
-                    match self.topo.pipeline.error_policy {
-                        ErrorPolicy::Fail => return Err(self.fatal(incident)),
-                        policy => self.tolerate(policy, incident, record.clone())?,
-                    }
-                }
+                continue;
             }
-            if self.sinks[s].chunk.bytes.len() >= SINK_CHUNK {
-                self.hand_over(s);
-            }
+            let buf = &mut self.sinks[s];
+            buf.chunk.records += 1;
+            buf.marks.push((buf.chunk.bytes.len(), *origin));
         }
         Ok(())
     }
 
-    fn hand_over(&mut self, s: usize) {
-        let chunk = std::mem::take(&mut self.sinks[s].chunk);
+    fn hand_over(&mut self, s: usize) -> Result<(), RunError> {
+        let sink = &mut self.sinks[s];
+        sink.marks.clear();
+        let chunk = std::mem::take(&mut sink.chunk);
         if chunk.records == 0 {
-            return;
+            return Ok(());
         }
         let n = chunk.records;
+        sink.tx.send(chunk).map_err(|_| RunError::SinkGone {
+            sink: self.topo.pipeline.sinks[s].name.clone(),
+        })?;
         let counter = if self.topo.pipeline.dead_letter == Some(s) {
             &self.metrics.dead_lettered
         } else {
             &self.metrics.records_out
         };
-        // The sink thread only hangs up after a write error, which the run
-        // reports; those records are then part of the reported failure.
-        if self.sinks[s].tx.send(chunk).is_ok() {
-            Metrics::add(counter, n);
-        }
+        Metrics::add(counter, n);
+        Ok(())
     }
 
     fn rejected_line(&mut self, reject: Reject) -> Result<(), RunError> {

@@ -80,7 +80,7 @@ impl Topology {
                 step.limits,
             ) {
                 Ok(s) => warm.push(s),
-                Err(e) => problems.push(pipeline.diagnostic(step.loc, describe_start_error(&e))),
+                Err(e) => problems.push(pipeline.diagnostic(step.loc, e.to_string())),
             }
         }
         if !problems.is_empty() {
@@ -192,14 +192,17 @@ impl Topology {
         self.pipeline
             .steps
             .iter()
-            .map(|step| {
-                PluginStep::start(
+            .zip(&self.step_ports)
+            .map(|(step, ports)| {
+                let started = PluginStep::start(
                     step.name.as_str().into(),
                     step.kind,
                     self.plugins[step.plugin].clone(),
                     step.config_json.as_str().into(),
                     step.limits,
-                )
+                )?;
+                started.check_ports(ports)?;
+                Ok(started)
             })
             .collect()
     }
@@ -208,8 +211,4 @@ impl Topology {
     pub fn sink_name(&self, i: usize) -> &str {
         &self.pipeline.sinks[i].name
     }
-}
-
-fn describe_start_error(e: &StartError) -> String {
-    e.to_string()
 }
