@@ -65,7 +65,12 @@ pub fn new_plugin(
         ("Cargo.toml", cargo_toml(name, &sdk)),
         (
             ".cargo/config.toml",
-            "[build]\ntarget = \"wasm32-wasip2\"\n".to_string(),
+            concat!(
+                "[build]\ntarget = \"wasm32-wasip2\"\n\n",
+                "# Wasm SIMD is on in weir's wasmtime; it speeds up byte scanning.\n",
+                "[target.wasm32-wasip2]\nrustflags = [\"-C\", \"target-feature=+simd128\"]\n",
+            )
+            .to_string(),
         ),
         ("src/lib.rs", lib_rs(kind)),
         (".gitignore", "/target\n".to_string()),
