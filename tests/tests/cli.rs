@@ -477,3 +477,61 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
         "progress printed while piped:\n{piped}"
     );
 }
+
+#[test]
+fn a_closed_stdout_stops_the_run_with_a_clear_error() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: stdin }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+    );
+    let mut child = Command::new(weir_tests::weir_bin())
+        .args(["run", "--quiet", f.pipeline_path().to_str().unwrap()])
+        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{{\"key\":\"a\",\"value\":1}}").unwrap();
+    stdin.flush().unwrap();
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("\"value\":1"), "{first}");
+    drop(reader); // like `weir run ... | head -1`
+    // Keep feeding: the run must notice its sink is gone and stop by itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir kept running after its stdout closed"
+        );
+        let _ = writeln!(stdin, "{{\"key\":\"b\",\"value\":2}}");
+        let _ = stdin.flush();
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("sink `out`") && err.contains("Broken pipe"),
+        "{err}"
+    );
+}
