@@ -238,17 +238,13 @@ fn encode_inner(
     out.extend_from_slice(b",\"value\":");
     encode_field(record.value.as_deref(), value_format, "value", out)?;
     out.extend_from_slice(b",\"timestamp\":");
-    out.extend_from_slice(itoa_i64(record.timestamp).as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(record.timestamp).as_bytes());
     if !record.headers.is_empty() {
         out.extend_from_slice(b",\"headers\":");
         encode_headers(&record.headers, out);
     }
     out.extend_from_slice(b"}\n");
     Ok(())
-}
-
-fn itoa_i64(n: i64) -> String {
-    n.to_string()
 }
 
 fn encode_field(
