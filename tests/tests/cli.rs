@@ -535,3 +535,29 @@ sinks:
         "{err}"
     );
 }
+
+#[test]
+fn every_example_passes_its_own_fixtures() {
+    let examples = repo().join("examples");
+    let mut tested = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let dir = entry.unwrap().path();
+        let pipeline = dir.join("pipeline.yaml");
+        if !pipeline.is_file() || !dir.join("tests").is_dir() {
+            continue;
+        }
+        let out = weir(&["test", pipeline.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}:\n{}{}",
+            pipeline.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+        tested += 1;
+    }
+    assert!(
+        tested >= 2,
+        "expected the quickstart and saga examples, found {tested}"
+    );
+}
