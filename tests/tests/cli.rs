@@ -329,12 +329,9 @@ sinks:
     }
 }
 
-#[test]
-fn stdin_streams_and_ctrl_c_stops_cleanly() {
-    use std::io::{BufRead, BufReader, Write};
+/// `weir run` on a stdin → no-op → stdout pipeline, all three piped.
+fn run_stdin_pipeline() -> (Fixture, std::process::Child) {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-
     let f = Fixture::new(
         "
 sources:
@@ -348,7 +345,7 @@ sinks:
 ",
         &[],
     );
-    let mut child = Command::new(weir_tests::weir_bin())
+    let child = Command::new(weir_tests::weir_bin())
         .args(["run", "--quiet", f.pipeline_path().to_str().unwrap()])
         .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
         .stdin(Stdio::piped())
@@ -356,6 +353,16 @@ sinks:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (f, child)
+}
+
+#[test]
+fn stdin_streams_and_ctrl_c_stops_cleanly() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    let (_f, mut child) = run_stdin_pipeline();
     let mut stdin = child.stdin.take().unwrap();
     for i in 0..3 {
         writeln!(stdin, "{{\"key\":\"k{i}\",\"value\":{{\"n\":{i}}}}}").unwrap();
@@ -481,30 +488,9 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
 #[test]
 fn a_closed_stdout_stops_the_run_with_a_clear_error() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let f = Fixture::new(
-        "
-sources:
-  in: { kind: stdin }
-plugins:
-  noop: { path: '{plugin:noop}' }
-steps:
-  - { name: pass, kind: filter, plugin: noop }
-sinks:
-  out: { kind: stdout }
-",
-        &[],
-    );
-    let mut child = Command::new(weir_tests::weir_bin())
-        .args(["run", "--quiet", f.pipeline_path().to_str().unwrap()])
-        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_f, mut child) = run_stdin_pipeline();
     let mut stdin = child.stdin.take().unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     writeln!(stdin, "{{\"key\":\"a\",\"value\":1}}").unwrap();
