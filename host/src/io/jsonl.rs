@@ -83,13 +83,23 @@ fn field_bytes(
     let text = raw.get();
     match format {
         Format::Json => Ok(slice_or_copy(chunk, text.as_bytes())),
-        Format::String => match serde_json::from_str::<Cow<'_, str>>(text) {
-            Ok(Cow::Borrowed(s)) => Ok(slice_or_copy(chunk, s.as_bytes())),
-            Ok(Cow::Owned(s)) => Ok(Bytes::from(s)),
-            Err(_) => Err(CodecError(format!(
-                "{what} must be a JSON string (format `string`), got {text}"
-            ))),
-        },
+        Format::String => {
+            // The raw text was validated by the parser: a string without
+            // escapes is its own content, taken without a copy.
+            let plain = text
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|inner| !inner.contains('\\'));
+            if let Some(inner) = plain {
+                return Ok(slice_or_copy(chunk, inner.as_bytes()));
+            }
+            match serde_json::from_str::<String>(text) {
+                Ok(s) => Ok(Bytes::from(s)),
+                Err(_) => Err(CodecError(format!(
+                    "{what} must be a JSON string (format `string`), got {text}"
+                ))),
+            }
+        }
         Format::Bytes => {
             let s: Cow<'_, str> = serde_json::from_str(text).map_err(|_| {
                 CodecError(format!(
