@@ -67,13 +67,34 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+/// Starts a named thread whose failure stops the whole run at once.
+fn spawn_stopping<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: String,
+    stop: &'scope AtomicBool,
+    work: impl FnOnce() -> Result<(), RunError> + Send + 'scope,
+) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, Result<(), RunError>>> {
+    let spawned = std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, move || {
+            let result = work();
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
+        });
+    if spawned.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    spawned
+}
+
 /// Runs the topology to the end of its (finite) inputs, or until stopped.
 pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> {
     let p = &topo.pipeline;
     let started = Instant::now();
     let metrics = Metrics::default();
     let stop = options.stop.clone().unwrap_or_default();
-    let failed = AtomicBool::new(false);
 
     let inputs: Vec<SourceInput> = p
         .sources
@@ -117,73 +138,58 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
 
     let mut errors: Vec<RunError> = Vec::new();
     std::thread::scope(|scope| {
-        let fail = |e: RunError, errors: &mut Vec<RunError>| {
-            failed.store(true, Ordering::Relaxed);
-            stop.store(true, Ordering::Relaxed);
-            errors.push(e);
-        };
+        let stop_arc = &stop;
+        let stop: &AtomicBool = &stop;
         let progress = options
             .progress
             .then(|| progress::Progress::start(scope, &metrics));
+        // Joined sources first, then tasks, then sinks: the order data flows.
+        let (mut sources, mut tasks, mut sinks) = (Vec::new(), Vec::new(), Vec::new());
 
         let mut sink_txs = Vec::new();
-        let mut sink_threads = Vec::new();
         for (i, output) in outputs.iter().enumerate() {
             let (tx, rx) = bounded(SINK_QUEUE);
             sink_txs.push(tx);
             let name = p.sinks[i].name.as_str();
-            let stop = &stop;
-            let handle = std::thread::Builder::new()
-                .name(format!("sink-{name}"))
-                .spawn_scoped(scope, move || {
-                    let result = sink::run(name, output, rx);
-                    if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    result
-                });
-            match handle {
-                Ok(h) => sink_threads.push(h),
-                Err(e) => fail(RunError::Thread(e), &mut errors),
-            }
+            sinks.push(spawn_stopping(
+                scope,
+                format!("sink-{name}"),
+                stop,
+                move || {
+                    sink::run(name, output, rx)
+                        .map(drop)
+                        .map_err(RunError::from)
+                },
+            ));
         }
 
         let mut task_txs = Vec::new();
-        let mut task_threads = Vec::new();
         for partition in 0..p.partitions {
             let (tx, rx) = bounded(TASK_QUEUE);
             task_txs.push(tx);
-            let sinks = sink_txs.clone();
-            let (metrics, labels, stop) = (&metrics, &labels, &stop);
-            let handle = std::thread::Builder::new()
-                .name(format!("task-{partition}"))
-                .spawn_scoped(scope, move || {
-                    let result = topo
-                        .start_steps()
-                        .map_err(RunError::Start)
-                        .and_then(|steps| {
-                            task::Task::new(topo, steps, sinks, metrics, labels).run(rx)
-                        });
-                    if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    result
-                });
-            match handle {
-                Ok(h) => task_threads.push(h),
-                Err(e) => fail(RunError::Thread(e), &mut errors),
-            }
+            let sink_txs = sink_txs.clone();
+            let (metrics, labels) = (&metrics, &labels);
+            tasks.push(spawn_stopping(
+                scope,
+                format!("task-{partition}"),
+                stop,
+                move || {
+                    let steps = topo.start_steps().map_err(RunError::Start)?;
+                    task::Task::new(topo, steps, sink_txs, metrics, labels).run(rx)
+                },
+            ));
         }
         drop(sink_txs);
 
-        let mut source_threads = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             let txs = task_txs.clone();
-            let (metrics, stop) = (&metrics, &stop);
+            let metrics = &metrics;
             let spec = &p.sources[i];
-            let handle = std::thread::Builder::new()
-                .name(format!("source-{}", spec.name))
-                .spawn_scoped(scope, move || {
+            sources.push(spawn_stopping(
+                scope,
+                format!("source-{}", spec.name),
+                stop,
+                move || {
                     let reader = SourceReader {
                         index: i as u16,
                         spec,
@@ -191,35 +197,23 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                         partitions: p.partitions,
                         batch_size: p.batch_size,
                         policy: p.error_policy,
-                        stop: stop.clone(),
+                        stop: stop_arc.clone(),
                         counter: &metrics.records_in,
                     };
-                    let result = reader.run(&txs);
-                    if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    result
-                });
-            match handle {
-                Ok(h) => source_threads.push(h),
-                Err(e) => fail(RunError::Thread(e), &mut errors),
-            }
+                    reader.run(&txs).map(drop).map_err(RunError::from)
+                },
+            ));
         }
         drop(task_txs);
 
-        for h in source_threads {
-            if let Err(e) = h.join().expect("source thread panicked") {
-                fail(e.into(), &mut errors);
-            }
-        }
-        for h in task_threads {
-            if let Err(e) = h.join().expect("task thread panicked") {
-                fail(e, &mut errors);
-            }
-        }
-        for h in sink_threads {
-            if let Err(e) = h.join().expect("sink thread panicked") {
-                fail(e.into(), &mut errors);
+        for spawned in sources.into_iter().chain(tasks).chain(sinks) {
+            let result = match spawned {
+                Ok(handle) => handle.join().expect("weir threads do not panic"),
+                Err(e) => Err(RunError::Thread(e)),
+            };
+            if let Err(e) = result {
+                stop.store(true, Ordering::Relaxed);
+                errors.push(e);
             }
         }
         if let Some(progress) = progress {
