@@ -165,9 +165,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 println!("wrote expected files for {} case(s)", results.len());
                 return Ok(ExitCode::SUCCESS);
             }
-            let p = &topo.pipeline;
-            let (text, passed) =
-                testing::report(&results, p.partitions == 1 && p.sources.len() == 1);
+            let (text, passed) = testing::report(&results);
             print!("{text}");
             Ok(if passed {
                 ExitCode::SUCCESS

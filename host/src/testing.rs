@@ -45,6 +45,8 @@ pub struct CaseResult {
     pub case: Case,
     /// The run itself failed (for example under the `fail` policy).
     pub run_error: Option<String>,
+    /// Whether sinks were compared in order (one partition, one source).
+    pub ordered: bool,
     pub sinks: Vec<SinkResult>,
 }
 
@@ -188,6 +190,7 @@ pub fn run_case(topo: &Topology, case: &Case, bless: bool) -> Result<CaseResult,
     Ok(CaseResult {
         case: case.clone(),
         run_error,
+        ordered,
         sinks,
     })
 }
@@ -275,7 +278,7 @@ fn compare(
 }
 
 /// Renders results for the terminal; returns whether all passed.
-pub fn report(results: &[CaseResult], ordered: bool) -> (String, bool) {
+pub fn report(results: &[CaseResult]) -> (String, bool) {
     let mut out = String::new();
     let mut all = true;
     for r in results {
@@ -294,7 +297,7 @@ pub fn report(results: &[CaseResult], ordered: bool) -> (String, bool) {
                     out,
                     "  sink `{}` differs{}:",
                     s.sink,
-                    if ordered {
+                    if r.ordered {
                         ""
                     } else {
                         " (compared as a multiset)"

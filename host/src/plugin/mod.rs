@@ -353,10 +353,6 @@ impl Instance {
         &self.ports
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Runs one packed batch (see `wit/README.md`). After a fault the
     /// instance must be dropped: its state is unknown.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, Fault> {

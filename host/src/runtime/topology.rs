@@ -206,9 +206,4 @@ impl Topology {
             })
             .collect()
     }
-
-    /// The name of a sink.
-    pub fn sink_name(&self, i: usize) -> &str {
-        &self.pipeline.sinks[i].name
-    }
 }

@@ -199,14 +199,6 @@ impl Pipeline {
     pub fn diagnostic(&self, loc: Loc, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(&self.file, Some(loc), message.into())
     }
-
-    /// The name a node has in the file.
-    pub fn node_name(&self, node: Node) -> &str {
-        match node {
-            Node::Source(i) => &self.sources[i].name,
-            Node::Step(i) => &self.steps[i].name,
-        }
-    }
 }
 
 #[cfg(test)]
