@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 
+use memchr::memmem;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -37,16 +38,20 @@ impl<'a> Object<'a> {
 
     /// Like [`Object::parse`], for text.
     pub fn parse_str(text: &'a str) -> Result<Self, Error> {
-        let mut s = Scanner {
-            text,
-            b: text.as_bytes(),
-            i: 0,
-        };
-        let fields = s.object()?;
-        s.ws();
-        if s.i != s.b.len() {
-            return Err(s.error("unexpected text after the object"));
-        }
+        let mut s = Scanner::new(text.as_bytes());
+        let mut fields = Vec::with_capacity(8);
+        s.each_member(|m| {
+            // Spans start and end at ASCII structure, so they are char
+            // boundaries of `text`.
+            let name = if m.escaped {
+                Cow::Owned(m.unescaped_name(text.as_bytes())?)
+            } else {
+                Cow::Borrowed(&text[m.name.clone()])
+            };
+            fields.push((name, Cow::Borrowed(&text[m.value.clone()])));
+            Ok(None::<()>)
+        })?;
+        s.end()?;
         Ok(Object { fields })
     }
 
@@ -144,31 +149,35 @@ impl<'a> Object<'a> {
 /// the path is missing or not an object; a `json` that is not an object, or
 /// malformed structure on the way, is a poison error.
 pub fn find<'a>(json: &'a [u8], path: &str) -> Result<Option<&'a str>, Error> {
-    let mut current = std::str::from_utf8(json)?;
-    if !current.trim_start().starts_with('{') {
+    let mut s = Scanner::new(json);
+    s.ws();
+    if s.b.get(s.i) != Some(&b'{') {
         return Err(Error::poison("value is not a JSON object"));
     }
+    let mut current = json;
     for part in path.split('.') {
-        let mut s = Scanner {
-            text: current,
-            b: current.as_bytes(),
-            i: 0,
-        };
-        match s.find_field(part)? {
-            Some(value) => current = value,
+        match Scanner::new(current).find_member(part)? {
+            Some(value) => current = &current[value],
             None => return Ok(None),
         }
     }
-    Ok(Some(current))
+    Ok(Some(std::str::from_utf8(current)?))
 }
 
 /// Field changes applied to JSON objects in one pass over each: the fastest
 /// way to add, replace or drop a few fields. Untouched fields are copied as
 /// they are; set fields replace in place or are appended in order.
+///
+/// When a value has no escapes and names none of the changed fields
+/// anywhere (the usual case for enrichment), the changes are appended
+/// after the value's text without scanning it member by member; the value's
+/// inner structure is then left for the host's check at the sink.
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
     set: Vec<(String, String)>,
     remove: Vec<String>,
+    /// Finds `"name"` for every set or removed field.
+    mentions: Vec<memmem::Finder<'static>>,
 }
 
 impl Patch {
@@ -192,6 +201,7 @@ impl Patch {
         self.set.retain(|(n, _)| n != name);
         self.remove.retain(|n| n != name);
         self.set.push((name.to_string(), raw));
+        self.index_names();
         self
     }
 
@@ -199,34 +209,124 @@ impl Patch {
     pub fn remove(&mut self, name: &str) -> &mut Self {
         self.set.retain(|(n, _)| n != name);
         self.remove.push(name.to_string());
+        self.index_names();
         self
+    }
+
+    fn index_names(&mut self) {
+        let names = self.set.iter().map(|(n, _)| n).chain(&self.remove);
+        self.mentions = names
+            .map(|n| memmem::Finder::new(&quoted(n)).into_owned())
+            .collect();
+    }
+
+    /// The `c`-th change: the record's `extra` fields first, then the patch's.
+    fn change<'s>(&'s self, extra: &[(&'s str, &'s str)], c: usize) -> (&'s str, &'s str) {
+        match extra.get(c) {
+            Some(&(n, v)) => (n, v),
+            None => {
+                let (n, v) = &self.set[c - extra.len()];
+                (n.as_str(), v.as_str())
+            }
+        }
+    }
+
+    /// Whether an earlier change has the same name as change `c` (the first
+    /// change with a name wins).
+    fn shadowed(&self, extra: &[(&str, &str)], c: usize) -> bool {
+        let name = self.change(extra, c).0;
+        (0..c).any(|d| self.change(extra, d).0 == name)
+    }
+
+    /// The fast path: when `json` is an object without escapes in which no
+    /// changed name appears as `"name"` at all, nothing is replaced or
+    /// dropped, and the changes go after its last member. Returns false
+    /// (having written nothing) when that does not hold.
+    fn append_to(&self, json: &[u8], extra: &[(&str, &str)], out: &mut Vec<u8>) -> bool {
+        let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+        let (Some(first), Some(last)) = (
+            json.iter().position(|c| !is_ws(c)),
+            json.iter().rposition(|c| !is_ws(c)),
+        ) else {
+            return false;
+        };
+        if json[first] != b'{' || json[last] != b'}' || first == last {
+            return false;
+        }
+        let body = &json[first..last];
+        let mentioned = |name: &str| {
+            memmem::find_iter(body, name.as_bytes()).any(|at| {
+                at > 0 && body[at - 1] == b'"' && body.get(at + name.len()) == Some(&b'"')
+            })
+        };
+        if memchr::memchr(b'\\', body).is_some()
+            || self.mentions.iter().any(|f| f.find(body).is_some())
+            || extra.iter().any(|(n, _)| mentioned(n))
+        {
+            return false;
+        }
+        let count = extra.len() + self.set.len();
+        out.reserve(
+            body.len()
+                + 1
+                + (0..count)
+                    .map(|c| field_size(self.change(extra, c)))
+                    .sum::<usize>(),
+        );
+        out.extend_from_slice(body);
+        let mut empty = body[1..].iter().all(is_ws);
+        for c in 0..count {
+            if !self.shadowed(extra, c) {
+                if !std::mem::replace(&mut empty, false) {
+                    out.push(b',');
+                }
+                write_field(out, self.change(extra, c));
+            }
+        }
+        out.push(b'}');
+        true
     }
 
     /// The object `json` with the patch applied, plus `extra` fields set for
     /// this record only (as `(name, raw JSON text)`; they win over the patch).
     /// A `json` that is not an object is a poison error.
     pub fn apply(&self, json: &[u8], extra: &[(&str, &str)]) -> Result<Vec<u8>, Error> {
-        let text = std::str::from_utf8(json)?;
-        let mut s = Scanner {
-            text,
-            b: text.as_bytes(),
-            i: 0,
-        };
+        let mut out = Vec::new();
+        self.apply_into(json, extra, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Patch::apply`], appending the result to `out` (left as it was
+    /// on error): lets a hot loop reuse one buffer.
+    pub fn apply_into(
+        &self,
+        json: &[u8],
+        extra: &[(&str, &str)],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        if self.append_to(json, extra, out) {
+            return Ok(());
+        }
+        let mark = out.len();
+        let result = self.write_patched(json, extra, out);
+        if result.is_err() {
+            out.truncate(mark);
+        }
+        result
+    }
+
+    fn write_patched(
+        &self,
+        json: &[u8],
+        extra: &[(&str, &str)],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let mut s = Scanner::new(json);
         let count = extra.len() + self.set.len();
-        let change = |c: usize| -> (&str, &str) {
-            match extra.get(c) {
-                Some(&(n, v)) => (n, v),
-                None => {
-                    let (n, v) = &self.set[c - extra.len()];
-                    (n.as_str(), v.as_str())
-                }
-            }
-        };
+        let change = |c: usize| self.change(extra, c);
         let mut done = Done::new(count);
-        let added: usize = (0..count)
-            .map(|c| change(c).0.len() + change(c).1.len() + 4)
-            .sum();
-        let mut out = Vec::with_capacity(json.len() + added);
+        let added: usize = (0..count).map(|c| field_size(change(c))).sum();
+        out.reserve(json.len() + added);
         out.push(b'{');
         let mut first = true;
         let mut separate = |out: &mut Vec<u8>| {
@@ -234,33 +334,35 @@ impl Patch {
                 out.push(b',');
             }
         };
-        s.each_field(|key, field, _| {
-            if let Some(c) = (0..count).find(|&c| change(c).0 == key) {
+        let b = s.b;
+        s.each_member(|m| {
+            let unescaped;
+            let name = if m.escaped {
+                unescaped = m.unescaped_name(b)?;
+                unescaped.as_bytes()
+            } else {
+                &b[m.name.clone()]
+            };
+            if let Some(c) = (0..count).find(|&c| change(c).0.as_bytes() == name) {
                 if done.mark(c) {
-                    separate(&mut out);
-                    write_field(&mut out, change(c));
+                    separate(out);
+                    write_field(out, change(c));
                 }
-            } else if !self.remove.iter().any(|r| *r == key) {
-                separate(&mut out);
-                out.extend_from_slice(field.as_bytes());
+            } else if !self.remove.iter().any(|r| r.as_bytes() == name) {
+                separate(out);
+                out.extend_from_slice(&b[m.whole.clone()]);
             }
-            None::<()>
+            Ok(None::<()>)
         })?;
-        s.ws();
-        if s.i != s.b.len() {
-            return Err(s.error("unexpected text after the object"));
-        }
+        s.end()?;
         for c in 0..count {
-            // A name set twice (per record and in the patch) is written once:
-            // the first change with that name wins.
-            let shadowed = (0..c).any(|d| change(d).0 == change(c).0);
-            if done.mark(c) && !shadowed {
-                separate(&mut out);
-                write_field(&mut out, change(c));
+            if done.mark(c) && !self.shadowed(extra, c) {
+                separate(out);
+                write_field(out, change(c));
             }
         }
         out.push(b'}');
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -291,6 +393,16 @@ impl Done {
             Done::Many(v) => !std::mem::replace(&mut v[c], true),
         }
     }
+}
+
+/// `"name"` as it appears in JSON text without escapes.
+fn quoted(name: &str) -> Vec<u8> {
+    [b"\"", name.as_bytes(), b"\""].concat()
+}
+
+/// About how many bytes [`write_field`] writes.
+fn field_size((name, value): (&str, &str)) -> usize {
+    name.len() + value.len() + 4
 }
 
 /// `"name":value` (the value is JSON text).
@@ -326,14 +438,58 @@ pub fn raw_to_text(raw: &str) -> Result<Cow<'_, str>, Error> {
     }
 }
 
-/// A structural scanner over JSON text.
+/// Byte positions in the scanned text.
+type Span = std::ops::Range<usize>;
+
+/// Where one `"name": value` member lies in the scanned text.
+struct Member {
+    /// The name without its quotes.
+    name: Span,
+    /// Whether the name has escapes (then `name` is not its text).
+    escaped: bool,
+    /// The whole member, from the name's opening quote to the value's end.
+    whole: Span,
+    value: Span,
+}
+
+impl Member {
+    /// Whether the member's name in `b` (the scanned text) is `name`.
+    #[inline]
+    fn is_named(&self, b: &[u8], name: &[u8]) -> Result<bool, Error> {
+        if self.escaped {
+            Ok(self.unescaped_name(b)?.as_bytes() == name)
+        } else {
+            Ok(&b[self.name.clone()] == name)
+        }
+    }
+
+    #[cold]
+    fn unescaped_name(&self, b: &[u8]) -> Result<String, Error> {
+        Ok(serde_json::from_slice(
+            &b[self.name.start - 1..self.name.end + 1],
+        )?)
+    }
+}
+
+/// Values nested deeper than this are refused, as serde_json (which the host
+/// validates with) refuses them.
+const MAX_DEPTH: u32 = 128;
+
+/// A structural scanner over JSON bytes.
+///
+/// It looks only at ASCII structure. Bytes of multi-byte UTF-8 sequences are
+/// never ASCII, so it can work on bytes, and callers check UTF-8 only of the
+/// parts they hand out as text.
 struct Scanner<'a> {
-    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
 
 impl<'a> Scanner<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Scanner { b, i: 0 }
+    }
+
     fn error(&self, what: &str) -> Error {
         Error::poison(format!("invalid JSON object at byte {}: {what}", self.i))
     }
@@ -356,31 +512,33 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn object(&mut self) -> Result<Vec<Field<'a>>, Error> {
-        let mut fields = Vec::with_capacity(8);
-        self.each_field(|name, _, value| {
-            fields.push((name, Cow::Borrowed(value)));
-            None::<()>
-        })?;
-        Ok(fields)
+    /// Fails unless only whitespace is left.
+    fn end(&mut self) -> Result<(), Error> {
+        self.ws();
+        if self.i == self.b.len() {
+            Ok(())
+        } else {
+            Err(self.error("unexpected text after the object"))
+        }
     }
 
-    /// Scans the object at the cursor for field `name`; stops at the first
-    /// match. Something other than an object has no fields.
-    fn find_field(&mut self, name: &str) -> Result<Option<&'a str>, Error> {
+    /// Scans the object at the cursor for member `name` and returns where its
+    /// value lies; stops at the first match. Something other than an object
+    /// has no members.
+    fn find_member(&mut self, name: &str) -> Result<Option<Span>, Error> {
         self.ws();
         if self.b.get(self.i) != Some(&b'{') {
             return Ok(None);
         }
-        self.each_field(|key, _, value| (key == name).then_some(value))
+        let b = self.b;
+        self.each_member(|m| Ok(m.is_named(b, name.as_bytes())?.then(|| m.value.clone())))
     }
 
-    /// Walks the fields of the object at the cursor, calling
-    /// `visit(name, the whole "name": value text, value text)` for each,
-    /// until it returns `Some`.
-    fn each_field<T>(
+    /// Walks the members of the object at the cursor, calling `visit` for
+    /// each, until it returns `Some` (or an error).
+    fn each_member<T>(
         &mut self,
-        mut visit: impl FnMut(Cow<'a, str>, &'a str, &'a str) -> Option<T>,
+        mut visit: impl FnMut(&Member) -> Result<Option<T>, Error>,
     ) -> Result<Option<T>, Error> {
         self.expect(b'{', "expected `{`")?;
         self.ws();
@@ -390,14 +548,23 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.ws();
-            let field_start = self.i;
-            let name = self.key()?;
+            let start = self.i;
+            if self.b.get(self.i) != Some(&b'"') {
+                return Err(self.error("expected a field name"));
+            }
+            let escaped = self.string()?;
+            let name = start + 1..self.i - 1;
             self.expect(b':', "expected `:` after a field name")?;
             self.ws();
-            let start = self.i;
+            let value_start = self.i;
             self.value()?;
-            let (field, value) = (&self.text[field_start..self.i], &self.text[start..self.i]);
-            if let Some(found) = visit(name, field, value) {
+            let member = Member {
+                name,
+                escaped,
+                whole: start..self.i,
+                value: value_start..self.i,
+            };
+            if let Some(found) = visit(&member)? {
                 return Ok(Some(found));
             }
             self.ws();
@@ -412,38 +579,39 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn key(&mut self) -> Result<Cow<'a, str>, Error> {
-        if self.b.get(self.i) != Some(&b'"') {
-            return Err(self.error("expected a field name"));
-        }
-        let start = self.i;
-        let escaped = self.string()?;
-        let quoted = &self.text[start..self.i];
-        if escaped {
-            let s: String = serde_json::from_str(quoted)?;
-            Ok(Cow::Owned(s))
-        } else {
-            Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
-        }
-    }
-
-    /// Skips a string starting at its opening quote; returns whether it had escapes.
+    /// Skips a string starting at its opening quote; returns whether it had
+    /// escapes. Looks at eight bytes per step for the closing quote or a
+    /// backslash: field names and short values are the common case, too
+    /// short for a `memchr` call to pay off.
     #[inline]
     fn string(&mut self) -> Result<bool, Error> {
-        self.i += 1;
+        let b = self.b;
+        let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            let rest = self.b.get(self.i..).unwrap_or_default();
-            match memchr::memchr2(b'"', b'\\', rest) {
-                Some(n) if rest[n] == b'"' => {
-                    self.i += n + 1;
+            if let Some(chunk) = b.get(i..i + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+                let hits = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+                if hits == 0 {
+                    i += 8;
+                    continue;
+                }
+                i += (hits.trailing_zeros() / 8) as usize;
+            }
+            match b.get(i) {
+                Some(b'"') => {
+                    self.i = i + 1;
                     return Ok(escaped);
                 }
-                Some(n) => {
+                Some(b'\\') => {
                     escaped = true;
-                    self.i += n + 2;
+                    i += 2;
                 }
-                None => return Err(self.error("unterminated string")),
+                Some(_) => i += 1,
+                None => {
+                    self.i = b.len();
+                    return Err(self.error("unterminated string"));
+                }
             }
         }
     }
@@ -471,22 +639,31 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Skips a nested object or array, keeping track of brackets and strings.
+    /// Skips a nested object or array, matching brackets (one bit per level:
+    /// set for `{`) and skipping strings.
     fn nested(&mut self) -> Result<(), Error> {
-        let mut stack: Vec<u8> = Vec::new();
+        let mut open: u128 = 0;
+        let mut depth = 0u32;
         while let Some(&c) = self.b.get(self.i) {
             match c {
                 b'"' => {
                     self.string()?;
                     continue;
                 }
-                b'{' => stack.push(b'}'),
-                b'[' => stack.push(b']'),
+                b'{' | b'[' => {
+                    if depth == MAX_DEPTH {
+                        return Err(self.error("nested deeper than 128 levels"));
+                    }
+                    open = (open << 1) | u128::from(c == b'{');
+                    depth += 1;
+                }
                 b'}' | b']' => {
-                    if stack.pop() != Some(c) {
+                    if depth == 0 || ((open & 1) == 1) != (c == b'}') {
                         return Err(self.error("mismatched bracket"));
                     }
-                    if stack.is_empty() {
+                    open >>= 1;
+                    depth -= 1;
+                    if depth == 0 {
                         self.i += 1;
                         return Ok(());
                     }
@@ -497,6 +674,16 @@ impl<'a> Scanner<'a> {
         }
         Err(self.error("unterminated object or array"))
     }
+}
+
+/// A word with the high bit set in each byte of `word` equal to `c`, and
+/// possibly in bytes above the first such one: its lowest set bit is exact.
+#[inline]
+fn bytes_equal(word: u64, c: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ (ONES * u64::from(c));
+    x.wrapping_sub(ONES) & !x & HIGHS
 }
 
 #[cfg(test)]
@@ -564,6 +751,72 @@ mod tests {
         );
         assert!(p.apply(b"[1]", &[]).unwrap_err().is_poison());
         assert!(p.apply(br#"{"a":1"#, &[]).unwrap_err().is_poison());
+    }
+
+    #[test]
+    fn fast_append_agrees_with_the_member_scan() {
+        let mut p = Patch::new();
+        p.set("checked", &true).unwrap();
+        // Appended without a member scan: inner spacing is kept.
+        assert_eq!(
+            p.apply(br#" {"a": 1, "n": {"x": "check"}} "#, &[("ts", "7")])
+                .unwrap(),
+            br#"{"a": 1, "n": {"x": "check"},"ts":7,"checked":true}"#
+        );
+        assert_eq!(p.apply(b"{ }", &[]).unwrap(), br#"{ "checked":true}"#);
+        // A mention anywhere, an escape, or an extra name already there
+        // sends the value through the member scan, which replaces in place.
+        for (src, want) in [
+            (
+                &br#"{"checked":false,"a":1}"#[..],
+                &br#"{"checked":true,"a":1}"#[..],
+            ),
+            (
+                br#"{"a":{"checked":1}}"#,
+                br#"{"a":{"checked":1},"checked":true}"#,
+            ),
+            (
+                br#"{"a": "checked"}"#,
+                br#"{"a": "checked","checked":true}"#,
+            ),
+            (br#"{"checked":0}"#, br#"{"checked":true}"#),
+            (br#"{"s":"a"b"}"#, br#"{"s":"a"b","checked":true}"#),
+        ] {
+            assert_eq!(
+                p.apply(src, &[]).unwrap(),
+                want,
+                "{}",
+                String::from_utf8_lossy(src)
+            );
+        }
+        assert_eq!(
+            p.apply(br#"{"ts":1,"a":2}"#, &[("ts", "7")]).unwrap(),
+            br#"{"ts":7,"a":2,"checked":true}"#
+        );
+        for bad in [&b"[1]"[..], b"", b"  ", b"{", b"}", b"{\"a\":1"] {
+            assert!(p.apply(bad, &[]).unwrap_err().is_poison());
+        }
+    }
+
+    #[test]
+    fn long_strings_and_deep_nesting() {
+        // Quotes and escapes on both sides of eight-byte steps.
+        for n in 0..20 {
+            let pad = "y".repeat(n);
+            let src = format!(r#"{{"{pad}k\"{pad}":"{pad}\\","v":"{pad}"}}"#);
+            assert_eq!(
+                find(src.as_bytes(), "v").unwrap(),
+                Some(format!("\"{pad}\"").as_str())
+            );
+            assert_eq!(
+                Object::parse(src.as_bytes()).unwrap().names().next(),
+                Some(format!("{pad}k\"{pad}").as_str())
+            );
+        }
+        let deep = |n: usize| format!(r#"{{"a":{}1{},"b":2}}"#, "[".repeat(n), "]".repeat(n));
+        assert_eq!(find(deep(128).as_bytes(), "b").unwrap(), Some("2"));
+        assert!(find(deep(129).as_bytes(), "b").unwrap_err().is_poison());
+        assert!(find(br#"{"a":[{]},"b":2}"#, "b").unwrap_err().is_poison());
     }
 
     #[test]

@@ -57,8 +57,10 @@ pub fn process<O: Operator>(batch: &[u8]) -> Vec<u8> {
         let count = reader
             .u32("record count")
             .expect("malformed batch from host");
-        // Room for a forward or drop per record; emitting operators grow it.
-        let mut out = Vec::with_capacity(16 + count as usize * 8);
+        // Room for a forward or drop per record plus as much again as the
+        // batch: a map's results are about its input's size, and growing the
+        // buffer record by record would copy it several times.
+        let mut out = Vec::with_capacity(16 + count as usize * 8 + batch.len());
         put_u32(&mut out, count);
         for _ in 0..count {
             let view = reader.record().expect("malformed batch from host");

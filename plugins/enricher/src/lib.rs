@@ -95,7 +95,7 @@ mod tests {
             .value(r#"{"a":1,"secret":"x"}"#)
             .timestamp(42)
             .header("h", "v");
-        let out = run_map::<Enricher>(cfg, &[input.clone()]).unwrap();
+        let out = run_map::<Enricher>(cfg, std::slice::from_ref(&input)).unwrap();
         let rec = &out[0].records()[0];
         assert_eq!(
             rec.value_json(),

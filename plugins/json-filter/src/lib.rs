@@ -38,6 +38,8 @@ pub struct JsonFilter {
     field: String,
     op: Op,
     value: Value,
+    /// The wanted value as a number, for the ordering ops on numbers.
+    threshold: Option<f64>,
 }
 
 impl Filter for JsonFilter {
@@ -52,10 +54,13 @@ impl Filter for JsonFilter {
         {
             return Err("ordering ops need a number or string `value`".into());
         }
+        let ordering = !matches!(s.op, Op::Eq | Op::Ne | Op::Exists | Op::Missing);
+        let threshold = s.value.as_f64().filter(|_| ordering);
         Ok(JsonFilter {
             field: s.field,
             op: s.op,
             value: s.value,
+            threshold,
         })
     }
 
@@ -69,15 +74,17 @@ impl Filter for JsonFilter {
         if let Op::Exists | Op::Missing = self.op {
             return Ok(self.op == Op::Exists);
         }
-        if let (Value::Number(want), true) = (&self.value, self.op != Op::Eq && self.op != Op::Ne) {
-            // The common case, numeric thresholds, without building a Value.
-            let Ok(found) = raw.parse::<f64>() else {
-                return Ok(false);
+        if let Some(want) = self.threshold {
+            // The common case, numeric thresholds, without building a Value;
+            // integers (most fields) skip the float parser.
+            let found = match raw.parse::<i64>() {
+                Ok(int) => int as f64,
+                Err(_) => match raw.parse::<f64>() {
+                    Ok(float) => float,
+                    Err(_) => return Ok(false),
+                },
             };
-            return Ok(ordered(
-                self.op,
-                found.partial_cmp(&want.as_f64().unwrap_or(f64::NAN)),
-            ));
+            return Ok(ordered(self.op, found.partial_cmp(&want)));
         }
         let found: Value = serde_json::from_str(raw)?;
         Ok(match self.op {
