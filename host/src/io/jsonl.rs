@@ -269,11 +269,7 @@ fn encode_field(
     };
     match format {
         Format::Json => {
-            std::str::from_utf8(bytes).map_err(|e| {
-                CodecError(format!("{what} is not UTF-8 JSON (format `json`): {e}"))
-            })?;
-            serde_json::from_slice::<IgnoredAny>(bytes)
-                .map_err(|e| CodecError(format!("{what} is not JSON (format `json`): {e}")))?;
+            check_format(bytes, format, what)?;
             if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
                 // Valid JSON has raw CR and LF only as whitespace between
                 // tokens (never inside strings), so blanking them keeps the
@@ -288,8 +284,8 @@ fn encode_field(
             }
         }
         Format::String => {
-            let s = std::str::from_utf8(bytes)
-                .map_err(|e| CodecError(format!("{what} is not UTF-8 (format `string`): {e}")))?;
+            check_format(bytes, format, what)?;
+            let s = std::str::from_utf8(bytes).expect("checked");
             serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
         }
         Format::Bytes => {
@@ -297,6 +293,28 @@ fn encode_field(
             out.extend_from_slice(BASE64.encode(bytes).as_bytes());
             out.push(b'"');
         }
+    }
+    Ok(())
+}
+
+/// Checks that raw key or value bytes (`what`) are what `format` says:
+/// UTF-8 JSON text, UTF-8 text, or anything. Where records enter from or
+/// leave to a binary medium (Kafka), this is the whole of decoding and
+/// encoding.
+pub fn check_format(bytes: &[u8], format: Format, what: &str) -> Result<(), CodecError> {
+    match format {
+        Format::Json => {
+            std::str::from_utf8(bytes).map_err(|e| {
+                CodecError(format!("{what} is not UTF-8 JSON (format `json`): {e}"))
+            })?;
+            serde_json::from_slice::<IgnoredAny>(bytes)
+                .map_err(|e| CodecError(format!("{what} is not JSON (format `json`): {e}")))?;
+        }
+        Format::String => {
+            std::str::from_utf8(bytes)
+                .map_err(|e| CodecError(format!("{what} is not UTF-8 (format `string`): {e}")))?;
+        }
+        Format::Bytes => {}
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! files or stdout, so a pipeline runs on one machine with nothing else
 //! installed. Kafka sources and sinks plug in beside these.
 
+pub mod ack;
 pub mod jsonl;
+pub mod kafka;
 pub mod partitioner;
 pub mod sink;
 pub mod source;

@@ -8,11 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Receiver;
 
+use super::ack::Ack;
+
 /// Encoded JSON lines from one task, ready to write.
 #[derive(Debug, Default)]
 pub struct SinkChunk {
     pub bytes: Vec<u8>,
     pub records: u64,
+    /// Input batches whose outputs are in this chunk (one hold each),
+    /// released once it is written and flushed.
+    pub acks: Vec<Arc<Ack>>,
 }
 
 /// Where a sink writes at run time; `weir test` swaps in [`SinkOutput::Capture`].
@@ -64,7 +69,13 @@ pub fn run(name: &str, output: &SinkOutput, chunks: Receiver<SinkChunk>) -> Resu
     while let Ok(chunk) = chunks.recv() {
         writer.write_all(&chunk.bytes).map_err(err(what.clone()))?;
         written += chunk.records;
-        if chunks.is_empty() {
+        if !chunk.acks.is_empty() {
+            // Its input offsets are committed after this: out of our buffer first.
+            writer.flush().map_err(err(what.clone()))?;
+            for ack in &chunk.acks {
+                ack.release();
+            }
+        } else if chunks.is_empty() {
             // Nothing queued: let a reader of a live stream see it now.
             writer.flush().map_err(err(what.clone()))?;
         }

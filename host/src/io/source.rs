@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::Sender;
 
+use super::ack::Ack;
 use super::jsonl;
 use super::partitioner::partition_for;
 use crate::record::{Origin, Record};
@@ -20,15 +21,21 @@ pub struct SourceBatch {
     pub source: u16,
     pub records: Vec<Record>,
     pub origins: Vec<Origin>,
-    /// Lines that could not be decoded (under `skip` or `dead-letter`).
+    /// Input that could not be decoded (under `skip` or `dead-letter`).
     pub rejects: Vec<Reject>,
+    /// Tracks everything produced from the batch, when its offsets are to
+    /// be committed (Kafka sources); the task releases its hold when done.
+    pub ack: Option<Arc<Ack>>,
 }
 
-/// An input line that is not a valid record.
+/// Input that is not a valid record: a line that is not JSON, or a Kafka
+/// record whose key or value does not match the source's format.
 #[derive(Debug, Clone)]
 pub struct Reject {
     pub origin: Origin,
-    pub raw: Bytes,
+    /// What was read, as a record: a bad line is the value of a record
+    /// without key; a Kafka record is kept as it came.
+    pub record: Record,
     pub reason: String,
 }
 
@@ -54,6 +61,14 @@ pub enum SourceError {
         name: String,
         what: String,
         line: u64,
+        reason: String,
+    },
+    #[error("source `{name}`: topic `{topic}` partition {partition} offset {offset}: {reason}")]
+    BadRecord {
+        name: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
         reason: String,
     },
 }
@@ -167,6 +182,7 @@ impl SourceReader<'_> {
             records: Vec::with_capacity(self.batch_size),
             origins: Vec::with_capacity(self.batch_size),
             rejects: Vec::new(),
+            ack: None,
         }
     }
 }
@@ -228,7 +244,11 @@ impl Splitter<'_, '_> {
                 }
                 Err(e) => batch.rejects.push(Reject {
                     origin,
-                    raw: chunk.slice_ref(line),
+                    record: Record {
+                        value: Some(chunk.slice_ref(line)),
+                        timestamp: now,
+                        ..Record::default()
+                    },
                     reason: e.0,
                 }),
             }

@@ -1,9 +1,10 @@
 //! Live progress on a terminal: records in, out, dead-lettered and skipped,
 //! with rates. Silent when stderr is not a terminal (piped or in CI).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,12 @@ pub struct Progress<'scope> {
 }
 
 impl<'scope> Progress<'scope> {
-    pub fn start<'env>(scope: &'scope Scope<'scope, 'env>, metrics: &'env Metrics) -> Self {
+    /// `lag`: consumer lag per (topic, partition), shown when reading Kafka.
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        metrics: &'env Metrics,
+        lag: Option<&'env Mutex<BTreeMap<(String, i32), i64>>>,
+    ) -> Self {
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
             return Progress { done, handle: None };
@@ -34,7 +40,7 @@ impl<'scope> Progress<'scope> {
                 let now = Instant::now();
                 let rate = (s.records_in - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
                 last = (now, s.records_in);
-                bar.set_message(format!(
+                let mut message = format!(
                     "in {} ({:.0}/s, avg {:.0}/s) · out {} · dead-lettered {} · skipped {} · restarts {}",
                     s.records_in,
                     rate,
@@ -43,7 +49,11 @@ impl<'scope> Progress<'scope> {
                     s.dead_lettered,
                     s.skipped,
                     s.restarts
-                ));
+                );
+                if let Some(lag) = lag {
+                    message.push_str(&lag_summary(&lag.lock().unwrap_or_else(|p| p.into_inner())));
+                }
+                bar.set_message(message);
                 bar.tick();
             }
             bar.finish_and_clear();
@@ -59,5 +69,35 @@ impl<'scope> Progress<'scope> {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// ` · lag 1234 (orders[0] 1000, orders[1] 234)`: total and per partition.
+fn lag_summary(lag: &BTreeMap<(String, i32), i64>) -> String {
+    if lag.is_empty() {
+        return String::new();
+    }
+    let total: i64 = lag.values().sum();
+    let parts: Vec<String> = lag
+        .iter()
+        .map(|((topic, partition), n)| format!("{topic}[{partition}] {n}"))
+        .collect();
+    format!(" · lag {total} ({})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_summed_and_listed_per_partition() {
+        let mut lag = BTreeMap::new();
+        assert_eq!(lag_summary(&lag), "");
+        lag.insert(("orders".to_string(), 1), 234);
+        lag.insert(("orders".to_string(), 0), 1000);
+        assert_eq!(
+            lag_summary(&lag),
+            " · lag 1234 (orders[0] 1000, orders[1] 234)"
+        );
     }
 }

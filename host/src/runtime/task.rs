@@ -3,21 +3,46 @@
 //! policy to every record that fails. One task per partition, as in Kafka
 //! Streams, so Kafka partitions map onto tasks directly.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use super::RunError;
 use super::topology::{Target, Topology};
+use crate::io::ack::Ack;
 use crate::io::jsonl;
+use crate::io::kafka::producer::{KafkaProducer, SendError};
 use crate::io::sink::SinkChunk;
 use crate::io::source::{Reject, SourceBatch};
 use crate::metrics::Metrics;
 use crate::operators::failure::Incident;
 use crate::operators::{FailureKind, PluginStep, StepOutput};
 use crate::record::{Origin, Record};
-use crate::spec::ErrorPolicy;
+use crate::spec::{ErrorPolicy, SourceKind};
 
 /// Encoded sink bytes are handed over once they reach this size.
 const SINK_CHUNK: usize = 256 << 10;
+
+/// Where a task sends what reaches one sink.
+#[derive(Clone)]
+pub enum SinkPort<'t> {
+    /// JSON lines, encoded here and written by the sink's own thread.
+    Lines(Sender<SinkChunk>),
+    /// A Kafka topic, through the pipeline's producer.
+    Kafka {
+        producer: &'t KafkaProducer,
+        topic: &'t str,
+    },
+}
+
+enum SinkState<'t> {
+    Lines(SinkBuffer),
+    Kafka {
+        producer: &'t KafkaProducer,
+        topic: &'t str,
+    },
+}
 
 struct SinkBuffer {
     tx: Sender<SinkChunk>,
@@ -34,7 +59,10 @@ impl SinkBuffer {
         if !self.marks.iter().any(|(_, o)| later(o)) {
             return;
         }
-        let mut kept = SinkChunk::default();
+        let mut kept = SinkChunk {
+            acks: std::mem::take(&mut self.chunk.acks),
+            ..SinkChunk::default()
+        };
         let mut start = 0;
         for (end, origin) in self.marks.drain(..) {
             if !later(&origin) {
@@ -51,37 +79,49 @@ pub struct Task<'t> {
     topo: &'t Topology,
     steps: Vec<PluginStep>,
     scratch: Vec<StepOutput>,
-    sinks: Vec<SinkBuffer>,
+    sinks: Vec<SinkState<'t>>,
     metrics: &'t Metrics,
-    /// What each source reads (a path, or `stdin`), for error messages.
+    /// What each source reads (a path, `stdin`, a topic), for error messages.
     source_labels: &'t [String],
     restarts_seen: u64,
+    /// The batch being processed: every output holds it until it is out.
+    ack: Arc<Ack>,
+    /// Whether `ack` is tracked for commits (outputs to files then flush).
+    tracked: bool,
+    stop: &'t AtomicBool,
 }
 
 impl<'t> Task<'t> {
     pub fn new(
         topo: &'t Topology,
         steps: Vec<PluginStep>,
-        sink_txs: Vec<Sender<SinkChunk>>,
+        sinks: Vec<SinkPort<'t>>,
         metrics: &'t Metrics,
         source_labels: &'t [String],
+        stop: &'t AtomicBool,
     ) -> Self {
         let scratch = steps.iter().map(|_| StepOutput::default()).collect();
         Task {
             topo,
             steps,
             scratch,
-            sinks: sink_txs
+            sinks: sinks
                 .into_iter()
-                .map(|tx| SinkBuffer {
-                    tx,
-                    chunk: SinkChunk::default(),
-                    marks: Vec::new(),
+                .map(|port| match port {
+                    SinkPort::Lines(tx) => SinkState::Lines(SinkBuffer {
+                        tx,
+                        chunk: SinkChunk::default(),
+                        marks: Vec::new(),
+                    }),
+                    SinkPort::Kafka { producer, topic } => SinkState::Kafka { producer, topic },
                 })
                 .collect(),
             metrics,
             source_labels,
             restarts_seen: 0,
+            ack: Ack::new(),
+            tracked: false,
+            stop,
         }
     }
 
@@ -92,9 +132,13 @@ impl<'t> Task<'t> {
         let result = self.run_inner(&batches);
         if let Err(RunError::Record { incident, .. }) = &result {
             // Under `fail`, nothing derived from the bad record or later
-            // ones may be written, whichever branch produced it.
+            // ones may be written, whichever branch produced it. (Kafka
+            // sinks got nothing past it: a failed batch's later records are
+            // never passed on, and its offsets are never committed.)
             for sink in &mut self.sinks {
-                sink.take_back_from(incident.origin);
+                if let SinkState::Lines(buffer) = sink {
+                    buffer.take_back_from(incident.origin);
+                }
             }
         }
         for s in 0..self.sinks.len() {
@@ -108,8 +152,13 @@ impl<'t> Task<'t> {
 
     fn run_inner(&mut self, batches: &Receiver<SourceBatch>) -> Result<(), RunError> {
         while let Ok(batch) = batches.recv() {
+            (self.ack, self.tracked) = match batch.ack {
+                Some(ack) => (ack, true),
+                None if self.tracked => (Ack::new(), false),
+                None => (self.ack.clone(), false),
+            };
             for reject in batch.rejects {
-                self.rejected_line(reject)?;
+                self.rejected(reject)?;
             }
             let targets = self.topo.source_routes[batch.source as usize].clone();
             self.deliver(&targets, batch.records, batch.origins)?;
@@ -118,9 +167,17 @@ impl<'t> Task<'t> {
             // its outputs.
             let idle = batches.is_empty();
             for s in 0..self.sinks.len() {
-                if idle || self.sinks[s].chunk.bytes.len() >= SINK_CHUNK {
+                let full = match &self.sinks[s] {
+                    SinkState::Lines(b) => b.chunk.bytes.len() >= SINK_CHUNK,
+                    SinkState::Kafka { .. } => false,
+                };
+                if idle || full {
                     self.hand_over(s)?;
                 }
+            }
+            if self.tracked {
+                // Processed: what is left of the batch is its outputs' holds.
+                self.ack.release();
             }
         }
         Ok(())
@@ -217,47 +274,89 @@ impl<'t> Task<'t> {
         let sink = &self.topo.pipeline.sinks[s];
         let is_dead_letter = self.topo.pipeline.dead_letter == Some(s);
         for (record, origin) in records.iter().zip(origins) {
-            let buf = &mut self.sinks[s].chunk;
-            if is_dead_letter {
-                jsonl::encode_lossless(record, sink.key_format, sink.value_format, &mut buf.bytes);
-            } else if let Err(e) =
-                jsonl::encode(record, sink.key_format, sink.value_format, &mut buf.bytes)
-            {
-                let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &e.0);
+            let result = match &mut self.sinks[s] {
+                SinkState::Lines(buffer) => {
+                    let bytes = &mut buffer.chunk.bytes;
+                    if is_dead_letter {
+                        jsonl::encode_lossless(record, sink.key_format, sink.value_format, bytes);
+                        Ok(())
+                    } else {
+                        jsonl::encode(record, sink.key_format, sink.value_format, bytes)
+                            .map_err(|e| e.0)
+                    }
+                }
+                SinkState::Kafka { producer, topic } => {
+                    // Records go to Kafka as bytes; the dead-letter topic
+                    // takes them whatever they hold.
+                    let checked = if is_dead_letter {
+                        Ok(())
+                    } else {
+                        check_record(record, sink.key_format, sink.value_format)
+                    };
+                    match checked {
+                        Ok(()) => match producer.send(topic, record, &self.ack, self.stop) {
+                            Ok(()) => Ok(()),
+                            Err(SendError::Stopped) => return Err(RunError::Stopped),
+                            Err(e @ SendError::Record { .. }) => Err(e.to_string()),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(reason) = result {
+                let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &reason);
                 match self.topo.pipeline.error_policy {
                     ErrorPolicy::Fail => return Err(self.fatal(incident)),
                     policy => self.tolerate(policy, incident, record.clone())?,
                 }
                 continue;
             }
-            let buf = &mut self.sinks[s];
-            buf.chunk.records += 1;
-            buf.marks.push((buf.chunk.bytes.len(), *origin));
+            match &mut self.sinks[s] {
+                SinkState::Lines(buffer) => {
+                    buffer.chunk.records += 1;
+                    buffer.marks.push((buffer.chunk.bytes.len(), *origin));
+                    let acks = &mut buffer.chunk.acks;
+                    if self.tracked && !acks.last().is_some_and(|a| Arc::ptr_eq(a, &self.ack)) {
+                        self.ack.hold();
+                        acks.push(self.ack.clone());
+                    }
+                }
+                SinkState::Kafka { .. } => Metrics::add(self.counter(s), 1),
+            }
         }
         Ok(())
     }
 
+    /// The counter that records written to sink `s` go to.
+    fn counter(&self, s: usize) -> &'t std::sync::atomic::AtomicU64 {
+        if self.topo.pipeline.dead_letter == Some(s) {
+            &self.metrics.dead_lettered
+        } else {
+            &self.metrics.records_out
+        }
+    }
+
     fn hand_over(&mut self, s: usize) -> Result<(), RunError> {
-        let sink = &mut self.sinks[s];
+        let SinkState::Lines(sink) = &mut self.sinks[s] else {
+            return Ok(());
+        };
         sink.marks.clear();
         let chunk = std::mem::take(&mut sink.chunk);
         if chunk.records == 0 {
+            for ack in &chunk.acks {
+                ack.release();
+            }
             return Ok(());
         }
         let n = chunk.records;
         sink.tx.send(chunk).map_err(|_| RunError::SinkGone {
             sink: self.topo.pipeline.sinks[s].name.clone(),
         })?;
-        let counter = if self.topo.pipeline.dead_letter == Some(s) {
-            &self.metrics.dead_lettered
-        } else {
-            &self.metrics.records_out
-        };
-        Metrics::add(counter, n);
+        Metrics::add(self.counter(s), n);
         Ok(())
     }
 
-    fn rejected_line(&mut self, reject: Reject) -> Result<(), RunError> {
+    fn rejected(&mut self, reject: Reject) -> Result<(), RunError> {
         Metrics::add(&self.metrics.rejected_lines, 1);
         let source = &self.topo.pipeline.sources[reject.origin.source as usize];
         let incident = self.incident(
@@ -266,12 +365,7 @@ impl<'t> Task<'t> {
             FailureKind::Decode,
             &reject.reason,
         );
-        let record = Record {
-            value: Some(reject.raw),
-            timestamp: crate::io::source::now_ms(),
-            ..Record::default()
-        };
-        self.tolerate(self.topo.pipeline.error_policy, incident, record)
+        self.tolerate(self.topo.pipeline.error_policy, incident, reject.record)
     }
 
     /// Applies `skip` or `dead-letter` to a failed record.
@@ -321,13 +415,36 @@ impl<'t> Task<'t> {
     }
 
     fn fatal(&self, incident: Incident) -> RunError {
-        let location = format!(
-            "{}:{}",
-            self.source_labels[incident.origin.source as usize], incident.origin.offset
-        );
+        let origin = incident.origin;
+        let label = &self.source_labels[origin.source as usize];
+        let location = match self.topo.pipeline.sources[origin.source as usize].kind {
+            SourceKind::Kafka => {
+                format!(
+                    "{label} partition {} offset {}",
+                    origin.partition, origin.offset
+                )
+            }
+            SourceKind::File | SourceKind::Stdin => format!("{label}:{}", origin.offset),
+        };
         RunError::Record {
             incident: Box::new(incident),
             location,
         }
     }
+}
+
+/// Checks a record's key and value against a Kafka sink's formats (a file
+/// sink's encoder checks them as it writes).
+fn check_record(
+    record: &Record,
+    key_format: crate::spec::Format,
+    value_format: crate::spec::Format,
+) -> Result<(), String> {
+    if let Some(key) = &record.key {
+        jsonl::check_format(key, key_format, "key").map_err(|e| e.0)?;
+    }
+    if let Some(value) = &record.value {
+        jsonl::check_format(value, value_format, "value").map_err(|e| e.0)?;
+    }
+    Ok(())
 }

@@ -44,7 +44,7 @@ impl Topology {
             .max()
             .unwrap_or(crate::plugin::Limits::default().max_memory_bytes);
         let settings = EngineSettings {
-            max_instances: (pipeline.steps.len() as u32 * (pipeline.partitions + 1) * 2).max(8),
+            max_instances: (pipeline.steps.len() as u32 * (pipeline.task_count() + 1) * 2).max(8),
             max_memory_bytes: max_memory,
             cache_dir,
         };

@@ -2,7 +2,7 @@
 //! diagnostics, and the checked model the runtime builds from.
 //!
 //! ```yaml
-//! name: quickstart
+//! name: quickstart              # also the Kafka application id by default
 //! partitions: 2                 # embedded sources are split by key hash
 //! error-policy: dead-letter     # fail (default) | skip | dead-letter
 //! dead-letter: rejected         # the sink dead-lettered records go to
@@ -88,6 +88,7 @@ impl StepKind {
 pub enum SourceKind {
     File,
     Stdin,
+    Kafka,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -95,6 +96,46 @@ pub enum SourceKind {
 pub enum SinkKind {
     File,
     Stdout,
+    Kafka,
+}
+
+/// How weir talks to Kafka: one consumer group for all Kafka sources, one
+/// producer for all Kafka sinks, as a Kafka Streams application has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers` from the file; when absent, `$KAFKA_BOOTSTRAP` at
+    /// run time (so `weir validate` and `weir test` need no broker).
+    pub bootstrap: Option<String>,
+    /// The consumer group, and the prefix of client ids; instances with the
+    /// same id share the input partitions.
+    pub application_id: String,
+    /// Partition tasks (threads) for Kafka sources; default: one per core.
+    pub threads: Option<u32>,
+    /// How often consumed offsets are committed (once everything produced
+    /// from the records before them is acknowledged).
+    pub commit_interval_ms: u64,
+    /// librdkafka properties for every client, then for consumers or
+    /// producers only (these win).
+    pub properties: Vec<(String, String)>,
+    pub consumer_properties: Vec<(String, String)>,
+    pub producer_properties: Vec<(String, String)>,
+}
+
+/// The topic a Kafka source reads or a Kafka sink writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub name: String,
+    /// Create the topic with these settings when it does not exist;
+    /// without it a missing topic is an error.
+    pub create: Option<TopicCreate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicCreate {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic configs (`retention.ms`, `cleanup.policy`, ...).
+    pub config: Vec<(String, String)>,
 }
 
 /// A checked pipeline.
@@ -103,6 +144,7 @@ pub struct Pipeline {
     /// The pipeline file, for error messages.
     pub file: PathBuf,
     pub name: String,
+    /// Partitions of embedded sources (Kafka sources have their topic's).
     pub partitions: u32,
     pub batch_size: usize,
     pub error_policy: ErrorPolicy,
@@ -112,6 +154,8 @@ pub struct Pipeline {
     pub plugins: Vec<PluginRef>,
     pub steps: Vec<Step>,
     pub sinks: Vec<Sink>,
+    /// Present when a source or sink is a Kafka topic.
+    pub kafka: Option<KafkaSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +164,8 @@ pub struct Source {
     pub kind: SourceKind,
     /// Resolved against the pipeline file's folder.
     pub path: Option<PathBuf>,
+    /// For Kafka sources.
+    pub topic: Option<Topic>,
     pub key_format: Format,
     pub value_format: Format,
     pub loc: Loc,
@@ -153,6 +199,8 @@ pub struct Sink {
     pub name: String,
     pub kind: SinkKind,
     pub path: Option<PathBuf>,
+    /// For Kafka sinks.
+    pub topic: Option<Topic>,
     pub key_format: Format,
     pub value_format: Format,
     pub inputs: Vec<Input>,
@@ -193,6 +241,24 @@ impl Pipeline {
     /// Validates pipeline text that was read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, SpecError> {
         validate::parse(path, text)
+    }
+
+    /// How many partition tasks run: `partitions` for embedded sources;
+    /// for Kafka sources `kafka.threads` (default: the machine's cores),
+    /// each task owning the partitions whose number maps to it.
+    pub fn task_count(&self) -> u32 {
+        match &self.kafka {
+            Some(k) if self.reads_kafka() => k.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            }),
+            _ => self.partitions,
+        }
+    }
+
+    /// Whether records come from Kafka topics (then tasks follow the
+    /// consumer group's assignment) rather than embedded sources.
+    pub fn reads_kafka(&self) -> bool {
+        self.sources.iter().any(|s| s.kind == SourceKind::Kafka)
     }
 
     /// A diagnostic against this pipeline's file.

@@ -29,6 +29,32 @@ pub struct RawPipeline {
     pub steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     pub sinks: BTreeMap<String, Spanned<RawSink>>,
+    pub kafka: Option<Spanned<RawKafka>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawKafka {
+    pub bootstrap: Option<Spanned<String>>,
+    pub application_id: Option<Spanned<String>>,
+    pub threads: Option<Spanned<u32>>,
+    pub commit_interval: Option<Spanned<Quantity>>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub consumer_properties: BTreeMap<String, Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub producer_properties: BTreeMap<String, Spanned<serde_json::Value>>,
+}
+
+/// `create: { partitions: 4, replication-factor: 1, config: {...} }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCreate {
+    pub partitions: Spanned<i64>,
+    pub replication_factor: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +62,8 @@ pub struct RawPipeline {
 pub struct RawSource {
     pub kind: SourceKind,
     pub path: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub create: Option<Spanned<RawCreate>>,
     pub key_format: Option<Format>,
     pub value_format: Option<Format>,
 }
@@ -72,6 +100,8 @@ pub struct RawLimits {
 pub struct RawSink {
     pub kind: SinkKind,
     pub path: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub create: Option<Spanned<RawCreate>>,
     pub from: Option<Spanned<Names>>,
     pub key_format: Option<Format>,
     pub value_format: Option<Format>,

@@ -5,15 +5,18 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::raw::{Names, RawLimits, RawPipeline};
+use super::raw::{Names, RawCreate, RawKafka, RawLimits, RawPipeline};
 use super::{
-    Diagnostic, ErrorPolicy, Format, Input, Loc, Node, Pipeline, PluginRef, Sink, SinkKind, Source,
-    SourceKind, SpecError, Step, quantity,
+    Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PluginRef, Sink,
+    SinkKind, Source, SourceKind, SpecError, Step, Topic, TopicCreate, quantity,
 };
 use crate::plugin::Limits;
 
 const MAX_PARTITIONS: u32 = 1024;
 const MAX_BATCH: usize = 65_536;
+/// Kafka Streams' default is 30 s; weir's commits are asynchronous and
+/// cheap, and a shorter interval means fewer duplicates after a crash.
+const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1000;
 
 struct Checker<'a> {
     file: &'a Path,
@@ -41,12 +44,105 @@ impl Checker<'_> {
                 self.error(at, format!("{describe} needs a `path`"));
                 None
             }
-            (false, Some(p)) => {
-                self.error(loc(p), format!("{describe} takes no `path`"));
+            (false, _) => {
+                self.unexpected(describe, "path", path);
                 None
             }
-            (false, None) => None,
         }
+    }
+
+    /// Reports `field` when it is given to a kind that takes none.
+    fn unexpected<T>(&mut self, describe: &str, field: &str, value: &Option<Spanned<T>>) {
+        if let Some(v) = value {
+            self.error(loc(v), format!("{describe} takes no `{field}`"));
+        }
+    }
+
+    /// The `topic` (and optional `create`) of a Kafka source or sink; other
+    /// kinds must have neither.
+    fn topic_for(
+        &mut self,
+        is_kafka: bool,
+        describe: &str,
+        topic: &Option<Spanned<String>>,
+        create: &Option<Spanned<RawCreate>>,
+        at: Loc,
+    ) -> Option<Topic> {
+        if !is_kafka {
+            self.unexpected(describe, "topic", topic);
+            self.unexpected(describe, "create", create);
+            return None;
+        }
+        let Some(topic) = topic else {
+            self.error(at, format!("{describe} needs a `topic`"));
+            return None;
+        };
+        if !valid_topic_name(&topic.value) {
+            self.error(
+                loc(topic),
+                format!(
+                    "{describe}: `{}` is not a valid topic name (1-249 of a-z A-Z 0-9 . _ -)",
+                    topic.value
+                ),
+            );
+        }
+        let create = create.as_ref().map(|c| {
+            let raw = &c.value;
+            let partitions = self.positive(&raw.partitions, describe, "create.partitions");
+            let replication_factor = raw.replication_factor.as_ref().map_or(1, |r| {
+                self.positive(r, describe, "create.replication-factor")
+            });
+            let config = self.properties(&raw.config, describe);
+            TopicCreate {
+                partitions,
+                replication_factor,
+                config,
+            }
+        });
+        Some(Topic {
+            name: topic.value.clone(),
+            create,
+        })
+    }
+
+    fn positive(&mut self, n: &Spanned<i64>, describe: &str, field: &str) -> i32 {
+        match i32::try_from(n.value) {
+            Ok(v) if v > 0 => v,
+            _ => {
+                self.error(
+                    loc(n),
+                    format!("{describe}: `{field}` must be a positive number"),
+                );
+                1
+            }
+        }
+    }
+
+    /// Client or topic properties: YAML scalars, passed on as text.
+    fn properties(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<serde_json::Value>>,
+        describe: &str,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, value) in raw {
+            let text = match &value.value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    self.error(
+                        loc(value),
+                        format!(
+                            "{describe}: property `{name}` must be a string, number or boolean"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            out.push((name.clone(), text));
+        }
+        out
     }
 
     fn resolve(&self, path: &str) -> PathBuf {
@@ -129,6 +225,14 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     let error_policy = raw.error_policy.unwrap_or_default();
 
     let sources = check_sources(c, &raw);
+    if let Some(p) = &raw.partitions
+        && sources.iter().any(|s| s.kind == SourceKind::Kafka)
+    {
+        c.error(
+            loc(p),
+            "`partitions` is for embedded sources; Kafka sources have their topic's partitions",
+        );
+    }
     let plugins = check_plugins(c, &raw);
     let mut names: HashMap<String, (Node, Loc)> = HashMap::new();
     for (i, s) in sources.iter().enumerate() {
@@ -197,6 +301,13 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     }
     check_consumed(c, &steps, &sinks);
     check_acyclic(c, &steps);
+    let uses_kafka = sources.iter().any(|s| s.kind == SourceKind::Kafka)
+        || sinks.iter().any(|s| s.kind == SinkKind::Kafka);
+    let kafka = match &raw.kafka {
+        Some(k) => Some(check_kafka(c, &k.value, &name)),
+        None if uses_kafka => Some(check_kafka(c, &RawKafka::default(), &name)),
+        None => None,
+    };
 
     Pipeline {
         file: c.file.to_path_buf(),
@@ -209,34 +320,113 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         plugins,
         steps,
         sinks,
+        kafka,
     }
+}
+
+fn check_kafka(c: &mut Checker, raw: &RawKafka, pipeline_name: &str) -> KafkaSettings {
+    let describe = "`kafka`";
+    let commit_interval_ms = match &raw.commit_interval {
+        Some(q) => match quantity::millis(&q.value) {
+            Ok(0) => {
+                c.error(loc(q), "`kafka.commit-interval` must be above zero");
+                DEFAULT_COMMIT_INTERVAL_MS
+            }
+            Ok(ms) => ms,
+            Err(e) => {
+                c.error(loc(q), format!("`kafka.commit-interval`: {e}"));
+                DEFAULT_COMMIT_INTERVAL_MS
+            }
+        },
+        None => DEFAULT_COMMIT_INTERVAL_MS,
+    };
+    let application_id = match &raw.application_id {
+        Some(id) if !valid_topic_name(&id.value) => {
+            // It prefixes internal topic names in later versions, as in
+            // Kafka Streams, so it follows the topic name rules.
+            c.error(
+                loc(id),
+                "`kafka.application-id` must be 1-249 of a-z A-Z 0-9 . _ -",
+            );
+            id.value.clone()
+        }
+        Some(id) => id.value.clone(),
+        None => pipeline_name.to_string(),
+    };
+    let threads = raw.threads.as_ref().map(|t| {
+        if t.value == 0 || t.value > MAX_PARTITIONS {
+            c.error(
+                loc(t),
+                format!("`kafka.threads` must be between 1 and {MAX_PARTITIONS}"),
+            );
+        }
+        t.value.clamp(1, MAX_PARTITIONS)
+    });
+    KafkaSettings {
+        bootstrap: raw.bootstrap.as_ref().map(|b| b.value.clone()),
+        application_id,
+        threads,
+        commit_interval_ms,
+        properties: c.properties(&raw.properties, describe),
+        consumer_properties: c.properties(&raw.consumer_properties, describe),
+        producer_properties: c.properties(&raw.producer_properties, describe),
+    }
+}
+
+/// Kafka's rule for topic names.
+fn valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
     let mut out = Vec::new();
     let mut stdin_seen = false;
+    let mut kinds_seen = Vec::new();
     for (name, s) in &raw.sources {
         let l = loc(s);
         let kind = s.value.kind;
         let describe = match kind {
             SourceKind::File => format!("file source `{name}`"),
             SourceKind::Stdin => format!("stdin source `{name}`"),
+            SourceKind::Kafka => format!("Kafka source `{name}`"),
         };
         let path = c.path_for(kind == SourceKind::File, &describe, &s.value.path, l);
+        let topic = c.topic_for(
+            kind == SourceKind::Kafka,
+            &describe,
+            &s.value.topic,
+            &s.value.create,
+            l,
+        );
         if kind == SourceKind::Stdin {
             if stdin_seen {
                 c.error(l, "only one source can read stdin");
             }
             stdin_seen = true;
         }
+        kinds_seen.push((kind == SourceKind::Kafka, l));
         out.push(Source {
             name: name.clone(),
             kind: s.value.kind,
             path,
+            topic,
             key_format: s.value.key_format.unwrap_or(Format::String),
             value_format: s.value.value_format.unwrap_or(Format::Json),
             loc: l,
         });
+    }
+    if kinds_seen.iter().any(|(kafka, _)| *kafka) {
+        for (_, l) in kinds_seen.iter().filter(|(kafka, _)| !kafka) {
+            c.error(
+                *l,
+                "a pipeline reads Kafka topics or embedded sources (file, stdin), not both",
+            );
+        }
     }
     out
 }
@@ -435,8 +625,16 @@ fn check_sinks(
         let describe = match kind {
             SinkKind::File => format!("file sink `{name}`"),
             SinkKind::Stdout => format!("stdout sink `{name}`"),
+            SinkKind::Kafka => format!("Kafka sink `{name}`"),
         };
         let path = c.path_for(kind == SinkKind::File, &describe, &s.value.path, l);
+        let topic = c.topic_for(
+            kind == SinkKind::Kafka,
+            &describe,
+            &s.value.topic,
+            &s.value.create,
+            l,
+        );
         let inputs = match &s.value.from {
             Some(from) => resolve_inputs(c, from, names),
             None if Some(name.as_str()) == dead_letter => Vec::new(),
@@ -451,6 +649,7 @@ fn check_sinks(
             name: name.clone(),
             kind: s.value.kind,
             path,
+            topic,
             key_format: s.value.key_format.unwrap_or(Format::String),
             value_format: s.value.value_format.unwrap_or(Format::Json),
             inputs,

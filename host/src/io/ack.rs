@@ -1,0 +1,77 @@
+//! Acknowledgement of everything produced from one batch of input records.
+//!
+//! At-least-once means a consumed offset is committed only once every record
+//! derived from the records before it is safely out: acknowledged by the
+//! broker for a Kafka sink, written for a file sink. Each source batch gets
+//! one [`Ack`]; the partition task holds it while it processes the batch,
+//! and every output taken on by a sink holds it until it is out. When the
+//! count reaches zero the batch is done and its offsets can be committed.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The outstanding work of one input batch.
+#[derive(Debug)]
+pub struct Ack {
+    /// Holders: the processing task plus each output not yet out.
+    pending: AtomicUsize,
+    /// Why an output could not be delivered; such a batch never completes.
+    failure: OnceLock<String>,
+}
+
+impl Ack {
+    /// A new ack, held once by whoever processes the batch.
+    pub fn new() -> Arc<Ack> {
+        Arc::new(Ack {
+            pending: AtomicUsize::new(1),
+            failure: OnceLock::new(),
+        })
+    }
+
+    /// Takes one more hold (an output on its way out).
+    pub fn hold(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Releases one hold (processing finished, or an output is out).
+    pub fn release(&self) {
+        self.pending.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Records that an output failed; the batch will not count as done.
+    pub fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
+    }
+
+    /// Whether everything from the batch is out.
+    pub fn is_done(&self) -> bool {
+        self.failure.get().is_none() && self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Why an output of the batch failed, if one did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_only_when_every_hold_is_released_and_nothing_failed() {
+        let ack = Ack::new();
+        ack.hold();
+        ack.release();
+        assert!(!ack.is_done(), "the processing hold is still there");
+        ack.release();
+        assert!(ack.is_done());
+
+        let failed = Ack::new();
+        failed.fail("broker said no".into());
+        failed.release();
+        assert!(!failed.is_done());
+        assert_eq!(failed.failure(), Some("broker said no"));
+    }
+}

@@ -1,0 +1,405 @@
+//! Feeding partition tasks from the group consumer, and committing offsets
+//! at-least-once.
+//!
+//! One consumer thread polls every assigned partition, gathers each
+//! partition's records into batches and hands them to the task that owns
+//! that partition number (`partition % tasks`, so partition `p` of every
+//! input topic meets in one task, as Kafka Streams co-partitions). Each batch
+//! carries an [`Ack`]; an offset is committed only when the batches before
+//! it are fully processed and everything they produced is acknowledged.
+//! When the group revokes partitions, their batches are finished and their
+//! offsets committed before the consumer lets go of them; the next owner
+//! resumes from there.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::RunError;
+use crate::io::ack::Ack;
+use crate::io::kafka::KafkaError;
+use crate::io::kafka::consumer::{self, GroupContext, OnRevoke};
+use crate::io::source::{Reject, SourceBatch, SourceError, now_ms};
+use crate::record::Origin;
+use crate::spec::{ErrorPolicy, Format, KafkaSettings, Source};
+
+/// How long a revoke or a shutdown waits for outputs to be acknowledged
+/// before committing what is done (the rest is read again by the next
+/// owner: at-least-once).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the consumer blocks in one poll when nothing is buffered.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What the feeding thread needs.
+pub struct Feed<'a> {
+    pub settings: &'a KafkaSettings,
+    pub bootstrap: &'a str,
+    pub sources: &'a [Source],
+    pub batch_size: usize,
+    pub policy: ErrorPolicy,
+    pub tasks: Vec<Sender<SourceBatch>>,
+    pub stop: Arc<AtomicBool>,
+    /// Set when a thread of the run failed.
+    pub failed: Arc<AtomicBool>,
+    /// Task and sink threads still running.
+    pub alive: Arc<AtomicUsize>,
+    pub records_in: &'a AtomicU64,
+    /// Consumer lag per (topic, partition), for progress.
+    pub lag: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+}
+
+/// One Kafka source as the router sees it.
+struct SourceInfo {
+    key_format: Format,
+    value_format: Format,
+}
+
+/// One assigned partition: the batch being gathered and the batches handed
+/// to its task whose outputs are not all out yet.
+struct Partition {
+    pending: SourceBatch,
+    /// The offset after the last record read.
+    next: i64,
+    in_flight: VecDeque<(i64, Arc<Ack>)>,
+    /// The last offset committed (or to be committed).
+    committed: i64,
+}
+
+/// The state shared by the poll loop and the rebalance callback (which
+/// runs inside `poll`, on the same thread).
+struct Router {
+    state: Mutex<Routing>,
+}
+
+struct Routing {
+    tasks: Vec<Sender<SourceBatch>>,
+    topics: HashMap<String, u16>,
+    sources: Vec<SourceInfo>,
+    source_topics: Vec<String>,
+    partitions: BTreeMap<(u16, i32), Partition>,
+    batch_size: usize,
+    stop: Arc<AtomicBool>,
+    /// Set when a thread of the run failed.
+    failed: Arc<AtomicBool>,
+    alive: Arc<AtomicUsize>,
+    /// Set when a revoke could not finish (for the poll loop to report).
+    error: Option<RunError>,
+}
+
+impl Routing {
+    fn partition(&mut self, source: u16, partition: i32) -> &mut Partition {
+        self.partitions
+            .entry((source, partition))
+            .or_insert_with(|| Partition {
+                pending: SourceBatch {
+                    source,
+                    ..SourceBatch::default()
+                },
+                next: -1,
+                in_flight: VecDeque::new(),
+                committed: -1,
+            })
+    }
+
+    /// Hands a partition's gathered records to its task (waits while the
+    /// task's queue is full: that is the backpressure on the consumer).
+    fn flush(&mut self, key: (u16, i32)) -> Result<(), RunError> {
+        let Some(p) = self.partitions.get_mut(&key) else {
+            return Ok(());
+        };
+        if p.pending.records.is_empty() && p.pending.rejects.is_empty() {
+            return Ok(());
+        }
+        let ack = Ack::new();
+        let mut batch = std::mem::replace(
+            &mut p.pending,
+            SourceBatch {
+                source: key.0,
+                ..SourceBatch::default()
+            },
+        );
+        batch.ack = Some(ack.clone());
+        p.in_flight.push_back((p.next, ack));
+        let Some(task) = self.tasks.get(key.1 as usize % self.tasks.len().max(1)) else {
+            return Err(RunError::Stopped);
+        };
+        let mut batch = batch;
+        let outcome = loop {
+            match task.send_timeout(batch, Duration::from_millis(100)) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        // Not processed: read again by whoever resumes.
+                        break Ok(());
+                    }
+                    batch = back;
+                }
+                // The task stopped on an error; the run reports that.
+                Err(SendTimeoutError::Disconnected(_)) => break Err(RunError::Stopped),
+            }
+        };
+        // The batch was not taken: nothing will ever release its ack.
+        if let Some(p) = self.partitions.get_mut(&key) {
+            p.in_flight.pop_back();
+        }
+        outcome
+    }
+
+    fn flush_all(&mut self) -> Result<(), RunError> {
+        let keys: Vec<_> = self.partitions.keys().copied().collect();
+        for key in keys {
+            self.flush(key)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the finished batches of each partition and returns the offsets
+    /// that can be committed now; a batch whose output failed is an error.
+    fn committable(&mut self, only: Option<&[(u16, i32)]>) -> Result<TopicPartitionList, RunError> {
+        let mut tpl = TopicPartitionList::new();
+        for (key, p) in &mut self.partitions {
+            if only.is_some_and(|keys| !keys.contains(key)) {
+                continue;
+            }
+            let mut upto = None;
+            while let Some((next, ack)) = p.in_flight.front() {
+                if let Some(failure) = ack.failure() {
+                    return Err(RunError::Delivery(failure.to_string()));
+                }
+                if !ack.is_done() {
+                    break;
+                }
+                upto = Some(*next);
+                p.in_flight.pop_front();
+            }
+            if let Some(next) = upto.filter(|&n| n > p.committed) {
+                p.committed = next;
+                tpl.add_partition_offset(
+                    &self.source_topics[key.0 as usize],
+                    key.1,
+                    Offset::Offset(next),
+                )
+                .expect("a valid offset");
+            }
+        }
+        Ok(tpl)
+    }
+
+    /// Waits until the batches of `keys` are done, a task or sink is gone
+    /// for good, or the drain timeout passes. After a failure nothing more
+    /// is waited for: what is done is committed, the rest is read again.
+    fn drain(&mut self, keys: &[(u16, i32)]) {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            if self.failed.load(Ordering::Relaxed) {
+                return;
+            }
+            let busy = keys.iter().any(|k| {
+                self.partitions.get(k).is_some_and(|p| {
+                    p.in_flight
+                        .iter()
+                        .any(|(_, a)| !a.is_done() && a.failure().is_none())
+                })
+            });
+            if !busy {
+                return;
+            }
+            if self.alive.load(Ordering::Relaxed) == 0 || Instant::now() > deadline {
+                tracing::warn!(
+                    "stopped waiting for outputs to be acknowledged; uncommitted records will be read again"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Finishes `keys`, commits them synchronously and forgets them.
+    fn finish<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        keys: &[(u16, i32)],
+    ) -> Result<(), RunError> {
+        for &key in keys {
+            if let Err(e) = self.flush(key) {
+                // A task is gone; still commit what the others finished.
+                tracing::debug!("not handed over: {e}");
+            }
+        }
+        self.drain(keys);
+        let tpl = self.committable(Some(keys))?;
+        let result = if tpl.count() > 0 && !consumer.assignment_lost() {
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|e| RunError::Kafka(KafkaError::Commit(e.to_string())))
+        } else {
+            Ok(())
+        };
+        for key in keys {
+            self.partitions.remove(key);
+        }
+        result
+    }
+}
+
+impl OnRevoke for Router {
+    fn revoke(&self, consumer: &BaseConsumer<GroupContext<Self>>, partitions: &TopicPartitionList) {
+        let mut routing = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<(u16, i32)> = partitions
+            .elements()
+            .iter()
+            .filter_map(|e| Some((*routing.topics.get(e.topic())?, e.partition())))
+            .collect();
+        if let Err(e) = routing.finish(consumer, &keys) {
+            tracing::error!("while giving up partitions: {e}");
+            routing.error.get_or_insert(e);
+        }
+    }
+}
+
+/// Polls, routes and commits until stopped (or a task fails), then finishes
+/// and commits what was read, and leaves the group.
+pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
+    let mut topics = HashMap::new();
+    let mut source_topics = Vec::new();
+    let mut infos = Vec::new();
+    for (i, s) in f.sources.iter().enumerate() {
+        let topic = s.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        topics.insert(topic.clone(), i as u16);
+        source_topics.push(topic);
+        infos.push(SourceInfo {
+            key_format: s.key_format,
+            value_format: s.value_format,
+        });
+    }
+    let subscription: Vec<&str> = source_topics.iter().map(String::as_str).collect();
+    let router = Router {
+        state: Mutex::new(Routing {
+            tasks: std::mem::take(&mut f.tasks),
+            topics,
+            sources: infos,
+            source_topics: source_topics.clone(),
+            partitions: BTreeMap::new(),
+            batch_size: f.batch_size,
+            stop: f.stop.clone(),
+            failed: f.failed.clone(),
+            alive: f.alive.clone(),
+            error: None,
+        }),
+    };
+    let consumer = consumer::create(f.settings, f.bootstrap, router, f.lag.clone())?;
+    consumer
+        .subscribe(&subscription)
+        .map_err(|e| KafkaError::Consumer(format!("cannot subscribe: {e}")))?;
+    let result = poll_loop(&consumer, &f);
+    let lock = || {
+        consumer
+            .context()
+            .on_revoke
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    // Finish what was read and commit it while still in the group.
+    let keys: Vec<_> = lock().partitions.keys().copied().collect();
+    let finished = lock().finish(&consumer, &keys);
+    // No more batches: tasks end when their queues are empty.
+    lock().tasks.clear();
+    consumer.unsubscribe();
+    drop(consumer);
+    result.and(finished)
+}
+
+fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Result<(), RunError> {
+    let router = &consumer.context().on_revoke;
+    let interval = Duration::from_millis(f.settings.commit_interval_ms);
+    let mut last_commit = Instant::now();
+    let mut buffered = false;
+    loop {
+        if f.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let timeout = if buffered { Duration::ZERO } else { POLL };
+        let polled = consumer.poll(timeout);
+        let mut routing = router.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = routing.error.take() {
+            return Err(e);
+        }
+        match polled {
+            Some(Ok(message)) => {
+                let source = match routing.topics.get(rdkafka::Message::topic(&message)) {
+                    Some(&s) => s,
+                    None => continue,
+                };
+                let info = &routing.sources[source as usize];
+                let (key_format, value_format) = (info.key_format, info.value_format);
+                let partition = rdkafka::Message::partition(&message);
+                let offset = rdkafka::Message::offset(&message);
+                let (record, verdict) =
+                    consumer::to_record(&message, key_format, value_format, now_ms());
+                drop(message);
+                let origin = Origin {
+                    source,
+                    partition: partition as u32,
+                    offset: offset as u64,
+                };
+                let batch_size = routing.batch_size;
+                let p = routing.partition(source, partition);
+                p.next = offset + 1;
+                match verdict {
+                    Ok(()) => {
+                        p.pending.records.push(record);
+                        p.pending.origins.push(origin);
+                        f.records_in.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(reason) if f.policy == ErrorPolicy::Fail => {
+                        // What came before it is sound; it and what follows
+                        // are not committed.
+                        p.next = offset;
+                        routing.flush((source, partition))?;
+                        return Err(RunError::Source(SourceError::BadRecord {
+                            name: f.sources[source as usize].name.clone(),
+                            topic: routing.source_topics[source as usize].clone(),
+                            partition,
+                            offset,
+                            reason,
+                        }));
+                    }
+                    Err(reason) => p.pending.rejects.push(Reject {
+                        origin,
+                        record,
+                        reason,
+                    }),
+                }
+                let full = p.pending.records.len() + p.pending.rejects.len() >= batch_size;
+                if full {
+                    routing.flush((source, partition))?;
+                }
+                buffered = true;
+            }
+            Some(Err(e)) => {
+                tracing::warn!("Kafka consumer: {e}");
+            }
+            None => {
+                routing.flush_all()?;
+                buffered = false;
+            }
+        }
+        if last_commit.elapsed() >= interval {
+            routing.flush_all()?;
+            buffered = false;
+            let tpl = routing.committable(None)?;
+            if tpl.count() > 0 {
+                consumer
+                    .commit(&tpl, CommitMode::Async)
+                    .map_err(|e| RunError::Kafka(KafkaError::Commit(e.to_string())))?;
+            }
+            last_commit = Instant::now();
+        }
+    }
+}
