@@ -1,5 +1,7 @@
 //! Helpers shared by weir's integration tests.
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};

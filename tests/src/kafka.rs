@@ -1,0 +1,335 @@
+//! A real Kafka broker for the tests, and small clients to load and read
+//! topics around a `weir` process.
+//!
+//! The broker is `$KAFKA_BOOTSTRAP` when set (scripts/test starts one);
+//! otherwise the first test that needs it starts one with `scripts/kafka`
+//! on its own port and data folder (left running for the next test run;
+//! `KAFKA_PORT=19292 WEIR_KAFKA_DIR=target/kafka-test scripts/kafka stop`
+//! stops it). Every wait is bounded and says what it waited for.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::{Fixture, cache_dir, repo, weir_bin};
+
+const TEST_PORT: &str = "19292";
+
+/// The broker's bootstrap servers, starting one if none is given.
+pub fn bootstrap() -> &'static str {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP.get_or_init(|| {
+        if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP")
+            && !b.is_empty()
+        {
+            return b;
+        }
+        let data = repo().join("target/kafka-test");
+        let status = Command::new(repo().join("scripts/kafka"))
+            .arg("start")
+            .env("KAFKA_PORT", TEST_PORT)
+            .env("WEIR_KAFKA_DIR", &data)
+            .status()
+            .expect("cannot run scripts/kafka");
+        assert!(status.success(), "scripts/kafka start failed ({status})");
+        format!("127.0.0.1:{TEST_PORT}")
+    })
+}
+
+/// A name no other test (or earlier run on the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    c
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = runtime
+        .block_on(admin.create_topics([&topic], &options))
+        .expect("create_topics");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// A record as the tests write and read it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rec {
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<String>)>,
+}
+
+impl Rec {
+    pub fn new(key: &str, value: &str) -> Rec {
+        Rec {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            timestamp: 1_700_000_000_000,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The value parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.value.as_deref().expect("a value")).expect("JSON value")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// A record read back, with where it was.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub rec: Rec,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Writes `records` to `topic` (the Java client's partitioner for keys)
+/// and waits until the broker has them all.
+pub fn produce(topic: &str, records: &[Rec]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = config()
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for r in records {
+        let mut base: BaseRecord<'_, str, str> = BaseRecord::to(topic).timestamp(r.timestamp);
+        if let Some(k) = &r.key {
+            base = base.key(k.as_str());
+        }
+        if let Some(v) = &r.value {
+            base = base.payload(v.as_str());
+        }
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &r.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        base = base.headers(headers);
+        let mut pending = base;
+        loop {
+            match producer.send(pending) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    pending = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("producing to {topic}: {e}"));
+}
+
+/// Reads `topic` from the start until `want` records arrived (then for
+/// `settle` more, to catch extras), failing after `timeout`.
+pub fn consume(topic: &str, want: usize, timeout: Duration, settle: Duration) -> Vec<Read> {
+    try_consume(topic, want, timeout, settle).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`consume`] that says what went wrong instead of failing the test.
+pub fn try_consume(
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> Result<Vec<Read>, String> {
+    let consumer: BaseConsumer = config()
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let started = Instant::now();
+    // The topic may be one weir creates as it starts.
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .map_err(|e| format!("metadata of {topic}: {e}"))?;
+        let n = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        if n > 0 {
+            break n;
+        }
+        if started.elapsed() > timeout {
+            return Err(format!("topic {topic} did not appear within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut enough_at: Option<Instant> = None;
+    loop {
+        if out.len() >= want && enough_at.is_none() {
+            enough_at = Some(Instant::now());
+        }
+        if enough_at.is_some_and(|t| t.elapsed() >= settle) {
+            return Ok(out);
+        }
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "waited {:?} for {want} records on topic {topic}, got {}",
+                timeout,
+                out.len()
+            ));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), text(h.value)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Read {
+            rec: Rec {
+                key: text(m.key()),
+                value: text(m.payload()),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                headers,
+            },
+            partition: m.partition(),
+            offset: m.offset(),
+        });
+    }
+}
+
+/// A `weir run` process; stopped with SIGINT (or killed) by the test.
+pub struct WeirProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl WeirProcess {
+    /// Starts `weir run` on the fixture's pipeline; its output goes to a log
+    /// file in the fixture (printed when a test fails).
+    pub fn start(fixture: &Fixture, log_name: &str) -> WeirProcess {
+        let log = fixture.path(log_name);
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(weir_bin())
+            .arg("run")
+            .arg(fixture.pipeline_path())
+            .env("WEIR_CACHE_DIR", cache_dir())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start weir");
+        WeirProcess {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// [`consume`], failing with this process's log.
+    pub fn consume(
+        &self,
+        topic: &str,
+        want: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Vec<Read> {
+        try_consume(topic, want, timeout, settle)
+            .unwrap_or_else(|e| panic!("{e}\nweir log:\n{}", self.log_text()))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// SIGINT, then waits (bounded) for a clean exit.
+    pub fn stop(mut self) -> String {
+        self.signal("-INT");
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = self.log_text();
+                assert!(status.success(), "weir exited with {status}:\n{log}");
+                return log;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!(
+                    "weir did not stop within 60 s of SIGINT:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the process dies at once, without committing or leaving.
+    pub fn kill(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.take().unwrap().wait();
+    }
+
+    /// Fails with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("weir exited early with {status}:\n{}", self.log_text());
+        }
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
