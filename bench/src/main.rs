@@ -9,6 +9,8 @@
 //!
 //! Plugins must be built first (`scripts/build-plugins`).
 
+mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +48,11 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64, 256, 1024])]
         batches: Vec<usize>,
     },
+    /// Kafka: the side-by-side comparison with Kafka Streams and its helpers.
+    Kafka {
+        #[command(subcommand)]
+        command: KafkaCommand,
+    },
     /// End-to-end file → filter → map → file throughput.
     E2e {
         #[arg(long, default_value_t = 1_000_000)]
@@ -62,8 +69,89 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KafkaCommand {
+    /// Loads the input topic, runs the raw ceiling, weir and Kafka Streams
+    /// each alone on it, and prints the table.
+    Compare {
+        #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
+        bootstrap: String,
+        #[arg(long, default_value_t = 5_000_000)]
+        records: usize,
+        /// The Kafka Streams peer (bench/kafka-streams/build prints it).
+        #[arg(long)]
+        ks_jar: PathBuf,
+        /// The weir binary (default: next to this one).
+        #[arg(long)]
+        weir_bin: Option<PathBuf>,
+        /// Processing threads of each contestant.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Only this run: ceiling, weir or kafka-streams.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Fills a topic with the benchmark's records.
+    Load {
+        #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 5_000_000)]
+        records: usize,
+    },
+    /// The raw ceiling: consume and produce with no processing, until SIGTERM.
+    Passthrough {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: String,
+        #[arg(long)]
+        group: String,
+    },
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Kafka { command } => match command {
+            KafkaCommand::Compare {
+                bootstrap,
+                records,
+                ks_jar,
+                weir_bin,
+                threads,
+                only,
+            } => {
+                let weir_bin = match weir_bin {
+                    Some(b) => b,
+                    None => std::env::current_exe()?
+                        .parent()
+                        .context("exe folder")?
+                        .join("weir"),
+                };
+                kafka::compare(&kafka::Compare {
+                    bootstrap,
+                    records,
+                    ks_jar,
+                    weir_bin,
+                    threads,
+                    only,
+                })
+            }
+            KafkaCommand::Load {
+                bootstrap,
+                topic,
+                records,
+            } => kafka::load(&bootstrap, &topic, records),
+            KafkaCommand::Passthrough {
+                bootstrap,
+                input,
+                output,
+                group,
+            } => kafka::passthrough(&bootstrap, &input, &output, &group),
+        },
         Command::Boundary {
             records,
             rounds,

@@ -34,6 +34,11 @@ use crate::spec::{ErrorPolicy, Format, KafkaSettings, Source};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the consumer blocks in one poll when nothing is buffered.
 const POLL: Duration = Duration::from_millis(100);
+/// How long records read may wait for more to fill a batch: librdkafka
+/// hands messages over one at a time as its fetcher decodes them, and a
+/// batch cut at every momentary gap would be a handful of records (Wasm
+/// calls and commits are per batch).
+const LINGER: Duration = Duration::from_millis(5);
 
 /// What the feeding thread needs.
 pub struct Feed<'a> {
@@ -319,12 +324,16 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
     let router = &consumer.context().on_revoke;
     let interval = Duration::from_millis(f.settings.commit_interval_ms);
     let mut last_commit = Instant::now();
-    let mut buffered = false;
+    // When the oldest record not yet handed to a task was read.
+    let mut buffered: Option<Instant> = None;
     loop {
         if f.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let timeout = if buffered { Duration::ZERO } else { POLL };
+        let timeout = match buffered {
+            Some(since) => LINGER.saturating_sub(since.elapsed()),
+            None => POLL,
+        };
         let polled = consumer.poll(timeout);
         let mut routing = router.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = routing.error.take() {
@@ -380,19 +389,20 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
                 if full {
                     routing.flush((source, partition))?;
                 }
-                buffered = true;
+                buffered.get_or_insert_with(Instant::now);
             }
             Some(Err(e)) => {
                 tracing::warn!("Kafka consumer: {e}");
             }
-            None => {
-                routing.flush_all()?;
-                buffered = false;
-            }
+            None => {}
+        }
+        if buffered.is_some_and(|since| since.elapsed() >= LINGER) {
+            routing.flush_all()?;
+            buffered = None;
         }
         if last_commit.elapsed() >= interval {
             routing.flush_all()?;
-            buffered = false;
+            buffered = None;
             let tpl = routing.committable(None)?;
             if tpl.count() > 0 {
                 consumer

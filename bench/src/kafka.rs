@@ -1,0 +1,452 @@
+//! The side-by-side Kafka benchmark: the same topology (JSON filter
+//! `amount >= 100`, then add `"checked": true`) run by weir and by Kafka
+//! Streams over one preloaded input topic, each alone, plus the broker's raw
+//! ceiling on this machine (a plain rdkafka consume-then-produce loop).
+//!
+//! Each contestant is a separate process, measured from outside the same
+//! way: the clock and its CPU time (utime + stime from /proc) run from its
+//! first output record to its last (start-up and group joining excluded),
+//! and its peak RSS is VmHWM. "Done" is when the output topic holds every
+//! expected record.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+const PARTITIONS: i32 = 4;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A ~150-byte JSON object value; `amount` spreads over 0..1000, so 90%
+/// pass the filter.
+pub fn value(i: usize) -> String {
+    format!(
+        r#"{{"id":{i},"customer":"c-{:05}","amount":{},"country":"DE","channel":"web","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#,
+        i % 50_000,
+        (i * 7919) % 1000
+    )
+}
+
+fn passes(i: usize) -> bool {
+    (i * 7919) % 1000 >= 100
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    for r in block_on(admin.create_topics([&new], &options))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("cannot create {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Records in `topic` (sum of high watermarks; topics here are never
+/// compacted or truncated).
+fn count(consumer: &BaseConsumer, topic: &str) -> Result<i64> {
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        let (lo, hi) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+        total += hi - lo;
+    }
+    Ok(total)
+}
+
+/// Fills `topic` with `n` records unless it already holds them.
+pub fn load(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
+    create_topic(bootstrap, topic)?;
+    let probe: BaseConsumer = client(bootstrap).create()?;
+    let have = wait_for_topic(&probe, topic)?;
+    if have == n as i64 {
+        println!("input topic {topic} already holds {n} records");
+        return Ok(());
+    }
+    if have != 0 {
+        bail!("topic {topic} holds {have} records, not {n}: delete it or pick another name");
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = client(bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "none")
+        .create()?;
+    let started = Instant::now();
+    for i in 0..n {
+        let key = format!("c-{:05}", i % 50_000);
+        let v = value(i);
+        let mut record = BaseRecord::<str, str>::to(topic)
+            .key(&key)
+            .payload(&v)
+            .timestamp(1_700_000_000_000 + i as i64);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    println!(
+        "loaded {n} records into {topic} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn wait_for_topic(consumer: &BaseConsumer, topic: &str) -> Result<i64> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match count(consumer, topic) {
+            Ok(n) => return Ok(n),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// The raw ceiling: consume and produce the same bytes, nothing else;
+/// offsets committed every second (no delivery tracking: an upper bound).
+pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> Result<()> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = client(bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .create()?;
+    consumer.subscribe(&[input])?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        signal_flag(signal, stop.clone());
+    }
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m?;
+        let mut record = BaseRecord::<[u8], [u8]>::to(output);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(v) = m.payload() {
+            record = record.payload(v);
+        }
+        if let Some(ts) = m.timestamp().to_millis() {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if last_commit.elapsed() >= Duration::from_secs(1) {
+            let _ = consumer.commit_consumer_state(CommitMode::Async);
+            last_commit = Instant::now();
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+static STOP_FLAGS: std::sync::Mutex<Vec<Arc<AtomicBool>>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if let Ok(flags) = STOP_FLAGS.try_lock() {
+        for f in flags.iter() {
+            f.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn signal_flag(signal: libc::c_int, flag: Arc<AtomicBool>) {
+    STOP_FLAGS.lock().unwrap().push(flag);
+    // SAFETY: the handler only stores to atomics.
+    unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+}
+
+/// CPU time (user + system) and peak RSS of a running process.
+fn usage(pid: u32) -> Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').context("stat format")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (fields[11].parse::<u64>()? + fields[12].parse::<u64>()?) as f64 / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok((cpu, hwm_kib * 1024))
+}
+
+/// One contestant's measured run.
+struct Measured {
+    name: String,
+    records: usize,
+    wall: f64,
+    cpu: f64,
+    rss: u64,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.wall
+    }
+    fn per_cpu(&self) -> f64 {
+        self.records as f64 / self.cpu
+    }
+}
+
+/// Starts `command`, waits for `want` records in `output`, measures, stops it.
+fn measure(
+    name: &str,
+    mut command: Command,
+    bootstrap: &str,
+    output: &str,
+    input_records: usize,
+    want: i64,
+    log: &Path,
+) -> Result<Measured> {
+    create_topic(bootstrap, output)?;
+    let probe: BaseConsumer = client(bootstrap).create()?;
+    wait_for_topic(&probe, output)?;
+    let file = std::fs::File::create(log)?;
+    let mut child: Child = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut first: Option<(Instant, f64)> = None;
+    let result = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited early ({status}); see {}", log.display());
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("{name} did not finish within 30 minutes"));
+        }
+        let n = count(&probe, output)?;
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), usage(pid)?.0));
+        }
+        if n >= want {
+            let (t0, cpu0) = first.expect("set above");
+            let (cpu1, rss) = usage(pid)?;
+            break Ok(Measured {
+                name: name.to_string(),
+                records: input_records,
+                wall: t0.elapsed().as_secs_f64(),
+                cpu: cpu1 - cpu0,
+                rss,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let stop_deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > stop_deadline {
+            child.kill()?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    result
+}
+
+pub struct Compare {
+    pub bootstrap: String,
+    pub records: usize,
+    pub ks_jar: PathBuf,
+    pub weir_bin: PathBuf,
+    pub threads: u32,
+    pub only: Option<String>,
+}
+
+/// Runs the ceiling, weir and Kafka Streams one after the other on the same
+/// input and prints the table.
+pub fn compare(c: &Compare) -> Result<()> {
+    let input = format!("bench-in-{}", c.records);
+    load(&c.bootstrap, &input, c.records)?;
+    let want = (0..c.records).filter(|&i| passes(i)).count() as i64;
+    let run_id = std::process::id();
+    let dir = tempfile::tempdir()?;
+    let commit_ms = 1000;
+    let self_exe = std::env::current_exe()?;
+    let mut results = Vec::new();
+    let runs: [&str; 3] = ["ceiling", "weir", "kafka-streams"];
+    for name in runs {
+        if c.only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let output = format!("bench-out-{name}-{run_id}");
+        let app = format!("bench-{name}-{run_id}");
+        let log = dir.path().join(format!("{name}.log"));
+        let (command, expected) = match name {
+            "ceiling" => {
+                let mut cmd = Command::new(&self_exe);
+                cmd.args(["kafka", "passthrough", "--bootstrap", &c.bootstrap])
+                    .args(["--input", &input, "--output", &output, "--group", &app]);
+                (cmd, c.records as i64)
+            }
+            "weir" => {
+                let pipeline = dir.path().join("pipeline.yaml");
+                std::fs::write(&pipeline, weir_pipeline(c, &input, &output, &app, commit_ms)?)?;
+                let mut cmd = Command::new(&c.weir_bin);
+                cmd.arg("run").arg(&pipeline);
+                (cmd, want)
+            }
+            _ => {
+                let mut cmd = Command::new("java");
+                cmd.args(["-Xms512m", "-Xmx2g", "-jar"])
+                    .arg(&c.ks_jar)
+                    .args(["--bootstrap-servers", &c.bootstrap])
+                    .args(["--input-topic", &input, "--output-topic", &output])
+                    .args(["--application-id", &app])
+                    .args(["--threads", &c.threads.to_string()])
+                    .args(["--commit-interval-ms", &commit_ms.to_string()]);
+                (cmd, want)
+            }
+        };
+        println!("running {name} ...");
+        let m = measure(name, command, &c.bootstrap, &output, c.records, expected, &log)
+            .with_context(|| {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                format!(
+                    "{name} log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })?;
+        println!(
+            "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB",
+            m.wall,
+            m.rate(),
+            m.per_cpu(),
+            m.rss >> 20
+        );
+        results.push(m);
+    }
+    print_table(c, &results);
+    Ok(())
+}
+
+fn weir_pipeline(c: &Compare, input: &str, output: &str, app: &str, commit_ms: u64) -> Result<String> {
+    let plugin = |name: &str| -> Result<String> {
+        let p = crate::plugin_path(name)?;
+        Ok(p.display().to_string())
+    };
+    Ok(format!(
+        "name: {app}
+batch-size: 1024
+kafka:
+  bootstrap: {bootstrap}
+  threads: {threads}
+  commit-interval: {commit_ms}ms
+sources:
+  in: {{ kind: kafka, topic: {input} }}
+plugins:
+  filter: {{ path: {filter} }}
+  enrich: {{ path: {enrich} }}
+steps:
+  - {{ name: keep, kind: filter, plugin: filter, config: {{ field: amount, op: gte, value: 100 }} }}
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ checked: true }} }} }}
+sinks:
+  out: {{ kind: kafka, topic: {output} }}
+",
+        bootstrap = c.bootstrap,
+        threads = c.threads,
+        filter = plugin("json_filter")?,
+        enrich = plugin("enricher")?,
+    ))
+}
+
+fn print_table(c: &Compare, results: &[Measured]) {
+    println!();
+    println!(
+        "{} input records of ~{} bytes, {PARTITIONS} partitions, {} threads each, at-least-once, commit every 1 s, {} cores",
+        c.records,
+        value(0).len(),
+        c.threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!("| run | records | seconds | records/s | CPU s | records per CPU-second | peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for m in results {
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {} |",
+            m.name,
+            m.records,
+            m.wall,
+            m.rate(),
+            m.cpu,
+            m.per_cpu(),
+            m.rss >> 20
+        );
+    }
+    let find = |n: &str| results.iter().find(|m| m.name == n);
+    if let Some(w) = find("weir") {
+        println!();
+        if let Some(k) = find("kafka-streams") {
+            println!(
+                "weir / Kafka Streams: {:.2}x records/s, {:.2}x records per CPU-second, {:.2}x peak RSS",
+                w.rate() / k.rate(),
+                w.per_cpu() / k.per_cpu(),
+                w.rss as f64 / k.rss as f64
+            );
+        }
+        if let Some(r) = find("ceiling") {
+            println!(
+                "weir / raw ceiling: {:.0}% of records/s, {:.0}% of records per CPU-second",
+                100.0 * w.rate() / r.rate(),
+                100.0 * w.per_cpu() / r.per_cpu()
+            );
+        }
+    }
+}
+
