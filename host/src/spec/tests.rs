@@ -125,3 +125,83 @@ fn cycles_and_dangling_outputs_are_errors() {
     assert!(e.iter().any(|m| m.contains("cycle")), "{e:#?}");
     assert!(e.iter().any(|m| m.contains("`z` goes nowhere")), "{e:#?}");
 }
+
+#[test]
+fn kafka_sources_and_sinks_are_checked_where_written() {
+    let text = "\
+partitions: 2
+kafka:
+  application-id: bad/id
+  threads: 0
+  commit-interval: soon
+  properties: { linger.ms: 5, nested: { no: 1 } }
+sources:
+  a: { kind: kafka }
+  b: { kind: kafka, topic: 'not ok', path: x.jsonl }
+  c: { kind: file, path: c.jsonl, topic: t }
+sinks:
+  o: { kind: kafka, topic: out, from: a, create: { partitions: 0 } }
+";
+    let e = errors(text);
+    let has = |line: &str, text: &str| {
+        e.iter()
+            .any(|m| m.contains(&format!("p.yaml:{line}:")) && m.contains(text))
+    };
+    assert!(
+        has("1", "Kafka sources have their topic's partitions"),
+        "{e:#?}"
+    );
+    assert!(has("3", "application-id"), "{e:#?}");
+    assert!(has("4", "kafka.threads"), "{e:#?}");
+    assert!(has("5", "commit-interval"), "{e:#?}");
+    assert!(has("6", "property `nested`"), "{e:#?}");
+    assert!(has("8", "Kafka source `a` needs a `topic`"), "{e:#?}");
+    assert!(has("9", "not a valid topic name"), "{e:#?}");
+    assert!(has("9", "takes no `path`"), "{e:#?}");
+    assert!(has("10", "file source `c` takes no `topic`"), "{e:#?}");
+    assert!(has("10", "not both"), "{e:#?}");
+    assert!(has("12", "create.partitions"), "{e:#?}");
+}
+
+#[test]
+fn kafka_settings_have_defaults_and_pass_properties_as_text() {
+    let p = parse(
+        "\
+name: orders
+kafka:
+  consumer-properties: { session.timeout.ms: 6000, check.crcs: true }
+sources:
+  in: { kind: kafka, topic: orders, create: { partitions: 3, config: { retention.ms: 1000 } } }
+sinks:
+  out: { kind: kafka, topic: orders-out }
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let k = p.kafka.as_ref().unwrap();
+    assert_eq!(k.application_id, "orders");
+    assert_eq!(k.bootstrap, None, "taken from $KAFKA_BOOTSTRAP at run time");
+    assert_eq!(k.commit_interval_ms, 1000);
+    assert_eq!(
+        k.consumer_properties,
+        [
+            ("check.crcs".to_string(), "true".to_string()),
+            ("session.timeout.ms".to_string(), "6000".to_string())
+        ]
+    );
+    assert!(p.reads_kafka());
+    let topic = p.sources[0].topic.as_ref().unwrap();
+    let create = topic.create.as_ref().unwrap();
+    assert_eq!(
+        (
+            topic.name.as_str(),
+            create.partitions,
+            create.replication_factor
+        ),
+        ("orders", 3, 1)
+    );
+    assert_eq!(
+        create.config,
+        [("retention.ms".to_string(), "1000".to_string())]
+    );
+    assert_eq!(p.sinks[0].topic.as_ref().unwrap().create, None);
+}
