@@ -311,6 +311,23 @@ impl WeirProcess {
         }
     }
 
+    /// Waits (bounded) for the process to end on its own; returns whether
+    /// it succeeded, and its log.
+    pub fn wait(mut self) -> (bool, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.success(), self.log_text());
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!("weir did not end within 60 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: the process dies at once, without committing or leaving.
     pub fn kill(mut self) {
         self.signal("-KILL");

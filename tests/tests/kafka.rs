@@ -219,6 +219,44 @@ sinks:
 }
 
 #[test]
+fn a_bad_record_under_fail_stops_the_run_and_is_not_committed_past() {
+    let (input, output, app) = (
+        kafka::unique("in"),
+        kafka::unique("out"),
+        kafka::unique("app"),
+    );
+    kafka::create_topic(&input, 1);
+    kafka::create_topic(&output, 1);
+    let mut sent: Vec<Rec> = (0..5).map(|i| order(i, i)).collect();
+    sent.push(Rec::new("bad", "{not json"));
+    sent.extend((6..11).map(|i| order(i, i)));
+    kafka::produce(&input, &sent);
+    let body = |policy: &str| {
+        format!(
+            "error-policy: {policy}\nsources:\n  in: {{ kind: kafka, topic: {input} }}\nsinks:\n  out: {{ kind: kafka, topic: {output} }}\n"
+        )
+    };
+    let failing = pipeline(&app, &body("fail"));
+    let (ok, log) = WeirProcess::start(&failing, "fail.log").wait();
+    assert!(!ok, "the run should fail:\n{log}");
+    assert!(
+        log.contains(&format!("topic `{input}` partition 0 offset 5")) && log.contains("not JSON"),
+        "{log}"
+    );
+    // The same application resumes at the bad record (or before it), never after.
+    let skipping = pipeline(&app, &body("skip"));
+    let weir = WeirProcess::start(&skipping, "skip.log");
+    let got = weir.consume(&output, 10, WAIT, SETTLE);
+    let log = weir.stop();
+    let ids: BTreeSet<i64> = got
+        .iter()
+        .map(|r| r.rec.json()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..5).chain(6..11).collect(), "{log}");
+    assert!(log.contains("skipped") && log.contains("offset 5"), "{log}");
+}
+
+#[test]
 fn a_restart_resumes_from_the_committed_offsets() {
     let (input, output, app) = (
         kafka::unique("in"),

@@ -26,6 +26,9 @@ pub struct SourceBatch {
     /// Tracks everything produced from the batch, when its offsets are to
     /// be committed (Kafka sources); the task releases its hold when done.
     pub ack: Option<Arc<Ack>>,
+    /// The records are raw bytes not yet checked against the source's
+    /// formats (Kafka): the task checks them.
+    pub unchecked: bool,
 }
 
 /// Input that is not a valid record: a line that is not JSON, or a Kafka
@@ -61,14 +64,6 @@ pub enum SourceError {
         name: String,
         what: String,
         line: u64,
-        reason: String,
-    },
-    #[error("source `{name}`: topic `{topic}` partition {partition} offset {offset}: {reason}")]
-    BadRecord {
-        name: String,
-        topic: String,
-        partition: i32,
-        offset: i64,
         reason: String,
     },
 }
@@ -183,6 +178,7 @@ impl SourceReader<'_> {
             origins: Vec::with_capacity(self.batch_size),
             rejects: Vec::new(),
             ack: None,
+            unchecked: false,
         }
     }
 }

@@ -24,9 +24,9 @@ use super::RunError;
 use crate::io::ack::Ack;
 use crate::io::kafka::KafkaError;
 use crate::io::kafka::consumer::{self, GroupContext, OnRevoke};
-use crate::io::source::{Reject, SourceBatch, SourceError, now_ms};
+use crate::io::source::{SourceBatch, now_ms};
 use crate::record::Origin;
-use crate::spec::{ErrorPolicy, Format, KafkaSettings, Source};
+use crate::spec::{KafkaSettings, Source};
 
 /// How long a revoke or a shutdown waits for outputs to be acknowledged
 /// before committing what is done (the rest is read again by the next
@@ -46,7 +46,6 @@ pub struct Feed<'a> {
     pub bootstrap: &'a str,
     pub sources: &'a [Source],
     pub batch_size: usize,
-    pub policy: ErrorPolicy,
     pub tasks: Vec<Sender<SourceBatch>>,
     pub stop: Arc<AtomicBool>,
     /// Set when a thread of the run failed.
@@ -56,12 +55,6 @@ pub struct Feed<'a> {
     pub records_in: &'a AtomicU64,
     /// Consumer lag per (topic, partition), for progress.
     pub lag: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
-}
-
-/// One Kafka source as the router sees it.
-struct SourceInfo {
-    key_format: Format,
-    value_format: Format,
 }
 
 /// One assigned partition: the batch being gathered and the batches handed
@@ -84,7 +77,6 @@ struct Router {
 struct Routing {
     tasks: Vec<Sender<SourceBatch>>,
     topics: HashMap<String, u16>,
-    sources: Vec<SourceInfo>,
     source_topics: Vec<String>,
     partitions: BTreeMap<(u16, i32), Partition>,
     batch_size: usize,
@@ -103,6 +95,7 @@ impl Routing {
             .or_insert_with(|| Partition {
                 pending: SourceBatch {
                     source,
+                    unchecked: true,
                     ..SourceBatch::default()
                 },
                 next: -1,
@@ -125,6 +118,7 @@ impl Routing {
             &mut p.pending,
             SourceBatch {
                 source: key.0,
+                unchecked: true,
                 ..SourceBatch::default()
             },
         );
@@ -272,22 +266,16 @@ impl OnRevoke for Router {
 pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
     let mut topics = HashMap::new();
     let mut source_topics = Vec::new();
-    let mut infos = Vec::new();
     for (i, s) in f.sources.iter().enumerate() {
         let topic = s.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
         topics.insert(topic.clone(), i as u16);
         source_topics.push(topic);
-        infos.push(SourceInfo {
-            key_format: s.key_format,
-            value_format: s.value_format,
-        });
     }
     let subscription: Vec<&str> = source_topics.iter().map(String::as_str).collect();
     let router = Router {
         state: Mutex::new(Routing {
             tasks: std::mem::take(&mut f.tasks),
             topics,
-            sources: infos,
             source_topics: source_topics.clone(),
             partitions: BTreeMap::new(),
             batch_size: f.batch_size,
@@ -345,47 +333,20 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
                     Some(&s) => s,
                     None => continue,
                 };
-                let info = &routing.sources[source as usize];
-                let (key_format, value_format) = (info.key_format, info.value_format);
                 let partition = rdkafka::Message::partition(&message);
                 let offset = rdkafka::Message::offset(&message);
-                let (record, verdict) =
-                    consumer::to_record(&message, key_format, value_format, now_ms());
+                let record = consumer::to_record(&message, now_ms());
                 drop(message);
-                let origin = Origin {
+                let p = routing.partition(source, partition);
+                p.next = offset + 1;
+                p.pending.records.push(record);
+                p.pending.origins.push(Origin {
                     source,
                     partition: partition as u32,
                     offset: offset as u64,
-                };
-                let batch_size = routing.batch_size;
-                let p = routing.partition(source, partition);
-                p.next = offset + 1;
-                match verdict {
-                    Ok(()) => {
-                        p.pending.records.push(record);
-                        p.pending.origins.push(origin);
-                        f.records_in.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(reason) if f.policy == ErrorPolicy::Fail => {
-                        // What came before it is sound; it and what follows
-                        // are not committed.
-                        p.next = offset;
-                        routing.flush((source, partition))?;
-                        return Err(RunError::Source(SourceError::BadRecord {
-                            name: f.sources[source as usize].name.clone(),
-                            topic: routing.source_topics[source as usize].clone(),
-                            partition,
-                            offset,
-                            reason,
-                        }));
-                    }
-                    Err(reason) => p.pending.rejects.push(Reject {
-                        origin,
-                        record,
-                        reason,
-                    }),
-                }
-                let full = p.pending.records.len() + p.pending.rejects.len() >= batch_size;
+                });
+                f.records_in.fetch_add(1, Ordering::Relaxed);
+                let full = p.pending.records.len() >= routing.batch_size;
                 if full {
                     routing.flush((source, partition))?;
                 }

@@ -327,7 +327,6 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 bootstrap: &link.bootstrap,
                 sources: &p.sources,
                 batch_size: p.batch_size,
-                policy: p.error_policy,
                 tasks: std::mem::take(&mut task_txs),
                 stop: flags.stop.clone(),
                 failed: flags.failed.clone(),

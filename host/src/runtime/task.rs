@@ -151,18 +151,26 @@ impl<'t> Task<'t> {
     }
 
     fn run_inner(&mut self, batches: &Receiver<SourceBatch>) -> Result<(), RunError> {
-        while let Ok(batch) = batches.recv() {
-            (self.ack, self.tracked) = match batch.ack {
+        while let Ok(mut batch) = batches.recv() {
+            (self.ack, self.tracked) = match batch.ack.take() {
                 Some(ack) => (ack, true),
                 None if self.tracked => (Ack::new(), false),
                 None => (self.ack.clone(), false),
             };
-            for reject in batch.rejects {
+            for reject in std::mem::take(&mut batch.rejects) {
                 self.rejected(reject)?;
             }
+            let bad = if batch.unchecked {
+                self.check_formats(&mut batch)?
+            } else {
+                None
+            };
             let targets = self.topo.source_routes[batch.source as usize].clone();
             self.deliver(&targets, batch.records, batch.origins)?;
             self.note_restarts();
+            if let Some(incident) = bad {
+                return Err(self.fatal(incident));
+            }
             // Only between batches: a batch that fails can still take back
             // its outputs.
             let idle = batches.is_empty();
@@ -354,6 +362,66 @@ impl<'t> Task<'t> {
         })?;
         Metrics::add(self.counter(s), n);
         Ok(())
+    }
+
+    /// Checks records read as raw bytes (Kafka) against their source's
+    /// formats, here in the tasks rather than on the one consumer thread.
+    /// Bad records go to the error policy; under `fail` the batch is cut at
+    /// the first one, whose incident is returned to end the run after the
+    /// records before it are processed.
+    fn check_formats(&mut self, batch: &mut SourceBatch) -> Result<Option<Incident>, RunError> {
+        let source = &self.topo.pipeline.sources[batch.source as usize];
+        let (key_format, value_format) = (source.key_format, source.value_format);
+        let bad: Vec<(usize, String)> = batch
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                check_record(r, key_format, value_format)
+                    .err()
+                    .map(|e| (i, e))
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(None);
+        }
+        let policy = self.topo.pipeline.error_policy;
+        let operator = format!("source {}", source.name);
+        if policy == ErrorPolicy::Fail {
+            let (first, reason) = &bad[0];
+            let incident = self.incident(
+                &operator,
+                batch.origins[*first],
+                FailureKind::Decode,
+                reason,
+            );
+            batch.records.truncate(*first);
+            batch.origins.truncate(*first);
+            return Ok(Some(incident));
+        }
+        let mut records = Vec::with_capacity(batch.records.len() - bad.len());
+        let mut origins = Vec::with_capacity(records.capacity());
+        let mut bad = bad.into_iter().peekable();
+        for (i, (record, origin)) in std::mem::take(&mut batch.records)
+            .into_iter()
+            .zip(std::mem::take(&mut batch.origins))
+            .enumerate()
+        {
+            match bad.next_if(|(b, _)| *b == i) {
+                Some((_, reason)) => self.rejected(Reject {
+                    origin,
+                    record,
+                    reason,
+                })?,
+                None => {
+                    records.push(record);
+                    origins.push(origin);
+                }
+            }
+        }
+        batch.records = records;
+        batch.origins = origins;
+        Ok(None)
     }
 
     fn rejected(&mut self, reject: Reject) -> Result<(), RunError> {

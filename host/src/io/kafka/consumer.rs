@@ -12,9 +12,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::{KafkaError, Role, client_config};
-use crate::io::jsonl;
 use crate::record::{Header, Record};
-use crate::spec::{Format, KafkaSettings};
+use crate::spec::KafkaSettings;
 
 /// What the runtime does when the group takes partitions away: finish and
 /// commit them while the consumer still owns them.
@@ -94,17 +93,9 @@ pub fn create<R: OnRevoke>(
         })
 }
 
-/// A Kafka message as a record, and whether its key and value match the
-/// source's formats (the record is returned either way, for the
-/// dead-letter sink).
-pub fn to_record(
-    message: &BorrowedMessage<'_>,
-    key_format: Format,
-    value_format: Format,
-    now_ms: i64,
-) -> (Record, Result<(), String>) {
-    let key = message.key().map(Bytes::copy_from_slice);
-    let value = message.payload().map(Bytes::copy_from_slice);
+/// A Kafka message as a record (its key and value are checked against the
+/// source's formats later, by the task).
+pub fn to_record(message: &BorrowedMessage<'_>, now_ms: i64) -> Record {
     let headers = message
         .headers()
         .map(|hs| {
@@ -116,17 +107,10 @@ pub fn to_record(
                 .collect()
         })
         .unwrap_or_default();
-    let record = Record {
-        key,
-        value,
+    Record {
+        key: message.key().map(Bytes::copy_from_slice),
+        value: message.payload().map(Bytes::copy_from_slice),
         timestamp: message.timestamp().to_millis().unwrap_or(now_ms),
         headers,
-    };
-    let check = |bytes: &Option<Bytes>, format, what| match bytes {
-        Some(b) => jsonl::check_format(b, format, what).map_err(|e| e.0),
-        None => Ok(()),
-    };
-    let verdict = check(&record.key, key_format, "key")
-        .and_then(|()| check(&record.value, value_format, "value"));
-    (record, verdict)
+    }
 }
