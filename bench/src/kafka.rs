@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -98,13 +98,18 @@ pub fn load(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
         .set("compression.type", "none")
         .create()?;
     let started = Instant::now();
+    // Current timestamps: the broker's time-based retention would delete
+    // records stamped years ago as soon as their segment closes.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     for i in 0..n {
         let key = format!("c-{:05}", i % 50_000);
         let v = value(i);
         let mut record = BaseRecord::<str, str>::to(topic)
             .key(&key)
             .payload(&v)
-            .timestamp(1_700_000_000_000 + i as i64);
+            .timestamp(base + i as i64 / 1000);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -141,6 +146,8 @@ pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> R
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        // As weir sets it: the default stalls a fast consumer for a second.
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let producer: ThreadedProducer<DefaultProducerContext> = client(bootstrap)
         .set("partitioner", "murmur2_random")
@@ -226,6 +233,8 @@ struct Measured {
     wall: f64,
     cpu: f64,
     rss: u64,
+    /// The broker's CPU seconds over the same span, when its pid is known.
+    broker_cpu: Option<f64>,
 }
 
 impl Measured {
@@ -239,14 +248,14 @@ impl Measured {
 
 /// Starts `command`, waits for `want` records in `output`, measures, stops it.
 fn measure(
+    c: &Compare,
     name: &str,
     mut command: Command,
-    bootstrap: &str,
     output: &str,
-    input_records: usize,
     want: i64,
     log: &Path,
 ) -> Result<Measured> {
+    let (bootstrap, broker, input_records) = (c.bootstrap.as_str(), c.broker_pid, c.records);
     create_topic(bootstrap, output)?;
     let probe: BaseConsumer = client(bootstrap).create()?;
     wait_for_topic(&probe, output)?;
@@ -258,8 +267,10 @@ fn measure(
         .spawn()
         .with_context(|| format!("starting {name}"))?;
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let mut first: Option<(Instant, f64)> = None;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(1800);
+    let mut first: Option<(Instant, f64, Option<f64>)> = None;
+    let broker_cpu = || broker.and_then(|b| usage(b).ok()).map(|(cpu, _)| cpu);
     let result = loop {
         if let Some(status) = child.try_wait()? {
             bail!("{name} exited early ({status}); see {}", log.display());
@@ -268,11 +279,14 @@ fn measure(
             break Err(anyhow::anyhow!("{name} did not finish within 30 minutes"));
         }
         let n = count(&probe, output)?;
+        if std::env::var_os("WEIR_BENCH_TRACE").is_some() {
+            eprintln!("trace {:.3} {name}: {n}", started.elapsed().as_secs_f64());
+        }
         if n > 0 && first.is_none() {
-            first = Some((Instant::now(), usage(pid)?.0));
+            first = Some((Instant::now(), usage(pid)?.0, broker_cpu()));
         }
         if n >= want {
-            let (t0, cpu0) = first.expect("set above");
+            let (t0, cpu0, broker0) = first.expect("set above");
             let (cpu1, rss) = usage(pid)?;
             break Ok(Measured {
                 name: name.to_string(),
@@ -280,6 +294,7 @@ fn measure(
                 wall: t0.elapsed().as_secs_f64(),
                 cpu: cpu1 - cpu0,
                 rss,
+                broker_cpu: broker0.zip(broker_cpu()).map(|(a, b)| b - a),
             });
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -305,12 +320,14 @@ pub struct Compare {
     pub weir_bin: PathBuf,
     pub threads: u32,
     pub only: Option<String>,
+    /// The broker's process id, to report its CPU time beside each run.
+    pub broker_pid: Option<u32>,
 }
 
 /// Runs the ceiling, weir and Kafka Streams one after the other on the same
 /// input and prints the table.
 pub fn compare(c: &Compare) -> Result<()> {
-    let input = format!("bench-in-{}", c.records);
+    let input = format!("bench-input-{}", c.records);
     load(&c.bootstrap, &input, c.records)?;
     let want = (0..c.records).filter(|&i| passes(i)).count() as i64;
     let run_id = std::process::id();
@@ -335,7 +352,10 @@ pub fn compare(c: &Compare) -> Result<()> {
             }
             "weir" => {
                 let pipeline = dir.path().join("pipeline.yaml");
-                std::fs::write(&pipeline, weir_pipeline(c, &input, &output, &app, commit_ms)?)?;
+                std::fs::write(
+                    &pipeline,
+                    weir_pipeline(c, &input, &output, &app, commit_ms)?,
+                )?;
                 let mut cmd = Command::new(&c.weir_bin);
                 cmd.arg("run").arg(&pipeline);
                 (cmd, want)
@@ -353,15 +373,15 @@ pub fn compare(c: &Compare) -> Result<()> {
             }
         };
         println!("running {name} ...");
-        let m = measure(name, command, &c.bootstrap, &output, c.records, expected, &log)
-            .with_context(|| {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                format!(
-                    "{name} log tail:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
-            })?;
+        let m = measure(c, name, command, &output, expected, &log)
+        .with_context(|| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            format!(
+                "{name} log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })?;
         println!(
             "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB",
             m.wall,
@@ -375,7 +395,13 @@ pub fn compare(c: &Compare) -> Result<()> {
     Ok(())
 }
 
-fn weir_pipeline(c: &Compare, input: &str, output: &str, app: &str, commit_ms: u64) -> Result<String> {
+fn weir_pipeline(
+    c: &Compare,
+    input: &str,
+    output: &str,
+    app: &str,
+    commit_ms: u64,
+) -> Result<String> {
     let plugin = |name: &str| -> Result<String> {
         let p = crate::plugin_path(name)?;
         Ok(p.display().to_string())
@@ -415,18 +441,21 @@ fn print_table(c: &Compare, results: &[Measured]) {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!();
-    println!("| run | records | seconds | records/s | CPU s | records per CPU-second | peak RSS MiB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| run | records | seconds | records/s | CPU s | records per CPU-second | peak RSS MiB | broker CPU s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in results {
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {} | {} |",
             m.name,
             m.records,
             m.wall,
             m.rate(),
             m.cpu,
             m.per_cpu(),
-            m.rss >> 20
+            m.rss >> 20,
+            m.broker_cpu.map_or("-".to_string(), |b| format!("{b:.2}"))
         );
     }
     let find = |n: &str| results.iter().find(|m| m.name == n);
@@ -449,4 +478,3 @@ fn print_table(c: &Compare, results: &[Measured]) {
         }
     }
 }
-

@@ -90,6 +90,9 @@ enum KafkaCommand {
         /// Only this run: ceiling, weir or kafka-streams.
         #[arg(long)]
         only: Option<String>,
+        /// The broker's pid, to report its CPU time beside each run.
+        #[arg(long)]
+        broker_pid: Option<u32>,
     },
     /// Fills a topic with the benchmark's records.
     Load {
@@ -123,6 +126,7 @@ fn main() -> Result<()> {
                 weir_bin,
                 threads,
                 only,
+                broker_pid,
             } => {
                 let weir_bin = match weir_bin {
                     Some(b) => b,
@@ -138,6 +142,7 @@ fn main() -> Result<()> {
                     weir_bin,
                     threads,
                     only,
+                    broker_pid,
                 })
             }
             KafkaCommand::Load {

@@ -23,9 +23,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::RunError;
 use crate::io::ack::Ack;
 use crate::io::kafka::KafkaError;
-use crate::io::kafka::consumer::{self, GroupContext, OnRevoke};
-use crate::io::source::{SourceBatch, now_ms};
-use crate::record::Origin;
+use crate::io::kafka::consumer::{self, Arena, GroupContext, OnRevoke};
+use crate::io::source::SourceBatch;
+use crate::record::{Origin, Record};
 use crate::spec::{KafkaSettings, Source};
 
 /// How long a revoke or a shutdown waits for outputs to be acknowledged
@@ -89,39 +89,49 @@ struct Routing {
 }
 
 impl Routing {
+    /// An empty batch for records of `source`, with room for a full one.
+    fn new_batch(&self, source: u16) -> SourceBatch {
+        SourceBatch {
+            source,
+            unchecked: true,
+            records: Vec::with_capacity(self.batch_size),
+            origins: Vec::with_capacity(self.batch_size),
+            ..SourceBatch::default()
+        }
+    }
+
     fn partition(&mut self, source: u16, partition: i32) -> &mut Partition {
-        self.partitions
-            .entry((source, partition))
-            .or_insert_with(|| Partition {
-                pending: SourceBatch {
-                    source,
-                    unchecked: true,
-                    ..SourceBatch::default()
+        if !self.partitions.contains_key(&(source, partition)) {
+            let fresh = self.new_batch(source);
+            self.partitions.insert(
+                (source, partition),
+                Partition {
+                    pending: fresh,
+                    next: -1,
+                    in_flight: VecDeque::new(),
+                    committed: -1,
                 },
-                next: -1,
-                in_flight: VecDeque::new(),
-                committed: -1,
-            })
+            );
+        }
+        self.partitions
+            .get_mut(&(source, partition))
+            .expect("inserted above")
     }
 
     /// Hands a partition's gathered records to its task (waits while the
     /// task's queue is full: that is the backpressure on the consumer).
     fn flush(&mut self, key: (u16, i32)) -> Result<(), RunError> {
-        let Some(p) = self.partitions.get_mut(&key) else {
-            return Ok(());
-        };
-        if p.pending.records.is_empty() && p.pending.rejects.is_empty() {
+        if self
+            .partitions
+            .get(&key)
+            .is_none_or(|p| p.pending.records.is_empty())
+        {
             return Ok(());
         }
+        let fresh = self.new_batch(key.0);
+        let p = self.partitions.get_mut(&key).expect("checked above");
         let ack = Ack::new();
-        let mut batch = std::mem::replace(
-            &mut p.pending,
-            SourceBatch {
-                source: key.0,
-                unchecked: true,
-                ..SourceBatch::default()
-            },
-        );
+        let mut batch = std::mem::replace(&mut p.pending, fresh);
         batch.ack = Some(ack.clone());
         p.in_flight.push_back((p.next, ack));
         let Some(task) = self.tasks.get(key.1 as usize % self.tasks.len().max(1)) else {
@@ -308,54 +318,84 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
     result.and(finished)
 }
 
+/// Messages taken from the consumer between two visits to the routing
+/// state (which the rebalance callback inside `poll` also needs).
+const READ_AHEAD: usize = 512;
+
 fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Result<(), RunError> {
     let router = &consumer.context().on_revoke;
+    let topics: Vec<String> = router
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .source_topics
+        .clone();
     let interval = Duration::from_millis(f.settings.commit_interval_ms);
     let mut last_commit = Instant::now();
     // When the oldest record not yet handed to a task was read.
     let mut buffered: Option<Instant> = None;
+    let mut arena = Arena::default();
+    let mut read: Vec<(u16, i32, i64, Record)> = Vec::with_capacity(READ_AHEAD);
     loop {
         if f.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let timeout = match buffered {
+        let mut timeout = match buffered {
             Some(since) => LINGER.saturating_sub(since.elapsed()),
             None => POLL,
         };
-        let polled = consumer.poll(timeout);
+        // Take what librdkafka has ready (waiting only for the first).
+        while read.len() < READ_AHEAD {
+            let Some(polled) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            let message = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("Kafka consumer: {e}");
+                    continue;
+                }
+            };
+            // The consumer only gets the topics it subscribed to.
+            let source = if topics.len() == 1 {
+                0
+            } else {
+                let topic = rdkafka::Message::topic(&message);
+                match topics.iter().position(|t| t == topic) {
+                    Some(s) => s,
+                    None => continue,
+                }
+            };
+            let record = consumer::to_record(&message, &mut arena);
+            read.push((
+                source as u16,
+                rdkafka::Message::partition(&message),
+                rdkafka::Message::offset(&message),
+                record,
+            ));
+        }
         let mut routing = router.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = routing.error.take() {
             return Err(e);
         }
-        match polled {
-            Some(Ok(message)) => {
-                let source = match routing.topics.get(rdkafka::Message::topic(&message)) {
-                    Some(&s) => s,
-                    None => continue,
-                };
-                let partition = rdkafka::Message::partition(&message);
-                let offset = rdkafka::Message::offset(&message);
-                let record = consumer::to_record(&message, now_ms());
-                drop(message);
-                let p = routing.partition(source, partition);
-                p.next = offset + 1;
-                p.pending.records.push(record);
-                p.pending.origins.push(Origin {
-                    source,
-                    partition: partition as u32,
-                    offset: offset as u64,
-                });
-                f.records_in.fetch_add(1, Ordering::Relaxed);
-                let full = p.pending.records.len() >= routing.batch_size;
-                if full {
-                    routing.flush((source, partition))?;
-                }
-                buffered.get_or_insert_with(Instant::now);
+        if !read.is_empty() {
+            buffered.get_or_insert_with(Instant::now);
+            f.records_in.fetch_add(read.len() as u64, Ordering::Relaxed);
+        }
+        for (source, partition, offset, record) in read.drain(..) {
+            let batch_size = routing.batch_size;
+            let p = routing.partition(source, partition);
+            p.next = offset + 1;
+            p.pending.records.push(record);
+            p.pending.origins.push(Origin {
+                source,
+                partition: partition as u32,
+                offset: offset as u64,
+            });
+            if p.pending.records.len() >= batch_size {
+                routing.flush((source, partition))?;
             }
-            Some(Err(e)) => {
-                tracing::warn!("Kafka consumer: {e}");
-            }
-            None => {}
         }
         if buffered.is_some_and(|since| since.elapsed() >= LINGER) {
             routing.flush_all()?;

@@ -100,7 +100,12 @@ pub fn client_config(settings: &KafkaSettings, bootstrap: &str, role: Role) -> C
                 // Kafka Streams' default: a new application reads from the start.
                 .set("auto.offset.reset", "earliest")
                 // Per-partition lag for the progress display.
-                .set("statistics.interval.ms", "1000");
+                .set("statistics.interval.ms", "1000")
+                // librdkafka stops fetching a partition whose prefetch queue
+                // is full, for a default of a whole second: with a fast
+                // consumer that is a one-second stall every few hundred
+                // thousand records.
+                .set("fetch.queue.backoff.ms", "10");
         }
         Role::Producer => {
             config
