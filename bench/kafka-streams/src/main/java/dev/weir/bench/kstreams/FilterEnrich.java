@@ -5,7 +5,6 @@ import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Properties;
@@ -14,6 +13,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
@@ -42,9 +42,12 @@ public final class FilterEnrich {
     static final int EXIT_USAGE = 2;
     static final int EXIT_CLOSE_TIMEOUT = 3;
 
+    /** Producer batch.size: librdkafka's default, which weir's Kafka sink uses. */
+    static final int PRODUCER_BATCH_BYTES = 1_000_000;
+
     private FilterEnrich() {}
 
-    /** The topology: one sub-topology, four stateless processors, no repartition, no state. */
+    /** The topology: source, three stateless processors, sink; one sub-topology, no state. */
     static Topology topology(Properties props, String inputTopic, String outputTopic) {
         StreamsBuilder builder = new StreamsBuilder(new TopologyConfig(new StreamsConfig(props)));
         builder.stream(inputTopic, Consumed.with(Serdes.String(), Serdes.ByteArray()).withName("in"))
@@ -100,6 +103,17 @@ public final class FilterEnrich {
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         // Kafka Streams' own default, spelled out: a fresh application id reads IN from the start.
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        // The one tuning beyond Kafka Streams' defaults: producer batches of up to 1 MB instead of
+        // 16 KiB, the batch size of weir's producer (librdkafka's default batch.size). With ~150-byte
+        // records a 16 KiB batch holds ~100 records; measured on the 2-core bench machine, 1 MB
+        // batches cut this app's CPU per record by about a quarter and the broker's by two thirds.
+        // Override with --property producer.batch.size=16384 to run pure defaults.
+        props.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG),
+                Integer.toString(PRODUCER_BATCH_BYTES));
+        // There is no global state here, so this changes no behaviour: it only cuts Kafka 4.3's
+        // start-up WARN recommending it from three copies to one (it is the default from Kafka 5.0;
+        // the copy left is logged by KafkaStreams from a config of its own).
+        props.put(StreamsConfig.PROCESSING_EXCEPTION_HANDLER_GLOBAL_ENABLED_CONFIG, "true");
         // Passthrough last, so it can override anything above.
         for (Path file : args.configFiles) {
             try (InputStream in = Files.newInputStream(file)) {
