@@ -373,8 +373,7 @@ pub fn compare(c: &Compare) -> Result<()> {
             }
         };
         println!("running {name} ...");
-        let m = measure(c, name, command, &output, expected, &log)
-        .with_context(|| {
+        let m = measure(c, name, command, &output, expected, &log).with_context(|| {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(30).collect();
             format!(

@@ -84,12 +84,21 @@ pub struct Rec {
     pub headers: Vec<(String, Option<String>)>,
 }
 
+/// Now, in ms. Test records carry recent timestamps: the broker's
+/// time-based retention deletes old-stamped records once a segment closes.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 impl Rec {
     pub fn new(key: &str, value: &str) -> Rec {
         Rec {
             key: Some(key.into()),
             value: Some(value.into()),
-            timestamp: 1_700_000_000_000,
+            timestamp: now_ms(),
             headers: Vec::new(),
         }
     }
