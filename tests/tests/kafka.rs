@@ -90,6 +90,25 @@ fn pass_through_keeps_keys_values_headers_timestamps_and_java_partitioning() {
 }
 
 #[test]
+fn a_missing_topic_is_a_clear_error_unless_the_pipeline_creates_it() {
+    let (missing, app) = (kafka::unique("missing"), kafka::unique("app"));
+    let fixture = pipeline(
+        &app,
+        &format!(
+            "sources:\n  in: {{ kind: kafka, topic: {missing} }}\nsinks:\n  out: {{ kind: stdout }}\n"
+        ),
+    );
+    let (ok, log) = WeirProcess::start(&fixture, "weir.log").wait();
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(&format!(
+            "topic `{missing}` (Kafka source `in`) does not exist"
+        )) && log.contains("create: { partitions: N }"),
+        "{log}"
+    );
+}
+
+#[test]
 fn plugins_filter_map_and_flat_map_between_topics() {
     let (input, output, app) = (
         kafka::unique("in"),

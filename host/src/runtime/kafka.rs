@@ -23,7 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::RunError;
 use crate::io::ack::Ack;
 use crate::io::kafka::KafkaError;
-use crate::io::kafka::consumer::{self, Arena, GroupContext, OnRevoke};
+use crate::io::kafka::consumer::{self, Arena, GroupContext, GroupProgress, OnRevoke};
 use crate::io::source::SourceBatch;
 use crate::record::{Origin, Record};
 use crate::spec::{KafkaSettings, Source};
@@ -53,8 +53,8 @@ pub struct Feed<'a> {
     /// Task and sink threads still running.
     pub alive: Arc<AtomicUsize>,
     pub records_in: &'a AtomicU64,
-    /// Consumer lag per (topic, partition), for progress.
-    pub lag: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    /// Lag and position per (topic, partition), for progress.
+    pub progress: GroupProgress,
 }
 
 /// One assigned partition: the batch being gathered and the batches handed
@@ -295,7 +295,7 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
             error: None,
         }),
     };
-    let consumer = consumer::create(f.settings, f.bootstrap, router, f.lag.clone())?;
+    let consumer = consumer::create(f.settings, f.bootstrap, router, f.progress.clone())?;
     consumer
         .subscribe(&subscription)
         .map_err(|e| KafkaError::Consumer(format!("cannot subscribe: {e}")))?;

@@ -7,13 +7,14 @@ mod progress;
 pub mod task;
 pub mod topology;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
+use crate::io::kafka::consumer::GroupProgress;
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topics::{self, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
@@ -265,14 +266,14 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     } else {
         p.partitions
     };
-    let lag: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
+    let group_progress = GroupProgress::default();
 
     let mut errors: Vec<RunError> = Vec::new();
     std::thread::scope(|scope| {
         let stop: &AtomicBool = &flags.stop;
-        let progress = options
-            .progress
-            .then(|| progress::Progress::start(scope, &metrics, reads_kafka.then_some(&*lag)));
+        let progress = options.progress.then(|| {
+            progress::Progress::start(scope, &metrics, reads_kafka.then_some(&*group_progress))
+        });
         // Joined feeders first, then tasks, then sinks: the order data flows.
         let (mut feeders, mut tasks, mut sinks) = (Vec::new(), Vec::new(), Vec::new());
 
@@ -332,7 +333,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 failed: flags.failed.clone(),
                 alive: flags.alive.clone(),
                 records_in: &metrics.records_in,
-                lag: lag.clone(),
+                progress: group_progress.clone(),
             };
             feeders.push(spawn_stopping(
                 scope,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::io::kafka::consumer::PartitionProgress;
 use crate::metrics::Metrics;
 
 pub struct Progress<'scope> {
@@ -18,11 +19,12 @@ pub struct Progress<'scope> {
 }
 
 impl<'scope> Progress<'scope> {
-    /// `lag`: consumer lag per (topic, partition), shown when reading Kafka.
+    /// `partitions`: lag and position per (topic, partition), shown when
+    /// reading Kafka.
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         metrics: &'env Metrics,
-        lag: Option<&'env Mutex<BTreeMap<(String, i32), i64>>>,
+        partitions: Option<&'env Mutex<Partitions>>,
     ) -> Self {
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
@@ -34,6 +36,8 @@ impl<'scope> Progress<'scope> {
             bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"));
             let started = Instant::now();
             let mut last = (Instant::now(), 0u64);
+            let mut seen: (Instant, Partitions) = (Instant::now(), Partitions::new());
+            let mut rates: BTreeMap<(String, i32), f64> = BTreeMap::new();
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
                 let s = metrics.snapshot();
@@ -50,8 +54,15 @@ impl<'scope> Progress<'scope> {
                     s.skipped,
                     s.restarts
                 );
-                if let Some(lag) = lag {
-                    message.push_str(&lag_summary(&lag.lock().unwrap_or_else(|p| p.into_inner())));
+                if let Some(partitions) = partitions {
+                    let current = partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let seconds = now.duration_since(seen.0).as_secs_f64();
+                    if current != seen.1 && seconds >= 1.0 {
+                        // librdkafka's statistics come once a second.
+                        rates = partition_rates(&seen.1, &current, seconds);
+                        seen = (now, current.clone());
+                    }
+                    message.push_str(&partition_summary(&current, &rates));
                 }
                 bar.set_message(message);
                 bar.tick();
@@ -72,15 +83,40 @@ impl<'scope> Progress<'scope> {
     }
 }
 
-/// ` · lag 1234 (orders[0] 1000, orders[1] 234)`: total and per partition.
-fn lag_summary(lag: &BTreeMap<(String, i32), i64>) -> String {
-    if lag.is_empty() {
+type Partitions = BTreeMap<(String, i32), PartitionProgress>;
+
+/// Records per second per partition between two statistics snapshots.
+fn partition_rates(
+    before: &Partitions,
+    after: &Partitions,
+    seconds: f64,
+) -> BTreeMap<(String, i32), f64> {
+    after
+        .iter()
+        .filter_map(|(k, now)| {
+            let then = before.get(k)?;
+            (now.position >= then.position && then.position >= 0)
+                .then(|| (k.clone(), (now.position - then.position) as f64 / seconds))
+        })
+        .collect()
+}
+
+/// ` · lag 1234 (orders[0] 1000 at 52/s, orders[1] 234)`: total lag, then
+/// each partition's lag and, when known, its rate.
+fn partition_summary(partitions: &Partitions, rates: &BTreeMap<(String, i32), f64>) -> String {
+    if partitions.is_empty() {
         return String::new();
     }
-    let total: i64 = lag.values().sum();
-    let parts: Vec<String> = lag
+    let total: i64 = partitions.values().map(|p| p.lag).sum();
+    let parts: Vec<String> = partitions
         .iter()
-        .map(|((topic, partition), n)| format!("{topic}[{partition}] {n}"))
+        .map(|(key, p)| {
+            let (topic, partition) = key;
+            match rates.get(key) {
+                Some(rate) => format!("{topic}[{partition}] {} at {rate:.0}/s", p.lag),
+                None => format!("{topic}[{partition}] {}", p.lag),
+            }
+        })
         .collect();
     format!(" · lag {total} ({})", parts.join(", "))
 }
@@ -89,15 +125,22 @@ fn lag_summary(lag: &BTreeMap<(String, i32), i64>) -> String {
 mod tests {
     use super::*;
 
+    fn at(lag: i64, position: i64) -> PartitionProgress {
+        PartitionProgress { lag, position }
+    }
+
     #[test]
-    fn lag_is_summed_and_listed_per_partition() {
-        let mut lag = BTreeMap::new();
-        assert_eq!(lag_summary(&lag), "");
-        lag.insert(("orders".to_string(), 1), 234);
-        lag.insert(("orders".to_string(), 0), 1000);
+    fn lag_and_rate_per_partition() {
+        let mut before = Partitions::new();
+        assert_eq!(partition_summary(&before, &BTreeMap::new()), "");
+        before.insert(("orders".to_string(), 0), at(1000, 100));
+        before.insert(("orders".to_string(), 1), at(234, 50));
+        let mut after = before.clone();
+        after.insert(("orders".to_string(), 0), at(900, 300));
+        let rates = partition_rates(&before, &after, 2.0);
         assert_eq!(
-            lag_summary(&lag),
-            " · lag 1234 (orders[0] 1000, orders[1] 234)"
+            partition_summary(&after, &rates),
+            " · lag 1134 (orders[0] 900 at 100/s, orders[1] 234 at 0/s)"
         );
     }
 }

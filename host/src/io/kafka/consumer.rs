@@ -24,21 +24,36 @@ pub trait OnRevoke: Send + Sync + 'static {
         Self: Sized;
 }
 
+/// Where a partition's consumption stands, from librdkafka's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Records in the partition not yet committed by this application.
+    pub lag: i64,
+    /// The offset after the last record handed to weir.
+    pub position: i64,
+}
+
+/// Per (topic, partition), shared with the progress display.
+pub type GroupProgress = Arc<Mutex<BTreeMap<(String, i32), PartitionProgress>>>;
+
 /// The consumer's context: rebalance callbacks and lag statistics.
 pub struct GroupContext<R: OnRevoke> {
     pub on_revoke: R,
-    /// Consumer lag per (topic, partition) from librdkafka's statistics.
-    pub lag: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    pub progress: GroupProgress,
 }
 
 impl<R: OnRevoke> ClientContext for GroupContext<R> {
     fn stats(&self, statistics: Statistics) {
-        let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-        lag.clear();
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        progress.clear();
         for (name, topic) in &statistics.topics {
             for (&partition, p) in &topic.partitions {
                 if partition >= 0 && p.desired && p.consumer_lag >= 0 {
-                    lag.insert((name.clone(), partition), p.consumer_lag);
+                    let state = PartitionProgress {
+                        lag: p.consumer_lag,
+                        position: p.app_offset,
+                    };
+                    progress.insert((name.clone(), partition), state);
                 }
             }
         }
@@ -84,10 +99,13 @@ pub fn create<R: OnRevoke>(
     settings: &KafkaSettings,
     bootstrap: &str,
     on_revoke: R,
-    lag: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    progress: GroupProgress,
 ) -> Result<BaseConsumer<GroupContext<R>>, KafkaError> {
     client_config(settings, bootstrap, Role::Consumer)
-        .create_with_context(GroupContext { on_revoke, lag })
+        .create_with_context(GroupContext {
+            on_revoke,
+            progress,
+        })
         .map_err(|source| KafkaError::Client {
             role: "consumer",
             source,
