@@ -313,14 +313,27 @@ fn measure(
     result
 }
 
+/// `weir-bench kafka compare`'s options.
+#[derive(clap::Args)]
 pub struct Compare {
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
     pub bootstrap: String,
+    #[arg(long, default_value_t = 5_000_000)]
     pub records: usize,
+    /// The Kafka Streams peer (bench/kafka-streams/build prints it).
+    #[arg(long)]
     pub ks_jar: PathBuf,
-    pub weir_bin: PathBuf,
+    /// The weir binary (default: next to this one).
+    #[arg(long)]
+    pub weir_bin: Option<PathBuf>,
+    /// Processing threads of each contestant.
+    #[arg(long, default_value_t = 2)]
     pub threads: u32,
+    /// Only this run: ceiling, weir or kafka-streams.
+    #[arg(long)]
     pub only: Option<String>,
-    /// The broker's process id, to report its CPU time beside each run.
+    /// The broker's pid, to report its CPU time beside each run.
+    #[arg(long)]
     pub broker_pid: Option<u32>,
 }
 
@@ -356,7 +369,11 @@ pub fn compare(c: &Compare) -> Result<()> {
                     &pipeline,
                     weir_pipeline(c, &input, &output, &app, commit_ms)?,
                 )?;
-                let mut cmd = Command::new(&c.weir_bin);
+                let weir_bin = match &c.weir_bin {
+                    Some(b) => b.clone(),
+                    None => self_exe.parent().context("exe folder")?.join("weir"),
+                };
+                let mut cmd = Command::new(weir_bin);
                 cmd.arg("run").arg(&pipeline);
                 (cmd, want)
             }

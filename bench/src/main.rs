@@ -73,27 +73,7 @@ enum Command {
 enum KafkaCommand {
     /// Loads the input topic, runs the raw ceiling, weir and Kafka Streams
     /// each alone on it, and prints the table.
-    Compare {
-        #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
-        bootstrap: String,
-        #[arg(long, default_value_t = 5_000_000)]
-        records: usize,
-        /// The Kafka Streams peer (bench/kafka-streams/build prints it).
-        #[arg(long)]
-        ks_jar: PathBuf,
-        /// The weir binary (default: next to this one).
-        #[arg(long)]
-        weir_bin: Option<PathBuf>,
-        /// Processing threads of each contestant.
-        #[arg(long, default_value_t = 2)]
-        threads: u32,
-        /// Only this run: ceiling, weir or kafka-streams.
-        #[arg(long)]
-        only: Option<String>,
-        /// The broker's pid, to report its CPU time beside each run.
-        #[arg(long)]
-        broker_pid: Option<u32>,
-    },
+    Compare(kafka::Compare),
     /// Fills a topic with the benchmark's records.
     Load {
         #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
@@ -119,32 +99,7 @@ enum KafkaCommand {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Kafka { command } => match command {
-            KafkaCommand::Compare {
-                bootstrap,
-                records,
-                ks_jar,
-                weir_bin,
-                threads,
-                only,
-                broker_pid,
-            } => {
-                let weir_bin = match weir_bin {
-                    Some(b) => b,
-                    None => std::env::current_exe()?
-                        .parent()
-                        .context("exe folder")?
-                        .join("weir"),
-                };
-                kafka::compare(&kafka::Compare {
-                    bootstrap,
-                    records,
-                    ks_jar,
-                    weir_bin,
-                    threads,
-                    only,
-                    broker_pid,
-                })
-            }
+            KafkaCommand::Compare(options) => kafka::compare(&options),
             KafkaCommand::Load {
                 bootstrap,
                 topic,

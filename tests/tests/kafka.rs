@@ -25,6 +25,22 @@ fn pipeline(app: &str, body: &str) -> Fixture {
     Fixture::new(&text, &[])
 }
 
+/// Fresh input topic, output topic and application id names.
+fn names() -> (String, String, String) {
+    (
+        kafka::unique("in"),
+        kafka::unique("out"),
+        kafka::unique("app"),
+    )
+}
+
+/// A pipeline body that copies topic `input` to topic `output`.
+fn copy_body(input: &str, output: &str) -> String {
+    format!(
+        "sources:\n  in: {{ kind: kafka, topic: {input} }}\nsinks:\n  out: {{ kind: kafka, topic: {output} }}\n"
+    )
+}
+
 fn order(i: usize, amount: usize) -> Rec {
     Rec::new(
         &format!("c-{i:03}"),
@@ -34,11 +50,7 @@ fn order(i: usize, amount: usize) -> Rec {
 
 #[test]
 fn pass_through_keeps_keys_values_headers_timestamps_and_java_partitioning() {
-    let (input, output, app) = (
-        kafka::unique("in"),
-        kafka::unique("out"),
-        kafka::unique("app"),
-    );
+    let (input, output, app) = names();
     kafka::create_topic(&input, 3);
     let mut sent: Vec<Rec> = (0..40)
         .map(|i| Rec {
@@ -110,11 +122,7 @@ fn a_missing_topic_is_a_clear_error_unless_the_pipeline_creates_it() {
 
 #[test]
 fn plugins_filter_map_and_flat_map_between_topics() {
-    let (input, output, app) = (
-        kafka::unique("in"),
-        kafka::unique("out"),
-        kafka::unique("app"),
-    );
+    let (input, output, app) = names();
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 2);
     let sent: Vec<Rec> = (0..100).map(|i| order(i, i * 3)).collect();
@@ -239,22 +247,14 @@ sinks:
 
 #[test]
 fn a_bad_record_under_fail_stops_the_run_and_is_not_committed_past() {
-    let (input, output, app) = (
-        kafka::unique("in"),
-        kafka::unique("out"),
-        kafka::unique("app"),
-    );
+    let (input, output, app) = names();
     kafka::create_topic(&input, 1);
     kafka::create_topic(&output, 1);
     let mut sent: Vec<Rec> = (0..5).map(|i| order(i, i)).collect();
     sent.push(Rec::new("bad", "{not json"));
     sent.extend((6..11).map(|i| order(i, i)));
     kafka::produce(&input, &sent);
-    let body = |policy: &str| {
-        format!(
-            "error-policy: {policy}\nsources:\n  in: {{ kind: kafka, topic: {input} }}\nsinks:\n  out: {{ kind: kafka, topic: {output} }}\n"
-        )
-    };
+    let body = |policy: &str| format!("error-policy: {policy}\n{}", copy_body(&input, &output));
     let failing = pipeline(&app, &body("fail"));
     let (ok, log) = WeirProcess::start(&failing, "fail.log").wait();
     assert!(!ok, "the run should fail:\n{log}");
@@ -277,16 +277,10 @@ fn a_bad_record_under_fail_stops_the_run_and_is_not_committed_past() {
 
 #[test]
 fn a_restart_resumes_from_the_committed_offsets() {
-    let (input, output, app) = (
-        kafka::unique("in"),
-        kafka::unique("out"),
-        kafka::unique("app"),
-    );
+    let (input, output, app) = names();
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 4);
-    let body = format!(
-        "sources:\n  in: {{ kind: kafka, topic: {input} }}\nsinks:\n  out: {{ kind: kafka, topic: {output} }}\n"
-    );
+    let body = copy_body(&input, &output);
     let first: Vec<Rec> = (0..60).map(|i| order(i, i)).collect();
     kafka::produce(&input, &first);
     let fixture = pipeline(&app, &body);
@@ -310,17 +304,10 @@ fn a_restart_resumes_from_the_committed_offsets() {
 
 #[test]
 fn a_second_process_takes_over_the_partitions_of_a_killed_one() {
-    let (input, output, app) = (
-        kafka::unique("in"),
-        kafka::unique("out"),
-        kafka::unique("app"),
-    );
+    let (input, output, app) = names();
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 4);
-    let body = format!(
-        "sources:\n  in: {{ kind: kafka, topic: {input} }}\nsinks:\n  out: {{ kind: kafka, topic: {output} }}\n"
-    );
-    let fixture = pipeline(&app, &body);
+    let fixture = pipeline(&app, &copy_body(&input, &output));
     let mut survivor = WeirProcess::start(&fixture, "survivor.log");
     let victim = WeirProcess::start(&fixture, "victim.log");
     // Both have joined once each owns some of the four partitions.
