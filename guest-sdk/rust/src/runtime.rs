@@ -24,6 +24,11 @@ pub trait Operator: 'static {
     /// Appends the result for `record` to `out`; on `Err` the caller discards
     /// whatever was appended and writes the error instead.
     fn handle(&mut self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), Error>;
+
+    /// Whether results carry records (about as many bytes as the batch), not
+    /// just a forward or a drop per record: sizes the result buffer, which
+    /// otherwise is copied as it grows, or is far too big for a filter.
+    const EMITS: bool = true;
 }
 
 thread_local! {
@@ -57,10 +62,10 @@ pub fn process<O: Operator>(batch: &[u8]) -> Vec<u8> {
         let count = reader
             .u32("record count")
             .expect("malformed batch from host");
-        // Room for a forward or drop per record plus as much again as the
-        // batch: a map's results are about its input's size, and growing the
-        // buffer record by record would copy it several times.
-        let mut out = Vec::with_capacity(16 + count as usize * 8 + batch.len());
+        // Room for a forward or drop per record, plus the batch's size for
+        // operators that emit records.
+        let emitted = if O::EMITS { batch.len() } else { 0 };
+        let mut out = Vec::with_capacity(16 + count as usize * 8 + emitted);
         put_u32(&mut out, count);
         for _ in 0..count {
             let view = reader.record().expect("malformed batch from host");
@@ -82,6 +87,7 @@ fn single_port() -> Vec<String> {
 pub struct FilterOp<T>(T);
 
 impl<T: crate::Filter> Operator for FilterOp<T> {
+    const EMITS: bool = false;
     fn init(config: Config) -> Result<Self, String> {
         T::init(config).map(FilterOp)
     }
@@ -146,6 +152,7 @@ pub struct RouterOp<T> {
 }
 
 impl<T: crate::Router> Operator for RouterOp<T> {
+    const EMITS: bool = false;
     fn init(config: Config) -> Result<Self, String> {
         let inner = T::init(config)?;
         let ports = inner.ports().len();
