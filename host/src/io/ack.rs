@@ -36,7 +36,7 @@ impl Ack {
 
     /// Releases one hold (processing finished, or an output is out).
     pub fn release(&self) {
-        self.pending.fetch_sub(1, Ordering::Release);
+        self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Records that an output failed; the batch will not count as done.
@@ -46,7 +46,9 @@ impl Ack {
 
     /// Whether everything from the batch is out.
     pub fn is_done(&self) -> bool {
-        self.failure.get().is_none() && self.pending.load(Ordering::Acquire) == 0
+        // Count first: a failure is recorded before its release, so a zero
+        // count read first means any failure is visible now.
+        self.pending.load(Ordering::Acquire) == 0 && self.failure.get().is_none()
     }
 
     /// Why an output of the batch failed, if one did.

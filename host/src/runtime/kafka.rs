@@ -24,6 +24,7 @@ use super::RunError;
 use crate::io::ack::Ack;
 use crate::io::kafka::KafkaError;
 use crate::io::kafka::consumer::{self, Arena, GroupContext, GroupProgress, OnRevoke};
+use crate::io::kafka::producer::KafkaProducer;
 use crate::io::source::SourceBatch;
 use crate::record::{Origin, Record};
 use crate::spec::{KafkaSettings, Source};
@@ -55,6 +56,9 @@ pub struct Feed<'a> {
     pub records_in: &'a AtomicU64,
     /// Lag and position per (topic, partition), for progress.
     pub progress: GroupProgress,
+    /// The run's producer, when it writes Kafka sinks: its delivery
+    /// failures end the run.
+    pub producer: Option<&'a KafkaProducer>,
 }
 
 /// One assigned partition: the batch being gathered and the batches handed
@@ -66,6 +70,9 @@ struct Partition {
     in_flight: VecDeque<(i64, Arc<Ack>)>,
     /// The last offset committed (or to be committed).
     committed: i64,
+    /// A batch of this partition was dropped while stopping: nothing after
+    /// it may be handed over, or a commit could pass over it.
+    halted: bool,
 }
 
 /// The state shared by the poll loop and the rebalance callback (which
@@ -84,6 +91,9 @@ struct Routing {
     /// Set when a thread of the run failed.
     failed: Arc<AtomicBool>,
     alive: Arc<AtomicUsize>,
+    /// Partitions revoked since the poll loop last routed what it read:
+    /// records of theirs it read before the revoke belong to the next owner.
+    revoked: Vec<(u16, i32)>,
     /// Set when a revoke could not finish (for the poll loop to report).
     error: Option<RunError>,
 }
@@ -110,6 +120,7 @@ impl Routing {
                     next: -1,
                     in_flight: VecDeque::new(),
                     committed: -1,
+                    halted: false,
                 },
             );
         }
@@ -124,7 +135,7 @@ impl Routing {
         if self
             .partitions
             .get(&key)
-            .is_none_or(|p| p.pending.records.is_empty())
+            .is_none_or(|p| p.pending.records.is_empty() || p.halted)
         {
             return Ok(());
         }
@@ -138,11 +149,12 @@ impl Routing {
             return Err(RunError::Stopped);
         };
         let mut batch = batch;
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
         let outcome = loop {
             match task.send_timeout(batch, Duration::from_millis(100)) {
                 Ok(()) => return Ok(()),
                 Err(SendTimeoutError::Timeout(back)) => {
-                    if self.stop.load(Ordering::Relaxed) {
+                    if self.stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                         // Not processed: read again by whoever resumes.
                         break Ok(());
                     }
@@ -152,9 +164,11 @@ impl Routing {
                 Err(SendTimeoutError::Disconnected(_)) => break Err(RunError::Stopped),
             }
         };
-        // The batch was not taken: nothing will ever release its ack.
+        // The batch was not taken: nothing will ever release its ack, and
+        // nothing after it may be handed over.
         if let Some(p) = self.partitions.get_mut(&key) {
             p.in_flight.pop_back();
+            p.halted = true;
         }
         outcome
     }
@@ -168,35 +182,32 @@ impl Routing {
     }
 
     /// Drops the finished batches of each partition and returns the offsets
-    /// that can be committed now; a batch whose output failed is an error.
-    fn committable(&mut self, only: Option<&[(u16, i32)]>) -> Result<TopicPartitionList, RunError> {
+    /// that can be committed now. A batch whose output failed stops its
+    /// partition's commits for good (the failure itself is reported by
+    /// whoever saw it: the producer, or the task).
+    fn committable(&mut self, only: Option<&[(u16, i32)]>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (key, p) in &mut self.partitions {
             if only.is_some_and(|keys| !keys.contains(key)) {
                 continue;
             }
-            let mut upto = None;
             while let Some((next, ack)) = p.in_flight.front() {
-                if let Some(failure) = ack.failure() {
-                    return Err(RunError::Delivery(failure.to_string()));
-                }
                 if !ack.is_done() {
                     break;
                 }
-                upto = Some(*next);
+                p.committed = p.committed.max(*next);
                 p.in_flight.pop_front();
             }
-            if let Some(next) = upto.filter(|&n| n > p.committed) {
-                p.committed = next;
+            if p.committed >= 0 {
                 tpl.add_partition_offset(
                     &self.source_topics[key.0 as usize],
                     key.1,
-                    Offset::Offset(next),
+                    Offset::Offset(p.committed),
                 )
                 .expect("a valid offset");
             }
         }
-        Ok(tpl)
+        tpl
     }
 
     /// Waits until the batches of `keys` are done, a task or sink is gone
@@ -241,7 +252,7 @@ impl Routing {
             }
         }
         self.drain(keys);
-        let tpl = self.committable(Some(keys))?;
+        let tpl = self.committable(Some(keys));
         let result = if tpl.count() > 0 && !consumer.assignment_lost() {
             consumer
                 .commit(&tpl, CommitMode::Sync)
@@ -268,6 +279,7 @@ impl OnRevoke for Router {
             tracing::error!("while giving up partitions: {e}");
             routing.error.get_or_insert(e);
         }
+        routing.revoked.extend(keys);
     }
 }
 
@@ -292,6 +304,7 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
             stop: f.stop.clone(),
             failed: f.failed.clone(),
             alive: f.alive.clone(),
+            revoked: Vec::new(),
             error: None,
         }),
     };
@@ -315,7 +328,11 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
     lock().tasks.clear();
     consumer.unsubscribe();
     drop(consumer);
-    result.and(finished)
+    match (result, finished) {
+        (Err(RunError::Stopped), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(()), finished) => finished,
+    }
 }
 
 /// Messages taken from the consumer between two visits to the routing
@@ -352,6 +369,9 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
             timeout = Duration::ZERO;
             let message = match polled {
                 Ok(m) => m,
+                Err(e) if fatal(&e) => {
+                    return Err(RunError::Kafka(KafkaError::Consumer(e.to_string())));
+                }
                 Err(e) => {
                     tracing::warn!("Kafka consumer: {e}");
                     continue;
@@ -379,6 +399,10 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
         if let Some(e) = routing.error.take() {
             return Err(e);
         }
+        if !routing.revoked.is_empty() {
+            let revoked = std::mem::take(&mut routing.revoked);
+            read.retain(|(s, p, _, _)| !revoked.contains(&(*s, *p)));
+        }
         if !read.is_empty() {
             buffered.get_or_insert_with(Instant::now);
             f.records_in.fetch_add(read.len() as u64, Ordering::Relaxed);
@@ -402,9 +426,12 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
             buffered = None;
         }
         if last_commit.elapsed() >= interval {
+            if let Some(failure) = f.producer.and_then(KafkaProducer::failure) {
+                return Err(RunError::Delivery(failure));
+            }
             routing.flush_all()?;
             buffered = None;
-            let tpl = routing.committable(None)?;
+            let tpl = routing.committable(None);
             if tpl.count() > 0 {
                 consumer
                     .commit(&tpl, CommitMode::Async)
@@ -413,4 +440,21 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
             last_commit = Instant::now();
         }
     }
+}
+
+/// Consumer errors that will not go away by themselves: the run stops
+/// rather than warn forever.
+fn fatal(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(e, rdkafka::error::KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            e.rdkafka_error_code(),
+            Some(
+                Code::Fatal
+                    | Code::TopicAuthorizationFailed
+                    | Code::GroupAuthorizationFailed
+                    | Code::ClusterAuthorizationFailed
+                    | Code::SaslAuthenticationFailed
+            )
+        )
 }

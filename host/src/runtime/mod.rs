@@ -334,6 +334,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 alive: flags.alive.clone(),
                 records_in: &metrics.records_in,
                 progress: group_progress.clone(),
+                producer: link.producer.as_ref(),
             };
             feeders.push(spawn_stopping(
                 scope,

@@ -55,14 +55,18 @@ struct SinkBuffer {
 impl SinkBuffer {
     /// Drops the records that came from `cut` or later in its source partition.
     fn take_back_from(&mut self, cut: Origin) {
-        let later = |o: &Origin| o.source == cut.source && o.offset >= cut.offset;
+        let later = |o: &Origin| {
+            o.source == cut.source && o.partition == cut.partition && o.offset >= cut.offset
+        };
         if !self.marks.iter().any(|(_, o)| later(o)) {
             return;
         }
-        let mut kept = SinkChunk {
-            acks: std::mem::take(&mut self.chunk.acks),
-            ..SinkChunk::default()
-        };
+        // Those batches lost outputs: their offsets must not be committed.
+        for ack in std::mem::take(&mut self.chunk.acks) {
+            ack.fail("outputs taken back by the `fail` policy".into());
+            ack.release();
+        }
+        let mut kept = SinkChunk::default();
         let mut start = 0;
         for (end, origin) in self.marks.drain(..) {
             if !later(&origin) {
@@ -175,11 +179,15 @@ impl<'t> Task<'t> {
             // its outputs.
             let idle = batches.is_empty();
             for s in 0..self.sinks.len() {
-                let full = match &self.sinks[s] {
-                    SinkState::Lines(b) => b.chunk.bytes.len() >= SINK_CHUNK,
+                let due = match &self.sinks[s] {
+                    // Outputs whose inputs' offsets wait on them go out
+                    // with every batch: a quiet sink must not hold commits.
+                    SinkState::Lines(b) => {
+                        b.chunk.bytes.len() >= SINK_CHUNK || !b.chunk.acks.is_empty()
+                    }
                     SinkState::Kafka { .. } => false,
                 };
-                if idle || full {
+                if idle || due {
                     self.hand_over(s)?;
                 }
             }
@@ -305,6 +313,9 @@ impl<'t> Task<'t> {
                         Ok(()) => match producer.send(topic, record, &self.ack, self.stop) {
                             Ok(()) => Ok(()),
                             Err(SendError::Stopped) => return Err(RunError::Stopped),
+                            Err(e @ SendError::Producer { .. }) => {
+                                return Err(RunError::Delivery(e.to_string()));
+                            }
                             Err(e @ SendError::Record { .. }) => Err(e.to_string()),
                         },
                         Err(e) => Err(e),
@@ -314,6 +325,9 @@ impl<'t> Task<'t> {
             if let Err(reason) = result {
                 let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &reason);
                 match self.topo.pipeline.error_policy {
+                    // Nowhere left to put it: never dead-letter a record the
+                    // dead-letter sink itself refused.
+                    _ if is_dead_letter => return Err(self.fatal(incident)),
                     ErrorPolicy::Fail => return Err(self.fatal(incident)),
                     policy => self.tolerate(policy, incident, record.clone())?,
                 }
@@ -515,4 +529,36 @@ fn check_record(
         jsonl::check_format(value, value_format, "value").map_err(|e| e.0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taking_back_cuts_only_the_failed_partition_and_blocks_its_commits() {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let at = |partition, offset| Origin {
+            source: 0,
+            partition,
+            offset,
+        };
+        let ack = Ack::new();
+        ack.hold();
+        let mut buffer = SinkBuffer {
+            tx,
+            chunk: SinkChunk {
+                bytes: b"a\nb\nc\n".to_vec(),
+                records: 3,
+                acks: vec![ack.clone()],
+            },
+            marks: vec![(2, at(4, 200)), (4, at(0, 100)), (6, at(0, 101))],
+        };
+        ack.release();
+        buffer.take_back_from(at(0, 101));
+        assert_eq!(buffer.chunk.bytes, b"a\nb\n", "partition 4's record stays");
+        assert_eq!(buffer.chunk.records, 2);
+        assert!(buffer.chunk.acks.is_empty());
+        assert!(!ack.is_done(), "the batch lost outputs: never committed");
+    }
 }

@@ -135,6 +135,7 @@ kafka:
   threads: 0
   commit-interval: soon
   properties: { linger.ms: 5, nested: { no: 1 } }
+  consumer-properties: { enable.auto.commit: true }
 sources:
   a: { kind: kafka }
   b: { kind: kafka, topic: 'not ok', path: x.jsonl }
@@ -155,12 +156,22 @@ sinks:
     assert!(has("4", "kafka.threads"), "{e:#?}");
     assert!(has("5", "commit-interval"), "{e:#?}");
     assert!(has("6", "property `nested`"), "{e:#?}");
-    assert!(has("8", "Kafka source `a` needs a `topic`"), "{e:#?}");
-    assert!(has("9", "not a valid topic name"), "{e:#?}");
-    assert!(has("9", "takes no `path`"), "{e:#?}");
-    assert!(has("10", "file source `c` takes no `topic`"), "{e:#?}");
-    assert!(has("10", "not both"), "{e:#?}");
-    assert!(has("12", "create.partitions"), "{e:#?}");
+    assert!(has("7", "`enable.auto.commit` is set by weir"), "{e:#?}");
+    assert!(has("9", "Kafka source `a` needs a `topic`"), "{e:#?}");
+    assert!(has("10", "not a valid topic name"), "{e:#?}");
+    assert!(has("10", "takes no `path`"), "{e:#?}");
+    assert!(has("11", "file source `c` takes no `topic`"), "{e:#?}");
+    assert!(has("11", "not both"), "{e:#?}");
+    assert!(has("13", "create.partitions"), "{e:#?}");
+    let twice = errors(
+        "sources:\n  a: { kind: kafka, topic: t }\n  b: { kind: kafka, topic: t }\nsinks:\n  o: { kind: stdout, from: a }\n  p: { kind: stdout, from: b }\n",
+    );
+    assert!(
+        twice
+            .iter()
+            .any(|m| m.contains("reads topic `t`, as source `a` does")),
+        "{twice:#?}"
+    );
 }
 
 #[test]

@@ -362,6 +362,19 @@ fn check_kafka(c: &mut Checker, raw: &RawKafka, pipeline_name: &str) -> KafkaSet
         }
         t.value.clamp(1, MAX_PARTITIONS)
     });
+    // What at-least-once rests on is weir's to set, not the file's.
+    for map in [&raw.properties, &raw.consumer_properties] {
+        for (name, value) in map {
+            if RESERVED_PROPERTIES.contains(&name.as_str()) {
+                c.error(
+                    loc(value),
+                    format!(
+                        "`{name}` is set by weir (offsets are committed only behind delivered output; the group is `kafka.application-id`)"
+                    ),
+                );
+            }
+        }
+    }
     KafkaSettings {
         bootstrap: raw.bootstrap.as_ref().map(|b| b.value.clone()),
         application_id,
@@ -372,6 +385,10 @@ fn check_kafka(c: &mut Checker, raw: &RawKafka, pipeline_name: &str) -> KafkaSet
         producer_properties: c.properties(&raw.producer_properties, describe),
     }
 }
+
+/// Consumer properties weir's delivery guarantee depends on.
+const RESERVED_PROPERTIES: [&str; 3] =
+    ["group.id", "enable.auto.commit", "enable.auto.offset.store"];
 
 /// Kafka's rule for topic names.
 fn valid_topic_name(name: &str) -> bool {
@@ -419,6 +436,21 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
             value_format: s.value.value_format.unwrap_or(Format::Json),
             loc: l,
         });
+    }
+    for (i, a) in out.iter().enumerate() {
+        let Some(topic) = &a.topic else { continue };
+        if let Some(first) = out[..i]
+            .iter()
+            .find(|b| b.topic.as_ref().is_some_and(|t| t.name == topic.name))
+        {
+            c.error(
+                a.loc,
+                format!(
+                    "Kafka source `{}` reads topic `{}`, as source `{}` does; read it once and branch",
+                    a.name, topic.name, first.name
+                ),
+            );
+        }
     }
     if kinds_seen.iter().any(|(kafka, _)| *kafka) {
         for (_, l) in kinds_seen.iter().filter(|(kafka, _)| !kafka) {

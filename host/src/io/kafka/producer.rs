@@ -32,6 +32,10 @@ pub enum SendError {
     /// not committed, so it is read again on restart.
     #[error("stopped while waiting for room in the producer queue")]
     Stopped,
+    /// The producer cannot go on (fatal idempotence error, missing topic,
+    /// authorization): the run stops; no record is let go.
+    #[error("producing to topic `{topic}`: {reason}")]
+    Producer { topic: String, reason: String },
 }
 
 /// Delivery reports: release each record's ack, remember the first failure.
@@ -119,9 +123,19 @@ impl KafkaProducer {
                 }
                 Err((e, _)) => {
                     ack.release();
-                    return Err(SendError::Record {
-                        topic: topic.to_string(),
-                        reason: e.to_string(),
+                    let (topic, reason) = (topic.to_string(), e.to_string());
+                    // Only what is wrong with this one record goes to the
+                    // error policy.
+                    let about_the_record = matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord
+                        )
+                    );
+                    return Err(if about_the_record {
+                        SendError::Record { topic, reason }
+                    } else {
+                        SendError::Producer { topic, reason }
                     });
                 }
             }
