@@ -248,6 +248,20 @@ pub fn try_consume(
     }
 }
 
+/// Limits how fast the broker takes records from client `client_id`
+/// (a Kafka client quota, set with scripts/kafka's kafka-configs).
+pub fn throttle_producer(client_id: &str, bytes_per_second: u64) {
+    let status = Command::new(repo().join("scripts/kafka"))
+        .args(["configs", "--bootstrap-server", bootstrap(), "--alter"])
+        .args(["--entity-type", "clients", "--entity-name", client_id])
+        .arg("--add-config")
+        .arg(format!("producer_byte_rate={bytes_per_second}"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("cannot run scripts/kafka configs");
+    assert!(status.success(), "setting a quota for {client_id} failed");
+}
+
 /// A `weir run` process; stopped with SIGINT (or killed) by the test.
 pub struct WeirProcess {
     child: Option<Child>,
@@ -286,6 +300,18 @@ impl WeirProcess {
     ) -> Vec<Read> {
         try_consume(topic, want, timeout, settle)
             .unwrap_or_else(|e| panic!("{e}\nweir log:\n{}", self.log_text()))
+    }
+
+    /// Resident memory of the process now, in bytes.
+    pub fn rss(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
     }
 
     pub fn log_text(&self) -> String {

@@ -276,6 +276,44 @@ fn a_bad_record_under_fail_stops_the_run_and_is_not_committed_past() {
 }
 
 #[test]
+fn memory_stays_bounded_when_the_output_is_slower_than_the_input() {
+    let (input, output, app) = names();
+    kafka::create_topic(&input, 4);
+    kafka::create_topic(&output, 4);
+    // A backlog of ~500 MB; the broker then takes weir's output at 2 MB/s.
+    let pad = "x".repeat(1000);
+    let backlog = 500_000;
+    for chunk in (0..backlog).collect::<Vec<usize>>().chunks(50_000) {
+        let recs: Vec<Rec> = chunk
+            .iter()
+            .map(|&i| Rec::new(&format!("k{i}"), &format!(r#"{{"id":{i},"pad":"{pad}"}}"#)))
+            .collect();
+        kafka::produce(&input, &recs);
+    }
+    kafka::throttle_producer(&format!("{app}-producer"), 2_000_000);
+    let fixture = pipeline(&app, &copy_body(&input, &output));
+    let mut weir = WeirProcess::start(&fixture, "weir.log");
+    let mut peak = 0;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        weir.assert_running();
+        peak = peak.max(weir.rss());
+    }
+    let log = weir.stop();
+    let written = kafka::consume(&output, 1, WAIT, Duration::ZERO).len();
+    eprintln!(
+        "peak RSS {} MiB with a ~500 MB backlog and a 2 MB/s output",
+        peak >> 20
+    );
+    assert!(written > 0, "nothing was written:\n{log}");
+    assert!(
+        peak < 300 << 20,
+        "peak RSS {} MiB: the backlog is being buffered\n{log}",
+        peak >> 20
+    );
+}
+
+#[test]
 fn a_restart_resumes_from_the_committed_offsets() {
     let (input, output, app) = names();
     kafka::create_topic(&input, 4);

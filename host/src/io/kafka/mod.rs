@@ -115,6 +115,10 @@ pub fn client_config(settings: &KafkaSettings, bootstrap: &str, role: Role) -> C
                 // As the Java client: broker retries neither reorder nor
                 // duplicate records.
                 .set("enable.idempotence", "true")
+                // Memory: when the broker takes records slower than they
+                // come, tasks wait once this much is queued (librdkafka:
+                // 1 GiB), and the consumer waits for them.
+                .set("queue.buffering.max.kbytes", "65536")
                 .set("statistics.interval.ms", "0");
         }
         Role::Admin => {}
