@@ -106,19 +106,11 @@ pub fn load(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
     for i in 0..n {
         let key = format!("c-{:05}", i % 50_000);
         let v = value(i);
-        let mut record = BaseRecord::<str, str>::to(topic)
+        let record = BaseRecord::<str, str>::to(topic)
             .key(&key)
             .payload(&v)
             .timestamp(base + i as i64 / 1000);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        send(&producer, record);
     }
     producer.flush(Duration::from_secs(300))?;
     println!(
@@ -126,6 +118,23 @@ pub fn load(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Queues `record`, waiting while the producer's queue is full.
+fn send<K, P>(producer: &ThreadedProducer<DefaultProducerContext>, mut record: BaseRecord<'_, K, P>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 fn wait_for_topic(consumer: &BaseConsumer, topic: &str) -> Result<i64> {
@@ -174,15 +183,7 @@ pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> R
         if let Some(ts) = m.timestamp().to_millis() {
             record = record.timestamp(ts);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
+        send(&producer, record);
         if last_commit.elapsed() >= Duration::from_secs(1) {
             let _ = consumer.commit_consumer_state(CommitMode::Async);
             last_commit = Instant::now();
