@@ -68,6 +68,18 @@ fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes a run's output topic, so runs do not pile up on the broker's disk.
+fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    for r in block_on(admin.delete_topics(&[topic], &options))? {
+        if let Err((t, e)) = r {
+            bail!("cannot delete {t}: {e}");
+        }
+    }
+    Ok(())
+}
+
 /// Records in `topic` (sum of high watermarks; topics here are never
 /// compacted or truncated).
 fn count(consumer: &BaseConsumer, topic: &str) -> Result<i64> {
@@ -399,6 +411,7 @@ pub fn compare(c: &Compare) -> Result<()> {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             )
         })?;
+        delete_topic(&c.bootstrap, &output)?;
         println!(
             "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB",
             m.wall,
