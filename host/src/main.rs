@@ -140,13 +140,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Validate { pipeline } => {
             let topo = build(&pipeline)?;
             let p = &topo.pipeline;
+            let tasks = if p.reads_kafka() {
+                format!("{} tasks over the topics' partitions", p.task_count())
+            } else {
+                format!("{} partitions", p.partitions)
+            };
             println!(
-                "{}: ok ({} sources, {} steps, {} sinks, {} partitions)",
+                "{}: ok ({} sources, {} steps, {} sinks, {tasks})",
                 pipeline.display(),
                 p.sources.len(),
                 p.steps.len(),
                 p.sinks.len(),
-                p.partitions
             );
             Ok(ExitCode::SUCCESS)
         }
