@@ -75,6 +75,33 @@ pub fn create_topic(name: &str, partitions: i32) {
     }
 }
 
+/// Deletes the named topics when dropped (at the end of a test, passed or
+/// failed), so a long-lived development broker does not fill its disk.
+pub struct Cleanup(Vec<String>);
+
+impl Cleanup {
+    pub fn topics(names: &[&str]) -> Cleanup {
+        Cleanup(names.iter().map(|n| n.to_string()).collect())
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(admin) = config().create::<AdminClient<DefaultClientContext>>() else {
+            return;
+        };
+        let names: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            // Best effort: a topic that was never created is no problem.
+            let _ = runtime.block_on(admin.delete_topics(&names, &options));
+        }
+    }
+}
+
 /// A record as the tests write and read it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rec {

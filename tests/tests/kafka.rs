@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use weir::io::partitioner::partition_for;
 use weir_tests::Fixture;
-use weir_tests::kafka::{self, Rec, WeirProcess};
+use weir_tests::kafka::{self, Cleanup, Rec, WeirProcess};
 
 const WAIT: Duration = Duration::from_secs(90);
 const SETTLE: Duration = Duration::from_secs(2);
@@ -51,6 +51,7 @@ fn order(i: usize, amount: usize) -> Rec {
 #[test]
 fn pass_through_keeps_keys_values_headers_timestamps_and_java_partitioning() {
     let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
     kafka::create_topic(&input, 3);
     let mut sent: Vec<Rec> = (0..40)
         .map(|i| Rec {
@@ -123,6 +124,7 @@ fn a_missing_topic_is_a_clear_error_unless_the_pipeline_creates_it() {
 #[test]
 fn plugins_filter_map_and_flat_map_between_topics() {
     let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 2);
     let sent: Vec<Rec> = (0..100).map(|i| order(i, i * 3)).collect();
@@ -181,6 +183,7 @@ fn branch_to_two_topics_and_poison_to_a_dead_letter_topic_with_reasons() {
         kafka::unique("dlq"),
         kafka::unique("app"),
     );
+    let _cleanup = Cleanup::topics(&[&input, &small, &large, &dlq]);
     kafka::create_topic(&input, 2);
     let mut sent: Vec<Rec> = (0..30)
         .map(|i| {
@@ -248,6 +251,7 @@ sinks:
 #[test]
 fn a_bad_record_under_fail_stops_the_run_and_is_not_committed_past() {
     let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
     kafka::create_topic(&input, 1);
     kafka::create_topic(&output, 1);
     let mut sent: Vec<Rec> = (0..5).map(|i| order(i, i)).collect();
@@ -278,6 +282,7 @@ fn a_bad_record_under_fail_stops_the_run_and_is_not_committed_past() {
 #[test]
 fn memory_stays_bounded_when_the_output_is_slower_than_the_input() {
     let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 4);
     // A backlog of ~500 MB; the broker then takes weir's output at 2 MB/s.
@@ -316,6 +321,7 @@ fn memory_stays_bounded_when_the_output_is_slower_than_the_input() {
 #[test]
 fn a_restart_resumes_from_the_committed_offsets() {
     let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 4);
     let body = copy_body(&input, &output);
@@ -343,6 +349,7 @@ fn a_restart_resumes_from_the_committed_offsets() {
 #[test]
 fn a_second_process_takes_over_the_partitions_of_a_killed_one() {
     let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 4);
     let fixture = pipeline(&app, &copy_body(&input, &output));
