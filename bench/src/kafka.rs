@@ -27,18 +27,22 @@ use rdkafka::types::RDKafkaErrorCode;
 const PARTITIONS: i32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A ~150-byte JSON object value; `amount` spreads over 0..1000, so 90%
-/// pass the filter.
+/// Record `i`'s amount: spread over 0..1000, so 90% pass the filter.
+fn amount(i: usize) -> usize {
+    (i * 7919) % 1000
+}
+
+/// A ~150-byte JSON object value.
 pub fn value(i: usize) -> String {
     format!(
         r#"{{"id":{i},"customer":"c-{:05}","amount":{},"country":"DE","channel":"web","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#,
         i % 50_000,
-        (i * 7919) % 1000
+        amount(i)
     )
 }
 
 fn passes(i: usize) -> bool {
-    (i * 7919) % 1000 >= 100
+    amount(i) >= 100
 }
 
 fn client(bootstrap: &str) -> ClientConfig {

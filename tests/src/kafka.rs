@@ -59,17 +59,23 @@ fn config() -> ClientConfig {
     c
 }
 
+/// Runs an admin client's request to its end.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
 pub fn create_topic(name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = runtime
-        .block_on(admin.create_topics([&topic], &options))
-        .expect("create_topics");
+    let results = block_on(admin.create_topics([&topic], &admin_options())).expect("create_topics");
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
     }
@@ -91,14 +97,8 @@ impl Drop for Cleanup {
             return;
         };
         let names: Vec<&str> = self.0.iter().map(String::as_str).collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            // Best effort: a topic that was never created is no problem.
-            let _ = runtime.block_on(admin.delete_topics(&names, &options));
-        }
+        // Best effort: a topic that was never created is no problem.
+        let _ = block_on(admin.delete_topics(&names, &admin_options()));
     }
 }
 

@@ -243,10 +243,9 @@ impl Patch {
     /// dropped, and the changes go after its last member. Returns false
     /// (having written nothing) when that does not hold.
     fn append_to(&self, json: &[u8], extra: &[(&str, &str)], out: &mut Vec<u8>) -> bool {
-        let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
         let (Some(first), Some(last)) = (
-            json.iter().position(|c| !is_ws(c)),
-            json.iter().rposition(|c| !is_ws(c)),
+            json.iter().position(|&c| !is_ws(c)),
+            json.iter().rposition(|&c| !is_ws(c)),
         ) else {
             return false;
         };
@@ -274,7 +273,7 @@ impl Patch {
                     .sum::<usize>(),
         );
         out.extend_from_slice(body);
-        let mut empty = body[1..].iter().all(is_ws);
+        let mut empty = body[1..].iter().all(|&c| is_ws(c));
         for c in 0..count {
             if !self.shadowed(extra, c) {
                 if !std::mem::replace(&mut empty, false) {
@@ -496,7 +495,7 @@ impl<'a> Scanner<'a> {
 
     #[inline]
     fn ws(&mut self) {
-        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+        while self.i < self.b.len() && is_ws(self.b[self.i]) {
             self.i += 1;
         }
     }
@@ -624,7 +623,7 @@ impl<'a> Scanner<'a> {
             Some(_) => {
                 let start = self.i;
                 while let Some(&c) = self.b.get(self.i) {
-                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    if matches!(c, b',' | b'}' | b']') || is_ws(c) {
                         break;
                     }
                     self.i += 1;
@@ -674,6 +673,12 @@ impl<'a> Scanner<'a> {
         }
         Err(self.error("unterminated object or array"))
     }
+}
+
+/// JSON's insignificant whitespace.
+#[inline]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// A word with the high bit set in each byte of `word` equal to `c`, and

@@ -284,8 +284,7 @@ fn encode_field(
             }
         }
         Format::String => {
-            check_format(bytes, format, what)?;
-            let s = std::str::from_utf8(bytes).expect("checked");
+            let s = text(bytes, what)?;
             serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
         }
         Format::Bytes => {
@@ -311,12 +310,17 @@ pub fn check_format(bytes: &[u8], format: Format, what: &str) -> Result<(), Code
                 .map_err(|e| CodecError(format!("{what} is not JSON (format `json`): {e}")))?;
         }
         Format::String => {
-            std::str::from_utf8(bytes)
-                .map_err(|e| CodecError(format!("{what} is not UTF-8 (format `string`): {e}")))?;
+            text(bytes, what)?;
         }
         Format::Bytes => {}
     }
     Ok(())
+}
+
+/// Bytes of a `string`-format key or value (`what`) as text.
+fn text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, CodecError> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| CodecError(format!("{what} is not UTF-8 (format `string`): {e}")))
 }
 
 fn encode_headers(headers: &[Header], out: &mut Vec<u8>) {

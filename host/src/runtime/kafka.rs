@@ -11,7 +11,7 @@
 //! offsets committed before the consumer lets go of them; the next owner
 //! resumes from there.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ struct Router {
 
 struct Routing {
     tasks: Vec<Sender<SourceBatch>>,
-    topics: HashMap<String, u16>,
+    /// Each source's topic, by source index.
     source_topics: Vec<String>,
     partitions: BTreeMap<(u16, i32), Partition>,
     batch_size: usize,
@@ -273,7 +273,7 @@ impl OnRevoke for Router {
         let keys: Vec<(u16, i32)> = partitions
             .elements()
             .iter()
-            .filter_map(|e| Some((*routing.topics.get(e.topic())?, e.partition())))
+            .filter_map(|e| Some((source_of(&routing.source_topics, e.topic())?, e.partition())))
             .collect();
         if let Err(e) = routing.finish(consumer, &keys) {
             tracing::error!("while giving up partitions: {e}");
@@ -286,18 +286,15 @@ impl OnRevoke for Router {
 /// Polls, routes and commits until stopped (or a task fails), then finishes
 /// and commits what was read, and leaves the group.
 pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
-    let mut topics = HashMap::new();
-    let mut source_topics = Vec::new();
-    for (i, s) in f.sources.iter().enumerate() {
-        let topic = s.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
-        topics.insert(topic.clone(), i as u16);
-        source_topics.push(topic);
-    }
+    let source_topics: Vec<String> = f
+        .sources
+        .iter()
+        .map(|s| s.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default())
+        .collect();
     let subscription: Vec<&str> = source_topics.iter().map(String::as_str).collect();
     let router = Router {
         state: Mutex::new(Routing {
             tasks: std::mem::take(&mut f.tasks),
-            topics,
             source_topics: source_topics.clone(),
             partitions: BTreeMap::new(),
             batch_size: f.batch_size,
@@ -333,6 +330,11 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
         (Err(e), _) => Err(e),
         (Ok(()), finished) => finished,
     }
+}
+
+/// The source reading `topic` (validation allows one source per topic).
+fn source_of(topics: &[String], topic: &str) -> Option<u16> {
+    topics.iter().position(|t| t == topic).map(|i| i as u16)
 }
 
 /// Messages taken from the consumer between two visits to the routing
@@ -381,15 +383,14 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
             let source = if topics.len() == 1 {
                 0
             } else {
-                let topic = rdkafka::Message::topic(&message);
-                match topics.iter().position(|t| t == topic) {
+                match source_of(&topics, rdkafka::Message::topic(&message)) {
                     Some(s) => s,
                     None => continue,
                 }
             };
             let record = consumer::to_record(&message, &mut arena);
             read.push((
-                source as u16,
+                source,
                 rdkafka::Message::partition(&message),
                 rdkafka::Message::offset(&message),
                 record,

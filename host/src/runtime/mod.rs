@@ -163,27 +163,26 @@ impl<'p> KafkaLink<'p> {
             .as_ref()
             .expect("validated: Kafka kinds have settings");
         let bootstrap = kafka_io::bootstrap(settings, &p.file)?;
-        let mut uses = Vec::new();
-        for (s, _) in p.sources.iter().zip(reads).filter(|(_, k)| **k) {
-            let topic = s
-                .topic
-                .as_ref()
-                .expect("validated: Kafka sources have a topic");
-            uses.push(TopicUse {
-                topic,
-                user: format!("Kafka source `{}`", s.name),
-            });
-        }
-        for (s, _) in p.sinks.iter().zip(writes).filter(|(_, k)| **k) {
-            let topic = s
-                .topic
-                .as_ref()
-                .expect("validated: Kafka sinks have a topic");
-            uses.push(TopicUse {
-                topic,
-                user: format!("Kafka sink `{}`", s.name),
-            });
-        }
+        let sources = p
+            .sources
+            .iter()
+            .zip(reads)
+            .map(|(s, &k)| (k, "source", &s.name, &s.topic));
+        let sinks = p
+            .sinks
+            .iter()
+            .zip(writes)
+            .map(|(s, &k)| (k, "sink", &s.name, &s.topic));
+        let uses: Vec<TopicUse<'_>> = sources
+            .chain(sinks)
+            .filter(|(kafka, ..)| *kafka)
+            .map(|(_, what, name, topic)| TopicUse {
+                topic: topic
+                    .as_ref()
+                    .expect("validated: Kafka sources and sinks have a topic"),
+                user: format!("Kafka {what} `{name}`"),
+            })
+            .collect();
         topics::ensure(settings, &bootstrap, &uses)?;
         let producer = if writes.iter().any(|&k| k) {
             Some(KafkaProducer::new(settings, &bootstrap)?)
