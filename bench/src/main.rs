@@ -4,11 +4,14 @@
 //!   sizes, for the no-op plugin (pure boundary cost) and the JSON filter,
 //!   both for the raw packed call and through the host's step (packing
 //!   records, unpacking results).
+//! * `codec` — nanoseconds per record for the host's JSON-lines decoding and
+//!   encoding and its JSON check, beside serde_json's.
 //! * `e2e` — file → filter → map → file through `weir`'s runtime over N
 //!   records: wall time, CPU time, records per second and per CPU-second.
 //!
 //! Plugins must be built first (`scripts/build-plugins`).
 
+mod codec;
 mod kafka;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +50,13 @@ enum Command {
         /// Batch sizes to measure.
         #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64, 256, 1024])]
         batches: Vec<usize>,
+    },
+    /// Per-record cost of the host's JSON-lines codec and JSON checks.
+    Codec {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Kafka: the side-by-side comparison with Kafka Streams and its helpers.
     Kafka {
@@ -118,6 +128,7 @@ fn main() -> Result<()> {
             plugin,
             batches,
         } => boundary(records, rounds, plugin.as_deref(), &batches),
+        Command::Codec { records, rounds } => codec::codec(records, rounds),
         Command::E2e {
             records,
             partitions,

@@ -19,8 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
+
+use super::json_syntax::{self, Scanner, SyntaxError};
 
 use crate::record::{Header, Record};
 use crate::spec::Format;
@@ -30,17 +30,88 @@ use crate::spec::Format;
 #[error("{0}")]
 pub struct CodecError(pub String);
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The spans of a line's members, each a checked JSON value.
+#[derive(Default)]
 struct Line<'a> {
-    #[serde(borrow, default)]
-    key: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
-    #[serde(default)]
-    timestamp: Option<i64>,
-    #[serde(borrow, default)]
-    headers: Option<&'a RawValue>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    timestamp: Option<&'a [u8]>,
+    headers: Option<&'a [u8]>,
+}
+
+const FIELDS: &str = "expected one of `key`, `value`, `timestamp`, `headers`";
+
+impl<'a> Line<'a> {
+    /// Parses the envelope and checks every member's value in one pass
+    /// (the line is most of what a file source does per record).
+    fn parse(line: &'a [u8]) -> Result<Self, CodecError> {
+        let bad = |e: SyntaxError| {
+            CodecError(format!(
+                "not a JSON record: {} at column {}",
+                e.what,
+                e.offset + 1
+            ))
+        };
+        let mut s = Scanner::new(line);
+        let mut parsed = Line::default();
+        s.skip_ws();
+        if !s.eat(b'{') {
+            return Err(bad(s.error("expected `{`")));
+        }
+        s.skip_ws();
+        if !s.eat(b'}') {
+            loop {
+                s.skip_ws();
+                let (name, escaped) = s.string().map_err(bad)?;
+                let name: Cow<'_, [u8]> = if escaped {
+                    let text = &line[name.start - 1..name.end + 1];
+                    serde_json::from_slice::<String>(text)
+                        .map(|n| Cow::Owned(n.into_bytes()))
+                        .map_err(|e| CodecError(format!("not a JSON record: {e}")))?
+                } else {
+                    Cow::Borrowed(&line[name])
+                };
+                s.skip_ws();
+                if !s.eat(b':') {
+                    return Err(bad(s.error("expected `:`")));
+                }
+                s.skip_ws();
+                let value = &line[s.value().map_err(bad)?];
+                let slot = match &*name {
+                    b"key" => &mut parsed.key,
+                    b"value" => &mut parsed.value,
+                    b"timestamp" => &mut parsed.timestamp,
+                    b"headers" => &mut parsed.headers,
+                    other => {
+                        return Err(CodecError(format!(
+                            "not a JSON record: unknown field `{}`, {FIELDS}",
+                            String::from_utf8_lossy(other)
+                        )));
+                    }
+                };
+                if slot.is_some() {
+                    return Err(CodecError(format!(
+                        "not a JSON record: duplicate field `{}`",
+                        String::from_utf8_lossy(&name)
+                    )));
+                }
+                // `null` is the same as a missing member.
+                *slot = Some(value).filter(|v| *v != b"null");
+                s.skip_ws();
+                if s.eat(b'}') {
+                    break;
+                }
+                if !s.eat(b',') {
+                    return Err(bad(s.error("expected `,` or `}`")));
+                }
+            }
+        }
+        s.skip_ws();
+        if !s.at_end() {
+            return Err(bad(s.error("trailing characters after the record")));
+        }
+        Ok(parsed)
+    }
 }
 
 /// Decodes one line (without its newline). `line` must be a slice of
@@ -52,8 +123,7 @@ pub fn decode(
     value_format: Format,
     now_ms: i64,
 ) -> Result<Record, CodecError> {
-    let parsed: Line<'_> =
-        serde_json::from_slice(line).map_err(|e| CodecError(format!("not a JSON record: {e}")))?;
+    let parsed = Line::parse(line)?;
     let key = parsed
         .key
         .map(|raw| field_bytes(chunk, raw, key_format, "key"))
@@ -66,44 +136,53 @@ pub fn decode(
         Some(raw) => decode_headers(raw)?,
         None => Vec::new(),
     };
+    let timestamp = match parsed.timestamp {
+        None => now_ms,
+        Some(raw) => std::str::from_utf8(raw)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(|| {
+                CodecError(format!(
+                    "timestamp must be an integer number of milliseconds since the epoch, got {}",
+                    String::from_utf8_lossy(raw)
+                ))
+            })?,
+    };
     Ok(Record {
         key,
         value,
-        timestamp: parsed.timestamp.unwrap_or(now_ms),
+        timestamp,
         headers,
     })
 }
 
-fn field_bytes(
-    chunk: &Bytes,
-    raw: &RawValue,
-    format: Format,
-    what: &str,
-) -> Result<Bytes, CodecError> {
-    let text = raw.get();
+/// A member's value (already checked JSON) as key or value bytes (`what`)
+/// in `format`.
+fn field_bytes(chunk: &Bytes, raw: &[u8], format: Format, what: &str) -> Result<Bytes, CodecError> {
     match format {
-        Format::Json => Ok(slice_or_copy(chunk, text.as_bytes())),
+        Format::Json => Ok(slice_or_copy(chunk, raw)),
         Format::String => {
-            // The raw text was validated by the parser: a string without
-            // escapes is its own content, taken without a copy.
-            let plain = text
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .filter(|inner| !inner.contains('\\'));
+            // A string without escapes is its own content, taken without a copy.
+            let plain = raw
+                .strip_prefix(b"\"")
+                .and_then(|t| t.strip_suffix(b"\""))
+                .filter(|inner| memchr::memchr(b'\\', inner).is_none());
             if let Some(inner) = plain {
-                return Ok(slice_or_copy(chunk, inner.as_bytes()));
+                return Ok(slice_or_copy(chunk, inner));
             }
-            match serde_json::from_str::<String>(text) {
+            match serde_json::from_slice::<String>(raw) {
                 Ok(s) => Ok(Bytes::from(s)),
                 Err(_) => Err(CodecError(format!(
-                    "{what} must be a JSON string (format `string`), got {text}"
+                    "{what} must be a JSON string (format `string`), got {}",
+                    String::from_utf8_lossy(raw)
                 ))),
             }
         }
         Format::Bytes => {
-            let s: Cow<'_, str> = serde_json::from_str(text).map_err(|_| {
+            let s: Cow<'_, str> = serde_json::from_slice(raw).map_err(|_| {
                 CodecError(format!(
-                    "{what} must be a base64 string (format `bytes`), got {text}"
+                    "{what} must be a base64 string (format `bytes`), got {}",
+                    String::from_utf8_lossy(raw)
                 ))
             })?;
             BASE64
@@ -167,8 +246,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for OrderedHeaders<'a> {
     }
 }
 
-fn decode_headers(raw: &RawValue) -> Result<Vec<Header>, CodecError> {
-    let parsed: OrderedHeaders<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+fn decode_headers(raw: &[u8]) -> Result<Vec<Header>, CodecError> {
+    let parsed: OrderedHeaders<'_> = serde_json::from_slice(raw).map_err(|e| {
         CodecError(format!(
             "headers must be an object or a list of [name, value] pairs whose values are strings, null or {{\"base64\": \"...\"}}: {e}"
         ))
@@ -303,10 +382,7 @@ fn encode_field(
 pub fn check_format(bytes: &[u8], format: Format, what: &str) -> Result<(), CodecError> {
     match format {
         Format::Json => {
-            std::str::from_utf8(bytes).map_err(|e| {
-                CodecError(format!("{what} is not UTF-8 JSON (format `json`): {e}"))
-            })?;
-            serde_json::from_slice::<IgnoredAny>(bytes)
+            json_syntax::check(bytes)
                 .map_err(|e| CodecError(format!("{what} is not JSON (format `json`): {e}")))?;
         }
         Format::String => {
@@ -396,6 +472,45 @@ mod tests {
             enc(&b, Format::Bytes, Format::Bytes),
             "{\"key\":\"AAE=\",\"value\":\"aGk=\",\"timestamp\":99}\n"
         );
+    }
+
+    #[test]
+    fn the_envelope_is_parsed_strictly() {
+        let (k, v) = (Format::String, Format::Json);
+        // Whitespace, escaped member names, nulls as absent members.
+        let r = dec(
+            " { \"k\\u0065y\" : \"a\" , \"value\" : [1, {\"b\": null}] , \"headers\": null, \"timestamp\": -5 } ",
+            k,
+            v,
+        )
+        .unwrap();
+        assert_eq!(r.key.as_deref(), Some(&b"a"[..]));
+        assert_eq!(r.value.as_deref(), Some(&b"[1, {\"b\": null}]"[..]));
+        assert_eq!((r.timestamp, r.headers.len()), (-5, 0));
+        let r = dec(r#"{"key":null,"value":null,"timestamp":null}"#, k, v).unwrap();
+        assert_eq!((r.key, r.value, r.timestamp), (None, None, 99));
+        for (line, error) in [
+            (r#"{"key":"a","key":"b"}"#, "duplicate field `key`"),
+            (r#"{"timestamp":1.5}"#, "timestamp must be an integer"),
+            (r#"{"timestamp":"5"}"#, "timestamp must be an integer"),
+            (
+                r#"{"value":{"a":1,}}"#,
+                "expected a member name (a string) at column 17",
+            ),
+            (
+                r#"{"value":1} x"#,
+                "trailing characters after the record at column 13",
+            ),
+            (r#"{"value":1"#, "expected `,` or `}` at column 11"),
+            ("[1]", "expected `{` at column 1"),
+            (
+                "{\"value\":\"\u{1}\"}",
+                "control character in a string at column 11",
+            ),
+        ] {
+            let got = dec(line, k, v).unwrap_err().0;
+            assert!(got.contains(error), "{line}: {got}");
+        }
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! `weir-bench codec`: what the host pays per record to read and write the
+//! JSON-lines form and to check `json` values, with serde_json's skipping
+//! beside weir's checker for comparison.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::Bytes;
+use weir::io::{json_syntax, jsonl};
+use weir::spec::Format;
+
+use crate::{median, records};
+
+/// Nanoseconds per item of `f` over `items`, the median of `rounds`.
+fn ns_per<T>(items: &[T], rounds: usize, mut f: impl FnMut(&T)) -> f64 {
+    median(
+        (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                for item in items {
+                    f(item);
+                }
+                t.elapsed().as_nanos() as f64 / items.len() as f64
+            })
+            .collect(),
+    )
+}
+
+pub fn codec(n: usize, rounds: usize) -> anyhow::Result<()> {
+    let records = records(n);
+    let values: Vec<Bytes> = records.iter().filter_map(|r| r.value.clone()).collect();
+    let mut lines = Vec::new();
+    for r in &records {
+        jsonl::encode(r, Format::String, Format::Json, &mut lines)?;
+    }
+    let chunk = Bytes::from(lines);
+    let spans: Vec<&[u8]> = chunk
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out = Vec::with_capacity(chunk.len() + 1024);
+
+    println!(
+        "{n} records, values {} bytes, lines {} bytes, median of {rounds}\n",
+        values[0].len(),
+        spans[0].len()
+    );
+    println!("| work | ns per record |\n|---|---:|");
+    let rows = [
+        (
+            "check a value: serde_json IgnoredAny + str::from_utf8",
+            ns_per(&values, rounds, |v| {
+                black_box(std::str::from_utf8(v).is_ok());
+                black_box(serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok());
+            }),
+        ),
+        (
+            "check a value: weir's json_syntax::check",
+            ns_per(&values, rounds, |v| {
+                black_box(json_syntax::check(v).is_ok());
+            }),
+        ),
+        (
+            "decode a JSON line into a record (jsonl::decode)",
+            ns_per(&spans, rounds, |line| {
+                black_box(jsonl::decode(&chunk, line, Format::String, Format::Json, 0).is_ok());
+            }),
+        ),
+        (
+            "encode a record as a JSON line, value checked (jsonl::encode)",
+            ns_per(&records, rounds, |r| {
+                if out.len() > 1 << 20 {
+                    out.clear();
+                }
+                black_box(jsonl::encode(r, Format::String, Format::Json, &mut out).is_ok());
+            }),
+        ),
+    ];
+    for (work, ns) in rows {
+        println!("| {work} | {ns:.1} |");
+    }
+    Ok(())
+}
