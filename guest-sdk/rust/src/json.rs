@@ -147,21 +147,66 @@ impl<'a> Object<'a> {
 /// the object `json`, found by scanning only as far as needed and without
 /// allocating: the fastest way to read a field or two. `None` when a step of
 /// the path is missing or not an object; a `json` that is not an object, or
-/// malformed structure on the way, is a poison error.
+/// malformed structure on the way, is a poison error. A hot loop should
+/// build a [`Path`] once instead.
 pub fn find<'a>(json: &'a [u8], path: &str) -> Result<Option<&'a str>, Error> {
+    find_parts(json, path.split('.'))
+}
+
+fn find_parts<'a, 'p>(
+    json: &'a [u8],
+    parts: impl Iterator<Item = &'p str>,
+) -> Result<Option<&'a str>, Error> {
     let mut s = Scanner::new(json);
     s.ws();
     if s.b.get(s.i) != Some(&b'{') {
         return Err(Error::poison("value is not a JSON object"));
     }
     let mut current = json;
-    for part in path.split('.') {
+    for part in parts {
         match Scanner::new(current).find_member(part)? {
             Some(value) => current = &current[value],
             None => return Ok(None),
         }
     }
     Ok(Some(std::str::from_utf8(current)?))
+}
+
+/// A dotted field path split once, for [`find`] on every record. Reads from
+/// a config string (`field: customer.country`) and shows as written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "String")]
+pub struct Path {
+    text: String,
+    parts: Vec<String>,
+}
+
+impl Path {
+    pub fn new(path: &str) -> Self {
+        Path::from(path.to_string())
+    }
+
+    /// Like [`find`] with this path.
+    pub fn find<'a>(&self, json: &'a [u8]) -> Result<Option<&'a str>, Error> {
+        find_parts(json, self.parts.iter().map(String::as_str))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<String> for Path {
+    fn from(text: String) -> Self {
+        let parts = text.split('.').map(str::to_string).collect();
+        Path { text, parts }
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Field changes applied to JSON objects in one pass over each: the fastest
@@ -178,6 +223,8 @@ pub struct Patch {
     remove: Vec<String>,
     /// Finds `"name"` for every set or removed field.
     mentions: Vec<memmem::Finder<'static>>,
+    /// The set fields as written after the last member: `"a":1,"b":2`.
+    suffix: Vec<u8>,
 }
 
 impl Patch {
@@ -218,6 +265,13 @@ impl Patch {
         self.mentions = names
             .map(|n| memmem::Finder::new(&quoted(n)).into_owned())
             .collect();
+        self.suffix.clear();
+        for (i, (name, value)) in self.set.iter().enumerate() {
+            if i > 0 {
+                self.suffix.push(b',');
+            }
+            write_field(&mut self.suffix, (name, value));
+        }
     }
 
     /// The `c`-th change: the record's `extra` fields first, then the patch's.
@@ -264,6 +318,20 @@ impl Patch {
         {
             return false;
         }
+        let mut empty = body[1..].iter().all(|&c| is_ws(c));
+        if extra.is_empty() {
+            // The usual case: the patch's own fields, written once at init.
+            out.reserve(body.len() + self.suffix.len() + 2);
+            out.extend_from_slice(body);
+            if !self.suffix.is_empty() {
+                if !empty {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&self.suffix);
+            }
+            out.push(b'}');
+            return true;
+        }
         let count = extra.len() + self.set.len();
         out.reserve(
             body.len()
@@ -273,7 +341,6 @@ impl Patch {
                     .sum::<usize>(),
         );
         out.extend_from_slice(body);
-        let mut empty = body[1..].iter().all(|&c| is_ws(c));
         for c in 0..count {
             if !self.shadowed(extra, c) {
                 if !std::mem::replace(&mut empty, false) {
@@ -290,7 +357,7 @@ impl Patch {
     /// this record only (as `(name, raw JSON text)`; they win over the patch).
     /// A `json` that is not an object is a poison error.
     pub fn apply(&self, json: &[u8], extra: &[(&str, &str)]) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::new();
+        let mut out = crate::pool::take(json.len() + self.suffix.len() + 2);
         self.apply_into(json, extra, &mut out)?;
         Ok(out)
     }
@@ -623,7 +690,7 @@ impl<'a> Scanner<'a> {
             Some(_) => {
                 let start = self.i;
                 while let Some(&c) = self.b.get(self.i) {
-                    if matches!(c, b',' | b'}' | b']') || is_ws(c) {
+                    if ENDS_SCALAR[c as usize] {
                         break;
                     }
                     self.i += 1;
@@ -674,6 +741,19 @@ impl<'a> Scanner<'a> {
         Err(self.error("unterminated object or array"))
     }
 }
+
+/// Bytes that end a number or literal: a separator, a closing bracket or
+/// whitespace. One load per byte instead of seven comparisons.
+static ENDS_SCALAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = b",}] \t\n\r";
+    let mut i = 0;
+    while i < ends.len() {
+        t[ends[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// JSON's insignificant whitespace.
 #[inline]
@@ -733,6 +813,18 @@ mod tests {
         assert_eq!(find(br#"{"a": 1, "b": [}"#, "a").unwrap(), Some("1"));
         assert!(find(br#"{"a" 1}"#, "a").is_err());
         assert!(find(br#"[1]"#, "a").unwrap_err().is_poison());
+        // A path split once finds the same, reads from config text and
+        // shows as written.
+        let path: Path = serde_json::from_str(r#""c.n""#).unwrap();
+        assert_eq!(path.find(src).unwrap(), Some("\"DE\""));
+        assert_eq!(
+            Path::new("a").find(b"{\"a\":-1.5e3}").unwrap(),
+            Some("-1.5e3")
+        );
+        assert_eq!(
+            (path.as_str(), path.to_string()),
+            ("c.n", "c.n".to_string())
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod error;
 pub mod json;
 pub mod log;
 mod output;
+mod pool;
 mod record;
 #[doc(hidden)]
 pub mod runtime;

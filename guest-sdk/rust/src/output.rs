@@ -61,7 +61,8 @@ impl<'a> Output<'a> {
 
     /// Replaces the value with `value` serialized as JSON.
     pub fn with_json_value<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, Error> {
-        let json = serde_json::to_vec(value)
+        let mut json = crate::pool::take(128);
+        serde_json::to_writer(&mut json, value)
             .map_err(|e| Error::failed(format!("cannot serialize value: {e}")))?;
         self.value = Some(Cow::Owned(json));
         Ok(self)
@@ -80,6 +81,21 @@ impl<'a> Output<'a> {
             value.map(|v| Cow::Owned(v.into())),
         ));
         self
+    }
+
+    /// Hands the bytes this output owns back for reuse once written.
+    pub(crate) fn recycle(self) {
+        let owned = |part: Option<Cow<'a, [u8]>>| {
+            if let Some(Cow::Owned(bytes)) = part {
+                crate::pool::give(bytes);
+            }
+        };
+        owned(self.key);
+        owned(self.value);
+        for (name, value) in self.headers {
+            owned(Some(name));
+            owned(value);
+        }
     }
 
     pub(crate) fn write(&self, out: &mut Vec<u8>) {

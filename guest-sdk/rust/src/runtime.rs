@@ -119,6 +119,7 @@ impl<T: crate::Map> Operator for MapOp<T> {
         let mut w = EmitWriter::begin(out);
         output.write(w.port(0));
         w.finish();
+        output.recycle();
         Ok(())
     }
 }
@@ -137,8 +138,9 @@ impl<T: crate::FlatMap> Operator for FlatMapOp<T> {
         let mut outputs = Vec::new();
         self.0.flat_map(&record, &mut outputs)?;
         let mut w = EmitWriter::begin(out);
-        for o in &outputs {
+        for o in outputs {
             o.write(w.port(0));
+            o.recycle();
         }
         w.finish();
         Ok(())

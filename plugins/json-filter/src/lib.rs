@@ -28,14 +28,14 @@ enum Op {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    field: String,
+    field: json::Path,
     op: Op,
     #[serde(default)]
     value: Value,
 }
 
 pub struct JsonFilter {
-    field: String,
+    field: json::Path,
     op: Op,
     value: Value,
     /// The wanted value as a number, for the ordering ops on numbers.
@@ -68,7 +68,7 @@ impl Filter for JsonFilter {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        let Some(raw) = json::find(value, &self.field)? else {
+        let Some(raw) = self.field.find(value)? else {
             return Ok(self.op == Op::Missing || self.op == Op::Ne);
         };
         if let Op::Exists | Op::Missing = self.op {

@@ -13,7 +13,7 @@ use weir_sdk::{Config, Error, KeySelector, Record};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    field: String,
+    field: json::Path,
     #[serde(default)]
     missing: Missing,
 }
@@ -37,7 +37,7 @@ impl KeySelector for FieldKey {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        match json::find(value, &self.0.field)? {
+        match self.0.field.find(value)? {
             Some(raw) => Ok(Some(raw_to_text(raw)?.as_bytes().to_vec())),
             None if self.0.missing == Missing::NullKey => Ok(None),
             None => Err(Error::poison(format!(

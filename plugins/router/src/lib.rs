@@ -17,13 +17,13 @@ use weir_sdk::{Config, Error, Record, Router};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    field: String,
+    field: json::Path,
     routes: serde_json::Map<String, serde_json::Value>,
     default: Option<String>,
 }
 
 pub struct FieldRouter {
-    field: String,
+    field: json::Path,
     ports: Vec<String>,
     routes: Vec<(String, usize)>,
     default: Option<usize>,
@@ -72,7 +72,7 @@ impl Router for FieldRouter {
         let value = record
             .value()
             .ok_or_else(|| Error::poison("tombstone has no JSON value"))?;
-        let Some(raw) = json::find(value, &self.field)? else {
+        let Some(raw) = self.field.find(value)? else {
             return Ok(self.default);
         };
         let text = raw_to_text(raw)?;
