@@ -53,9 +53,9 @@ enum Command {
     },
     /// Per-record cost of the host's JSON-lines codec and JSON checks.
     Codec {
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 200_000)]
         records: usize,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 25)]
         rounds: usize,
     },
     /// Kafka: the side-by-side comparison with Kafka Streams and its helpers.

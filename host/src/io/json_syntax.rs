@@ -188,7 +188,7 @@ impl<'a> Scanner<'a> {
                 b'"' => return Ok(escaped),
                 b'\\' => {
                     escaped = true;
-                    self.escape()?;
+                    self.pos += escape_len(b, self.pos)?;
                 }
                 0..=0x1f => {
                     self.pos -= 1;
@@ -196,54 +196,11 @@ impl<'a> Scanner<'a> {
                 }
                 0x80.. => {
                     self.pos -= 1;
-                    self.utf8_char()?;
+                    self.pos += utf8_len(b, self.pos)?;
                 }
                 _ => {}
             }
         }
-    }
-
-    /// After a backslash.
-    fn escape(&mut self) -> Result<(), Why> {
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
-            Some(b'u') => {
-                let hex = self.bytes.get(self.pos + 1..self.pos + 5);
-                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                    return Err(Why::Hex);
-                }
-                self.pos += 5;
-            }
-            _ => return Err(Why::Escape),
-        }
-        Ok(())
-    }
-
-    /// One multi-byte UTF-8 character, with the same rules as `str::from_utf8`
-    /// (no overlong forms, no surrogates, nothing past U+10FFFF).
-    fn utf8_char(&mut self) -> Result<(), Why> {
-        let b = self.bytes;
-        let (width, low, high) = match b[self.pos] {
-            0xc2..=0xdf => (2, 0x80, 0xbf),
-            0xe0 => (3, 0xa0, 0xbf),
-            0xe1..=0xec | 0xee..=0xef => (3, 0x80, 0xbf),
-            0xed => (3, 0x80, 0x9f),
-            0xf0 => (4, 0x90, 0xbf),
-            0xf1..=0xf3 => (4, 0x80, 0xbf),
-            0xf4 => (4, 0x80, 0x8f),
-            _ => return Err(Why::Utf8),
-        };
-        let ok = match b.get(self.pos + 1..self.pos + width) {
-            Some([second, rest @ ..]) => {
-                (low..=high).contains(second) && rest.iter().all(|&c| c & 0xc0 == 0x80)
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(Why::Utf8);
-        }
-        self.pos += width;
-        Ok(())
     }
 
     #[inline(always)]
@@ -280,6 +237,7 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &'static [u8]) -> Result<(), Why> {
         if self.bytes[self.pos..].starts_with(word) {
             self.pos += word.len();
@@ -293,13 +251,21 @@ impl<'a> Scanner<'a> {
     /// and returns its span.
     pub fn value(&mut self) -> Result<Range<usize>, SyntaxError> {
         let start = self.pos;
-        match self.any_value() {
+        // Works on a local copy so the position stays in a register.
+        let mut local = Scanner {
+            bytes: self.bytes,
+            pos: self.pos,
+        };
+        let result = local.any_value();
+        self.pos = local.pos;
+        match result {
             Ok(()) => Ok(start..self.pos),
             Err(why) => Err(self.fail(why)),
         }
     }
 
     /// Nesting is kept in a bit stack (1 = object) rather than recursion.
+    #[inline(always)]
     fn any_value(&mut self) -> Result<(), Why> {
         let mut stack = [0u64; MAX_DEPTH.div_ceil(64)];
         let mut depth = 0usize;
@@ -379,6 +345,47 @@ impl<'a> Scanner<'a> {
         }
         self.skip_ws();
         Ok(())
+    }
+}
+
+/// Bytes taken by the escape after the backslash at `b[i - 1]`.
+#[cold]
+fn escape_len(b: &[u8], i: usize) -> Result<usize, Why> {
+    match b.get(i) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(1),
+        Some(b'u') => {
+            let hex = b.get(i + 1..i + 5);
+            if hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                Ok(5)
+            } else {
+                Err(Why::Hex)
+            }
+        }
+        _ => Err(Why::Escape),
+    }
+}
+
+/// Width of the multi-byte UTF-8 character at `b[i]`, with the same rules as
+/// `str::from_utf8` (no overlong forms, no surrogates, nothing past U+10FFFF).
+#[cold]
+fn utf8_len(b: &[u8], i: usize) -> Result<usize, Why> {
+    let (width, low, high) = match b[i] {
+        0xc2..=0xdf => (2, 0x80, 0xbf),
+        0xe0 => (3, 0xa0, 0xbf),
+        0xe1..=0xec | 0xee..=0xef => (3, 0x80, 0xbf),
+        0xed => (3, 0x80, 0x9f),
+        0xf0 => (4, 0x90, 0xbf),
+        0xf1..=0xf3 => (4, 0x80, 0xbf),
+        0xf4 => (4, 0x80, 0x8f),
+        _ => return Err(Why::Utf8),
+    };
+    match b.get(i + 1..i + width) {
+        Some([second, rest @ ..])
+            if (low..=high).contains(second) && rest.iter().all(|&c| c & 0xc0 == 0x80) =>
+        {
+            Ok(width)
+        }
+        _ => Err(Why::Utf8),
     }
 }
 
