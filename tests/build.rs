@@ -26,6 +26,10 @@ fn main() {
         "--manifest-path",
     ])
     .arg(plugins.join("Cargo.toml"))
+    // Cargo reads `.cargo/config.toml` from the working directory, not the
+    // manifest's: from here, plugins/.cargo/config.toml (Wasm SIMD) would
+    // be skipped and the plugins built up to 75% slower.
+    .current_dir(&plugins)
     .env("CARGO_TARGET_DIR", plugins.join("target"));
     // The outer build's settings are for the host target, not for wasm.
     for (key, _) in std::env::vars_os() {

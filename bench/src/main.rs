@@ -173,6 +173,7 @@ fn records(n: usize) -> Vec<Record> {
             value: Some(Bytes::from(value(i))),
             timestamp: 1_700_000_000_000 + i as i64,
             headers: Vec::new(),
+            value_is_json: true,
         })
         .collect()
 }

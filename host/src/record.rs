@@ -8,13 +8,30 @@ use bytes::Bytes;
 
 /// One Kafka-shaped record: optional key, optional value (none is a
 /// tombstone), event time in ms, and headers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Record {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub timestamp: i64,
     pub headers: Vec<Header>,
+    /// The value is known to be JSON text: it was checked where it came in,
+    /// or a plugin handed it back unchanged or with members appended (see
+    /// [`crate::io::json_syntax::extends_object`]). A `json` sink then need
+    /// not check all of it again. Bookkeeping, not content: equality
+    /// ignores it.
+    pub value_is_json: bool,
 }
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.value == other.value
+            && self.timestamp == other.timestamp
+            && self.headers == other.headers
+    }
+}
+
+impl Eq for Record {}
 
 /// A record header; Kafka allows repeated names and null values.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -166,6 +166,48 @@ fn a_record_the_sink_cannot_encode_is_dead_lettered() {
     assert_eq!(dlq[0]["headers"]["weir.error.operator"], "out");
 }
 
+/// A plugin's output that starts exactly like its checked input but
+/// appends broken JSON is still caught where it leaves, as is a whole new
+/// value; a value forwarded or extended validly is written as it is.
+#[test]
+fn json_a_plugin_breaks_is_caught_at_the_sink() {
+    let f = Fixture::new(
+        "
+error-policy: dead-letter
+dead-letter: dlq
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  bad: { path: '{plugin:misbehave}' }
+  enrich: { path: '{plugin:enricher}' }
+steps:
+  - { name: tag, kind: map, plugin: enrich, config: { set: { checked: true } } }
+  - { name: judge, kind: flat-map, plugin: bad, config: { mode: bad-json, trigger: boom } }
+sinks:
+  out: { kind: stdout }
+  dlq: { kind: file, path: dlq.jsonl }
+",
+        &[(
+            "in.jsonl",
+            "{\"key\":\"k1\",\"value\":{\"a\":1}}\n{\"key\":\"k2\",\"value\":{\"boom\":2}}\n{\"key\":\"k3\",\"value\":{ }}\n",
+        )],
+    );
+    let (result, out) = f.run();
+    result.unwrap();
+    assert_eq!(
+        out.values("out"),
+        [
+            serde_json::json!({"a": 1, "checked": true}),
+            serde_json::json!({"checked": true})
+        ]
+    );
+    let dlq = out.records("dlq");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["key"], "k2");
+    assert_eq!(dlq[0]["headers"]["weir.error.kind"], "encode");
+    assert_eq!(dlq[0]["value"], "{\"boom\":2,\"checked\":true,\"broken\":}");
+}
+
 #[test]
 fn fail_takes_back_what_later_records_produced_on_other_branches() {
     let f = Fixture::new(

@@ -38,6 +38,58 @@ pub fn check(bytes: &[u8]) -> Result<(), SyntaxError> {
     Ok(())
 }
 
+/// Whether `output` is the JSON object `input` (itself known to be JSON)
+/// with zero or more members appended: `input` up to its closing brace, then
+/// a valid continuation of that object. The usual enrichment map does just
+/// this, and checking the appended part costs a comparison and a few bytes
+/// instead of the whole value.
+pub fn extends_object(input: &[u8], output: &[u8]) -> bool {
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
+    let (Some(first), Some(last)) = (
+        input.iter().position(|c| !is_ws(c)),
+        input.iter().rposition(|c| !is_ws(c)),
+    ) else {
+        return false;
+    };
+    if input[first] != b'{' || input[last] != b'}' || first == last {
+        return false;
+    }
+    let kept = &input[..last];
+    if output.len() <= kept.len() || !output.starts_with(kept) {
+        return false;
+    }
+    let empty = kept[first + 1..].iter().all(is_ws);
+    let mut s = Scanner::new(&output[kept.len()..]);
+    object_tail(&mut s, empty).is_ok() && {
+        s.skip_ws();
+        s.at_end()
+    }
+}
+
+/// The rest of an object whose members so far were checked: `}` or, after
+/// a comma (none when the object is still `empty`), more members.
+fn object_tail(s: &mut Scanner<'_>, empty: bool) -> Result<(), Why> {
+    s.skip_ws();
+    if s.eat(b'}') {
+        return Ok(());
+    }
+    if !empty && !s.eat(b',') {
+        return Err(Why::ObjectNext);
+    }
+    loop {
+        s.skip_ws();
+        s.member_name()?;
+        s.any_value()?;
+        s.skip_ws();
+        if s.eat(b'}') {
+            return Ok(());
+        }
+        if !s.eat(b',') {
+            return Err(Why::ObjectNext);
+        }
+    }
+}
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -475,6 +527,42 @@ mod tests {
                 assert_eq!(parses, depth <= MAX_DEPTH);
             }
         }
+    }
+
+    /// Agrees with checking the whole output, for outputs that share the
+    /// input's text up to its closing brace.
+    #[test]
+    fn appended_members_are_checked_as_a_whole_would_be() {
+        let inputs: &[&[u8]] = &[b"{\"a\":1}", b" { \"a\" : [1,{}] } ", b"{}", b"{ }\n"];
+        let tails: &[&[u8]] = &[
+            b"}",
+            b",\"b\":true}",
+            b" , \"b\" : {\"c\":[1]} , \"d\":null } ",
+            b"\"b\":1}",
+            b",\"b\":}",
+            b",\"b\":1",
+            b",\"b\":1}}",
+            b",}",
+            b",\"b\":1} x",
+            b",\"b\":\"\xff\"}",
+        ];
+        for input in inputs {
+            let last = input.iter().rposition(|&c| c == b'}').unwrap();
+            for tail in tails {
+                let output = [&input[..last], tail].concat();
+                assert_eq!(
+                    extends_object(input, &output),
+                    check(&output).is_ok(),
+                    "{:?}",
+                    String::from_utf8_lossy(&output)
+                );
+            }
+        }
+        // Not an extension: a different prefix, a non-object, or no change
+        // at all (equal bytes are for the caller to see).
+        assert!(!extends_object(b"{\"a\":1}", b"{\"a\":2,\"b\":1}"));
+        assert!(!extends_object(b"[1]", b"[1,2]"));
+        assert!(!extends_object(b"{\"a\":1}", b"{\"a\":1"));
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub fn decode(
             })?,
     };
     Ok(Record {
+        value_is_json: value.is_some() && value_format == Format::Json,
         key,
         value,
         timestamp,
@@ -303,7 +304,7 @@ pub fn encode_lossless(
     }
     let fit = |bytes: Option<&[u8]>, format: Format| {
         let mut scratch = Vec::new();
-        if encode_field(bytes, format, "", &mut scratch).is_ok() {
+        if encode_field(bytes, format, "", false, &mut scratch).is_ok() {
             format
         } else if bytes.is_some_and(|b| std::str::from_utf8(b).is_ok()) {
             Format::String
@@ -323,9 +324,15 @@ fn encode_inner(
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     out.extend_from_slice(b"{\"key\":");
-    encode_field(record.key.as_deref(), key_format, "key", out)?;
+    encode_field(record.key.as_deref(), key_format, "key", false, out)?;
     out.extend_from_slice(b",\"value\":");
-    encode_field(record.value.as_deref(), value_format, "value", out)?;
+    encode_field(
+        record.value.as_deref(),
+        value_format,
+        "value",
+        record.value_is_json,
+        out,
+    )?;
     out.extend_from_slice(b",\"timestamp\":");
     out.extend_from_slice(itoa::Buffer::new().format(record.timestamp).as_bytes());
     if !record.headers.is_empty() {
@@ -336,10 +343,13 @@ fn encode_inner(
     Ok(())
 }
 
+/// Writes a key or value (`what`) in `format`; `known_json` skips the JSON
+/// check of bytes already known to be JSON.
 fn encode_field(
     bytes: Option<&[u8]>,
     format: Format,
     what: &str,
+    known_json: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     let Some(bytes) = bytes else {
@@ -348,7 +358,9 @@ fn encode_field(
     };
     match format {
         Format::Json => {
-            check_format(bytes, format, what)?;
+            if !known_json {
+                check_format(bytes, format, what)?;
+            }
             if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
                 // Valid JSON has raw CR and LF only as whitespace between
                 // tokens (never inside strings), so blanking them keeps the

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use weir_packed::{DecodeError, Reader, RecordView, ResultView, put_record, put_u32};
 
 use super::failure::{Failure, FailureKind};
+use crate::io::json_syntax;
 use crate::plugin::{Fault, InitError, Instance, Limits, Plugin};
 use crate::record::{Header, Record};
 use crate::spec::StepKind;
@@ -224,7 +225,7 @@ impl PluginStep {
     ) -> Result<(), StartError> {
         let mut to_retry = Vec::new();
         let (emitted_before, failed_before) = (out.emitted.len(), out.failures.len());
-        if let Err(e) = self.decode(range.clone(), &result, out, &mut to_retry) {
+        if let Err(e) = self.decode(records, range.clone(), &result, out, &mut to_retry) {
             // A malformed result buffer is the plugin's fault: drop what it
             // said about this range and isolate the culprit.
             self.instance = None;
@@ -268,6 +269,7 @@ impl PluginStep {
 
     fn decode(
         &self,
+        records: &[Record],
         range: Range<usize>,
         result: &Bytes,
         out: &mut StepOutput,
@@ -303,7 +305,10 @@ impl PluginStep {
                 },
                 ResultView::Emit(emitted) => {
                     let mark = out.emitted.len();
-                    if let Err(f) = self.take_emitted(input, result, emitted, &mut out.emitted) {
+                    let from = &records[i];
+                    if let Err(f) =
+                        self.take_emitted(input, from, result, emitted, &mut out.emitted)
+                    {
                         // All or nothing for one input record.
                         out.emitted.truncate(mark);
                         out.failures.push(Failure { input, ..f });
@@ -324,6 +329,7 @@ impl PluginStep {
     fn take_emitted(
         &self,
         input: u32,
+        from: &Record,
         result: &Bytes,
         emitted: weir_packed::Emitted<'_>,
         into: &mut Vec<Emitted>,
@@ -337,7 +343,8 @@ impl PluginStep {
                     format!("emitted on undeclared port {port}"),
                 ));
             }
-            let record = to_record(result, &view).map_err(|reason| contract(input, reason))?;
+            let mut record = to_record(result, &view).map_err(|reason| contract(input, reason))?;
+            record.value_is_json = still_json(from, record.value.as_deref());
             size += record.size();
             if size > self.limits.max_output_bytes {
                 return Err(Failure {
@@ -404,6 +411,18 @@ fn fault_failure(input: u32, fault: &Fault) -> Failure {
     }
 }
 
+/// Whether a value emitted for `input` is still known to be JSON: the
+/// input's was, and this one is the same bytes or that object with members
+/// appended. Anything else is checked in full where it leaves.
+fn still_json(input: &Record, emitted: Option<&[u8]>) -> bool {
+    match (input.value_is_json, input.value.as_deref(), emitted) {
+        (true, Some(before), Some(after)) => {
+            before == after || json_syntax::extends_object(before, after)
+        }
+        _ => false,
+    }
+}
+
 fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
     let mut headers = Vec::with_capacity(view.headers.len());
     for (name, value) in view.headers() {
@@ -419,5 +438,6 @@ fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
         value: view.value.map(|v| buf.slice_ref(v)),
         timestamp: view.timestamp,
         headers,
+        value_is_json: false,
     })
 }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::operators::failure::Incident;
 use crate::operators::{FailureKind, PluginStep, StepOutput};
 use crate::record::{Origin, Record};
-use crate::spec::{ErrorPolicy, SourceKind};
+use crate::spec::{ErrorPolicy, Format, SourceKind};
 
 /// Encoded sink bytes are handed over once they reach this size.
 const SINK_CHUNK: usize = 256 << 10;
@@ -388,12 +388,14 @@ impl<'t> Task<'t> {
         let (key_format, value_format) = (source.key_format, source.value_format);
         let bad: Vec<(usize, String)> = batch
             .records
-            .iter()
+            .iter_mut()
             .enumerate()
-            .filter_map(|(i, r)| {
-                check_record(r, key_format, value_format)
-                    .err()
-                    .map(|e| (i, e))
+            .filter_map(|(i, r)| match check_record(r, key_format, value_format) {
+                Ok(()) => {
+                    r.value_is_json = r.value.is_some() && value_format == Format::Json;
+                    None
+                }
+                Err(e) => Some((i, e)),
             })
             .collect();
         if bad.is_empty() {
@@ -517,15 +519,13 @@ impl<'t> Task<'t> {
 
 /// Checks a record's key and value against a Kafka sink's formats (a file
 /// sink's encoder checks them as it writes).
-fn check_record(
-    record: &Record,
-    key_format: crate::spec::Format,
-    value_format: crate::spec::Format,
-) -> Result<(), String> {
+fn check_record(record: &Record, key_format: Format, value_format: Format) -> Result<(), String> {
     if let Some(key) = &record.key {
         jsonl::check_format(key, key_format, "key").map_err(|e| e.0)?;
     }
-    if let Some(value) = &record.value {
+    if let Some(value) = &record.value
+        && !(record.value_is_json && value_format == Format::Json)
+    {
         jsonl::check_format(value, value_format, "value").map_err(|e| e.0)?;
     }
     Ok(())

@@ -8,8 +8,10 @@
 //! Modes: `loop` (spin forever), `alloc` (allocate without end), `panic`,
 //! `poison` / `fail` (report an error), `big-output` (emit a 16 MiB value),
 //! `read-file` (try to read `path`, default `/etc/passwd`), `read-env` (list
-//! the environment), `stdout` (print to stdout and stderr). The last three
-//! emit what they managed to read as the record's value.
+//! the environment), `stdout` (print to stdout and stderr), `bad-json`
+//! (append a member without a value to a JSON object value, so the output
+//! starts exactly like the input). `read-file`, `read-env` and `stdout` emit
+//! what they managed to read as the record's value.
 
 use serde::Deserialize;
 use weir_sdk::{Config, Emitter, Error, Output, Record, Transform};
@@ -26,6 +28,7 @@ enum Mode {
     ReadFile,
     ReadEnv,
     Stdout,
+    BadJson,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +57,15 @@ impl Transform for Misbehave {
     }
 
     fn process<'a>(&mut self, record: &Record<'a>, out: &mut Emitter<'_, 'a>) -> Result<(), Error> {
-        if record.value() != Some(self.0.trigger.as_bytes()) {
+        let triggered = match self.0.mode {
+            // A JSON trigger: the value holds the trigger as a member name.
+            Mode::BadJson => record.value().is_some_and(|v| {
+                v.windows(self.0.trigger.len())
+                    .any(|w| w == self.0.trigger.as_bytes())
+            }),
+            _ => record.value() == Some(self.0.trigger.as_bytes()),
+        };
+        if !triggered {
             out.forward(0);
             return Ok(());
         }
@@ -87,6 +98,15 @@ impl Transform for Misbehave {
             Mode::ReadEnv => {
                 let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
                 out.emit(0, &reply(format!("env: [{}]", vars.join(","))));
+            }
+            Mode::BadJson => {
+                let value = record.value().unwrap_or_default();
+                let end = value
+                    .iter()
+                    .rposition(|&c| c == b'}')
+                    .unwrap_or(value.len());
+                let broken = [&value[..end], b",\"broken\":}"].concat();
+                out.emit(0, &Output::from_record(record).with_value(Some(broken)));
             }
             Mode::Stdout => {
                 weir_sdk::log::info("misbehave says hello through the log import");

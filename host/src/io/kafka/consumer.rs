@@ -150,5 +150,7 @@ pub fn to_record(message: &BorrowedMessage<'_>, arena: &mut Arena) -> Record {
         value: message.payload().map(|v| arena.copy(v)),
         timestamp: message.timestamp().to_millis().unwrap_or_else(now_ms),
         headers,
+        // Checked against the source's formats in the task.
+        value_is_json: false,
     }
 }
