@@ -384,6 +384,11 @@ sinks:
     // The median is the typical run; the best CPU time is the steadiest
     // figure on a shared virtual machine, where interference only adds.
     let best_cpu = cpus.iter().copied().fold(f64::INFINITY, f64::min);
+    let each: Vec<String> = cpus
+        .iter()
+        .map(|c| format!("{:.0}k", n as f64 / c / 1e3))
+        .collect();
+    println!("records per CPU-second, round by round: {}", each.join(" "));
     let wall = median(walls);
     let cpu = median(cpus);
     println!();
