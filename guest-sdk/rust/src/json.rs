@@ -381,9 +381,6 @@ impl Patch {
         result
     }
 
-    /// The member-by-member path, kept out of line: inlined into
-    /// `apply_into` it made the fast path twice as slow inside Wasm.
-    #[inline(never)]
     fn write_patched(
         &self,
         json: &[u8],
