@@ -79,7 +79,8 @@ fn object_tail(s: &mut Scanner<'_>, empty: bool) -> Result<(), Why> {
     loop {
         s.skip_ws();
         s.member_name()?;
-        s.any_value()?;
+        // The member sits one level inside the object.
+        s.any_value(MAX_DEPTH - 1)?;
         s.skip_ws();
         if s.eat(b'}') {
             return Ok(());
@@ -308,7 +309,7 @@ impl<'a> Scanner<'a> {
             bytes: self.bytes,
             pos: self.pos,
         };
-        let result = local.any_value();
+        let result = local.any_value(MAX_DEPTH);
         self.pos = local.pos;
         match result {
             Ok(()) => Ok(start..self.pos),
@@ -318,7 +319,7 @@ impl<'a> Scanner<'a> {
 
     /// Nesting is kept in a bit stack (1 = object) rather than recursion.
     #[inline(always)]
-    fn any_value(&mut self) -> Result<(), Why> {
+    fn any_value(&mut self, max_depth: usize) -> Result<(), Why> {
         let mut stack = [0u64; MAX_DEPTH.div_ceil(64)];
         let mut depth = 0usize;
         loop {
@@ -333,7 +334,7 @@ impl<'a> Scanner<'a> {
                 Some(b'f') => self.literal(b"false")?,
                 Some(b'n') => self.literal(b"null")?,
                 Some(open @ (b'{' | b'[')) => {
-                    if depth == MAX_DEPTH {
+                    if depth == max_depth {
                         return Err(Why::Deep);
                     }
                     let object = open == b'{';
@@ -557,6 +558,19 @@ mod tests {
                     String::from_utf8_lossy(&output)
                 );
             }
+        }
+        // The depth limit counts the object the members are appended to.
+        for (input, depth) in [(&b"{}"[..], 126), (b"{}", 127), (b"{\"x\":1}", 127)] {
+            let last = input.len() - 1;
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let sep = if input == b"{}" { "" } else { "," };
+            let output = [&input[..last], format!("{sep}\"a\":{nested}}}").as_bytes()].concat();
+            assert_eq!(
+                extends_object(input, &output),
+                check(&output).is_ok(),
+                "{depth}"
+            );
+            assert_eq!(check(&output).is_ok(), depth < MAX_DEPTH);
         }
         // Not an extension: a different prefix, a non-object, or no change
         // at all (equal bytes are for the caller to see).

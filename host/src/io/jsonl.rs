@@ -30,13 +30,14 @@ use crate::spec::Format;
 #[error("{0}")]
 pub struct CodecError(pub String);
 
-/// The spans of a line's members, each a checked JSON value.
+/// The spans of a line's members, each a checked JSON value: `None` when
+/// absent, `Some(None)` when `null`.
 #[derive(Default)]
 struct Line<'a> {
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    timestamp: Option<&'a [u8]>,
-    headers: Option<&'a [u8]>,
+    key: Option<Option<&'a [u8]>>,
+    value: Option<Option<&'a [u8]>>,
+    timestamp: Option<Option<&'a [u8]>>,
+    headers: Option<Option<&'a [u8]>>,
 }
 
 const FIELDS: &str = "expected one of `key`, `value`, `timestamp`, `headers`";
@@ -95,8 +96,8 @@ impl<'a> Line<'a> {
                         String::from_utf8_lossy(&name)
                     )));
                 }
-                // `null` is the same as a missing member.
-                *slot = Some(value).filter(|v| *v != b"null");
+                // Seen, even when `null` (the same as a missing member).
+                *slot = Some(Some(value).filter(|v| *v != b"null"));
                 s.skip_ws();
                 if s.eat(b'}') {
                     break;
@@ -126,17 +127,19 @@ pub fn decode(
     let parsed = Line::parse(line)?;
     let key = parsed
         .key
+        .flatten()
         .map(|raw| field_bytes(chunk, raw, key_format, "key"))
         .transpose()?;
     let value = parsed
         .value
+        .flatten()
         .map(|raw| field_bytes(chunk, raw, value_format, "value"))
         .transpose()?;
-    let headers = match parsed.headers {
+    let headers = match parsed.headers.flatten() {
         Some(raw) => decode_headers(raw)?,
         None => Vec::new(),
     };
-    let timestamp = match parsed.timestamp {
+    let timestamp = match parsed.timestamp.flatten() {
         None => now_ms,
         Some(raw) => std::str::from_utf8(raw)
             .ok()
@@ -503,6 +506,11 @@ mod tests {
         assert_eq!((r.key, r.value, r.timestamp), (None, None, 99));
         for (line, error) in [
             (r#"{"key":"a","key":"b"}"#, "duplicate field `key`"),
+            (r#"{"key":null,"key":"b"}"#, "duplicate field `key`"),
+            (
+                r#"{"valu\u0065":null,"value":1}"#,
+                "duplicate field `value`",
+            ),
             (r#"{"timestamp":1.5}"#, "timestamp must be an integer"),
             (r#"{"timestamp":"5"}"#, "timestamp must be an integer"),
             (
