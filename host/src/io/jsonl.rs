@@ -141,15 +141,12 @@ pub fn decode(
     };
     let timestamp = match parsed.timestamp.flatten() {
         None => now_ms,
-        Some(raw) => std::str::from_utf8(raw)
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-            .ok_or_else(|| {
-                CodecError(format!(
-                    "timestamp must be an integer number of milliseconds since the epoch, got {}",
-                    String::from_utf8_lossy(raw)
-                ))
-            })?,
+        Some(raw) => parse_millis(raw).ok_or_else(|| {
+            CodecError(format!(
+                "timestamp must be an integer number of milliseconds since the epoch, got {}",
+                String::from_utf8_lossy(raw)
+            ))
+        })?,
     };
     Ok(Record {
         value_is_json: value.is_some() && value_format == Format::Json,
@@ -158,6 +155,43 @@ pub fn decode(
         timestamp,
         headers,
     })
+}
+
+/// A timestamp's JSON number as an integer; `None` when it is not one (a
+/// fraction, an exponent) or does not fit. Epoch milliseconds have 13
+/// digits: eight are converted at once.
+fn parse_millis(raw: &[u8]) -> Option<i64> {
+    let (negative, digits) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        // Longer ones may overflow: the standard parser checks.
+        return std::str::from_utf8(raw).ok()?.parse().ok();
+    }
+    let (head, tail) = digits.split_at(digits.len().saturating_sub(8));
+    let mut n = head.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    if tail.len() == 8 {
+        n = n * 100_000_000 + eight_digits(tail.try_into().expect("eight bytes"));
+    } else {
+        n = tail.iter().fold(n, |n, &d| n * 10 + i64::from(d - b'0'));
+    }
+    Some(if negative { -n } else { n })
+}
+
+/// Eight ASCII digits as a number, a few multiplications for all of them
+/// (Lemire's SWAR method: pairs, then pairs of pairs).
+fn eight_digits(digits: [u8; 8]) -> i64 {
+    const MASK: u64 = 0x0000_00ff_0000_00ff;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let v = u64::from_le_bytes(digits).wrapping_sub(0x3030_3030_3030_3030);
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let v = (v & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))
+        >> 32;
+    v as i64
 }
 
 /// A member's value (already checked JSON) as key or value bytes (`what`)
@@ -487,6 +521,40 @@ mod tests {
             enc(&b, Format::Bytes, Format::Bytes),
             "{\"key\":\"AAE=\",\"value\":\"aGk=\",\"timestamp\":99}\n"
         );
+    }
+
+    #[test]
+    fn timestamps_parse_like_the_standard_parser() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "1700000000000",
+            "-1700000000000",
+            "12345678",
+            "99999999",
+            "100000000",
+            "123456789012345678",
+            "-123456789012345678",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "1.5",
+            "1e3",
+            "-",
+            "",
+        ] {
+            assert_eq!(
+                parse_millis(text.as_bytes()),
+                text.parse::<i64>().ok(),
+                "{text}"
+            );
+        }
+        for i in 0..200_000i64 {
+            let n = (i * 7_919_993_337) % 10i64.pow(1 + (i % 18) as u32);
+            assert_eq!(parse_millis(n.to_string().as_bytes()), Some(n));
+        }
     }
 
     #[test]

@@ -51,8 +51,10 @@ pub fn run(name: &str, output: &SinkOutput, chunks: Receiver<SinkChunk>) -> Resu
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(err(dir.display().to_string()))?;
             }
+            // Chunks come in hundreds of KiB already: a buffer in between
+            // would only copy every byte once more.
             let file = std::fs::File::create(path).map_err(err(path.display().to_string()))?;
-            Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
+            Box::new(file)
         }
         SinkOutput::Stdout => Box::new(std::io::BufWriter::with_capacity(
             1 << 16,
