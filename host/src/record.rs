@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 
+use crate::spec::Format;
+
 /// One Kafka-shaped record: optional key, optional value (none is a
 /// tombstone), event time in ms, and headers.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +43,12 @@ pub struct Header {
 }
 
 impl Record {
+    /// Notes that the value was just checked against `format`: known JSON
+    /// from here on when that format is `json`.
+    pub fn mark_value_checked(&mut self, format: Format) {
+        self.value_is_json = self.value.is_some() && format == Format::Json;
+    }
+
     /// The value of the first header called `name`, if it has one.
     pub fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers

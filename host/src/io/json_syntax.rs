@@ -44,10 +44,9 @@ pub fn check(bytes: &[u8]) -> Result<(), SyntaxError> {
 /// this, and checking the appended part costs a comparison and a few bytes
 /// instead of the whole value.
 pub fn extends_object(input: &[u8], output: &[u8]) -> bool {
-    let is_ws = |c: &u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
     let (Some(first), Some(last)) = (
-        input.iter().position(|c| !is_ws(c)),
-        input.iter().rposition(|c| !is_ws(c)),
+        input.iter().position(|&c| !is_ws(c)),
+        input.iter().rposition(|&c| !is_ws(c)),
     ) else {
         return false;
     };
@@ -58,7 +57,7 @@ pub fn extends_object(input: &[u8], output: &[u8]) -> bool {
     if output.len() <= kept.len() || !output.starts_with(kept) {
         return false;
     }
-    let empty = kept[first + 1..].iter().all(is_ws);
+    let empty = kept[first + 1..].iter().all(|&c| is_ws(c));
     let mut s = Scanner::new(&output[kept.len()..]);
     object_tail(&mut s, empty).is_ok() && {
         s.skip_ws();
@@ -89,6 +88,12 @@ fn object_tail(s: &mut Scanner<'_>, empty: bool) -> Result<(), Why> {
             return Err(Why::ObjectNext);
         }
     }
+}
+
+/// JSON's insignificant whitespace.
+#[inline(always)]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -150,10 +155,6 @@ impl<'a> Scanner<'a> {
         Scanner { bytes, pos: 0 }
     }
 
-    pub fn pos(&self) -> usize {
-        self.pos
-    }
-
     pub fn at_end(&self) -> bool {
         self.pos >= self.bytes.len()
     }
@@ -173,7 +174,7 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     pub fn skip_ws(&mut self) {
         while let Some(&b) = self.bytes.get(self.pos) {
-            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            if b > b' ' || !is_ws(b) {
                 break;
             }
             self.pos += 1;

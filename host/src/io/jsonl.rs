@@ -148,13 +148,16 @@ pub fn decode(
             ))
         })?,
     };
-    Ok(Record {
-        value_is_json: value.is_some() && value_format == Format::Json,
+    let mut record = Record {
         key,
         value,
         timestamp,
         headers,
-    })
+        value_is_json: false,
+    };
+    // Every member's value was checked as JSON by the envelope's parse.
+    record.mark_value_checked(value_format);
+    Ok(record)
 }
 
 /// A timestamp's JSON number as an integer; `None` when it is not one (a

@@ -392,7 +392,7 @@ impl<'t> Task<'t> {
             .enumerate()
             .filter_map(|(i, r)| match check_record(r, key_format, value_format) {
                 Ok(()) => {
-                    r.value_is_json = r.value.is_some() && value_format == Format::Json;
+                    r.mark_value_checked(value_format);
                     None
                 }
                 Err(e) => Some((i, e)),
