@@ -24,6 +24,7 @@ use super::RunError;
 use crate::io::ack::Ack;
 use crate::io::kafka::KafkaError;
 use crate::io::kafka::consumer::{self, Arena, GroupContext, GroupProgress, OnRevoke};
+use crate::io::kafka::fetch::{FetchQueue, Fetched};
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::source::SourceBatch;
 use crate::record::{Origin, Record};
@@ -273,7 +274,12 @@ impl OnRevoke for Router {
         let keys: Vec<(u16, i32)> = partitions
             .elements()
             .iter()
-            .filter_map(|e| Some((source_of(&routing.source_topics, e.topic())?, e.partition())))
+            .filter_map(|e| {
+                Some((
+                    source_of(&routing.source_topics, e.topic().as_bytes())?,
+                    e.partition(),
+                ))
+            })
             .collect();
         if let Err(e) = routing.finish(consumer, &keys) {
             tracing::error!("while giving up partitions: {e}");
@@ -306,10 +312,14 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
         }),
     };
     let consumer = consumer::create(f.settings, f.bootstrap, router, f.progress.clone())?;
+    // Before subscribing: every partition assigned from now on forwards
+    // its messages to this queue.
+    let mut fetch =
+        FetchQueue::new(&consumer, &consumer.context().forward).map_err(KafkaError::Consumer)?;
     consumer
         .subscribe(&subscription)
         .map_err(|e| KafkaError::Consumer(format!("cannot subscribe: {e}")))?;
-    let result = poll_loop(&consumer, &f);
+    let result = poll_loop(&consumer, &mut fetch, &f);
     let lock = || {
         consumer
             .context()
@@ -324,6 +334,7 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
     // No more batches: tasks end when their queues are empty.
     lock().tasks.clear();
     consumer.unsubscribe();
+    drop(fetch);
     drop(consumer);
     match (result, finished) {
         (Err(RunError::Stopped), Err(e)) => Err(e),
@@ -332,16 +343,15 @@ pub fn feed(mut f: Feed<'_>) -> Result<(), RunError> {
     }
 }
 
-/// The source reading `topic` (validation allows one source per topic).
-fn source_of(topics: &[String], topic: &str) -> Option<u16> {
-    topics.iter().position(|t| t == topic).map(|i| i as u16)
-}
-
 /// Messages taken from the consumer between two visits to the routing
 /// state (which the rebalance callback inside `poll` also needs).
 const READ_AHEAD: usize = 512;
 
-fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Result<(), RunError> {
+fn poll_loop(
+    consumer: &BaseConsumer<GroupContext<Router>>,
+    fetch: &mut FetchQueue<'_>,
+    f: &Feed<'_>,
+) -> Result<(), RunError> {
     let router = &consumer.context().on_revoke;
     let topics: Vec<String> = router
         .state
@@ -359,42 +369,47 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
         if f.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut timeout = match buffered {
+        let timeout = match buffered {
             Some(since) => LINGER.saturating_sub(since.elapsed()),
             None => POLL,
         };
-        // Take what librdkafka has ready (waiting only for the first).
-        while read.len() < READ_AHEAD {
-            let Some(polled) = consumer.poll(timeout) else {
+        // Messages, a batch at a time, from the queue every assigned
+        // partition forwards to (waiting only for the first).
+        let mut failure = None;
+        fetch.consume(timeout, READ_AHEAD, |m| {
+            if let Some(source) = take(m, &topics, &mut failure) {
+                read.push((
+                    source,
+                    m.partition(),
+                    m.offset(),
+                    consumer::to_record(m, &mut arena),
+                ));
+            }
+        });
+        // Events: rebalances (the revoke callback runs in here), statistics
+        // and errors; and messages of any partition that could not be
+        // forwarded.
+        while let Some(polled) = consumer.poll(Duration::ZERO) {
+            match polled {
+                Ok(message) => {
+                    let m = Fetched::of(&message);
+                    if let Some(source) = take(&m, &topics, &mut failure) {
+                        read.push((
+                            source,
+                            m.partition(),
+                            m.offset(),
+                            consumer::to_record(&m, &mut arena),
+                        ));
+                    }
+                }
+                Err(e) => note_error(e, &mut failure),
+            }
+            if read.len() >= READ_AHEAD {
                 break;
-            };
-            timeout = Duration::ZERO;
-            let message = match polled {
-                Ok(m) => m,
-                Err(e) if fatal(&e) => {
-                    return Err(RunError::Kafka(KafkaError::Consumer(e.to_string())));
-                }
-                Err(e) => {
-                    tracing::warn!("Kafka consumer: {e}");
-                    continue;
-                }
-            };
-            // The consumer only gets the topics it subscribed to.
-            let source = if topics.len() == 1 {
-                0
-            } else {
-                match source_of(&topics, rdkafka::Message::topic(&message)) {
-                    Some(s) => s,
-                    None => continue,
-                }
-            };
-            let record = consumer::to_record(&message, &mut arena);
-            read.push((
-                source,
-                rdkafka::Message::partition(&message),
-                rdkafka::Message::offset(&message),
-                record,
-            ));
+            }
+        }
+        if let Some(e) = failure {
+            return Err(RunError::Kafka(KafkaError::Consumer(e.to_string())));
         }
         let mut routing = router.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = routing.error.take() {
@@ -440,6 +455,43 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext<Router>>, f: &Feed<'_>) -> Res
             }
             last_commit = Instant::now();
         }
+    }
+}
+
+/// The source a fetched message belongs to, or `None` when it is not a
+/// record (a consumer error, noted in `failure` when fatal).
+fn take(
+    m: &Fetched<'_>,
+    topics: &[String],
+    failure: &mut Option<rdkafka::error::KafkaError>,
+) -> Option<u16> {
+    if let Some(e) = m.error() {
+        note_error(e, failure);
+        return None;
+    }
+    // The consumer only gets the topics it subscribed to.
+    if topics.len() == 1 {
+        Some(0)
+    } else {
+        source_of(topics, m.topic())
+    }
+}
+
+/// The source reading `topic` (validation allows one source per topic).
+fn source_of(topics: &[String], topic: &[u8]) -> Option<u16> {
+    topics
+        .iter()
+        .position(|t| t.as_bytes() == topic)
+        .map(|i| i as u16)
+}
+
+/// A consumer error: ends the run when fatal, else is logged (librdkafka
+/// retries by itself).
+fn note_error(e: rdkafka::error::KafkaError, failure: &mut Option<rdkafka::error::KafkaError>) {
+    if fatal(&e) {
+        failure.get_or_insert(e);
+    } else if !matches!(e, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        tracing::warn!("Kafka consumer: {e}");
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use super::fetch::{Fetched, ForwardTarget};
 use super::{KafkaError, Role, client_config};
 use crate::io::source::now_ms;
 use crate::record::{Header, Record};
@@ -40,6 +40,8 @@ pub type GroupProgress = Arc<Mutex<BTreeMap<(String, i32), PartitionProgress>>>;
 pub struct GroupContext<R: OnRevoke> {
     pub on_revoke: R,
     pub progress: GroupProgress,
+    /// Where assigned partitions' messages go (see [`super::fetch`]).
+    pub forward: ForwardTarget,
 }
 
 impl<R: OnRevoke> ClientContext for GroupContext<R> {
@@ -69,6 +71,7 @@ impl<R: OnRevoke> ConsumerContext for GroupContext<R> {
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
+                self.forward.forward(consumer, partitions);
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
@@ -105,6 +108,7 @@ pub fn create<R: OnRevoke>(
         .create_with_context(GroupContext {
             on_revoke,
             progress,
+            forward: ForwardTarget::default(),
         })
         .map_err(|source| KafkaError::Client {
             role: "consumer",
@@ -120,7 +124,7 @@ pub struct Arena {
 }
 
 impl Arena {
-    const BLOCK: usize = 256 << 10;
+    const BLOCK: usize = 16 << 10;
 
     pub fn copy(&mut self, bytes: &[u8]) -> Bytes {
         if self.block.capacity() - self.block.len() < bytes.len() {
@@ -133,22 +137,18 @@ impl Arena {
 
 /// A Kafka message as a record (its key and value are checked against the
 /// source's formats later, by the task).
-pub fn to_record(message: &BorrowedMessage<'_>, arena: &mut Arena) -> Record {
-    let headers = message
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| Header {
-                    name: h.key.to_string(),
-                    value: h.value.map(|v| arena.copy(v)),
-                })
-                .collect()
+pub fn to_record(message: &Fetched<'_>, arena: &mut Arena) -> Record {
+    let mut headers = Vec::new();
+    message.headers(|name, value| {
+        headers.push(Header {
+            name: String::from_utf8_lossy(name).into_owned(),
+            value: value.map(|v| arena.copy(v)),
         })
-        .unwrap_or_default();
+    });
     Record {
         key: message.key().map(|k| arena.copy(k)),
-        value: message.payload().map(|v| arena.copy(v)),
-        timestamp: message.timestamp().to_millis().unwrap_or_else(now_ms),
+        value: message.value().map(|v| arena.copy(v)),
+        timestamp: message.timestamp().unwrap_or_else(now_ms),
         headers,
         // Checked against the source's formats in the task.
         value_is_json: false,

@@ -7,6 +7,7 @@
 //! group protocol; nothing else coordinates them.
 
 pub mod consumer;
+pub mod fetch;
 pub mod producer;
 pub mod topics;
 
