@@ -28,7 +28,7 @@ use crate::io::kafka::fetch::{FetchQueue, Fetched};
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::source::SourceBatch;
 use crate::record::{Origin, Record};
-use crate::spec::{KafkaSettings, Source};
+use crate::spec::{Format, KafkaSettings, Source};
 
 /// How long a revoke or a shutdown waits for outputs to be acknowledged
 /// before committing what is done (the rest is read again by the next
@@ -359,6 +359,7 @@ fn poll_loop(
         .unwrap_or_else(|p| p.into_inner())
         .source_topics
         .clone();
+    let formats: Vec<Format> = f.sources.iter().map(|s| s.value_format).collect();
     let interval = Duration::from_millis(f.settings.commit_interval_ms);
     let mut last_commit = Instant::now();
     // When the oldest record not yet handed to a task was read.
@@ -382,7 +383,7 @@ fn poll_loop(
                     source,
                     m.partition(),
                     m.offset(),
-                    consumer::to_record(m, &mut arena),
+                    consumer::to_record(m, formats[source as usize], &mut arena),
                 ));
             }
         });
@@ -398,7 +399,7 @@ fn poll_loop(
                             source,
                             m.partition(),
                             m.offset(),
-                            consumer::to_record(&m, &mut arena),
+                            consumer::to_record(&m, formats[source as usize], &mut arena),
                         ));
                     }
                 }

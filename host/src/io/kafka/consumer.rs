@@ -12,9 +12,10 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::fetch::{Fetched, ForwardTarget};
 use super::{KafkaError, Role, client_config};
+use crate::io::json_syntax;
 use crate::io::source::now_ms;
 use crate::record::{Header, Record};
-use crate::spec::KafkaSettings;
+use crate::spec::{Format, KafkaSettings};
 
 /// What the runtime does when the group takes partitions away: finish and
 /// commit them while the consumer still owns them.
@@ -135,9 +136,11 @@ impl Arena {
     }
 }
 
-/// A Kafka message as a record (its key and value are checked against the
-/// source's formats later, by the task).
-pub fn to_record(message: &Fetched<'_>, arena: &mut Arena) -> Record {
+/// A Kafka message as a record. A `json` value is checked here, while its
+/// bytes are still in this core's cache, and marked as known JSON when it
+/// passes; one that fails stays unmarked, and the task checks it again and
+/// reports it with its topic, partition and offset.
+pub fn to_record(message: &Fetched<'_>, value_format: Format, arena: &mut Arena) -> Record {
     let mut headers = Vec::new();
     message.headers(|name, value| {
         headers.push(Header {
@@ -145,12 +148,13 @@ pub fn to_record(message: &Fetched<'_>, arena: &mut Arena) -> Record {
             value: value.map(|v| arena.copy(v)),
         })
     });
+    let value = message.value();
     Record {
         key: message.key().map(|k| arena.copy(k)),
-        value: message.value().map(|v| arena.copy(v)),
+        value: value.map(|v| arena.copy(v)),
         timestamp: message.timestamp().unwrap_or_else(now_ms),
         headers,
-        // Checked against the source's formats in the task.
-        value_is_json: false,
+        value_is_json: value_format == Format::Json
+            && value.is_some_and(|v| json_syntax::check(v).is_ok()),
     }
 }
