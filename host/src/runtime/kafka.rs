@@ -1,7 +1,8 @@
 //! Feeding partition tasks from the group consumer, and committing offsets
 //! at-least-once.
 //!
-//! One consumer thread polls every assigned partition, gathers each
+//! One consumer thread reads every assigned partition (in batches, from the
+//! queue the partitions forward to: see [`crate::io::kafka::fetch`]), gathers each
 //! partition's records into batches and hands them to the task that owns
 //! that partition number (`partition % tasks`, so partition `p` of every
 //! input topic meets in one task, as Kafka Streams co-partitions). Each batch
@@ -34,7 +35,8 @@ use crate::spec::{Format, KafkaSettings, Source};
 /// before committing what is done (the rest is read again by the next
 /// owner: at-least-once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the consumer blocks in one poll when nothing is buffered.
+/// How long the consumer waits for messages when nothing is buffered
+/// (also the longest a rebalance event waits to be served).
 const POLL: Duration = Duration::from_millis(100);
 /// How long records read may wait for more to fill a batch: librdkafka
 /// hands messages over one at a time as its fetcher decodes them, and a
