@@ -185,7 +185,14 @@ impl<'p> KafkaLink<'p> {
             .collect();
         topics::ensure(settings, &bootstrap, &uses)?;
         let producer = if writes.iter().any(|&k| k) {
-            Some(KafkaProducer::new(settings, &bootstrap)?)
+            let sink_topics: Vec<&str> = p
+                .sinks
+                .iter()
+                .zip(writes)
+                .filter(|&(_, &kafka)| kafka)
+                .filter_map(|(s, _)| s.topic.as_ref().map(|t| t.name.as_str()))
+                .collect();
+            Some(KafkaProducer::new(settings, &bootstrap, &sink_topics)?)
         } else {
             None
         };

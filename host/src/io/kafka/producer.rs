@@ -6,15 +6,17 @@
 //! [`Ack`] of the input batch it came from, released when the broker
 //! acknowledges it, so offsets are committed only behind delivered output.
 
+use std::ffi::{CString, c_char, c_void};
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::bindings as rd;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::IntoOpaque;
 
 use super::{KafkaError, Role, client_config};
 use crate::io::ack::Ack;
@@ -64,21 +66,80 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// A sink topic's librdkafka handle, looked up once. Producing by handle
+/// spares librdkafka a topic lookup under a lock, and rdkafka a C string,
+/// for every record.
+struct TopicHandle {
+    name: String,
+    ptr: NonNull<rd::rd_kafka_topic_t>,
+}
+
+// SAFETY: librdkafka topic handles are reference counted and may be used
+// from any thread.
+unsafe impl Send for TopicHandle {}
+unsafe impl Sync for TopicHandle {}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `rd_kafka_topic_new`, released once, while the
+        // producer still lives (`KafkaProducer` drops its topics first).
+        unsafe { rd::rd_kafka_topic_destroy(self.ptr.as_ptr()) };
+    }
+}
+
 pub struct KafkaProducer {
+    // Before `inner`: topic handles are released before the client.
+    topics: Vec<TopicHandle>,
     inner: ThreadedProducer<Deliveries>,
 }
 
 impl KafkaProducer {
-    pub fn new(settings: &KafkaSettings, bootstrap: &str) -> Result<Self, KafkaError> {
-        let inner = client_config(settings, bootstrap, Role::Producer)
-            .create_with_context(Deliveries {
-                failure: OnceLock::new(),
-            })
-            .map_err(|source| KafkaError::Client {
-                role: "producer",
-                source,
+    /// The producer, with a handle for each of `topics` (the Kafka sinks').
+    pub fn new(
+        settings: &KafkaSettings,
+        bootstrap: &str,
+        topics: &[&str],
+    ) -> Result<Self, KafkaError> {
+        let inner: ThreadedProducer<Deliveries> =
+            client_config(settings, bootstrap, Role::Producer)
+                .create_with_context(Deliveries {
+                    failure: OnceLock::new(),
+                })
+                .map_err(|source| KafkaError::Client {
+                    role: "producer",
+                    source,
+                })?;
+        let mut handles = Vec::new();
+        for &name in topics {
+            if handles.iter().any(|t: &TopicHandle| t.name == name) {
+                continue;
+            }
+            let c_name = CString::new(name).map_err(|_| KafkaError::CreateTopic {
+                topic: name.to_string(),
+                reason: "the name holds a NUL byte".into(),
             })?;
-        Ok(KafkaProducer { inner })
+            // SAFETY: a live client; no topic configuration (the client's
+            // applies).
+            let ptr = unsafe {
+                rd::rd_kafka_topic_new(
+                    inner.client().native_ptr(),
+                    c_name.as_ptr(),
+                    ptr::null_mut(),
+                )
+            };
+            let ptr = NonNull::new(ptr).ok_or_else(|| KafkaError::CreateTopic {
+                topic: name.to_string(),
+                reason: "librdkafka could not create a topic handle".into(),
+            })?;
+            handles.push(TopicHandle {
+                name: name.to_string(),
+                ptr,
+            });
+        }
+        Ok(KafkaProducer {
+            topics: handles,
+            inner,
+        })
     }
 
     /// Queues `record` for `topic`; `ack` is held until the broker answers.
@@ -90,55 +151,48 @@ impl KafkaProducer {
         ack: &Arc<Ack>,
         stop: &AtomicBool,
     ) -> Result<(), SendError> {
-        let mut base: BaseRecord<'_, [u8], [u8], Arc<Ack>> =
-            BaseRecord::with_opaque_to(topic, ack.clone()).timestamp(record.timestamp);
-        if let Some(key) = &record.key {
-            base = base.key(&key[..]);
-        }
-        if let Some(value) = &record.value {
-            base = base.payload(&value[..]);
-        }
-        if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for h in &record.headers {
-                headers = headers.insert(KafkaHeader {
-                    key: &h.name,
-                    value: h.value.as_deref(),
-                });
-            }
-            base = base.headers(headers);
-        }
+        let Some(handle) = self.topics.iter().find(|t| t.name == topic) else {
+            return Err(SendError::Producer {
+                topic: topic.to_string(),
+                reason: "not a topic this producer was set up for".into(),
+            });
+        };
+        let headers = Headers::of(record);
         ack.hold();
+        // The delivery report hands this back to `Deliveries::delivery`.
+        let opaque = ack.clone().into_ptr();
         loop {
-            match self.inner.send(base) {
-                Ok(()) => return Ok(()),
-                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    if stop.load(Ordering::Relaxed) {
-                        ack.release();
-                        return Err(SendError::Stopped);
-                    }
-                    base = back;
-                    // Serve delivery reports, which make room.
-                    self.inner.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    ack.release();
-                    let (topic, reason) = (topic.to_string(), e.to_string());
-                    // Only what is wrong with this one record goes to the
-                    // error policy.
-                    let about_the_record = matches!(
-                        e.rdkafka_error_code(),
-                        Some(
-                            RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord
-                        )
-                    );
-                    return Err(if about_the_record {
-                        SendError::Record { topic, reason }
-                    } else {
-                        SendError::Producer { topic, reason }
-                    });
-                }
+            let code = produce(&self.inner, handle, record, &headers, opaque);
+            if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                // librdkafka owns the headers now.
+                std::mem::forget(headers);
+                return Ok(());
             }
+            let e: RDKafkaErrorCode = code.into();
+            if e == RDKafkaErrorCode::QueueFull && !stop.load(Ordering::Relaxed) {
+                // Serve delivery reports, which make room.
+                self.inner.poll(Duration::from_millis(5));
+                continue;
+            }
+            // SAFETY: librdkafka did not take the message, so the opaque is
+            // still ours (made by `into_ptr` above).
+            drop(unsafe { Arc::<Ack>::from_ptr(opaque) });
+            ack.release();
+            if e == RDKafkaErrorCode::QueueFull {
+                return Err(SendError::Stopped);
+            }
+            let (topic, reason) = (topic.to_string(), e.to_string());
+            // Only what is wrong with this one record goes to the error
+            // policy.
+            let about_the_record = matches!(
+                e,
+                RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord
+            );
+            return Err(if about_the_record {
+                SendError::Record { topic, reason }
+            } else {
+                SendError::Producer { topic, reason }
+            });
         }
     }
 
@@ -159,5 +213,90 @@ impl KafkaProducer {
     /// Records queued or in flight.
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()
+    }
+}
+
+/// A record's headers as librdkafka's list, or none.
+struct Headers(*mut rd::rd_kafka_headers_t);
+
+impl Headers {
+    fn of(record: &Record) -> Headers {
+        if record.headers.is_empty() {
+            return Headers(ptr::null_mut());
+        }
+        // SAFETY: a new list, filled with copies of each name and value
+        // (librdkafka copies them in `rd_kafka_header_add`).
+        unsafe {
+            let list = rd::rd_kafka_headers_new(record.headers.len());
+            for h in &record.headers {
+                let (value, size) = match &h.value {
+                    Some(v) => (v.as_ptr().cast::<c_void>(), v.len() as isize),
+                    None => (ptr::null(), 0),
+                };
+                rd::rd_kafka_header_add(
+                    list,
+                    h.name.as_ptr().cast::<c_char>(),
+                    h.name.len() as isize,
+                    value,
+                    size,
+                );
+            }
+            Headers(list)
+        }
+    }
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: ours (not handed to librdkafka, which would have
+            // taken it and been forgotten).
+            unsafe { rd::rd_kafka_headers_destroy(self.0) };
+        }
+    }
+}
+
+/// One `rd_kafka_producev` call: the record's bytes are copied by
+/// librdkafka; on success it owns `headers` and `opaque`.
+fn produce(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &TopicHandle,
+    record: &Record,
+    headers: &Headers,
+    opaque: *mut c_void,
+) -> rd::rd_kafka_resp_err_t {
+    use rd::rd_kafka_vtype_t::*;
+    let bytes = |b: &Option<bytes::Bytes>| match b {
+        Some(b) => (b.as_ptr() as *mut c_void, b.len()),
+        None => (ptr::null_mut(), 0),
+    };
+    let (value, value_len) = bytes(&record.value);
+    let (key, key_len) = bytes(&record.key);
+    // SAFETY: a live client and topic handle; key and value outlive the
+    // call (librdkafka copies them: RD_KAFKA_MSG_F_COPY); each argument has
+    // the C type its tag announces.
+    unsafe {
+        rd::rd_kafka_producev(
+            producer.client().native_ptr(),
+            RD_KAFKA_VTYPE_RKT,
+            topic.ptr.as_ptr(),
+            RD_KAFKA_VTYPE_PARTITION,
+            -1i32, // RD_KAFKA_PARTITION_UA: the partitioner picks
+            RD_KAFKA_VTYPE_MSGFLAGS,
+            rd::RD_KAFKA_MSG_F_COPY,
+            RD_KAFKA_VTYPE_VALUE,
+            value,
+            value_len,
+            RD_KAFKA_VTYPE_KEY,
+            key,
+            key_len,
+            RD_KAFKA_VTYPE_OPAQUE,
+            opaque,
+            RD_KAFKA_VTYPE_TIMESTAMP,
+            record.timestamp,
+            RD_KAFKA_VTYPE_HEADERS,
+            headers.0,
+            RD_KAFKA_VTYPE_END,
+        )
     }
 }
