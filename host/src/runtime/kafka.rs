@@ -35,9 +35,10 @@ use crate::spec::{Format, KafkaSettings, Source};
 /// before committing what is done (the rest is read again by the next
 /// owner: at-least-once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the consumer waits for messages when nothing is buffered
-/// (also the longest a rebalance event waits to be served).
-const POLL: Duration = Duration::from_millis(100);
+/// How long the consumer waits for messages when nothing is buffered:
+/// also the longest a rebalance event waits to be served, since the wait
+/// is on weir's message queue, not on the consumer's event queue.
+const POLL: Duration = Duration::from_millis(20);
 /// How long records read may wait for more to fill a batch: librdkafka
 /// hands messages over one at a time as its fetcher decodes them, and a
 /// batch cut at every momentary gap would be a handful of records (Wasm
@@ -391,7 +392,9 @@ fn poll_loop(
         });
         // Events: rebalances (the revoke callback runs in here), statistics
         // and errors; and messages of any partition that could not be
-        // forwarded.
+        // forwarded. (`poll` also answers `None` after serving an event
+        // itself, so a rebalance queued behind statistics runs next turn:
+        // at most `POLL` later.)
         while let Some(polled) = consumer.poll(Duration::ZERO) {
             match polled {
                 Ok(message) => {

@@ -31,7 +31,8 @@ use rdkafka::message::BorrowedMessage;
 
 /// Where assigned partitions forward their messages: set while a
 /// [`FetchQueue`] exists, null otherwise (then messages stay on the
-/// consumer's own queue and `poll` returns them).
+/// consumer's own queue and `poll` returns them). Forwarding must be set on
+/// every assignment: librdkafka undoes it when a partition is revoked.
 #[derive(Default)]
 pub struct ForwardTarget(AtomicPtr<rd::rd_kafka_queue_t>);
 
@@ -62,6 +63,8 @@ impl ForwardTarget {
                         rd::rd_kafka_queue_forward(queue.as_ptr(), target);
                         rd::rd_kafka_queue_destroy(queue.as_ptr());
                     }
+                    // Only when librdkafka cannot create the partition;
+                    // left unforwarded, it delivers through `poll`.
                     None => tracing::warn!(
                         topic = e.topic(),
                         partition = e.partition(),
@@ -202,7 +205,8 @@ impl<'m> Fetched<'m> {
     }
 
     /// Calls `each` with every header's name and value, in order. Names
-    /// need not be UTF-8 on the wire: they are handed over as bytes.
+    /// need not be UTF-8 on the wire: they are handed over as bytes (up to
+    /// a NUL byte, if one has any: librdkafka gives names as C strings).
     pub fn headers(&self, mut each: impl FnMut(&[u8], Option<&[u8]>)) {
         let mut headers = ptr::null_mut();
         // SAFETY: a live message; the headers belong to it.
