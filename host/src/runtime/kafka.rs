@@ -377,18 +377,17 @@ fn poll_loop(
             Some(since) => LINGER.saturating_sub(since.elapsed()),
             None => POLL,
         };
+        let mut failure = None;
+        // A fetched message as a routed record (`None` for an error).
+        let mut keep = |m: &Fetched<'_>, failure: &mut Option<_>| {
+            let source = take(m, &topics, failure)?;
+            let record = consumer::to_record(m, formats[source as usize], &mut arena);
+            Some((source, m.partition(), m.offset(), record))
+        };
         // Messages, a batch at a time, from the queue every assigned
         // partition forwards to (waiting only for the first).
-        let mut failure = None;
         fetch.consume(timeout, READ_AHEAD, |m| {
-            if let Some(source) = take(m, &topics, &mut failure) {
-                read.push((
-                    source,
-                    m.partition(),
-                    m.offset(),
-                    consumer::to_record(m, formats[source as usize], &mut arena),
-                ));
-            }
+            read.extend(keep(m, &mut failure));
         });
         // Events: rebalances (the revoke callback runs in here), statistics
         // and errors; and messages of any partition that could not be
@@ -397,17 +396,7 @@ fn poll_loop(
         // at most `POLL` later.)
         while let Some(polled) = consumer.poll(Duration::ZERO) {
             match polled {
-                Ok(message) => {
-                    let m = Fetched::of(&message);
-                    if let Some(source) = take(&m, &topics, &mut failure) {
-                        read.push((
-                            source,
-                            m.partition(),
-                            m.offset(),
-                            consumer::to_record(&m, formats[source as usize], &mut arena),
-                        ));
-                    }
-                }
+                Ok(message) => read.extend(keep(&Fetched::of(&message), &mut failure)),
                 Err(e) => note_error(e, &mut failure),
             }
             if read.len() >= READ_AHEAD {

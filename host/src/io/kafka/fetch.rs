@@ -16,7 +16,8 @@
 //! queued (they are read again by the next owner from the committed
 //! offset).
 //!
-//! This is the one place that touches librdkafka's C API directly.
+//! This and the producer (which produces by topic handle) are the two
+//! places that use librdkafka's C API directly.
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr::{self, NonNull};

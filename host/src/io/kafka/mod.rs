@@ -45,6 +45,8 @@ pub enum KafkaError {
     },
     #[error("cannot create topic `{topic}`: {reason}")]
     CreateTopic { topic: String, reason: String },
+    #[error("cannot set up producing to topic `{topic}`: {reason}")]
+    TopicHandle { topic: String, reason: String },
     #[error("Kafka consumer: {0}")]
     Consumer(String),
     #[error("cannot commit offsets: {0}")]

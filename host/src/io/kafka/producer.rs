@@ -114,7 +114,7 @@ impl KafkaProducer {
             if handles.iter().any(|t: &TopicHandle| t.name == name) {
                 continue;
             }
-            let c_name = CString::new(name).map_err(|_| KafkaError::CreateTopic {
+            let c_name = CString::new(name).map_err(|_| KafkaError::TopicHandle {
                 topic: name.to_string(),
                 reason: "the name holds a NUL byte".into(),
             })?;
@@ -127,7 +127,7 @@ impl KafkaProducer {
                     ptr::null_mut(),
                 )
             };
-            let ptr = NonNull::new(ptr).ok_or_else(|| KafkaError::CreateTopic {
+            let ptr = NonNull::new(ptr).ok_or_else(|| KafkaError::TopicHandle {
                 topic: name.to_string(),
                 reason: "librdkafka could not create a topic handle".into(),
             })?;
