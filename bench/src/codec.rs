@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use weir::io::{json_syntax, jsonl};
+use weir::codec::{json_syntax, jsonl};
 use weir::spec::Format;
 
 use crate::records;

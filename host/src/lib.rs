@@ -6,6 +6,8 @@
 //! and sinks), [`runtime`] (partition tasks and the run loop), [`testing`]
 //! (the topology test driver), [`scaffold`] (new plugin crates).
 
+pub mod clock;
+pub mod codec;
 pub mod io;
 pub mod metrics;
 pub mod operators;

@@ -141,9 +141,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let topo = build(&pipeline)?;
             let p = &topo.pipeline;
             let tasks = if p.reads_kafka() {
-                format!("{} tasks over the topics' partitions", p.task_count())
+                format!(
+                    "a task per topic partition on {} worker threads",
+                    p.worker_count()
+                )
             } else {
-                format!("{} partitions", p.partitions)
+                format!(
+                    "{} partitions on {} worker threads",
+                    p.partitions,
+                    p.worker_count()
+                )
             };
             println!(
                 "{}: ok ({} sources, {} steps, {} sinks, {tasks})",

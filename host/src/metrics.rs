@@ -2,6 +2,9 @@
 //! final report read them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::operators::{OperatorCounters, TaskId};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -17,6 +20,19 @@ pub struct Metrics {
     pub skipped: AtomicU64,
     /// Plugin instances replaced after a trap, timeout or memory bomb.
     pub restarts: AtomicU64,
+    /// Every operator of every task, with its counters.
+    operators: Mutex<Vec<(String, TaskId, Arc<OperatorCounters>)>>,
+}
+
+/// One operator's counters in one task, as a run reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorReport {
+    pub step: String,
+    pub task: TaskId,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub errors: u64,
+    pub busy: std::time::Duration,
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -41,6 +57,52 @@ impl Metrics {
             skipped: get(&self.skipped),
             restarts: get(&self.restarts),
         }
+    }
+
+    /// The counters of step `step` in task `task` (new ones when a task
+    /// starts again after a rebalance: figures add up across them).
+    pub fn operator(&self, step: &str, task: TaskId) -> Arc<OperatorCounters> {
+        let counters = Arc::new(OperatorCounters::default());
+        self.operators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((step.to_string(), task, counters.clone()));
+        counters
+    }
+
+    /// Every operator's figures, summed per step and task, in step order.
+    pub fn operators(&self) -> Vec<OperatorReport> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut reports: Vec<OperatorReport> = Vec::new();
+        for (step, task, c) in self
+            .operators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let report = match reports
+                .iter_mut()
+                .find(|r| &r.step == step && r.task == *task)
+            {
+                Some(r) => r,
+                None => {
+                    reports.push(OperatorReport {
+                        step: step.clone(),
+                        task: *task,
+                        records_in: 0,
+                        records_out: 0,
+                        errors: 0,
+                        busy: std::time::Duration::ZERO,
+                    });
+                    reports.last_mut().expect("pushed")
+                }
+            };
+            report.records_in += get(&c.records_in);
+            report.records_out += get(&c.records_out);
+            report.errors += get(&c.errors);
+            report.busy += std::time::Duration::from_nanos(get(&c.busy_nanos));
+        }
+        reports
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

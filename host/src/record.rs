@@ -6,8 +6,6 @@
 
 use bytes::Bytes;
 
-use crate::spec::Format;
-
 /// One Kafka-shaped record: optional key, optional value (none is a
 /// tombstone), event time in ms, and headers.
 #[derive(Debug, Clone, Default)]
@@ -16,11 +14,10 @@ pub struct Record {
     pub value: Option<Bytes>,
     pub timestamp: i64,
     pub headers: Vec<Header>,
-    /// The value is known to be JSON text: it was checked where it came in,
-    /// or a plugin handed it back unchanged or with members appended (see
-    /// [`crate::io::json_syntax::extends_object`]). A `json` sink then need
-    /// not check all of it again. Bookkeeping, not content: equality
-    /// ignores it.
+    /// The value is known to be JSON text; only [`crate::codec::format_gate`]
+    /// sets it (where the record came in, or where an operator handed the
+    /// value back unchanged or extended). A `json` sink then need not check
+    /// all of it again. Bookkeeping, not content: equality ignores it.
     pub value_is_json: bool,
 }
 
@@ -43,12 +40,6 @@ pub struct Header {
 }
 
 impl Record {
-    /// Notes that the value was just checked against `format`: known JSON
-    /// from here on when that format is `json`.
-    pub fn mark_value_checked(&mut self, format: Format) {
-        self.value_is_json = self.value.is_some() && format == Format::Json;
-    }
-
     /// The value of the first header called `name`, if it has one.
     pub fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers

@@ -50,7 +50,7 @@ fn a_good_pipeline_validates() {
     let out = validate(&Fixture::new(GOOD, &[]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("ok (1 sources, 1 steps, 1 sinks, 1 partitions)"),
+        stdout(&out).contains("ok (1 sources, 1 steps, 1 sinks, 1 partitions on 1 worker threads)"),
         "{}",
         stdout(&out)
     );

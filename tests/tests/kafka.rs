@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use weir::io::partitioner::partition_for;
+use weir::codec::partitioner::partition_for;
 use weir_tests::Fixture;
 use weir_tests::kafka::{self, Cleanup, Rec, WeirProcess};
 

@@ -5,9 +5,7 @@
 //! installed. Kafka sources and sinks plug in beside these.
 
 pub mod ack;
-pub mod json_syntax;
-pub mod jsonl;
+pub mod batch;
 pub mod kafka;
-pub mod partitioner;
 pub mod sink;
 pub mod source;

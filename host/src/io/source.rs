@@ -7,39 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::Sender;
 
-use super::ack::Ack;
-use super::jsonl;
-use super::partitioner::partition_for;
+use super::batch::{Batch, InputId, Reject};
+use crate::clock::Clock;
+use crate::codec::jsonl;
+use crate::codec::partitioner::partition_for;
 use crate::record::{Origin, Record};
 use crate::spec::{ErrorPolicy, Source};
 
-/// Records for one partition task, with where each came from.
-#[derive(Debug, Default)]
-pub struct SourceBatch {
-    pub source: u16,
-    pub records: Vec<Record>,
-    pub origins: Vec<Origin>,
-    /// Input that could not be decoded (under `skip` or `dead-letter`).
-    pub rejects: Vec<Reject>,
-    /// Tracks everything produced from the batch, when its offsets are to
-    /// be committed (Kafka sources); the task releases its hold when done.
-    pub ack: Option<Arc<Ack>>,
-    /// The records are raw bytes not yet checked against the source's
-    /// formats (Kafka): the task checks them.
-    pub unchecked: bool,
-}
-
-/// Input that is not a valid record: a line that is not JSON, or a Kafka
-/// record whose key or value does not match the source's format.
-#[derive(Debug, Clone)]
-pub struct Reject {
-    pub origin: Origin,
-    /// What was read, as a record: a bad line is the value of a record
-    /// without key; a Kafka record is kept as it came.
-    pub record: Record,
-    pub reason: String,
+/// Where a source's batches go: the runtime hands partition `p`'s batches
+/// to the task that owns it.
+pub trait PartitionOutlet {
+    /// Hands over a batch of `partition` (waiting while its task is busy:
+    /// that is the backpressure on the source). `false`: the task is gone.
+    fn send(&self, partition: u32, batch: Batch) -> bool;
 }
 
 /// Where a source reads from at run time; `weir test` swaps in fixture files.
@@ -77,6 +58,8 @@ pub struct SourceReader<'a> {
     pub policy: ErrorPolicy,
     pub stop: Arc<AtomicBool>,
     pub counter: &'a std::sync::atomic::AtomicU64,
+    /// Timestamps records that have none.
+    pub clock: &'a dyn Clock,
 }
 
 const CHUNK: usize = 1 << 20;
@@ -84,7 +67,7 @@ const CHUNK: usize = 1 << 20;
 impl SourceReader<'_> {
     /// Reads to the end (or until stopped), sending batches to the partition
     /// tasks. Returns the number of records read.
-    pub fn run(&self, outputs: &[Sender<SourceBatch>]) -> Result<u64, SourceError> {
+    pub fn run(&self, outputs: &dyn PartitionOutlet) -> Result<u64, SourceError> {
         let (mut reader, what): (Box<dyn Read>, String) = match &self.input {
             SourceInput::File(path) => {
                 let file = std::fs::File::open(path).map_err(|error| SourceError::Io {
@@ -171,30 +154,23 @@ impl SourceReader<'_> {
         Ok(state.read)
     }
 
-    fn new_batch(&self) -> SourceBatch {
-        SourceBatch {
-            source: self.index,
-            records: Vec::with_capacity(self.batch_size),
-            origins: Vec::with_capacity(self.batch_size),
-            rejects: Vec::new(),
-            ack: None,
-            unchecked: false,
-        }
+    fn new_batch(&self) -> Batch {
+        Batch::new(InputId::Source(self.index), self.batch_size)
     }
 }
 
 struct Splitter<'r, 'a> {
     reader: &'r SourceReader<'a>,
     what: &'r str,
-    pending: Vec<SourceBatch>,
+    pending: Vec<Batch>,
     line_no: u64,
     round_robin: u32,
     read: u64,
 }
 
 impl Splitter<'_, '_> {
-    fn lines(&mut self, chunk: &Bytes, outputs: &[Sender<SourceBatch>]) -> Result<(), SourceError> {
-        let now = now_ms();
+    fn lines(&mut self, chunk: &Bytes, outputs: &dyn PartitionOutlet) -> Result<(), SourceError> {
+        let now = self.reader.clock.now_ms();
         let spec = self.reader.spec;
         let partitions = self.reader.partitions;
         let mut rest: &[u8] = chunk;
@@ -255,7 +231,7 @@ impl Splitter<'_, '_> {
         Ok(())
     }
 
-    fn flush(&mut self, partition: usize, outputs: &[Sender<SourceBatch>]) {
+    fn flush(&mut self, partition: usize, outputs: &dyn PartitionOutlet) {
         let batch = &mut self.pending[partition];
         if batch.records.is_empty() && batch.rejects.is_empty() {
             return;
@@ -264,12 +240,12 @@ impl Splitter<'_, '_> {
         self.reader
             .counter
             .fetch_add(full.records.len() as u64, Ordering::Relaxed);
-        // A closed channel means the task stopped on a fatal error; the
-        // run reports that error, so nothing is lost silently here.
-        let _ = outputs[partition].send(full);
+        // Refused means the task stopped on a fatal error; the run
+        // reports that error, so nothing is lost silently here.
+        let _ = outputs.send(partition as u32, full);
     }
 
-    fn flush_all(&mut self, outputs: &[Sender<SourceBatch>]) {
+    fn flush_all(&mut self, outputs: &dyn PartitionOutlet) {
         for p in 0..self.pending.len() {
             self.flush(p, outputs);
         }
@@ -344,11 +320,4 @@ impl Read for StoppableStdin {
         self.pos += n;
         Ok(n)
     }
-}
-
-/// Wall-clock time in ms since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -1,14 +1,20 @@
 //! Operators: the steps of a topology and what happens when a record fails.
 //!
-//! [`plugin_step::PluginStep`] runs one step's plugin for one partition task:
-//! it packs batches, holds the plugin to its step kind, and survives the
-//! plugin (a trap, a timeout or a memory bomb discards the instance, a fresh
-//! one takes over, and the batch is retried record by record so only the
-//! culprit fails). [`failure`] describes a failed record for the error
-//! policy and the dead-letter sink.
+//! [`Operator`] is what a task asks of every step. [`plugin_step::PluginStep`]
+//! is the first implementation: it runs one step's plugin for one task, packs
+//! batches, holds the plugin to its step kind, and survives the plugin (a
+//! trap, a timeout or a memory bomb discards the instance, a fresh one takes
+//! over, and the batch is retried record by record so only the culprit
+//! fails). [`failure`] describes a failed record for the error policy and the
+//! dead-letter sink.
 
 pub mod failure;
+pub mod operator;
 pub mod plugin_step;
 
 pub use failure::{Failure, FailureKind};
+pub use operator::{
+    ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StoreKind, StoreSpec, TaskId,
+    TimeKind,
+};
 pub use plugin_step::{PluginStep, StepOutput};

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use weir_packed::{DecodeError, Reader, RecordView, ResultView, put_record, put_u32};
 
 use super::failure::{Failure, FailureKind};
-use crate::io::json_syntax;
+use crate::codec::format_gate;
 use crate::plugin::{Fault, InitError, Instance, Limits, Plugin};
 use crate::record::{Header, Record};
 use crate::spec::StepKind;
@@ -344,7 +344,7 @@ impl PluginStep {
                 ));
             }
             let mut record = to_record(result, &view).map_err(|reason| contract(input, reason))?;
-            record.value_is_json = still_json(from, record.value.as_deref());
+            format_gate::carry(from, &mut record);
             size += record.size();
             if size > self.limits.max_output_bytes {
                 return Err(Failure {
@@ -411,18 +411,6 @@ fn fault_failure(input: u32, fault: &Fault) -> Failure {
     }
 }
 
-/// Whether a value emitted for `input` is still known to be JSON: the
-/// input's was, and this one is the same bytes or that object with members
-/// appended. Anything else is checked in full where it leaves.
-fn still_json(input: &Record, emitted: Option<&[u8]>) -> bool {
-    match (input.value_is_json, input.value.as_deref(), emitted) {
-        (true, Some(before), Some(after)) => {
-            before == after || json_syntax::extends_object(before, after)
-        }
-        _ => false,
-    }
-}
-
 fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
     let mut headers = Vec::with_capacity(view.headers.len());
     for (name, value) in view.headers() {
@@ -440,4 +428,26 @@ fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
         headers,
         value_is_json: false,
     })
+}
+
+impl super::Operator for PluginStep {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), super::OperatorError> {
+        // A plugin that no longer starts is broken, not the data: the run
+        // stops with the reason.
+        self.process(records, out)
+            .map_err(|e| super::OperatorError::internal(e.to_string()))
+    }
+
+    fn ports(&self) -> &[String] {
+        &self.ports
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts
+    }
 }

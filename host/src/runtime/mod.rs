@@ -1,37 +1,60 @@
-//! Running a topology: one thread per source, one task per partition, one
-//! writer per sink, joined by bounded channels so memory stays bounded when
-//! a sink is slower than a source.
+//! Running a topology, as Kafka Streams runs one.
+//!
+//! The topology is split into sub-topologies ([`topology::SubTopology`]);
+//! a task runs one partition of one sub-topology ([`task::Task`]). Worker
+//! threads ([`worker`]) host many tasks each and drive them with messages
+//! ([`message`]). Records come from one reader thread per file or stdin
+//! source (split into partitions by key hash) or from one consumer thread
+//! for every Kafka source ([`kafka`]); they leave through one writer thread
+//! per JSON-lines sink, or straight from the tasks to Kafka ([`sinks`]).
+//! Queues between threads are bounded where a source feeds them, so memory
+//! stays bounded when a sink is slower than a source.
+//!
+//! Commits: on Kafka, every `commit-interval` a barrier reaches every task
+//! (operators checkpoint, sinks hand over), then the offsets whose batches
+//! are fully acknowledged are committed ([`kafka`]).
 
 mod kafka;
+mod merge;
+pub mod message;
+mod policy;
 mod progress;
+mod sinks;
 pub mod task;
 pub mod topology;
+mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Sender, bounded, unbounded};
 
+use crate::clock::{Clock, SystemClock};
+use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::GroupProgress;
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topics::{self, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
-use crate::io::sink::{self, SinkError, SinkOutput};
-use crate::io::source::{SourceError, SourceInput, SourceReader};
-use crate::metrics::{Metrics, Snapshot};
+use crate::io::sink::{self, SinkChunk, SinkError, SinkOutput};
+use crate::io::source::{PartitionOutlet, SourceError, SourceInput, SourceReader};
+use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
+use crate::operators::{OperatorError, TaskId};
 use crate::spec::{Pipeline, SinkKind, SourceKind};
-use task::SinkPort;
+use message::{TaskMessage, WorkerMessage};
+use sinks::{KafkaWriter, LinesWriter, SinkWriter};
+use task::{Task, TaskEnv};
 pub use topology::Topology;
+use worker::{Flow, Worker, WorkerInbox};
 
 /// How long the end of a run waits for the producer to deliver what is
 /// queued (librdkafka gives up on a record after `delivery.timeout.ms`).
 const FINAL_FLUSH: Duration = Duration::from_secs(120);
 
-/// Batches queued per partition task.
+/// Batches queued from sources per task a worker hosts.
 const TASK_QUEUE: usize = 4;
 /// Encoded chunks queued per sink.
 const SINK_QUEUE: usize = 16;
@@ -45,6 +68,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error("{0}")]
     Start(StartError),
+    #[error("step `{step}`: {error}")]
+    Operator { step: String, error: OperatorError },
     #[error("stopped by the `fail` error policy at {location}: {incident}")]
     Record {
         incident: Box<Incident>,
@@ -84,12 +109,16 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set it to stop reading and finish cleanly (Ctrl-C).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Where wall-clock time comes from (default: the system's clock).
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// What a finished run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub counts: Snapshot,
+    /// Per step and task: records in and out, errors, time.
+    pub operators: Vec<OperatorReport>,
     pub elapsed: Duration,
 }
 
@@ -100,8 +129,17 @@ struct RunFlags {
     stop: Arc<AtomicBool>,
     /// Set when a thread failed (not just stopped).
     failed: Arc<AtomicBool>,
-    /// Task and sink threads still running.
+    /// Worker and sink threads still running.
     alive: Arc<AtomicUsize>,
+}
+
+/// Whether a thread counts among those still doing work for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// A worker or sink writer: commits wait on it.
+    Yes,
+    /// A source: nothing waits on it.
+    No,
 }
 
 /// Starts a named thread whose failure stops the whole run at once.
@@ -109,10 +147,11 @@ fn spawn_stopping<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     name: String,
     flags: &RunFlags,
-    counted: bool,
+    counted: Counted,
     work: impl FnOnce() -> Result<(), RunError> + Send + 'scope,
 ) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, Result<(), RunError>>> {
     let flags = flags.clone();
+    let counted = counted == Counted::Yes;
     if counted {
         flags.alive.fetch_add(1, Ordering::Relaxed);
     }
@@ -204,6 +243,90 @@ impl<'p> KafkaLink<'p> {
     }
 }
 
+/// Each source's input and each sink's output; `None` is a Kafka topic.
+type ResolvedIo = (Vec<Option<SourceInput>>, Vec<Option<SinkOutput>>);
+
+/// Where each source reads and each sink writes (`None`: a Kafka topic),
+/// after the options' replacements.
+fn resolve_io(p: &Pipeline, options: &RunOptions) -> Result<ResolvedIo, RunError> {
+    let inputs: Vec<Option<SourceInput>> = p
+        .sources
+        .iter()
+        .map(|s| match (options.inputs.get(&s.name), s.kind) {
+            (Some(input), _) => Some(input.clone()),
+            (None, SourceKind::File) => Some(SourceInput::File(
+                s.path.clone().expect("validated: file sources have a path"),
+            )),
+            (None, SourceKind::Stdin) => Some(SourceInput::Stdin),
+            (None, SourceKind::Kafka) => None,
+        })
+        .collect();
+    let outputs: Vec<Option<SinkOutput>> = p
+        .sinks
+        .iter()
+        .map(|s| match (options.outputs.get(&s.name), s.kind) {
+            (Some(output), _) => Some(output.clone()),
+            (None, SinkKind::File) => Some(SinkOutput::File(
+                s.path.clone().expect("validated: file sinks have a path"),
+            )),
+            (None, SinkKind::Stdout) => Some(SinkOutput::Stdout),
+            (None, SinkKind::Kafka) => None,
+        })
+        .collect();
+    let kafka_sources = inputs.iter().filter(|i| i.is_none()).count();
+    if kafka_sources > 0 && kafka_sources < inputs.len() {
+        return Err(RunError::Setup(
+            "every source needs an input: some Kafka sources were replaced and others not".into(),
+        ));
+    }
+    Ok((inputs, outputs))
+}
+
+/// What each source reads, for error messages.
+fn source_labels(p: &Pipeline, inputs: &[Option<SourceInput>]) -> Vec<String> {
+    p.sources
+        .iter()
+        .zip(inputs)
+        .map(|(s, i)| match i {
+            Some(SourceInput::File(path)) => path.display().to_string(),
+            Some(SourceInput::Stdin) => "stdin".to_string(),
+            None => format!(
+                "topic `{}`",
+                s.topic.as_ref().map_or("", |t| t.name.as_str())
+            ),
+        })
+        .collect()
+}
+
+/// Hands an embedded source's batches to the tasks of its partitions.
+struct SourceOutlet<'a> {
+    input: InputId,
+    subtopology: u16,
+    workers: Vec<WorkerInbox>,
+    flow: &'a Flow,
+}
+
+impl SourceOutlet<'_> {
+    fn send_to(&self, partition: u32, message: TaskMessage) -> bool {
+        let task = TaskId {
+            subtopology: self.subtopology,
+            partition,
+        };
+        let inbox = &self.workers[partition as usize % self.workers.len()];
+        inbox
+            .external
+            .send(WorkerMessage::Task(task, message))
+            .is_ok()
+    }
+}
+
+impl PartitionOutlet for SourceOutlet<'_> {
+    fn send(&self, partition: u32, batch: Batch) -> bool {
+        self.flow.admit();
+        self.send_to(partition, TaskMessage::Batch(batch))
+    }
+}
+
 /// Runs the topology to the end of its (finite) inputs, or until stopped.
 /// Kafka sources are endless: such a run ends when stopped.
 pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> {
@@ -215,64 +338,86 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         failed: Arc::default(),
         alive: Arc::default(),
     };
-
-    // `None`: a Kafka topic.
-    let inputs: Vec<Option<SourceInput>> = p
-        .sources
-        .iter()
-        .map(|s| match options.inputs.get(&s.name) {
-            Some(input) => Some(input.clone()),
-            None => match s.kind {
-                SourceKind::File => Some(SourceInput::File(
-                    s.path.clone().expect("validated: file sources have a path"),
-                )),
-                SourceKind::Stdin => Some(SourceInput::Stdin),
-                SourceKind::Kafka => None,
-            },
-        })
-        .collect();
-    let outputs: Vec<Option<SinkOutput>> = p
-        .sinks
-        .iter()
-        .map(|s| match options.outputs.get(&s.name) {
-            Some(output) => Some(output.clone()),
-            None => match s.kind {
-                SinkKind::File => Some(SinkOutput::File(
-                    s.path.clone().expect("validated: file sinks have a path"),
-                )),
-                SinkKind::Stdout => Some(SinkOutput::Stdout),
-                SinkKind::Kafka => None,
-            },
-        })
-        .collect();
+    let (inputs, outputs) = resolve_io(p, &options)?;
     let reads: Vec<bool> = inputs.iter().map(Option::is_none).collect();
     let writes: Vec<bool> = outputs.iter().map(Option::is_none).collect();
     let reads_kafka = reads.iter().any(|&k| k);
-    if reads_kafka && !reads.iter().all(|&k| k) {
-        return Err(RunError::Setup(
-            "every source needs an input: some Kafka sources were replaced and others not".into(),
-        ));
-    }
     let link = KafkaLink::open(p, &reads, &writes)?;
-    let labels: Vec<String> = p
-        .sources
-        .iter()
-        .zip(&inputs)
-        .map(|(s, i)| match i {
-            Some(SourceInput::File(path)) => path.display().to_string(),
-            Some(SourceInput::Stdin) => "stdin".to_string(),
-            None => format!(
-                "topic `{}`",
-                s.topic.as_ref().map_or("", |t| t.name.as_str())
-            ),
-        })
-        .collect();
-    let task_count = if reads_kafka {
-        p.task_count()
-    } else {
-        p.partitions
+    let labels = source_labels(p, &inputs);
+    let system_clock = SystemClock;
+    let clock: &dyn Clock = match &options.clock {
+        Some(c) => &**c,
+        None => &system_clock,
     };
+    let env = TaskEnv {
+        topo,
+        metrics: &metrics,
+        source_labels: &labels,
+        stop: &flags.stop,
+        clock,
+        max_idle: reads_kafka.then_some(Duration::ZERO),
+    };
+    let worker_count = if reads_kafka {
+        p.worker_count()
+    } else {
+        p.worker_count().min(p.partitions)
+    }
+    .max(1) as usize;
     let group_progress = GroupProgress::default();
+    let flow = Flow::default();
+
+    // Each JSON-lines sink's queue; tasks take a sender when they start.
+    // The run lets go of them once the workers are done, so the sinks'
+    // writers see the end.
+    let mut sink_rxs = Vec::new();
+    let sink_txs: Mutex<Vec<Option<Sender<SinkChunk>>>> = Mutex::new(
+        outputs
+            .iter()
+            .map(|o| {
+                o.as_ref().map(|_| {
+                    let (tx, rx) = bounded(SINK_QUEUE);
+                    sink_rxs.push(rx);
+                    tx
+                })
+            })
+            .collect(),
+    );
+    // A task's sink writers: JSON-lines sinks through their writer
+    // thread, Kafka sinks through the producer.
+    let make_task = |id: TaskId| -> Result<Task<'_>, RunError> {
+        let operators = topo.start_operators(id).map_err(RunError::Start)?;
+        let sub = &topo.subtopologies[id.subtopology as usize];
+        let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut writers: Vec<Option<Box<dyn SinkWriter + '_>>> =
+            (0..p.sinks.len()).map(|_| None).collect();
+        for &s in &sub.sinks {
+            let sink = &p.sinks[s];
+            let dead_letter = p.dead_letter == Some(s);
+            let formats = (sink.key_format, sink.value_format);
+            let written = sinks::counter(env.metrics, dead_letter);
+            writers[s] = Some(match &txs[s] {
+                Some(tx) => Box::new(LinesWriter::new(
+                    &sink.name,
+                    tx.clone(),
+                    formats,
+                    dead_letter,
+                    written,
+                )),
+                None => Box::new(KafkaWriter::new(
+                    link.as_ref()
+                        .and_then(|l| l.producer.as_ref())
+                        .expect("created for Kafka sinks"),
+                    &sink.topic.as_ref().expect("validated").name,
+                    formats,
+                    dead_letter,
+                    env.stop,
+                    written,
+                )),
+            });
+        }
+        Ok(Task::new(id, &env, operators, writers))
+    };
+    let make_task = &make_task;
 
     let mut errors: Vec<RunError> = Vec::new();
     std::thread::scope(|scope| {
@@ -280,27 +425,21 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         let progress = options.progress.then(|| {
             progress::Progress::start(scope, &metrics, reads_kafka.then_some(&*group_progress))
         });
-        // Joined feeders first, then tasks, then sinks: the order data flows.
-        let (mut feeders, mut tasks, mut sinks) = (Vec::new(), Vec::new(), Vec::new());
+        // Joined sources first, then workers, then sinks: the order data flows.
+        let (mut feeders, mut workers, mut sinks) = (Vec::new(), Vec::new(), Vec::new());
 
-        let mut ports: Vec<SinkPort<'_>> = Vec::new();
+        let mut sink_rxs = sink_rxs.into_iter();
         for (i, output) in outputs.iter().enumerate() {
-            let name = p.sinks[i].name.as_str();
             let Some(output) = output else {
-                let link = link.as_ref().expect("opened for Kafka sinks");
-                ports.push(SinkPort::Kafka {
-                    producer: link.producer.as_ref().expect("created for Kafka sinks"),
-                    topic: &p.sinks[i].topic.as_ref().expect("validated").name,
-                });
                 continue;
             };
-            let (tx, rx) = bounded(SINK_QUEUE);
-            ports.push(SinkPort::Lines(tx));
+            let name = p.sinks[i].name.as_str();
+            let rx = sink_rxs.next().expect("one queue per JSON-lines sink");
             sinks.push(spawn_stopping(
                 scope,
                 format!("sink-{name}"),
                 &flags,
-                true,
+                Counted::Yes,
                 move || {
                     sink::run(name, output, rx)
                         .map(drop)
@@ -308,59 +447,96 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 },
             ));
         }
+        let env = &env;
 
-        let mut task_txs = Vec::new();
-        for partition in 0..task_count {
-            let (tx, rx) = bounded(TASK_QUEUE);
-            task_txs.push(tx);
-            let ports = ports.clone();
-            let (metrics, labels) = (&metrics, &labels);
-            tasks.push(spawn_stopping(
+        let tasks_per_worker = if reads_kafka {
+            4
+        } else {
+            (p.partitions as usize * topo.subtopologies.len()).div_ceil(worker_count)
+        };
+        let mut inboxes = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..worker_count {
+            let (external, external_rx) = bounded(TASK_QUEUE * tasks_per_worker.max(1));
+            let (internal, internal_rx) = unbounded();
+            inboxes.push(WorkerInbox { external, internal });
+            receivers.push((external_rx, internal_rx));
+        }
+        let peers: Vec<Sender<WorkerMessage>> =
+            inboxes.iter().map(|i| i.internal.clone()).collect();
+        for (index, (external, internal)) in receivers.into_iter().enumerate() {
+            let worker = Worker {
+                index,
+                env,
+                make_task,
+                external,
+                internal,
+                peers: peers.clone(),
+                flow: &flow,
+            };
+            workers.push(spawn_stopping(
                 scope,
-                format!("task-{partition}"),
+                format!("worker-{index}"),
                 &flags,
-                true,
-                move || {
-                    let steps = topo.start_steps().map_err(RunError::Start)?;
-                    task::Task::new(topo, steps, ports, metrics, labels, stop).run(rx)
-                },
+                Counted::Yes,
+                move || worker.run(),
             ));
         }
-        drop(ports);
+        drop(peers);
+
+        if !reads_kafka {
+            // Embedded: every task of every partition runs from the start.
+            for sub in &topo.subtopologies {
+                for partition in 0..p.partitions {
+                    let id = TaskId {
+                        subtopology: sub.id,
+                        partition,
+                    };
+                    let _ = inboxes[partition as usize % worker_count]
+                        .internal
+                        .send(WorkerMessage::Task(id, TaskMessage::Assigned));
+                }
+            }
+        }
 
         if let Some(link) = link.as_ref().filter(|_| reads_kafka) {
-            let feed = kafka::Feed {
+            let feeder = kafka::KafkaFeeder {
                 settings: link.settings,
                 bootstrap: &link.bootstrap,
                 sources: &p.sources,
                 batch_size: p.batch_size,
-                tasks: std::mem::take(&mut task_txs),
+                workers: inboxes.clone(),
                 stop: flags.stop.clone(),
                 failed: flags.failed.clone(),
                 alive: flags.alive.clone(),
                 records_in: &metrics.records_in,
                 progress: group_progress.clone(),
                 producer: link.producer.as_ref(),
+                clock,
             };
             feeders.push(spawn_stopping(
                 scope,
                 "consumer".into(),
                 &flags,
-                false,
-                move || kafka::feed(feed),
+                Counted::No,
+                move || kafka::run_consumer(feeder),
             ));
         }
         for (i, input) in inputs.iter().enumerate() {
             let Some(input) = input else { continue };
-            let txs = task_txs.clone();
-            let metrics = &metrics;
-            let spec = &p.sources[i];
-            let stop = flags.stop.clone();
+            let source = InputId::Source(i as u16);
+            let outlet = SourceOutlet {
+                input: source,
+                subtopology: topo.subtopology_reading(source),
+                workers: inboxes.clone(),
+                flow: &flow,
+            };
+            let (metrics, spec, stop) = (&metrics, &p.sources[i], flags.stop.clone());
             feeders.push(spawn_stopping(
                 scope,
                 format!("source-{}", spec.name),
                 &flags,
-                false,
+                Counted::No,
                 move || {
                     let reader = SourceReader {
                         index: i as u16,
@@ -371,14 +547,22 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                         policy: p.error_policy,
                         stop,
                         counter: &metrics.records_in,
+                        clock,
                     };
-                    reader.run(&txs).map(drop).map_err(RunError::from)
+                    let read = reader.run(&outlet);
+                    if read.is_ok() {
+                        for partition in 0..p.partitions {
+                            outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
+                        }
+                    }
+                    read.map(drop).map_err(RunError::from)
                 },
             ));
         }
-        drop(task_txs);
+        // Workers end once every source is done and their tasks finished.
+        drop(inboxes);
 
-        for spawned in feeders.into_iter().chain(tasks).chain(sinks) {
+        let mut join = |spawned: std::io::Result<std::thread::ScopedJoinHandle<'_, _>>| {
             let result = match spawned {
                 Ok(handle) => handle.join().expect("weir threads do not panic"),
                 Err(e) => Err(RunError::Thread(e)),
@@ -387,6 +571,14 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 stop.store(true, Ordering::Relaxed);
                 errors.push(e);
             }
+        };
+        for spawned in feeders.into_iter().chain(workers) {
+            join(spawned);
+        }
+        // No task writes any more: the sinks' writers finish their queues.
+        sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for spawned in sinks {
+            join(spawned);
         }
         if let Some(progress) = progress {
             progress.finish();
@@ -397,17 +589,21 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     {
         errors.push(RunError::Delivery(e));
     }
-    // The first error is the cause; later ones are usually its echoes, and
-    // a task that found its sink gone reports less than the sink itself.
-    let cause = match errors.iter().position(|e| !e.is_echo()) {
-        Some(i) => Some(errors.swap_remove(i)),
-        None => errors.into_iter().find(|e| !matches!(e, RunError::Stopped)),
-    };
-    match cause {
+    match first_cause(errors) {
         Some(e) => Err(e),
         None => Ok(RunReport {
             counts: metrics.snapshot(),
+            operators: metrics.operators(),
             elapsed: started.elapsed(),
         }),
+    }
+}
+
+/// The first error is the cause; later ones are usually its echoes, and a
+/// task that found its sink gone reports less than the sink itself.
+fn first_cause(mut errors: Vec<RunError>) -> Option<RunError> {
+    match errors.iter().position(|e| !e.is_echo()) {
+        Some(i) => Some(errors.swap_remove(i)),
+        None => errors.into_iter().find(|e| !matches!(e, RunError::Stopped)),
     }
 }

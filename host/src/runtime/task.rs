@@ -1,211 +1,441 @@
-//! A partition task: owns one instance of every step and pushes each batch
-//! from its sources through the topology to the sinks, applying the error
-//! policy to every record that fails. One task per partition, as in Kafka
-//! Streams, so Kafka partitions map onto tasks directly.
+//! A task: one partition of one sub-topology, as in Kafka Streams.
+//!
+//! A task owns its operators (one instance of each step of its
+//! sub-topology), one [`SinkWriter`] per sink, its stream time, and the ack
+//! of the batch it is processing. It is driven by [`TaskMessage`]s: batches
+//! from its inputs (taken in timestamp order when it has several, see
+//! [`InputMerge`]), the end of an input, assignment and revocation, ticks,
+//! step swaps and commit barriers. A [`Worker`](super::worker) thread hosts
+//! many tasks; a task never blocks on another task.
+//!
+//! Records flow depth-first from an input through the steps to the sinks.
+//! Failures go to the error policy ([`super::policy`]); under `fail` nothing
+//! derived from the bad record or later ones is passed on, on any branch,
+//! because sinks pass records on only at the end of the batch.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-
-use crossbeam_channel::{Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use super::RunError;
+use super::merge::InputMerge;
+use super::message::{CommitBarrier, TaskMessage};
+use super::sinks::SinkWriter;
 use super::topology::{Target, Topology};
+use crate::clock::Clock;
 use crate::io::ack::Ack;
-use crate::io::jsonl;
-use crate::io::kafka::producer::{KafkaProducer, SendError};
-use crate::io::sink::SinkChunk;
-use crate::io::source::{Reject, SourceBatch};
+use crate::io::batch::{InputId, Reject};
 use crate::metrics::Metrics;
-use crate::operators::failure::Incident;
-use crate::operators::{FailureKind, PluginStep, StepOutput};
+use crate::operators::{
+    ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StepOutput, TaskId, TimeKind,
+};
 use crate::record::{Origin, Record};
-use crate::spec::{ErrorPolicy, Format, SourceKind};
+use crate::spec::ErrorPolicy;
 
-/// Encoded sink bytes are handed over once they reach this size.
-const SINK_CHUNK: usize = 256 << 10;
+/// Times a retryable external error is tried again before it stops the run.
+const RETRIES: u32 = 3;
 
-/// Where a task sends what reaches one sink.
-#[derive(Clone)]
-pub enum SinkPort<'t> {
-    /// JSON lines, encoded here and written by the sink's own thread.
-    Lines(Sender<SinkChunk>),
-    /// A Kafka topic, through the pipeline's producer.
-    Kafka {
-        producer: &'t KafkaProducer,
-        topic: &'t str,
-    },
+/// What every task of a run shares.
+pub struct TaskEnv<'t> {
+    pub topo: &'t Topology,
+    pub metrics: &'t Metrics,
+    /// What each source reads (a path, `stdin`, a topic), for error messages.
+    pub source_labels: &'t [String],
+    pub stop: &'t AtomicBool,
+    pub clock: &'t dyn Clock,
+    /// How long a task with several inputs waits for an empty one before
+    /// it goes on without it (Kafka Streams' `max.task.idle.ms`); `None`
+    /// waits until the input has records or ends (files: repeatable runs).
+    pub max_idle: Option<Duration>,
 }
 
-enum SinkState<'t> {
-    Lines(SinkBuffer),
-    Kafka {
-        producer: &'t KafkaProducer,
-        topic: &'t str,
-    },
+/// One step's operator in a task, with what the task keeps around it.
+pub(super) struct OperatorSlot {
+    pub op: Box<dyn Operator>,
+    pub counters: Arc<OperatorCounters>,
+    scratch: StepOutput,
+    schedule: Schedule,
+    /// When the next stream-time and wall-clock timers are due.
+    next_stream: Option<i64>,
+    next_wall: Option<i64>,
 }
 
-struct SinkBuffer {
-    tx: Sender<SinkChunk>,
-    chunk: SinkChunk,
-    /// Per record in `chunk`: where its line ends, and where it came from,
-    /// so the `fail` policy can take back what later records produced.
-    marks: Vec<(usize, Origin)>,
-}
-
-impl SinkBuffer {
-    /// Drops the records that came from `cut` or later in its source partition.
-    fn take_back_from(&mut self, cut: Origin) {
-        let later = |o: &Origin| {
-            o.source == cut.source && o.partition == cut.partition && o.offset >= cut.offset
-        };
-        if !self.marks.iter().any(|(_, o)| later(o)) {
-            return;
+impl OperatorSlot {
+    fn new(op: Box<dyn Operator>, counters: Arc<OperatorCounters>) -> Self {
+        let schedule = op.schedule();
+        OperatorSlot {
+            op,
+            counters,
+            scratch: StepOutput::default(),
+            schedule,
+            next_stream: None,
+            next_wall: None,
         }
-        // Those batches lost outputs: their offsets must not be committed.
-        for ack in std::mem::take(&mut self.chunk.acks) {
-            ack.fail("outputs taken back by the `fail` policy".into());
-            ack.release();
-        }
-        let mut kept = SinkChunk::default();
-        let mut start = 0;
-        for (end, origin) in self.marks.drain(..) {
-            if !later(&origin) {
-                kept.bytes.extend_from_slice(&self.chunk.bytes[start..end]);
-                kept.records += 1;
-            }
-            start = end;
-        }
-        self.chunk = kept;
     }
+}
+
+/// Where a task stands after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    /// Every input ended and everything was passed on.
+    Finished,
 }
 
 pub struct Task<'t> {
-    topo: &'t Topology,
-    steps: Vec<PluginStep>,
-    scratch: Vec<StepOutput>,
-    sinks: Vec<SinkState<'t>>,
-    metrics: &'t Metrics,
-    /// What each source reads (a path, `stdin`, a topic), for error messages.
-    source_labels: &'t [String],
-    restarts_seen: u64,
+    pub(super) id: TaskId,
+    pub(super) env: &'t TaskEnv<'t>,
+    /// By step index; `None` for steps of other sub-topologies.
+    pub(super) operators: Vec<Option<OperatorSlot>>,
+    /// By sink index; `None` for sinks of other sub-topologies.
+    pub(super) sinks: Vec<Option<Box<dyn SinkWriter + 't>>>,
+    merge: InputMerge,
+    /// The largest record timestamp processed.
+    stream_time: i64,
+    /// Where the last record processed came from (timer outputs are
+    /// reported against it).
+    last_origin: Origin,
     /// The batch being processed: every output holds it until it is out.
-    ack: Arc<Ack>,
-    /// Whether `ack` is tracked for commits (outputs to files then flush).
-    tracked: bool,
-    stop: &'t AtomicBool,
+    pub(super) ack: Arc<Ack>,
+    /// Whether `ack` is tracked for commits (outputs then go out promptly).
+    pub(super) tracked: bool,
+    restarts_seen: u64,
+    state: TaskState,
 }
 
 impl<'t> Task<'t> {
+    /// A task with its operators started and its sinks' writers made.
     pub fn new(
-        topo: &'t Topology,
-        steps: Vec<PluginStep>,
-        sinks: Vec<SinkPort<'t>>,
-        metrics: &'t Metrics,
-        source_labels: &'t [String],
-        stop: &'t AtomicBool,
+        id: TaskId,
+        env: &'t TaskEnv<'t>,
+        operators: Vec<Option<Box<dyn Operator>>>,
+        sinks: Vec<Option<Box<dyn SinkWriter + 't>>>,
     ) -> Self {
-        let scratch = steps.iter().map(|_| StepOutput::default()).collect();
-        Task {
-            topo,
-            steps,
-            scratch,
-            sinks: sinks
-                .into_iter()
-                .map(|port| match port {
-                    SinkPort::Lines(tx) => SinkState::Lines(SinkBuffer {
-                        tx,
-                        chunk: SinkChunk::default(),
-                        marks: Vec::new(),
-                    }),
-                    SinkPort::Kafka { producer, topic } => SinkState::Kafka { producer, topic },
+        let topo = env.topo;
+        let sub = &topo.subtopologies[id.subtopology as usize];
+        let operators = operators
+            .into_iter()
+            .enumerate()
+            .map(|(j, op)| {
+                op.map(|op| {
+                    let counters = env.metrics.operator(&topo.pipeline.steps[j].name, id);
+                    OperatorSlot::new(op, counters)
                 })
-                .collect(),
-            metrics,
-            source_labels,
-            restarts_seen: 0,
+            })
+            .collect();
+        let bounded: Vec<bool> = sub
+            .inputs
+            .iter()
+            .map(|i| match i {
+                InputId::Source(s) => topo.pipeline.sources[*s as usize].kind.is_file(),
+                InputId::Repartition(_) => true,
+            })
+            .collect();
+        Task {
+            id,
+            env,
+            operators,
+            sinks,
+            merge: InputMerge::new(&sub.inputs, &bounded, env.max_idle),
+            stream_time: i64::MIN,
+            last_origin: Origin {
+                source: 0,
+                partition: id.partition,
+                offset: 0,
+            },
             ack: Ack::new(),
             tracked: false,
-            stop,
+            restarts_seen: 0,
+            state: TaskState::Running,
         }
     }
 
-    /// Processes batches until the sources are done, then hands over what
-    /// is left for the sinks. A stopped run stops its sources; the tasks
-    /// still finish what was read, since those records are sound.
-    pub fn run(mut self, batches: Receiver<SourceBatch>) -> Result<(), RunError> {
-        let result = self.run_inner(&batches);
-        if let Err(RunError::Record { incident, .. }) = &result {
-            // Under `fail`, nothing derived from the bad record or later
-            // ones may be written, whichever branch produced it. (Kafka
-            // sinks got nothing past it: a failed batch's later records are
-            // never passed on, and its offsets are never committed.)
-            for sink in &mut self.sinks {
-                if let SinkState::Lines(buffer) = sink {
-                    buffer.take_back_from(incident.origin);
-                }
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Handles one message. `idle`: nothing more is queued for the task's
+    /// worker (sinks then hand over what they hold).
+    pub fn handle(&mut self, message: TaskMessage, idle: bool) -> Result<TaskState, RunError> {
+        match message {
+            TaskMessage::Batch(batch) => {
+                self.merge.push(batch);
+                self.drain_inputs(idle)?;
             }
+            TaskMessage::EndOfInput(input) => {
+                self.merge.end(input);
+                self.drain_inputs(idle)?;
+            }
+            TaskMessage::Assigned => self.assigned()?,
+            TaskMessage::Revoked => self.revoked()?,
+            TaskMessage::Tick(now) => {
+                self.drain_inputs(idle)?;
+                self.fire_wall_clock(now)?;
+            }
+            TaskMessage::Swap { step, operator } => self.swap(step, operator)?,
+            TaskMessage::Commit(barrier) => self.commit(&barrier),
         }
-        for s in 0..self.sinks.len() {
-            let handed = self.hand_over(s);
+        if self.state == TaskState::Running && self.merge.all_ended() {
+            self.flush_sinks()?;
+            self.close();
+            self.state = TaskState::Finished;
+        }
+        Ok(self.state)
+    }
+
+    /// When the task must be woken even if no message comes (an input it
+    /// waits for stays empty past its idle time).
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.merge.wake_at()
+    }
+
+    /// Hands over everything the sinks hold (end of run, or idle).
+    pub fn flush_sinks(&mut self) -> Result<(), RunError> {
+        let mut result = Ok(());
+        for sink in self.sinks.iter_mut().flatten() {
+            let flushed = sink.flush();
             if result.is_ok() {
-                handed?;
+                result = flushed;
             }
         }
         result
     }
 
-    fn run_inner(&mut self, batches: &Receiver<SourceBatch>) -> Result<(), RunError> {
-        while let Ok(mut batch) = batches.recv() {
-            (self.ack, self.tracked) = match batch.ack.take() {
-                Some(ack) => (ack, true),
-                None if self.tracked => (Ack::new(), false),
-                None => (self.ack.clone(), false),
-            };
-            for reject in std::mem::take(&mut batch.rejects) {
-                self.rejected(reject)?;
-            }
-            let bad = if batch.unchecked {
-                self.check_formats(&mut batch)?
-            } else {
-                None
-            };
-            let targets = self.topo.source_routes[batch.source as usize].clone();
-            self.deliver(&targets, batch.records, batch.origins)?;
-            self.note_restarts();
-            if let Some(incident) = bad {
-                return Err(self.fatal(incident));
-            }
-            // Only between batches: a batch that fails can still take back
-            // its outputs.
-            let idle = batches.is_empty();
-            for s in 0..self.sinks.len() {
-                let due = match &self.sinks[s] {
-                    // Outputs whose inputs' offsets wait on them go out
-                    // with every batch: a quiet sink must not hold commits.
-                    SinkState::Lines(b) => {
-                        b.chunk.bytes.len() >= SINK_CHUNK || !b.chunk.acks.is_empty()
-                    }
-                    SinkState::Kafka { .. } => false,
-                };
-                if idle || due {
-                    self.hand_over(s)?;
-                }
-            }
-            if self.tracked {
-                // Processed: what is left of the batch is its outputs' holds.
-                self.ack.release();
+    /// Closes every operator; the task ends.
+    pub fn close(&mut self) {
+        for slot in self.operators.iter_mut().flatten() {
+            slot.op.close();
+        }
+    }
+
+    fn assigned(&mut self) -> Result<(), RunError> {
+        let id = self.id;
+        for (j, slot) in self.operators.iter_mut().enumerate() {
+            if let Some(slot) = slot {
+                slot.op
+                    .on_assign(id)
+                    .map_err(|e| self.env.operator_error(j, e))?;
             }
         }
         Ok(())
     }
 
+    fn revoked(&mut self) -> Result<(), RunError> {
+        for (j, slot) in self.operators.iter_mut().enumerate() {
+            if let Some(slot) = slot {
+                slot.op
+                    .on_revoke()
+                    .map_err(|e| self.env.operator_error(j, e))?;
+            }
+        }
+        self.flush_sinks()
+    }
+
+    fn swap(&mut self, step: usize, operator: Box<dyn Operator>) -> Result<(), RunError> {
+        let name = &self.env.topo.pipeline.steps[step].name;
+        let Some(slot) = self.operators.get_mut(step).and_then(Option::as_mut) else {
+            return Err(RunError::Setup(format!(
+                "step `{name}` does not run in task {}",
+                self.id
+            )));
+        };
+        if operator.ports() != slot.op.ports() {
+            return Err(RunError::Setup(format!(
+                "step `{name}`: the new operator declares ports {:?}, the running one {:?}",
+                operator.ports(),
+                slot.op.ports()
+            )));
+        }
+        let mut operator = operator;
+        operator
+            .on_assign(self.id)
+            .map_err(|e| self.env.operator_error(step, e))?;
+        let old = std::mem::replace(&mut slot.op, operator);
+        slot.schedule = slot.op.schedule();
+        let mut old = old;
+        old.close();
+        tracing::info!(task = %self.id, step = %name, "step swapped");
+        Ok(())
+    }
+
+    fn commit(&mut self, barrier: &CommitBarrier) {
+        let mut outcome = Ok(());
+        for (j, slot) in self.operators.iter_mut().enumerate() {
+            if let Some(slot) = slot
+                && let Err(e) = slot.op.checkpoint()
+            {
+                outcome = Err(self.env.operator_error(j, e).to_string());
+                break;
+            }
+        }
+        if outcome.is_ok() {
+            outcome = self.flush_sinks().map_err(|e| e.to_string());
+        }
+        if let Err(e) = outcome {
+            barrier.note_failure(format!("task {}: {e}", self.id));
+        }
+    }
+
+    /// Processes what the input merge lets go, in timestamp order.
+    fn drain_inputs(&mut self, idle: bool) -> Result<(), RunError> {
+        while let Some(run) = self.merge.next_run() {
+            let last = run.last_of_batch;
+            (self.ack, self.tracked) = match run.ack {
+                Some(ack) => (ack, true),
+                // Outputs of untracked input still hold an ack (a Kafka
+                // sink needs one); nothing waits on it.
+                None if self.tracked => (Ack::new(), false),
+                None => (self.ack.clone(), false),
+            };
+            let result = self
+                .process_run(run.input, run.records, run.origins, run.rejects)
+                .and_then(|()| self.end_of_run(idle && self.merge.is_empty()));
+            if let Err(e) = result {
+                return Err(self.stop_on(e));
+            }
+            if last && self.tracked {
+                // Processed: what is left of the batch is its outputs' holds.
+                self.ack.release();
+                self.tracked = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// The task stops on `e`: under `fail` nothing derived from the bad
+    /// record or later ones leaves, on any branch; what came before does.
+    fn stop_on(&mut self, e: RunError) -> RunError {
+        if let RunError::Record { incident, .. } = &e {
+            for sink in self.sinks.iter_mut().flatten() {
+                sink.take_back(incident.origin);
+            }
+        }
+        if let Err(also) = self.pass_on(false) {
+            tracing::debug!("while stopping: {also}");
+        }
+        if self.tracked {
+            // The batch did not finish: its offsets are never committed.
+            self.ack.fail(format!("its task stopped: {e}"));
+            self.ack.release();
+            self.tracked = false;
+        }
+        if let Err(also) = self.flush_sinks() {
+            tracing::debug!("while stopping: {also}");
+        }
+        e
+    }
+
+    /// Processes one run of records from one input.
+    fn process_run(
+        &mut self,
+        input: InputId,
+        mut records: Vec<Record>,
+        mut origins: Vec<Origin>,
+        rejects: Vec<Reject>,
+    ) -> Result<(), RunError> {
+        for reject in rejects {
+            self.rejected(reject)?;
+        }
+        let mut bad = None;
+        if let InputId::Source(s) = input
+            && self.needs_format_check(s)
+        {
+            bad = self.check_formats(s, &mut records, &mut origins)?;
+        }
+        let targets = self.env.topo.routes_of(input);
+        let mut records = records;
+        let mut origins = origins;
+        // Stream-time timers fire between the records that make them due.
+        while let Some(due) = self.next_stream_due() {
+            let mut running = self.stream_time;
+            let Some(k) = records.iter().position(|r| {
+                running = running.max(r.timestamp);
+                running >= due
+            }) else {
+                break;
+            };
+            let rest_records = records.split_off(k + 1);
+            let rest_origins = origins.split_off(k + 1);
+            self.last_origin = origins[k];
+            self.deliver(targets, records, origins)?;
+            self.stream_time = running;
+            self.fire_stream_time()?;
+            records = rest_records;
+            origins = rest_origins;
+        }
+        if let (Some(max), Some(last)) = (records.iter().map(|r| r.timestamp).max(), origins.last())
+        {
+            self.stream_time = self.stream_time.max(max);
+            self.last_origin = *last;
+        }
+        self.deliver(targets, records, origins)?;
+        self.note_restarts();
+        match bad {
+            Some(incident) => Err(self.fatal(incident)),
+            None => Ok(()),
+        }
+    }
+
+    /// The end of a run: what the sinks hold is passed on.
+    fn end_of_run(&mut self, idle: bool) -> Result<(), RunError> {
+        self.pass_on(true)?;
+        let (ack, tracked) = (self.ack.clone(), self.tracked);
+        for sink in self.sinks.iter_mut().flatten() {
+            sink.end_of_batch(&ack, tracked, idle)?;
+        }
+        Ok(())
+    }
+
+    /// Passes waiting records on, in input order across every sink, so a
+    /// record the medium refuses under `fail` has nothing after it out.
+    /// `apply_policy`: a refused record goes to the error policy (else,
+    /// while stopping, it is only logged).
+    fn pass_on(&mut self, apply_policy: bool) -> Result<(), RunError> {
+        loop {
+            let next = self
+                .sinks
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let o = s.as_mut()?.next_pending()?;
+                    Some(((o.source, o.partition, o.offset), i))
+                })
+                .min();
+            let Some((_, s)) = next else {
+                return Ok(());
+            };
+            let ack = self.ack.clone();
+            let sink = self.sinks[s].as_mut().expect("has a record waiting");
+            let Some(refused) = sink.pass_next(&ack)? else {
+                continue;
+            };
+            let name = &self.env.topo.pipeline.sinks[s].name;
+            let incident = self.incident(
+                name,
+                refused.origin,
+                crate::operators::FailureKind::Encode,
+                &refused.reason,
+            );
+            if !apply_policy {
+                tracing::warn!("not written while stopping: {incident}");
+                continue;
+            }
+            self.refused_by_sink(s, incident, refused.record)?;
+        }
+    }
+
     fn note_restarts(&mut self) {
-        let total: u64 = self.steps.iter().map(PluginStep::restarts).sum();
-        Metrics::add(&self.metrics.restarts, total - self.restarts_seen);
+        let total: u64 = self
+            .operators
+            .iter()
+            .flatten()
+            .map(|s| s.op.restarts())
+            .sum();
+        Metrics::add(&self.env.metrics.restarts, total - self.restarts_seen);
         self.restarts_seen = total;
     }
 
-    fn deliver(
+    pub(super) fn deliver(
         &mut self,
         targets: &[Target],
         records: Vec<Record>,
@@ -231,21 +461,53 @@ impl<'t> Task<'t> {
     ) -> Result<(), RunError> {
         match target {
             Target::Sink(s) => self.write(s, &records, &origins),
-            Target::Step(j) => self.step(j, records, origins),
+            Target::Step { step, input } => self.step(step, input, records, origins),
         }
     }
 
     fn step(
         &mut self,
         j: usize,
-        mut records: Vec<Record>,
+        input: usize,
+        records: Vec<Record>,
         origins: Vec<Origin>,
     ) -> Result<(), RunError> {
-        let mut out = std::mem::take(&mut self.scratch[j]);
-        self.steps[j]
-            .process(&records, &mut out)
-            .map_err(RunError::Start)?;
-        let step = &self.topo.pipeline.steps[j];
+        let slot = self.operators[j]
+            .as_mut()
+            .expect("routes stay within the task's sub-topology");
+        let mut out = std::mem::take(&mut slot.scratch);
+        let started = Instant::now();
+        let mut result = slot.op.process_batch(input, &records, &mut out);
+        for attempt in 1..=RETRIES {
+            match &result {
+                Err(OperatorError {
+                    class: ErrorClass::External { retryable: true },
+                    message,
+                }) => {
+                    tracing::warn!(step = %self.env.topo.pipeline.steps[j].name, attempt, "retrying: {message}");
+                    std::thread::sleep(Duration::from_millis(100 << attempt));
+                    result = slot.op.process_batch(input, &records, &mut out);
+                }
+                _ => break,
+            }
+        }
+        slot.counters.add(records.len(), &out, started.elapsed());
+        if let Err(e) = result {
+            slot.scratch = out;
+            return Err(self.env.operator_error(j, e));
+        }
+        self.route_outputs(j, records, &origins, out)
+    }
+
+    /// Sends a step's outputs on from its ports, failures to the policy.
+    fn route_outputs(
+        &mut self,
+        j: usize,
+        mut records: Vec<Record>,
+        origins: &[Origin],
+        mut out: StepOutput,
+    ) -> Result<(), RunError> {
+        let step = &self.env.topo.pipeline.steps[j];
         let mut cutoff = usize::MAX;
         let mut fatal = None;
         for f in &out.failures {
@@ -255,13 +517,13 @@ impl<'t> Task<'t> {
                 fatal = Some(incident);
                 break;
             }
-            self.tolerate(
+            self.apply_policy(
                 step.error_policy,
                 incident,
                 records[f.input as usize].clone(),
             )?;
         }
-        let ports = self.topo.step_ports[j].len();
+        let ports = self.env.topo.step_ports[j].len();
         let mut by_port: Vec<(Vec<Record>, Vec<Origin>)> =
             (0..ports).map(|_| (Vec::new(), Vec::new())).collect();
         for e in out.emitted.drain(..) {
@@ -275,10 +537,12 @@ impl<'t> Task<'t> {
             );
             origs.push(origins[e.input as usize]);
         }
-        self.scratch[j] = out;
+        if let Some(slot) = self.operators[j].as_mut() {
+            slot.scratch = out;
+        }
+        let topo = self.env.topo;
         for (p, (recs, origs)) in by_port.into_iter().enumerate() {
-            let targets = self.topo.step_routes[j][p].clone();
-            self.deliver(&targets, recs, origs)?;
+            self.deliver(&topo.step_routes[j][p], recs, origs)?;
         }
         match fatal {
             Some(incident) => Err(self.fatal(incident)),
@@ -287,278 +551,94 @@ impl<'t> Task<'t> {
     }
 
     fn write(&mut self, s: usize, records: &[Record], origins: &[Origin]) -> Result<(), RunError> {
-        let sink = &self.topo.pipeline.sinks[s];
-        let is_dead_letter = self.topo.pipeline.dead_letter == Some(s);
         for (record, origin) in records.iter().zip(origins) {
-            let result = match &mut self.sinks[s] {
-                SinkState::Lines(buffer) => {
-                    let bytes = &mut buffer.chunk.bytes;
-                    if is_dead_letter {
-                        jsonl::encode_lossless(record, sink.key_format, sink.value_format, bytes);
-                        Ok(())
-                    } else {
-                        jsonl::encode(record, sink.key_format, sink.value_format, bytes)
-                            .map_err(|e| e.0)
-                    }
-                }
-                SinkState::Kafka { producer, topic } => {
-                    // Records go to Kafka as bytes; the dead-letter topic
-                    // takes them whatever they hold.
-                    let checked = if is_dead_letter {
-                        Ok(())
-                    } else {
-                        check_record(record, sink.key_format, sink.value_format)
-                    };
-                    match checked {
-                        Ok(()) => match producer.send(topic, record, &self.ack, self.stop) {
-                            Ok(()) => Ok(()),
-                            Err(SendError::Stopped) => return Err(RunError::Stopped),
-                            Err(e @ SendError::Producer { .. }) => {
-                                return Err(RunError::Delivery(e.to_string()));
-                            }
-                            Err(e @ SendError::Record { .. }) => Err(e.to_string()),
-                        },
-                        Err(e) => Err(e),
-                    }
-                }
+            let sink = self.sinks[s]
+                .as_mut()
+                .expect("routes stay within the task's sub-topology");
+            if let Err(reason) = sink.accept(record, *origin) {
+                let name = &self.env.topo.pipeline.sinks[s].name;
+                let incident = self.incident(
+                    name,
+                    *origin,
+                    crate::operators::FailureKind::Encode,
+                    &reason,
+                );
+                self.refused_by_sink(s, incident, record.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest stream-time timer due, if an operator has one.
+    fn next_stream_due(&self) -> Option<i64> {
+        self.operators
+            .iter()
+            .flatten()
+            .filter(|s| s.schedule.stream_interval_ms.is_some())
+            .map(|s| s.next_stream.unwrap_or(0))
+            .min()
+    }
+
+    fn fire_stream_time(&mut self) -> Result<(), RunError> {
+        let now = self.stream_time;
+        self.fire(TimeKind::Stream, now)
+    }
+
+    fn fire_wall_clock(&mut self, now: i64) -> Result<(), RunError> {
+        self.fire(TimeKind::WallClock, now)
+    }
+
+    /// Calls every timer of `kind` due at `now` and sends its outputs on.
+    fn fire(&mut self, kind: TimeKind, now: i64) -> Result<(), RunError> {
+        for j in 0..self.operators.len() {
+            let Some(slot) = self.operators[j].as_mut() else {
+                continue;
             };
-            if let Err(reason) = result {
-                let incident = self.incident(&sink.name, *origin, FailureKind::Encode, &reason);
-                match self.topo.pipeline.error_policy {
-                    // Nowhere left to put it: never dead-letter a record the
-                    // dead-letter sink itself refused.
-                    _ if is_dead_letter => return Err(self.fatal(incident)),
-                    ErrorPolicy::Fail => return Err(self.fatal(incident)),
-                    policy => self.tolerate(policy, incident, record.clone())?,
-                }
+            let (interval, next) = match kind {
+                TimeKind::Stream => (slot.schedule.stream_interval_ms, &mut slot.next_stream),
+                TimeKind::WallClock => (slot.schedule.wall_clock_interval_ms, &mut slot.next_wall),
+            };
+            let Some(interval) = interval.filter(|i| *i > 0) else {
+                continue;
+            };
+            // Wall-clock timers start one interval after the task does.
+            let due = *next.get_or_insert(match kind {
+                TimeKind::Stream => 0,
+                TimeKind::WallClock => now + interval,
+            });
+            if now < due {
                 continue;
             }
-            match &mut self.sinks[s] {
-                SinkState::Lines(buffer) => {
-                    buffer.chunk.records += 1;
-                    buffer.marks.push((buffer.chunk.bytes.len(), *origin));
-                    let acks = &mut buffer.chunk.acks;
-                    if self.tracked && !acks.last().is_some_and(|a| Arc::ptr_eq(a, &self.ack)) {
-                        self.ack.hold();
-                        acks.push(self.ack.clone());
-                    }
-                }
-                SinkState::Kafka { .. } => Metrics::add(self.counter(s), 1),
+            // The next one is the first interval boundary after `now`, as
+            // Kafka Streams skips missed punctuations.
+            *next = Some(now - (now - due).rem_euclid(interval) + interval);
+            let mut out = std::mem::take(&mut slot.scratch);
+            let started = Instant::now();
+            let result = slot.op.on_timer(kind, now, &mut out);
+            slot.counters.add(0, &out, started.elapsed());
+            if let Err(e) = result {
+                slot.scratch = out;
+                return Err(self.env.operator_error(j, e));
             }
+            // Timer outputs are new records with no input of their own:
+            // they are reported against the last record processed.
+            for e in &mut out.emitted {
+                e.input = 0;
+            }
+            out.emitted.retain(|e| e.record.is_some());
+            out.failures.clear();
+            self.route_outputs(j, Vec::new(), &[self.last_origin], out)?;
         }
         Ok(())
     }
-
-    /// The counter that records written to sink `s` go to.
-    fn counter(&self, s: usize) -> &'t std::sync::atomic::AtomicU64 {
-        if self.topo.pipeline.dead_letter == Some(s) {
-            &self.metrics.dead_lettered
-        } else {
-            &self.metrics.records_out
-        }
-    }
-
-    fn hand_over(&mut self, s: usize) -> Result<(), RunError> {
-        let SinkState::Lines(sink) = &mut self.sinks[s] else {
-            return Ok(());
-        };
-        sink.marks.clear();
-        let chunk = std::mem::take(&mut sink.chunk);
-        if chunk.records == 0 {
-            for ack in &chunk.acks {
-                ack.release();
-            }
-            return Ok(());
-        }
-        let n = chunk.records;
-        sink.tx.send(chunk).map_err(|_| RunError::SinkGone {
-            sink: self.topo.pipeline.sinks[s].name.clone(),
-        })?;
-        Metrics::add(self.counter(s), n);
-        Ok(())
-    }
-
-    /// Checks records read as raw bytes (Kafka) against their source's
-    /// formats, here in the tasks rather than on the one consumer thread.
-    /// Bad records go to the error policy; under `fail` the batch is cut at
-    /// the first one, whose incident is returned to end the run after the
-    /// records before it are processed.
-    fn check_formats(&mut self, batch: &mut SourceBatch) -> Result<Option<Incident>, RunError> {
-        let source = &self.topo.pipeline.sources[batch.source as usize];
-        let (key_format, value_format) = (source.key_format, source.value_format);
-        let bad: Vec<(usize, String)> = batch
-            .records
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, r)| match check_record(r, key_format, value_format) {
-                Ok(()) => {
-                    r.mark_value_checked(value_format);
-                    None
-                }
-                Err(e) => Some((i, e)),
-            })
-            .collect();
-        if bad.is_empty() {
-            return Ok(None);
-        }
-        let policy = self.topo.pipeline.error_policy;
-        let operator = format!("source {}", source.name);
-        if policy == ErrorPolicy::Fail {
-            let (first, reason) = &bad[0];
-            let incident = self.incident(
-                &operator,
-                batch.origins[*first],
-                FailureKind::Decode,
-                reason,
-            );
-            batch.records.truncate(*first);
-            batch.origins.truncate(*first);
-            return Ok(Some(incident));
-        }
-        let mut records = Vec::with_capacity(batch.records.len() - bad.len());
-        let mut origins = Vec::with_capacity(records.capacity());
-        let mut bad = bad.into_iter().peekable();
-        for (i, (record, origin)) in std::mem::take(&mut batch.records)
-            .into_iter()
-            .zip(std::mem::take(&mut batch.origins))
-            .enumerate()
-        {
-            match bad.next_if(|(b, _)| *b == i) {
-                Some((_, reason)) => self.rejected(Reject {
-                    origin,
-                    record,
-                    reason,
-                })?,
-                None => {
-                    records.push(record);
-                    origins.push(origin);
-                }
-            }
-        }
-        batch.records = records;
-        batch.origins = origins;
-        Ok(None)
-    }
-
-    fn rejected(&mut self, reject: Reject) -> Result<(), RunError> {
-        Metrics::add(&self.metrics.rejected_lines, 1);
-        let source = &self.topo.pipeline.sources[reject.origin.source as usize];
-        let incident = self.incident(
-            &format!("source {}", source.name),
-            reject.origin,
-            FailureKind::Decode,
-            &reject.reason,
-        );
-        self.tolerate(self.topo.pipeline.error_policy, incident, reject.record)
-    }
-
-    /// Applies `skip` or `dead-letter` to a failed record.
-    fn tolerate(
-        &mut self,
-        policy: ErrorPolicy,
-        incident: Incident,
-        record: Record,
-    ) -> Result<(), RunError> {
-        match policy {
-            ErrorPolicy::Fail => Err(self.fatal(incident)),
-            ErrorPolicy::Skip => {
-                tracing::warn!("skipped: {incident}");
-                Metrics::add(&self.metrics.skipped, 1);
-                Ok(())
-            }
-            ErrorPolicy::DeadLetter => {
-                tracing::debug!("dead-lettered: {incident}");
-                let dlq = self
-                    .topo
-                    .pipeline
-                    .dead_letter
-                    .expect("validation requires a dead-letter sink for this policy");
-                let origin = incident.origin;
-                let record = incident.dead_letter(record);
-                self.write(dlq, std::slice::from_ref(&record), &[origin])
-            }
-        }
-    }
-
-    fn incident(
-        &self,
-        operator: &str,
-        origin: Origin,
-        kind: FailureKind,
-        reason: &str,
-    ) -> Incident {
-        Incident {
-            operator: operator.to_string(),
-            source: self.topo.pipeline.sources[origin.source as usize]
-                .name
-                .clone(),
-            origin,
-            kind,
-            reason: reason.to_string(),
-        }
-    }
-
-    fn fatal(&self, incident: Incident) -> RunError {
-        let origin = incident.origin;
-        let label = &self.source_labels[origin.source as usize];
-        let location = match self.topo.pipeline.sources[origin.source as usize].kind {
-            SourceKind::Kafka => {
-                format!(
-                    "{label} partition {} offset {}",
-                    origin.partition, origin.offset
-                )
-            }
-            SourceKind::File | SourceKind::Stdin => format!("{label}:{}", origin.offset),
-        };
-        RunError::Record {
-            incident: Box::new(incident),
-            location,
-        }
-    }
 }
 
-/// Checks a record's key and value against a Kafka sink's formats (a file
-/// sink's encoder checks them as it writes).
-fn check_record(record: &Record, key_format: Format, value_format: Format) -> Result<(), String> {
-    if let Some(key) = &record.key {
-        jsonl::check_format(key, key_format, "key").map_err(|e| e.0)?;
-    }
-    if let Some(value) = &record.value
-        && !(record.value_is_json && value_format == Format::Json)
-    {
-        jsonl::check_format(value, value_format, "value").map_err(|e| e.0)?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn taking_back_cuts_only_the_failed_partition_and_blocks_its_commits() {
-        let (tx, _rx) = crossbeam_channel::bounded(1);
-        let at = |partition, offset| Origin {
-            source: 0,
-            partition,
-            offset,
-        };
-        let ack = Ack::new();
-        ack.hold();
-        let mut buffer = SinkBuffer {
-            tx,
-            chunk: SinkChunk {
-                bytes: b"a\nb\nc\n".to_vec(),
-                records: 3,
-                acks: vec![ack.clone()],
-            },
-            marks: vec![(2, at(4, 200)), (4, at(0, 100)), (6, at(0, 101))],
-        };
-        ack.release();
-        buffer.take_back_from(at(0, 101));
-        assert_eq!(buffer.chunk.bytes, b"a\nb\n", "partition 4's record stays");
-        assert_eq!(buffer.chunk.records, 2);
-        assert!(buffer.chunk.acks.is_empty());
-        assert!(!ack.is_done(), "the batch lost outputs: never committed");
+impl TaskEnv<'_> {
+    /// An operator error as the run's error, naming the step.
+    pub(super) fn operator_error(&self, step: usize, e: OperatorError) -> RunError {
+        RunError::Operator {
+            step: self.topo.pipeline.steps[step].name.clone(),
+            error: e,
+        }
     }
 }

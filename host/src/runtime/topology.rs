@@ -4,16 +4,49 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::operators::PluginStep;
+use crate::io::batch::InputId;
 use crate::operators::plugin_step::StartError;
+use crate::operators::{Operator, PluginStep, TaskId};
 use crate::plugin::{EngineSettings, Plugin, PluginEngine};
 use crate::spec::{Diagnostic, Node, Pipeline, SpecError, StepKind};
 
-/// Where records go next.
+/// Where records go next: an edge of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    Step(usize),
+    /// A step, on its input number `input` (its place in the step's
+    /// `from:` list), so a two-input operator tells its sides apart.
+    Step {
+        step: usize,
+        input: usize,
+    },
     Sink(usize),
+}
+
+/// A part of the topology whose records never move between tasks: every
+/// task runs one partition of one sub-topology, as in Kafka Streams.
+/// Records move between sub-topologies where they are re-partitioned.
+#[derive(Debug, Clone)]
+pub struct SubTopology {
+    pub id: u16,
+    /// Where its tasks' records come from.
+    pub inputs: Vec<InputId>,
+    /// Its steps and sinks, by index in the pipeline.
+    pub steps: Vec<usize>,
+    pub sinks: Vec<usize>,
+}
+
+/// Tasks a process may host at once, for sizing the engine's pool. Kafka
+/// assigns partitions at run time: this many at most per process (more
+/// processes in the group share more partitions).
+const MAX_KAFKA_TASKS: u32 = 128;
+
+/// How many tasks may run at once, each with an instance of its steps.
+fn max_tasks(pipeline: &Pipeline) -> u32 {
+    if pipeline.reads_kafka() {
+        MAX_KAFKA_TASKS
+    } else {
+        pipeline.partitions
+    }
 }
 
 pub struct Topology {
@@ -24,10 +57,13 @@ pub struct Topology {
     pub step_ports: Vec<Vec<String>>,
     /// `[source]` → targets.
     pub source_routes: Vec<Vec<Target>>,
+    /// The sub-topologies, in the order records flow through them.
+    pub subtopologies: Vec<SubTopology>,
     /// `[step][port]` → targets.
     pub step_routes: Vec<Vec<Vec<Target>>>,
     /// The instances started for checking, handed to the first task.
-    warm: Mutex<Option<Vec<PluginStep>>>,
+    /// By step index; taken by the first task that runs the step.
+    warm: Mutex<Vec<Option<PluginStep>>>,
 }
 
 impl Topology {
@@ -44,7 +80,7 @@ impl Topology {
             .max()
             .unwrap_or(crate::plugin::Limits::default().max_memory_bytes);
         let settings = EngineSettings {
-            max_instances: (pipeline.steps.len() as u32 * (pipeline.task_count() + 1) * 2).max(8),
+            max_instances: (pipeline.steps.len() as u32 * (max_tasks(&pipeline) + 1) * 2).max(8),
             max_memory_bytes: max_memory,
             cache_dir,
         };
@@ -101,7 +137,7 @@ impl Topology {
             .steps
             .iter()
             .enumerate()
-            .map(|(i, s)| (Target::Step(i), &s.inputs))
+            .map(|(i, s)| (Target::Step { step: i, input: 0 }, &s.inputs))
             .chain(
                 pipeline
                     .sinks
@@ -109,8 +145,12 @@ impl Topology {
                     .enumerate()
                     .map(|(i, s)| (Target::Sink(i), &s.inputs)),
             );
-        for (target, inputs) in consumers {
-            for input in inputs {
+        for (consumer, inputs) in consumers {
+            for (n, input) in inputs.iter().enumerate() {
+                let target = match consumer {
+                    Target::Step { step, .. } => Target::Step { step, input: n },
+                    sink => sink,
+                };
                 match input.node {
                     Node::Source(s) => source_routes[s].push(target),
                     Node::Step(s) => {
@@ -172,38 +212,75 @@ impl Topology {
             problems.sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
             return Err(SpecError(problems));
         }
+        // Nothing re-partitions yet: one sub-topology holds every node.
+        let subtopologies = vec![SubTopology {
+            id: 0,
+            inputs: (0..pipeline.sources.len() as u16)
+                .map(InputId::Source)
+                .collect(),
+            steps: (0..pipeline.steps.len()).collect(),
+            sinks: (0..pipeline.sinks.len()).collect(),
+        }];
         Ok(Topology {
             pipeline,
             engine,
             plugins,
             step_ports,
             source_routes,
+            subtopologies,
             step_routes,
-            warm: Mutex::new(Some(warm)),
+            warm: Mutex::new(warm.into_iter().map(Some).collect()),
         })
     }
 
-    /// Started steps for one task: the first caller gets the instances made
-    /// while checking, later callers start their own.
-    pub fn start_steps(&self) -> Result<Vec<PluginStep>, StartError> {
-        if let Some(warm) = self.warm.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Ok(warm);
+    /// The operators of one task, by step index (`None` for steps of other
+    /// sub-topologies). The first task started gets the instances made
+    /// while checking; later ones start their own.
+    pub fn start_operators(
+        &self,
+        task: TaskId,
+    ) -> Result<Vec<Option<Box<dyn Operator>>>, StartError> {
+        let sub = &self.subtopologies[task.subtopology as usize];
+        let mut operators: Vec<Option<Box<dyn Operator>>> =
+            (0..self.pipeline.steps.len()).map(|_| None).collect();
+        for &j in &sub.steps {
+            let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner())[j].take();
+            let started = match warm {
+                Some(step) => step,
+                None => self.start_step(j)?,
+            };
+            operators[j] = Some(Box::new(started));
         }
-        self.pipeline
-            .steps
+        Ok(operators)
+    }
+
+    /// A fresh instance of step `j`, holding the ports it was wired with.
+    pub fn start_step(&self, j: usize) -> Result<PluginStep, StartError> {
+        let step = &self.pipeline.steps[j];
+        let started = PluginStep::start(
+            step.name.as_str().into(),
+            step.kind,
+            self.plugins[step.plugin].clone(),
+            step.config_json.as_str().into(),
+            step.limits,
+        )?;
+        started.check_ports(&self.step_ports[j])?;
+        Ok(started)
+    }
+
+    /// Where records of `input` go first.
+    pub fn routes_of(&self, input: InputId) -> &[Target] {
+        match input {
+            InputId::Source(s) => &self.source_routes[s as usize],
+            InputId::Repartition(_) => &[],
+        }
+    }
+
+    /// The sub-topology whose tasks read `input`.
+    pub fn subtopology_reading(&self, input: InputId) -> u16 {
+        self.subtopologies
             .iter()
-            .zip(&self.step_ports)
-            .map(|(step, ports)| {
-                let started = PluginStep::start(
-                    step.name.as_str().into(),
-                    step.kind,
-                    self.plugins[step.plugin].clone(),
-                    step.config_json.as_str().into(),
-                    step.limits,
-                )?;
-                started.check_ports(ports)?;
-                Ok(started)
-            })
-            .collect()
+            .find(|s| s.inputs.contains(&input))
+            .map_or(0, |s| s.id)
     }
 }

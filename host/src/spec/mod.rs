@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Formats belong to the codecs; the pipeline file names them.
+pub use crate::codec::Format;
 pub use diagnostic::{Diagnostic, Loc, SpecError};
 
 use crate::plugin::Limits;
@@ -41,18 +43,6 @@ pub enum ErrorPolicy {
     Skip,
     /// Send it to the dead-letter sink with headers saying why, then go on.
     DeadLetter,
-}
-
-/// How key or value bytes appear in JSON-lines files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// Any JSON value, embedded as is; the bytes are its JSON text.
-    Json,
-    /// A JSON string; the bytes are its UTF-8.
-    String,
-    /// A base64 JSON string; the bytes are what it decodes to.
-    Bytes,
 }
 
 /// What a step does with each record; the host holds the plugin to it.
@@ -89,6 +79,14 @@ pub enum SourceKind {
     File,
     Stdin,
     Kafka,
+}
+
+impl SourceKind {
+    /// A file ends by itself: a task waits for it as long as it takes
+    /// (so a run over files is repeatable), never for a live input.
+    pub fn is_file(self) -> bool {
+        self == SourceKind::File
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -146,6 +144,8 @@ pub struct Pipeline {
     pub name: String,
     /// Partitions of embedded sources (Kafka sources have their topic's).
     pub partitions: u32,
+    /// Worker threads that host the tasks (`None`: one per core).
+    pub threads: Option<u32>,
     pub batch_size: usize,
     pub error_policy: ErrorPolicy,
     /// Index into `sinks` of the dead-letter sink.
@@ -243,15 +243,15 @@ impl Pipeline {
         validate::parse(path, text)
     }
 
-    /// How many partition tasks run: `partitions` for embedded sources;
-    /// for Kafka sources `kafka.threads` (default: the machine's cores),
-    /// each task owning the partitions whose number maps to it.
-    pub fn task_count(&self) -> u32 {
+    /// How many worker threads host the tasks. Embedded: `threads`
+    /// (default: one per core), at most one per partition. Kafka:
+    /// `kafka.threads`, else `threads`, else one per core; partition `p`'s
+    /// tasks run on worker `p % threads`.
+    pub fn worker_count(&self) -> u32 {
+        let cores = || std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         match &self.kafka {
-            Some(k) if self.reads_kafka() => k.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-            }),
-            _ => self.partitions,
+            Some(k) if self.reads_kafka() => k.threads.or(self.threads).unwrap_or_else(cores),
+            _ => self.threads.unwrap_or_else(cores).min(self.partitions),
         }
     }
 

@@ -18,6 +18,7 @@ use super::{ErrorPolicy, Format, SinkKind, SourceKind, StepKind};
 pub struct RawPipeline {
     pub name: Option<String>,
     pub partitions: Option<Spanned<u32>>,
+    pub threads: Option<Spanned<u32>>,
     pub batch_size: Option<Spanned<usize>>,
     pub error_policy: Option<ErrorPolicy>,
     pub dead_letter: Option<Spanned<String>>,

@@ -211,6 +211,17 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         Some(p) => p.value,
         None => 1,
     };
+    let threads = match &raw.threads {
+        Some(t) if t.value == 0 || t.value > MAX_PARTITIONS => {
+            c.error(
+                loc(t),
+                format!("`threads` must be between 1 and {MAX_PARTITIONS}"),
+            );
+            None
+        }
+        Some(t) => Some(t.value),
+        None => None,
+    };
     let batch_size = match &raw.batch_size {
         Some(b) if b.value == 0 || b.value > MAX_BATCH => {
             c.error(
@@ -313,6 +324,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         file: c.file.to_path_buf(),
         name,
         partitions,
+        threads,
         batch_size,
         error_policy,
         dead_letter,

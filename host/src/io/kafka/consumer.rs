@@ -6,23 +6,25 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::fetch::{Fetched, ForwardTarget};
+use super::offsets::{CommitStrategy, Committable, PartitionKey};
 use super::{KafkaError, Role, client_config};
-use crate::io::json_syntax;
-use crate::io::source::now_ms;
+use crate::codec::{Format, format_gate};
 use crate::record::{Header, Record};
-use crate::spec::{Format, KafkaSettings};
+use crate::spec::KafkaSettings;
 
-/// What the runtime does when the group takes partitions away: finish and
-/// commit them while the consumer still owns them.
-pub trait OnRevoke: Send + Sync + 'static {
-    fn revoke(&self, consumer: &BaseConsumer<GroupContext<Self>>, partitions: &TopicPartitionList)
-    where
-        Self: Sized;
+/// What the runtime does when the group moves partitions: on revoke,
+/// finish them and commit through `commit` while the consumer still owns
+/// them. Partitions are named by source index (`PartitionKey`), never by an
+/// rdkafka type.
+pub trait RebalanceListener: Send + Sync + 'static {
+    fn assigned(&self, partitions: &[PartitionKey]);
+    fn revoked(&self, partitions: &[PartitionKey], commit: &dyn CommitStrategy);
 }
 
 /// Where a partition's consumption stands, from librdkafka's statistics.
@@ -38,14 +40,69 @@ pub struct PartitionProgress {
 pub type GroupProgress = Arc<Mutex<BTreeMap<(String, i32), PartitionProgress>>>;
 
 /// The consumer's context: rebalance callbacks and lag statistics.
-pub struct GroupContext<R: OnRevoke> {
-    pub on_revoke: R,
+pub struct GroupContext<L: RebalanceListener> {
+    pub listener: L,
     pub progress: GroupProgress,
     /// Where assigned partitions' messages go (see [`super::fetch`]).
     pub forward: ForwardTarget,
+    /// Each source's topic, by source index.
+    pub topics: Vec<String>,
 }
 
-impl<R: OnRevoke> ClientContext for GroupContext<R> {
+impl<L: RebalanceListener> GroupContext<L> {
+    /// `partitions` as source partitions (topics weir reads only).
+    fn keys(&self, partitions: &TopicPartitionList) -> Vec<PartitionKey> {
+        partitions
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let source = source_of(&self.topics, e.topic().as_bytes())?;
+                Some((source, e.partition()))
+            })
+            .collect()
+    }
+}
+
+/// The source reading `topic` (validation allows one source per topic).
+pub fn source_of(topics: &[String], topic: &[u8]) -> Option<u16> {
+    topics
+        .iter()
+        .position(|t| t.as_bytes() == topic)
+        .map(|i| i as u16)
+}
+
+/// Commits through the group consumer (synchronously when asked to wait),
+/// unless the group already took the partitions away.
+pub struct ConsumerCommit<'c, C: ConsumerContext>(pub &'c BaseConsumer<C>, pub &'c [String]);
+
+impl<C: ConsumerContext> CommitStrategy for ConsumerCommit<'_, C> {
+    fn commit(&self, offsets: &[Committable], wait: bool) -> Result<(), KafkaError> {
+        let (consumer, topics) = (self.0, self.1);
+        if offsets.is_empty() || consumer.assignment_lost() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for c in offsets {
+            let (source, partition) = c.partition;
+            tpl.add_partition_offset(
+                &topics[source as usize],
+                partition,
+                Offset::Offset(c.offset),
+            )
+            .map_err(|e| KafkaError::Commit(e.to_string()))?;
+        }
+        let mode = if wait {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        consumer
+            .commit(&tpl, mode)
+            .map_err(|e| KafkaError::Commit(e.to_string()))
+    }
+}
+
+impl<L: RebalanceListener> ClientContext for GroupContext<L> {
     fn stats(&self, statistics: Statistics) {
         let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
         progress.clear();
@@ -63,16 +120,18 @@ impl<R: OnRevoke> ClientContext for GroupContext<R> {
     }
 }
 
-impl<R: OnRevoke> ConsumerContext for GroupContext<R> {
+impl<L: RebalanceListener> ConsumerContext for GroupContext<L> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions revoked");
-                self.on_revoke.revoke(consumer, partitions);
+                let commit = ConsumerCommit(consumer, &self.topics);
+                self.listener.revoked(&self.keys(partitions), &commit);
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions assigned");
                 self.forward.forward(consumer, partitions);
+                self.listener.assigned(&self.keys(partitions));
             }
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
         }
@@ -99,17 +158,19 @@ pub fn describe(partitions: &TopicPartitionList) -> String {
 }
 
 /// Creates the group consumer (not yet subscribed).
-pub fn create<R: OnRevoke>(
+pub fn create<L: RebalanceListener>(
     settings: &KafkaSettings,
     bootstrap: &str,
-    on_revoke: R,
+    topics: Vec<String>,
+    listener: L,
     progress: GroupProgress,
-) -> Result<BaseConsumer<GroupContext<R>>, KafkaError> {
+) -> Result<BaseConsumer<GroupContext<L>>, KafkaError> {
     client_config(settings, bootstrap, Role::Consumer)
         .create_with_context(GroupContext {
-            on_revoke,
+            listener,
             progress,
             forward: ForwardTarget::default(),
+            topics,
         })
         .map_err(|source| KafkaError::Client {
             role: "consumer",
@@ -140,7 +201,12 @@ impl Arena {
 /// bytes are still in this core's cache, and marked as known JSON when it
 /// passes; one that fails stays unmarked, and the task checks it again and
 /// reports it with its topic, partition and offset.
-pub fn to_record(message: &Fetched<'_>, value_format: Format, arena: &mut Arena) -> Record {
+pub fn to_record(
+    message: &Fetched<'_>,
+    value_format: Format,
+    arena: &mut Arena,
+    now_ms: i64,
+) -> Record {
     let mut headers = Vec::new();
     message.headers(|name, value| {
         headers.push(Header {
@@ -152,9 +218,8 @@ pub fn to_record(message: &Fetched<'_>, value_format: Format, arena: &mut Arena)
     Record {
         key: message.key().map(|k| arena.copy(k)),
         value: value.map(|v| arena.copy(v)),
-        timestamp: message.timestamp().unwrap_or_else(now_ms),
+        timestamp: message.timestamp().unwrap_or(now_ms),
         headers,
-        value_is_json: value_format == Format::Json
-            && value.is_some_and(|v| json_syntax::check(v).is_ok()),
+        value_is_json: format_gate::precheck(value, value_format),
     }
 }

@@ -8,7 +8,9 @@
 
 pub mod consumer;
 pub mod fetch;
+pub mod offsets;
 pub mod producer;
+pub mod source;
 pub mod topics;
 
 use std::path::Path;

@@ -22,8 +22,9 @@ use serde::Deserialize;
 
 use super::json_syntax::{self, Scanner, SyntaxError};
 
+use super::Format;
+use super::format_gate;
 use crate::record::{Header, Record};
-use crate::spec::Format;
 
 /// Why a line or a record could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,7 +157,7 @@ pub fn decode(
         value_is_json: false,
     };
     // Every member's value was checked as JSON by the envelope's parse.
-    record.mark_value_checked(value_format);
+    format_gate::admit_decoded(&mut record, value_format);
     Ok(record)
 }
 
@@ -370,7 +371,7 @@ fn encode_inner(
         record.value.as_deref(),
         value_format,
         "value",
-        record.value_is_json,
+        format_gate::known_json(record, value_format),
         out,
     )?;
     out.extend_from_slice(b",\"timestamp\":");
