@@ -8,7 +8,8 @@ use weir_packed::{DecodeError, Reader, RecordView, ResultView, put_record, put_u
 
 use super::failure::{Failure, FailureKind};
 use crate::io::json_syntax;
-use crate::plugin::{Fault, InitError, Instance, Limits, Plugin};
+use crate::limits::Limits;
+use crate::plugin::{Fault, InitError, Instance, Plugin};
 use crate::record::{Header, Record};
 use crate::spec::StepKind;
 

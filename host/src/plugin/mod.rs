@@ -1,11 +1,14 @@
 //! The plugin engine: loads operator components and runs them sandboxed.
 //!
-//! One wasmtime [`Engine`] per process with the pooling allocator and epoch
-//! interruption; compiled components cached on disk by content hash; each
-//! component's world checked once at load (never per record); each instance
-//! confined by memory and time limits with a WASI context that grants
-//! nothing. The rest of weir sees [`Plugin`], [`Instance`] and packed bytes,
-//! never a wasmtime type.
+//! One wasmtime [`Engine`] per [`PluginEngine`] (a topology makes one, so
+//! does `weir plugin inspect`; tests and benchmarks make their own), with
+//! the pooling allocator and epoch interruption; compiled components cached
+//! on disk by content hash; each component's world checked once at load
+//! (never per record); each instance confined by memory and time limits with
+//! a WASI context that grants nothing. This module is the only user of
+//! wasmtime: the rest of weir sees [`PluginEngine`], [`Plugin`],
+//! [`Instance`], packed bytes and this module's error types, never a
+//! wasmtime type.
 
 mod bindings;
 mod cache;
@@ -26,32 +29,13 @@ use bindings::{Transformer, TransformerPre};
 pub use inspect::PluginInfo;
 use state::HostState;
 
+pub use crate::limits::Limits;
+
 /// The interface an operator component must export.
 pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.1.0";
 
 /// How often the epoch advances; time limits are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// Per-operator resource limits; the pipeline file can set each one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Linear memory an instance may grow to.
-    pub max_memory_bytes: usize,
-    /// Wall-clock time one call (`init` or one batch) may take.
-    pub max_batch_millis: u64,
-    /// Bytes of output one input record may produce.
-    pub max_output_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_memory_bytes: 64 << 20,
-            max_batch_millis: 2000,
-            max_output_bytes: 1 << 20,
-        }
-    }
-}
 
 /// Sizing of the engine, fixed when it is created.
 #[derive(Debug, Clone)]
@@ -101,6 +85,17 @@ pub enum LoadError {
     Link { path: PathBuf, reason: String },
 }
 
+/// Why the engine itself could not be created (not a plugin's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot configure the Wasm engine: {0}")]
+    Config(String),
+    #[error("cannot link the host functions (WASI and `weir:plugin/host`): {0}")]
+    Link(String),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[source] std::io::Error),
+}
+
 /// A plugin instance stopped by the host, or a trap inside it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fault {
@@ -134,8 +129,8 @@ pub enum InitError {
     Instantiate(String),
 }
 
-/// The process-wide engine. Cheap to share; instances made from its plugins
-/// can run on any thread.
+/// A Wasm engine sized for one topology (or one `inspect`). Instances made
+/// from its plugins can run on any thread.
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
@@ -144,7 +139,10 @@ pub struct PluginEngine {
 }
 
 impl PluginEngine {
-    pub fn new(settings: &EngineSettings) -> wasmtime::Result<Self> {
+    /// Creates the engine, its pooling allocator sized by `settings`, the
+    /// linker with WASI and the host import, and the thread that advances
+    /// the epoch for time limits.
+    pub fn new(settings: &EngineSettings) -> Result<Self, EngineError> {
         let mut pool = PoolingAllocationConfig::default();
         let n = settings.max_instances.max(4);
         pool.total_component_instances(n)
@@ -157,11 +155,14 @@ impl PluginEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| {
+                Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            })
+            .map_err(|e| EngineError::Link(format!("{e:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());
@@ -172,7 +173,8 @@ impl PluginEngine {
                     std::thread::sleep(EPOCH_TICK);
                     e.increment_epoch();
                 }
-            })?;
+            })
+            .map_err(EngineError::Ticker)?;
         Ok(PluginEngine {
             engine,
             linker,
@@ -313,7 +315,7 @@ impl Plugin {
             limits: *limits,
             deadline_ticks,
         };
-        store_deadline(&mut instance);
+        instance.reset_deadline();
         let result = instance
             .bindings
             .weir_plugin_transform()
@@ -333,10 +335,6 @@ impl Plugin {
     }
 }
 
-fn store_deadline(instance: &mut Instance) {
-    instance.store.set_epoch_deadline(instance.deadline_ticks);
-}
-
 /// One running instance of an operator. Not shared between threads: each
 /// partition task owns its own.
 pub struct Instance {
@@ -348,6 +346,12 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Gives the next call the full time limit: the epoch deadline counts
+    /// from now, not from the previous call.
+    fn reset_deadline(&mut self) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+    }
+
     /// The output port names the operator declared in `init`.
     pub fn ports(&self) -> &[String] {
         &self.ports
@@ -356,7 +360,7 @@ impl Instance {
     /// Runs one packed batch (see `wit/README.md`). After a fault the
     /// instance must be dropped: its state is unknown.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, Fault> {
-        store_deadline(self);
+        self.reset_deadline();
         self.bindings
             .weir_plugin_transform()
             .call_process(&mut self.store, batch)
