@@ -225,10 +225,11 @@ fn plugin_inspect_describes_components() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
-        text.contains("world:    weir:plugin/transformer@0.1.0"),
+        text.contains("world:    weir:plugin/transformer@0.2.0"),
         "{text}"
     );
-    assert!(text.contains("weir:plugin/transform@0.1.0"), "{text}");
+    assert!(text.contains("kinds:    branch"), "{text}");
+    assert!(text.contains("weir:plugin/transform@0.2.0"), "{text}");
     assert!(text.contains("runnable: yes"), "{text}");
 
     let out = weir(&["plugin", "inspect", plugin("wrong-world").to_str().unwrap()]);

@@ -9,7 +9,7 @@ use weir_packed::{DecodeError, Reader, RecordView, ResultView, put_record, put_u
 use super::failure::{Failure, FailureKind};
 use crate::io::json_syntax;
 use crate::limits::Limits;
-use crate::plugin::{Fault, InitError, Instance, Plugin};
+use crate::plugin::{Fault, InitError, Instance, Kind, Plugin, kind_list};
 use crate::record::{Header, Record};
 use crate::spec::StepKind;
 
@@ -50,6 +50,16 @@ pub enum StartError {
         before: Vec<String>,
         now: Vec<String>,
     },
+    #[error(
+        "step `{step}` is a {kind} step, but its plugin {plugin} implements only {declared}; \
+         give the step one of those kinds, or use a plugin built for {kind}"
+    )]
+    KindNotImplemented {
+        step: String,
+        kind: &'static str,
+        plugin: String,
+        declared: String,
+    },
     #[error("step `{step}`: a {kind} step has one output port, but the plugin declares {ports:?}")]
     Ports {
         step: String,
@@ -73,7 +83,9 @@ pub struct PluginStep {
 
 impl PluginStep {
     /// Starts the step's first instance; its `init` sees the config now, so
-    /// a refused config is reported before any record flows.
+    /// a refused config is reported before any record flows. A plugin that
+    /// does not implement `kind` is refused first, before it sees a config
+    /// written for another kind.
     pub fn start(
         name: Arc<str>,
         kind: StepKind,
@@ -81,6 +93,14 @@ impl PluginStep {
         config_json: Arc<str>,
         limits: Limits,
     ) -> Result<Self, StartError> {
+        if !plugin.kinds().contains(&contract_kind(kind)) {
+            return Err(StartError::KindNotImplemented {
+                step: name.to_string(),
+                kind: kind.as_str(),
+                plugin: plugin.path().display().to_string(),
+                declared: kind_list(plugin.kinds()),
+            });
+        }
         let mut step = PluginStep {
             name,
             kind,
@@ -388,6 +408,17 @@ impl PluginStep {
             };
             Err(contract(0, format!("{rule} (emitted {n})")))
         }
+    }
+}
+
+/// The contract's name for a pipeline step kind.
+fn contract_kind(kind: StepKind) -> Kind {
+    match kind {
+        StepKind::Filter => Kind::Filter,
+        StepKind::Map => Kind::Map,
+        StepKind::FlatMap => Kind::FlatMap,
+        StepKind::Branch => Kind::Branch,
+        StepKind::SelectKey => Kind::SelectKey,
     }
 }
 

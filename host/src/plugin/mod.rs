@@ -3,12 +3,12 @@
 //! One wasmtime [`Engine`] per [`PluginEngine`] (a topology makes one, so
 //! does `weir plugin inspect`; tests and benchmarks make their own), with
 //! the pooling allocator and epoch interruption; compiled components cached
-//! on disk by content hash; each component's world checked once at load
-//! (never per record); each instance confined by memory and time limits with
-//! a WASI context that grants nothing. This module is the only user of
-//! wasmtime: the rest of weir sees [`PluginEngine`], [`Plugin`],
-//! [`Instance`], packed bytes and this module's error types, never a
-//! wasmtime type.
+//! on disk by content hash; each component's world recognised and
+//! type-checked once at load, and its step kinds asked once then (never per
+//! record); each instance confined by memory and time limits with a WASI
+//! context that grants nothing. This module is the only user of wasmtime:
+//! the rest of weir sees [`PluginEngine`], [`Plugin`], [`Instance`], packed
+//! bytes and this module's error types, never a wasmtime type.
 
 mod bindings;
 mod cache;
@@ -22,20 +22,75 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use bindings::{Transformer, TransformerPre};
 pub use inspect::PluginInfo;
 use state::HostState;
 
 pub use crate::limits::Limits;
 
-/// The interface an operator component must export.
-pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.1.0";
+/// The version of the plugin contract (`wit/weir.wit`) this host speaks.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The interface a component of world `transformer` exports.
+pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.2.0";
+
+/// The world whose interface is [`TRANSFORM_INTERFACE`].
+pub const TRANSFORMER_WORLD: &str = "weir:plugin/transformer@0.2.0";
+
+/// Interfaces of earlier contract versions, recognised only to tell the
+/// author how to rebuild: `(interface, contract version)`.
+const OUTDATED_INTERFACES: &[(&str, &str)] = &[("weir:plugin/transform@0.1.0", "0.1.0")];
 
 /// How often the epoch advances; time limits are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// A step kind as the plugin contract names it (WIT `step-kind`): what a
+/// component says it implements. The pipeline file's own kind type lives in
+/// `spec`; the engine does not depend on the pipeline file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Filter,
+    Map,
+    FlatMap,
+    Branch,
+    SelectKey,
+}
+
+impl Kind {
+    /// The name used in the pipeline file and in WIT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Filter => "filter",
+            Kind::Map => "map",
+            Kind::FlatMap => "flat-map",
+            Kind::Branch => "branch",
+            Kind::SelectKey => "select-key",
+        }
+    }
+
+    fn from_wit(kind: WitStepKind) -> Kind {
+        match kind {
+            WitStepKind::Filter => Kind::Filter,
+            WitStepKind::Map => Kind::Map,
+            WitStepKind::FlatMap => Kind::FlatMap,
+            WitStepKind::Branch => Kind::Branch,
+            WitStepKind::SelectKey => Kind::SelectKey,
+        }
+    }
+}
+
+/// The kinds as a comma-separated list, for messages.
+pub fn kind_list(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Sizing of the engine, fixed when it is created.
 #[derive(Debug, Clone)]
@@ -81,8 +136,21 @@ pub enum LoadError {
         path.display()
     )]
     WrongWorld { path: PathBuf, exports: String },
+    #[error(
+        "{} was built against weir's plugin contract {version} (it exports `{interface}`); this weir speaks \
+         {CONTRACT_VERSION}, where a plugin also declares its step kinds. Rebuild it with weir-sdk {CONTRACT_VERSION} \
+         (or against wit/weir.wit of package `weir:plugin@{CONTRACT_VERSION}` with another SDK)",
+        path.display()
+    )]
+    Outdated {
+        path: PathBuf,
+        interface: &'static str,
+        version: &'static str,
+    },
     #[error("{} cannot run on this host: {reason}", path.display())]
     Link { path: PathBuf, reason: String },
+    #[error("{} did not say which step kinds it implements: {reason}", path.display())]
+    Kinds { path: PathBuf, reason: String },
 }
 
 /// Why the engine itself could not be created (not a plugin's fault).
@@ -135,6 +203,7 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
+    max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -179,6 +248,7 @@ impl PluginEngine {
             engine,
             linker,
             cache_dir: settings.cache_dir.clone(),
+            max_memory_bytes: settings.max_memory_bytes,
             ticker_stop,
         })
     }
@@ -208,27 +278,51 @@ impl PluginEngine {
                     reason: format!("{e:#}"),
                 })?;
         let exports = export_names(&self.engine, &component);
-        if !exports.iter().any(|e| e == TRANSFORM_INTERFACE) {
-            return Err(LoadError::WrongWorld {
+        let link = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(link)?;
+        let world = WorldPre::recognise(path, pre, &exports)?;
+        let kinds = self
+            .declared_kinds(&world)
+            .map_err(|reason| LoadError::Kinds {
                 path: path.to_path_buf(),
-                exports: exports.join(", "),
-            });
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(TransformerPre::new)
-            .map_err(|e| LoadError::Link {
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
+                reason,
             })?;
-        tracing::debug!(plugin = %path.display(), %sha256, cached, "plugin loaded");
+        tracing::debug!(plugin = %path.display(), %sha256, cached, kinds = %kind_list(&kinds), "plugin loaded");
         Ok(Plugin {
             path: path.to_path_buf(),
             sha256,
             size: bytes.len(),
-            pre,
+            kinds,
+            world,
         })
+    }
+
+    /// Asks a component which step kinds it implements, on an instance made
+    /// for that question alone (no config, the default time limit).
+    fn declared_kinds(&self, world: &WorldPre) -> Result<Vec<Kind>, String> {
+        let limits = Limits {
+            max_memory_bytes: self.max_memory_bytes,
+            ..Limits::default()
+        };
+        let mut instance =
+            Instance::start(world, "weir-load".into(), &limits).map_err(|e| e.to_string())?;
+        let kinds = match &instance.bindings {
+            Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
+        };
+        let kinds = kinds.map_err(|e| format!("`kinds` {}", instance.classify(e)))?;
+        if kinds.is_empty() {
+            return Err("`kinds` returned no step kind".into());
+        }
+        let mut out: Vec<Kind> = Vec::with_capacity(kinds.len());
+        for k in kinds.into_iter().map(Kind::from_wit) {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Ok(out)
     }
 
     /// Describes a component without requiring it to be a weir plugin.
@@ -267,12 +361,69 @@ fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
         .collect()
 }
 
+/// The world a component implements, recognised once at load from the
+/// interface it exports and type-checked against this host's bindings (the
+/// shape of Spin's `HandlerType::from_instance_pre`). Later worlds
+/// (aggregator, joiner) become further variants; the per-record path only
+/// matches on the variant it was given.
+enum WorldPre {
+    Transformer(TransformerPre<HostState>),
+}
+
+impl WorldPre {
+    fn recognise(
+        path: &Path,
+        pre: InstancePre<HostState>,
+        exports: &[String],
+    ) -> Result<WorldPre, LoadError> {
+        let exports_it = |name: &str| exports.iter().any(|e| e == name);
+        if exports_it(TRANSFORM_INTERFACE) {
+            return TransformerPre::new(pre)
+                .map(WorldPre::Transformer)
+                .map_err(|e| LoadError::Link {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:#}"),
+                });
+        }
+        if let Some(&(interface, version)) = OUTDATED_INTERFACES.iter().find(|(i, _)| exports_it(i))
+        {
+            return Err(LoadError::Outdated {
+                path: path.to_path_buf(),
+                interface,
+                version,
+            });
+        }
+        Err(LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            exports: exports.join(", "),
+        })
+    }
+
+    fn engine(&self) -> &Engine {
+        match self {
+            WorldPre::Transformer(pre) => pre.engine(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            WorldPre::Transformer(_) => TRANSFORMER_WORLD,
+        }
+    }
+}
+
+/// An instance's bindings, of the world its component was recognised as.
+enum Bindings {
+    Transformer(Transformer),
+}
+
 /// A loaded, type-checked operator component, ready to instantiate.
 pub struct Plugin {
     path: PathBuf,
     sha256: String,
     size: usize,
-    pre: TransformerPre<HostState>,
+    kinds: Vec<Kind>,
+    world: WorldPre,
 }
 
 impl Plugin {
@@ -288,6 +439,16 @@ impl Plugin {
         self.size
     }
 
+    /// The step kinds the component says it implements (asked once, at load).
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    /// The world it was recognised as, e.g. `weir:plugin/transformer@0.2.0`.
+    pub fn world(&self) -> &'static str {
+        self.world.name()
+    }
+
     /// A fresh instance, initialised with the step's config (JSON text).
     pub fn instantiate(
         &self,
@@ -295,31 +456,13 @@ impl Plugin {
         config_json: &str,
         limits: &Limits,
     ) -> Result<Instance, InitError> {
-        let engine = self.pre.engine();
-        let mut store = Store::new(engine, HostState::new(operator, limits.max_memory_bytes));
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        let deadline_ticks = limits
-            .max_batch_millis
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1;
-        store.set_epoch_deadline(deadline_ticks);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| InitError::Instantiate(format!("{e:#}")))?;
-        let mut instance = Instance {
-            store,
-            bindings,
-            ports: Vec::new(),
-            limits: *limits,
-            deadline_ticks,
-        };
+        let mut instance = Instance::start(&self.world, operator, limits)?;
         instance.reset_deadline();
-        let result = instance
-            .bindings
-            .weir_plugin_transform()
-            .call_init(&mut instance.store, config_json);
+        let result = match &instance.bindings {
+            Bindings::Transformer(t) => t
+                .weir_plugin_transform()
+                .call_init(&mut instance.store, config_json),
+        };
         let ports = match result {
             Ok(Ok(ports)) => ports,
             Ok(Err(msg)) => return Err(InitError::Refused(msg)),
@@ -339,13 +482,41 @@ impl Plugin {
 /// partition task owns its own.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: Transformer,
+    bindings: Bindings,
     ports: Vec<String>,
     limits: Limits,
     deadline_ticks: u64,
 }
 
 impl Instance {
+    /// Instantiates `world` in a store of its own, confined by `limits`;
+    /// no export has been called yet.
+    fn start(world: &WorldPre, operator: Arc<str>, limits: &Limits) -> Result<Instance, InitError> {
+        let mut store = Store::new(
+            world.engine(),
+            HostState::new(operator, limits.max_memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let deadline_ticks = limits
+            .max_batch_millis
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        // Instantiation runs the component's start functions: limit them too.
+        store.set_epoch_deadline(deadline_ticks);
+        let bindings = match world {
+            WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
+        }
+        .map_err(|e| InitError::Instantiate(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            bindings,
+            ports: Vec::new(),
+            limits: *limits,
+            deadline_ticks,
+        })
+    }
+
     /// Gives the next call the full time limit: the epoch deadline counts
     /// from now, not from the previous call.
     fn reset_deadline(&mut self) {
@@ -361,10 +532,12 @@ impl Instance {
     /// instance must be dropped: its state is unknown.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, Fault> {
         self.reset_deadline();
-        self.bindings
-            .weir_plugin_transform()
-            .call_process(&mut self.store, batch)
-            .map_err(|e| self.classify(e))
+        let result = match &self.bindings {
+            Bindings::Transformer(t) => t
+                .weir_plugin_transform()
+                .call_process(&mut self.store, batch),
+        };
+        result.map_err(|e| self.classify(e))
     }
 
     fn classify(&self, e: wasmtime::Error) -> Fault {
