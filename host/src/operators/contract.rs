@@ -219,7 +219,156 @@ fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
 
 #[cfg(test)]
 mod tests {
+    //! The host's verdict on every result of the golden vectors
+    //! (`wit/vectors/index.json`, "host"): outputs, per-record failures with
+    //! kind and reason, retries, or a malformed buffer.
+
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+
     use super::*;
+    use crate::limits::Limits;
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/vectors")
+    }
+
+    fn hex_file(rel: &str) -> Vec<u8> {
+        let text = std::fs::read_to_string(vectors().join(rel)).unwrap();
+        let digits: String = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        hex::decode(digits).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    fn bytes_of(v: &Value) -> Option<Bytes> {
+        match v {
+            Value::Null => None,
+            Value::String(s) => Some(Bytes::from(s.clone())),
+            Value::Object(o) => Some(Bytes::from(
+                hex::decode(o["hex"].as_str().unwrap()).unwrap(),
+            )),
+            other => panic!("not a byte value: {other}"),
+        }
+    }
+
+    fn record(r: &Value) -> Record {
+        Record {
+            key: bytes_of(&r["key"]),
+            value: bytes_of(&r["value"]),
+            timestamp: r["timestamp"].as_i64().unwrap(),
+            headers: r["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| Header {
+                    name: String::from_utf8(bytes_of(&h[0]).unwrap().to_vec()).unwrap(),
+                    value: bytes_of(&h[1]),
+                })
+                .collect(),
+            value_is_json: false,
+        }
+    }
+
+    fn kind(name: &str) -> StepKind {
+        serde_json::from_value(Value::String(name.into())).unwrap()
+    }
+
+    #[test]
+    fn the_host_concludes_what_every_golden_vector_says() {
+        let index: Value =
+            serde_json::from_str(&std::fs::read_to_string(vectors().join("index.json")).unwrap())
+                .unwrap();
+        let mut checked = 0;
+        for v in index["results"].as_array().unwrap() {
+            let name = v["name"].as_str().unwrap();
+            let batch = index["batches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["name"] == v["batch"])
+                .unwrap();
+            let records: Vec<Record> = batch["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(record)
+                .collect();
+            let limit = v["limits"]["output-per-record"]
+                .as_u64()
+                .map_or(Limits::default().max_output_bytes, |n| n as usize);
+            let rules = ResultRules::new(
+                kind(v["kind"].as_str().unwrap()),
+                v["ports"].as_array().unwrap().len(),
+                limit,
+            );
+            let result = Bytes::from(hex_file(v["file"].as_str().unwrap()));
+            let (mut out, mut to_retry) = (StepOutput::default(), Vec::new());
+            let read = rules.read(&records, 0..records.len(), &result, &mut out, &mut to_retry);
+            checked += 1;
+
+            if let Some(m) = v["host"].get("malformed") {
+                let e = read.expect_err(name);
+                assert_eq!(
+                    e.offset as u64,
+                    m["offset"].as_u64().unwrap(),
+                    "{name}: {e}"
+                );
+                assert_eq!(e.expected, m["expected"].as_str().unwrap(), "{name}");
+                let alone = &v["host"]["alone"]["failure"];
+                let f = malformed(0, &e);
+                assert_eq!(f.kind.as_str(), alone["kind"], "{name}");
+                assert_eq!(f.reason, alone["reason"].as_str().unwrap(), "{name}");
+                continue;
+            }
+            read.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let outcomes = v["host"]["outcomes"].as_array().unwrap();
+            assert_eq!(outcomes.len(), records.len(), "{name}");
+            for (i, want) in outcomes.iter().enumerate() {
+                let input = i as u32;
+                let emitted: Vec<&Emitted> =
+                    out.emitted.iter().filter(|e| e.input == input).collect();
+                let failures: Vec<&Failure> =
+                    out.failures.iter().filter(|f| f.input == input).collect();
+                let retried: Vec<&String> = to_retry
+                    .iter()
+                    .filter(|(r, _)| *r == i)
+                    .map(|(_, m)| m)
+                    .collect();
+                let what = format!("{name} record {i}");
+                if let Some(port) = want.get("forward") {
+                    assert!(failures.is_empty() && retried.is_empty(), "{what}");
+                    assert_eq!(emitted.len(), 1, "{what}");
+                    assert_eq!(emitted[0].port as u64, port.as_u64().unwrap(), "{what}");
+                    assert!(emitted[0].record.is_none(), "{what}: a forward, not a copy");
+                } else if let Some(list) = want.get("emit") {
+                    assert!(failures.is_empty() && retried.is_empty(), "{what}");
+                    let list = list.as_array().unwrap();
+                    assert_eq!(emitted.len(), list.len(), "{what}");
+                    for (e, w) in emitted.iter().zip(list) {
+                        assert_eq!(e.port as u64, w["port"].as_u64().unwrap(), "{what}");
+                        assert_eq!(e.record.as_ref(), Some(&record(&w["record"])), "{what}");
+                    }
+                } else if let Some(f) = want.get("failure") {
+                    assert!(
+                        emitted.is_empty() && retried.is_empty(),
+                        "{what}: {emitted:?}"
+                    );
+                    assert_eq!(failures.len(), 1, "{what}: {failures:?}");
+                    assert_eq!(failures[0].kind.as_str(), f["kind"], "{what}");
+                    assert_eq!(failures[0].reason, f["reason"].as_str().unwrap(), "{what}");
+                } else {
+                    let message = want["retry"].as_str().unwrap();
+                    assert!(emitted.is_empty() && failures.is_empty(), "{what}");
+                    assert_eq!(retried, [message], "{what}");
+                }
+            }
+        }
+        assert!(checked >= 30, "only {checked} vectors");
+    }
 
     #[test]
     fn select_key_may_change_only_the_key() {
