@@ -265,6 +265,11 @@ fn plugin_new_scaffolds_a_buildable_plugin() {
     let wasm = repo().join("plugins/target/wasm32-wasip2/release/my_router.wasm");
     let out = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert!(stdout(&out).contains("runnable: yes"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("kinds:    branch\n"),
+        "the export macro declares the kind: {}",
+        stdout(&out)
+    );
     let again = weir(&[
         "plugin",
         "new",

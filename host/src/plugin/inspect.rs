@@ -48,18 +48,25 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
         .exports(&engine.engine)
         .map(|(n, _)| n.to_string())
         .collect();
-    let exports_it = |name: &str| exports.iter().any(|e| e == name);
-    let world = if exports_it(TRANSFORM_INTERFACE) {
-        Some(TRANSFORMER_WORLD.to_string())
-    } else {
-        OUTDATED_INTERFACES
-            .iter()
-            .find(|(i, _)| exports_it(i))
-            .map(|(_, v)| format!("weir:plugin/transformer@{v} (outdated)"))
-    };
-    let (kinds, runnable) = match engine.load(path, None) {
-        Ok(plugin) => (plugin.kinds().to_vec(), Ok(())),
-        Err(e) => (Vec::new(), Err(e.to_string())),
+    let (world, kinds, runnable) = match engine.load(path, None) {
+        Ok(plugin) => (
+            Some(plugin.world().to_string()),
+            plugin.kinds().to_vec(),
+            Ok(()),
+        ),
+        Err(e) => {
+            // Not runnable, but say which weir world it was meant to be.
+            let exports_it = |name: &str| exports.iter().any(|e| e == name);
+            let world = if exports_it(TRANSFORM_INTERFACE) {
+                Some(TRANSFORMER_WORLD.to_string())
+            } else {
+                OUTDATED_INTERFACES
+                    .iter()
+                    .find(|(i, _)| exports_it(i))
+                    .map(|(_, v)| format!("weir:plugin/transformer@{v} (outdated)"))
+            };
+            (world, Vec::new(), Err(e.to_string()))
+        }
     };
     Ok(PluginInfo {
         path: path.to_path_buf(),
