@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
@@ -278,12 +278,7 @@ impl PluginEngine {
                     reason: format!("{e:#}"),
                 })?;
         let exports = export_names(&self.engine, &component);
-        let link = |e: wasmtime::Error| LoadError::Link {
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        };
-        let pre = self.linker.instantiate_pre(&component).map_err(link)?;
-        let world = WorldPre::recognise(path, pre, &exports)?;
+        let world = WorldPre::recognise(path, &self.linker, &component, &exports)?;
         let kinds = self
             .declared_kinds(&world)
             .map_err(|reason| LoadError::Kinds {
@@ -371,19 +366,27 @@ enum WorldPre {
 }
 
 impl WorldPre {
+    /// Recognises the world by the interface `component` exports, then
+    /// links it and type-checks its exports. The exports are looked at
+    /// before linking, so a component of an older contract (whose imports,
+    /// such as `weir:plugin/host@0.1.0`, this host no longer provides) is
+    /// told how to rebuild rather than which import is missing.
     fn recognise(
         path: &Path,
-        pre: InstancePre<HostState>,
+        linker: &Linker<HostState>,
+        component: &Component,
         exports: &[String],
     ) -> Result<WorldPre, LoadError> {
         let exports_it = |name: &str| exports.iter().any(|e| e == name);
+        let link = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
         if exports_it(TRANSFORM_INTERFACE) {
+            let pre = linker.instantiate_pre(component).map_err(link)?;
             return TransformerPre::new(pre)
                 .map(WorldPre::Transformer)
-                .map_err(|e| LoadError::Link {
-                    path: path.to_path_buf(),
-                    reason: format!("{e:#}"),
-                });
+                .map_err(link);
         }
         if let Some(&(interface, version)) = OUTDATED_INTERFACES.iter().find(|(i, _)| exports_it(i))
         {

@@ -15,6 +15,10 @@ struct OldContract;
 
 impl Guest for OldContract {
     fn init(_config: String) -> Result<Vec<String>, String> {
+        // Uses the host import too, as SDK-built plugins do: the component
+        // then imports `weir:plugin/host@0.1.0`, which this host no longer
+        // provides, and must still be told how to rebuild.
+        weir::plugin::host::log(weir::plugin::host::LogLevel::Info, "old contract");
         Ok(vec!["out".to_string()])
     }
 
