@@ -325,6 +325,10 @@ fn a_plugin_built_against_contract_0_1_is_refused_with_how_to_rebuild() {
     );
     assert!(text.contains("runnable: no"), "{text}");
     assert!(!text.contains("kinds:"), "{text}");
+    // It imports the old host interface, which this host does not provide:
+    // the refusal still says how to rebuild, not which import is missing.
+    assert!(text.contains("  weir:plugin/host@0.1.0\n"), "{text}");
+    assert!(text.contains("Rebuild it with weir-sdk 0.2.0"), "{text}");
 }
 
 #[test]
