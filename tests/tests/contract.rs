@@ -332,6 +332,22 @@ fn a_plugin_built_against_contract_0_1_is_refused_with_how_to_rebuild() {
 }
 
 #[test]
+fn a_plugin_that_declares_no_kind_is_refused_at_load() {
+    let f = Fixture::new(&FLAT_MAP_AS_FILTER.replace("splitter", "no-kinds"), &[]);
+    let out = weir(&["validate", f.pipeline_path().to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{}:5:", f.pipeline_path().display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("did not say which step kinds it implements: `kinds` returned no step kind"),
+        "{err}"
+    );
+}
+
+#[test]
 fn inspect_shows_the_kinds_a_plugin_declares() {
     for (name, kinds) in [
         ("splitter", "flat-map"),
