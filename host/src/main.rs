@@ -187,8 +187,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Inspect { wasm },
         } => {
-            let engine = PluginEngine::new(&EngineSettings::default())
-                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let engine = PluginEngine::new(&EngineSettings::default())?;
             let info = engine.inspect(&wasm)?;
             print!("{info}");
             Ok(if info.runnable.is_ok() {

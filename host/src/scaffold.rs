@@ -117,7 +117,8 @@ strip = true
 
 fn readme(name: &str, kind: Kind) -> String {
     format!(
-        "# {name}\n\nA weir {kind:?} plugin.\n\n```sh\ncargo test --target x86_64-unknown-linux-gnu   # the logic, natively\ncargo build --release                         # target/wasm32-wasip2/release/{}.wasm\nweir plugin inspect target/wasm32-wasip2/release/{}.wasm\n```\n",
+        "# {name}\n\nA weir {kind:?} plugin. Its export macro declares the step kind to the host (plugin contract `weir:plugin@{}`); `weir plugin inspect` shows it, and `weir validate` refuses a step of another kind.\n\n```sh\ncargo test --target x86_64-unknown-linux-gnu   # the logic, natively\ncargo build --release                         # target/wasm32-wasip2/release/{}.wasm\nweir plugin inspect target/wasm32-wasip2/release/{}.wasm\n```\n",
+        crate::plugin::CONTRACT_VERSION,
         name.replace('-', "_"),
         name.replace('-', "_")
     )

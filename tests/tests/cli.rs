@@ -225,10 +225,11 @@ fn plugin_inspect_describes_components() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
-        text.contains("world:    weir:plugin/transformer@0.1.0"),
+        text.contains("world:    weir:plugin/transformer@0.2.0"),
         "{text}"
     );
-    assert!(text.contains("weir:plugin/transform@0.1.0"), "{text}");
+    assert!(text.contains("kinds:    branch"), "{text}");
+    assert!(text.contains("weir:plugin/transform@0.2.0"), "{text}");
     assert!(text.contains("runnable: yes"), "{text}");
 
     let out = weir(&["plugin", "inspect", plugin("wrong-world").to_str().unwrap()]);
@@ -264,6 +265,11 @@ fn plugin_new_scaffolds_a_buildable_plugin() {
     let wasm = repo().join("plugins/target/wasm32-wasip2/release/my_router.wasm");
     let out = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert!(stdout(&out).contains("runnable: yes"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("kinds:    branch\n"),
+        "the export macro declares the kind: {}",
+        stdout(&out)
+    );
     let again = weir(&[
         "plugin",
         "new",

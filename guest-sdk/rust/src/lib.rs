@@ -2,8 +2,10 @@
 //!
 //! A plugin is a type that implements one of the operator traits
 //! ([`Filter`], [`Map`], [`FlatMap`], [`Router`], [`KeySelector`], or the
-//! general [`Transform`]) plus one export macro. `cargo build --release
-//! --target wasm32-wasip2` then produces the component the host loads.
+//! general [`Transform`]) plus one export macro, which also declares the
+//! plugin's step kind to the host ([`Transform::KINDS`] for the general
+//! shape). `cargo build --release --target wasm32-wasip2` then produces the
+//! component the host loads (plugin contract `weir:plugin@0.2.0`).
 //!
 //! ```ignore
 //! use weir_sdk::{Config, Error, Filter, Record};
@@ -55,6 +57,28 @@ pub mod bindings {
 /// The port name single-output operators declare.
 pub const DEFAULT_PORT: &str = "out";
 
+/// The version of weir's plugin contract (`wit/weir.wit`) this SDK builds
+/// components for. A host refuses components of another version with a
+/// message saying how to rebuild.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// A step kind of the pipeline file. Each export macro declares the kinds
+/// its operator trait implements, so the host can refuse a step of another
+/// kind at `weir validate` instead of dead-lettering every record at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Keeps or drops each record unchanged.
+    Filter,
+    /// Exactly one output per input.
+    Map,
+    /// Zero or more outputs per input, on one port.
+    FlatMap,
+    /// Each record, unchanged, to one of several named ports (or nowhere).
+    Branch,
+    /// Exactly one output per input, with only its key changed.
+    SelectKey,
+}
+
 /// Keeps or drops each record; kept records go on unchanged.
 pub trait Filter: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
@@ -103,6 +127,11 @@ pub trait KeySelector: Sized + 'static {
 /// The general shape all the others reduce to: any number of outputs on any
 /// declared port.
 pub trait Transform: Sized + 'static {
+    /// The step kinds whose rules this transform keeps, e.g.
+    /// `&[StepKind::FlatMap]` when it emits any number of records on one
+    /// port. The host refuses a step of any other kind, and holds the
+    /// plugin to the rules of the step's kind (see `wit/README.md`).
+    const KINDS: &'static [StepKind];
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
     /// The port names, fixed after `init`.
@@ -169,6 +198,11 @@ macro_rules! __export_operator {
         const _: () = {
             struct __WeirComponent;
             impl $crate::bindings::exports::weir::plugin::transform::Guest for __WeirComponent {
+                fn kinds()
+                -> ::std::vec::Vec<$crate::bindings::exports::weir::plugin::transform::StepKind>
+                {
+                    $crate::runtime::kinds::<$op>()
+                }
                 fn init(
                     config: ::std::string::String,
                 ) -> ::std::result::Result<

@@ -8,13 +8,16 @@ use weir_packed::{
     EmitWriter, Reader, RecordView, put_error, put_forward, put_record_view, put_u32,
 };
 
-use crate::{Config, Emitter, Error, Record};
+use crate::bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
+use crate::{Config, Emitter, Error, Record, StepKind};
 
 /// One operator kind reduced to "write the packed result for one record".
 ///
 /// `process` is generic over the concrete operator so the per-record call is
 /// static (and inlined); only the per-batch lookup goes through `Any`.
 pub trait Operator: 'static {
+    /// The step kinds this operator implements, declared to the host.
+    const KINDS: &'static [StepKind];
     /// Builds the operator from its config.
     fn init(config: Config) -> Result<Self, String>
     where
@@ -33,6 +36,20 @@ pub trait Operator: 'static {
 
 thread_local! {
     static OPERATOR: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// Implements the `kinds` export.
+pub fn kinds<O: Operator>() -> Vec<WitStepKind> {
+    O::KINDS
+        .iter()
+        .map(|k| match k {
+            StepKind::Filter => WitStepKind::Filter,
+            StepKind::Map => WitStepKind::Map,
+            StepKind::FlatMap => WitStepKind::FlatMap,
+            StepKind::Branch => WitStepKind::Branch,
+            StepKind::SelectKey => WitStepKind::SelectKey,
+        })
+        .collect()
 }
 
 /// Implements the `init` export.
@@ -87,6 +104,7 @@ fn single_port() -> Vec<String> {
 pub struct FilterOp<T>(T);
 
 impl<T: crate::Filter> Operator for FilterOp<T> {
+    const KINDS: &'static [StepKind] = &[StepKind::Filter];
     const EMITS: bool = false;
     fn init(config: Config) -> Result<Self, String> {
         T::init(config).map(FilterOp)
@@ -108,6 +126,7 @@ impl<T: crate::Filter> Operator for FilterOp<T> {
 pub struct MapOp<T>(T);
 
 impl<T: crate::Map> Operator for MapOp<T> {
+    const KINDS: &'static [StepKind] = &[StepKind::Map];
     fn init(config: Config) -> Result<Self, String> {
         T::init(config).map(MapOp)
     }
@@ -128,6 +147,7 @@ impl<T: crate::Map> Operator for MapOp<T> {
 pub struct FlatMapOp<T>(T);
 
 impl<T: crate::FlatMap> Operator for FlatMapOp<T> {
+    const KINDS: &'static [StepKind] = &[StepKind::FlatMap];
     fn init(config: Config) -> Result<Self, String> {
         T::init(config).map(FlatMapOp)
     }
@@ -154,6 +174,7 @@ pub struct RouterOp<T> {
 }
 
 impl<T: crate::Router> Operator for RouterOp<T> {
+    const KINDS: &'static [StepKind] = &[StepKind::Branch];
     const EMITS: bool = false;
     fn init(config: Config) -> Result<Self, String> {
         let inner = T::init(config)?;
@@ -182,6 +203,7 @@ impl<T: crate::Router> Operator for RouterOp<T> {
 pub struct KeySelectorOp<T>(T);
 
 impl<T: crate::KeySelector> Operator for KeySelectorOp<T> {
+    const KINDS: &'static [StepKind] = &[StepKind::SelectKey];
     fn init(config: Config) -> Result<Self, String> {
         T::init(config).map(KeySelectorOp)
     }
@@ -205,6 +227,7 @@ impl<T: crate::KeySelector> Operator for KeySelectorOp<T> {
 pub struct TransformOp<T>(T);
 
 impl<T: crate::Transform> Operator for TransformOp<T> {
+    const KINDS: &'static [StepKind] = T::KINDS;
     fn init(config: Config) -> Result<Self, String> {
         T::init(config).map(TransformOp)
     }

@@ -5,9 +5,11 @@
 //! batches, holds the plugin to its step kind, and survives the plugin (a
 //! trap, a timeout or a memory bomb discards the instance, a fresh one takes
 //! over, and the batch is retried record by record so only the culprit
-//! fails). [`failure`] describes a failed record for the error policy and the
-//! dead-letter sink.
+//! fails). `contract` holds one step's results to the plugin contract
+//! (`wit/README.md`). [`failure`] describes a failed record for the error
+//! policy and the dead-letter sink.
 
+mod contract;
 pub mod failure;
 pub mod operator;
 pub mod plugin_step;

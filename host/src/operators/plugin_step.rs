@@ -4,12 +4,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use weir_packed::{DecodeError, Reader, RecordView, ResultView, put_record, put_u32};
+use weir_packed::{put_record, put_u32};
 
+use super::contract::{self, ResultRules};
 use super::failure::{Failure, FailureKind};
-use crate::codec::format_gate;
-use crate::plugin::{Fault, InitError, Instance, Limits, Plugin};
-use crate::record::{Header, Record};
+use crate::limits::Limits;
+use crate::plugin::{Fault, InitError, Instance, Kind, Plugin, kind_list};
+use crate::record::Record;
 use crate::spec::StepKind;
 
 /// What a step produced for one batch, in input order.
@@ -49,6 +50,16 @@ pub enum StartError {
         before: Vec<String>,
         now: Vec<String>,
     },
+    #[error(
+        "step `{step}` is a {kind} step, but its plugin {plugin} implements only {declared}; \
+         give the step one of those kinds, or use a plugin built for {kind}"
+    )]
+    KindNotImplemented {
+        step: String,
+        kind: &'static str,
+        plugin: String,
+        declared: String,
+    },
     #[error("step `{step}`: a {kind} step has one output port, but the plugin declares {ports:?}")]
     Ports {
         step: String,
@@ -60,19 +71,22 @@ pub enum StartError {
 /// Runs one step's plugin, holding it to its step kind and surviving it.
 pub struct PluginStep {
     name: Arc<str>,
-    kind: StepKind,
     plugin: Arc<Plugin>,
     config_json: Arc<str>,
     limits: Limits,
     instance: Option<Instance>,
     ports: Vec<String>,
+    /// What results are held to; known once the ports are.
+    rules: ResultRules,
     batch: Vec<u8>,
     restarts: u64,
 }
 
 impl PluginStep {
     /// Starts the step's first instance; its `init` sees the config now, so
-    /// a refused config is reported before any record flows.
+    /// a refused config is reported before any record flows. A plugin that
+    /// does not implement `kind` is refused first, before it sees a config
+    /// written for another kind.
     pub fn start(
         name: Arc<str>,
         kind: StepKind,
@@ -80,14 +94,22 @@ impl PluginStep {
         config_json: Arc<str>,
         limits: Limits,
     ) -> Result<Self, StartError> {
+        if !plugin.kinds().contains(&contract_kind(kind)) {
+            return Err(StartError::KindNotImplemented {
+                step: name.to_string(),
+                kind: kind.as_str(),
+                plugin: plugin.path().display().to_string(),
+                declared: kind_list(plugin.kinds()),
+            });
+        }
         let mut step = PluginStep {
             name,
-            kind,
             plugin,
             config_json,
             limits,
             instance: None,
             ports: Vec::new(),
+            rules: ResultRules::new(kind, 0, limits.max_output_bytes),
             batch: Vec::new(),
             restarts: 0,
         };
@@ -100,6 +122,7 @@ impl PluginStep {
                 ports,
             });
         }
+        step.rules = ResultRules::new(kind, ports.len(), limits.max_output_bytes);
         step.ports = ports;
         step.instance = Some(instance);
         Ok(step)
@@ -225,7 +248,10 @@ impl PluginStep {
     ) -> Result<(), StartError> {
         let mut to_retry = Vec::new();
         let (emitted_before, failed_before) = (out.emitted.len(), out.failures.len());
-        if let Err(e) = self.decode(records, range.clone(), &result, out, &mut to_retry) {
+        if let Err(e) = self
+            .rules
+            .read(records, range.clone(), &result, out, &mut to_retry)
+        {
             // A malformed result buffer is the plugin's fault: drop what it
             // said about this range and isolate the culprit.
             self.instance = None;
@@ -233,11 +259,7 @@ impl PluginStep {
             out.failures.truncate(failed_before);
             if range.len() == 1 || !retry {
                 for i in range {
-                    out.failures.push(Failure {
-                        input: i as u32,
-                        kind: FailureKind::Trap,
-                        reason: format!("plugin returned a malformed result: {e}"),
-                    });
+                    out.failures.push(contract::malformed(i as u32, &e));
                 }
                 return Ok(());
             }
@@ -266,135 +288,16 @@ impl PluginStep {
         }
         Ok(())
     }
-
-    fn decode(
-        &self,
-        records: &[Record],
-        range: Range<usize>,
-        result: &Bytes,
-        out: &mut StepOutput,
-        to_retry: &mut Vec<(usize, String)>,
-    ) -> Result<(), DecodeError> {
-        let mut reader = Reader::new(result);
-        if reader.u32("result count")? as usize != range.len() {
-            return Err(DecodeError {
-                offset: 0,
-                expected: "one result per input record",
-            });
-        }
-        for i in range {
-            let input = i as u32;
-            match reader.result()? {
-                ResultView::Poison(m) => out.failures.push(Failure {
-                    input,
-                    kind: FailureKind::Poison,
-                    reason: m.to_string(),
-                }),
-                ResultView::Failed(m) => to_retry.push((i, m.to_string())),
-                ResultView::Forward(port) => match self.check_forward(port) {
-                    Ok(()) => out.emitted.push(Emitted {
-                        input,
-                        port,
-                        record: None,
-                    }),
-                    Err(reason) => out.failures.push(Failure {
-                        input,
-                        kind: FailureKind::Contract,
-                        reason,
-                    }),
-                },
-                ResultView::Emit(emitted) => {
-                    let mark = out.emitted.len();
-                    let from = &records[i];
-                    if let Err(f) =
-                        self.take_emitted(input, from, result, emitted, &mut out.emitted)
-                    {
-                        // All or nothing for one input record.
-                        out.emitted.truncate(mark);
-                        out.failures.push(Failure { input, ..f });
-                    }
-                }
-            }
-        }
-        if !reader.is_at_end() {
-            return Err(DecodeError {
-                offset: reader.position(),
-                expected: "end of result",
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks and appends the records emitted for one input.
-    fn take_emitted(
-        &self,
-        input: u32,
-        from: &Record,
-        result: &Bytes,
-        emitted: weir_packed::Emitted<'_>,
-        into: &mut Vec<Emitted>,
-    ) -> Result<(), Failure> {
-        self.check_emit(emitted.len())?;
-        let mut size = 0;
-        for (port, view) in emitted.iter() {
-            if port as usize >= self.ports.len() {
-                return Err(contract(
-                    input,
-                    format!("emitted on undeclared port {port}"),
-                ));
-            }
-            let mut record = to_record(result, &view).map_err(|reason| contract(input, reason))?;
-            format_gate::carry(from, &mut record);
-            size += record.size();
-            if size > self.limits.max_output_bytes {
-                return Err(Failure {
-                    input,
-                    kind: FailureKind::OutputLimit,
-                    reason: format!(
-                        "outputs for one record exceed {} bytes",
-                        self.limits.max_output_bytes
-                    ),
-                });
-            }
-            into.push(Emitted {
-                input,
-                port,
-                record: Some(record),
-            });
-        }
-        Ok(())
-    }
-
-    fn check_forward(&self, port: u32) -> Result<(), String> {
-        if port as usize >= self.ports.len() {
-            return Err(format!("forwarded to undeclared port {port}"));
-        }
-        Ok(())
-    }
-
-    fn check_emit(&self, n: usize) -> Result<(), Failure> {
-        let ok = match self.kind {
-            StepKind::Filter => n == 0,
-            StepKind::Map | StepKind::SelectKey => n == 1,
-            StepKind::FlatMap | StepKind::Branch => true,
-        };
-        if ok {
-            Ok(())
-        } else {
-            let rule = match self.kind {
-                StepKind::Filter => "a filter step keeps or drops records; it cannot emit new ones",
-                _ => "a map or select-key step emits exactly one record per input",
-            };
-            Err(contract(0, format!("{rule} (emitted {n})")))
-        }
-    }
 }
 
-fn contract(input: u32, reason: String) -> Failure {
-    Failure {
-        input,
-        kind: FailureKind::Contract,
-        reason,
+/// The contract's name for a pipeline step kind.
+fn contract_kind(kind: StepKind) -> Kind {
+    match kind {
+        StepKind::Filter => Kind::Filter,
+        StepKind::Map => Kind::Map,
+        StepKind::FlatMap => Kind::FlatMap,
+        StepKind::Branch => Kind::Branch,
+        StepKind::SelectKey => Kind::SelectKey,
     }
 }
 
@@ -409,25 +312,6 @@ fn fault_failure(input: u32, fault: &Fault) -> Failure {
         kind,
         reason: format!("plugin {fault}"),
     }
-}
-
-fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
-    let mut headers = Vec::with_capacity(view.headers.len());
-    for (name, value) in view.headers() {
-        let name = std::str::from_utf8(name)
-            .map_err(|_| "emitted a header name that is not UTF-8".to_string())?;
-        headers.push(Header {
-            name: name.to_string(),
-            value: value.map(|v| buf.slice_ref(v)),
-        });
-    }
-    Ok(Record {
-        key: view.key.map(|k| buf.slice_ref(k)),
-        value: view.value.map(|v| buf.slice_ref(v)),
-        timestamp: view.timestamp,
-        headers,
-        value_is_json: false,
-    })
 }
 
 impl super::Operator for PluginStep {

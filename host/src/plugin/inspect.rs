@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::{LoadError, PluginEngine, TRANSFORM_INTERFACE};
+use super::{
+    Kind, LoadError, OUTDATED_INTERFACES, PluginEngine, TRANSFORM_INTERFACE, TRANSFORMER_WORLD,
+    kind_list,
+};
 
 /// What `weir plugin inspect` reports about a component.
 #[derive(Debug, Clone)]
@@ -14,8 +17,11 @@ pub struct PluginInfo {
     pub path: PathBuf,
     pub size: usize,
     pub sha256: String,
-    /// The weir world it implements, if any.
-    pub world: Option<&'static str>,
+    /// The weir world it implements, if any (an outdated one is named with
+    /// its version, and is not runnable).
+    pub world: Option<String>,
+    /// The step kinds it declares; empty when it cannot be loaded.
+    pub kinds: Vec<Kind>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     /// `Ok` when this host can load and link it as an operator; otherwise why not.
@@ -42,19 +48,32 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
         .exports(&engine.engine)
         .map(|(n, _)| n.to_string())
         .collect();
-    let world = exports
-        .iter()
-        .any(|e| e == TRANSFORM_INTERFACE)
-        .then_some("weir:plugin/transformer@0.1.0");
-    let runnable = engine
-        .load(path, None)
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+    let (world, kinds, runnable) = match engine.load(path, None) {
+        Ok(plugin) => (
+            Some(plugin.world().to_string()),
+            plugin.kinds().to_vec(),
+            Ok(()),
+        ),
+        Err(e) => {
+            // Not runnable, but say which weir world it was meant to be.
+            let exports_it = |name: &str| exports.iter().any(|e| e == name);
+            let world = if exports_it(TRANSFORM_INTERFACE) {
+                Some(TRANSFORMER_WORLD.to_string())
+            } else {
+                OUTDATED_INTERFACES
+                    .iter()
+                    .find(|(i, _)| exports_it(i))
+                    .map(|(_, v)| format!("weir:plugin/transformer@{v} (outdated)"))
+            };
+            (world, Vec::new(), Err(e.to_string()))
+        }
+    };
     Ok(PluginInfo {
         path: path.to_path_buf(),
         size: bytes.len(),
         sha256: hex::encode(Sha256::digest(&bytes)),
         world,
+        kinds,
         imports,
         exports,
         runnable,
@@ -69,8 +88,11 @@ impl fmt::Display for PluginInfo {
         writeln!(
             f,
             "world:    {}",
-            self.world.unwrap_or("(not a weir world)")
+            self.world.as_deref().unwrap_or("(not a weir world)")
         )?;
+        if !self.kinds.is_empty() {
+            writeln!(f, "kinds:    {}", kind_list(&self.kinds))?;
+        }
         writeln!(f, "exports:")?;
         for e in &self.exports {
             writeln!(f, "  {e}")?;

@@ -1,11 +1,14 @@
 //! The plugin engine: loads operator components and runs them sandboxed.
 //!
-//! One wasmtime [`Engine`] per process with the pooling allocator and epoch
-//! interruption; compiled components cached on disk by content hash; each
-//! component's world checked once at load (never per record); each instance
-//! confined by memory and time limits with a WASI context that grants
-//! nothing. The rest of weir sees [`Plugin`], [`Instance`] and packed bytes,
-//! never a wasmtime type.
+//! One wasmtime [`Engine`] per [`PluginEngine`] (a topology makes one, so
+//! does `weir plugin inspect`; tests and benchmarks make their own), with
+//! the pooling allocator and epoch interruption; compiled components cached
+//! on disk by content hash; each component's world recognised and
+//! type-checked once at load, and its step kinds asked once then (never per
+//! record); each instance confined by memory and time limits with a WASI
+//! context that grants nothing. This module is the only user of wasmtime:
+//! the rest of weir sees [`PluginEngine`], [`Plugin`], [`Instance`], packed
+//! bytes and this module's error types, never a wasmtime type.
 
 mod bindings;
 mod cache;
@@ -22,35 +25,71 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use bindings::{Transformer, TransformerPre};
 pub use inspect::PluginInfo;
 use state::HostState;
 
-/// The interface an operator component must export.
-pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.1.0";
+pub use crate::limits::Limits;
+
+/// The version of the plugin contract (`wit/weir.wit`) this host speaks.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The interface a component of world `transformer` exports.
+pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.2.0";
+
+/// The world whose interface is [`TRANSFORM_INTERFACE`].
+pub const TRANSFORMER_WORLD: &str = "weir:plugin/transformer@0.2.0";
+
+/// Interfaces of earlier contract versions, recognised only to tell the
+/// author how to rebuild: `(interface, contract version)`.
+const OUTDATED_INTERFACES: &[(&str, &str)] = &[("weir:plugin/transform@0.1.0", "0.1.0")];
 
 /// How often the epoch advances; time limits are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Per-operator resource limits; the pipeline file can set each one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Linear memory an instance may grow to.
-    pub max_memory_bytes: usize,
-    /// Wall-clock time one call (`init` or one batch) may take.
-    pub max_batch_millis: u64,
-    /// Bytes of output one input record may produce.
-    pub max_output_bytes: usize,
+/// A step kind as the plugin contract names it (WIT `step-kind`): what a
+/// component says it implements. The pipeline file's own kind type lives in
+/// `spec`; the engine does not depend on the pipeline file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Filter,
+    Map,
+    FlatMap,
+    Branch,
+    SelectKey,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_memory_bytes: 64 << 20,
-            max_batch_millis: 2000,
-            max_output_bytes: 1 << 20,
+impl Kind {
+    /// The name used in the pipeline file and in WIT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Filter => "filter",
+            Kind::Map => "map",
+            Kind::FlatMap => "flat-map",
+            Kind::Branch => "branch",
+            Kind::SelectKey => "select-key",
         }
     }
+
+    fn from_wit(kind: WitStepKind) -> Kind {
+        match kind {
+            WitStepKind::Filter => Kind::Filter,
+            WitStepKind::Map => Kind::Map,
+            WitStepKind::FlatMap => Kind::FlatMap,
+            WitStepKind::Branch => Kind::Branch,
+            WitStepKind::SelectKey => Kind::SelectKey,
+        }
+    }
+}
+
+/// The kinds as a comma-separated list, for messages.
+pub fn kind_list(kinds: &[Kind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sizing of the engine, fixed when it is created.
@@ -97,8 +136,32 @@ pub enum LoadError {
         path.display()
     )]
     WrongWorld { path: PathBuf, exports: String },
+    #[error(
+        "{} was built against weir's plugin contract {version} (it exports `{interface}`); this weir speaks \
+         {CONTRACT_VERSION}, where a plugin also declares its step kinds. Rebuild it with weir-sdk {CONTRACT_VERSION} \
+         (or against wit/weir.wit of package `weir:plugin@{CONTRACT_VERSION}` with another SDK)",
+        path.display()
+    )]
+    Outdated {
+        path: PathBuf,
+        interface: &'static str,
+        version: &'static str,
+    },
     #[error("{} cannot run on this host: {reason}", path.display())]
     Link { path: PathBuf, reason: String },
+    #[error("{} did not say which step kinds it implements: {reason}", path.display())]
+    Kinds { path: PathBuf, reason: String },
+}
+
+/// Why the engine itself could not be created (not a plugin's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot configure the Wasm engine: {0}")]
+    Config(String),
+    #[error("cannot link the host functions (WASI and `weir:plugin/host`): {0}")]
+    Link(String),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[source] std::io::Error),
 }
 
 /// A plugin instance stopped by the host, or a trap inside it.
@@ -134,17 +197,21 @@ pub enum InitError {
     Instantiate(String),
 }
 
-/// The process-wide engine. Cheap to share; instances made from its plugins
-/// can run on any thread.
+/// A Wasm engine sized for one topology (or one `inspect`). Instances made
+/// from its plugins can run on any thread.
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
+    max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl PluginEngine {
-    pub fn new(settings: &EngineSettings) -> wasmtime::Result<Self> {
+    /// Creates the engine, its pooling allocator sized by `settings`, the
+    /// linker with WASI and the host import, and the thread that advances
+    /// the epoch for time limits.
+    pub fn new(settings: &EngineSettings) -> Result<Self, EngineError> {
         let mut pool = PoolingAllocationConfig::default();
         let n = settings.max_instances.max(4);
         pool.total_component_instances(n)
@@ -157,11 +224,14 @@ impl PluginEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| {
+                Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            })
+            .map_err(|e| EngineError::Link(format!("{e:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());
@@ -172,11 +242,13 @@ impl PluginEngine {
                     std::thread::sleep(EPOCH_TICK);
                     e.increment_epoch();
                 }
-            })?;
+            })
+            .map_err(EngineError::Ticker)?;
         Ok(PluginEngine {
             engine,
             linker,
             cache_dir: settings.cache_dir.clone(),
+            max_memory_bytes: settings.max_memory_bytes,
             ticker_stop,
         })
     }
@@ -206,27 +278,46 @@ impl PluginEngine {
                     reason: format!("{e:#}"),
                 })?;
         let exports = export_names(&self.engine, &component);
-        if !exports.iter().any(|e| e == TRANSFORM_INTERFACE) {
-            return Err(LoadError::WrongWorld {
+        let world = WorldPre::recognise(path, &self.linker, &component, &exports)?;
+        let kinds = self
+            .declared_kinds(&world)
+            .map_err(|reason| LoadError::Kinds {
                 path: path.to_path_buf(),
-                exports: exports.join(", "),
-            });
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(TransformerPre::new)
-            .map_err(|e| LoadError::Link {
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
+                reason,
             })?;
-        tracing::debug!(plugin = %path.display(), %sha256, cached, "plugin loaded");
+        tracing::debug!(plugin = %path.display(), %sha256, cached, kinds = %kind_list(&kinds), "plugin loaded");
         Ok(Plugin {
             path: path.to_path_buf(),
             sha256,
             size: bytes.len(),
-            pre,
+            kinds,
+            world,
         })
+    }
+
+    /// Asks a component which step kinds it implements, on an instance made
+    /// for that question alone (no config, the default time limit).
+    fn declared_kinds(&self, world: &WorldPre) -> Result<Vec<Kind>, String> {
+        let limits = Limits {
+            max_memory_bytes: self.max_memory_bytes,
+            ..Limits::default()
+        };
+        let mut instance =
+            Instance::start(world, "weir-load".into(), &limits).map_err(|e| e.to_string())?;
+        let kinds = match &instance.bindings {
+            Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
+        };
+        let kinds = kinds.map_err(|e| format!("`kinds` {}", instance.classify(e)))?;
+        if kinds.is_empty() {
+            return Err("`kinds` returned no step kind".into());
+        }
+        let mut out: Vec<Kind> = Vec::with_capacity(kinds.len());
+        for k in kinds.into_iter().map(Kind::from_wit) {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Ok(out)
     }
 
     /// Describes a component without requiring it to be a weir plugin.
@@ -265,12 +356,77 @@ fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
         .collect()
 }
 
+/// The world a component implements, recognised once at load from the
+/// interface it exports and type-checked against this host's bindings (the
+/// shape of Spin's `HandlerType::from_instance_pre`). Later worlds
+/// (aggregator, joiner) become further variants; the per-record path only
+/// matches on the variant it was given.
+enum WorldPre {
+    Transformer(TransformerPre<HostState>),
+}
+
+impl WorldPre {
+    /// Recognises the world by the interface `component` exports, then
+    /// links it and type-checks its exports. The exports are looked at
+    /// before linking, so a component of an older contract (whose imports,
+    /// such as `weir:plugin/host@0.1.0`, this host no longer provides) is
+    /// told how to rebuild rather than which import is missing.
+    fn recognise(
+        path: &Path,
+        linker: &Linker<HostState>,
+        component: &Component,
+        exports: &[String],
+    ) -> Result<WorldPre, LoadError> {
+        let exports_it = |name: &str| exports.iter().any(|e| e == name);
+        let link = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        if exports_it(TRANSFORM_INTERFACE) {
+            let pre = linker.instantiate_pre(component).map_err(link)?;
+            return TransformerPre::new(pre)
+                .map(WorldPre::Transformer)
+                .map_err(link);
+        }
+        if let Some(&(interface, version)) = OUTDATED_INTERFACES.iter().find(|(i, _)| exports_it(i))
+        {
+            return Err(LoadError::Outdated {
+                path: path.to_path_buf(),
+                interface,
+                version,
+            });
+        }
+        Err(LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            exports: exports.join(", "),
+        })
+    }
+
+    fn engine(&self) -> &Engine {
+        match self {
+            WorldPre::Transformer(pre) => pre.engine(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            WorldPre::Transformer(_) => TRANSFORMER_WORLD,
+        }
+    }
+}
+
+/// An instance's bindings, of the world its component was recognised as.
+enum Bindings {
+    Transformer(Transformer),
+}
+
 /// A loaded, type-checked operator component, ready to instantiate.
 pub struct Plugin {
     path: PathBuf,
     sha256: String,
     size: usize,
-    pre: TransformerPre<HostState>,
+    kinds: Vec<Kind>,
+    world: WorldPre,
 }
 
 impl Plugin {
@@ -286,6 +442,16 @@ impl Plugin {
         self.size
     }
 
+    /// The step kinds the component says it implements (asked once, at load).
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    /// The world it was recognised as, e.g. `weir:plugin/transformer@0.2.0`.
+    pub fn world(&self) -> &'static str {
+        self.world.name()
+    }
+
     /// A fresh instance, initialised with the step's config (JSON text).
     pub fn instantiate(
         &self,
@@ -293,31 +459,13 @@ impl Plugin {
         config_json: &str,
         limits: &Limits,
     ) -> Result<Instance, InitError> {
-        let engine = self.pre.engine();
-        let mut store = Store::new(engine, HostState::new(operator, limits.max_memory_bytes));
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        let deadline_ticks = limits
-            .max_batch_millis
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1;
-        store.set_epoch_deadline(deadline_ticks);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| InitError::Instantiate(format!("{e:#}")))?;
-        let mut instance = Instance {
-            store,
-            bindings,
-            ports: Vec::new(),
-            limits: *limits,
-            deadline_ticks,
+        let mut instance = Instance::start(&self.world, operator, limits)?;
+        instance.reset_deadline();
+        let result = match &instance.bindings {
+            Bindings::Transformer(t) => t
+                .weir_plugin_transform()
+                .call_init(&mut instance.store, config_json),
         };
-        store_deadline(&mut instance);
-        let result = instance
-            .bindings
-            .weir_plugin_transform()
-            .call_init(&mut instance.store, config_json);
         let ports = match result {
             Ok(Ok(ports)) => ports,
             Ok(Err(msg)) => return Err(InitError::Refused(msg)),
@@ -333,21 +481,51 @@ impl Plugin {
     }
 }
 
-fn store_deadline(instance: &mut Instance) {
-    instance.store.set_epoch_deadline(instance.deadline_ticks);
-}
-
 /// One running instance of an operator. Not shared between threads: each
 /// partition task owns its own.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: Transformer,
+    bindings: Bindings,
     ports: Vec<String>,
     limits: Limits,
     deadline_ticks: u64,
 }
 
 impl Instance {
+    /// Instantiates `world` in a store of its own, confined by `limits`;
+    /// no export has been called yet.
+    fn start(world: &WorldPre, operator: Arc<str>, limits: &Limits) -> Result<Instance, InitError> {
+        let mut store = Store::new(
+            world.engine(),
+            HostState::new(operator, limits.max_memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let deadline_ticks = limits
+            .max_batch_millis
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        // Instantiation runs the component's start functions: limit them too.
+        store.set_epoch_deadline(deadline_ticks);
+        let bindings = match world {
+            WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
+        }
+        .map_err(|e| InitError::Instantiate(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            bindings,
+            ports: Vec::new(),
+            limits: *limits,
+            deadline_ticks,
+        })
+    }
+
+    /// Gives the next call the full time limit: the epoch deadline counts
+    /// from now, not from the previous call.
+    fn reset_deadline(&mut self) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+    }
+
     /// The output port names the operator declared in `init`.
     pub fn ports(&self) -> &[String] {
         &self.ports
@@ -356,11 +534,13 @@ impl Instance {
     /// Runs one packed batch (see `wit/README.md`). After a fault the
     /// instance must be dropped: its state is unknown.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, Fault> {
-        store_deadline(self);
-        self.bindings
-            .weir_plugin_transform()
-            .call_process(&mut self.store, batch)
-            .map_err(|e| self.classify(e))
+        self.reset_deadline();
+        let result = match &self.bindings {
+            Bindings::Transformer(t) => t
+                .weir_plugin_transform()
+                .call_process(&mut self.store, batch),
+        };
+        result.map_err(|e| self.classify(e))
     }
 
     fn classify(&self, e: wasmtime::Error) -> Fault {

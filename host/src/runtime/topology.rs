@@ -78,19 +78,14 @@ impl Topology {
             .iter()
             .map(|s| s.limits.max_memory_bytes)
             .max()
-            .unwrap_or(crate::plugin::Limits::default().max_memory_bytes);
+            .unwrap_or(crate::limits::Limits::default().max_memory_bytes);
         let settings = EngineSettings {
             max_instances: (pipeline.steps.len() as u32 * (max_tasks(&pipeline) + 1) * 2).max(8),
             max_memory_bytes: max_memory,
             cache_dir,
         };
-        let engine = PluginEngine::new(&settings).map_err(|e| {
-            SpecError::single(Diagnostic::new(
-                &pipeline.file,
-                None,
-                format!("cannot start the Wasm engine: {e:#}"),
-            ))
-        })?;
+        let engine = PluginEngine::new(&settings)
+            .map_err(|e| SpecError::single(Diagnostic::new(&pipeline.file, None, e.to_string())))?;
         let mut problems = Vec::new();
         let plugins: Vec<Option<Arc<Plugin>>> = pipeline
             .plugins

@@ -30,7 +30,7 @@ use serde::Deserialize;
 pub use crate::codec::Format;
 pub use diagnostic::{Diagnostic, Loc, SpecError};
 
-use crate::plugin::Limits;
+use crate::limits::Limits;
 
 /// What to do with a record an operator cannot process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -10,7 +10,7 @@ use super::{
     Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PluginRef, Sink,
     SinkKind, Source, SourceKind, SpecError, Step, Topic, TopicCreate, quantity,
 };
-use crate::plugin::Limits;
+use crate::limits::Limits;
 
 const MAX_PARTITIONS: u32 = 1024;
 const MAX_BATCH: usize = 65_536;

@@ -14,7 +14,7 @@
 //! what they managed to read as the record's value.
 
 use serde::Deserialize;
-use weir_sdk::{Config, Emitter, Error, Output, Record, Transform};
+use weir_sdk::{Config, Emitter, Error, Output, Record, StepKind, Transform};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -52,6 +52,9 @@ fn default_path() -> String {
 pub struct Misbehave(Settings);
 
 impl Transform for Misbehave {
+    // Forwards, emits one record, or fails: the rules of a flat-map step.
+    const KINDS: &'static [StepKind] = &[StepKind::FlatMap];
+
     fn init(config: Config) -> Result<Self, String> {
         config.parse().map(Misbehave)
     }

@@ -268,6 +268,58 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Reads the `results` of a `process` call for a batch of a known number of
+/// records, holding the buffer to the framing rules: a count equal to the
+/// batch's, exactly that many results, and no byte after the last one.
+#[derive(Debug, Clone)]
+pub struct ResultsReader<'a> {
+    reader: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> ResultsReader<'a> {
+    /// Starts reading `buf`, the results for a batch of `records` records.
+    pub fn new(buf: &'a [u8], records: usize) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(buf);
+        if reader.u32("result count")? as usize != records {
+            return Err(DecodeError {
+                offset: 0,
+                expected: "one result per input record",
+            });
+        }
+        Ok(ResultsReader {
+            reader,
+            left: records,
+        })
+    }
+
+    /// The next record's result; `None` after the last one.
+    pub fn next_result(&mut self) -> Option<Result<ResultView<'a>, DecodeError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.reader.result())
+    }
+
+    /// Checks that every result was read and nothing follows the last one.
+    pub fn finish(self) -> Result<(), DecodeError> {
+        if self.left != 0 {
+            return Err(DecodeError {
+                offset: self.reader.position(),
+                expected: "every result read before the end",
+            });
+        }
+        if !self.reader.is_at_end() {
+            return Err(DecodeError {
+                offset: self.reader.position(),
+                expected: "end of result",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The outcome a plugin reported for one input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultView<'a> {
