@@ -94,7 +94,7 @@ impl PluginStep {
         config_json: Arc<str>,
         limits: Limits,
     ) -> Result<Self, StartError> {
-        if !plugin.kinds().contains(&contract_kind(kind)) {
+        if !contract_kind(kind).is_some_and(|k| plugin.kinds().contains(&k)) {
             return Err(StartError::KindNotImplemented {
                 step: name.to_string(),
                 kind: kind.as_str(),
@@ -290,15 +290,17 @@ impl PluginStep {
     }
 }
 
-/// The contract's name for a pipeline step kind.
-fn contract_kind(kind: StepKind) -> Kind {
-    match kind {
+/// The contract's name for a pipeline step kind (`None`: the host runs it
+/// itself, with no plugin).
+fn contract_kind(kind: StepKind) -> Option<Kind> {
+    Some(match kind {
         StepKind::Filter => Kind::Filter,
         StepKind::Map => Kind::Map,
         StepKind::FlatMap => Kind::FlatMap,
         StepKind::Branch => Kind::Branch,
         StepKind::SelectKey => Kind::SelectKey,
-    }
+        StepKind::Repartition => return None,
+    })
 }
 
 fn fault_failure(input: u32, fault: &Fault) -> Failure {

@@ -111,6 +111,14 @@ impl InputMerge {
         self.queues.iter().all(|q| q.ended && q.batches.is_empty())
     }
 
+    /// Every one of `inputs` ended and everything it sent was taken.
+    pub fn ended(&self, inputs: &[InputId]) -> bool {
+        self.queues
+            .iter()
+            .filter(|q| inputs.contains(&q.input))
+            .all(|q| q.ended && q.batches.is_empty())
+    }
+
     /// Nothing is waiting to be taken.
     pub fn is_empty(&self) -> bool {
         self.queues.iter().all(|q| q.batches.is_empty())

@@ -349,14 +349,6 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         Some(c) => &**c,
         None => &system_clock,
     };
-    let env = TaskEnv {
-        topo,
-        metrics: &metrics,
-        source_labels: &labels,
-        stop: &flags.stop,
-        clock,
-        max_idle: reads_kafka.then_some(Duration::ZERO),
-    };
     let worker_count = if reads_kafka {
         p.worker_count()
     } else {
@@ -365,6 +357,34 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     .max(1) as usize;
     let group_progress = GroupProgress::default();
     let flow = Flow::default();
+    // Each worker's two queues: external (bounded, from sources) and
+    // internal (unbounded, between tasks and for control).
+    let tasks_per_worker = if reads_kafka {
+        4
+    } else {
+        (p.partitions as usize * topo.subtopologies.len()).div_ceil(worker_count)
+    };
+    let mut inboxes = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..worker_count {
+        let (external, external_rx) = bounded(TASK_QUEUE * tasks_per_worker.max(1));
+        let (internal, internal_rx) = unbounded();
+        inboxes.push(WorkerInbox { external, internal });
+        receivers.push((external_rx, internal_rx));
+    }
+    let env = TaskEnv {
+        topo,
+        metrics: &metrics,
+        source_labels: &labels,
+        stop: &flags.stop,
+        clock,
+        max_idle: reads_kafka.then_some(Duration::ZERO),
+        // Held for the whole run, which keeps the internal queues open
+        // while any worker runs.
+        peers: inboxes.iter().map(|i| i.internal.clone()).collect(),
+        flow: &flow,
+        partitions: p.partitions,
+    };
 
     // Each JSON-lines sink's queue; tasks take a sender when they start.
     // The run lets go of them once the workers are done, so the sinks'
@@ -449,21 +469,6 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         }
         let env = &env;
 
-        let tasks_per_worker = if reads_kafka {
-            4
-        } else {
-            (p.partitions as usize * topo.subtopologies.len()).div_ceil(worker_count)
-        };
-        let mut inboxes = Vec::new();
-        let mut receivers = Vec::new();
-        for _ in 0..worker_count {
-            let (external, external_rx) = bounded(TASK_QUEUE * tasks_per_worker.max(1));
-            let (internal, internal_rx) = unbounded();
-            inboxes.push(WorkerInbox { external, internal });
-            receivers.push((external_rx, internal_rx));
-        }
-        let peers: Vec<Sender<WorkerMessage>> =
-            inboxes.iter().map(|i| i.internal.clone()).collect();
         for (index, (external, internal)) in receivers.into_iter().enumerate() {
             let worker = Worker {
                 index,
@@ -471,7 +476,6 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 make_task,
                 external,
                 internal,
-                peers: peers.clone(),
                 flow: &flow,
             };
             workers.push(spawn_stopping(
@@ -482,7 +486,6 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 move || worker.run(),
             ));
         }
-        drop(peers);
 
         if !reads_kafka {
             // Embedded: every task of every partition runs from the start.

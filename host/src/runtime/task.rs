@@ -13,24 +13,28 @@
 //! derived from the bad record or later ones is passed on, on any branch,
 //! because sinks pass records on only at the end of the batch.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::RunError;
 use super::merge::InputMerge;
-use super::message::{CommitBarrier, TaskMessage};
+use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::sinks::SinkWriter;
 use super::topology::{Target, Topology};
+use super::worker::Flow;
 use crate::clock::Clock;
+use crate::codec::partitioner::partition_for;
 use crate::io::ack::Ack;
-use crate::io::batch::{InputId, Reject};
+use crate::io::batch::{Batch, InputId, Reject};
 use crate::metrics::Metrics;
 use crate::operators::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StepOutput, TaskId, TimeKind,
 };
 use crate::record::{Origin, Record};
 use crate::spec::ErrorPolicy;
+use crossbeam_channel::Sender;
 
 /// Times a retryable external error is tried again before it stops the run.
 const RETRIES: u32 = 3;
@@ -47,6 +51,13 @@ pub struct TaskEnv<'t> {
     /// it goes on without it (Kafka Streams' `max.task.idle.ms`); `None`
     /// waits until the input has records or ends (files: repeatable runs).
     pub max_idle: Option<Duration>,
+    /// Every worker's internal queue, by worker index: where re-partitioned
+    /// records go (the task of partition `q` runs on worker `q % workers`).
+    pub peers: Vec<Sender<WorkerMessage>>,
+    /// Re-partitioned records in flight, which sources wait on.
+    pub flow: &'t Flow,
+    /// Partitions of every sub-topology on the embedded runtime.
+    pub partitions: u32,
 }
 
 /// One step's operator in a task, with what the task keeps around it.
@@ -101,6 +112,15 @@ pub struct Task<'t> {
     pub(super) tracked: bool,
     restarts_seen: u64,
     state: TaskState,
+    /// Re-partitioned records waiting to leave, by repartition step and
+    /// target partition.
+    outbound: BTreeMap<usize, Vec<Vec<(Record, Origin)>>>,
+    /// Where the next keyless re-partitioned record goes.
+    round_robin: u32,
+    /// Repartitions this task told it sends nothing more.
+    ended_repartitions: BTreeSet<usize>,
+    /// Ends received per repartition input, one from each upstream task.
+    upstream_ends: BTreeMap<u16, u32>,
 }
 
 impl<'t> Task<'t> {
@@ -147,6 +167,10 @@ impl<'t> Task<'t> {
             tracked: false,
             restarts_seen: 0,
             state: TaskState::Running,
+            outbound: BTreeMap::new(),
+            round_robin: id.partition,
+            ended_repartitions: BTreeSet::new(),
+            upstream_ends: BTreeMap::new(),
         }
     }
 
@@ -162,6 +186,15 @@ impl<'t> Task<'t> {
                 self.merge.push(batch);
                 self.drain_inputs(idle)?;
             }
+            TaskMessage::EndOfInput(input @ InputId::Repartition(j)) => {
+                // Each upstream task ends once.
+                let ends = self.upstream_ends.entry(j).or_default();
+                *ends += 1;
+                if *ends == self.env.partitions {
+                    self.merge.end(input);
+                }
+                self.drain_inputs(idle)?;
+            }
             TaskMessage::EndOfInput(input) => {
                 self.merge.end(input);
                 self.drain_inputs(idle)?;
@@ -175,6 +208,7 @@ impl<'t> Task<'t> {
             TaskMessage::Swap { step, operator } => self.swap(step, operator)?,
             TaskMessage::Commit(barrier) => self.commit(&barrier),
         }
+        self.end_repartitions()?;
         if self.state == TaskState::Running && self.merge.all_ended() {
             self.flush_sinks()?;
             self.close();
@@ -378,6 +412,7 @@ impl<'t> Task<'t> {
 
     /// The end of a run: what the sinks hold is passed on.
     fn end_of_run(&mut self, idle: bool) -> Result<(), RunError> {
+        self.send_outbound()?;
         self.pass_on(true)?;
         let (ack, tracked) = (self.ack.clone(), self.tracked);
         for sink in self.sinks.iter_mut().flatten() {
@@ -462,7 +497,92 @@ impl<'t> Task<'t> {
         match target {
             Target::Sink(s) => self.write(s, &records, &origins),
             Target::Step { step, input } => self.step(step, input, records, origins),
+            Target::Repartition(j) => {
+                self.repartition(j, records, origins);
+                Ok(())
+            }
         }
+    }
+
+    /// Sorts records to the partitions of their keys (Kafka's murmur2;
+    /// keyless records in turn), to leave at the end of the run.
+    fn repartition(&mut self, j: usize, records: Vec<Record>, origins: Vec<Origin>) {
+        let partitions = self.env.partitions;
+        let out = self
+            .outbound
+            .entry(j)
+            .or_insert_with(|| (0..partitions).map(|_| Vec::new()).collect());
+        for (record, origin) in records.into_iter().zip(origins) {
+            let q = match &record.key {
+                Some(key) => partition_for(key, partitions),
+                None => {
+                    self.round_robin = (self.round_robin + 1) % partitions;
+                    self.round_robin
+                }
+            };
+            out[q as usize].push((record, origin));
+        }
+    }
+
+    /// Sends re-partitioned records to their tasks. A worker never waits
+    /// here: the queues between workers are unbounded, and sources wait
+    /// instead while they hold too much (see [`Flow`]).
+    fn send_outbound(&mut self) -> Result<(), RunError> {
+        let topo = self.env.topo;
+        for (&j, parts) in &mut self.outbound {
+            let input = InputId::Repartition(j as u16);
+            let subtopology = topo.subtopology_reading(input);
+            for (q, part) in parts.iter_mut().enumerate() {
+                if part.is_empty() {
+                    continue;
+                }
+                let mut batch = Batch::new(input, part.len());
+                for (record, origin) in part.drain(..) {
+                    batch.records.push(record);
+                    batch.origins.push(origin);
+                }
+                self.env.flow.queued(batch.records.len());
+                let task = TaskId {
+                    subtopology,
+                    partition: q as u32,
+                };
+                let peers = &self.env.peers;
+                peers[q % peers.len()]
+                    .send(WorkerMessage::Task(task, TaskMessage::Batch(batch)))
+                    .map_err(|_| RunError::Stopped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the tasks after each repartition this task feeds that it
+    /// sends nothing more, once the inputs that reach it have ended.
+    fn end_repartitions(&mut self) -> Result<(), RunError> {
+        let topo = self.env.topo;
+        let sub = &topo.subtopologies[self.id.subtopology as usize];
+        for (j, feeds) in &topo.repartition_feeds {
+            if !sub.steps.contains(j)
+                || self.ended_repartitions.contains(j)
+                || !self.merge.ended(feeds)
+            {
+                continue;
+            }
+            self.send_outbound()?;
+            let input = InputId::Repartition(*j as u16);
+            let subtopology = topo.subtopology_reading(input);
+            for q in 0..self.env.partitions {
+                let task = TaskId {
+                    subtopology,
+                    partition: q,
+                };
+                let peers = &self.env.peers;
+                peers[q as usize % peers.len()]
+                    .send(WorkerMessage::Task(task, TaskMessage::EndOfInput(input)))
+                    .map_err(|_| RunError::Stopped)?;
+            }
+            self.ended_repartitions.insert(*j);
+        }
+        Ok(())
     }
 
     fn step(

@@ -20,6 +20,9 @@ pub enum Target {
         input: usize,
     },
     Sink(usize),
+    /// A repartition step: records leave the task for the task of their
+    /// key's partition in the sub-topology after it.
+    Repartition(usize),
 }
 
 /// A part of the topology whose records never move between tasks: every
@@ -59,6 +62,9 @@ pub struct Topology {
     pub source_routes: Vec<Vec<Target>>,
     /// The sub-topologies, in the order records flow through them.
     pub subtopologies: Vec<SubTopology>,
+    /// Each repartition step, with the inputs of its sub-topology whose
+    /// records reach it: once those ended, it sends nothing more.
+    pub repartition_feeds: Vec<(usize, Vec<InputId>)>,
     /// `[step][port]` → targets.
     pub step_routes: Vec<Vec<Vec<Target>>>,
     /// The instances started for checking, handed to the first task.
@@ -98,9 +104,12 @@ impl Topology {
                 }
             })
             .collect();
-        let mut warm = Vec::new();
+        // One instance of every plugin step, started now so a refused
+        // config or a wrong kind is reported before any record flows.
+        let mut warm: Vec<Option<PluginStep>> = Vec::new();
         for step in &pipeline.steps {
-            let Some(plugin) = plugins.get(step.plugin).cloned().flatten() else {
+            let Some(plugin) = step.plugin.and_then(|p| plugins.get(p).cloned().flatten()) else {
+                warm.push(None);
                 continue;
             };
             match PluginStep::start(
@@ -110,8 +119,11 @@ impl Topology {
                 step.config_json.as_str().into(),
                 step.limits,
             ) {
-                Ok(s) => warm.push(s),
-                Err(e) => problems.push(pipeline.diagnostic(step.loc, e.to_string())),
+                Ok(s) => warm.push(Some(s)),
+                Err(e) => {
+                    warm.push(None);
+                    problems.push(pipeline.diagnostic(step.loc, e.to_string()));
+                }
             }
         }
         if !problems.is_empty() {
@@ -121,7 +133,14 @@ impl Topology {
             .into_iter()
             .map(|p| p.expect("checked above"))
             .collect();
-        let step_ports: Vec<Vec<String>> = warm.iter().map(|s| s.ports().to_vec()).collect();
+        // A host-native step (repartition) has one port, `out`.
+        let step_ports: Vec<Vec<String>> = warm
+            .iter()
+            .map(|s| {
+                s.as_ref()
+                    .map_or_else(|| vec!["out".to_string()], |s| s.ports().to_vec())
+            })
+            .collect();
 
         let mut source_routes = vec![Vec::new(); pipeline.sources.len()];
         let mut step_routes: Vec<Vec<Vec<Target>>> = step_ports
@@ -132,7 +151,10 @@ impl Topology {
             .steps
             .iter()
             .enumerate()
-            .map(|(i, s)| (Target::Step { step: i, input: 0 }, &s.inputs))
+            .map(|(i, s)| match s.kind {
+                StepKind::Repartition => (Target::Repartition(i), &s.inputs),
+                _ => (Target::Step { step: i, input: 0 }, &s.inputs),
+            })
             .chain(
                 pipeline
                     .sinks
@@ -207,15 +229,8 @@ impl Topology {
             problems.sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
             return Err(SpecError(problems));
         }
-        // Nothing re-partitions yet: one sub-topology holds every node.
-        let subtopologies = vec![SubTopology {
-            id: 0,
-            inputs: (0..pipeline.sources.len() as u16)
-                .map(InputId::Source)
-                .collect(),
-            steps: (0..pipeline.steps.len()).collect(),
-            sinks: (0..pipeline.sinks.len()).collect(),
-        }];
+        let subtopologies = split(&pipeline);
+        let repartition_feeds = feeds(&subtopologies, &source_routes, &step_routes);
         Ok(Topology {
             pipeline,
             engine,
@@ -223,8 +238,9 @@ impl Topology {
             step_ports,
             source_routes,
             subtopologies,
+            repartition_feeds,
             step_routes,
-            warm: Mutex::new(warm.into_iter().map(Some).collect()),
+            warm: Mutex::new(warm),
         })
     }
 
@@ -238,7 +254,11 @@ impl Topology {
         let sub = &self.subtopologies[task.subtopology as usize];
         let mut operators: Vec<Option<Box<dyn Operator>>> =
             (0..self.pipeline.steps.len()).map(|_| None).collect();
-        for &j in &sub.steps {
+        for &j in sub
+            .steps
+            .iter()
+            .filter(|&&j| !self.pipeline.steps[j].kind.is_host_native())
+        {
             let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner())[j].take();
             let started = match warm {
                 Some(step) => step,
@@ -255,7 +275,7 @@ impl Topology {
         let started = PluginStep::start(
             step.name.as_str().into(),
             step.kind,
-            self.plugins[step.plugin].clone(),
+            self.plugins[step.plugin.expect("a plugin step")].clone(),
             step.config_json.as_str().into(),
             step.limits,
         )?;
@@ -267,7 +287,7 @@ impl Topology {
     pub fn routes_of(&self, input: InputId) -> &[Target] {
         match input {
             InputId::Source(s) => &self.source_routes[s as usize],
-            InputId::Repartition(_) => &[],
+            InputId::Repartition(j) => &self.step_routes[j as usize][0],
         }
     }
 
@@ -278,4 +298,156 @@ impl Topology {
             .find(|s| s.inputs.contains(&input))
             .map_or(0, |s| s.id)
     }
+}
+
+/// Splits the pipeline into sub-topologies: the parts connected without
+/// crossing a repartition step (its upstream side keeps the step), as Kafka
+/// Streams cuts a topology at its repartition topics. Numbered in the order
+/// records flow: sources' parts first, each part fed by a repartition after
+/// the part that holds the repartition (validation keeps the graph acyclic
+/// and the steps in an order where inputs come first).
+fn split(p: &Pipeline) -> Vec<SubTopology> {
+    // Union-find over sources, steps and sinks.
+    let (ns, nt) = (p.sources.len(), p.steps.len());
+    let node = |n: Node| match n {
+        Node::Source(i) => i,
+        Node::Step(j) => ns + j,
+    };
+    let mut parent: Vec<usize> = (0..ns + nt + p.sinks.len()).collect();
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let consumers = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (ns + j, &s.inputs))
+        .chain(
+            p.sinks
+                .iter()
+                .enumerate()
+                .map(|(k, s)| (ns + nt + k, &s.inputs)),
+        );
+    for (me, inputs) in consumers {
+        for input in inputs {
+            let cut =
+                matches!(input.node, Node::Step(j) if p.steps[j].kind == StepKind::Repartition);
+            if !cut {
+                let (a, b) = (root(&mut parent, me), root(&mut parent, node(input.node)));
+                parent[a] = b;
+            }
+        }
+    }
+    let mut order: Vec<usize> = Vec::new();
+    for x in 0..parent.len() {
+        let r = root(&mut parent, x);
+        if !order.contains(&r) {
+            order.push(r);
+        }
+    }
+    let mut subs: Vec<SubTopology> = order
+        .iter()
+        .map(|_| SubTopology {
+            id: 0,
+            inputs: Vec::new(),
+            steps: Vec::new(),
+            sinks: Vec::new(),
+        })
+        .collect();
+    let part = |parent: &mut [usize], x: usize| {
+        let r = root(parent, x);
+        order
+            .iter()
+            .position(|&o| o == r)
+            .expect("every root is listed")
+    };
+    for i in 0..ns {
+        let at = part(&mut parent, i);
+        subs[at].inputs.push(InputId::Source(i as u16));
+    }
+    for j in 0..nt {
+        let at = part(&mut parent, ns + j);
+        subs[at].steps.push(j);
+        if p.steps[j].kind != StepKind::Repartition {
+            continue;
+        }
+        // A repartition's records enter the part of its consumers.
+        let consumer = (0..nt)
+            .find(|&c| p.steps[c].inputs.iter().any(|i| i.node == Node::Step(j)))
+            .map(|c| ns + c)
+            .or_else(|| {
+                p.sinks
+                    .iter()
+                    .position(|s| s.inputs.iter().any(|i| i.node == Node::Step(j)))
+                    .map(|k| ns + nt + k)
+            });
+        if let Some(c) = consumer {
+            let at = part(&mut parent, c);
+            subs[at].inputs.push(InputId::Repartition(j as u16));
+        }
+    }
+    for k in 0..p.sinks.len() {
+        if p.dead_letter == Some(k) {
+            // Every task may dead-letter: the sink belongs to every part.
+            for s in &mut subs {
+                s.sinks.push(k);
+            }
+            continue;
+        }
+        let at = part(&mut parent, ns + nt + k);
+        subs[at].sinks.push(k);
+    }
+    // A part with no input never runs; flow order is source parts first,
+    // then parts fed by repartitions in the order of their steps.
+    subs.retain(|s| !s.inputs.is_empty());
+    subs.sort_by_key(|s| match s.inputs.first() {
+        Some(InputId::Source(i)) => (0, *i as usize),
+        Some(InputId::Repartition(j)) => (1, *j as usize),
+        None => (2, 0),
+    });
+    for (i, s) in subs.iter_mut().enumerate() {
+        s.id = i as u16;
+    }
+    subs
+}
+
+/// For each repartition step, the inputs of its sub-topology whose records
+/// reach it (following the routes, not crossing other repartitions).
+fn feeds(
+    subs: &[SubTopology],
+    source_routes: &[Vec<Target>],
+    step_routes: &[Vec<Vec<Target>>],
+) -> Vec<(usize, Vec<InputId>)> {
+    let mut out: Vec<(usize, Vec<InputId>)> = Vec::new();
+    for sub in subs {
+        for &input in &sub.inputs {
+            let start = match input {
+                InputId::Source(s) => &source_routes[s as usize],
+                InputId::Repartition(j) => &step_routes[j as usize][0],
+            };
+            let mut stack: Vec<Target> = start.clone();
+            let mut seen: Vec<Target> = Vec::new();
+            while let Some(t) = stack.pop() {
+                if seen.contains(&t) {
+                    continue;
+                }
+                seen.push(t);
+                match t {
+                    Target::Step { step, .. } => {
+                        stack.extend(step_routes[step].iter().flatten().copied());
+                    }
+                    Target::Repartition(j) => match out.iter_mut().find(|(r, _)| *r == j) {
+                        Some((_, inputs)) => inputs.push(input),
+                        None => out.push((j, vec![input])),
+                    },
+                    Target::Sink(_) => {}
+                }
+            }
+        }
+    }
+    out
 }

@@ -40,7 +40,6 @@ pub struct Flow {
 
 impl Flow {
     /// Re-partitioned records were queued.
-    #[expect(dead_code, reason = "repartition steps queue records: the next change")]
     pub fn queued(&self, n: usize) {
         self.internal_records.fetch_add(n, Ordering::AcqRel);
     }
@@ -86,14 +85,6 @@ pub struct Worker<'t> {
     pub make_task: &'t TaskFactory<'t>,
     pub external: Receiver<WorkerMessage>,
     pub internal: Receiver<WorkerMessage>,
-    /// Every worker's internal queue (this one's too), by worker index:
-    /// where re-partitioned records go. Holding them also keeps the
-    /// internal queues open for as long as any worker runs.
-    #[expect(
-        dead_code,
-        reason = "repartition steps send through it: the next change"
-    )]
-    pub peers: Vec<Sender<WorkerMessage>>,
     pub flow: &'t Flow,
 }
 

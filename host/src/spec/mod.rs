@@ -59,6 +59,10 @@ pub enum StepKind {
     Branch,
     /// Exactly one output per input, with only its key changed.
     SelectKey,
+    /// Moves each record to the task of its key's partition (Kafka
+    /// Streams' `repartition()`): what follows runs in another
+    /// sub-topology. Runs in the host; no plugin.
+    Repartition,
 }
 
 impl StepKind {
@@ -69,7 +73,13 @@ impl StepKind {
             StepKind::FlatMap => "flat-map",
             StepKind::Branch => "branch",
             StepKind::SelectKey => "select-key",
+            StepKind::Repartition => "repartition",
         }
+    }
+
+    /// Whether the host runs this step itself, without a plugin.
+    pub fn is_host_native(self) -> bool {
+        self == StepKind::Repartition
     }
 }
 
@@ -184,8 +194,8 @@ pub struct PluginRef {
 pub struct Step {
     pub name: String,
     pub kind: StepKind,
-    /// Index into `Pipeline::plugins`.
-    pub plugin: usize,
+    /// Index into `Pipeline::plugins`; `None` for a host-native step.
+    pub plugin: Option<usize>,
     /// The `config` block as JSON text (`null` when absent).
     pub config_json: String,
     pub limits: Limits,

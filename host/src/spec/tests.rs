@@ -216,3 +216,35 @@ sinks:
     );
     assert_eq!(p.sinks[0].topic.as_ref().unwrap().create, None);
 }
+
+#[test]
+fn a_repartition_step_runs_in_the_host_and_plugin_steps_need_a_plugin() {
+    let text = "\
+sources:
+  a: { kind: stdin }
+plugins:
+  p: { path: p.wasm }
+steps:
+  - { name: r, kind: repartition, plugin: p }
+  - { name: m, kind: map }
+  - { name: c, kind: repartition, config: { x: 1 } }
+sinks:
+  o: { kind: stdout }
+";
+    let e = errors(text);
+    assert!(
+        e.iter()
+            .any(|m| m.contains(":6:") && m.contains("runs in the host and takes no `plugin`")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains(":7:") && m.contains("`m` needs a `plugin`")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains(":8:") && m.contains("takes no `config` or `limits`")),
+        "{e:#?}"
+    );
+}

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::raw::{Names, RawCreate, RawKafka, RawLimits, RawPipeline};
+use super::raw::{Names, RawCreate, RawKafka, RawLimits, RawPipeline, RawStep};
 use super::{
     Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PluginRef, Sink,
-    SinkKind, Source, SourceKind, SpecError, Step, Topic, TopicCreate, quantity,
+    SinkKind, Source, SourceKind, SpecError, Step, StepKind, Topic, TopicCreate, quantity,
 };
 use crate::limits::Limits;
 
@@ -320,6 +320,18 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         None => None,
     };
 
+    if sources.iter().any(|s| s.kind == SourceKind::Kafka) {
+        for step in steps.iter().filter(|s| s.kind == StepKind::Repartition) {
+            c.error(
+                step.loc,
+                format!(
+                    "step `{}`: `repartition` runs on the embedded runtime only for now; on Kafka it needs a repartition topic, which comes with keyed state",
+                    step.name
+                ),
+            );
+        }
+    }
+
     Pipeline {
         file: c.file.to_path_buf(),
         name,
@@ -517,26 +529,7 @@ fn check_steps(
     for (i, s) in raw.steps.iter().enumerate() {
         let step = &s.value;
         let l = loc(&step.name);
-        let plugin = match plugins.iter().position(|p| p.name == step.plugin.value) {
-            Some(p) => p,
-            None => {
-                let known: Vec<_> = plugins.iter().map(|p| p.name.as_str()).collect();
-                c.error(
-                    loc(&step.plugin),
-                    format!(
-                        "step `{}` uses plugin `{}`, which is not in `plugins` (known: {})",
-                        step.name.value,
-                        step.plugin.value,
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-                0
-            }
-        };
+        let plugin = check_step_plugin(c, step, plugins);
         let inputs = match &step.from {
             Some(from) => resolve_inputs(c, from, names),
             None if i > 0 => only(Node::Step(i - 1), l),
@@ -570,6 +563,60 @@ fn check_steps(
         });
     }
     out
+}
+
+/// The plugin a step runs: required for plugin kinds, refused (with its
+/// config and limits) for a step the host runs itself.
+fn check_step_plugin(c: &mut Checker, step: &RawStep, plugins: &[PluginRef]) -> Option<usize> {
+    let name = &step.name.value;
+    if step.kind.is_host_native() {
+        if let Some(p) = &step.plugin {
+            c.error(
+                loc(p),
+                format!(
+                    "step `{name}`: a `{}` step runs in the host and takes no `plugin`",
+                    step.kind.as_str()
+                ),
+            );
+        }
+        if step.config.is_some() || step.limits.is_some() {
+            c.error(
+                loc(&step.name),
+                format!(
+                    "step `{name}`: a `{}` step takes no `config` or `limits`",
+                    step.kind.as_str()
+                ),
+            );
+        }
+        return None;
+    }
+    let Some(wanted) = &step.plugin else {
+        c.error(
+            loc(&step.name),
+            format!(
+                "step `{name}` needs a `plugin` (a `{}` step runs one)",
+                step.kind.as_str()
+            ),
+        );
+        return None;
+    };
+    let found = plugins.iter().position(|p| p.name == wanted.value);
+    if found.is_none() {
+        let known: Vec<_> = plugins.iter().map(|p| p.name.as_str()).collect();
+        c.error(
+            loc(wanted),
+            format!(
+                "step `{name}` uses plugin `{}`, which is not in `plugins` (known: {})",
+                wanted.value,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    found
 }
 
 /// The implicit input of a step or sink without `from`.
