@@ -411,15 +411,27 @@ pub fn pipeline(app: &str, settings: &Settings<'_>, body: &str) -> Fixture {
 /// Limits how fast the broker takes records from client `client_id`
 /// (a Kafka client quota, set with scripts/kafka's kafka-configs).
 pub fn throttle_producer(client_id: &str, bytes_per_second: u64) {
+    let rate = format!("producer_byte_rate={bytes_per_second}");
+    client_quota(client_id, &["--add-config", &rate]);
+}
+
+/// Lifts the limit [`throttle_producer`] set.
+pub fn unthrottle_producer(client_id: &str) {
+    client_quota(client_id, &["--delete-config", "producer_byte_rate"]);
+}
+
+fn client_quota(client_id: &str, change: &[&str]) {
     let status = Command::new(repo().join("scripts/kafka"))
         .args(["configs", "--bootstrap-server", bootstrap(), "--alter"])
         .args(["--entity-type", "clients", "--entity-name", client_id])
-        .arg("--add-config")
-        .arg(format!("producer_byte_rate={bytes_per_second}"))
+        .args(change)
         .stdout(Stdio::null())
         .status()
         .expect("cannot run scripts/kafka configs");
-    assert!(status.success(), "setting a quota for {client_id} failed");
+    assert!(
+        status.success(),
+        "changing the quota of {client_id} ({change:?}) failed"
+    );
 }
 
 /// A `weir run` process; stopped with SIGINT (or killed) by the test.
