@@ -179,9 +179,12 @@ pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> R
         .set("enable.idempotence", "true")
         .create()?;
     consumer.subscribe(&[input])?;
+    // SIGTERM (how `measure` ends each contestant) or SIGINT ends the loop;
+    // signal-hook's handler only sets the flag, which is async-signal-safe.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        signal_flag(signal, stop.clone());
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .with_context(|| format!("cannot handle signal {signal}"))?;
     }
     let mut last_commit = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -209,28 +212,13 @@ pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> R
     Ok(())
 }
 
-static STOP_FLAGS: std::sync::Mutex<Vec<Arc<AtomicBool>>> = std::sync::Mutex::new(Vec::new());
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if let Ok(flags) = STOP_FLAGS.try_lock() {
-        for f in flags.iter() {
-            f.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-fn signal_flag(signal: libc::c_int, flag: Arc<AtomicBool>) {
-    STOP_FLAGS.lock().unwrap().push(flag);
-    // SAFETY: the handler only stores to atomics.
-    unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
-}
-
 /// CPU time (user + system) and peak RSS of a running process.
 fn usage(pid: u32) -> Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = &stat[stat.rfind(')').context("stat format")? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (fields[11].parse::<u64>()? + fields[12].parse::<u64>()?) as f64 / ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -7,6 +7,7 @@
 //! `KAFKA_PORT=19292 WEIR_KAFKA_DIR=target/kafka-test scripts/kafka stop`
 //! stops it). Every wait is bounded and says what it waited for.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -73,12 +74,69 @@ fn admin_options() -> AdminOptions {
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
+    create_topic_with(name, partitions, &[]);
+}
+
+/// Creates a topic with topic-level settings (`max.message.bytes`, ...).
+pub fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in settings {
+        topic = topic.set(key, value);
+    }
     let results = block_on(admin.create_topics([&topic], &admin_options())).expect("create_topics");
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
     }
+}
+
+/// The offsets `group` has committed on `topic`, by partition (only the
+/// partitions that have one).
+pub fn committed(group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partition_count(&consumer, topic) {
+        tpl.add_partition(topic, p);
+    }
+    // Not subscribed: asking does not join the group.
+    let answer = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("committed offsets of group {group} on {topic}: {e}"));
+    answer
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each partition's end offset (the next offset to be written).
+pub fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = config().create().expect("consumer");
+    (0..partition_count(&consumer, topic))
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("end offsets of {topic}: {e}"));
+            (p, high)
+        })
+        .collect()
+}
+
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> i32 {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+    metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32)
 }
 
 /// Deletes the named topics when dropped (at the end of a test, passed or
@@ -252,41 +310,128 @@ pub fn try_consume(
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let m = m.expect("consume");
-        let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), text(h.value)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Read {
-            rec: Rec {
-                key: text(m.key()),
-                value: text(m.payload()),
-                timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                headers,
-            },
-            partition: m.partition(),
-            offset: m.offset(),
-        });
+        out.push(to_read(&m.expect("consume")));
     }
+}
+
+fn to_read(m: &BorrowedMessage<'_>) -> Read {
+    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), text(h.value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Read {
+        rec: Rec {
+            key: text(m.key()),
+            value: text(m.payload()),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            headers,
+        },
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}
+
+/// Reads every partition of an existing topic from the start, a little at
+/// a time, while a test watches a run.
+pub struct Reader {
+    consumer: BaseConsumer,
+    /// Everything read so far, in the order it came.
+    pub got: Vec<Read>,
+}
+
+impl Reader {
+    pub fn new(topic: &str) -> Reader {
+        let consumer: BaseConsumer = config()
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let partitions = partition_count(&consumer, topic);
+        assert!(partitions > 0, "topic {topic} does not exist");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).expect("assign");
+        Reader {
+            consumer,
+            got: Vec::new(),
+        }
+    }
+
+    /// Takes what has arrived, waiting at most `wait` for the first record.
+    pub fn poll(&mut self, wait: Duration) {
+        let mut timeout = wait;
+        while let Some(m) = self.consumer.poll(timeout) {
+            self.got.push(to_read(&m.expect("consume")));
+            timeout = Duration::ZERO;
+        }
+    }
+}
+
+/// The `kafka:` settings of a test pipeline.
+pub struct Settings<'a> {
+    pub threads: u32,
+    pub commit_interval: &'a str,
+    /// The producer's properties, a YAML flow mapping.
+    pub producer: &'a str,
+}
+
+impl Default for Settings<'_> {
+    /// Two tasks, commits every 200 ms, the producer as weir sets it up.
+    fn default() -> Self {
+        Settings {
+            threads: 2,
+            commit_interval: "200ms",
+            producer: "{}",
+        }
+    }
+}
+
+/// A pipeline file for the test broker, with `{plugin:NAME}` filled in by
+/// the fixture. The session timeout is short (6 s), so a killed member's
+/// partitions move within seconds.
+pub fn pipeline(app: &str, settings: &Settings<'_>, body: &str) -> Fixture {
+    let text = format!(
+        "name: {app}\nkafka:\n  bootstrap: {}\n  commit-interval: {}\n  threads: {}\n  consumer-properties: {{ session.timeout.ms: 6000, heartbeat.interval.ms: 500 }}\n  producer-properties: {}\n{body}",
+        bootstrap(),
+        settings.commit_interval,
+        settings.threads,
+        settings.producer,
+    );
+    Fixture::new(&text, &[])
 }
 
 /// Limits how fast the broker takes records from client `client_id`
 /// (a Kafka client quota, set with scripts/kafka's kafka-configs).
 pub fn throttle_producer(client_id: &str, bytes_per_second: u64) {
+    let rate = format!("producer_byte_rate={bytes_per_second}");
+    client_quota(client_id, &["--add-config", &rate]);
+}
+
+/// Lifts the limit [`throttle_producer`] set.
+pub fn unthrottle_producer(client_id: &str) {
+    client_quota(client_id, &["--delete-config", "producer_byte_rate"]);
+}
+
+fn client_quota(client_id: &str, change: &[&str]) {
     let status = Command::new(repo().join("scripts/kafka"))
         .args(["configs", "--bootstrap-server", bootstrap(), "--alter"])
         .args(["--entity-type", "clients", "--entity-name", client_id])
-        .arg("--add-config")
-        .arg(format!("producer_byte_rate={bytes_per_second}"))
+        .args(change)
         .stdout(Stdio::null())
         .status()
         .expect("cannot run scripts/kafka configs");
-    assert!(status.success(), "setting a quota for {client_id} failed");
+    assert!(
+        status.success(),
+        "changing the quota of {client_id} ({change:?}) failed"
+    );
 }
 
 /// A `weir run` process; stopped with SIGINT (or killed) by the test.
@@ -306,6 +451,8 @@ impl WeirProcess {
             .arg(fixture.pipeline_path())
             .env("WEIR_CACHE_DIR", cache_dir())
             .env("RUST_LOG", "info")
+            // Plain text, for the tests that read the log.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -345,10 +492,40 @@ impl WeirProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The partitions of `topic` this process was last assigned, from its
+    /// log (`partitions assigned partitions=topic[0,2]`); empty before any.
+    pub fn assigned(&self, topic: &str) -> Vec<i32> {
+        let log = self.log_text();
+        let Some(line) = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("partitions assigned"))
+        else {
+            return Vec::new();
+        };
+        let Some(start) = line.find(&format!("{topic}[")) else {
+            return Vec::new();
+        };
+        let list = &line[start + topic.len() + 1..];
+        let mut partitions: Vec<i32> = list[..list.find(']').unwrap_or(0)]
+            .split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect();
+        partitions.sort_unstable();
+        partitions
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
         let status = Command::new("kill").args([signal, &pid]).status().unwrap();
         assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// SIGINT, then waits (bounded) for the process to end, clean or not;
+    /// returns whether it succeeded, and its log.
+    pub fn stop_and_wait(self) -> (bool, String) {
+        self.signal("-INT");
+        self.wait()
     }
 
     /// SIGINT, then waits (bounded) for a clean exit.

@@ -412,11 +412,17 @@ fn stdin_streams_and_ctrl_c_stops_cleanly() {
     assert!(got[2].contains("\"n\":2"), "{got:?}");
 }
 
-/// Runs `weir run` on a pipeline whose file source is a FIFO fed slowly, so
-/// the run lasts over a second; returns what appeared on stderr.
-fn slow_run(with_terminal: bool) -> String {
-    use std::io::Write;
+/// Runs `weir run` on a pipeline whose file source is a FIFO, writing a
+/// second record only once `wait_before_second` says so (given the output
+/// so far); returns what appeared on stdout and stderr.
+fn slow_run(
+    with_terminal: bool,
+    mut wait_before_second: impl FnMut(&Fixture, &str) -> bool,
+) -> String {
+    use std::io::{Read, Write};
     use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     let f = Fixture::new(
         "
@@ -451,40 +457,80 @@ sinks:
         c.args(["run", f.pipeline_path().to_str().unwrap()]);
         c
     };
-    let child = cmd
+    let mut child = cmd
         .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Both streams are read as they come, so the test can wait on them.
+    let seen = Arc::new(Mutex::new(String::new()));
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .into_iter()
+    .map(|mut stream| {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    })
+    .collect();
     let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     writeln!(writer, "{{\"key\":\"a\",\"value\":1}}").unwrap();
     writer.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wait_before_second(&f, &seen.lock().unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "the condition for the second record did not hold within 30 s; output:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     writeln!(writer, "{{\"key\":\"b\",\"value\":2}}").unwrap();
     drop(writer);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = child.wait().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(status.success(), "{seen}");
     let written = std::fs::read_to_string(f.path("out.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 2);
     // `script` merges the child's stdout and stderr into its own stdout.
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    seen
 }
 
 #[test]
 fn progress_shows_on_a_terminal_and_not_when_piped() {
-    let shown = slow_run(true);
-    assert!(
-        shown.contains("in 1 ("),
-        "no progress line on a terminal:\n{shown}"
-    );
+    use std::time::{Duration, Instant};
+
+    // On a terminal: the second record waits until a progress line shows
+    // the first one.
+    let started = Instant::now();
+    let shown = slow_run(true, |_, out| out.contains("in 1 ("));
     assert!(shown.contains("dead-lettered 0"), "{shown}");
-    let piped = slow_run(false);
+    let drawn_within = started.elapsed();
+    // Piped: the first record is through (written to the file sink), and
+    // the run then stays open as long again as the terminal run needed to
+    // draw its line, plus a refresh (250 ms); nothing may be drawn.
+    let mut through: Option<Instant> = None;
+    let piped = slow_run(false, |f, _| {
+        let written = std::fs::read_to_string(f.path("out.jsonl")).unwrap_or_default();
+        if written.lines().count() < 1 {
+            return false;
+        }
+        let since = *through.get_or_insert_with(Instant::now);
+        since.elapsed() >= drawn_within + Duration::from_millis(250)
+    });
     assert!(
         !piped.contains("in 1 ("),
         "progress printed while piped:\n{piped}"

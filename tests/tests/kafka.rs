@@ -6,23 +6,20 @@
 //! one that is killed, losing nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use weir::codec::partitioner::partition_for;
 use weir_tests::Fixture;
-use weir_tests::kafka::{self, Cleanup, Rec, WeirProcess};
+use weir_tests::kafka::{self, Cleanup, Rec, Settings, WeirProcess};
 
 const WAIT: Duration = Duration::from_secs(90);
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// A pipeline file for the test broker; `{bootstrap}` and `{app}` are
-/// filled in, and `{plugin:NAME}` by the fixture.
+/// A pipeline file for the test broker (two tasks, commits every 200 ms).
 fn pipeline(app: &str, body: &str) -> Fixture {
-    let text = format!(
-        "name: {app}\nkafka:\n  bootstrap: {}\n  commit-interval: 200ms\n  threads: 2\n  consumer-properties: {{ session.timeout.ms: 6000, heartbeat.interval.ms: 500 }}\n{body}",
-        kafka::bootstrap()
-    );
-    Fixture::new(&text, &[])
+    kafka::pipeline(app, &Settings::default(), body)
 }
 
 /// Fresh input topic, output topic and application id names.
@@ -304,6 +301,9 @@ fn memory_stays_bounded_when_the_output_is_slower_than_the_input() {
         weir.assert_running();
         peak = peak.max(weir.rss());
     }
+    // Lifted before stopping: a stop sends what the producer queued (up to
+    // 64 MiB), which at 2 MB/s alone takes half the test's 60 s wait.
+    kafka::unthrottle_producer(&format!("{app}-producer"));
     let log = weir.stop();
     let written = kafka::consume(&output, 1, WAIT, Duration::ZERO).len();
     eprintln!(
@@ -354,58 +354,168 @@ fn a_second_process_takes_over_the_partitions_of_a_killed_one() {
     kafka::create_topic(&output, 4);
     let fixture = pipeline(&app, &copy_body(&input, &output));
     let mut survivor = WeirProcess::start(&fixture, "survivor.log");
-    let victim = WeirProcess::start(&fixture, "victim.log");
+    // The victim commits every 5 s, so the test can kill it between two
+    // of its commits knowing that no commit comes in between (below).
+    let victim_commits = Duration::from_secs(5);
+    let victim_settings = Settings {
+        commit_interval: "5s",
+        ..Settings::default()
+    };
+    let victim_fixture = kafka::pipeline(&app, &victim_settings, &copy_body(&input, &output));
+    let victim = WeirProcess::start(&victim_fixture, "victim.log");
     // Both have joined once each owns some of the four partitions.
-    let deadline = std::time::Instant::now() + WAIT;
-    while !(survivor.log_text().contains("partitions assigned")
-        && victim.log_text().contains("partitions assigned"))
+    let deadline = Instant::now() + WAIT;
+    while survivor.assigned(&input).is_empty()
+        || victim.assigned(&input).is_empty()
+        || survivor.assigned(&input).len() + victim.assigned(&input).len() != 4
     {
         assert!(
-            std::time::Instant::now() < deadline,
-            "both processes did not get partitions within {WAIT:?}:\n{}\n{}",
+            Instant::now() < deadline,
+            "the two processes did not share the partitions within {WAIT:?}:\n{}\n{}",
             survivor.log_text(),
             victim.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let total = 20_000;
+    let victim_partitions = victim.assigned(&input);
     let before: Vec<Rec> = (0..1000).map(|i| order(i, i)).collect();
     kafka::produce(&input, &before);
     survivor.consume(&output, 1000, WAIT, Duration::ZERO);
-    // The rest arrives in a stream, and the victim dies in the middle of
-    // it, with records read but not yet committed.
+    // The rest arrives in a stream that goes on until the victim is dead
+    // (at most 100,000 records), so the victim is at work when it dies.
+    let streaming = Arc::new(AtomicBool::new(true));
     let feeder = {
-        let input = input.clone();
+        let (input, streaming) = (input.clone(), streaming.clone());
         std::thread::spawn(move || {
-            for chunk in (1000..total).collect::<Vec<_>>().chunks(500) {
-                let recs: Vec<Rec> = chunk.iter().map(|&i| order(i, i)).collect();
+            let mut next = 1000;
+            while streaming.load(Ordering::Relaxed) && next < 101_000 {
+                let recs: Vec<Rec> = (next..next + 250).map(|i| order(i, i)).collect();
                 kafka::produce(&input, &recs);
+                next += 250;
                 std::thread::sleep(Duration::from_millis(20));
             }
+            next
         })
     };
-    std::thread::sleep(Duration::from_millis(150));
+    // Where each input record is (id → partition, offset), what the
+    // processes wrote, and what the victim last committed. The victim is
+    // killed right after one of its commits (while the next is at least
+    // half its interval away) once it has written records of the stream
+    // past that commit: read, written and not committed.
+    let (mut inputs, mut outputs) = (kafka::Reader::new(&input), kafka::Reader::new(&output));
+    let id = |r: &kafka::Read| r.rec.json()["id"].as_i64().unwrap();
+    let victims_commits = || {
+        let mut c = kafka::committed(&app, &input);
+        c.retain(|p, _| victim_partitions.contains(p));
+        c
+    };
+    let mut last_commit = victims_commits();
+    let mut committed_at: Option<Instant> = None;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the victim wrote nothing past a fresh commit within {WAIT:?}:\n{}",
+            victim.log_text()
+        );
+        inputs.poll(Duration::from_millis(20));
+        outputs.poll(Duration::from_millis(20));
+        let committed = victims_commits();
+        if committed != last_commit {
+            committed_at = Some(Instant::now());
+            last_commit = committed;
+        }
+        if committed_at.is_none_or(|t| t.elapsed() > victim_commits / 2) {
+            continue;
+        }
+        let place: BTreeMap<i64, (i32, i64)> = inputs
+            .got
+            .iter()
+            .map(|r| (id(r), (r.partition, r.offset)))
+            .collect();
+        let uncommitted = outputs.got.iter().any(|r| {
+            id(r) >= 1000
+                && place.get(&id(r)).is_some_and(|&(p, offset)| {
+                    victim_partitions.contains(&p)
+                        && offset >= last_commit.get(&p).copied().unwrap_or(0)
+                })
+        });
+        if uncommitted {
+            break;
+        }
+    }
     victim.kill();
-    feeder.join().expect("producer thread");
+    // The victim is gone: its last commits and writes are final.
+    let committed_at_kill = kafka::committed(&app, &input);
+    let written_at_kill = kafka::end_offsets(&output);
+    streaming.store(false, Ordering::Relaxed);
+    let total = feeder.join().expect("producer thread");
     let got = survivor.consume(&output, total, WAIT, SETTLE);
     survivor.assert_running();
+    let now_owned = survivor.assigned(&input);
     let log = survivor.stop();
+    assert_eq!(
+        now_owned,
+        [0, 1, 2, 3],
+        "the survivor owns every partition:\n{log}"
+    );
+    let place: BTreeMap<i64, (i32, i64)> = kafka::consume(&input, total, WAIT, Duration::ZERO)
+        .iter()
+        .map(|r| (id(r), (r.partition, r.offset)))
+        .collect();
+    // Read by the victim and not committed when it died: input records of
+    // its partitions at or past the committed offsets.
+    let uncommitted = |i: &i64| {
+        let (p, offset) = place[i];
+        victim_partitions.contains(&p) && offset >= committed_at_kill.get(&p).copied().unwrap_or(0)
+    };
 
     let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
     for r in &got {
-        *seen
-            .entry(r.rec.json()["id"].as_i64().unwrap())
-            .or_default() += 1;
+        *seen.entry(id(r)).or_default() += 1;
     }
     let missing: BTreeSet<i64> = (0..total as i64)
         .filter(|i| !seen.contains_key(i))
         .collect();
     assert!(missing.is_empty(), "lost {missing:?}; survivor log:\n{log}");
-    let duplicates: usize = seen.values().map(|n| n - 1).sum();
-    // At-least-once: what the killed process wrote but had not committed is
-    // written again by the survivor. Reported, bounded by what it could
-    // have had in flight.
-    eprintln!("records: {total}, duplicates after SIGKILL: {duplicates}");
-    assert!(duplicates <= total, "{duplicates} duplicates");
-    assert!(log.contains("partitions assigned"));
+    // What the victim had written past its commits when it died.
+    let victim_wrote: BTreeSet<i64> = got
+        .iter()
+        .filter(|r| r.offset < written_at_kill[&r.partition])
+        .map(id)
+        .filter(uncommitted)
+        .collect();
+    let duplicates: BTreeSet<i64> = seen
+        .iter()
+        .filter(|&(_, &n)| n > 1)
+        .map(|(&i, _)| i)
+        .collect();
+    eprintln!(
+        "records: {total}, victim partitions {victim_partitions:?}, written past its commits when killed: {}, duplicates: {}",
+        victim_wrote.len(),
+        duplicates.len()
+    );
+    assert!(
+        !victim_wrote.is_empty(),
+        "the victim had no records read, written and uncommitted when killed (committed {committed_at_kill:?}, output ends {written_at_kill:?})"
+    );
+    // At-least-once: the survivor resumes the victim's partitions at their
+    // committed offsets, so all the victim wrote past them is written again;
+    // nothing else is (a clean revoke commits first), and nothing thrice.
+    let not_again: Vec<&i64> = victim_wrote.difference(&duplicates).collect();
+    assert!(
+        not_again.is_empty(),
+        "written by the victim past its commits but not again: {not_again:?}"
+    );
+    let outside: Vec<(i64, (i32, i64))> = duplicates
+        .iter()
+        .filter(|i| !uncommitted(i))
+        .map(|&i| (i, place[&i]))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "duplicates outside the victim's uncommitted range (committed at kill: {committed_at_kill:?}): {outside:?}"
+    );
+    let thrice: Vec<(&i64, &usize)> = seen.iter().filter(|&(_, &n)| n > 2).collect();
+    assert!(thrice.is_empty(), "written more than twice: {thrice:?}");
 }

@@ -1,6 +1,9 @@
 //! Every step kind, through real plugins built from source.
 
+use std::collections::{BTreeSet, HashMap};
+
 use serde_json::json;
+use weir::codec::partitioner::partition_for;
 use weir_tests::{Fixture, line, lines};
 
 fn orders() -> String {
@@ -147,35 +150,98 @@ sinks:
 
 #[test]
 fn partitions_split_by_key_and_keep_per_key_order() {
+    // Even records are objects and pass the filter; odd ones are JSON
+    // arrays, which json-filter calls poison, so they are dead-lettered
+    // with a `weir.error.partition` header naming the partition task that
+    // handled them.
     let input: Vec<String> = (0..2000)
-        .map(|i| line(&format!("k{}", i % 37), json!({"seq": i, "amount": i})))
+        .map(|i| {
+            let value = if i % 2 == 0 {
+                json!({"seq": i})
+            } else {
+                json!([i])
+            };
+            line(&format!("k{}", i % 37), value)
+        })
         .collect();
     let f = Fixture::new(
         "
 partitions: 4
 batch-size: 64
+error-policy: dead-letter
+dead-letter: rejected
 sources:
   in: { kind: file, path: in.jsonl }
 plugins:
   filter: { path: '{plugin:json-filter}' }
 steps:
-  - { name: odd, kind: filter, plugin: filter, config: { field: amount, op: gte, value: 0 } }
+  - { name: objects, kind: filter, plugin: filter, config: { field: seq, op: gte, value: 0 } }
 sinks:
-  out: { kind: stdout }
+  out: { kind: stdout, from: objects }
+  rejected: { kind: file, path: rejected.jsonl }
 ",
         &[("in.jsonl", &lines(&input))],
     );
     let (result, out) = f.run();
-    assert_eq!(result.unwrap().counts.records_out, 2000);
-    let recs = out.records("out");
-    assert_eq!(recs.len(), 2000);
-    let mut last: std::collections::HashMap<String, i64> = Default::default();
-    for r in &recs {
-        let key = r["key"].as_str().unwrap().to_string();
-        let seq = r["value"]["seq"].as_i64().unwrap();
-        if let Some(prev) = last.insert(key.clone(), seq) {
-            assert!(prev < seq, "key {key}: {seq} after {prev}");
+    let counts = result.unwrap().counts;
+    assert_eq!(
+        (counts.records_in, counts.records_out, counts.dead_lettered),
+        (2000, 1000, 1000)
+    );
+
+    // Each key's records come out in input order, on both sinks.
+    let in_order = |sink: &str, seq: fn(&serde_json::Value) -> i64| {
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for r in out.records(sink) {
+            let key = r["key"].as_str().unwrap().to_string();
+            let seq = seq(&r["value"]);
+            if let Some(prev) = last.insert(key.clone(), seq) {
+                assert!(prev < seq, "{sink}: key {key}: {seq} after {prev}");
+            }
         }
+    };
+    in_order("out", |v| v["seq"].as_i64().unwrap());
+    in_order("rejected", |v| v[0].as_i64().unwrap());
+    assert_eq!(out.records("out").len(), 1000);
+
+    // Each key was handled by one partition task, the one Kafka's murmur2
+    // picks, and the keys were spread over more than one task.
+    let rejected = out.records("rejected");
+    assert_eq!(rejected.len(), 1000);
+    let mut partition_of: HashMap<String, u32> = HashMap::new();
+    for r in &rejected {
+        let key = r["key"].as_str().unwrap().to_string();
+        let partition: u32 = header(r, "weir.error.partition")
+            .unwrap_or_else(|| panic!("no partition header: {r}"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            partition,
+            partition_for(key.as_bytes(), 4),
+            "key {key} was not handled by its murmur2 partition"
+        );
+        let first = *partition_of.entry(key.clone()).or_insert(partition);
+        assert_eq!(first, partition, "key {key} moved between partitions");
+    }
+    assert_eq!(partition_of.len(), 37, "every key was dead-lettered");
+    let used: BTreeSet<u32> = partition_of.values().copied().collect();
+    assert!(
+        used.len() > 1,
+        "all records went through one partition task: {used:?}"
+    );
+}
+
+/// A header of a record read back from a JSON-lines sink (an object, or a
+/// list of `[name, value]` pairs when names repeat).
+fn header<'a>(record: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    let headers = &record["headers"];
+    match headers {
+        serde_json::Value::Object(map) => map.get(name).and_then(|v| v.as_str()),
+        serde_json::Value::Array(pairs) => pairs
+            .iter()
+            .find(|p| p[0] == name)
+            .and_then(|p| p[1].as_str()),
+        _ => None,
     }
 }
 

@@ -762,3 +762,180 @@ impl TaskEnv<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::spec::Pipeline;
+
+    /// What a probe operator saw, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Batch(&'static str, Vec<i64>),
+        Timer(&'static str, TimeKind, i64),
+        Closed(&'static str),
+    }
+
+    /// An operator that drops everything and notes what it was given.
+    struct Probe {
+        name: &'static str,
+        schedule: Schedule,
+        ports: Vec<String>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Operator for Probe {
+        fn process_batch(
+            &mut self,
+            _input: usize,
+            records: &[Record],
+            out: &mut StepOutput,
+        ) -> Result<(), OperatorError> {
+            out.clear();
+            let ts = records.iter().map(|r| r.timestamp).collect();
+            self.seen.lock().unwrap().push(Seen::Batch(self.name, ts));
+            Ok(())
+        }
+        fn ports(&self) -> &[String] {
+            &self.ports
+        }
+        fn schedule(&self) -> Schedule {
+            self.schedule
+        }
+        fn on_timer(
+            &mut self,
+            kind: TimeKind,
+            now: i64,
+            _out: &mut StepOutput,
+        ) -> Result<(), OperatorError> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(Seen::Timer(self.name, kind, now));
+            Ok(())
+        }
+        fn close(&mut self) {
+            self.seen.lock().unwrap().push(Seen::Closed(self.name));
+        }
+    }
+
+    /// A topology of one source feeding step 0, whose operator the test
+    /// supplies (the step is declared host-native so no plugin is loaded).
+    fn topology() -> Topology {
+        let pipeline = Pipeline::parse(
+            std::path::Path::new("/nonexistent/p.yaml"),
+            "sources:\n  a: { kind: file, path: a.jsonl }\nsteps:\n  - { name: t, kind: repartition }\nsinks:\n  o: { kind: stdout }\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut topo = Topology::build(pipeline, None).unwrap_or_else(|e| panic!("{e}"));
+        topo.source_routes[0] = vec![Target::Step { step: 0, input: 0 }];
+        topo.step_routes[0] = vec![Vec::new()];
+        topo.subtopologies.truncate(1);
+        topo.subtopologies[0].steps = vec![0];
+        topo
+    }
+
+    fn batch(timestamps: &[i64]) -> TaskMessage {
+        let mut b = Batch::new(InputId::Source(0), timestamps.len());
+        for (i, &ts) in timestamps.iter().enumerate() {
+            b.records.push(Record {
+                timestamp: ts,
+                ..Record::default()
+            });
+            b.origins.push(Origin {
+                source: 0,
+                partition: 0,
+                offset: i as u64,
+            });
+        }
+        TaskMessage::Batch(b)
+    }
+
+    fn probe(name: &'static str, schedule: Schedule, seen: &Arc<Mutex<Vec<Seen>>>) -> Box<Probe> {
+        Box::new(Probe {
+            name,
+            schedule,
+            ports: vec!["out".into()],
+            seen: seen.clone(),
+        })
+    }
+
+    #[test]
+    fn timers_fire_between_the_records_that_make_them_due_and_swaps_happen_between_batches() {
+        let topo = topology();
+        let metrics = Metrics::default();
+        let stop = AtomicBool::new(false);
+        let clock = ManualClock::starting_at(1_000);
+        let flow = Flow::default();
+        let env = TaskEnv {
+            topo: &topo,
+            metrics: &metrics,
+            source_labels: &["a.jsonl".to_string()],
+            stop: &stop,
+            clock: &clock,
+            max_idle: None,
+            peers: Vec::new(),
+            flow: &flow,
+            partitions: 1,
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let schedule = Schedule {
+            stream_interval_ms: Some(10),
+            wall_clock_interval_ms: Some(100),
+        };
+        let id = TaskId {
+            subtopology: 0,
+            partition: 0,
+        };
+        let mut task = Task::new(
+            id,
+            &env,
+            vec![Some(probe("a", schedule, &seen))],
+            vec![None],
+        );
+        task.handle(TaskMessage::Assigned, false).unwrap();
+        task.handle(batch(&[1, 5, 12, 13, 35]), false).unwrap();
+        // Wall-clock timers start one interval after the first tick.
+        task.handle(TaskMessage::Tick(1_000), false).unwrap();
+        task.handle(TaskMessage::Tick(1_150), false).unwrap();
+        task.handle(
+            TaskMessage::Swap {
+                step: 0,
+                operator: probe("b", Schedule::default(), &seen),
+            },
+            false,
+        )
+        .unwrap();
+        task.handle(batch(&[36]), false).unwrap();
+        use Seen::*;
+        use TimeKind::*;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                Batch("a", vec![1]),
+                Timer("a", Stream, 1),
+                Batch("a", vec![5, 12]),
+                Timer("a", Stream, 12),
+                Batch("a", vec![13, 35]),
+                Timer("a", Stream, 35),
+                Timer("a", WallClock, 1_150),
+                Closed("a"),
+                Batch("b", vec![36]),
+            ]
+        );
+        // A swap to an operator with other ports is refused.
+        let mut other = probe("c", Schedule::default(), &seen);
+        other.ports = vec!["x".into(), "y".into()];
+        let refused = task.handle(
+            TaskMessage::Swap {
+                step: 0,
+                operator: other,
+            },
+            false,
+        );
+        assert!(refused.unwrap_err().to_string().contains("ports"));
+    }
+}

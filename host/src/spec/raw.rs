@@ -108,6 +108,39 @@ pub struct RawSink {
     pub value_format: Option<Format>,
 }
 
+/// The part sources and sinks share: where records are and their formats.
+pub struct RawEndpoint<'r> {
+    pub path: &'r Option<Spanned<String>>,
+    pub topic: &'r Option<Spanned<String>>,
+    pub create: &'r Option<Spanned<RawCreate>>,
+    pub key_format: Option<Format>,
+    pub value_format: Option<Format>,
+}
+
+impl RawSource {
+    pub fn endpoint(&self) -> RawEndpoint<'_> {
+        RawEndpoint {
+            path: &self.path,
+            topic: &self.topic,
+            create: &self.create,
+            key_format: self.key_format,
+            value_format: self.value_format,
+        }
+    }
+}
+
+impl RawSink {
+    pub fn endpoint(&self) -> RawEndpoint<'_> {
+        RawEndpoint {
+            path: &self.path,
+            topic: &self.topic,
+            create: &self.create,
+            key_format: self.key_format,
+            value_format: self.value_format,
+        }
+    }
+}
+
 /// `from: a` or `from: [a, b.port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names(pub Vec<String>);

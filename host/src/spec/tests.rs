@@ -248,3 +248,55 @@ sinks:
         "{e:#?}"
     );
 }
+
+#[test]
+fn units_are_read_by_their_crates_and_misreadings_are_reported_where_written() {
+    let p = parse(
+        "\
+kafka:
+  commit-interval: 90s
+sources:
+  in: { kind: kafka, topic: orders }
+sinks:
+  out: { kind: kafka, topic: orders-out }
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.kafka.as_ref().unwrap().commit_interval_ms, 90_000);
+    let e = errors(
+        "\
+kafka:
+  commit-interval: 2M
+sources:
+  in: { kind: stdin }
+plugins: {}
+steps:
+  - { name: s, kind: map, plugin: p, limits: { memory: 64 parsecs, time-per-batch: 1h, output-per-record: 0.5MiB } }
+sinks:
+  out: { kind: stdout }
+",
+    );
+    let at = |prefix: &str, text: &str| {
+        e.iter()
+            .any(|m| m.starts_with(&format!("/nonexistent/p.yaml:{prefix}")) && m.contains(text))
+    };
+    assert!(
+        at(
+            "2:20:",
+            "`kafka.commit-interval`: `2M`: `M` is not accepted as a unit of time"
+        ),
+        "{e:#?}"
+    );
+    assert!(
+        at(
+            "7:",
+            "step `s`: `memory`: `64 parsecs` is not a size such as"
+        ),
+        "{e:#?}"
+    );
+    assert!(
+        !e.iter()
+            .any(|m| m.contains("time-per-batch") || m.contains("output-per-record")),
+        "1h and 0.5MiB are fine: {e:#?}"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::raw::{Names, RawCreate, RawKafka, RawLimits, RawPipeline, RawStep};
+use super::raw::{Names, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawStep};
 use super::{
     Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PluginRef, Sink,
     SinkKind, Source, SourceKind, SpecError, Step, StepKind, Topic, TopicCreate, quantity,
@@ -424,6 +424,67 @@ fn valid_topic_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Where a source reads or a sink writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Medium {
+    File,
+    /// stdin for a source, stdout for a sink.
+    Stdio,
+    Kafka,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Sink,
+}
+
+/// A source's or sink's endpoint as checked.
+struct Endpoint {
+    path: Option<PathBuf>,
+    topic: Option<Topic>,
+    key_format: Format,
+    value_format: Format,
+}
+
+/// The part sources and sinks share: a file kind needs a `path`, a Kafka
+/// kind a `topic` (and may `create` it), each refuses the other's fields;
+/// keys default to strings and values to JSON.
+fn check_endpoint(
+    c: &mut Checker,
+    medium: Medium,
+    side: Side,
+    name: &str,
+    raw: RawEndpoint<'_>,
+    at: Loc,
+) -> Endpoint {
+    let kind = match (medium, side) {
+        (Medium::File, _) => "file",
+        (Medium::Stdio, Side::Source) => "stdin",
+        (Medium::Stdio, Side::Sink) => "stdout",
+        (Medium::Kafka, _) => "Kafka",
+    };
+    let role = match side {
+        Side::Source => "source",
+        Side::Sink => "sink",
+    };
+    let describe = format!("{kind} {role} `{name}`");
+    let path = c.path_for(medium == Medium::File, &describe, raw.path, at);
+    let topic = c.topic_for(
+        medium == Medium::Kafka,
+        &describe,
+        raw.topic,
+        raw.create,
+        at,
+    );
+    Endpoint {
+        path,
+        topic,
+        key_format: raw.key_format.unwrap_or(Format::String),
+        value_format: raw.value_format.unwrap_or(Format::Json),
+    }
+}
+
 fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
     let mut out = Vec::new();
     let mut stdin_seen = false;
@@ -431,19 +492,12 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
     for (name, s) in &raw.sources {
         let l = loc(s);
         let kind = s.value.kind;
-        let describe = match kind {
-            SourceKind::File => format!("file source `{name}`"),
-            SourceKind::Stdin => format!("stdin source `{name}`"),
-            SourceKind::Kafka => format!("Kafka source `{name}`"),
+        let medium = match kind {
+            SourceKind::File => Medium::File,
+            SourceKind::Stdin => Medium::Stdio,
+            SourceKind::Kafka => Medium::Kafka,
         };
-        let path = c.path_for(kind == SourceKind::File, &describe, &s.value.path, l);
-        let topic = c.topic_for(
-            kind == SourceKind::Kafka,
-            &describe,
-            &s.value.topic,
-            &s.value.create,
-            l,
-        );
+        let end = check_endpoint(c, medium, Side::Source, name, s.value.endpoint(), l);
         if kind == SourceKind::Stdin {
             if stdin_seen {
                 c.error(l, "only one source can read stdin");
@@ -454,10 +508,10 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
         out.push(Source {
             name: name.clone(),
             kind: s.value.kind,
-            path,
-            topic,
-            key_format: s.value.key_format.unwrap_or(Format::String),
-            value_format: s.value.value_format.unwrap_or(Format::Json),
+            path: end.path,
+            topic: end.topic,
+            key_format: end.key_format,
+            value_format: end.value_format,
             loc: l,
         });
     }
@@ -712,20 +766,12 @@ fn check_sinks(
     let mut out = Vec::new();
     for (name, s) in &raw.sinks {
         let l = loc(s);
-        let kind = s.value.kind;
-        let describe = match kind {
-            SinkKind::File => format!("file sink `{name}`"),
-            SinkKind::Stdout => format!("stdout sink `{name}`"),
-            SinkKind::Kafka => format!("Kafka sink `{name}`"),
+        let medium = match s.value.kind {
+            SinkKind::File => Medium::File,
+            SinkKind::Stdout => Medium::Stdio,
+            SinkKind::Kafka => Medium::Kafka,
         };
-        let path = c.path_for(kind == SinkKind::File, &describe, &s.value.path, l);
-        let topic = c.topic_for(
-            kind == SinkKind::Kafka,
-            &describe,
-            &s.value.topic,
-            &s.value.create,
-            l,
-        );
+        let end = check_endpoint(c, medium, Side::Sink, name, s.value.endpoint(), l);
         let inputs = match &s.value.from {
             Some(from) => resolve_inputs(c, from, names),
             None if Some(name.as_str()) == dead_letter => Vec::new(),
@@ -739,10 +785,10 @@ fn check_sinks(
         out.push(Sink {
             name: name.clone(),
             kind: s.value.kind,
-            path,
-            topic,
-            key_format: s.value.key_format.unwrap_or(Format::String),
-            value_format: s.value.value_format.unwrap_or(Format::Json),
+            path: end.path,
+            topic: end.topic,
+            key_format: end.key_format,
+            value_format: end.value_format,
             inputs,
             loc: l,
         });
@@ -799,5 +845,47 @@ fn check_acyclic(c: &mut Checker, steps: &[Step]) {
     }
     for (at, l) in reported {
         c.error(l, format!("step `{}` is part of a cycle", steps[at].name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml_error(text: &str) -> serde_saphyr::Error {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options::<RawPipeline>(text, options).unwrap_err()
+    }
+
+    /// Pins what `yaml_message` relies on: serde-saphyr's message without
+    /// its snippet ends in " at line L, column C" (which the diagnostic's
+    /// own `file:line:column:` prefix replaces). When a new serde-saphyr
+    /// words it differently, this fails instead of diagnostics silently
+    /// printing the position twice or losing part of the message.
+    #[test]
+    fn yaml_message_keeps_the_crates_message_and_drops_its_position() {
+        let cases = [
+            (
+                "sources:\n  a: { kind: file, path: x\n",
+                "unclosed bracket '{'",
+                (2, 6),
+            ),
+            ("name: x\nsources: 5\n", "expected mapping start", (2, 10)),
+            (
+                "sources:\n  a: { kind: flie }\n",
+                "unknown variant `flie`, expected one of file, stdin, kafka",
+                (2, 14),
+            ),
+        ];
+        for (text, message, (line, column)) in cases {
+            let e = yaml_error(text);
+            assert_eq!(
+                e.without_snippet().to_string(),
+                format!("{message} at line {line}, column {column}")
+            );
+            assert_eq!(yaml_message(&e), message);
+            let at = e.location().map(|l| Loc::of(&l));
+            assert_eq!(at, Some(Loc { line, column }), "{text}");
+        }
     }
 }
