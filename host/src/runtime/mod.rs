@@ -20,7 +20,7 @@ pub mod message;
 mod policy;
 mod progress;
 mod sinks;
-pub mod task;
+pub(crate) mod task;
 pub mod topology;
 mod worker;
 

@@ -174,10 +174,6 @@ impl<'t> Task<'t> {
         }
     }
 
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
     /// Handles one message. `idle`: nothing more is queued for the task's
     /// worker (sinks then hand over what they hold).
     pub fn handle(&mut self, message: TaskMessage, idle: bool) -> Result<TaskState, RunError> {

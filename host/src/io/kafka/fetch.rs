@@ -171,10 +171,14 @@ impl<'m> Fetched<'m> {
         })
     }
 
-    /// The topic's name, as bytes.
+    /// The topic's name, as bytes (empty for an error message that names
+    /// no topic).
     pub fn topic(&self) -> &'m [u8] {
-        // SAFETY: a consumed message's topic handle lives as long as it does
-        // and names the topic with a NUL-terminated string.
+        if self.0.rkt.is_null() {
+            return &[];
+        }
+        // SAFETY: a consumed message's topic handle, checked above, lives as
+        // long as it does and names the topic with a NUL-terminated string.
         unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.0.rkt)).to_bytes() }
     }
 

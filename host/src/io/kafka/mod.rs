@@ -6,12 +6,12 @@
 //! same application id share the input partitions through the broker's
 //! group protocol; nothing else coordinates them.
 
-pub mod consumer;
-pub mod fetch;
-pub mod offsets;
-pub mod producer;
-pub mod source;
-pub mod topics;
+pub(crate) mod consumer;
+pub(crate) mod fetch;
+pub(crate) mod offsets;
+pub(crate) mod producer;
+pub(crate) mod source;
+pub(crate) mod topics;
 
 use std::path::Path;
 use std::time::Duration;

@@ -170,7 +170,8 @@ impl KafkaProducer {
             }
             let e: RDKafkaErrorCode = code.into();
             if e == RDKafkaErrorCode::QueueFull && !stop.load(Ordering::Relaxed) {
-                // Serve delivery reports, which make room.
+                // The producer's own thread serves delivery reports, which
+                // make room; this only waits a little before trying again.
                 self.inner.poll(Duration::from_millis(5));
                 continue;
             }
@@ -208,11 +209,6 @@ impl KafkaProducer {
             Some(f) => Err(f),
             None => Ok(()),
         }
-    }
-
-    /// Records queued or in flight.
-    pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
     }
 }
 
