@@ -46,6 +46,27 @@ impl Batch {
     }
 }
 
+#[cfg(test)]
+impl Batch {
+    /// Empty records with these timestamps, at offsets 0, 1, ... of
+    /// partition 0 (for tests of what orders records by time).
+    pub fn of_timestamps(input: InputId, timestamps: &[i64]) -> Batch {
+        let mut b = Batch::new(input, timestamps.len());
+        for (i, &timestamp) in timestamps.iter().enumerate() {
+            b.records.push(Record {
+                timestamp,
+                ..Record::default()
+            });
+            b.origins.push(Origin {
+                source: 0,
+                partition: 0,
+                offset: i as u64,
+            });
+        }
+        b
+    }
+}
+
 /// Input that is not a valid record: a line that is not JSON, or a Kafka
 /// record whose key or value does not match the source's format.
 #[derive(Debug, Clone)]

@@ -242,19 +242,7 @@ mod tests {
     const B: InputId = InputId::Source(1);
 
     fn batch(input: InputId, timestamps: &[i64]) -> Batch {
-        let mut b = Batch::new(input, timestamps.len());
-        for (i, &ts) in timestamps.iter().enumerate() {
-            b.records.push(Record {
-                timestamp: ts,
-                ..Record::default()
-            });
-            b.origins.push(Origin {
-                source: 0,
-                partition: 0,
-                offset: i as u64,
-            });
-        }
-        b
+        Batch::of_timestamps(input, timestamps)
     }
 
     fn order(m: &mut InputMerge) -> Vec<(InputId, Vec<i64>)> {

@@ -835,19 +835,7 @@ mod tests {
     }
 
     fn batch(timestamps: &[i64]) -> TaskMessage {
-        let mut b = Batch::new(InputId::Source(0), timestamps.len());
-        for (i, &ts) in timestamps.iter().enumerate() {
-            b.records.push(Record {
-                timestamp: ts,
-                ..Record::default()
-            });
-            b.origins.push(Origin {
-                source: 0,
-                partition: 0,
-                offset: i as u64,
-            });
-        }
-        TaskMessage::Batch(b)
+        TaskMessage::Batch(Batch::of_timestamps(InputId::Source(0), timestamps))
     }
 
     fn probe(name: &'static str, schedule: Schedule, seen: &Arc<Mutex<Vec<Seen>>>) -> Box<Probe> {
