@@ -80,6 +80,10 @@ enum Command {
         /// Records per plugin call.
         #[arg(long, default_value_t = 1024)]
         batch_size: usize,
+        /// Take a consistent cut this often, in ms (the embedded
+        /// checkpoint); the pause per cut is reported.
+        #[arg(long)]
+        checkpoint_ms: Option<u64>,
     },
 }
 
@@ -139,7 +143,15 @@ fn main() -> Result<()> {
             rounds,
             steps,
             batch_size,
-        } => e2e(records, partitions, rounds, &steps, batch_size),
+            checkpoint_ms,
+        } => e2e(
+            records,
+            partitions,
+            rounds,
+            &steps,
+            batch_size,
+            checkpoint_ms.map(Duration::from_millis),
+        ),
     }
 }
 
@@ -308,7 +320,14 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn e2e(n: usize, partitions: u32, rounds: usize, steps: &str, batch_size: usize) -> Result<()> {
+fn e2e(
+    n: usize,
+    partitions: u32,
+    rounds: usize,
+    steps: &str,
+    batch_size: usize,
+    checkpoint: Option<Duration>,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("in.jsonl");
     {
@@ -374,7 +393,18 @@ sinks:
         let topo = Topology::build(spec, None).map_err(anyhow::Error::msg)?;
         let cpu0 = cpu_time();
         let t = Instant::now();
-        let report = runtime::run(&topo, RunOptions::default()).context("run")?;
+        let options = RunOptions {
+            checkpoint_interval: checkpoint,
+            ..RunOptions::default()
+        };
+        let report = runtime::run(&topo, options).context("run")?;
+        if report.checkpoints > 0 {
+            println!(
+                "{} checkpoints, sources paused {:.2} ms each on average",
+                report.checkpoints,
+                report.checkpoint_pause.as_secs_f64() * 1e3 / report.checkpoints as f64
+            );
+        }
         walls.push(t.elapsed().as_secs_f64());
         cpus.push((cpu_time() - cpu0).as_secs_f64());
         out_count = report.counts.records_out;

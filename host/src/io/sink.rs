@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_channel::Receiver;
 
@@ -18,6 +18,43 @@ pub struct SinkChunk {
     /// Input batches whose outputs are in this chunk (one hold each),
     /// released once it is written and flushed.
     pub acks: Vec<Arc<Ack>>,
+    /// A checkpoint's mark: once everything before it is written and
+    /// flushed, the writer notes its length here.
+    pub mark: Option<Arc<SinkMark>>,
+}
+
+/// Where a sink's writer notes how many bytes it had written at a
+/// checkpoint, and tells the checkpoint so.
+pub struct SinkMark {
+    bytes: OnceLock<u64>,
+    on_written: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SinkMark {
+    pub fn new(on_written: impl Fn() + Send + Sync + 'static) -> SinkMark {
+        SinkMark {
+            bytes: OnceLock::new(),
+            on_written: Box::new(on_written),
+        }
+    }
+
+    /// The sink's length at the mark, once written.
+    pub fn written(&self) -> Option<u64> {
+        self.bytes.get().copied()
+    }
+
+    fn reached(&self, bytes: u64) {
+        let _ = self.bytes.set(bytes);
+        (self.on_written)();
+    }
+}
+
+impl std::fmt::Debug for SinkMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkMark")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
 }
 
 /// Where a sink writes at run time; `weir test` swaps in [`SinkOutput::Capture`].
@@ -67,10 +104,15 @@ pub fn run(name: &str, output: &SinkOutput, chunks: Receiver<SinkChunk>) -> Resu
         SinkOutput::Stdout => "stdout".into(),
         SinkOutput::Capture(_) => "capture".into(),
     };
-    let mut written = 0;
+    let (mut written, mut bytes) = (0, 0u64);
     while let Ok(chunk) = chunks.recv() {
         writer.write_all(&chunk.bytes).map_err(err(what.clone()))?;
         written += chunk.records;
+        bytes += chunk.bytes.len() as u64;
+        if let Some(mark) = &chunk.mark {
+            writer.flush().map_err(err(what.clone()))?;
+            mark.reached(bytes);
+        }
         if !chunk.acks.is_empty() {
             // Its input offsets are committed after this: out of our buffer first.
             writer.flush().map_err(err(what.clone()))?;

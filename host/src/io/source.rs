@@ -21,6 +21,31 @@ pub trait PartitionOutlet {
     /// Hands over a batch of `partition` (waiting while its task is busy:
     /// that is the backpressure on the source). `false`: the task is gone.
     fn send(&self, partition: u32, batch: Batch) -> bool;
+
+    /// Whether the run asks the source to pause at this chunk boundary for
+    /// a checkpoint (it then hands over what it gathered and calls
+    /// [`PartitionOutlet::pause`]).
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
+
+    /// Everything before `at` was handed over; waits while the checkpoint
+    /// is taken.
+    fn pause(&self, _at: Position) {}
+}
+
+/// What a source read, when it stopped reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadTo {
+    pub records: u64,
+    pub position: Position,
+}
+
+/// How far a source has read: whole lines only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub bytes: u64,
+    pub lines: u64,
 }
 
 /// Where a source reads from at run time; `weir test` swaps in fixture files.
@@ -66,8 +91,8 @@ const CHUNK: usize = 1 << 20;
 
 impl SourceReader<'_> {
     /// Reads to the end (or until stopped), sending batches to the partition
-    /// tasks. Returns the number of records read.
-    pub fn run(&self, outputs: &dyn PartitionOutlet) -> Result<u64, SourceError> {
+    /// tasks. Returns how much it read.
+    pub fn run(&self, outputs: &dyn PartitionOutlet) -> Result<ReadTo, SourceError> {
         let (mut reader, what): (Box<dyn Read>, String) = match &self.input {
             SourceInput::File(path) => {
                 let file = std::fs::File::open(path).map_err(|error| SourceError::Io {
@@ -91,6 +116,8 @@ impl SourceReader<'_> {
             read: 0,
         };
         let mut buf = BytesMut::with_capacity(CHUNK);
+        // Bytes of whole lines handed to the splitter.
+        let mut consumed = 0u64;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
@@ -140,6 +167,14 @@ impl SourceReader<'_> {
             if complete > 0 {
                 let chunk = buf.split_to(complete).freeze();
                 state.lines(&chunk, outputs)?;
+                consumed += complete as u64;
+            }
+            if outputs.checkpoint_due() {
+                state.flush_all(outputs);
+                outputs.pause(Position {
+                    bytes: consumed,
+                    lines: state.line_no,
+                });
             }
             if eof {
                 break;
@@ -151,7 +186,13 @@ impl SourceReader<'_> {
             }
         }
         state.flush_all(outputs);
-        Ok(state.read)
+        Ok(ReadTo {
+            records: state.read,
+            position: Position {
+                bytes: consumed,
+                lines: state.line_no,
+            },
+        })
     }
 
     fn new_batch(&self) -> Batch {

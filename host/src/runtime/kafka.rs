@@ -25,7 +25,7 @@ use crossbeam_channel::SendTimeoutError;
 
 use super::RunError;
 use super::message::{BroadcastMessage, CommitBarrier, TaskMessage, WorkerMessage};
-use super::worker::WorkerInbox;
+use super::worker::{Flow, WorkerInbox};
 use crate::clock::Clock;
 use crate::io::ack::Ack;
 use crate::io::batch::{Batch, InputId};
@@ -73,6 +73,8 @@ pub struct KafkaFeeder<'a> {
     /// failures end the run.
     pub producer: Option<&'a KafkaProducer>,
     pub clock: &'a dyn Clock,
+    /// Counts what is sent to workers.
+    pub flow: Arc<Flow>,
 }
 
 /// The batches being gathered, and the book of those handed over. Shared
@@ -93,6 +95,7 @@ struct Routing {
     revoked: Vec<PartitionKey>,
     /// Set when a revoke could not finish (for the poll loop to report).
     error: Option<RunError>,
+    flow: Arc<Flow>,
 }
 
 /// The task that reads source partition `key`.
@@ -127,6 +130,7 @@ impl Routing {
         batch.ack = Some(ack.clone());
         let mut message = WorkerMessage::Task(task, TaskMessage::Batch(batch));
         let deadline = Instant::now() + DRAIN_TIMEOUT;
+        self.flow.sending();
         let outcome = loop {
             match inbox
                 .external
@@ -148,6 +152,7 @@ impl Routing {
             }
         };
         // Nothing after an unsent batch may be handed over or committed.
+        self.flow.unsent();
         self.offsets.halt(key);
         outcome
     }
@@ -202,9 +207,10 @@ impl Routing {
             if held.is_empty() {
                 self.assigned.remove(&task);
                 if let Some(inbox) = self.inbox(task) {
-                    let _ = inbox
-                        .internal
-                        .send(WorkerMessage::Task(task, TaskMessage::Revoked));
+                    let _ = self.flow.send(
+                        &inbox.internal,
+                        WorkerMessage::Task(task, TaskMessage::Revoked),
+                    );
                 }
             }
         }
@@ -233,9 +239,10 @@ impl RebalanceListener for Router {
             held.push(key);
             if new_task && let Some(inbox) = routing.inbox(task) {
                 // Created on the worker before its first batch arrives.
-                let _ = inbox
-                    .internal
-                    .send(WorkerMessage::Task(task, TaskMessage::Assigned));
+                let _ = routing.flow.send(
+                    &inbox.internal,
+                    WorkerMessage::Task(task, TaskMessage::Assigned),
+                );
             }
         }
     }
@@ -265,6 +272,7 @@ pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
             alive: f.alive.clone(),
             revoked: Vec::new(),
             error: None,
+            flow: f.flow.clone(),
         }),
     };
     source::with_source(

@@ -119,6 +119,15 @@ impl InputMerge {
             .all(|q| q.ended && q.batches.is_empty())
     }
 
+    /// Records waiting to be taken.
+    pub fn held(&self) -> usize {
+        self.queues
+            .iter()
+            .flat_map(|q| &q.batches)
+            .map(|p| p.batch.records.len() - p.pos)
+            .sum()
+    }
+
     /// Nothing is waiting to be taken.
     pub fn is_empty(&self) -> bool {
         self.queues.iter().all(|q| q.batches.is_empty())

@@ -14,6 +14,7 @@
 //! (operators checkpoint, sinks hand over), then the offsets whose batches
 //! are fully acknowledged are committed ([`kafka`]).
 
+pub mod checkpoint;
 mod kafka;
 mod merge;
 pub mod message;
@@ -38,12 +39,13 @@ use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topics::{self, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
 use crate::io::sink::{self, SinkChunk, SinkError, SinkOutput};
-use crate::io::source::{PartitionOutlet, SourceError, SourceInput, SourceReader};
+use crate::io::source::{PartitionOutlet, Position, SourceError, SourceInput, SourceReader};
 use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{OperatorError, TaskId};
 use crate::spec::{Pipeline, SinkKind, SourceKind};
+use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
 use sinks::{KafkaWriter, LinesWriter, SinkWriter};
 use task::{Task, TaskEnv};
@@ -111,7 +113,14 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Where wall-clock time comes from (default: the system's clock).
     pub clock: Option<Arc<dyn Clock>>,
+    /// Take a consistent cut of an embedded run this often (see
+    /// [`checkpoint`]); each cut is handed to `on_checkpoint`.
+    pub checkpoint_interval: Option<Duration>,
+    pub on_checkpoint: Option<OnCheckpoint>,
 }
+
+/// What a run does with each consistent cut it takes.
+pub type OnCheckpoint = Arc<dyn Fn(&Cut) + Send + Sync>;
 
 /// What a finished run did.
 #[derive(Debug, Clone)]
@@ -119,6 +128,9 @@ pub struct RunReport {
     pub counts: Snapshot,
     /// Per step and task: records in and out, errors, time.
     pub operators: Vec<OperatorReport>,
+    /// Checkpoints taken, and how long the sources were paused for them.
+    pub checkpoints: u64,
+    pub checkpoint_pause: Duration,
     pub elapsed: Duration,
 }
 
@@ -304,6 +316,8 @@ struct SourceOutlet<'a> {
     subtopology: u16,
     workers: Vec<WorkerInbox>,
     flow: &'a Flow,
+    checkpoints: &'a Checkpoints,
+    stop: &'a AtomicBool,
 }
 
 impl SourceOutlet<'_> {
@@ -313,10 +327,16 @@ impl SourceOutlet<'_> {
             partition,
         };
         let inbox = &self.workers[partition as usize % self.workers.len()];
-        inbox
-            .external
-            .send(WorkerMessage::Task(task, message))
+        self.flow
+            .send(&inbox.external, WorkerMessage::Task(task, message))
             .is_ok()
+    }
+
+    fn source(&self) -> usize {
+        match self.input {
+            InputId::Source(s) => s as usize,
+            InputId::Repartition(_) => unreachable!("sources feed source inputs"),
+        }
     }
 }
 
@@ -324,6 +344,19 @@ impl PartitionOutlet for SourceOutlet<'_> {
     fn send(&self, partition: u32, batch: Batch) -> bool {
         self.flow.admit();
         self.send_to(partition, TaskMessage::Batch(batch))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.checkpoints.due()
+    }
+
+    fn pause(&self, at: Position) {
+        let at = SourcePosition {
+            bytes: at.bytes,
+            lines: at.lines,
+            finished: false,
+        };
+        self.checkpoints.pause(self.source(), at, self.stop);
     }
 }
 
@@ -356,7 +389,8 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     }
     .max(1) as usize;
     let group_progress = GroupProgress::default();
-    let flow = Flow::default();
+    let flow = Arc::new(Flow::default());
+    let checkpoints = Checkpoints::new(p.sources.len());
     // Each worker's two queues: external (bounded, from sources) and
     // internal (unbounded, between tasks and for control).
     let tasks_per_worker = if reads_kafka {
@@ -439,6 +473,8 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     };
     let make_task = &make_task;
 
+    // Checkpoints taken, and the sources' pause for them in all.
+    let taken = Mutex::new((0u64, Duration::ZERO));
     let mut errors: Vec<RunError> = Vec::new();
     std::thread::scope(|scope| {
         let stop: &AtomicBool = &flags.stop;
@@ -495,9 +531,10 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                         subtopology: sub.id,
                         partition,
                     };
-                    let _ = inboxes[partition as usize % worker_count]
-                        .internal
-                        .send(WorkerMessage::Task(id, TaskMessage::Assigned));
+                    let _ = flow.send(
+                        &inboxes[partition as usize % worker_count].internal,
+                        WorkerMessage::Task(id, TaskMessage::Assigned),
+                    );
                 }
             }
         }
@@ -516,6 +553,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 progress: group_progress.clone(),
                 producer: link.producer.as_ref(),
                 clock,
+                flow: flow.clone(),
             };
             feeders.push(spawn_stopping(
                 scope,
@@ -533,8 +571,11 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 subtopology: topo.subtopology_reading(source),
                 workers: inboxes.clone(),
                 flow: &flow,
+                checkpoints: &checkpoints,
+                stop: &flags.stop,
             };
             let (metrics, spec, stop) = (&metrics, &p.sources[i], flags.stop.clone());
+            let checkpoints = &checkpoints;
             feeders.push(spawn_stopping(
                 scope,
                 format!("source-{}", spec.name),
@@ -553,12 +594,55 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                         clock,
                     };
                     let read = reader.run(&outlet);
-                    if read.is_ok() {
+                    let mut at = SourcePosition::default();
+                    if let Ok(to) = &read {
                         for partition in 0..p.partitions {
                             outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
                         }
+                        at = SourcePosition {
+                            bytes: to.position.bytes,
+                            lines: to.position.lines,
+                            finished: true,
+                        };
                     }
+                    checkpoints.finished(i, at);
                     read.map(drop).map_err(RunError::from)
+                },
+            ));
+        }
+        // Checkpoints of an embedded run, until its sources are done.
+        if let Some(interval) = options.checkpoint_interval.filter(|_| !reads_kafka) {
+            let peers = env.peers.clone();
+            let (checkpoints, flow, taken) = (&checkpoints, &flow, &taken);
+            let (sink_txs, on_checkpoint) = (&sink_txs, options.on_checkpoint.clone());
+            feeders.push(spawn_stopping(
+                scope,
+                "checkpoints".into(),
+                &flags,
+                Counted::No,
+                move || {
+                    let mut id = 0;
+                    let mut next = Instant::now() + interval;
+                    while !checkpoints.all_finished() && !stop.load(Ordering::Relaxed) {
+                        if Instant::now() < next {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
+                        id += 1;
+                        let sinks = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        if let Some(cut) = checkpoints.take(id, flow, &peers, &sinks, stop) {
+                            tracing::debug!(id, pause = ?cut.pause, "checkpoint");
+                            let mut t = taken.lock().unwrap_or_else(|p| p.into_inner());
+                            t.0 += 1;
+                            t.1 += cut.pause;
+                            drop(t);
+                            if let Some(f) = &on_checkpoint {
+                                f(&cut);
+                            }
+                        }
+                        next = Instant::now() + interval;
+                    }
+                    Ok(())
                 },
             ));
         }
@@ -592,11 +676,14 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     {
         errors.push(RunError::Delivery(e));
     }
+    let taken = taken.into_inner().unwrap_or_else(|p| p.into_inner());
     match first_cause(errors) {
         Some(e) => Err(e),
         None => Ok(RunReport {
             counts: metrics.snapshot(),
             operators: metrics.operators(),
+            checkpoints: taken.0,
+            checkpoint_pause: taken.1,
             elapsed: started.elapsed(),
         }),
     }

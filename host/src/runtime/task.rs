@@ -304,6 +304,10 @@ impl<'t> Task<'t> {
         if let Err(e) = outcome {
             barrier.note_failure(format!("task {}: {e}", self.id));
         }
+        self.env
+            .flow
+            .held
+            .fetch_add(self.merge.held(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Processes what the input merge lets go, in timestamp order.
@@ -543,8 +547,12 @@ impl<'t> Task<'t> {
                     partition: q as u32,
                 };
                 let peers = &self.env.peers;
-                peers[q % peers.len()]
-                    .send(WorkerMessage::Task(task, TaskMessage::Batch(batch)))
+                self.env
+                    .flow
+                    .send(
+                        &peers[q % peers.len()],
+                        WorkerMessage::Task(task, TaskMessage::Batch(batch)),
+                    )
                     .map_err(|_| RunError::Stopped)?;
             }
         }
@@ -572,8 +580,12 @@ impl<'t> Task<'t> {
                     partition: q,
                 };
                 let peers = &self.env.peers;
-                peers[q as usize % peers.len()]
-                    .send(WorkerMessage::Task(task, TaskMessage::EndOfInput(input)))
+                self.env
+                    .flow
+                    .send(
+                        &peers[q as usize % peers.len()],
+                        WorkerMessage::Task(task, TaskMessage::EndOfInput(input)),
+                    )
                     .map_err(|_| RunError::Stopped)?;
             }
             self.ended_repartitions.insert(*j);

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,12 +33,45 @@ const INTERNAL_LIMIT: usize = 1 << 16;
 /// The amount of re-partitioned work in flight, which sources wait on.
 #[derive(Debug, Default)]
 pub struct Flow {
+    /// Messages sent to workers and not yet handled (what a checkpoint
+    /// waits to drain).
+    in_flight: AtomicI64,
+    /// Records tasks held at the last checkpoint (see
+    /// [`super::checkpoint::Cut::held_records`]).
+    pub held: AtomicUsize,
     internal_records: AtomicUsize,
     lock: Mutex<()>,
     drained: Condvar,
 }
 
 impl Flow {
+    /// Sends `message` to a worker, counted until the worker handled it.
+    pub fn send(
+        &self,
+        to: &Sender<WorkerMessage>,
+        message: WorkerMessage,
+    ) -> Result<(), crossbeam_channel::SendError<WorkerMessage>> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        to.send(message).inspect_err(|_| {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Counts a message about to be sent some other way (a bounded send
+    /// with a deadline); [`Flow::unsent`] takes it back if it was not.
+    pub fn sending(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn unsent(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Messages sent to workers and not yet handled.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
     /// Re-partitioned records were queued.
     pub fn queued(&self, n: usize) {
         self.internal_records.fetch_add(n, Ordering::AcqRel);
@@ -187,7 +220,11 @@ impl<'t> Worker<'t> {
         message: WorkerMessage,
     ) -> Result<(), RunError> {
         match message {
-            WorkerMessage::Task(id, message) => self.deliver(tasks, id, message),
+            WorkerMessage::Task(id, message) => {
+                let result = self.deliver(tasks, id, message);
+                self.flow.unsent();
+                result
+            }
             WorkerMessage::AllTasks(BroadcastMessage::Commit(barrier)) => {
                 let ids: Vec<TaskId> = tasks.keys().copied().collect();
                 let mut result = Ok(());

@@ -1,0 +1,260 @@
+//! Consistent cuts of an embedded run: quiesce and snapshot.
+//!
+//! Every checkpoint interval the coordinator asks the file sources to pause:
+//! each finishes the chunk it is reading, hands over what it gathered, notes
+//! its position (bytes and lines read) and waits. Once every message sent to
+//! a worker has been handled, a commit barrier reaches every task (operators
+//! checkpoint, sinks hand over what they hold), then a mark goes down every
+//! JSON-lines sink's queue and its writer notes how many bytes are written.
+//! Source positions and sink lengths are then one consistent [`Cut`]: every
+//! output derived from input before the positions is within the lengths, and
+//! nothing else. The sources resume.
+//!
+//! Why quiesce rather than aligned barriers: a task with several inputs takes
+//! records in timestamp order and may hold records while it waits for another
+//! input; barriers aligned per input would make it process past them in
+//! another order, so a run's output would depend on when checkpoints fell.
+//! Pausing the sources changes no order, and the queues to drain are short
+//! (a few batches per task), so a pause costs milliseconds (measured in
+//! `bench/README.md`). What a task still holds at the cut (records waiting
+//! for another input) is its state, counted in [`Cut::held_records`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::message::{BroadcastMessage, CommitBarrier, WorkerMessage};
+use super::worker::Flow;
+use crate::io::sink::{SinkChunk, SinkMark};
+
+/// How far a source had read at a cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// Bytes of the input read and handed over (whole lines only).
+    pub bytes: u64,
+    /// Lines read (the offset of the last one, for a file source).
+    pub lines: u64,
+    /// The source had read all of its input.
+    pub finished: bool,
+}
+
+/// A consistent cut across sources, tasks and sinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub id: u64,
+    /// By source index.
+    pub sources: Vec<SourcePosition>,
+    /// Bytes written, by sink index (`None`: not a JSON-lines sink).
+    pub sinks: Vec<Option<u64>>,
+    /// Records tasks held at the cut, waiting for another input to be taken
+    /// in timestamp order: part of their state.
+    pub held_records: usize,
+    /// How long the sources were paused for it.
+    pub pause: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// A checkpoint is asked for: sources pause at their next chunk.
+    requested: bool,
+    /// Where each source paused (or finished), for the checkpoint asked.
+    paused: Vec<Option<SourcePosition>>,
+    /// Sources that read their whole input, and where that was.
+    finished: Vec<Option<SourcePosition>>,
+}
+
+/// What sources, tasks and the coordinator share.
+#[derive(Debug, Default)]
+pub struct Checkpoints {
+    asked: AtomicBool,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Checkpoints {
+    pub fn new(sources: usize) -> Checkpoints {
+        Checkpoints {
+            state: Mutex::new(State {
+                requested: false,
+                paused: vec![None; sources],
+                finished: vec![None; sources],
+            }),
+            ..Checkpoints::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a source should pause at this chunk boundary.
+    pub fn due(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// A source handed over everything before `at` and waits here until
+    /// the checkpoint is taken (or the run stops).
+    pub fn pause(&self, source: usize, at: SourcePosition, stop: &AtomicBool) {
+        let mut state = self.lock();
+        if !state.requested {
+            return;
+        }
+        state.paused[source] = Some(at);
+        self.changed.notify_all();
+        while state.requested && !stop.load(Ordering::Relaxed) {
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// A source read all of its input (or stopped); it takes part in no
+    /// more pauses.
+    pub fn finished(&self, source: usize, at: SourcePosition) {
+        let mut state = self.lock();
+        state.finished[source] = Some(SourcePosition {
+            finished: true,
+            ..at
+        });
+        self.changed.notify_all();
+    }
+
+    /// Whether every source finished.
+    pub fn all_finished(&self) -> bool {
+        self.lock().finished.iter().all(Option::is_some)
+    }
+
+    /// Takes one cut: pauses the sources, waits for the workers to be idle,
+    /// passes a commit barrier through every task and a mark through every
+    /// JSON-lines sink, then lets the sources go on. `None` when the run
+    /// stopped meanwhile.
+    pub fn take(
+        &self,
+        id: u64,
+        flow: &Flow,
+        workers: &[Sender<WorkerMessage>],
+        sinks: &[Option<Sender<SinkChunk>>],
+        stop: &AtomicBool,
+    ) -> Option<Cut> {
+        let started = Instant::now();
+        {
+            let mut state = self.lock();
+            state.requested = true;
+            state.paused.iter_mut().for_each(|p| *p = None);
+        }
+        self.asked.store(true, Ordering::Release);
+        let cut = self.quiesced(id, flow, workers, sinks, stop);
+        self.asked.store(false, Ordering::Release);
+        self.lock().requested = false;
+        self.changed.notify_all();
+        cut.map(|mut c| {
+            c.pause = started.elapsed();
+            c
+        })
+    }
+
+    fn quiesced(
+        &self,
+        id: u64,
+        flow: &Flow,
+        workers: &[Sender<WorkerMessage>],
+        sinks: &[Option<Sender<SinkChunk>>],
+        stop: &AtomicBool,
+    ) -> Option<Cut> {
+        // Every source paused or finished.
+        let sources = {
+            let mut state = self.lock();
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let at: Option<Vec<SourcePosition>> = state
+                    .paused
+                    .iter()
+                    .zip(&state.finished)
+                    .map(|(p, f)| f.or(*p))
+                    .collect();
+                if let Some(at) = at {
+                    break at;
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(50))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        };
+        // Every message to a worker handled (re-partitioned ones included).
+        while flow.in_flight() > 0 {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Every task checkpoints and hands its sinks' chunks over.
+        flow.held.store(0, Ordering::Relaxed);
+        let barrier = CommitBarrier::new();
+        barrier.expect(workers.len());
+        for w in workers {
+            let message = WorkerMessage::AllTasks(BroadcastMessage::Commit(barrier.clone()));
+            if w.send(message).is_err() {
+                return None;
+            }
+        }
+        if !wait(&barrier, stop) {
+            return None;
+        }
+        // Every JSON-lines sink writes what it was handed and notes its length.
+        let done = CommitBarrier::new();
+        let marks: Vec<Option<Arc<SinkMark>>> = sinks
+            .iter()
+            .map(|tx| {
+                let tx = tx.as_ref()?;
+                done.expect(1);
+                let arrived = done.clone();
+                let mark = Arc::new(SinkMark::new(move || arrived.arrive(Ok(()))));
+                let chunk = SinkChunk {
+                    mark: Some(mark.clone()),
+                    ..SinkChunk::default()
+                };
+                if tx.send(chunk).is_err() {
+                    done.arrive(Err("a sink's writer is gone".into()));
+                }
+                Some(mark)
+            })
+            .collect();
+        if !wait(&done, stop) {
+            return None;
+        }
+        Some(Cut {
+            id,
+            sources,
+            sinks: marks
+                .iter()
+                .map(|m| m.as_ref().and_then(|m| m.written()))
+                .collect(),
+            held_records: flow.held.load(Ordering::Relaxed),
+            pause: Duration::ZERO,
+        })
+    }
+}
+
+/// Waits for a barrier while the run goes on; `false` if it stopped or a
+/// party failed.
+fn wait(barrier: &CommitBarrier, stop: &AtomicBool) -> bool {
+    loop {
+        match barrier.wait(Duration::from_millis(50)) {
+            Ok(true) => return true,
+            Ok(false) if !stop.load(Ordering::Relaxed) => continue,
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!("checkpoint abandoned: {e}");
+                return false;
+            }
+        }
+    }
+}
