@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use weir::codec::{json_syntax, jsonl};
-use weir::spec::Format;
+use weir::pipeline::Format;
 
 use crate::records;
 

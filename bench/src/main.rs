@@ -23,10 +23,10 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use weir::limits::Limits;
 use weir::operators::{PluginStep, StepOutput};
+use weir::pipeline::{Pipeline, StepKind};
 use weir::plugin::{EngineSettings, PluginEngine};
 use weir::record::Record;
 use weir::runtime::{self, RunOptions, Topology};
-use weir::spec::{Pipeline, StepKind};
 use weir_sdk::runtime::{FilterOp, MapOp};
 
 #[derive(Parser)]

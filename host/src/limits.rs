@@ -1,6 +1,6 @@
 //! The resource limits of one step's plugin instances.
 //!
-//! A module of its own so that the pipeline file model ([`crate::spec`]),
+//! A module of its own so that the pipeline file model ([`crate::pipeline`]),
 //! which reads them from `limits:`, and the plugin engine
 //! ([`crate::plugin`]), which enforces them, both depend on it rather than
 //! the model depending on the engine.

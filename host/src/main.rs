@@ -9,10 +9,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use weir::pipeline::Pipeline;
 use weir::plugin::{EngineSettings, PluginEngine};
 use weir::runtime::{self, RunOptions, Topology};
 use weir::scaffold;
-use weir::spec::Pipeline;
 use weir::testing;
 
 #[derive(Parser)]

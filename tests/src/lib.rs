@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use weir::io::sink::SinkOutput;
+use weir::pipeline::Pipeline;
 use weir::runtime::{self, RunError, RunOptions, RunReport, Topology};
-use weir::spec::Pipeline;
 
 /// A plugin component built by build.rs from `plugins/<crate>`.
 pub fn plugin(name: &str) -> PathBuf {

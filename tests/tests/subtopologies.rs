@@ -135,7 +135,7 @@ sinks:
 ",
         &[],
     );
-    let err = weir::spec::Pipeline::load(&f.pipeline_path())
+    let err = weir::pipeline::Pipeline::load(&f.pipeline_path())
         .unwrap_err()
         .to_string();
     assert!(

@@ -12,8 +12,8 @@ use super::batch::{Batch, InputId, Reject};
 use crate::clock::Clock;
 use crate::codec::jsonl;
 use crate::codec::partitioner::partition_for;
+use crate::pipeline::{ErrorPolicy, Source};
 use crate::record::{Origin, Record};
-use crate::spec::{ErrorPolicy, Source};
 
 /// Where a source's batches go: the runtime hands partition `p`'s batches
 /// to the task that owns it.

@@ -15,8 +15,8 @@ use weir_packed::{DecodeError, RecordView, ResultView, ResultsReader};
 use super::failure::{Failure, FailureKind};
 use super::plugin_step::{Emitted, StepOutput};
 use crate::codec::format_gate;
+use crate::pipeline::StepKind;
 use crate::record::{Header, Record};
-use crate::spec::StepKind;
 
 /// What a step's results are held to.
 #[derive(Debug, Clone, Copy)]

@@ -9,9 +9,9 @@ use weir_packed::{put_record, put_u32};
 use super::contract::{self, ResultRules};
 use super::failure::{Failure, FailureKind};
 use crate::limits::Limits;
+use crate::pipeline::StepKind;
 use crate::plugin::{Fault, InitError, Instance, Kind, Plugin, kind_list};
 use crate::record::Record;
-use crate::spec::StepKind;
 
 /// What a step produced for one batch, in input order.
 #[derive(Debug, Default)]

@@ -50,7 +50,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// A step kind as the plugin contract names it (WIT `step-kind`): what a
 /// component says it implements. The pipeline file's own kind type lives in
-/// `spec`; the engine does not depend on the pipeline file.
+/// `pipeline`; the engine does not depend on the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Filter,

@@ -34,8 +34,8 @@ use crate::io::kafka::offsets::{CommitStrategy, OffsetTracker, PartitionKey};
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::source::{self, Fetch, KafkaReader};
 use crate::operators::TaskId;
+use crate::pipeline::{KafkaSettings, Source};
 use crate::record::Origin;
-use crate::spec::{KafkaSettings, Source};
 
 /// How long a revoke or a shutdown waits for outputs to be acknowledged
 /// before committing what is done (the rest is read again by the next

@@ -44,7 +44,7 @@ use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{OperatorError, TaskId};
-use crate::spec::{Pipeline, SinkKind, SourceKind};
+use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
 use sinks::{KafkaWriter, LinesWriter, SinkWriter};
@@ -193,7 +193,7 @@ fn spawn_stopping<'scope>(
 /// The Kafka side of a run: settings, servers, and the producer when a
 /// Kafka sink is written.
 struct KafkaLink<'p> {
-    settings: &'p crate::spec::KafkaSettings,
+    settings: &'p crate::pipeline::KafkaSettings,
     bootstrap: String,
     producer: Option<KafkaProducer>,
 }

@@ -8,8 +8,8 @@ use crate::io::batch::Reject;
 use crate::metrics::Metrics;
 use crate::operators::FailureKind;
 use crate::operators::failure::Incident;
+use crate::pipeline::{ErrorPolicy, SourceKind};
 use crate::record::{Origin, Record};
-use crate::spec::{ErrorPolicy, SourceKind};
 
 impl Task<'_> {
     /// Whether records of source `s` arrive as raw bytes not yet held to

@@ -32,8 +32,8 @@ use crate::metrics::Metrics;
 use crate::operators::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StepOutput, TaskId, TimeKind,
 };
+use crate::pipeline::ErrorPolicy;
 use crate::record::{Origin, Record};
-use crate::spec::ErrorPolicy;
 use crossbeam_channel::Sender;
 
 /// Times a retryable external error is tried again before it stops the run.
@@ -777,7 +777,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::spec::Pipeline;
+    use crate::pipeline::Pipeline;
 
     /// What a probe operator saw, in order.
     #[derive(Debug, Clone, PartialEq)]

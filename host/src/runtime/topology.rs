@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use crate::io::batch::InputId;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{Operator, PluginStep, TaskId};
+use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{EngineSettings, Plugin, PluginEngine};
-use crate::spec::{Diagnostic, Node, Pipeline, SpecError, StepKind};
 
 /// Where records go next: an edge of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl Topology {
     pub fn build(
         pipeline: Pipeline,
         cache_dir: Option<std::path::PathBuf>,
-    ) -> Result<Topology, SpecError> {
+    ) -> Result<Topology, PipelineError> {
         let max_memory = pipeline
             .steps
             .iter()
@@ -90,8 +90,9 @@ impl Topology {
             max_memory_bytes: max_memory,
             cache_dir,
         };
-        let engine = PluginEngine::new(&settings)
-            .map_err(|e| SpecError::single(Diagnostic::new(&pipeline.file, None, e.to_string())))?;
+        let engine = PluginEngine::new(&settings).map_err(|e| {
+            PipelineError::single(Diagnostic::new(&pipeline.file, None, e.to_string()))
+        })?;
         let mut problems = Vec::new();
         let plugins: Vec<Option<Arc<Plugin>>> = pipeline
             .plugins
@@ -127,7 +128,7 @@ impl Topology {
             }
         }
         if !problems.is_empty() {
-            return Err(SpecError(problems));
+            return Err(PipelineError(problems));
         }
         let plugins: Vec<Arc<Plugin>> = plugins
             .into_iter()
@@ -227,7 +228,7 @@ impl Topology {
         }
         if !problems.is_empty() {
             problems.sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
-            return Err(SpecError(problems));
+            return Err(PipelineError(problems));
         }
         let subtopologies = split(&pipeline);
         let repartition_feeds = feeds(&subtopologies, &source_routes, &step_routes);

@@ -15,8 +15,8 @@ use super::fetch::{Fetched, ForwardTarget};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
 use super::{KafkaError, Role, client_config};
 use crate::codec::{Format, format_gate};
+use crate::pipeline::KafkaSettings;
 use crate::record::{Header, Record};
-use crate::spec::KafkaSettings;
 
 /// What the runtime does when the group moves partitions: on revoke,
 /// finish them and commit through `commit` while the consumer still owns

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::spec::KafkaSettings;
+use crate::pipeline::KafkaSettings;
 
 /// How long a metadata or admin request may take before it is an error.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -20,8 +20,8 @@ use rdkafka::util::IntoOpaque;
 
 use super::{KafkaError, Role, client_config};
 use crate::io::ack::Ack;
+use crate::pipeline::KafkaSettings;
 use crate::record::Record;
-use crate::spec::KafkaSettings;
 
 /// Why a record was not taken by the producer.
 #[derive(Debug, thiserror::Error)]

@@ -17,8 +17,8 @@ use super::consumer::{
 use super::fetch::{FetchQueue, Fetched};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
 use crate::codec::Format;
+use crate::pipeline::{KafkaSettings, Source};
 use crate::record::Record;
-use crate::spec::{KafkaSettings, Source};
 
 /// Messages taken from the consumer in one read.
 const READ_AHEAD: usize = 512;

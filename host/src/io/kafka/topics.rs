@@ -9,7 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{KafkaError, REQUEST_TIMEOUT, Role, client_config};
-use crate::spec::{KafkaSettings, Topic};
+use crate::pipeline::{KafkaSettings, Topic};
 
 /// A topic and who uses it (`Kafka source \`orders\``), for messages.
 pub struct TopicUse<'a> {

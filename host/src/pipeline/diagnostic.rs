@@ -53,15 +53,15 @@ impl fmt::Display for Diagnostic {
 
 /// Everything wrong with a pipeline file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError(pub Vec<Diagnostic>);
+pub struct PipelineError(pub Vec<Diagnostic>);
 
-impl SpecError {
+impl PipelineError {
     pub fn single(d: Diagnostic) -> Self {
-        SpecError(vec![d])
+        PipelineError(vec![d])
     }
 }
 
-impl fmt::Display for SpecError {
+impl fmt::Display for PipelineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.0.iter().enumerate() {
             if i > 0 {
@@ -73,4 +73,4 @@ impl fmt::Display for SpecError {
     }
 }
 
-impl std::error::Error for SpecError {}
+impl std::error::Error for PipelineError {}

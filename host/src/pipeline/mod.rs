@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 /// Formats belong to the codecs; the pipeline file names them.
 pub use crate::codec::Format;
-pub use diagnostic::{Diagnostic, Loc, SpecError};
+pub use diagnostic::{Diagnostic, Loc, PipelineError};
 
 use crate::limits::Limits;
 
@@ -237,9 +237,9 @@ pub enum Node {
 impl Pipeline {
     /// Reads and validates a pipeline file. Every problem found is reported,
     /// each with its line and column.
-    pub fn load(path: &Path) -> Result<Pipeline, SpecError> {
+    pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecError::single(Diagnostic::new(
+            PipelineError::single(Diagnostic::new(
                 path,
                 None,
                 format!("cannot read pipeline file: {e}"),
@@ -249,7 +249,7 @@ impl Pipeline {
     }
 
     /// Validates pipeline text that was read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Pipeline, SpecError> {
+    pub fn parse(path: &Path, text: &str) -> Result<Pipeline, PipelineError> {
         validate::parse(path, text)
     }
 

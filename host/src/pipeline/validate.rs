@@ -7,8 +7,8 @@ use serde_saphyr::Spanned;
 
 use super::raw::{Names, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawStep};
 use super::{
-    Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PluginRef, Sink,
-    SinkKind, Source, SourceKind, SpecError, Step, StepKind, Topic, TopicCreate, quantity,
+    Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PipelineError,
+    PluginRef, Sink, SinkKind, Source, SourceKind, Step, StepKind, Topic, TopicCreate, quantity,
 };
 use crate::limits::Limits;
 
@@ -159,12 +159,12 @@ fn loc<T>(s: &Spanned<T>) -> Loc {
     Loc::of(&s.referenced)
 }
 
-pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecError> {
+pub fn parse(file: &Path, text: &str) -> Result<Pipeline, PipelineError> {
     // YAML 1.2 booleans only: a step called `y` or `no` stays a name.
     let options = serde_saphyr::options! { strict_booleans: true };
     let raw: RawPipeline = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let loc = e.location().map(|l| Loc::of(&l));
-        SpecError::single(Diagnostic::new(file, loc, yaml_message(&e)))
+        PipelineError::single(Diagnostic::new(file, loc, yaml_message(&e)))
     })?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c = Checker {
@@ -178,7 +178,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecError> {
     } else {
         c.problems
             .sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
-        Err(SpecError(c.problems))
+        Err(PipelineError(c.problems))
     }
 }
 

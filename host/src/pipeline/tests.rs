@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 
-fn parse(text: &str) -> Result<Pipeline, SpecError> {
+fn parse(text: &str) -> Result<Pipeline, PipelineError> {
     Pipeline::parse(Path::new("/nonexistent/p.yaml"), text)
 }
 
