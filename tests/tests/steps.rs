@@ -275,3 +275,59 @@ sinks:
     assert_eq!(froms, ["a", "b"]);
     assert!(out.values("out").iter().all(|v| v["merged"] == true));
 }
+
+#[test]
+fn two_file_sources_are_merged_in_timestamp_order_and_the_run_repeats() {
+    // Interleaved timestamps, equal ones across the sources, in batches
+    // smaller than the files: the task takes the lowest head timestamp
+    // next, `a` (listed first) winning ties, and waits for a file that has
+    // not sent yet rather than going on without it.
+    let at = |key: &str, ts: i64| {
+        serde_json::json!({"key": key, "value": {"ts": ts}, "timestamp": ts}).to_string()
+    };
+    let a: Vec<String> = [1, 4, 4, 9, 10, 15, 20, 21]
+        .iter()
+        .map(|&t| at("a", t))
+        .collect();
+    let b: Vec<String> = [2, 3, 4, 8, 16, 22, 30]
+        .iter()
+        .map(|&t| at("b", t))
+        .collect();
+    let text = "
+partitions: 1
+batch-size: 2
+sources:
+  a: { kind: file, path: a.jsonl }
+  b: { kind: file, path: b.jsonl }
+sinks:
+  out: { kind: stdout, from: [a, b] }
+";
+    let files = [("a.jsonl", lines(&a)), ("b.jsonl", lines(&b))];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    let run = || {
+        let f = Fixture::new(text, &files);
+        let (result, out) = f.run();
+        result.unwrap();
+        out.records("out")
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r["key"].as_str().unwrap(),
+                    r["timestamp"].as_i64().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    assert_eq!(
+        first,
+        [
+            "a1", "b2", "b3", "a4", "a4", "b4", "b8", "a9", "a10", "a15", "b16", "a20", "a21",
+            "b22", "b30"
+        ]
+    );
+    for _ in 0..5 {
+        assert_eq!(run(), first, "the same files give the same order");
+    }
+}

@@ -3,7 +3,7 @@
 //! At-least-once means a consumed offset is committed only once every record
 //! derived from the records before it is safely out: acknowledged by the
 //! broker for a Kafka sink, written for a file sink. Each source batch gets
-//! one [`Ack`]; the partition task holds it while it processes the batch,
+//! one [`Ack`]; its task holds it while it processes the batch,
 //! and every output taken on by a sink holds it until it is out. When the
 //! count reaches zero the batch is done and its offsets can be committed.
 

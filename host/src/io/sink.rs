@@ -1,6 +1,7 @@
 //! Embedded sinks: JSON-lines files and stdout, plus in-memory capture for
-//! the topology test driver. Partition tasks encode records themselves (in
-//! parallel); a sink only writes the encoded bytes, in the order it gets them.
+//! the topology test driver. Tasks encode records themselves (in parallel,
+//! see `runtime::sinks`); a sink only writes the encoded bytes, in the order
+//! it gets them, and notes its length at a checkpoint's mark.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! One step of a topology run by a Wasm plugin, for one partition task.
+//! One step of a topology run by a Wasm plugin, for one task.
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -482,7 +482,7 @@ impl Plugin {
 }
 
 /// One running instance of an operator. Not shared between threads: each
-/// partition task owns its own.
+/// task owns its own.
 pub struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
