@@ -6,8 +6,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use weir::codec::{json_syntax, jsonl};
-use weir::pipeline::Format;
+use weir::Format;
+use weir::bench::{json_syntax, jsonl};
 
 use crate::records;
 

@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use weir::limits::Limits;
-use weir::operators::{PluginStep, StepOutput};
-use weir::pipeline::{Pipeline, StepKind};
-use weir::plugin::{EngineSettings, PluginEngine};
-use weir::record::Record;
-use weir::runtime::{self, RunOptions, Topology};
+use weir::{
+    EngineSettings, Limits, Pipeline, PluginEngine, PluginStep, Record, RunOptions, StepKind,
+    StepOutput, Topology,
+};
 use weir_sdk::runtime::{FilterOp, MapOp};
 
 #[derive(Parser)]
@@ -397,7 +395,7 @@ sinks:
             checkpoint_interval: checkpoint,
             ..RunOptions::default()
         };
-        let report = runtime::run(&topo, options).context("run")?;
+        let report = weir::run(&topo, options).context("run")?;
         if report.checkpoints > 0 {
             println!(
                 "{} checkpoints, sources paused {:.2} ms each on average",

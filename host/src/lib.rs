@@ -1,7 +1,8 @@
 //! weir: a Kafka-native stream processor whose per-record logic runs as
 //! sandboxed WebAssembly components.
 //!
-//! Modules, one per concern: [`pipeline`] (the pipeline file), [`limits`]
+//! The public interface is the facade below; the modules are the crate's
+//! own, one per concern: [`pipeline`] (the pipeline file), [`limits`]
 //! (what a plugin instance may use), [`plugin`] (the Wasm engine),
 //! [`operators`] (the operator trait, plugin steps, failures), [`codec`]
 //! (JSON checking, JSON lines, the partitioner, the format gate), [`io`]
@@ -9,15 +10,41 @@
 //! tasks, workers, commits), [`clock`], [`metrics`], [`testing`] (the
 //! topology test driver), [`scaffold`] (new plugin crates).
 
-pub mod clock;
-pub mod codec;
-pub mod io;
-pub mod limits;
-pub mod metrics;
-pub mod operators;
-pub mod pipeline;
-pub mod plugin;
-pub mod record;
-pub mod runtime;
+pub(crate) mod clock;
+pub(crate) mod codec;
+pub(crate) mod io;
+pub(crate) mod limits;
+pub(crate) mod metrics;
+pub(crate) mod operators;
+pub(crate) mod pipeline;
+pub(crate) mod plugin;
+pub(crate) mod record;
+pub(crate) mod runtime;
 pub mod scaffold;
 pub mod testing;
+
+// The facade: what the `weir` binary, the tests and the benchmarks use.
+// Everything else is the crate's own.
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::Format;
+pub use codec::partitioner::partition_for;
+pub use io::sink::SinkOutput;
+pub use io::source::SourceInput;
+pub use limits::Limits;
+pub use metrics::OperatorReport;
+pub use operators::{
+    ErrorClass, Operator, OperatorError, PluginStep, Schedule, StepOutput, StoreKind, StoreSpec,
+    TaskId, TimeKind,
+};
+pub use pipeline::{Pipeline, PipelineError, StepKind};
+pub use plugin::{EngineSettings, PluginEngine, PluginInfo};
+pub use record::{Header, Record};
+pub use runtime::checkpoint::Cut;
+pub use runtime::{RunError, RunOptions, RunReport, Topology, run};
+
+/// Internals the micro-benchmarks measure on their own (`bench/`); not an
+/// interface.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::codec::{json_syntax, jsonl};
+}

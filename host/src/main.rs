@@ -9,11 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use weir::pipeline::Pipeline;
-use weir::plugin::{EngineSettings, PluginEngine};
-use weir::runtime::{self, RunOptions, Topology};
 use weir::scaffold;
 use weir::testing;
+use weir::{EngineSettings, Pipeline, PluginEngine, RunOptions, Topology};
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +113,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let topo = build(&pipeline)?;
             let stop = Arc::new(AtomicBool::new(false));
             watch_signals(stop.clone())?;
-            let report = runtime::run(
+            let report = weir::run(
                 &topo,
                 RunOptions {
                     progress: !quiet,

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use weir::io::sink::SinkOutput;
-use weir::pipeline::Pipeline;
-use weir::runtime::{self, RunError, RunOptions, RunReport, Topology};
+use weir::{Pipeline, RunError, RunOptions, RunReport, SinkOutput, Topology};
 
 /// A plugin component built by build.rs from `plugins/<crate>`.
 pub fn plugin(name: &str) -> PathBuf {
@@ -109,7 +107,7 @@ impl Fixture {
                 .outputs
                 .insert(name.clone(), SinkOutput::Capture(buf.clone()));
         }
-        let result = runtime::run(&topo, options);
+        let result = weir::run(&topo, options);
         (result, Captured(captured))
     }
 }

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use weir::runtime::checkpoint::Cut;
-use weir::runtime::{self, RunOptions};
+use weir::{Cut, RunOptions};
 use weir_tests::{Fixture, line, lines};
 
 const N: usize = 300_000;
@@ -63,7 +62,7 @@ sinks:
         })),
         ..RunOptions::default()
     };
-    let report = runtime::run(&topo, options).unwrap_or_else(|e| panic!("{e}"));
+    let report = weir::run(&topo, options).unwrap_or_else(|e| panic!("{e}"));
     let cuts = cuts.lock().unwrap().clone();
     assert_eq!(report.checkpoints, cuts.len() as u64);
     assert!(

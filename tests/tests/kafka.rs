@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use weir::codec::partitioner::partition_for;
+use weir::partition_for;
 use weir_tests::Fixture;
 use weir_tests::kafka::{self, Cleanup, Rec, Settings, WeirProcess};
 

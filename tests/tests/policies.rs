@@ -1,7 +1,7 @@
 //! Error policies with a poison record: fail, skip, dead-letter; nothing is
 //! ever lost without a trace.
 
-use weir::runtime::RunError;
+use weir::RunError;
 use weir_tests::Fixture;
 
 const INPUT: &str = r#"{"key":"k1","value":"ok-1","timestamp":1}

@@ -18,7 +18,7 @@ fn input(n: usize, bad_at: usize) -> String {
         .collect()
 }
 
-fn run_mode(mode: &str, limits: &str) -> (weir::runtime::RunReport, weir_tests::Captured) {
+fn run_mode(mode: &str, limits: &str) -> (weir::RunReport, weir_tests::Captured) {
     let f = Fixture::new(
         &format!(
             "
@@ -55,11 +55,7 @@ fn check(mode: &str, limits: &str, kind: &str) -> Vec<serde_json::Value> {
     dlq
 }
 
-fn check_output(
-    mode: &str,
-    limits: &str,
-    kind: &str,
-) -> (weir::runtime::RunReport, Vec<serde_json::Value>) {
+fn check_output(mode: &str, limits: &str, kind: &str) -> (weir::RunReport, Vec<serde_json::Value>) {
     let (report, out) = run_mode(mode, limits);
     let ok = out.values("out");
     assert_eq!(

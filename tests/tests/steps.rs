@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
-use weir::codec::partitioner::partition_for;
+use weir::partition_for;
 use weir_tests::{Fixture, line, lines};
 
 fn orders() -> String {

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use serde_json::json;
-use weir::codec::partitioner::partition_for;
-use weir::operators::TaskId;
+use weir::TaskId;
+use weir::partition_for;
 use weir_tests::{Fixture, line, lines};
 
 /// Orders keyed by order id; the pipeline re-keys them by customer and
@@ -135,7 +135,7 @@ sinks:
 ",
         &[],
     );
-    let err = weir::pipeline::Pipeline::load(&f.pipeline_path())
+    let err = weir::Pipeline::load(&f.pipeline_path())
         .unwrap_err()
         .to_string();
     assert!(

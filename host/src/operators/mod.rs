@@ -14,7 +14,7 @@ pub mod failure;
 pub mod operator;
 pub mod plugin_step;
 
-pub use failure::{Failure, FailureKind};
+pub use failure::FailureKind;
 pub use operator::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StoreKind, StoreSpec, TaskId,
     TimeKind,

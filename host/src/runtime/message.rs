@@ -25,7 +25,12 @@ pub enum TaskMessage {
     Revoked,
     /// Wall-clock time, in ms since the epoch, from the run's clock.
     Tick(i64),
-    /// Replace the operator of a step at the next batch boundary.
+    /// Replace the operator of a step at the next batch boundary. Handled
+    /// and tested here; the hot-swap control (issue 12) is what sends it.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "sent by the hot-swap control, issue 12")
+    )]
     Swap {
         step: usize,
         operator: Box<dyn Operator>,

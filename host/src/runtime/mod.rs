@@ -14,10 +14,10 @@
 //! (operators checkpoint, sinks hand over), then the offsets whose batches
 //! are fully acknowledged are committed ([`kafka`]).
 
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 mod kafka;
 mod merge;
-pub mod message;
+pub(crate) mod message;
 mod policy;
 mod progress;
 mod sinks;
