@@ -128,6 +128,34 @@ impl Checkpoints {
         self.lock().finished.iter().all(Option::is_some)
     }
 
+    /// Takes a cut every `interval` until every source finished (or the run
+    /// stopped), handing each to `taken`. `sinks` gives the JSON-lines
+    /// sinks' queues at the time.
+    pub fn every(
+        &self,
+        interval: Duration,
+        flow: &Flow,
+        workers: &[Sender<WorkerMessage>],
+        sinks: impl Fn() -> Vec<Option<Sender<SinkChunk>>>,
+        stop: &AtomicBool,
+        mut taken: impl FnMut(&Cut),
+    ) {
+        let mut id = 0;
+        let mut next = Instant::now() + interval;
+        while !self.all_finished() && !stop.load(Ordering::Relaxed) {
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            id += 1;
+            if let Some(cut) = self.take(id, flow, workers, &sinks(), stop) {
+                tracing::debug!(id, pause = ?cut.pause, "checkpoint");
+                taken(&cut);
+            }
+            next = Instant::now() + interval;
+        }
+    }
+
     /// Takes one cut: pauses the sources, waits for the workers to be idle,
     /// passes a commit barrier through every task and a mark through every
     /// JSON-lines sink, then lets the sources go on. `None` when the run

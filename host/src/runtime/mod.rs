@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::clock::{Clock, SystemClock};
 use crate::io::batch::{Batch, InputId};
@@ -391,21 +391,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     let group_progress = GroupProgress::default();
     let flow = Arc::new(Flow::default());
     let checkpoints = Checkpoints::new(p.sources.len());
-    // Each worker's two queues: external (bounded, from sources) and
-    // internal (unbounded, between tasks and for control).
-    let tasks_per_worker = if reads_kafka {
-        4
-    } else {
-        (p.partitions as usize * topo.subtopologies.len()).div_ceil(worker_count)
-    };
-    let mut inboxes = Vec::new();
-    let mut receivers = Vec::new();
-    for _ in 0..worker_count {
-        let (external, external_rx) = bounded(TASK_QUEUE * tasks_per_worker.max(1));
-        let (internal, internal_rx) = unbounded();
-        inboxes.push(WorkerInbox { external, internal });
-        receivers.push((external_rx, internal_rx));
-    }
+    let (inboxes, receivers) = worker_queues(topo, reads_kafka, worker_count);
     let env = TaskEnv {
         topo,
         metrics: &metrics,
@@ -440,35 +426,9 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     // thread, Kafka sinks through the producer.
     let make_task = |id: TaskId| -> Result<Task<'_>, RunError> {
         let operators = topo.start_operators(id).map_err(RunError::Start)?;
-        let sub = &topo.subtopologies[id.subtopology as usize];
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut writers: Vec<Option<Box<dyn SinkWriter + '_>>> =
-            (0..p.sinks.len()).map(|_| None).collect();
-        for &s in &sub.sinks {
-            let sink = &p.sinks[s];
-            let dead_letter = p.dead_letter == Some(s);
-            let formats = (sink.key_format, sink.value_format);
-            let written = sinks::counter(env.metrics, dead_letter);
-            writers[s] = Some(match &txs[s] {
-                Some(tx) => Box::new(LinesWriter::new(
-                    &sink.name,
-                    tx.clone(),
-                    formats,
-                    dead_letter,
-                    written,
-                )),
-                None => Box::new(KafkaWriter::new(
-                    link.as_ref()
-                        .and_then(|l| l.producer.as_ref())
-                        .expect("created for Kafka sinks"),
-                    &sink.topic.as_ref().expect("validated").name,
-                    formats,
-                    dead_letter,
-                    env.stop,
-                    written,
-                )),
-            });
-        }
+        let producer = link.as_ref().and_then(|l| l.producer.as_ref());
+        let writers = sink_writers(&env, id, &txs, producer);
         Ok(Task::new(id, &env, operators, writers))
     };
     let make_task = &make_task;
@@ -593,20 +553,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                         counter: &metrics.records_in,
                         clock,
                     };
-                    let read = reader.run(&outlet);
-                    let mut at = SourcePosition::default();
-                    if let Ok(to) = &read {
-                        for partition in 0..p.partitions {
-                            outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
-                        }
-                        at = SourcePosition {
-                            bytes: to.position.bytes,
-                            lines: to.position.lines,
-                            finished: true,
-                        };
-                    }
-                    checkpoints.finished(i, at);
-                    read.map(drop).map_err(RunError::from)
+                    read_source(&reader, &outlet, checkpoints)
                 },
             ));
         }
@@ -621,27 +568,16 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 &flags,
                 Counted::No,
                 move || {
-                    let mut id = 0;
-                    let mut next = Instant::now() + interval;
-                    while !checkpoints.all_finished() && !stop.load(Ordering::Relaxed) {
-                        if Instant::now() < next {
-                            std::thread::sleep(Duration::from_millis(1));
-                            continue;
+                    let sinks = || sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    checkpoints.every(interval, flow, &peers, sinks, stop, |cut| {
+                        let mut t = taken.lock().unwrap_or_else(|p| p.into_inner());
+                        t.0 += 1;
+                        t.1 += cut.pause;
+                        drop(t);
+                        if let Some(f) = &on_checkpoint {
+                            f(cut);
                         }
-                        id += 1;
-                        let sinks = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        if let Some(cut) = checkpoints.take(id, flow, &peers, &sinks, stop) {
-                            tracing::debug!(id, pause = ?cut.pause, "checkpoint");
-                            let mut t = taken.lock().unwrap_or_else(|p| p.into_inner());
-                            t.0 += 1;
-                            t.1 += cut.pause;
-                            drop(t);
-                            if let Some(f) = &on_checkpoint {
-                                f(&cut);
-                            }
-                        }
-                        next = Instant::now() + interval;
-                    }
+                    });
                     Ok(())
                 },
             ));
@@ -687,6 +623,93 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             elapsed: started.elapsed(),
         }),
     }
+}
+
+/// Each worker's two queues: external (bounded, from sources: the
+/// backpressure on them) and internal (unbounded, between tasks and for
+/// control), as senders for others and receivers for the worker.
+type WorkerReceivers = Vec<(Receiver<WorkerMessage>, Receiver<WorkerMessage>)>;
+
+fn worker_queues(
+    topo: &Topology,
+    reads_kafka: bool,
+    workers: usize,
+) -> (Vec<WorkerInbox>, WorkerReceivers) {
+    let tasks_per_worker = if reads_kafka {
+        4
+    } else {
+        (topo.pipeline.partitions as usize * topo.subtopologies.len()).div_ceil(workers)
+    };
+    (0..workers)
+        .map(|_| {
+            let (external, external_rx) = bounded(TASK_QUEUE * tasks_per_worker.max(1));
+            let (internal, internal_rx) = unbounded();
+            (
+                WorkerInbox { external, internal },
+                (external_rx, internal_rx),
+            )
+        })
+        .unzip()
+}
+
+/// A task's sink writers, by sink index: JSON-lines sinks through their
+/// writer thread's queue, Kafka sinks through the producer.
+fn sink_writers<'t>(
+    env: &'t TaskEnv<'t>,
+    id: TaskId,
+    lines: &[Option<Sender<SinkChunk>>],
+    producer: Option<&'t KafkaProducer>,
+) -> Vec<Option<Box<dyn SinkWriter + 't>>> {
+    let p = &env.topo.pipeline;
+    let mut writers: Vec<Option<Box<dyn SinkWriter + 't>>> =
+        (0..p.sinks.len()).map(|_| None).collect();
+    for &s in &env.topo.subtopologies[id.subtopology as usize].sinks {
+        let sink = &p.sinks[s];
+        let dead_letter = p.dead_letter == Some(s);
+        let formats = (sink.key_format, sink.value_format);
+        let written = sinks::counter(env.metrics, dead_letter);
+        writers[s] = Some(match &lines[s] {
+            Some(tx) => Box::new(LinesWriter::new(
+                &sink.name,
+                tx.clone(),
+                formats,
+                dead_letter,
+                written,
+            )),
+            None => Box::new(KafkaWriter::new(
+                producer.expect("created for Kafka sinks"),
+                &sink.topic.as_ref().expect("validated").name,
+                formats,
+                dead_letter,
+                env.stop,
+                written,
+            )),
+        });
+    }
+    writers
+}
+
+/// Reads an embedded source to its end, then tells every task of its
+/// partitions that it ended, and the checkpoints where it stopped.
+fn read_source(
+    reader: &SourceReader<'_>,
+    outlet: &SourceOutlet<'_>,
+    checkpoints: &Checkpoints,
+) -> Result<(), RunError> {
+    let read = reader.run(outlet);
+    let mut at = SourcePosition::default();
+    if let Ok(to) = &read {
+        for partition in 0..reader.partitions {
+            outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
+        }
+        at = SourcePosition {
+            bytes: to.position.bytes,
+            lines: to.position.lines,
+            finished: true,
+        };
+    }
+    checkpoints.finished(reader.index as usize, at);
+    read.map(drop).map_err(RunError::from)
 }
 
 /// The first error is the cause; later ones are usually its echoes, and a
