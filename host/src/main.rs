@@ -109,91 +109,16 @@ fn build(pipeline: &Path) -> Result<Topology> {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { pipeline, quiet } => {
-            let topo = build(&pipeline)?;
-            let stop = Arc::new(AtomicBool::new(false));
-            watch_signals(stop.clone())?;
-            let report = weir::run(
-                &topo,
-                RunOptions {
-                    progress: !quiet,
-                    stop: Some(stop),
-                    ..RunOptions::default()
-                },
-            )?;
-            let c = report.counts;
-            tracing::info!(
-                records_in = c.records_in,
-                records_out = c.records_out,
-                dead_lettered = c.dead_lettered,
-                skipped = c.skipped,
-                rejected_lines = c.rejected_lines,
-                restarts = c.restarts,
-                seconds = report.elapsed.as_secs_f64(),
-                "pipeline `{}` finished",
-                topo.pipeline.name
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Validate { pipeline } => {
-            let topo = build(&pipeline)?;
-            let p = &topo.pipeline;
-            let tasks = if p.reads_kafka() {
-                format!(
-                    "a task per topic partition on {} worker threads",
-                    p.worker_count()
-                )
-            } else {
-                format!(
-                    "{} partitions on {} worker threads",
-                    p.partitions,
-                    p.worker_count()
-                )
-            };
-            println!(
-                "{}: ok ({} sources, {} steps, {} sinks, {tasks})",
-                pipeline.display(),
-                p.sources.len(),
-                p.steps.len(),
-                p.sinks.len(),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run { pipeline, quiet } => run(&pipeline, quiet),
+        Command::Validate { pipeline } => validate(&pipeline),
         Command::Test {
             pipeline,
             cases,
             bless,
-        } => {
-            let topo = build(&pipeline)?;
-            let dir = testing::cases_dir(&topo, cases.as_deref());
-            let mut results = Vec::new();
-            for case in testing::discover(&dir)? {
-                results.push(testing::run_case(&topo, &case, bless)?);
-            }
-            if bless {
-                println!("wrote expected files for {} case(s)", results.len());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let (text, passed) = testing::report(&results);
-            print!("{text}");
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        } => test(&pipeline, cases.as_deref(), bless),
         Command::Plugin {
             command: PluginCommand::Inspect { wasm },
-        } => {
-            let engine = PluginEngine::new(&EngineSettings::default())?;
-            let info = engine.inspect(&wasm)?;
-            print!("{info}");
-            Ok(if info.runnable.is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        } => inspect(&wasm),
         Command::Plugin {
             command:
                 PluginCommand::New {
@@ -203,17 +128,113 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     dir,
                     sdk,
                 },
-        } => {
-            let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
-            let root = scaffold::new_plugin(&name, lang, kind, &dir, &sdk)?;
-            println!("created {}", root.display());
-            println!(
-                "build it with: cd {} && cargo build --release",
-                root.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => new_plugin(&name, lang, kind, &dir, sdk),
     }
+}
+
+/// `weir run`: until the inputs end or Ctrl-C.
+fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
+    let topo = build(pipeline)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone())?;
+    let report = weir::run(
+        &topo,
+        RunOptions {
+            progress: !quiet,
+            stop: Some(stop),
+            ..RunOptions::default()
+        },
+    )?;
+    let c = report.counts;
+    tracing::info!(
+        records_in = c.records_in,
+        records_out = c.records_out,
+        dead_lettered = c.dead_lettered,
+        skipped = c.skipped,
+        rejected_lines = c.rejected_lines,
+        restarts = c.restarts,
+        seconds = report.elapsed.as_secs_f64(),
+        "pipeline `{}` finished",
+        topo.pipeline.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir validate`: the file checked, every plugin loaded and started once.
+fn validate(pipeline: &Path) -> Result<ExitCode> {
+    let topo = build(pipeline)?;
+    let p = &topo.pipeline;
+    let tasks = if p.reads_kafka() {
+        format!(
+            "a task per topic partition on {} worker threads",
+            p.worker_count()
+        )
+    } else {
+        format!(
+            "{} partitions on {} worker threads",
+            p.partitions,
+            p.worker_count()
+        )
+    };
+    println!(
+        "{}: ok ({} sources, {} steps, {} sinks, {tasks})",
+        pipeline.display(),
+        p.sources.len(),
+        p.steps.len(),
+        p.sinks.len(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir test`: every fixture case run and compared (or blessed).
+fn test(pipeline: &Path, cases: Option<&Path>, bless: bool) -> Result<ExitCode> {
+    let topo = build(pipeline)?;
+    let dir = testing::cases_dir(&topo, cases);
+    let mut results = Vec::new();
+    for case in testing::discover(&dir)? {
+        results.push(testing::run_case(&topo, &case, bless)?);
+    }
+    if bless {
+        println!("wrote expected files for {} case(s)", results.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (text, passed) = testing::report(&results);
+    print!("{text}");
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `weir plugin inspect`.
+fn inspect(wasm: &Path) -> Result<ExitCode> {
+    let engine = PluginEngine::new(&EngineSettings::default())?;
+    let info = engine.inspect(wasm)?;
+    print!("{info}");
+    Ok(if info.runnable.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `weir plugin new`.
+fn new_plugin(
+    name: &str,
+    lang: scaffold::Lang,
+    kind: scaffold::Kind,
+    dir: &Path,
+    sdk: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
+    let root = scaffold::new_plugin(name, lang, kind, dir, &sdk)?;
+    println!("created {}", root.display());
+    println!(
+        "build it with: cd {} && cargo build --release",
+        root.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ctrl-C or SIGTERM: stop reading, finish in-flight batches, flush sinks.
