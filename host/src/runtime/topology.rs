@@ -79,54 +79,10 @@ impl Topology {
         pipeline: Pipeline,
         cache_dir: Option<std::path::PathBuf>,
     ) -> Result<Topology, PipelineError> {
-        let max_memory = pipeline
-            .steps
-            .iter()
-            .map(|s| s.limits.max_memory_bytes)
-            .max()
-            .unwrap_or(crate::limits::Limits::default().max_memory_bytes);
-        let settings = EngineSettings {
-            max_instances: (pipeline.steps.len() as u32 * (max_tasks(&pipeline) + 1) * 2).max(8),
-            max_memory_bytes: max_memory,
-            cache_dir,
-        };
-        let engine = PluginEngine::new(&settings).map_err(|e| {
-            PipelineError::single(Diagnostic::new(&pipeline.file, None, e.to_string()))
-        })?;
+        let engine = engine_for(&pipeline, cache_dir)?;
         let mut problems = Vec::new();
-        let plugins: Vec<Option<Arc<Plugin>>> = pipeline
-            .plugins
-            .iter()
-            .map(|p| match engine.load(&p.path, p.sha256.as_deref()) {
-                Ok(plugin) => Some(Arc::new(plugin)),
-                Err(e) => {
-                    problems.push(pipeline.diagnostic(p.loc, format!("plugin `{}`: {e}", p.name)));
-                    None
-                }
-            })
-            .collect();
-        // One instance of every plugin step, started now so a refused
-        // config or a wrong kind is reported before any record flows.
-        let mut warm: Vec<Option<PluginStep>> = Vec::new();
-        for step in &pipeline.steps {
-            let Some(plugin) = step.plugin.and_then(|p| plugins.get(p).cloned().flatten()) else {
-                warm.push(None);
-                continue;
-            };
-            match PluginStep::start(
-                step.name.as_str().into(),
-                step.kind,
-                plugin,
-                step.config_json.as_str().into(),
-                step.limits,
-            ) {
-                Ok(s) => warm.push(Some(s)),
-                Err(e) => {
-                    warm.push(None);
-                    problems.push(pipeline.diagnostic(step.loc, e.to_string()));
-                }
-            }
-        }
+        let plugins = load_plugins(&pipeline, &engine, &mut problems);
+        let warm = start_once(&pipeline, &plugins, &mut problems);
         if !problems.is_empty() {
             return Err(PipelineError(problems));
         }
@@ -142,90 +98,7 @@ impl Topology {
                     .map_or_else(|| vec!["out".to_string()], |s| s.ports().to_vec())
             })
             .collect();
-
-        let mut source_routes = vec![Vec::new(); pipeline.sources.len()];
-        let mut step_routes: Vec<Vec<Vec<Target>>> = step_ports
-            .iter()
-            .map(|p| vec![Vec::new(); p.len()])
-            .collect();
-        let consumers = pipeline
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| match s.kind {
-                StepKind::Repartition => (Target::Repartition(i), &s.inputs),
-                _ => (Target::Step { step: i, input: 0 }, &s.inputs),
-            })
-            .chain(
-                pipeline
-                    .sinks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (Target::Sink(i), &s.inputs)),
-            );
-        for (consumer, inputs) in consumers {
-            for (n, input) in inputs.iter().enumerate() {
-                let target = match consumer {
-                    Target::Step { step, .. } => Target::Step { step, input: n },
-                    sink => sink,
-                };
-                match input.node {
-                    Node::Source(s) => source_routes[s].push(target),
-                    Node::Step(s) => {
-                        let ports = &step_ports[s];
-                        let port = match &input.port {
-                            None if ports.len() == 1 => Some(0),
-                            None => {
-                                problems.push(pipeline.diagnostic(
-                                    input.loc,
-                                    format!(
-                                        "step `{}` has ports {}; name one as `{}.PORT`",
-                                        pipeline.steps[s].name,
-                                        ports.join(", "),
-                                        pipeline.steps[s].name
-                                    ),
-                                ));
-                                None
-                            }
-                            Some(name) => {
-                                let found = ports.iter().position(|p| p == name);
-                                if found.is_none() {
-                                    problems.push(pipeline.diagnostic(
-                                        input.loc,
-                                        format!(
-                                            "step `{}` has no port `{name}` (its plugin declares {})",
-                                            pipeline.steps[s].name,
-                                            ports.join(", ")
-                                        ),
-                                    ));
-                                }
-                                found
-                            }
-                        };
-                        if let Some(p) = port {
-                            step_routes[s][p].push(target);
-                        }
-                    }
-                }
-            }
-        }
-        for (i, routes) in step_routes.iter().enumerate() {
-            let step = &pipeline.steps[i];
-            if step.kind != StepKind::Branch {
-                continue;
-            }
-            for (p, targets) in routes.iter().enumerate() {
-                if targets.is_empty() {
-                    problems.push(pipeline.diagnostic(
-                        step.loc,
-                        format!(
-                            "port `{}` of branch step `{}` is not wired to any step or sink; its records would be lost",
-                            step_ports[i][p], step.name
-                        ),
-                    ));
-                }
-            }
-        }
+        let (source_routes, step_routes) = wire(&pipeline, &step_ports, &mut problems);
         if !problems.is_empty() {
             problems.sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
             return Err(PipelineError(problems));
@@ -451,4 +324,166 @@ fn feeds(
         }
     }
     out
+}
+
+/// The Wasm engine, sized for every instance the run may hold at once.
+fn engine_for(
+    pipeline: &Pipeline,
+    cache_dir: Option<std::path::PathBuf>,
+) -> Result<PluginEngine, PipelineError> {
+    let max_memory = pipeline
+        .steps
+        .iter()
+        .map(|s| s.limits.max_memory_bytes)
+        .max()
+        .unwrap_or(crate::limits::Limits::default().max_memory_bytes);
+    let settings = EngineSettings {
+        max_instances: (pipeline.steps.len() as u32 * (max_tasks(pipeline) + 1) * 2).max(8),
+        max_memory_bytes: max_memory,
+        cache_dir,
+    };
+    PluginEngine::new(&settings)
+        .map_err(|e| PipelineError::single(Diagnostic::new(&pipeline.file, None, e.to_string())))
+}
+
+/// Every plugin loaded (`None` where it could not be, with the problem noted).
+fn load_plugins(
+    pipeline: &Pipeline,
+    engine: &PluginEngine,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<Option<Arc<Plugin>>> {
+    pipeline
+        .plugins
+        .iter()
+        .map(|p| match engine.load(&p.path, p.sha256.as_deref()) {
+            Ok(plugin) => Some(Arc::new(plugin)),
+            Err(e) => {
+                problems.push(pipeline.diagnostic(p.loc, format!("plugin `{}`: {e}", p.name)));
+                None
+            }
+        })
+        .collect()
+}
+
+/// One instance of every plugin step, started now so a refused config or a
+/// wrong kind is reported before any record flows (`None` for host-native
+/// steps and steps that did not start).
+fn start_once(
+    pipeline: &Pipeline,
+    plugins: &[Option<Arc<Plugin>>],
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<Option<PluginStep>> {
+    let mut warm: Vec<Option<PluginStep>> = Vec::new();
+    for step in &pipeline.steps {
+        let Some(plugin) = step.plugin.and_then(|p| plugins.get(p).cloned().flatten()) else {
+            warm.push(None);
+            continue;
+        };
+        match PluginStep::start(
+            step.name.as_str().into(),
+            step.kind,
+            plugin,
+            step.config_json.as_str().into(),
+            step.limits,
+        ) {
+            Ok(s) => warm.push(Some(s)),
+            Err(e) => {
+                warm.push(None);
+                problems.push(pipeline.diagnostic(step.loc, e.to_string()));
+            }
+        }
+    }
+    warm
+}
+
+/// Routes: `[source]` and `[step][port]` to their targets, each naming the
+/// input edge; a port that does not exist, an ambiguous one, and a branch
+/// port wired to nothing are problems.
+type Routes = (Vec<Vec<Target>>, Vec<Vec<Vec<Target>>>);
+
+fn wire(pipeline: &Pipeline, step_ports: &[Vec<String>], problems: &mut Vec<Diagnostic>) -> Routes {
+    let mut source_routes = vec![Vec::new(); pipeline.sources.len()];
+    let mut step_routes: Vec<Vec<Vec<Target>>> = step_ports
+        .iter()
+        .map(|p| vec![Vec::new(); p.len()])
+        .collect();
+    let consumers = pipeline
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s.kind {
+            StepKind::Repartition => (Target::Repartition(i), &s.inputs),
+            _ => (Target::Step { step: i, input: 0 }, &s.inputs),
+        })
+        .chain(
+            pipeline
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (Target::Sink(i), &s.inputs)),
+        );
+    for (consumer, inputs) in consumers {
+        for (n, input) in inputs.iter().enumerate() {
+            let target = match consumer {
+                Target::Step { step, .. } => Target::Step { step, input: n },
+                sink => sink,
+            };
+            match input.node {
+                Node::Source(s) => source_routes[s].push(target),
+                Node::Step(s) => {
+                    let ports = &step_ports[s];
+                    let port = match &input.port {
+                        None if ports.len() == 1 => Some(0),
+                        None => {
+                            problems.push(pipeline.diagnostic(
+                                input.loc,
+                                format!(
+                                    "step `{}` has ports {}; name one as `{}.PORT`",
+                                    pipeline.steps[s].name,
+                                    ports.join(", "),
+                                    pipeline.steps[s].name
+                                ),
+                            ));
+                            None
+                        }
+                        Some(name) => {
+                            let found = ports.iter().position(|p| p == name);
+                            if found.is_none() {
+                                problems.push(pipeline.diagnostic(
+                                    input.loc,
+                                    format!(
+                                        "step `{}` has no port `{name}` (its plugin declares {})",
+                                        pipeline.steps[s].name,
+                                        ports.join(", ")
+                                    ),
+                                ));
+                            }
+                            found
+                        }
+                    };
+                    if let Some(p) = port {
+                        step_routes[s][p].push(target);
+                    }
+                }
+            }
+        }
+    }
+    for (i, routes) in step_routes.iter().enumerate() {
+        let step = &pipeline.steps[i];
+        if step.kind != StepKind::Branch {
+            continue;
+        }
+        for (p, targets) in routes.iter().enumerate() {
+            if targets.is_empty() {
+                problems.push(pipeline.diagnostic(
+                    step.loc,
+                    format!(
+                        "port `{}` of branch step `{}` is not wired to any step or sink; its records would be lost",
+                        step_ports[i][p], step.name
+                    ),
+                ));
+            }
+        }
+    }
+    (source_routes, step_routes)
 }
