@@ -80,7 +80,7 @@ pub struct KafkaFeeder<'a> {
 /// The batches being gathered, and the book of those handed over. Shared
 /// by the poll loop and the rebalance listener (which runs inside `read`,
 /// on the same thread).
-struct Routing {
+struct PartitionFeed {
     workers: Vec<WorkerInbox>,
     pending: BTreeMap<PartitionKey, (Batch, i64)>,
     offsets: OffsetTracker,
@@ -106,7 +106,7 @@ fn task_of(key: PartitionKey) -> TaskId {
     }
 }
 
-impl Routing {
+impl PartitionFeed {
     fn inbox(&self, task: TaskId) -> Option<&WorkerInbox> {
         let n = self.workers.len();
         (n > 0).then(|| &self.workers[task.partition as usize % n])
@@ -218,18 +218,19 @@ impl Routing {
     }
 }
 
-/// The rebalance listener: the routing state behind a lock.
-struct Router {
-    state: Mutex<Routing>,
+/// The rebalance listener: the partition feed behind a lock (the poll loop
+/// and the rebalance callback, inside `read`, share it).
+struct GroupListener {
+    state: Mutex<PartitionFeed>,
 }
 
-impl Router {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Routing> {
+impl GroupListener {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PartitionFeed> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl RebalanceListener for Router {
+impl RebalanceListener for GroupListener {
     fn assigned(&self, partitions: &[PartitionKey]) {
         let mut routing = self.lock();
         for &key in partitions {
@@ -260,8 +261,8 @@ impl RebalanceListener for Router {
 /// Polls, routes and commits until stopped (or a task fails), then finishes
 /// and commits what was read, and leaves the group.
 pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
-    let router = Router {
-        state: Mutex::new(Routing {
+    let router = GroupListener {
+        state: Mutex::new(PartitionFeed {
             workers: std::mem::take(&mut f.workers),
             pending: BTreeMap::new(),
             offsets: OffsetTracker::default(),
@@ -298,7 +299,10 @@ pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
     )?
 }
 
-fn poll_loop(reader: &mut KafkaReader<'_, Router>, f: &KafkaFeeder<'_>) -> Result<(), RunError> {
+fn poll_loop(
+    reader: &mut KafkaReader<'_, GroupListener>,
+    f: &KafkaFeeder<'_>,
+) -> Result<(), RunError> {
     let interval = Duration::from_millis(f.settings.commit_interval_ms);
     let mut last_commit = Instant::now();
     // When the oldest record not yet handed to a task was read.
