@@ -23,6 +23,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -173,10 +174,15 @@ pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> R
         .set("auto.offset.reset", "earliest")
         // As weir sets it: the default stalls a fast consumer for a second.
         .set("fetch.queue.backoff.ms", "10")
+        // The rest of weir's consumer settings (statistics feed its lag
+        // display), so the ceiling pays what weir's client pays.
+        .set("statistics.interval.ms", "1000")
         .create()?;
     let producer: ThreadedProducer<DefaultProducerContext> = client(bootstrap)
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
+        .set("queue.buffering.max.kbytes", "65536")
+        .set("statistics.interval.ms", "0")
         .create()?;
     consumer.subscribe(&[input])?;
     // SIGTERM (how `measure` ends each contestant) or SIGINT ends the loop;
@@ -209,6 +215,117 @@ pub fn passthrough(bootstrap: &str, input: &str, output: &str, group: &str) -> R
         }
     }
     producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// `weir-bench kafka plain`'s options.
+#[derive(clap::Args)]
+pub struct Plain {
+    #[arg(long)]
+    pub bootstrap: String,
+    #[arg(long)]
+    pub input: String,
+    #[arg(long)]
+    pub output: String,
+    #[arg(long)]
+    pub group: String,
+    /// Consume-then-produce loops, each with its own consumer in the group
+    /// (weir's `threads`).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// How often each loop commits what it has consumed (asynchronously).
+    #[arg(long, default_value_t = 1000)]
+    pub commit_ms: u64,
+}
+
+/// The yardstick for the ceiling, written apart from `passthrough`: the
+/// plainest rdkafka consume-then-produce loop with weir's own client
+/// settings (`client_config` in host/src/io/kafka/mod.rs, copied here): one
+/// `BaseConsumer` per thread in one group, `poll` a message at a time, one
+/// shared `ThreadedProducer`, offsets committed asynchronously every commit
+/// interval (no delivery tracking). Runs until SIGTERM, then flushes.
+pub fn plain(p: &Plain) -> Result<()> {
+    let producer: Arc<ThreadedProducer<DefaultProducerContext>> = Arc::new(
+        client(&p.bootstrap)
+            .set("client.id", format!("{}-producer", p.group))
+            .set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("statistics.interval.ms", "0")
+            .create()?,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .with_context(|| format!("cannot handle signal {signal}"))?;
+    }
+    let loops: Vec<_> = (0..p.threads.max(1))
+        .map(|_| {
+            let consumer: BaseConsumer = client(&p.bootstrap)
+                .set("client.id", format!("{}-consumer", p.group))
+                .set("group.id", &p.group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("statistics.interval.ms", "1000")
+                .set("fetch.queue.backoff.ms", "10")
+                .create()?;
+            consumer.subscribe(&[&p.input])?;
+            let (producer, stop) = (producer.clone(), stop.clone());
+            let (input, output) = (p.input.clone(), p.output.clone());
+            let every = Duration::from_millis(p.commit_ms);
+            Ok(std::thread::spawn(move || {
+                plain_loop(&consumer, &producer, &input, &output, &stop, every)
+            }))
+        })
+        .collect::<Result<_>>()?;
+    for l in loops {
+        l.join().map_err(|_| anyhow::anyhow!("a loop panicked"))??;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+fn plain_loop(
+    consumer: &BaseConsumer,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    input: &str,
+    output: &str,
+    stop: &AtomicBool,
+    every: Duration,
+) -> Result<()> {
+    // The next offset to commit, per partition of the input.
+    let mut next = [None::<i64>; PARTITIONS as usize];
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let mut record = BaseRecord::<[u8], [u8]>::to(output);
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            if let Some(v) = m.payload() {
+                record = record.payload(v);
+            }
+            if let Some(ts) = m.timestamp().to_millis() {
+                record = record.timestamp(ts);
+            }
+            send(producer, record);
+            next[m.partition() as usize] = Some(m.offset() + 1);
+        }
+        if last_commit.elapsed() >= every {
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in next.iter().enumerate() {
+                if let Some(o) = o {
+                    tpl.add_partition_offset(input, p as i32, Offset::Offset(*o))?;
+                }
+            }
+            if tpl.count() > 0 {
+                let _ = consumer.commit(&tpl, CommitMode::Async);
+            }
+            last_commit = Instant::now();
+        }
+    }
     Ok(())
 }
 
@@ -334,7 +451,8 @@ pub struct Compare {
     /// Processing threads of each contestant.
     #[arg(long, default_value_t = 2)]
     pub threads: u32,
-    /// Only this run: ceiling, weir or kafka-streams.
+    /// Only these runs, comma-separated: ceiling (`kafka passthrough`),
+    /// plain (`kafka plain`), weir, kafka-streams (by default all).
     #[arg(long)]
     pub only: Option<String>,
     /// The broker's pid, to report its CPU time beside each run.
@@ -353,9 +471,12 @@ pub fn compare(c: &Compare) -> Result<()> {
     let commit_ms = 1000;
     let self_exe = std::env::current_exe()?;
     let mut results = Vec::new();
-    let runs: [&str; 3] = ["ceiling", "weir", "kafka-streams"];
+    let runs: [&str; 4] = ["ceiling", "plain", "weir", "kafka-streams"];
     for name in runs {
-        if c.only.as_deref().is_some_and(|o| o != name) {
+        if c.only
+            .as_deref()
+            .is_some_and(|only| !only.split(',').any(|o| o.trim() == name))
+        {
             continue;
         }
         let output = format!("bench-out-{name}-{run_id}");
@@ -366,6 +487,14 @@ pub fn compare(c: &Compare) -> Result<()> {
                 let mut cmd = Command::new(&self_exe);
                 cmd.args(["kafka", "passthrough", "--bootstrap", &c.bootstrap])
                     .args(["--input", &input, "--output", &output, "--group", &app]);
+                (cmd, c.records as i64)
+            }
+            "plain" => {
+                let mut cmd = Command::new(&self_exe);
+                cmd.args(["kafka", "plain", "--bootstrap", &c.bootstrap])
+                    .args(["--input", &input, "--output", &output, "--group", &app])
+                    .args(["--threads", &c.threads.to_string()])
+                    .args(["--commit-ms", &commit_ms.to_string()]);
                 (cmd, c.records as i64)
             }
             "weir" => {
@@ -491,12 +620,32 @@ fn print_table(c: &Compare, results: &[Measured]) {
                 w.rss as f64 / k.rss as f64
             );
         }
-        if let Some(r) = find("ceiling") {
+        // The raw ceiling is the faster of the two raw loops of the round:
+        // `kafka passthrough` and the independently written `kafka plain`.
+        let raw = [find("ceiling"), find("plain")]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.rate().total_cmp(&b.rate()));
+        if let Some(r) = raw {
             println!(
-                "weir / raw ceiling: {:.0}% of records/s, {:.0}% of records per CPU-second",
+                "weir / raw ceiling: {:.0}% of records/s, {:.0}% of records per CPU-second (ceiling: {})",
                 100.0 * w.rate() / r.rate(),
-                100.0 * w.per_cpu() / r.per_cpu()
+                100.0 * w.per_cpu() / r.per_cpu(),
+                r.name
             );
         }
+    }
+    if let (Some(p), Some(r)) = (find("plain"), find("ceiling")) {
+        println!(
+            "plain / passthrough: {:.2}x records/s, {:.2}x records per CPU-second{}",
+            p.rate() / r.rate(),
+            p.per_cpu() / r.per_cpu(),
+            p.broker_cpu
+                .zip(r.broker_cpu)
+                .map_or(String::new(), |(a, b)| format!(
+                    ", {:.2}x broker CPU",
+                    a / b
+                ))
+        );
     }
 }

@@ -110,6 +110,9 @@ enum KafkaCommand {
         #[arg(long)]
         group: String,
     },
+    /// The yardstick for the ceiling: a plain consume-then-produce loop with
+    /// weir's client settings, until SIGTERM.
+    Plain(kafka::Plain),
 }
 
 fn main() -> Result<()> {
@@ -127,6 +130,7 @@ fn main() -> Result<()> {
                 output,
                 group,
             } => kafka::passthrough(&bootstrap, &input, &output, &group),
+            KafkaCommand::Plain(options) => kafka::plain(&options),
         },
         Command::Boundary {
             records,
