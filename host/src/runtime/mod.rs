@@ -442,27 +442,9 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             progress::Progress::start(scope, &metrics, reads_kafka.then_some(&*group_progress))
         });
         // Joined sources first, then workers, then sinks: the order data flows.
-        let (mut feeders, mut workers, mut sinks) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut feeders, mut workers) = (Vec::new(), Vec::new());
 
-        let mut sink_rxs = sink_rxs.into_iter();
-        for (i, output) in outputs.iter().enumerate() {
-            let Some(output) = output else {
-                continue;
-            };
-            let name = p.sinks[i].name.as_str();
-            let rx = sink_rxs.next().expect("one queue per JSON-lines sink");
-            sinks.push(spawn_stopping(
-                scope,
-                format!("sink-{name}"),
-                &flags,
-                Counted::Yes,
-                move || {
-                    sink::run(name, output, rx)
-                        .map(drop)
-                        .map_err(RunError::from)
-                },
-            ));
-        }
+        let sinks = spawn_sink_writers(scope, p, &outputs, sink_rxs, &flags);
         let env = &env;
 
         for (index, (external, internal)) in receivers.into_iter().enumerate() {
@@ -523,40 +505,13 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 move || kafka::run_consumer(feeder),
             ));
         }
-        for (i, input) in inputs.iter().enumerate() {
-            let Some(input) = input else { continue };
-            let source = InputId::Source(i as u16);
-            let outlet = SourceOutlet {
-                input: source,
-                subtopology: topo.subtopology_reading(source),
-                workers: inboxes.clone(),
-                flow: &flow,
-                checkpoints: &checkpoints,
-                stop: &flags.stop,
-            };
-            let (metrics, spec, stop) = (&metrics, &p.sources[i], flags.stop.clone());
-            let checkpoints = &checkpoints;
-            feeders.push(spawn_stopping(
-                scope,
-                format!("source-{}", spec.name),
-                &flags,
-                Counted::No,
-                move || {
-                    let reader = SourceReader {
-                        index: i as u16,
-                        spec,
-                        input: input.clone(),
-                        partitions: p.partitions,
-                        batch_size: p.batch_size,
-                        policy: p.error_policy,
-                        stop,
-                        counter: &metrics.records_in,
-                        clock,
-                    };
-                    read_source(&reader, &outlet, checkpoints)
-                },
-            ));
-        }
+        let sources = SourceThreads {
+            flow: &flow,
+            checkpoints: &checkpoints,
+            metrics: &metrics,
+            clock,
+        };
+        feeders.extend(sources.spawn(scope, topo, &inputs, &inboxes, &flags));
         // Checkpoints of an embedded run, until its sources are done.
         if let Some(interval) = options.checkpoint_interval.filter(|_| !reads_kafka) {
             let peers = env.peers.clone();
@@ -710,6 +665,101 @@ fn read_source(
     }
     checkpoints.finished(reader.index as usize, at);
     read.map(drop).map_err(RunError::from)
+}
+
+/// A thread of a run, as spawned.
+type Spawned<'scope> = std::io::Result<std::thread::ScopedJoinHandle<'scope, Result<(), RunError>>>;
+
+/// One writer thread per JSON-lines sink, each draining its queue.
+fn spawn_sink_writers<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    p: &'scope Pipeline,
+    outputs: &'scope [Option<SinkOutput>],
+    queues: Vec<Receiver<SinkChunk>>,
+    flags: &RunFlags,
+) -> Vec<Spawned<'scope>> {
+    let mut queues = queues.into_iter();
+    let mut sinks = Vec::new();
+    for (i, output) in outputs.iter().enumerate() {
+        let Some(output) = output else {
+            continue;
+        };
+        let name = p.sinks[i].name.as_str();
+        let rx = queues.next().expect("one queue per JSON-lines sink");
+        sinks.push(spawn_stopping(
+            scope,
+            format!("sink-{name}"),
+            flags,
+            Counted::Yes,
+            move || {
+                sink::run(name, output, rx)
+                    .map(drop)
+                    .map_err(RunError::from)
+            },
+        ));
+    }
+    sinks
+}
+
+/// What the embedded sources' reader threads share.
+struct SourceThreads<'a> {
+    flow: &'a Flow,
+    checkpoints: &'a Checkpoints,
+    metrics: &'a Metrics,
+    clock: &'a dyn Clock,
+}
+
+impl<'a> SourceThreads<'a> {
+    /// One reader thread per file or stdin source.
+    fn spawn<'scope>(
+        &self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        topo: &'a Topology,
+        inputs: &'a [Option<SourceInput>],
+        workers: &[WorkerInbox],
+        flags: &'a RunFlags,
+    ) -> Vec<Spawned<'scope>>
+    where
+        'a: 'scope,
+    {
+        let p = &topo.pipeline;
+        let mut spawned = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let Some(input) = input else { continue };
+            let source = InputId::Source(i as u16);
+            let outlet = SourceOutlet {
+                input: source,
+                subtopology: topo.subtopology_reading(source),
+                workers: workers.to_vec(),
+                flow: self.flow,
+                checkpoints: self.checkpoints,
+                stop: &flags.stop,
+            };
+            let (metrics, clock, checkpoints) = (self.metrics, self.clock, self.checkpoints);
+            let (spec, stop) = (&p.sources[i], flags.stop.clone());
+            spawned.push(spawn_stopping(
+                scope,
+                format!("source-{}", spec.name),
+                flags,
+                Counted::No,
+                move || {
+                    let reader = SourceReader {
+                        index: i as u16,
+                        spec,
+                        input: input.clone(),
+                        partitions: p.partitions,
+                        batch_size: p.batch_size,
+                        policy: p.error_policy,
+                        stop,
+                        counter: &metrics.records_in,
+                        clock,
+                    };
+                    read_source(&reader, &outlet, checkpoints)
+                },
+            ));
+        }
+        spawned
+    }
 }
 
 /// The first error is the cause; later ones are usually its echoes, and a
