@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::message::{BroadcastMessage, CommitBarrier, WorkerMessage};
+use super::message::{CommitBarrier, WorkerMessage};
 use super::worker::Flow;
 use crate::io::sink::{SinkChunk, SinkMark};
 
@@ -225,14 +225,7 @@ impl Checkpoints {
         }
         // Every task checkpoints and hands its sinks' chunks over.
         flow.held.store(0, Ordering::Relaxed);
-        let barrier = CommitBarrier::new();
-        barrier.expect(workers.len());
-        for w in workers {
-            let message = WorkerMessage::AllTasks(BroadcastMessage::Commit(barrier.clone()));
-            if w.send(message).is_err() {
-                return None;
-            }
-        }
+        let barrier = CommitBarrier::to_all(workers);
         if !wait(&barrier, stop) {
             return None;
         }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::SendTimeoutError;
 
 use super::RunError;
-use super::message::{BroadcastMessage, CommitBarrier, TaskMessage, WorkerMessage};
+use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::worker::{Flow, WorkerInbox};
 use crate::clock::Clock;
 use crate::io::ack::Ack;
@@ -371,14 +371,8 @@ fn poll_loop(
 /// Sends a commit barrier to every task and waits (bounded) until all have
 /// checkpointed their operators and handed over what their sinks hold.
 fn commit_barrier(workers: &[WorkerInbox]) {
-    let barrier = CommitBarrier::new();
-    barrier.expect(workers.len());
-    for w in workers {
-        let message = WorkerMessage::AllTasks(BroadcastMessage::Commit(barrier.clone()));
-        if w.internal.send(message).is_err() {
-            barrier.arrive(Ok(()));
-        }
-    }
+    let internal: Vec<_> = workers.iter().map(|w| w.internal.clone()).collect();
+    let barrier = CommitBarrier::to_all(&internal);
     match barrier.wait(BARRIER_TIMEOUT) {
         Ok(true) => {}
         Ok(false) => tracing::debug!("commit barrier timed out; committing what is acknowledged"),

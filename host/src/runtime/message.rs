@@ -139,6 +139,20 @@ impl CommitBarrier {
         }
     }
 
+    /// Sends a commit barrier to every worker (each arrives once all its
+    /// tasks have committed). A worker already gone arrives with why.
+    pub fn to_all(workers: &[crossbeam_channel::Sender<WorkerMessage>]) -> Arc<CommitBarrier> {
+        let barrier = CommitBarrier::new();
+        barrier.expect(workers.len());
+        for w in workers {
+            let message = WorkerMessage::AllTasks(BroadcastMessage::Commit(barrier.clone()));
+            if w.send(message).is_err() {
+                barrier.arrive(Err("a worker is gone".into()));
+            }
+        }
+        barrier
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BarrierState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
