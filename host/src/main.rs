@@ -31,15 +31,20 @@ struct Cli {
 enum Command {
     /// Run a pipeline until its inputs end (or Ctrl-C).
     Run {
+        /// The pipeline file (YAML).
         pipeline: PathBuf,
         /// Never show live progress, even on a terminal.
         #[arg(long)]
         quiet: bool,
     },
     /// Check a pipeline file, its plugins and their configs without running it.
-    Validate { pipeline: PathBuf },
+    Validate {
+        /// The pipeline file (YAML).
+        pipeline: PathBuf,
+    },
     /// Run a pipeline against fixture files and compare every sink with its expected file.
     Test {
+        /// The pipeline file (YAML); its cases are in `tests/` beside it.
         pipeline: PathBuf,
         /// Folder of cases (default: `tests/` beside the pipeline).
         #[arg(long)]
@@ -53,17 +58,31 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Print a shell completion script (e.g. `weir completions bash > /etc/bash_completion.d/weir`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
 enum PluginCommand {
     /// Show a component's world, exports, imports, size, and whether this host can run it.
-    Inspect { wasm: PathBuf },
+    Inspect {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+    },
     /// Create a buildable plugin crate.
     New {
+        /// The plugin's name (the crate and the component are named after it).
         name: String,
+        /// The language to write it in.
         #[arg(long, value_enum, default_value = "rust")]
         lang: scaffold::Lang,
+        /// The step kind it implements: filter keeps or drops records, map
+        /// emits exactly one per input, flat-map zero or more, branch routes
+        /// each record to a named port, select-key changes only the key.
         #[arg(long, value_enum, default_value = "filter")]
         kind: scaffold::Kind,
         /// Where to create it (default: the current folder).
@@ -98,8 +117,16 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false)
         .init();
+}
+
+/// Colour codes only for a person at a terminal: never when stderr is a
+/// file or a pipe, nor when `NO_COLOR` is set (https://no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn build(pipeline: &Path) -> Result<Topology> {
@@ -129,6 +156,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     sdk,
                 },
         } => new_plugin(&name, lang, kind, &dir, sdk),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -599,3 +599,100 @@ fn every_example_passes_its_own_fixtures() {
         "expected the quickstart and saga examples, found {tested}"
     );
 }
+
+#[test]
+fn logs_carry_colour_codes_only_on_a_terminal_without_no_color() {
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: file, path: in.jsonl }
+sinks:
+  out: { kind: stdout }
+",
+        &[("in.jsonl", "")],
+    );
+    let pipeline = f.pipeline_path().display().to_string();
+    // Piped: plain text.
+    let out = weir(&["-vv", "validate", &pipeline]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("DEBUG"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+    // On a terminal (script(1) gives it one): colour, unless NO_COLOR.
+    let on_terminal = |no_color: bool| {
+        let command = format!(
+            "{} -vv validate {pipeline}",
+            weir_tests::weir_bin().display()
+        );
+        let mut c = std::process::Command::new("script");
+        c.args(["-qefc", &command, "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c.output().expect("script(1) runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_terminal(false);
+    assert!(
+        coloured.contains("DEBUG") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = on_terminal(true);
+    assert!(
+        plain.contains("DEBUG") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn every_argument_and_option_says_what_it_is_for() {
+    for sub in [
+        &["run"][..],
+        &["validate"],
+        &["test"],
+        &["plugin", "inspect"],
+        &["plugin", "new"],
+        &["completions"],
+    ] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let out = weir(&args);
+        assert!(out.status.success(), "{sub:?}: {}", stderr(&out));
+        let help = stdout(&out);
+        let mut in_list = false;
+        for line in help.lines() {
+            if line.ends_with(':') {
+                in_list = line == "Arguments:" || line == "Options:";
+                continue;
+            }
+            if !in_list || !line.starts_with("  ") || line.trim().is_empty() {
+                continue;
+            }
+            // `  <NAME>  what it is`, `  -v, --verbose...  what it is`.
+            let described = line
+                .trim_start()
+                .split_once("  ")
+                .is_some_and(|(_, text)| text.trim().len() > 3);
+            assert!(
+                described,
+                "`weir {}`: no description: {line:?}",
+                sub.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = weir(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(
+            script.contains("weir") && script.contains("validate") && script.contains("plugin"),
+            "{shell}: {script}"
+        );
+    }
+}
