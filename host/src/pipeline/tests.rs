@@ -300,3 +300,36 @@ sinks:
         "1h and 0.5MiB are fine: {e:#?}"
     );
 }
+
+#[test]
+fn memory_limits_outside_what_wasm_can_have_and_directory_plugins_are_named() {
+    let dir = std::env::temp_dir();
+    let text = format!(
+        "\
+sources:
+  a: {{ kind: stdin }}
+plugins:
+  p: {{ path: {} }}
+steps:
+  - {{ name: s, kind: map, plugin: p, limits: {{ memory: 1B }} }}
+  - {{ name: t, kind: map, plugin: p, limits: {{ memory: 5GiB }} }}
+sinks:
+  o: {{ kind: stdout }}
+",
+        dir.display()
+    );
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|m| m.contains(":4:") && m.contains("is a directory")),
+        "{e:#?}"
+    );
+    for (line, bytes) in [(6, "1 bytes"), (7, "5368709120 bytes")] {
+        assert!(
+            e.iter().any(|m| m.contains(&format!(":{line}:"))
+                && m.contains("`memory` must be between 64KiB")
+                && m.contains(bytes)),
+            "{e:#?}"
+        );
+    }
+}

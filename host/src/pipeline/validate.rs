@@ -545,7 +545,15 @@ fn check_plugins(c: &mut Checker, raw: &RawPipeline) -> Vec<PluginRef> {
     let mut out = Vec::new();
     for (name, p) in &raw.plugins {
         let path = c.resolve(&p.value.path.value);
-        if !path.is_file() {
+        if path.is_dir() {
+            c.error(
+                loc(&p.value.path),
+                format!(
+                    "plugin `{name}`: {} is a directory; `path` names the component file (`.wasm`)",
+                    path.display()
+                ),
+            );
+        } else if !path.is_file() {
             c.error(
                 loc(&p.value.path),
                 format!("plugin `{name}`: file not found: {}", path.display()),
@@ -682,6 +690,10 @@ fn only(node: Node, loc: Loc) -> Vec<Input> {
     }]
 }
 
+/// The smallest and largest `memory` limit an instance can have.
+const MIN_MEMORY: u64 = 64 << 10;
+const MAX_MEMORY: u64 = 4 << 30;
+
 fn check_limits(c: &mut Checker, raw: Option<&RawLimits>, step: &str) -> Limits {
     let mut limits = Limits::default();
     let Some(raw) = raw else { return limits };
@@ -703,14 +715,27 @@ fn check_limits(c: &mut Checker, raw: Option<&RawLimits>, step: &str) -> Limits 
             }
         })
     };
-    if let Some(m) = field(&raw.memory, "memory", quantity::bytes) {
-        limits.max_memory_bytes = m as usize;
-    }
+    let memory = field(&raw.memory, "memory", quantity::bytes);
     if let Some(t) = field(&raw.time_per_batch, "time-per-batch", quantity::millis) {
         limits.max_batch_millis = t;
     }
     if let Some(o) = field(&raw.output_per_record, "output-per-record", quantity::bytes) {
         limits.max_output_bytes = o as usize;
+    }
+    if let Some(m) = memory {
+        // Wasm memory grows in 64 KiB pages, and the engine reserves at most
+        // 4 GiB per instance (32-bit memories).
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&m) {
+            let q = raw.memory.as_ref().expect("parsed above");
+            c.error(
+                loc(q),
+                format!(
+                    "step `{step}`: `memory` must be between 64KiB (one Wasm page) and 4GiB (what a 32-bit Wasm memory can address), got {m} bytes"
+                ),
+            );
+        } else {
+            limits.max_memory_bytes = m as usize;
+        }
     }
     limits
 }
