@@ -79,3 +79,11 @@ pub struct Origin {
     pub partition: u32,
     pub offset: u64,
 }
+
+impl Origin {
+    /// Whether this is `cut` or a later record of its source partition
+    /// (what the `fail` policy takes back).
+    pub fn is_at_or_after(&self, cut: Origin) -> bool {
+        self.source == cut.source && self.partition == cut.partition && self.offset >= cut.offset
+    }
+}

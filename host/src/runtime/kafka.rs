@@ -152,7 +152,7 @@ impl PartitionFeed {
             }
         };
         // Nothing after an unsent batch may be handed over or committed.
-        self.flow.unsent();
+        self.flow.settled();
         self.offsets.halt(key);
         outcome
     }

@@ -11,6 +11,7 @@
 //! holding its input batch's [`Ack`] until the broker has it. Changelog and
 //! transactional sinks will be two more writers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
@@ -49,7 +50,7 @@ pub trait SinkWriter {
 
     /// Where the next record to pass on came from, if one is waiting (the
     /// task passes records on in input order across its sinks).
-    fn next_pending(&self) -> Option<Origin> {
+    fn next_pending(&mut self) -> Option<Origin> {
         None
     }
 
@@ -149,9 +150,7 @@ impl SinkWriter for LinesWriter<'_> {
     }
 
     fn take_back(&mut self, cut: Origin) {
-        let later = |o: &Origin| {
-            o.source == cut.source && o.partition == cut.partition && o.offset >= cut.offset
-        };
+        let later = |o: &Origin| o.is_at_or_after(cut);
         if !self.marks.iter().any(|(_, o)| later(o)) {
             return;
         }
@@ -175,7 +174,7 @@ impl SinkWriter for LinesWriter<'_> {
     }
 
     fn end_of_batch(&mut self, ack: &Arc<Ack>, tracked: bool, idle: bool) -> Result<(), RunError> {
-        let fresh = self.marks.len() as u64 > 0 && !self.holds_batch;
+        let fresh = !self.marks.is_empty() && !self.holds_batch;
         if tracked && fresh {
             // The batch's offsets wait until this chunk is written.
             ack.hold();
@@ -204,7 +203,7 @@ pub struct KafkaWriter<'t> {
     key_format: Format,
     value_format: Format,
     dead_letter: bool,
-    pending: std::collections::VecDeque<(Record, Origin)>,
+    pending: InputOrder,
     stop: &'t AtomicBool,
     written: &'t AtomicU64,
 }
@@ -224,7 +223,7 @@ impl<'t> KafkaWriter<'t> {
             key_format,
             value_format,
             dead_letter,
-            pending: std::collections::VecDeque::new(),
+            pending: InputOrder::default(),
             stop,
             written,
         }
@@ -238,18 +237,16 @@ impl SinkWriter for KafkaWriter<'_> {
         if !self.dead_letter {
             format_gate::release(record, self.key_format, self.value_format)?;
         }
-        self.pending.push_back((record.clone(), origin));
+        self.pending.push(record.clone(), origin);
         Ok(())
     }
 
     fn take_back(&mut self, cut: Origin) {
-        self.pending.retain(|(_, o)| {
-            !(o.source == cut.source && o.partition == cut.partition && o.offset >= cut.offset)
-        });
+        self.pending.take_back(cut);
     }
 
-    fn next_pending(&self) -> Option<Origin> {
-        self.pending.front().map(|(_, o)| *o)
+    fn next_pending(&mut self) -> Option<Origin> {
+        self.pending.front()
     }
 
     fn pass_next(&mut self, ack: &Arc<Ack>) -> Result<Option<Refused>, RunError> {
@@ -282,6 +279,64 @@ impl SinkWriter for KafkaWriter<'_> {
         // read and produced again by whoever resumes.
         self.pending.clear();
         Ok(())
+    }
+}
+
+/// Records waiting to be passed on, taken in the order of the input records
+/// they came from (a sink fed by two branches gets the first branch's
+/// outputs for a whole batch before the second's), outputs of one input in
+/// the order they came. Then a record the medium refuses has nothing from
+/// later input records out before it.
+#[derive(Default)]
+struct InputOrder {
+    records: VecDeque<(Record, Origin)>,
+    /// A record came in before one from an earlier input record.
+    unsorted: bool,
+}
+
+impl InputOrder {
+    fn key(o: &Origin) -> (u16, u32, u64) {
+        (o.source, o.partition, o.offset)
+    }
+
+    fn push(&mut self, record: Record, origin: Origin) {
+        if self
+            .records
+            .back()
+            .is_some_and(|(_, last)| Self::key(last) > Self::key(&origin))
+        {
+            self.unsorted = true;
+        }
+        self.records.push_back((record, origin));
+    }
+
+    /// Where the next record came from, sorting first if needed (stable, so
+    /// one input record's outputs keep their order).
+    fn front(&mut self) -> Option<Origin> {
+        if std::mem::take(&mut self.unsorted) {
+            self.records
+                .make_contiguous()
+                .sort_by_key(|(_, o)| Self::key(o));
+        }
+        self.records.front().map(|(_, o)| *o)
+    }
+
+    fn pop_front(&mut self) -> Option<(Record, Origin)> {
+        self.front()?;
+        self.records.pop_front()
+    }
+
+    fn take_back(&mut self, cut: Origin) {
+        self.records.retain(|(_, o)| !o.is_at_or_after(cut));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.unsorted = false;
     }
 }
 
@@ -327,5 +382,32 @@ mod tests {
         let chunk = rx.try_recv().unwrap();
         assert_eq!(chunk.records, 1);
         assert!(String::from_utf8(chunk.bytes).unwrap().contains("\"a\""));
+    }
+
+    #[test]
+    fn waiting_records_leave_in_input_order_and_one_inputs_outputs_keep_theirs() {
+        let value = |v: &str| Record {
+            value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
+            ..Record::default()
+        };
+        let mut q = InputOrder::default();
+        // The first branch's outputs for offsets 1-3, then the second's.
+        for (v, offset) in [
+            ("a1", 1),
+            ("a2", 2),
+            ("a3", 3),
+            ("b1", 1),
+            ("b2", 2),
+            ("b2'", 2),
+        ] {
+            q.push(value(v), at(0, offset));
+        }
+        q.take_back(at(0, 3));
+        let mut out = Vec::new();
+        while let Some((r, _)) = q.pop_front() {
+            out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+        assert_eq!(out, ["a1", "b1", "a2", "b2", "b2'"]);
+        assert!(q.is_empty());
     }
 }

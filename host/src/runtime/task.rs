@@ -261,7 +261,7 @@ impl<'t> Task<'t> {
         self.flush_sinks()
     }
 
-    fn swap(&mut self, step: usize, operator: Box<dyn Operator>) -> Result<(), RunError> {
+    fn swap(&mut self, step: usize, mut operator: Box<dyn Operator>) -> Result<(), RunError> {
         let name = &self.env.topo.pipeline.steps[step].name;
         let Some(slot) = self.operators.get_mut(step).and_then(Option::as_mut) else {
             return Err(RunError::Setup(format!(
@@ -276,13 +276,11 @@ impl<'t> Task<'t> {
                 slot.op.ports()
             )));
         }
-        let mut operator = operator;
         operator
             .on_assign(self.id)
             .map_err(|e| self.env.operator_error(step, e))?;
-        let old = std::mem::replace(&mut slot.op, operator);
+        let mut old = std::mem::replace(&mut slot.op, operator);
         slot.schedule = slot.op.schedule();
-        let mut old = old;
         old.close();
         tracing::info!(task = %self.id, step = %name, "step swapped");
         Ok(())
@@ -377,8 +375,6 @@ impl<'t> Task<'t> {
             bad = self.check_formats(s, &mut records, &mut origins)?;
         }
         let targets = self.env.topo.routes_of(input);
-        let mut records = records;
-        let mut origins = origins;
         // Stream-time timers fire between the records that make them due.
         while let Some(due) = self.next_stream_due() {
             let mut running = self.stream_time;

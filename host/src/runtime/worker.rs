@@ -52,18 +52,18 @@ impl Flow {
         message: WorkerMessage,
     ) -> Result<(), crossbeam_channel::SendError<WorkerMessage>> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        to.send(message).inspect_err(|_| {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        })
+        to.send(message).inspect_err(|_| self.settled())
     }
 
     /// Counts a message about to be sent some other way (a bounded send
-    /// with a deadline); [`Flow::unsent`] takes it back if it was not.
+    /// with a deadline); [`Flow::settled`] takes it back if it was not.
     pub fn sending(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn unsent(&self) {
+    /// A counted message was handled by its worker, or was not sent after
+    /// all.
+    pub fn settled(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -222,7 +222,7 @@ impl<'t> Worker<'t> {
         match message {
             WorkerMessage::Task(id, message) => {
                 let result = self.deliver(tasks, id, message);
-                self.flow.unsent();
+                self.flow.settled();
                 result
             }
             WorkerMessage::AllTasks(BroadcastMessage::Commit(barrier)) => {
@@ -272,9 +272,13 @@ impl<'t> Worker<'t> {
         if internal_records > 0 {
             self.flow.taken(internal_records);
         }
-        if state? == TaskState::Finished || revoked {
+        let finished = state? == TaskState::Finished;
+        if finished || revoked {
             let mut task = tasks.remove(&id).expect("present");
-            task.close();
+            // A finished task closed its operators itself.
+            if !finished {
+                task.close();
+            }
             tracing::debug!(worker = self.index, task = %id, "task ended");
         }
         Ok(())
