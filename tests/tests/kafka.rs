@@ -450,6 +450,19 @@ fn a_second_process_takes_over_the_partitions_of_a_killed_one() {
     let written_at_kill = kafka::end_offsets(&output);
     streaming.store(false, Ordering::Relaxed);
     let total = feeder.join().expect("producer thread");
+    // The survivor takes the victim's partitions once the session times out,
+    // then works through them. The output can hold `total` records before
+    // that (the victim's uncommitted writes count), so wait for both first.
+    let input_end = kafka::end_offsets(&input);
+    let deadline = Instant::now() + WAIT;
+    while survivor.assigned(&input) != [0, 1, 2, 3] || kafka::committed(&app, &input) != input_end {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not take over and catch up within {WAIT:?}:\n{}",
+            survivor.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let got = survivor.consume(&output, total, WAIT, SETTLE);
     survivor.assert_running();
     let now_owned = survivor.assigned(&input);
