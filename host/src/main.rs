@@ -44,14 +44,18 @@ enum Command {
     },
     /// Run a pipeline against fixture files and compare every sink with its expected file.
     Test {
-        /// The pipeline file (YAML); its cases are in `tests/` beside it.
+        /// The pipeline file (YAML); its cases are in `tests/<file stem>/<case>/` beside it.
         pipeline: PathBuf,
-        /// Folder of cases (default: `tests/` beside the pipeline).
+        /// Folder of cases, or one case (default: the pipeline's own, see above).
         #[arg(long)]
         cases: Option<PathBuf>,
-        /// Write the actual outputs as the expected files instead of comparing.
+        /// Write the actual outputs as the expected files instead of comparing,
+        /// less the run's details (partition header, read-time timestamps).
         #[arg(long)]
         bless: bool,
+        /// Like --bless, but keep every field the sinks wrote, run details too.
+        #[arg(long, conflicts_with = "bless")]
+        bless_all: bool,
     },
     /// Work with plugin components.
     Plugin {
@@ -142,7 +146,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pipeline,
             cases,
             bless,
-        } => test(&pipeline, cases.as_deref(), bless),
+            bless_all,
+        } => {
+            let bless = match (bless, bless_all) {
+                (_, true) => Some(testing::Bless::All),
+                (true, false) => Some(testing::Bless::Portable),
+                (false, false) => None,
+            };
+            test(&pipeline, cases.as_deref(), bless)
+        }
         Command::Plugin {
             command: PluginCommand::Inspect { wasm },
         } => inspect(&wasm),
@@ -219,14 +231,17 @@ fn validate(pipeline: &Path) -> Result<ExitCode> {
 }
 
 /// `weir test`: every fixture case run and compared (or blessed).
-fn test(pipeline: &Path, cases: Option<&Path>, bless: bool) -> Result<ExitCode> {
+fn test(pipeline: &Path, cases: Option<&Path>, bless: Option<testing::Bless>) -> Result<ExitCode> {
     let topo = build(pipeline)?;
-    let dir = testing::cases_dir(&topo, cases);
+    let cases = match cases {
+        Some(dir) => testing::discover(dir)?,
+        None => testing::for_pipeline(&topo.pipeline.file)?,
+    };
     let mut results = Vec::new();
-    for case in testing::discover(&dir)? {
+    for case in cases {
         results.push(testing::run_case(&topo, &case, bless)?);
     }
-    if bless {
+    if bless.is_some() {
         println!("wrote expected files for {} case(s)", results.len());
         return Ok(ExitCode::SUCCESS);
     }

@@ -219,6 +219,230 @@ fn test_driver_passes_and_fails_with_a_diff() {
     assert!(text.contains("0 passed, 1 failed"), "{text}");
 }
 
+/// Filters orders over 100 and tags them; a value that is not an object is
+/// dead-lettered (with the partition it was in among its headers).
+fn tagging_pipeline(partitions: u32) -> String {
+    format!(
+        "
+partitions: {partitions}
+error-policy: dead-letter
+dead-letter: rejected
+sources:
+  in: {{ kind: file, path: in.jsonl }}
+plugins:
+  f: {{ path: '{{plugin:json-filter}}' }}
+  e: {{ path: '{{plugin:enricher}}' }}
+steps:
+  - {{ name: big, kind: filter, plugin: f, config: {{ field: amount, op: gt, value: 100 }} }}
+  - {{ name: tag, kind: map, plugin: e, config: {{ set: {{ tier: large }}, timestamp-field: seen_at }} }}
+sinks:
+  out: {{ kind: stdout, from: tag }}
+  rejected: {{ kind: stdout }}
+"
+    )
+}
+
+#[test]
+fn test_driver_leaves_out_what_an_expected_record_does_not_state_at_any_depth() {
+    let input = concat!(
+        r#"{"key":"a","value":{"amount":150,"order":{"id":1,"items":[{"sku":"x","qty":1},{"sku":"y","qty":2}]}},"timestamp":1000}"#,
+        "\n",
+        r#"{"key":"b","value":"not an object","timestamp":2000}"#,
+        "\n",
+    );
+    // `value.amount`, `value.seen_at`, each item's `qty`, the timestamps and
+    // all headers but two are left out.
+    let out = r#"{"key":"a","value":{"order":{"id":1,"items":[{"sku":"x"},{"sku":"y"}]},"tier":"large"}}"#;
+    let rejected =
+        r#"{"key":"b","headers":{"weir.error.kind":"poison","weir.error.operator":"big"}}"#;
+    let f = Fixture::new(
+        &tagging_pipeline(1),
+        &[
+            ("tests/case1/input/in.jsonl", input),
+            ("tests/case1/expected/out.jsonl", out),
+            ("tests/case1/expected/rejected.jsonl", rejected),
+        ],
+    );
+    let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    assert!(
+        stdout(&run).contains("1 passed, 0 failed"),
+        "{}",
+        stdout(&run)
+    );
+
+    // What it states still counts, nested or in a header; the diff shows
+    // the actual record cut to what the expected one states.
+    let wrong_item = out.replace(r#"{"sku":"y"}"#, r#"{"sku":"z"}"#);
+    let wrong_kind = rejected.replace("poison", "trap");
+    for (sink, text) in [
+        ("out", wrong_item.as_str()),
+        ("rejected", wrong_kind.as_str()),
+    ] {
+        std::fs::write(f.path(&format!("tests/case1/expected/{sink}.jsonl")), text).unwrap();
+        let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
+        let report = stdout(&run);
+        assert!(!run.status.success(), "{report}");
+        assert!(
+            report.contains(&format!("sink `{sink}` differs")),
+            "{report}"
+        );
+        std::fs::write(f.path("tests/case1/expected/out.jsonl"), out).unwrap();
+        std::fs::write(f.path("tests/case1/expected/rejected.jsonl"), rejected).unwrap();
+    }
+    std::fs::write(f.path("tests/case1/expected/out.jsonl"), &wrong_item).unwrap();
+    let report = stdout(&weir(&["test", f.pipeline_path().to_str().unwrap()]));
+    assert!(
+        report.contains(r#"+{"key":"a","value":{"order":{"id":1,"items":[{"sku":"x"},{"sku":"y"}]},"tier":"large"}}"#),
+        "{report}"
+    );
+    // An array of another length differs.
+    let fewer = out.replace(r#",{"sku":"y"}"#, "");
+    std::fs::write(f.path("tests/case1/expected/out.jsonl"), fewer).unwrap();
+    let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
+    assert!(!run.status.success(), "{}", stdout(&run));
+}
+
+#[test]
+fn blessed_fixtures_do_not_pin_the_partition_or_read_time() {
+    // A key that is not in partition 0 of 4, so its dead-letter header
+    // changes when `partitions` goes from 1 to 4.
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| weir::partition_for(k.as_bytes(), 4) != 0)
+        .unwrap();
+    let input = format!(
+        "{}\n{}\n{}\n",
+        r#"{"key":"a","value":{"amount":150},"timestamp":1000}"#,
+        format_args!(r#"{{"key":"{key}","value":"not an object"}}"#),
+        r#"{"key":"c","value":{"amount":300}}"#,
+    );
+    for (flag, survives) in [("--bless", true), ("--bless-all", false)] {
+        let f = Fixture::new(
+            &tagging_pipeline(1),
+            &[("tests/case1/input/in.jsonl", &input)],
+        );
+        let pipeline = f.pipeline_path();
+        let bless = weir(&["test", flag, pipeline.to_str().unwrap()]);
+        assert!(bless.status.success(), "{}", stderr(&bless));
+        let out = std::fs::read_to_string(f.path("tests/case1/expected/out.jsonl")).unwrap();
+        let rejected =
+            std::fs::read_to_string(f.path("tests/case1/expected/rejected.jsonl")).unwrap();
+        let records = |text: &str| -> Vec<serde_json::Value> {
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let (out, rejected) = (records(&out), records(&rejected));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        // A timestamp that came with the input is kept either way.
+        assert_eq!(out[0]["timestamp"], 1000, "{out:?}");
+        assert_eq!(rejected[0]["headers"]["weir.error.kind"], "poison");
+        if survives {
+            assert!(
+                out[1].get("timestamp").is_none(),
+                "read time pinned: {out:?}"
+            );
+            assert!(
+                out[1]["value"].get("seen_at").is_none(),
+                "read time pinned in the value: {out:?}"
+            );
+            assert_eq!(out[0]["value"]["seen_at"], 1000, "{out:?}");
+            assert!(
+                rejected[0].get("timestamp").is_none(),
+                "read time pinned: {rejected:?}"
+            );
+            assert!(
+                rejected[0]["headers"].get("weir.error.partition").is_none(),
+                "partition pinned: {rejected:?}"
+            );
+        } else {
+            assert!(out[1]["timestamp"].is_i64(), "{out:?}");
+            assert_eq!(rejected[0]["headers"]["weir.error.partition"], "0");
+        }
+        // `--bless` passes as it is, and with four partitions and a later
+        // read time; `--bless-all` pinned both, so a rerun fails.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let same = weir(&["test", pipeline.to_str().unwrap()]);
+        assert_eq!(same.status.success(), survives, "{flag}: {}", stdout(&same));
+        let text = std::fs::read_to_string(&pipeline).unwrap();
+        std::fs::write(&pipeline, text.replace("partitions: 1", "partitions: 4")).unwrap();
+        let again = weir(&["test", pipeline.to_str().unwrap()]);
+        assert_eq!(
+            again.status.success(),
+            survives,
+            "{flag}: {}{}",
+            stdout(&again),
+            stderr(&again)
+        );
+        if !survives {
+            assert!(
+                stdout(&again).contains("weir.error.partition"),
+                "{}",
+                stdout(&again)
+            );
+        }
+    }
+}
+
+#[test]
+fn each_pipeline_in_a_folder_runs_only_its_own_cases() {
+    let stdin_pipeline = "
+sources:
+  in: { kind: stdin }
+sinks:
+  out: { kind: stdout }
+";
+    let input =
+        "{\"key\":\"a\",\"value\":{\"amount\":150}}\n{\"key\":\"b\",\"value\":{\"amount\":50}}\n";
+    let f = Fixture::new(
+        GOOD,
+        &[
+            ("stdin.yaml", stdin_pipeline),
+            ("in.jsonl", ""),
+            ("tests/pipeline/big-only/input/in.jsonl", input),
+            (
+                "tests/pipeline/big-only/expected/out.jsonl",
+                "{\"key\":\"a\"}\n",
+            ),
+            ("tests/stdin/everything/input/in.jsonl", input),
+            (
+                "tests/stdin/everything/expected/out.jsonl",
+                "{\"key\":\"a\"}\n{\"key\":\"b\"}\n",
+            ),
+        ],
+    );
+    let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
+    let report = stdout(&run);
+    assert!(run.status.success(), "{report}{}", stderr(&run));
+    assert!(report.contains("ok   big-only"), "{report}");
+    assert!(!report.contains("everything"), "{report}");
+    let run = weir(&["test", f.path("stdin.yaml").to_str().unwrap()]);
+    let report = stdout(&run);
+    assert!(run.status.success(), "{report}{}", stderr(&run));
+    assert!(report.contains("ok   everything"), "{report}");
+    assert!(!report.contains("big-only"), "{report}");
+
+    // Cases straight under tests/ are no one's when two pipelines share
+    // the folder: refused, naming where they go, not run for both.
+    let shared = Fixture::new(
+        GOOD,
+        &[
+            ("stdin.yaml", stdin_pipeline),
+            ("tests/case1/input/in.jsonl", input),
+            ("tests/case1/expected/out.jsonl", "{\"key\":\"a\"}\n"),
+        ],
+    );
+    let run = weir(&["test", shared.path("stdin.yaml").to_str().unwrap()]);
+    assert!(!run.status.success(), "{}", stdout(&run));
+    assert!(
+        stderr(&run).contains("pipeline.yaml, stdin.yaml") && stderr(&run).contains("tests/stdin"),
+        "{}",
+        stderr(&run)
+    );
+}
+
 #[test]
 fn plugin_inspect_describes_components() {
     let out = weir(&["plugin", "inspect", plugin("router").to_str().unwrap()]);

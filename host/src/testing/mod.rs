@@ -3,33 +3,27 @@
 //!
 //! A case is a folder with `input/<source>.jsonl` for every source and
 //! `expected/<sink>.jsonl` for the sinks that should receive records (a sink
-//! without an expected file must receive nothing). `weir test` runs every
-//! case under `<pipeline folder>/tests/` (or the folder given), each case
-//! being either that folder itself or one of its subfolders.
-//!
-//! Records compare as JSON, so formatting does not matter, and a field left
-//! out of an expected record (say `timestamp`) is not compared. With one
-//! partition and one source the order must match; otherwise records of
-//! different partitions or sources interleave freely, so each sink compares
-//! as a multiset.
+//! without an expected file must receive nothing). Each pipeline file finds
+//! its own cases ([`cases`]); records compare as JSON, a field left out of
+//! an expected record not compared at any depth ([`compare`]); `--bless`
+//! writes what the sinks got without the run's own details ([`bless`]).
 
-use std::collections::BTreeSet;
+mod bless;
+mod cases;
+mod compare;
+
+pub use bless::Bless;
+pub use cases::{Case, discover, for_pipeline};
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Value};
+use crate::clock::{Clock, SystemClock};
 
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
 use crate::runtime::{self, RunOptions, Topology};
-
-/// One fixture folder.
-#[derive(Debug, Clone)]
-pub struct Case {
-    pub name: String,
-    pub dir: PathBuf,
-}
 
 /// How one sink compared.
 #[derive(Debug, Clone)]
@@ -60,6 +54,24 @@ impl CaseResult {
 pub enum DriverError {
     #[error("no test cases in {}: expected input/<source>.jsonl files there or in its subfolders", .0.display())]
     NoCases(PathBuf),
+    #[error("no test cases for {}: expected {}/<case>/input/<source>.jsonl", pipeline.display(), own.display())]
+    NoCasesFor { pipeline: PathBuf, own: PathBuf },
+    #[error(
+        "{} holds cases directly, but its folder holds several pipeline files ({}), so they are no one's: \
+         move each pipeline's cases to tests/<file stem>/<case>/ (this one's: {}/<case>/)",
+        tests.display(), pipelines.join(", "), own.display()
+    )]
+    SharedCases {
+        tests: PathBuf,
+        pipelines: Vec<String>,
+        own: PathBuf,
+    },
+    #[error(
+        "{} is a case directly in tests/, beside the pipeline folder {}: \
+         move it into the folder of the pipeline it tests (tests/<file stem>/)",
+        stray.display(), own.display()
+    )]
+    MixedLayout { stray: PathBuf, own: PathBuf },
     #[error("case `{case}`: no input file for source `{source_name}` (expected {})", path.display())]
     MissingInput {
         case: String,
@@ -79,43 +91,13 @@ pub enum DriverError {
     },
 }
 
-/// Finds the cases in `dir`.
-pub fn discover(dir: &Path) -> Result<Vec<Case>, DriverError> {
-    if dir.join("input").is_dir() {
-        let name = dir
-            .file_name()
-            .map_or("case".into(), |n| n.to_string_lossy().into_owned());
-        return Ok(vec![Case {
-            name,
-            dir: dir.to_path_buf(),
-        }]);
-    }
-    let entries = std::fs::read_dir(dir).map_err(|error| DriverError::Io {
-        path: dir.to_path_buf(),
-        error,
-    })?;
-    let mut cases: Vec<Case> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("input").is_dir())
-        .map(|p| Case {
-            name: p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            dir: p,
-        })
-        .collect();
-    cases.sort_by(|a, b| a.name.cmp(&b.name));
-    if cases.is_empty() {
-        return Err(DriverError::NoCases(dir.to_path_buf()));
-    }
-    Ok(cases)
-}
-
-/// Runs one case; with `bless`, writes what the sinks got as the new expected files.
-pub fn run_case(topo: &Topology, case: &Case, bless: bool) -> Result<CaseResult, DriverError> {
+/// Runs one case; with `bless`, writes what the sinks got as the new
+/// expected files instead of comparing.
+pub fn run_case(
+    topo: &Topology,
+    case: &Case,
+    bless: Option<Bless>,
+) -> Result<CaseResult, DriverError> {
     let p = &topo.pipeline;
     let mut options = RunOptions::default();
     for s in &p.sources {
@@ -137,7 +119,11 @@ pub fn run_case(topo: &Topology, case: &Case, bless: bool) -> Result<CaseResult,
             .outputs
             .insert(s.name.clone(), SinkOutput::Capture(buf.clone()));
     }
+    // The run's own wall-clock span: a timestamp within it is a detail of
+    // this run (see `bless`).
+    let started = SystemClock.now_ms();
     let run_error = runtime::run(topo, options).err().map(|e| e.to_string());
+    let run_span = started..=SystemClock.now_ms();
     // Order is only defined within one partition of one source.
     let ordered = p.partitions == 1 && p.sources.len() == 1;
     let mut sinks = Vec::new();
@@ -145,9 +131,9 @@ pub fn run_case(topo: &Topology, case: &Case, bless: bool) -> Result<CaseResult,
         let actual_text =
             String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
         let path = case.dir.join("expected").join(format!("{}.jsonl", s.name));
-        if bless {
+        if let Some(bless) = bless {
             if !actual_text.is_empty() || path.exists() {
-                write_file(&path, &actual_text)?;
+                write_file(&path, &bless::expected_text(&actual_text, bless, &run_span))?;
             }
             sinks.push(SinkResult {
                 sink: s.name.clone(),
@@ -176,7 +162,7 @@ pub fn run_case(topo: &Topology, case: &Case, bless: bool) -> Result<CaseResult,
                 continue;
             }
         };
-        let diff = compare(&expected, &actual, ordered).map(|d| {
+        let diff = compare::compare(&expected, &actual, ordered).map(|d| {
             let mut out = String::new();
             let _ = writeln!(out, "--- expected {}", path.display());
             let _ = writeln!(out, "+++ actual sink `{}`", s.name);
@@ -206,75 +192,20 @@ fn write_file(path: &Path, text: &str) -> Result<(), DriverError> {
     std::fs::write(path, text).map_err(io)
 }
 
-fn parse_lines(path: &Path, text: &str) -> Result<Vec<Map<String, Value>>, DriverError> {
+fn parse_lines(path: &Path, text: &str) -> Result<Vec<compare::Record>, DriverError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str::<Map<String, Value>>(l).map_err(|e| DriverError::BadExpected {
-                path: path.to_path_buf(),
-                line: i + 1,
-                error: e.to_string(),
-            })
+            serde_json::from_str(l)
+                .map(compare::normalize)
+                .map_err(|e| DriverError::BadExpected {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    error: e.to_string(),
+                })
         })
         .collect()
-}
-
-/// Keeps only `fields` of a record, rendered canonically (sorted keys).
-fn project(record: &Map<String, Value>, fields: &BTreeSet<String>) -> String {
-    let kept: std::collections::BTreeMap<&String, &Value> =
-        record.iter().filter(|(k, _)| fields.contains(*k)).collect();
-    serde_json::to_string(&kept).expect("JSON values serialize")
-}
-
-fn fields_of(r: &Map<String, Value>) -> BTreeSet<String> {
-    r.keys().cloned().collect()
-}
-
-/// `None` when `actual` matches `expected`, else a unified diff.
-fn compare(
-    expected: &[Map<String, Value>],
-    actual: &[Map<String, Value>],
-    ordered: bool,
-) -> Option<String> {
-    let (mut exp, mut act): (Vec<String>, Vec<String>) = if ordered {
-        let exp: Vec<String> = expected.iter().map(|r| project(r, &fields_of(r))).collect();
-        let act = actual
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let fields = expected.get(i).map_or_else(|| fields_of(r), fields_of);
-                project(r, &fields)
-            })
-            .collect();
-        (exp, act)
-    } else {
-        let common: BTreeSet<String> = expected
-            .iter()
-            .map(fields_of)
-            .reduce(|a, b| a.intersection(&b).cloned().collect())
-            .unwrap_or_else(|| {
-                ["key", "value", "timestamp", "headers"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
-            });
-        (
-            expected.iter().map(|r| project(r, &common)).collect(),
-            actual.iter().map(|r| project(r, &common)).collect(),
-        )
-    };
-    if !ordered {
-        exp.sort();
-        act.sort();
-    }
-    if exp == act {
-        return None;
-    }
-    let e = exp.join("\n") + "\n";
-    let a = act.join("\n") + "\n";
-    let diff = similar::TextDiff::from_lines(&e, &a);
-    Some(diff.unified_diff().context_radius(3).to_string())
 }
 
 /// Renders results for the terminal; returns whether all passed.
@@ -312,41 +243,4 @@ pub fn report(results: &[CaseResult]) -> (String, bool) {
     let passed = results.iter().filter(|r| r.passed()).count();
     let _ = writeln!(out, "{passed} passed, {} failed", results.len() - passed);
     (out, all)
-}
-
-/// Shortcut used by the CLI: `dir` or the pipeline's `tests/` folder.
-pub fn cases_dir(topo: &Topology, dir: Option<&Path>) -> PathBuf {
-    dir.map(Path::to_path_buf).unwrap_or_else(|| {
-        topo.pipeline
-            .file
-            .parent()
-            .map_or_else(|| PathBuf::from("tests"), |d| d.join("tests"))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn recs(lines: &[&str]) -> Vec<Map<String, Value>> {
-        lines
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn absent_fields_are_not_compared_and_order_matters_when_ordered() {
-        let exp = recs(&[r#"{"key":"a","value":{"x":1}}"#, r#"{"key":"b","value":2}"#]);
-        let act = recs(&[
-            r#"{"value":{"x":1},"key":"a","timestamp":5}"#,
-            r#"{"key":"b","value":2,"timestamp":6}"#,
-        ]);
-        assert_eq!(compare(&exp, &act, true), None);
-        let swapped = vec![act[1].clone(), act[0].clone()];
-        assert!(compare(&exp, &swapped, true).is_some());
-        assert_eq!(compare(&exp, &swapped, false), None);
-        let diff = compare(&exp, &act[..1], true).unwrap();
-        assert!(diff.contains("-{\"key\":\"b\",\"value\":2}"), "{diff}");
-    }
 }
