@@ -55,9 +55,81 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn config() -> ClientConfig {
+    config_for(bootstrap())
+}
+
+fn config_for(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap());
+    c.set("bootstrap.servers", bootstrap);
     c
+}
+
+/// A broker of one test's own, for settings the shared one must not have:
+/// started by `scripts/kafka` with `properties` (`key=value`) on free ports
+/// and a fresh data folder, stopped when dropped.
+pub struct OwnBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    pub fn start(properties: &[&str]) -> OwnBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port_pair();
+        let broker = OwnBroker {
+            dir,
+            port,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        let status = broker
+            .script()
+            .arg("start")
+            .env("KAFKA_PROPERTIES", properties.join("\n"))
+            .status()
+            .expect("cannot run scripts/kafka");
+        assert!(status.success(), "scripts/kafka start failed ({status})");
+        broker
+    }
+
+    /// `scripts/kafka` pointed at this broker (`KAFKA_PORT`, `WEIR_KAFKA_DIR`).
+    pub fn script(&self) -> Command {
+        let mut c = Command::new(repo().join("scripts/kafka"));
+        c.env("KAFKA_PORT", self.port.to_string())
+            .env("WEIR_KAFKA_DIR", self.dir.path());
+        c
+    }
+
+    /// The offsets `group` has committed on `topic`, by partition.
+    pub fn committed(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+        committed_with(config_for(&self.bootstrap), group, topic)
+    }
+
+    /// Each partition's start and end offsets (the first record still
+    /// kept, the next to be written).
+    pub fn watermarks(&self, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+        watermarks_with(config_for(&self.bootstrap), topic)
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.script().arg("stop").stdout(Stdio::null()).status();
+    }
+}
+
+/// A port whose successor is free too (the KRaft controller's, by default).
+fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let Ok(first) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let port = first.local_addr().expect("bound address").port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two free neighbouring ports on 127.0.0.1");
 }
 
 /// Runs an admin client's request to its end.
@@ -93,7 +165,11 @@ pub fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)])
 /// The offsets `group` has committed on `topic`, by partition (only the
 /// partitions that have one).
 pub fn committed(group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = config()
+    committed_with(config(), group, topic)
+}
+
+fn committed_with(mut config: ClientConfig, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -118,13 +194,24 @@ pub fn committed(group: &str, topic: &str) -> BTreeMap<i32, i64> {
 
 /// Each partition's end offset (the next offset to be written).
 pub fn end_offsets(topic: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = config().create().expect("consumer");
+    end_offsets_with(config(), topic)
+}
+
+fn end_offsets_with(config: ClientConfig, topic: &str) -> BTreeMap<i32, i64> {
+    watermarks_with(config, topic)
+        .into_iter()
+        .map(|(p, (_, high))| (p, high))
+        .collect()
+}
+
+fn watermarks_with(config: ClientConfig, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+    let consumer: BaseConsumer = config.create().expect("consumer");
     (0..partition_count(&consumer, topic))
         .map(|p| {
-            let (_, high) = consumer
+            let marks = consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("end offsets of {topic}: {e}"));
-            (p, high)
+                .unwrap_or_else(|e| panic!("offsets of {topic}: {e}"));
+            (p, marks)
         })
         .collect()
 }
