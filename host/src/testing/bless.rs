@@ -16,9 +16,10 @@
 //! blessed file still pins keys, values, the other headers and the
 //! timestamps that came with the input.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::RangeInclusive;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -34,8 +35,55 @@ pub enum Bless {
 /// Header that names the partition a dead-lettered record was in.
 const PARTITION_HEADER: &str = "weir.error.partition";
 
-/// Fields in the order the JSON-lines sinks write them; others follow.
-const ORDER: [&str; 4] = ["key", "value", "timestamp", "headers"];
+/// A JSON object's fields in the order written, values untouched (a
+/// `serde_json` map would sort them), so a blessed line reads as the
+/// sink wrote it.
+struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fields, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&RawValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| &**v)
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| n != name);
+    }
+
+    fn set(&mut self, name: &str, value: Box<RawValue>) {
+        if let Some(slot) = self.0.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = value;
+        }
+    }
+
+    fn render(&self) -> String {
+        let body: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, v)| format!("{}:{}", Value::String(n.clone()), v.get()))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+}
 
 /// The sink's output as it is to be written to the expected file; the run
 /// took place within `run` (ms since the epoch). A line that is not a JSON
@@ -46,7 +94,7 @@ pub(super) fn expected_text(actual: &str, bless: Bless, run: &RangeInclusive<i64
     }
     let mut out = String::with_capacity(actual.len());
     for line in actual.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(line) {
+        match serde_json::from_str::<Fields>(line) {
             Ok(record) => out.push_str(&portable(record, run)),
             Err(_) => out.push_str(line),
         }
@@ -55,7 +103,7 @@ pub(super) fn expected_text(actual: &str, bless: Bless, run: &RangeInclusive<i64
     out
 }
 
-fn portable(mut record: BTreeMap<String, Box<RawValue>>, run: &RangeInclusive<i64>) -> String {
+fn portable(mut record: Fields, run: &RangeInclusive<i64>) -> String {
     let stamped_in_run = record
         .get("timestamp")
         .and_then(|t| t.get().parse::<i64>().ok())
@@ -69,33 +117,20 @@ fn portable(mut record: BTreeMap<String, Box<RawValue>>, run: &RangeInclusive<i6
         if in_run(&value, run) {
             record.remove("value");
         } else if drop_run_times(&mut value, run) {
-            let text = RawValue::from_string(value.to_string()).expect("rendered JSON");
-            record.insert("value".into(), text);
+            record.set("value", raw_json(&value));
         }
     }
-    let mut headers = None;
-    if let Some(raw) = record.remove("headers") {
-        headers = match serde_json::from_str::<Value>(raw.get()) {
-            Ok(value) => without_partition(value),
-            Err(_) => Some(raw.get().to_string()),
-        };
-    }
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for name in ORDER {
-        if name == "headers" {
-            if let Some(h) = headers.take() {
-                fields.push((name.into(), h));
-            }
-        } else if let Some(v) = record.remove(name) {
-            fields.push((name.into(), v.get().to_string()));
+    if let Some(raw) = record.get("headers") {
+        match without_partition(raw) {
+            Some(kept) => record.set("headers", kept),
+            None => record.remove("headers"),
         }
     }
-    fields.extend(record.into_iter().map(|(n, v)| (n, v.get().to_string())));
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(n, v)| format!("{}:{v}", Value::String(n.clone())))
-        .collect();
-    format!("{{{}}}", body.join(","))
+    record.render()
+}
+
+fn raw_json(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("rendered JSON is JSON")
 }
 
 fn in_run(value: &Value, run: &RangeInclusive<i64>) -> bool {
@@ -122,23 +157,25 @@ fn drop_run_times(value: &mut Value, run: &RangeInclusive<i64>) -> bool {
     }
 }
 
-/// Headers less the partition one, rendered; `None` when nothing is left.
-fn without_partition(headers: Value) -> Option<String> {
-    let kept = match headers {
-        Value::Object(mut fields) => {
-            fields.remove(PARTITION_HEADER);
-            (!fields.is_empty()).then_some(Value::Object(fields))
-        }
-        Value::Array(pairs) => {
+/// Headers less the partition one, in their order; `None` when nothing
+/// is left. Headers of another shape are kept as they are.
+fn without_partition(headers: &RawValue) -> Option<Box<RawValue>> {
+    if let Ok(mut fields) = serde_json::from_str::<Fields>(headers.get()) {
+        fields.remove(PARTITION_HEADER);
+        let text = fields.render();
+        return (!fields.0.is_empty())
+            .then(|| RawValue::from_string(text).expect("rendered JSON is JSON"));
+    }
+    match serde_json::from_str::<Value>(headers.get()) {
+        Ok(Value::Array(pairs)) => {
             let pairs: Vec<Value> = pairs
                 .into_iter()
                 .filter(|p| p.get(0).and_then(Value::as_str) != Some(PARTITION_HEADER))
                 .collect();
-            (!pairs.is_empty()).then_some(Value::Array(pairs))
+            (!pairs.is_empty()).then(|| raw_json(&Value::Array(pairs)))
         }
-        other => Some(other),
-    };
-    kept.map(|v| v.to_string())
+        _ => Some(headers.to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -146,9 +183,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leaves_out_the_partition_header_and_read_time_stamps() {
+    fn leaves_out_the_partition_header_and_read_time_stamps_and_keeps_the_order() {
         let actual = concat!(
-            r#"{"key":"a","value":{"z":1,"a":2},"timestamp":1700000000000,"headers":{"weir.error.kind":"poison","weir.error.partition":"1"}}"#,
+            r#"{"key":"a","value":{"z":1,"a":2},"timestamp":1700000000000,"headers":{"weir.error.reason":"r","weir.error.kind":"poison","weir.error.partition":"1","weir.error.offset":"6"}}"#,
             "\n",
             r#"{"key":null,"value":"x","timestamp":5000,"headers":{"weir.error.partition":"0"}}"#,
             "\n",
@@ -159,7 +196,7 @@ mod tests {
         assert_eq!(
             text,
             concat!(
-                r#"{"key":"a","value":{"z":1,"a":2},"timestamp":1700000000000,"headers":{"weir.error.kind":"poison"}}"#,
+                r#"{"key":"a","value":{"z":1,"a":2},"timestamp":1700000000000,"headers":{"weir.error.reason":"r","weir.error.kind":"poison","weir.error.offset":"6"}}"#,
                 "\n",
                 r#"{"key":null,"value":"x"}"#,
                 "\n",
