@@ -77,22 +77,32 @@ enum PluginCommand {
         /// The component (`.wasm`).
         wasm: PathBuf,
     },
-    /// Create a buildable plugin crate.
+    /// Create a plugin crate that builds anywhere.
+    ///
+    /// The crate holds the plugin with its unit tests, a sample pipeline with
+    /// a `weir test` case, and a copy of the weir Rust SDK (vendor/weir-sdk),
+    /// so it builds with Rust and the wasm32-wasip2 target alone. Its README
+    /// gives the commands: `cargo test`, then
+    /// `cargo build --release --target wasm32-wasip2`.
+    #[command(
+        verbatim_doc_comment,
+        after_help = scaffold::KINDS_HELP,
+        after_long_help = scaffold::KINDS_LONG_HELP
+    )]
     New {
         /// The plugin's name (the crate and the component are named after it).
         name: String,
         /// The language to write it in.
-        #[arg(long, value_enum, default_value = "rust")]
+        #[arg(long, default_value = "rust", value_parser = scaffold::LangParser)]
         lang: scaffold::Lang,
-        /// The step kind it implements: filter keeps or drops records, map
-        /// emits exactly one per input, flat-map zero or more, branch routes
-        /// each record to a named port, select-key changes only the key.
+        /// The step kind it implements, and so what it may emit for one input record.
         #[arg(long, value_enum, default_value = "filter")]
         kind: scaffold::Kind,
         /// Where to create it (default: the current folder).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The weir Rust SDK to depend on (default: the one this weir was built from).
+        /// Depend on this weir-sdk folder (`guest-sdk/rust` of a checkout)
+        /// instead of a copy of the SDK this weir carries.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -274,13 +284,17 @@ fn new_plugin(
     dir: &Path,
     sdk: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
-    let root = scaffold::new_plugin(name, lang, kind, dir, &sdk)?;
+    let sdk = match &sdk {
+        Some(path) => scaffold::Sdk::Path(path),
+        None => scaffold::Sdk::Carried,
+    };
+    let root = scaffold::new_plugin(name, lang, kind, dir, sdk)?;
     println!("created {}", root.display());
     println!(
-        "build it with: cd {} && cargo build --release",
+        "test and build it with: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
         root.display()
     );
+    println!("then: weir test example/pipeline.yaml (its README says more)");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -20,6 +20,27 @@
 //! weir_sdk::export_filter!(NonEmpty);
 //! ```
 //!
+//! # What each step kind may emit
+//!
+//! For one input record (the host holds every result to its kind's rule):
+//!
+//! | step kind | trait | may emit |
+//! |---|---|---|
+//! | `filter` | [`Filter`] | the record unchanged, or nothing: it keeps or drops |
+//! | `map` | [`Map`] | exactly one record: a map cannot drop a record or emit two (a filter or a flat-map can) |
+//! | `flat-map` | [`FlatMap`] | zero or more records, on one port |
+//! | `branch` | [`Router`] | the record unchanged, on one of the ports it names, or nothing |
+//! | `select-key` | [`KeySelector`] | exactly one record, in which only the key changed |
+//! | `repartition` | none | needs no plugin: the host moves records to their key's partition |
+//!
+//! A [`Transform`] emits any records on any of its ports, and declares in
+//! [`Transform::KINDS`] the kinds whose rules it keeps. A result that breaks
+//! the rule of the step's kind (a `map` step's transform that emits nothing,
+//! a `filter` step's that emits a new record) is a `contract` error for that
+//! input record, handled by the step's error policy like any bad record.
+//! Returning an [`Error`] instead is how any kind refuses a record:
+//! [`Error::poison`] blames the data, [`Error::failed`] the operator.
+//!
 //! The SDK hides the WIT bindings and the packed batch layout: records are
 //! read in place from the batch the host sent (no copy of key or value bytes),
 //! and outputs are written straight into the result buffer. The same code
@@ -69,7 +90,7 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 pub enum StepKind {
     /// Keeps or drops each record unchanged.
     Filter,
-    /// Exactly one output per input.
+    /// Exactly one output per input: it cannot drop a record.
     Map,
     /// Zero or more outputs per input, on one port.
     FlatMap,
@@ -79,7 +100,9 @@ pub enum StepKind {
     SelectKey,
 }
 
-/// Keeps or drops each record; kept records go on unchanged.
+/// A `filter` step: keeps or drops each record; a kept record goes on
+/// unchanged, so a filter never copies a record back to the host. To change
+/// records, write a [`Map`] or a [`FlatMap`].
 pub trait Filter: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
@@ -87,7 +110,10 @@ pub trait Filter: Sized + 'static {
     fn keep(&mut self, record: &Record<'_>) -> Result<bool, Error>;
 }
 
-/// Turns each record into exactly one record.
+/// A `map` step: turns each record into exactly one record. A map cannot
+/// drop a record or emit two: write a [`Filter`] (drop) or a [`FlatMap`]
+/// (zero or more) for that. An `Err` refuses the record under the step's
+/// error policy.
 pub trait Map: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
@@ -95,7 +121,8 @@ pub trait Map: Sized + 'static {
     fn map<'a>(&mut self, record: &Record<'a>) -> Result<Output<'a>, Error>;
 }
 
-/// Turns each record into zero or more records.
+/// A `flat-map` step: turns each record into zero or more records, on one
+/// port. Pushing nothing drops the record.
 pub trait FlatMap: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
@@ -104,8 +131,9 @@ pub trait FlatMap: Sized + 'static {
     -> Result<(), Error>;
 }
 
-/// Sends each record, unchanged, to one of several named ports (or nowhere),
-/// as Kafka Streams' `split().branch()` does.
+/// A `branch` step: sends each record, unchanged, to one of several named
+/// ports (or nowhere), as Kafka Streams' `split().branch()` does. It cannot
+/// change a record: follow it with a [`Map`] on the port for that.
 pub trait Router: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
@@ -116,7 +144,10 @@ pub trait Router: Sized + 'static {
     fn route(&mut self, record: &Record<'_>) -> Result<Option<usize>, Error>;
 }
 
-/// Gives each record a new key; value, timestamp and headers stay.
+/// A `select-key` step: gives each record exactly one output in which only
+/// the key changed; value, timestamp and headers stay, byte for byte. Follow
+/// it with a `repartition` step (no plugin) so a key's records meet in one
+/// task.
 pub trait KeySelector: Sized + 'static {
     /// Builds the operator from the step's `config`; an `Err` refuses it.
     fn init(config: Config) -> Result<Self, String>;
@@ -125,7 +156,10 @@ pub trait KeySelector: Sized + 'static {
 }
 
 /// The general shape all the others reduce to: any number of outputs on any
-/// declared port.
+/// declared port. The host still holds each result to the rule of the
+/// step's kind (see the table in the crate docs), and a result that breaks
+/// it is a `contract` error for the record: a transform run as a `map` step
+/// must emit exactly one record per input.
 pub trait Transform: Sized + 'static {
     /// The step kinds whose rules this transform keeps, e.g.
     /// `&[StepKind::FlatMap]` when it emits any number of records on one
