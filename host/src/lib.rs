@@ -37,10 +37,13 @@ pub use operators::{
     TaskId, TimeKind,
 };
 pub use pipeline::{Pipeline, PipelineError, StepKind};
-pub use plugin::{EngineSettings, PluginEngine, PluginInfo};
+pub use plugin::{EngineSettings, Interrupter, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
-pub use runtime::{RunError, RunOptions, RunReport, Topology, run};
+pub use runtime::{
+    Ending, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition, Topology, run,
+    run_reporting, summary_lines,
+};
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an
 /// interface.

@@ -1,9 +1,10 @@
 //! The `weir` command line.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -11,7 +12,30 @@ use tracing_subscriber::EnvFilter;
 
 use weir::scaffold;
 use weir::testing;
-use weir::{EngineSettings, Pipeline, PluginEngine, RunOptions, Topology};
+use weir::{
+    Ending, EngineSettings, Interrupter, Pipeline, PluginEngine, RunOptions, Topology,
+    summary_lines,
+};
+
+/// `weir`'s exit statuses (README, "Exit status").
+mod exit {
+    /// The run finished (records may have been dead-lettered: the summary
+    /// says so), the pipeline is valid, every test case passed.
+    pub const FINISHED: u8 = 0;
+    /// The run failed, a test case failed, or a command could not do its work.
+    pub const FAILED: u8 = 1;
+    /// Bad usage (clap's own errors exit 2 too) or an invalid pipeline file,
+    /// plugin or test fixture.
+    pub const INVALID: u8 = 2;
+    /// Stopped by a signal: 128 + its number, as shells report it.
+    pub const SIGINT: u8 = 130;
+    pub const SIGTERM: u8 = 143;
+}
+
+/// An invalid pipeline file, plugin or fixture: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Invalid(String);
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +57,7 @@ enum Command {
     Run {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
-        /// Never show live progress, even on a terminal.
+        /// No live progress and no summary line at the end (errors are still reported).
         #[arg(long)]
         quiet: bool,
     },
@@ -114,8 +138,12 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            if e.downcast_ref::<Invalid>().is_some() {
+                ExitCode::from(exit::INVALID)
+            } else {
+                ExitCode::from(exit::FAILED)
+            }
         }
     }
 }
@@ -143,9 +171,12 @@ fn colour_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The pipeline loaded and checked, its plugins started once; every
+/// problem is [`Invalid`].
 fn build(pipeline: &Path) -> Result<Topology> {
-    let spec = Pipeline::load(pipeline).map_err(anyhow::Error::msg)?;
-    Topology::build(spec, EngineSettings::default().cache_dir).map_err(anyhow::Error::msg)
+    let spec = Pipeline::load(pipeline).map_err(|e| Invalid(e.to_string()))?;
+    Ok(Topology::build(spec, EngineSettings::default().cache_dir)
+        .map_err(|e| Invalid(e.to_string()))?)
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
@@ -186,32 +217,36 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-/// `weir run`: until the inputs end or Ctrl-C.
+/// `weir run`: until the inputs end, a failure, or a signal; then the
+/// summary (unless `quiet`) and the exit status saying which.
 fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
     let topo = build(pipeline)?;
     let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone())?;
-    let report = weir::run(
+    let signal = watch_signals(stop.clone(), topo.engine.interrupter())?;
+    let outcome = weir::run_reporting(
         &topo,
         RunOptions {
             progress: !quiet,
             stop: Some(stop),
             ..RunOptions::default()
         },
-    )?;
-    let c = report.counts;
-    tracing::info!(
-        records_in = c.records_in,
-        records_out = c.records_out,
-        dead_lettered = c.dead_lettered,
-        skipped = c.skipped,
-        rejected_lines = c.rejected_lines,
-        restarts = c.restarts,
-        seconds = report.elapsed.as_secs_f64(),
-        "pipeline `{}` finished",
-        topo.pipeline.name
     );
-    Ok(ExitCode::SUCCESS)
+    let mut stderr = std::io::stderr().lock();
+    if let Some(e) = &outcome.error {
+        let _ = writeln!(stderr, "error: {e}");
+    }
+    let (ending, code) = match (signal.load(Ordering::Relaxed), &outcome.error) {
+        (SIGNAL_TERM, _) => (Ending::Interrupted("SIGTERM"), exit::SIGTERM),
+        (SIGNAL_INT, _) => (Ending::Interrupted("SIGINT"), exit::SIGINT),
+        (_, Some(_)) => (Ending::Failed, exit::FAILED),
+        (_, None) => (Ending::Finished, exit::FINISHED),
+    };
+    if !quiet {
+        for line in summary_lines(&outcome.report, ending) {
+            let _ = writeln!(stderr, "{line}");
+        }
+    }
+    Ok(ExitCode::from(code))
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.
@@ -243,13 +278,14 @@ fn validate(pipeline: &Path) -> Result<ExitCode> {
 /// `weir test`: every fixture case run and compared (or blessed).
 fn test(pipeline: &Path, cases: Option<&Path>, bless: Option<testing::Bless>) -> Result<ExitCode> {
     let topo = build(pipeline)?;
+    let invalid = |e: testing::DriverError| Invalid(e.to_string());
     let cases = match cases {
-        Some(dir) => testing::discover(dir)?,
-        None => testing::for_pipeline(&topo.pipeline.file)?,
+        Some(dir) => testing::discover(dir).map_err(invalid)?,
+        None => testing::for_pipeline(&topo.pipeline.file).map_err(invalid)?,
     };
     let mut results = Vec::new();
     for case in cases {
-        results.push(testing::run_case(&topo, &case, bless)?);
+        results.push(testing::run_case(&topo, &case, bless).map_err(invalid)?);
     }
     if bless.is_some() {
         println!("wrote expected files for {} case(s)", results.len());
@@ -257,11 +293,13 @@ fn test(pipeline: &Path, cases: Option<&Path>, bless: Option<testing::Bless>) ->
     }
     let (text, passed) = testing::report(&results);
     print!("{text}");
-    Ok(if passed {
-        ExitCode::SUCCESS
+    // A case that fails (its outputs differ, or its run failed) is 1; a
+    // fixture that cannot be read is 2, like an invalid pipeline.
+    Ok(ExitCode::from(if passed {
+        exit::FINISHED
     } else {
-        ExitCode::FAILURE
-    })
+        exit::FAILED
+    }))
 }
 
 /// `weir plugin inspect`.
@@ -298,9 +336,17 @@ fn new_plugin(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C or SIGTERM: stop reading, finish in-flight batches, flush sinks.
-/// A second signal exits at once.
-fn watch_signals(stop: Arc<AtomicBool>) -> Result<()> {
+/// The signal that stopped a run, as [`watch_signals`] notes it.
+const SIGNAL_INT: u8 = 2;
+const SIGNAL_TERM: u8 = 15;
+
+/// Ctrl-C (SIGINT) or SIGTERM: stop reading, interrupt the plugin calls
+/// running (however long their time limit), pass on what was processed,
+/// commit it, and exit 130 or 143. A second signal exits at once. Returns
+/// the signal received (0 while none).
+fn watch_signals(stop: Arc<AtomicBool>, interrupter: Interrupter) -> Result<Arc<AtomicU8>> {
+    let received = Arc::new(AtomicU8::new(0));
+    let noted = received.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -310,22 +356,26 @@ fn watch_signals(stop: Arc<AtomicBool>) -> Result<()> {
         .spawn(move || {
             rt.block_on(async move {
                 use tokio::signal::unix::{SignalKind, signal};
+                let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
                 let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+                let mut last = 0;
                 for round in 0..2 {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
+                    last = tokio::select! {
+                        _ = int.recv() => SIGNAL_INT,
+                        _ = term.recv() => SIGNAL_TERM,
+                    };
                     if round == 0 {
-                        tracing::warn!(
-                            "stopping: finishing in-flight records (signal again to exit now)"
-                        );
+                        noted.store(last, Ordering::Relaxed);
                         stop.store(true, Ordering::Relaxed);
+                        interrupter.interrupt();
+                        tracing::warn!(
+                            "stopping: plugin calls interrupted, what was processed is passed on (signal again to exit now)"
+                        );
                     }
                 }
-                std::process::exit(130);
+                std::process::exit(128 + i32::from(last));
             })
         })
         .context("cannot start the signal thread")?;
-    Ok(())
+    Ok(received)
 }

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub skipped: AtomicU64,
     /// Plugin instances replaced after a trap, timeout or memory bomb.
     pub restarts: AtomicU64,
+    /// Records read but left unprocessed because the run was interrupted
+    /// (neither out, nor dead-lettered, nor skipped).
+    pub not_processed: AtomicU64,
     /// Every operator of every task, with its counters.
     operators: Mutex<Vec<(String, TaskId, Arc<OperatorCounters>)>>,
 }
@@ -44,6 +47,7 @@ pub struct Snapshot {
     pub dead_lettered: u64,
     pub skipped: u64,
     pub restarts: u64,
+    pub not_processed: u64,
 }
 
 impl Metrics {
@@ -56,6 +60,7 @@ impl Metrics {
             dead_lettered: get(&self.dead_lettered),
             skipped: get(&self.skipped),
             restarts: get(&self.restarts),
+            not_processed: get(&self.not_processed),
         }
     }
 

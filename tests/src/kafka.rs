@@ -609,22 +609,34 @@ impl WeirProcess {
     }
 
     /// SIGINT, then waits (bounded) for the process to end, clean or not;
-    /// returns whether it succeeded, and its log.
-    pub fn stop_and_wait(self) -> (bool, String) {
+    /// returns whether it stopped cleanly (exit status 130, stopped by
+    /// SIGINT), and its log.
+    pub fn stop_and_wait(mut self) -> (bool, String) {
         self.signal("-INT");
-        self.wait()
+        let status = self.wait_status();
+        (status.code() == Some(130), self.log_text())
     }
 
-    /// SIGINT, then waits (bounded) for a clean exit.
+    /// SIGINT, then waits (bounded) for a clean stop: exit status 130.
     pub fn stop(mut self) -> String {
         self.signal("-INT");
+        let status = self.wait_status();
+        let log = self.log_text();
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "weir exited with {status}:\n{log}"
+        );
+        log
+    }
+
+    /// Waits (bounded) for the process to end.
+    fn wait_status(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let log = self.log_text();
-                assert!(status.success(), "weir exited with {status}:\n{log}");
-                return log;
+                return status;
             }
             if Instant::now() > deadline {
                 child.kill().ok();

@@ -591,7 +591,7 @@ fn stdin_streams_and_ctrl_c_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     drop(stdin);
-    assert!(exit.success(), "exit status {exit:?}");
+    assert_eq!(exit.code(), Some(130), "exit status {exit:?}");
     assert!(got[2].contains("\"n\":2"), "{got:?}");
 }
 

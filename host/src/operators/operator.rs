@@ -76,6 +76,9 @@ pub enum ErrorClass {
     External { retryable: bool },
     /// A bug or a broken plugin: the run stops.
     Internal,
+    /// The run is stopping (Ctrl-C, SIGTERM) and cut the call short: the
+    /// batch is not processed, and nobody is at fault.
+    Interrupted,
 }
 
 /// An operator could not process a batch or handle an event.

@@ -60,6 +60,10 @@ pub enum StartError {
         plugin: String,
         declared: String,
     },
+    /// The run is stopping and interrupted the plugin (see
+    /// [`crate::plugin::Interrupter`]): the batch is not processed.
+    #[error("step `{step}`: plugin call interrupted, the run is stopping")]
+    Interrupted { step: String },
     #[error("step `{step}`: a {kind} step has one output port, but the plugin declares {ports:?}")]
     Ports {
         step: String,
@@ -220,6 +224,12 @@ impl PluginStep {
                     .map(|h| (h.name.as_bytes(), h.value.as_deref())),
             );
         }
+        let interrupted = || StartError::Interrupted {
+            step: self.name.to_string(),
+        };
+        if self.plugin.interrupted() {
+            return Err(interrupted());
+        }
         let instance = match &mut self.instance {
             Some(i) => i,
             None => {
@@ -230,6 +240,12 @@ impl PluginStep {
             }
         };
         let result = instance.process(&self.batch);
+        if let Err(Fault::Interrupted) = &result {
+            // Not the plugin's fault, nor the record's: no restart, no
+            // retry, no failure; the whole batch is left unprocessed.
+            self.instance = None;
+            return Err(interrupted());
+        }
         if let Err(fault) = &result {
             tracing::warn!(step = %self.name, "plugin {fault}; starting a fresh instance");
             self.instance = None;
@@ -308,6 +324,8 @@ fn fault_failure(input: u32, fault: &Fault) -> Failure {
         Fault::Timeout(_) => FailureKind::Timeout,
         Fault::Memory(_) => FailureKind::Memory,
         Fault::Trap(_) => FailureKind::Trap,
+        // Never a record's failure: `call` stops the batch instead.
+        Fault::Interrupted => FailureKind::Failed,
     };
     Failure {
         input,
@@ -324,9 +342,18 @@ impl super::Operator for PluginStep {
         out: &mut StepOutput,
     ) -> Result<(), super::OperatorError> {
         // A plugin that no longer starts is broken, not the data: the run
-        // stops with the reason.
-        self.process(records, out)
-            .map_err(|e| super::OperatorError::internal(e.to_string()))
+        // stops with the reason. An interrupted run only stops.
+        self.process(records, out).map_err(|e| {
+            if matches!(e, StartError::Interrupted { .. }) || self.plugin.interrupted() {
+                out.clear();
+                super::OperatorError {
+                    class: super::ErrorClass::Interrupted,
+                    message: e.to_string(),
+                }
+            } else {
+                super::OperatorError::internal(e.to_string())
+            }
+        })
     }
 
     fn ports(&self) -> &[String] {

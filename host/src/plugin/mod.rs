@@ -18,12 +18,14 @@ mod stdio;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use bindings::{Transformer, TransformerPre};
@@ -173,6 +175,10 @@ pub enum Fault {
     Memory(usize),
     #[error("trapped: {0}")]
     Trap(String),
+    /// The run is stopping (Ctrl-C, SIGTERM) and cut the call short: not
+    /// the plugin's fault, and not the record's.
+    #[error("was interrupted: the run is stopping")]
+    Interrupted,
 }
 
 impl Fault {
@@ -182,9 +188,33 @@ impl Fault {
             Fault::Timeout(_) => "timeout",
             Fault::Memory(_) => "memory",
             Fault::Trap(_) => "trap",
+            Fault::Interrupted => "interrupted",
         }
     }
 }
+
+/// Stops every plugin call of one engine within an epoch tick, and every
+/// call after it: what the first Ctrl-C uses, so a run stops at once even
+/// when a plugin is stuck in a call with a long time limit. It cannot be
+/// undone; a run that should go on needs another engine (another topology).
+#[derive(Debug, Clone, Default)]
+pub struct Interrupter(Arc<AtomicBool>);
+
+impl Interrupter {
+    /// Interrupts every call running now and refuses every later one.
+    pub fn interrupt(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The error the epoch callback stops an interrupted call with.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the run is stopping")]
+struct InterruptedCall;
 
 /// Why an instance could not be started.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -205,6 +235,7 @@ pub struct PluginEngine {
     cache_dir: Option<PathBuf>,
     max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
+    interrupter: Interrupter,
 }
 
 impl PluginEngine {
@@ -250,7 +281,13 @@ impl PluginEngine {
             cache_dir: settings.cache_dir.clone(),
             max_memory_bytes: settings.max_memory_bytes,
             ticker_stop,
+            interrupter: Interrupter::default(),
         })
+    }
+
+    /// Interrupts the calls of every instance of this engine's plugins.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupter.clone()
     }
 
     /// Reads, verifies, compiles (or loads from cache) and type-checks a
@@ -292,6 +329,7 @@ impl PluginEngine {
             size: bytes.len(),
             kinds,
             world,
+            interrupter: self.interrupter.clone(),
         })
     }
 
@@ -302,8 +340,8 @@ impl PluginEngine {
             max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         };
-        let mut instance =
-            Instance::start(world, "weir-load".into(), &limits).map_err(|e| e.to_string())?;
+        let mut instance = Instance::start(world, "weir-load".into(), &limits, &self.interrupter)
+            .map_err(|e| e.to_string())?;
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
         };
@@ -427,6 +465,7 @@ pub struct Plugin {
     size: usize,
     kinds: Vec<Kind>,
     world: WorldPre,
+    interrupter: Interrupter,
 }
 
 impl Plugin {
@@ -452,6 +491,12 @@ impl Plugin {
         self.world.name()
     }
 
+    /// Whether its engine was interrupted: every call fails with
+    /// [`Fault::Interrupted`] from then on.
+    pub fn interrupted(&self) -> bool {
+        self.interrupter.is_interrupted()
+    }
+
     /// A fresh instance, initialised with the step's config (JSON text).
     pub fn instantiate(
         &self,
@@ -459,7 +504,7 @@ impl Plugin {
         config_json: &str,
         limits: &Limits,
     ) -> Result<Instance, InitError> {
-        let mut instance = Instance::start(&self.world, operator, limits)?;
+        let mut instance = Instance::start(&self.world, operator, limits, &self.interrupter)?;
         instance.reset_deadline();
         let result = match &instance.bindings {
             Bindings::Transformer(t) => t
@@ -489,41 +534,69 @@ pub struct Instance {
     ports: Vec<String>,
     limits: Limits,
     deadline_ticks: u64,
+    /// Ticks left before the running call times out (see [`Instance::start`]).
+    ticks_left: Arc<AtomicU64>,
 }
 
 impl Instance {
     /// Instantiates `world` in a store of its own, confined by `limits`;
     /// no export has been called yet.
-    fn start(world: &WorldPre, operator: Arc<str>, limits: &Limits) -> Result<Instance, InitError> {
+    ///
+    /// Time limits and interruption share the epoch: the deadline is one
+    /// tick away, and at every tick a callback stops the call when the
+    /// engine was interrupted, times it out when its ticks ran out (the
+    /// same trap as a plain epoch deadline), or lets it go on for a tick.
+    fn start(
+        world: &WorldPre,
+        operator: Arc<str>,
+        limits: &Limits,
+        interrupter: &Interrupter,
+    ) -> Result<Instance, InitError> {
         let mut store = Store::new(
             world.engine(),
             HostState::new(operator, limits.max_memory_bytes),
         );
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
         let deadline_ticks = limits
             .max_batch_millis
             .div_ceil(EPOCH_TICK.as_millis() as u64)
             + 1;
+        let ticks_left = Arc::new(AtomicU64::new(deadline_ticks));
+        let (left, interrupted) = (ticks_left.clone(), interrupter.clone());
+        store.epoch_deadline_callback(move |_| {
+            if interrupted.is_interrupted() {
+                return Err(InterruptedCall.into());
+            }
+            if left.fetch_sub(1, Ordering::Relaxed) <= 1 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         // Instantiation runs the component's start functions: limit them too.
-        store.set_epoch_deadline(deadline_ticks);
+        store.set_epoch_deadline(1);
         let bindings = match world {
             WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
         }
-        .map_err(|e| InitError::Instantiate(format!("{e:#}")))?;
+        .map_err(|e| match e.downcast_ref::<InterruptedCall>() {
+            Some(_) => InitError::Fault(Fault::Interrupted),
+            None => InitError::Instantiate(format!("{e:#}")),
+        })?;
         Ok(Instance {
             store,
             bindings,
             ports: Vec::new(),
             limits: *limits,
             deadline_ticks,
+            ticks_left,
         })
     }
 
     /// Gives the next call the full time limit: the epoch deadline counts
     /// from now, not from the previous call.
     fn reset_deadline(&mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.ticks_left
+            .store(self.deadline_ticks, Ordering::Relaxed);
+        self.store.set_epoch_deadline(1);
     }
 
     /// The output port names the operator declared in `init`.
@@ -544,6 +617,9 @@ impl Instance {
     }
 
     fn classify(&self, e: wasmtime::Error) -> Fault {
+        if e.downcast_ref::<InterruptedCall>().is_some() {
+            return Fault::Interrupted;
+        }
         if self.store.data().limiter.exceeded {
             return Fault::Memory(self.limits.max_memory_bytes);
         }

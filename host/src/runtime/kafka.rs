@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::io::ack::Ack;
 use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::{GroupProgress, RebalanceListener};
-use crate::io::kafka::offsets::{CommitStrategy, OffsetTracker, PartitionKey};
+use crate::io::kafka::offsets::{CommitStrategy, Committable, OffsetTracker, PartitionKey};
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::source::{self, Fetch, KafkaReader};
 use crate::operators::TaskId;
@@ -75,6 +75,9 @@ pub struct KafkaFeeder<'a> {
     pub clock: &'a dyn Clock,
     /// Counts what is sent to workers.
     pub flow: Arc<Flow>,
+    /// Where the offsets committed when the consumer stopped are left (the
+    /// run's report says where each partition stopped).
+    pub committed: &'a Mutex<Vec<Committable>>,
 }
 
 /// The batches being gathered, and the book of those handed over. Shared
@@ -182,12 +185,13 @@ impl PartitionFeed {
     }
 
     /// Finishes `keys`, commits them synchronously, forgets them, and
-    /// closes the tasks that no longer read anything here.
+    /// closes the tasks that no longer read anything here. Returns what it
+    /// committed.
     fn finish(
         &mut self,
         commit: &dyn CommitStrategy,
         keys: &[PartitionKey],
-    ) -> Result<(), RunError> {
+    ) -> Result<Vec<Committable>, RunError> {
         for &key in keys {
             if let Err(e) = self.flush(key) {
                 // A worker is gone; still commit what the others finished.
@@ -196,7 +200,10 @@ impl PartitionFeed {
         }
         self.drain(keys);
         let offsets = self.offsets.committable(Some(keys));
-        let result = commit.commit(&offsets, true).map_err(RunError::Kafka);
+        let result = commit
+            .commit(&offsets, true)
+            .map(|()| offsets)
+            .map_err(RunError::Kafka);
         self.offsets.forget(keys);
         for &key in keys {
             let task = task_of(key);
@@ -290,6 +297,9 @@ pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
             let finished = router.lock().finish(&*reader, &keys);
             // No more batches: workers end when their queues are empty.
             router.lock().workers.clear();
+            let finished = finished.map(|committed| {
+                *f.committed.lock().unwrap_or_else(|p| p.into_inner()) = committed;
+            });
             match (result, finished) {
                 (Err(RunError::Stopped), Err(e)) => Err(e),
                 (Err(e), _) => Err(e),

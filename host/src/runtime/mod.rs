@@ -21,6 +21,7 @@ pub(crate) mod message;
 mod policy;
 mod progress;
 mod sinks;
+mod summary;
 pub(crate) mod task;
 pub mod topology;
 mod worker;
@@ -35,11 +36,14 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use crate::clock::{Clock, SystemClock};
 use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::GroupProgress;
+use crate::io::kafka::offsets::Committable;
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topics::{self, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
 use crate::io::sink::{self, SinkChunk, SinkError, SinkOutput};
-use crate::io::source::{PartitionOutlet, Position, SourceError, SourceInput, SourceReader};
+use crate::io::source::{
+    PartitionOutlet, Position, ReadTo, SourceError, SourceInput, SourceReader,
+};
 use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
@@ -48,6 +52,7 @@ use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
 use sinks::{KafkaWriter, LinesWriter, SinkWriter};
+pub use summary::{Ending, summary_lines};
 use task::{Task, TaskEnv};
 pub use topology::Topology;
 use worker::{Flow, Worker, WorkerInbox};
@@ -122,8 +127,8 @@ pub struct RunOptions {
 /// What a run does with each consistent cut it takes.
 pub type OnCheckpoint = Arc<dyn Fn(&Cut) + Send + Sync>;
 
-/// What a finished run did.
-#[derive(Debug, Clone)]
+/// What a run did (finished, failed or interrupted).
+#[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub counts: Snapshot,
     /// Per step and task: records in and out, errors, time.
@@ -132,6 +137,56 @@ pub struct RunReport {
     pub checkpoints: u64,
     pub checkpoint_pause: Duration,
     pub elapsed: Duration,
+    /// Plugin calls were interrupted (see [`crate::plugin::Interrupter`]):
+    /// the run stopped without processing what it had read and not yet
+    /// processed ([`Snapshot::not_processed`]).
+    pub interrupted: bool,
+    /// Each source, in the pipeline's order: where it stopped reading.
+    pub sources: Vec<SourceReport>,
+    /// The dead-letter sink and where it writes (`` `rejected` (out/rejected.jsonl) ``),
+    /// when the pipeline has one.
+    pub dead_letter: Option<String>,
+}
+
+/// One source of a run, and where it stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReport {
+    pub name: String,
+    /// What it read: a path, `stdin`, or `` topic `orders` ``.
+    pub input: String,
+    pub stopped_at: StopPosition,
+}
+
+/// Where a source stopped reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopPosition {
+    /// A file or stdin: the whole lines read, and their bytes (the next
+    /// unread record starts at line `lines + 1`, byte `bytes`).
+    Lines { lines: u64, bytes: u64 },
+    /// Kafka: the offsets this process committed when it stopped, per
+    /// topic partition (the next record to read there).
+    Committed(Vec<(String, i32, i64)>),
+    /// The source stopped on an error before it could say.
+    Unknown,
+}
+
+/// How a run ended: what it did, and the error that stopped it, if one did.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub error: Option<RunError>,
+}
+
+impl RunOutcome {
+    fn failed(error: RunError, started: Instant) -> RunOutcome {
+        RunOutcome {
+            report: RunReport {
+                elapsed: started.elapsed(),
+                ..RunReport::default()
+            },
+            error: Some(error),
+        }
+    }
 }
 
 /// The flags every thread of a run shares.
@@ -363,20 +418,62 @@ impl PartitionOutlet for SourceOutlet<'_> {
 /// Runs the topology to the end of its (finite) inputs, or until stopped.
 /// Kafka sources are endless: such a run ends when stopped.
 pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> {
-    let p = &topo.pipeline;
+    let outcome = run_reporting(topo, options);
+    match outcome.error {
+        Some(e) => Err(e),
+        None => Ok(outcome.report),
+    }
+}
+
+/// Runs the topology as [`run`] does, and reports what it did even when
+/// it failed (the `weir run` summary).
+pub fn run_reporting(topo: &Topology, options: RunOptions) -> RunOutcome {
     let started = Instant::now();
+    let p = &topo.pipeline;
+    let (inputs, outputs) = match resolve_io(p, &options) {
+        Ok(io) => io,
+        Err(e) => return RunOutcome::failed(e, started),
+    };
+    let reads: Vec<bool> = inputs.iter().map(Option::is_none).collect();
+    let writes: Vec<bool> = outputs.iter().map(Option::is_none).collect();
+    let link = match KafkaLink::open(p, &reads, &writes) {
+        Ok(link) => link,
+        Err(e) => return RunOutcome::failed(e, started),
+    };
+    run_threads(topo, &options, &inputs, &outputs, link.as_ref(), started)
+}
+
+/// What each source's thread left of where it stopped.
+#[derive(Default)]
+struct StopSlots {
+    /// By source index: what an embedded source read.
+    read: Mutex<Vec<Option<ReadTo>>>,
+    /// What the Kafka consumer committed last, when it stopped.
+    committed: Mutex<Vec<Committable>>,
+}
+
+/// The threads of a run, from the start to the final flush.
+fn run_threads(
+    topo: &Topology,
+    options: &RunOptions,
+    inputs: &[Option<SourceInput>],
+    outputs: &[Option<SinkOutput>],
+    link: Option<&KafkaLink<'_>>,
+    started: Instant,
+) -> RunOutcome {
+    let p = &topo.pipeline;
     let metrics = Metrics::default();
     let flags = RunFlags {
         stop: options.stop.clone().unwrap_or_default(),
         failed: Arc::default(),
         alive: Arc::default(),
     };
-    let (inputs, outputs) = resolve_io(p, &options)?;
-    let reads: Vec<bool> = inputs.iter().map(Option::is_none).collect();
-    let writes: Vec<bool> = outputs.iter().map(Option::is_none).collect();
-    let reads_kafka = reads.iter().any(|&k| k);
-    let link = KafkaLink::open(p, &reads, &writes)?;
-    let labels = source_labels(p, &inputs);
+    let reads_kafka = inputs.iter().any(Option::is_none);
+    let stops = StopSlots {
+        read: Mutex::new(vec![None; inputs.len()]),
+        committed: Mutex::default(),
+    };
+    let labels = source_labels(p, inputs);
     let system_clock = SystemClock;
     let clock: &dyn Clock = match &options.clock {
         Some(c) => &**c,
@@ -427,7 +524,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     let make_task = |id: TaskId| -> Result<Task<'_>, RunError> {
         let operators = topo.start_operators(id).map_err(RunError::Start)?;
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let producer = link.as_ref().and_then(|l| l.producer.as_ref());
+        let producer = link.and_then(|l| l.producer.as_ref());
         let writers = sink_writers(&env, id, &txs, producer);
         Ok(Task::new(id, &env, operators, writers))
     };
@@ -444,7 +541,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         // Joined sources first, then workers, then sinks: the order data flows.
         let (mut feeders, mut workers) = (Vec::new(), Vec::new());
 
-        let sinks = spawn_sink_writers(scope, p, &outputs, sink_rxs, &flags);
+        let sinks = spawn_sink_writers(scope, p, outputs, sink_rxs, &flags);
         let env = &env;
 
         for (index, (external, internal)) in receivers.into_iter().enumerate() {
@@ -481,7 +578,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             }
         }
 
-        if let Some(link) = link.as_ref().filter(|_| reads_kafka) {
+        if let Some(link) = link.filter(|_| reads_kafka) {
             let feeder = kafka::KafkaFeeder {
                 settings: link.settings,
                 bootstrap: &link.bootstrap,
@@ -496,6 +593,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
                 producer: link.producer.as_ref(),
                 clock,
                 flow: flow.clone(),
+                committed: &stops.committed,
             };
             feeders.push(spawn_stopping(
                 scope,
@@ -510,8 +608,9 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             checkpoints: &checkpoints,
             metrics: &metrics,
             clock,
+            stops: &stops,
         };
-        feeders.extend(sources.spawn(scope, topo, &inputs, &inboxes, &flags));
+        feeders.extend(sources.spawn(scope, topo, inputs, &inboxes, &flags));
         // Checkpoints of an embedded run, until its sources are done.
         if let Some(interval) = options.checkpoint_interval.filter(|_| !reads_kafka) {
             let peers = env.peers.clone();
@@ -562,21 +661,82 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             progress.finish();
         }
     });
-    if let Some(producer) = link.as_ref().and_then(|l| l.producer.as_ref())
+    if let Some(producer) = link.and_then(|l| l.producer.as_ref())
         && let Err(e) = producer.flush(FINAL_FLUSH)
     {
         errors.push(RunError::Delivery(e));
     }
     let taken = taken.into_inner().unwrap_or_else(|p| p.into_inner());
-    match first_cause(errors) {
-        Some(e) => Err(e),
-        None => Ok(RunReport {
-            counts: metrics.snapshot(),
-            operators: metrics.operators(),
-            checkpoints: taken.0,
-            checkpoint_pause: taken.1,
-            elapsed: started.elapsed(),
-        }),
+    let report = RunReport {
+        counts: metrics.snapshot(),
+        operators: metrics.operators(),
+        checkpoints: taken.0,
+        checkpoint_pause: taken.1,
+        elapsed: started.elapsed(),
+        interrupted: topo.engine.interrupter().is_interrupted(),
+        sources: source_reports(p, inputs, &labels, stops),
+        dead_letter: p
+            .dead_letter
+            .map(|s| format!("`{}` ({})", p.sinks[s].name, sink_label(p, s, &outputs[s]))),
+    };
+    RunOutcome {
+        report,
+        error: first_cause(errors),
+    }
+}
+
+/// Where each source stopped, from what its thread left.
+fn source_reports(
+    p: &Pipeline,
+    inputs: &[Option<SourceInput>],
+    labels: &[String],
+    stops: StopSlots,
+) -> Vec<SourceReport> {
+    let read = stops.read.into_inner().unwrap_or_else(|p| p.into_inner());
+    let committed = stops
+        .committed
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    p.sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let stopped_at = match (&inputs[i], read[i]) {
+                (None, _) => StopPosition::Committed(
+                    committed
+                        .iter()
+                        .filter(|c| c.partition.0 as usize == i)
+                        .map(|c| {
+                            let topic = s.topic.as_ref().map_or("", |t| t.name.as_str());
+                            (topic.to_string(), c.partition.1, c.offset)
+                        })
+                        .collect(),
+                ),
+                (Some(_), Some(to)) => StopPosition::Lines {
+                    lines: to.position.lines,
+                    bytes: to.position.bytes,
+                },
+                (Some(_), None) => StopPosition::Unknown,
+            };
+            SourceReport {
+                name: s.name.clone(),
+                input: labels[i].clone(),
+                stopped_at,
+            }
+        })
+        .collect()
+}
+
+/// Where sink `s` writes: a path, `stdout`, or `` topic `x` ``.
+fn sink_label(p: &Pipeline, s: usize, output: &Option<SinkOutput>) -> String {
+    match output {
+        Some(SinkOutput::File(path)) => path.display().to_string(),
+        Some(SinkOutput::Stdout) => "stdout".to_string(),
+        Some(_) => "captured".to_string(),
+        None => format!(
+            "topic `{}`",
+            p.sinks[s].topic.as_ref().map_or("", |t| t.name.as_str())
+        ),
     }
 }
 
@@ -650,10 +810,12 @@ fn read_source(
     reader: &SourceReader<'_>,
     outlet: &SourceOutlet<'_>,
     checkpoints: &Checkpoints,
+    stops: &StopSlots,
 ) -> Result<(), RunError> {
     let read = reader.run(outlet);
     let mut at = SourcePosition::default();
     if let Ok(to) = &read {
+        stops.read.lock().unwrap_or_else(|p| p.into_inner())[reader.index as usize] = Some(*to);
         for partition in 0..reader.partitions {
             outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
         }
@@ -707,6 +869,7 @@ struct SourceThreads<'a> {
     checkpoints: &'a Checkpoints,
     metrics: &'a Metrics,
     clock: &'a dyn Clock,
+    stops: &'a StopSlots,
 }
 
 impl<'a> SourceThreads<'a> {
@@ -736,6 +899,7 @@ impl<'a> SourceThreads<'a> {
                 stop: &flags.stop,
             };
             let (metrics, clock, checkpoints) = (self.metrics, self.clock, self.checkpoints);
+            let stops = self.stops;
             let (spec, stop) = (&p.sources[i], flags.stop.clone());
             spawned.push(spawn_stopping(
                 scope,
@@ -754,7 +918,7 @@ impl<'a> SourceThreads<'a> {
                         counter: &metrics.records_in,
                         clock,
                     };
-                    read_source(&reader, &outlet, checkpoints)
+                    read_source(&reader, &outlet, checkpoints, stops)
                 },
             ));
         }

@@ -121,6 +121,10 @@ pub struct Task<'t> {
     ended_repartitions: BTreeSet<usize>,
     /// Ends received per repartition input, one from each upstream task.
     upstream_ends: BTreeMap<u16, u32>,
+    /// A plugin call was interrupted (the run is stopping, see
+    /// [`crate::plugin::Interrupter`]): from then on the task processes
+    /// nothing and counts what reaches it as not processed.
+    interrupted: bool,
 }
 
 impl<'t> Task<'t> {
@@ -171,6 +175,7 @@ impl<'t> Task<'t> {
             round_robin: id.partition,
             ended_repartitions: BTreeSet::new(),
             upstream_ends: BTreeMap::new(),
+            interrupted: false,
         }
     }
 
@@ -319,11 +324,25 @@ impl<'t> Task<'t> {
                 None if self.tracked => (Ack::new(), false),
                 None => (self.ack.clone(), false),
             };
+            let records = run.records.len();
+            if self.interrupted {
+                self.abandon(records, last);
+                continue;
+            }
+            let cuts = first_origins(&run.origins);
             let result = self
                 .process_run(run.input, run.records, run.origins, run.rejects)
                 .and_then(|()| self.end_of_run(idle && self.merge.is_empty()));
-            if let Err(e) = result {
-                return Err(self.stop_on(e));
+            match result {
+                Err(e) if is_interruption(&e) => {
+                    tracing::debug!(task = %self.id, "{e}");
+                    self.interrupted = true;
+                    self.take_back_run(&cuts);
+                    self.abandon(records, last);
+                    continue;
+                }
+                Err(e) => return Err(self.stop_on(e)),
+                Ok(()) => {}
             }
             if last && self.tracked {
                 // Processed: what is left of the batch is its outputs' holds.
@@ -332,6 +351,38 @@ impl<'t> Task<'t> {
             }
         }
         Ok(())
+    }
+
+    /// A run of `records` is left unprocessed because the run was
+    /// interrupted: counted, and its batch's offsets never committed (on
+    /// Kafka its records are read again).
+    fn abandon(&mut self, records: usize, last_of_batch: bool) {
+        Metrics::add(&self.env.metrics.not_processed, records as u64);
+        if self.tracked {
+            self.ack
+                .fail("not processed: the run was interrupted".into());
+            if last_of_batch {
+                self.ack.release();
+                self.tracked = false;
+            }
+        }
+    }
+
+    /// Takes back everything the interrupted run produced so far, on every
+    /// sink and repartition: `cuts` holds the run's first record of each
+    /// source partition (earlier runs' records from there are all before
+    /// it, and were passed on already).
+    fn take_back_run(&mut self, cuts: &[Origin]) {
+        for sink in self.sinks.iter_mut().flatten() {
+            for &cut in cuts {
+                sink.take_back(cut);
+            }
+        }
+        for parts in self.outbound.values_mut() {
+            for part in parts {
+                part.clear();
+            }
+        }
     }
 
     /// The task stops on `e`: under `fail` nothing derived from the bad
@@ -755,6 +806,37 @@ impl<'t> Task<'t> {
         }
         Ok(())
     }
+}
+
+/// Whether `e` is a plugin call cut short because the run is stopping.
+fn is_interruption(e: &RunError) -> bool {
+    matches!(
+        e,
+        RunError::Operator {
+            error: OperatorError {
+                class: ErrorClass::Interrupted,
+                ..
+            },
+            ..
+        }
+    )
+}
+
+/// The first origin of each source partition among `origins` (a run from
+/// a repartition holds records of several).
+fn first_origins(origins: &[Origin]) -> Vec<Origin> {
+    let mut first: Vec<Origin> = Vec::new();
+    for o in origins {
+        match first
+            .iter_mut()
+            .find(|f| f.source == o.source && f.partition == o.partition)
+        {
+            Some(f) if o.offset < f.offset => *f = *o,
+            Some(_) => {}
+            None => first.push(*o),
+        }
+    }
+    first
 }
 
 impl TaskEnv<'_> {
