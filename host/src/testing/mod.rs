@@ -4,9 +4,9 @@
 //! A case is a folder with `input/<source>.jsonl` for every source and
 //! `expected/<sink>.jsonl` for the sinks that should receive records (a sink
 //! without an expected file must receive nothing). Each pipeline file finds
-//! its own cases ([`cases`]); records compare as JSON, a field left out of
-//! an expected record not compared at any depth ([`compare`]); `--bless`
-//! writes what the sinks got without the run's own details ([`bless`]).
+//! its own cases (module `cases`); records compare as JSON, a field left out
+//! of an expected record not compared at any depth (`compare`); `--bless`
+//! writes what the sinks got without the run's own details (`bless`).
 
 mod bless;
 mod cases;
@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{Clock, SystemClock};
-
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
 use crate::runtime::{self, RunOptions, Topology};
