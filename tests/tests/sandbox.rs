@@ -167,3 +167,94 @@ fn plugin_stdout_does_not_reach_the_output_stream() {
         "the record passes; the prints went to the log"
     );
 }
+
+/// Runs misbehave with `config` and `limits` over `n` records (`boom` at
+/// `bad_at`), dead-lettering to a captured sink.
+fn run_misbehave(
+    config: &str,
+    limits: &str,
+    n: usize,
+    bad_at: usize,
+) -> (weir::RunReport, weir_tests::Captured) {
+    let f = Fixture::new(
+        &format!(
+            "
+error-policy: dead-letter
+dead-letter: dlq
+sources:
+  in: {{ kind: file, path: in.jsonl, value-format: string }}
+plugins:
+  bad: {{ path: '{{plugin:misbehave}}' }}
+steps:
+  - name: judge
+    kind: flat-map
+    plugin: bad
+    config: {config}
+    limits: {limits}
+sinks:
+  out: {{ kind: stdout, value-format: string }}
+  dlq: {{ kind: stdout, value-format: string }}
+"
+        ),
+        &[("in.jsonl", &input(n, bad_at))],
+    );
+    let (result, out) = f.run();
+    (result.unwrap_or_else(|e| panic!("{config}: {e}")), out)
+}
+
+#[test]
+fn a_value_within_the_configured_limits_passes_whatever_its_size() {
+    // 140 MB: above wasmtime's default host-call budget (128 MiB), well
+    // within `memory` and `output-per-record`.
+    let (report, out) = run_misbehave(
+        "{ mode: big-output, trigger: boom, size: 140000000 }",
+        "{ memory: 1GiB, output-per-record: 300MiB }",
+        50,
+        20,
+    );
+    assert!(out.records("dlq").is_empty(), "{:?}", out.records("dlq"));
+    let values = out.values("out");
+    assert_eq!(values.len(), 50);
+    assert_eq!(values[20].as_str().unwrap().len(), 140_000_000);
+    assert_eq!(report.counts.restarts, 0);
+}
+
+#[test]
+fn ten_million_outputs_over_the_limit_are_an_output_limit_not_a_trap() {
+    // 10M records of 11 bytes each (key `k20`, an empty value, 8): 110 MB,
+    // over `output-per-record`; the packed result (270 MB, above wasmtime's
+    // default host-call budget of 128 MiB) fits `memory`.
+    let (report, out) = run_misbehave(
+        "{ mode: fan-out, trigger: boom, count: 10000000, size: 0 }",
+        "{ memory: 1GiB, output-per-record: 100MiB, time-per-batch: 60s }",
+        50,
+        20,
+    );
+    assert_eq!(out.values("out").len(), 49);
+    let dlq = out.records("dlq");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["key"], "k20");
+    assert_eq!(dlq[0]["headers"]["weir.error.kind"], "output-limit");
+    assert_eq!(dlq[0]["headers"]["weir.error.operator"], "judge");
+    assert_eq!(report.counts.restarts, 0, "the instance itself is healthy");
+}
+
+#[test]
+fn full_batches_of_large_outputs_under_the_limit_do_not_trap() {
+    // 600 KB per record, under the default 1 MiB per record; a full batch
+    // of 256 returns 154 MB, above wasmtime's default host-call budget.
+    let (report, out) = run_misbehave(
+        "{ mode: big-output, every: true, size: 600000 }",
+        "{ memory: 1GiB }",
+        300,
+        usize::MAX,
+    );
+    assert!(out.records("dlq").is_empty());
+    let values = out.values("out");
+    assert_eq!(values.len(), 300);
+    assert!(values.iter().all(|v| v.as_str().unwrap().len() == 600_000));
+    assert_eq!(
+        report.counts.restarts, 0,
+        "no trap, no instance restarted, no record-by-record rerun"
+    );
+}

@@ -48,6 +48,17 @@ const OUTDATED_INTERFACES: &[(&str, &str)] = &[("weir:plugin/transform@0.1.0", "
 /// How often the epoch advances; time limits are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// What wasmtime may copy from one instance to the host in one call (its
+/// "hostcall fuel", 128 MiB by default): sized from the memory limit so it
+/// never applies before the limits the pipeline configures. Whatever a
+/// call hands over (a result, a log message) lies in the instance's linear
+/// memory, so it is at most `max_memory_bytes`; lifted into host types a
+/// list or string of them costs at most 4 units per byte (a `list<string>`
+/// counts a 24-byte `String` per 8-byte element), hence the factor.
+fn hostcall_fuel(limits: &Limits) -> usize {
+    limits.max_memory_bytes.saturating_mul(4)
+}
+
 /// A step kind as the plugin contract names it (WIT `step-kind`): what a
 /// component says it implements. The pipeline file's own kind type lives in
 /// `pipeline`; the engine does not depend on the pipeline file.
@@ -500,6 +511,7 @@ impl Instance {
             HostState::new(operator, limits.max_memory_bytes),
         );
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(hostcall_fuel(limits));
         store.epoch_deadline_trap();
         let deadline_ticks = limits
             .max_batch_millis
