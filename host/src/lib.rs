@@ -37,10 +37,10 @@ pub use operators::{
     TaskId, TimeKind,
 };
 pub use pipeline::{Pipeline, PipelineError, StepKind};
-pub use plugin::{EngineSettings, PluginEngine, PluginInfo};
+pub use plugin::{EngineSettings, LogGate, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
-pub use runtime::{RunError, RunOptions, RunReport, Topology, run};
+pub use runtime::{LogsDropped, RunError, RunOptions, RunReport, Topology, run};
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an
 /// interface.

@@ -13,8 +13,10 @@
 mod bindings;
 mod cache;
 mod inspect;
+mod log_gate;
 mod state;
 mod stdio;
+mod trap_reason;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use bindings::{Transformer, TransformerPre};
 pub use inspect::PluginInfo;
+pub use log_gate::LogGate;
 use state::HostState;
 
 pub use crate::limits::Limits;
@@ -313,8 +316,8 @@ impl PluginEngine {
             max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         };
-        let mut instance =
-            Instance::start(world, "weir-load".into(), &limits).map_err(|e| e.to_string())?;
+        let log = LogGate::new("weir-load".into(), &limits);
+        let mut instance = Instance::start(world, log, &limits).map_err(|e| e.to_string())?;
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
         };
@@ -464,13 +467,14 @@ impl Plugin {
     }
 
     /// A fresh instance, initialised with the step's config (JSON text).
+    /// It logs through `log`, the gate of its step (named by it).
     pub fn instantiate(
         &self,
-        operator: Arc<str>,
+        log: Arc<LogGate>,
         config_json: &str,
         limits: &Limits,
     ) -> Result<Instance, InitError> {
-        let mut instance = Instance::start(&self.world, operator, limits)?;
+        let mut instance = Instance::start(&self.world, log, limits)?;
         instance.reset_deadline();
         let result = match &instance.bindings {
             Bindings::Transformer(t) => t
@@ -505,11 +509,8 @@ pub struct Instance {
 impl Instance {
     /// Instantiates `world` in a store of its own, confined by `limits`;
     /// no export has been called yet.
-    fn start(world: &WorldPre, operator: Arc<str>, limits: &Limits) -> Result<Instance, InitError> {
-        let mut store = Store::new(
-            world.engine(),
-            HostState::new(operator, limits.max_memory_bytes),
-        );
+    fn start(world: &WorldPre, log: Arc<LogGate>, limits: &Limits) -> Result<Instance, InitError> {
+        let mut store = Store::new(world.engine(), HostState::new(log, limits.max_memory_bytes));
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(hostcall_fuel(limits));
         store.epoch_deadline_trap();
@@ -536,6 +537,7 @@ impl Instance {
     /// from now, not from the previous call.
     fn reset_deadline(&mut self) {
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data().stderr_tail.clear();
     }
 
     /// The output port names the operator declared in `init`.
@@ -559,9 +561,11 @@ impl Instance {
         if self.store.data().limiter.exceeded {
             return Fault::Memory(self.limits.max_memory_bytes);
         }
-        match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => Fault::Timeout(self.limits.max_batch_millis),
-            _ => Fault::Trap(format!("{e:#}")),
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return Fault::Timeout(self.limits.max_batch_millis);
         }
+        let state = self.store.data();
+        tracing::debug!(step = &**state.log.step(), "plugin trapped: {e:?}");
+        Fault::Trap(trap_reason::trap_reason(&e, &state.stderr_tail.text()))
     }
 }

@@ -132,6 +132,34 @@ pub struct RunReport {
     pub checkpoints: u64,
     pub checkpoint_pause: Duration,
     pub elapsed: Duration,
+    /// Per step whose plugin logged over its limits: what was dropped.
+    pub logs_dropped: Vec<LogsDropped>,
+}
+
+/// Plugin log lines a step's log gate dropped during a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsDropped {
+    pub step: String,
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+/// Takes each step's dropped plugin log lines, saying so once per step.
+fn logs_dropped(topo: &Topology) -> Vec<LogsDropped> {
+    let mut dropped = Vec::new();
+    for gate in &topo.log_gates {
+        let (lines, bytes) = gate.take_dropped();
+        if lines == 0 {
+            continue;
+        }
+        let step = gate.step().to_string();
+        tracing::warn!(
+            "step `{step}`: dropped {lines} plugin log lines ({bytes} bytes) over its log limits \
+             (`log-lines-per-second`, `log-bytes-per-second`)"
+        );
+        dropped.push(LogsDropped { step, lines, bytes });
+    }
+    dropped
 }
 
 /// The flags every thread of a run shares.
@@ -568,6 +596,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         errors.push(RunError::Delivery(e));
     }
     let taken = taken.into_inner().unwrap_or_else(|p| p.into_inner());
+    let logs_dropped = logs_dropped(topo);
     match first_cause(errors) {
         Some(e) => Err(e),
         None => Ok(RunReport {
@@ -576,6 +605,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             checkpoints: taken.0,
             checkpoint_pause: taken.1,
             elapsed: started.elapsed(),
+            logs_dropped,
         }),
     }
 }

@@ -607,6 +607,7 @@ impl<'t> Task<'t> {
                 Err(OperatorError {
                     class: ErrorClass::External { retryable: true },
                     message,
+                    ..
                 }) => {
                     tracing::warn!(step = %self.env.topo.pipeline.steps[j].name, attempt, "retrying: {message}");
                     std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -616,8 +617,11 @@ impl<'t> Task<'t> {
             }
         }
         slot.counters.add(records.len(), &out, started.elapsed());
-        if let Err(e) = result {
+        if let Err(mut e) = result {
             slot.scratch = out;
+            if let Some(inputs) = e.inputs.clone() {
+                e.message = format!("{}, on {}", e.message, self.locations(inputs, &origins));
+            }
             return Err(self.env.operator_error(j, e));
         }
         self.route_outputs(j, records, &origins, out)
