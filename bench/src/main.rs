@@ -231,7 +231,11 @@ fn boundary(total: usize, rounds: usize, only: Option<&str>, batches: &[usize]) 
             let recs = records(batch);
             // Packed call alone.
             let mut instance = plugin
-                .instantiate("bench".into(), config, &Limits::default())
+                .instantiate(
+                    weir::LogGate::new("bench".into(), &Limits::default()),
+                    config,
+                    &Limits::default(),
+                )
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut packed = Vec::new();
             weir_packed::put_u32(&mut packed, batch as u32);
@@ -267,7 +271,7 @@ fn boundary(total: usize, rounds: usize, only: Option<&str>, batches: &[usize]) 
             }
             // Through the host's step: records in, emitted records out.
             let mut step = PluginStep::start(
-                "bench".into(),
+                weir::LogGate::new("bench".into(), &Limits::default()),
                 kind,
                 plugin.clone(),
                 config.into(),

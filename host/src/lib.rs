@@ -37,12 +37,12 @@ pub use operators::{
     TaskId, TimeKind,
 };
 pub use pipeline::{Pipeline, PipelineError, StepKind};
-pub use plugin::{EngineSettings, Interrupter, PluginEngine, PluginInfo};
+pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
 pub use runtime::{
-    Ending, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition, Topology, run,
-    run_reporting, summary_lines,
+    Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
+    Topology, run, run_reporting, summary_lines,
 };
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an

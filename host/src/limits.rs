@@ -15,6 +15,12 @@ pub struct Limits {
     /// Bytes of output one input record may produce (see
     /// [`crate::record::Record::size`] for how they are counted).
     pub max_output_bytes: usize,
+    /// Lines a step's plugin instances may write to the host log per
+    /// second, together (log import, stdout and stderr); more are dropped
+    /// and counted. A burst of one second's allowance is let through.
+    pub log_lines_per_second: u32,
+    /// Bytes of those lines per second, likewise.
+    pub log_bytes_per_second: usize,
 }
 
 impl Default for Limits {
@@ -23,6 +29,8 @@ impl Default for Limits {
             max_memory_bytes: 64 << 20,
             max_batch_millis: 2000,
             max_output_bytes: 1 << 20,
+            log_lines_per_second: 100,
+            log_bytes_per_second: 64 << 10,
         }
     }
 }

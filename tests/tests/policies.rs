@@ -168,7 +168,8 @@ fn a_record_the_sink_cannot_encode_is_dead_lettered() {
 
 /// A plugin's output that starts exactly like its checked input but
 /// appends broken JSON is still caught where it leaves, as is a whole new
-/// value; a value forwarded or extended validly is written as it is.
+/// value, and dead-lettered under the step's name; a value forwarded or
+/// extended validly is written as it is.
 #[test]
 fn json_a_plugin_breaks_is_caught_at_the_sink() {
     let f = Fixture::new(
@@ -206,6 +207,15 @@ sinks:
     assert_eq!(dlq[0]["key"], "k2");
     assert_eq!(dlq[0]["headers"]["weir.error.kind"], "encode");
     assert_eq!(dlq[0]["value"], "{\"boom\":2,\"checked\":true,\"broken\":}");
+    assert_eq!(
+        dlq[0]["headers"]["weir.error.operator"], "judge",
+        "the step that made the broken value, not the sink"
+    );
+    let reason = dlq[0]["headers"]["weir.error.reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("emitted a record sink `out` cannot write: "),
+        "{reason}"
+    );
 }
 
 #[test]

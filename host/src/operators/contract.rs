@@ -95,6 +95,17 @@ impl ResultRules {
         into: &mut Vec<Emitted>,
     ) -> Result<(), Failure> {
         self.check_emit(input, emitted.len())?;
+        // Many outputs are weighed before any is built, so a flat-map that
+        // emits millions of records over the limit costs no host memory.
+        if emitted.len() > 1 {
+            let mut size = 0;
+            for (_, view) in emitted.iter() {
+                size += view_size(&view);
+                if size > self.max_output_bytes {
+                    return Err(self.over_limit(input));
+                }
+            }
+        }
         let mut size = 0;
         for (port, view) in emitted.iter() {
             if port as usize >= self.ports {
@@ -110,14 +121,7 @@ impl ResultRules {
             format_gate::carry(from, &mut record);
             size += record.size();
             if size > self.max_output_bytes {
-                return Err(Failure {
-                    input,
-                    kind: FailureKind::OutputLimit,
-                    reason: format!(
-                        "outputs for one record exceed {} bytes",
-                        self.max_output_bytes
-                    ),
-                });
+                return Err(self.over_limit(input));
             }
             into.push(Emitted {
                 input,
@@ -126,6 +130,17 @@ impl ResultRules {
             });
         }
         Ok(())
+    }
+
+    fn over_limit(&self, input: u32) -> Failure {
+        Failure {
+            input,
+            kind: FailureKind::OutputLimit,
+            reason: format!(
+                "outputs for one record exceed {} bytes",
+                self.max_output_bytes
+            ),
+        }
     }
 
     fn check_forward(&self, input: u32, port: u32) -> Result<(), Failure> {
@@ -183,6 +198,18 @@ fn only_key_changed(input: &Record, output: &Record) -> Result<(), String> {
     Err(format!(
         "a select-key step changes only the key, but the plugin changed the {changed}"
     ))
+}
+
+/// [`Record::size`] of a record still packed.
+fn view_size(view: &RecordView<'_>) -> usize {
+    let field = |b: Option<&[u8]>| b.map_or(0, <[u8]>::len);
+    field(view.key)
+        + field(view.value)
+        + 8
+        + view
+            .headers()
+            .map(|(name, value)| name.len() + field(value))
+            .sum::<usize>()
 }
 
 /// A record made of slices of the result buffer (no copy of its bytes).

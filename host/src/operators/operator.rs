@@ -87,6 +87,9 @@ pub enum ErrorClass {
 pub struct OperatorError {
     pub class: ErrorClass,
     pub message: String,
+    /// The input records (indices in the batch) that led to the error,
+    /// when some did: the task names where they came from.
+    pub inputs: Option<std::ops::Range<u32>>,
 }
 
 impl OperatorError {
@@ -94,6 +97,7 @@ impl OperatorError {
         OperatorError {
             class: ErrorClass::Internal,
             message: message.into(),
+            inputs: None,
         }
     }
 }

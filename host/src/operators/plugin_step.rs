@@ -10,7 +10,7 @@ use super::contract::{self, ResultRules};
 use super::failure::{Failure, FailureKind};
 use crate::limits::Limits;
 use crate::pipeline::StepKind;
-use crate::plugin::{Fault, InitError, Instance, Kind, Plugin, kind_list};
+use crate::plugin::{Fault, InitError, Instance, Kind, LogGate, Plugin, kind_list};
 use crate::record::Record;
 
 /// What a step produced for one batch, in input order.
@@ -43,12 +43,15 @@ pub enum StartError {
     #[error("step `{step}`: plugin {init}")]
     Init { step: String, init: InitError },
     #[error(
-        "step `{step}`: the plugin declared ports {before:?} before and {now:?} now; ports must not depend on anything but the config"
+        "step `{step}`: the plugin declared ports {before:?} before and {now:?} now; ports must not depend on anything but the config{}",
+        culprit.as_ref().map(|c| format!(" (the instance was replaced because it {})", c.fault)).unwrap_or_default()
     )]
     PortsChanged {
         step: String,
         before: Vec<String>,
         now: Vec<String>,
+        /// The record whose fault made the instance be replaced.
+        culprit: Option<Culprit>,
     },
     #[error(
         "step `{step}` is a {kind} step, but its plugin {plugin} implements only {declared}; \
@@ -72,9 +75,32 @@ pub enum StartError {
     },
 }
 
+/// The records that broke an instance, and how: a restart they caused
+/// names them.
+#[derive(Debug, Clone)]
+pub struct Culprit {
+    /// Indices of the records in the batch given to the step: one record
+    /// when it ran alone, else the whole call's.
+    pub inputs: Range<u32>,
+    /// What happened, e.g. "trapped: stack overflow".
+    pub fault: String,
+}
+
+impl StartError {
+    /// The record whose fault led to this error, if one did.
+    pub fn culprit(&self) -> Option<&Culprit> {
+        match self {
+            StartError::PortsChanged { culprit, .. } => culprit.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// Runs one step's plugin, holding it to its step kind and surviving it.
 pub struct PluginStep {
     name: Arc<str>,
+    /// The step's log gate, shared by its instances in every task.
+    log: Arc<LogGate>,
     plugin: Arc<Plugin>,
     config_json: Arc<str>,
     limits: Limits,
@@ -84,20 +110,23 @@ pub struct PluginStep {
     rules: ResultRules,
     batch: Vec<u8>,
     restarts: u64,
+    /// Why the instance was last discarded, while it is not replaced yet.
+    culprit: Option<Culprit>,
 }
 
 impl PluginStep {
     /// Starts the step's first instance; its `init` sees the config now, so
     /// a refused config is reported before any record flows. A plugin that
     /// does not implement `kind` is refused first, before it sees a config
-    /// written for another kind.
+    /// written for another kind. The step is named by its log gate `log`.
     pub fn start(
-        name: Arc<str>,
+        log: Arc<LogGate>,
         kind: StepKind,
         plugin: Arc<Plugin>,
         config_json: Arc<str>,
         limits: Limits,
     ) -> Result<Self, StartError> {
+        let name = log.step().clone();
         if !contract_kind(kind).is_some_and(|k| plugin.kinds().contains(&k)) {
             return Err(StartError::KindNotImplemented {
                 step: name.to_string(),
@@ -108,6 +137,7 @@ impl PluginStep {
         }
         let mut step = PluginStep {
             name,
+            log,
             plugin,
             config_json,
             limits,
@@ -116,6 +146,7 @@ impl PluginStep {
             rules: ResultRules::new(kind, 0, limits.max_output_bytes),
             batch: Vec::new(),
             restarts: 0,
+            culprit: None,
         };
         let instance = step.spawn()?;
         let ports = instance.ports().to_vec();
@@ -155,13 +186,14 @@ impl PluginStep {
                 step: self.name.to_string(),
                 before: self.ports.clone(),
                 now: ports.to_vec(),
+                culprit: self.culprit.clone(),
             })
         }
     }
 
     fn spawn(&self) -> Result<Instance, StartError> {
         self.plugin
-            .instantiate(self.name.clone(), &self.config_json, &self.limits)
+            .instantiate(self.log.clone(), &self.config_json, &self.limits)
             .map_err(|init| StartError::Init {
                 step: self.name.to_string(),
                 init,
@@ -170,6 +202,9 @@ impl PluginStep {
 
     /// Processes `records`; every input ends up with outputs, no outputs, or
     /// a failure in `out`. Only a plugin that no longer starts is an error.
+    /// An instance a record broke is replaced before this returns, so a
+    /// replacement that does not start names that record
+    /// ([`StartError::culprit`]).
     pub fn process(&mut self, records: &[Record], out: &mut StepOutput) -> Result<(), StartError> {
         out.clear();
         if records.is_empty() {
@@ -186,7 +221,29 @@ impl PluginStep {
             }
             Err(fault) => out.failures.push(fault_failure(0, &fault)),
         }
+        if self.instance.is_none() {
+            self.replace()?;
+        }
         Ok(())
+    }
+
+    /// Starts the instance that replaces a discarded one.
+    fn replace(&mut self) -> Result<(), StartError> {
+        self.restarts += 1;
+        let fresh = self.spawn()?;
+        self.check_ports(fresh.ports())?;
+        self.culprit = None;
+        self.instance = Some(fresh);
+        Ok(())
+    }
+
+    /// Discards the instance: the records `inputs` broke it by `fault`.
+    fn discard(&mut self, inputs: Range<usize>, fault: String) {
+        self.instance = None;
+        self.culprit = Some(Culprit {
+            inputs: inputs.start as u32..inputs.end as u32,
+            fault,
+        });
     }
 
     fn single(
@@ -211,6 +268,7 @@ impl PluginStep {
         records: &[Record],
         range: Range<usize>,
     ) -> Result<Result<Bytes, Fault>, StartError> {
+        let called = range.clone();
         self.batch.clear();
         put_u32(&mut self.batch, range.len() as u32);
         for r in &records[range] {
@@ -224,21 +282,17 @@ impl PluginStep {
                     .map(|h| (h.name.as_bytes(), h.value.as_deref())),
             );
         }
-        let interrupted = || StartError::Interrupted {
-            step: self.name.to_string(),
+        let name = self.name.clone();
+        let interrupted = move || StartError::Interrupted {
+            step: name.to_string(),
         };
         if self.plugin.interrupted() {
             return Err(interrupted());
         }
-        let instance = match &mut self.instance {
-            Some(i) => i,
-            None => {
-                self.restarts += 1;
-                let fresh = self.spawn()?;
-                self.check_ports(fresh.ports())?;
-                self.instance.insert(fresh)
-            }
-        };
+        if self.instance.is_none() {
+            self.replace()?;
+        }
+        let instance = self.instance.as_mut().expect("replaced above");
         let result = instance.process(&self.batch);
         if let Err(Fault::Interrupted) = &result {
             // Not the plugin's fault, nor the record's: no restart, no
@@ -248,7 +302,7 @@ impl PluginStep {
         }
         if let Err(fault) = &result {
             tracing::warn!(step = %self.name, "plugin {fault}; starting a fresh instance");
-            self.instance = None;
+            self.discard(called, fault.to_string());
         }
         Ok(result.map(Bytes::from))
     }
@@ -270,7 +324,7 @@ impl PluginStep {
         {
             // A malformed result buffer is the plugin's fault: drop what it
             // said about this range and isolate the culprit.
-            self.instance = None;
+            self.discard(range.clone(), format!("returned a malformed result ({e})"));
             out.emitted.truncate(emitted_before);
             out.failures.truncate(failed_before);
             if range.len() == 1 || !retry {
@@ -289,7 +343,7 @@ impl PluginStep {
                 if retry {
                     // The operator says it failed, not the record: try once
                     // more on a fresh instance before blaming the record.
-                    self.instance = None;
+                    self.discard(i..i + 1, format!("failed ({message})"));
                     self.single(records, i, out, false)?;
                 } else {
                     out.failures.push(Failure {
@@ -349,9 +403,13 @@ impl super::Operator for PluginStep {
                 super::OperatorError {
                     class: super::ErrorClass::Interrupted,
                     message: e.to_string(),
+                    inputs: None,
                 }
             } else {
-                super::OperatorError::internal(e.to_string())
+                super::OperatorError {
+                    inputs: e.culprit().map(|c| c.inputs.clone()),
+                    ..super::OperatorError::internal(e.to_string())
+                }
             }
         })
     }

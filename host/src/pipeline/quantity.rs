@@ -24,6 +24,17 @@ pub fn bytes(q: &Quantity) -> Result<u64, String> {
     })
 }
 
+/// A plain count (`100`); a count has no unit.
+pub fn count(q: &Quantity) -> Result<u64, String> {
+    match q {
+        Quantity::Number(n) => Ok(*n),
+        Quantity::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{t}` is not a whole number")),
+    }
+}
+
 /// `500` (milliseconds), `500ms`, `2s`, `90s`, `1m`, `1h`, `7d`, `1h30m`,
 /// `1.5s` → milliseconds. A capital `M` is refused: humantime reads it as
 /// months, and next to `64M` meaning megabytes it is a trap.

@@ -94,6 +94,8 @@ pub struct RawLimits {
     pub memory: Option<Spanned<Quantity>>,
     pub time_per_batch: Option<Spanned<Quantity>>,
     pub output_per_record: Option<Spanned<Quantity>>,
+    pub log_lines_per_second: Option<Spanned<Quantity>>,
+    pub log_bytes_per_second: Option<Spanned<Quantity>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -89,7 +89,7 @@ sources:
 plugins:
   p: {{ path: {} }}
 steps:
-  - {{ name: a, kind: filter, plugin: p, config: {{ field: x }}, limits: {{ memory: 32MiB, time-per-batch: 1s }} }}
+  - {{ name: a, kind: filter, plugin: p, config: {{ field: x }}, limits: {{ memory: 32MiB, time-per-batch: 1s, log-lines-per-second: 10, log-bytes-per-second: 1KiB }} }}
   - {{ name: b, kind: branch, plugin: p, error-policy: skip }}
 sinks:
   out: {{ kind: stdout, from: b.left }}
@@ -104,6 +104,10 @@ sinks:
     assert_eq!(p.steps[0].config_json, r#"{"field":"x"}"#);
     assert_eq!(p.steps[0].limits.max_memory_bytes, 32 << 20);
     assert_eq!(p.steps[0].limits.max_batch_millis, 1000);
+    assert_eq!(p.steps[0].limits.log_lines_per_second, 10);
+    assert_eq!(p.steps[0].limits.log_bytes_per_second, 1024);
+    assert_eq!(p.steps[1].limits.log_lines_per_second, 100, "the default");
+    assert_eq!(p.steps[1].limits.log_bytes_per_second, 64 << 10);
     assert_eq!(p.steps[1].error_policy, ErrorPolicy::Skip);
     assert_eq!(p.steps[0].error_policy, ErrorPolicy::DeadLetter);
     let out = p.sinks.iter().find(|s| s.name == "out").unwrap();
@@ -271,7 +275,7 @@ sources:
   in: { kind: stdin }
 plugins: {}
 steps:
-  - { name: s, kind: map, plugin: p, limits: { memory: 64 parsecs, time-per-batch: 1h, output-per-record: 0.5MiB } }
+  - { name: s, kind: map, plugin: p, limits: { memory: 64 parsecs, time-per-batch: 1h, output-per-record: 0.5MiB, log-lines-per-second: lots } }
 sinks:
   out: { kind: stdout }
 ",
@@ -291,6 +295,13 @@ sinks:
         at(
             "7:",
             "step `s`: `memory`: `64 parsecs` is not a size such as"
+        ),
+        "{e:#?}"
+    );
+    assert!(
+        at(
+            "7:",
+            "step `s`: `log-lines-per-second`: `lots` is not a whole number"
         ),
         "{e:#?}"
     );

@@ -722,6 +722,20 @@ fn check_limits(c: &mut Checker, raw: Option<&RawLimits>, step: &str) -> Limits 
     if let Some(o) = field(&raw.output_per_record, "output-per-record", quantity::bytes) {
         limits.max_output_bytes = o as usize;
     }
+    if let Some(n) = field(
+        &raw.log_lines_per_second,
+        "log-lines-per-second",
+        quantity::count,
+    ) {
+        limits.log_lines_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(b) = field(
+        &raw.log_bytes_per_second,
+        "log-bytes-per-second",
+        quantity::bytes,
+    ) {
+        limits.log_bytes_per_second = usize::try_from(b).unwrap_or(usize::MAX);
+    }
     if let Some(m) = memory {
         // Wasm memory grows in 64 KiB pages, and the engine reserves at most
         // 4 GiB per instance (32-bit memories).

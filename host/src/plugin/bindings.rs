@@ -7,16 +7,18 @@ wasmtime::component::bindgen!({
 });
 
 use self::weir::plugin::host::{Host, LogLevel};
+use super::log_gate::LogLevel as Level;
 
 impl Host for super::state::HostState {
+    /// Through the step's log gate: bounded, and escaped to one line.
     fn log(&mut self, level: LogLevel, message: String) {
-        let op = &*self.operator;
-        match level {
-            LogLevel::Trace => tracing::trace!(operator = op, "{message}"),
-            LogLevel::Debug => tracing::debug!(operator = op, "{message}"),
-            LogLevel::Info => tracing::info!(operator = op, "{message}"),
-            LogLevel::Warn => tracing::warn!(operator = op, "{message}"),
-            LogLevel::Error => tracing::error!(operator = op, "{message}"),
-        }
+        let level = match level {
+            LogLevel::Trace => Level::Trace,
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Error => Level::Error,
+        };
+        self.log.write(level, None, &message);
     }
 }

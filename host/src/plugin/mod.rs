@@ -13,8 +13,10 @@
 mod bindings;
 mod cache;
 mod inspect;
+mod log_gate;
 mod state;
 mod stdio;
+mod trap_reason;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use wasmtime::{
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use bindings::{Transformer, TransformerPre};
 pub use inspect::PluginInfo;
+pub use log_gate::LogGate;
 use state::HostState;
 
 pub use crate::limits::Limits;
@@ -49,6 +52,17 @@ const OUTDATED_INTERFACES: &[(&str, &str)] = &[("weir:plugin/transform@0.1.0", "
 
 /// How often the epoch advances; time limits are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// What wasmtime may copy from one instance to the host in one call (its
+/// "hostcall fuel", 128 MiB by default): sized from the memory limit so it
+/// never applies before the limits the pipeline configures. Whatever a
+/// call hands over (a result, a log message) lies in the instance's linear
+/// memory, so it is at most `max_memory_bytes`; lifted into host types a
+/// list or string of them costs at most 4 units per byte (a `list<string>`
+/// counts a 24-byte `String` per 8-byte element), hence the factor.
+fn hostcall_fuel(limits: &Limits) -> usize {
+    limits.max_memory_bytes.saturating_mul(4)
+}
 
 /// A step kind as the plugin contract names it (WIT `step-kind`): what a
 /// component says it implements. The pipeline file's own kind type lives in
@@ -340,7 +354,8 @@ impl PluginEngine {
             max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         };
-        let mut instance = Instance::start(world, "weir-load".into(), &limits, &self.interrupter)
+        let log = LogGate::new("weir-load".into(), &limits);
+        let mut instance = Instance::start(world, log, &limits, &self.interrupter)
             .map_err(|e| e.to_string())?;
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
@@ -498,13 +513,14 @@ impl Plugin {
     }
 
     /// A fresh instance, initialised with the step's config (JSON text).
+    /// It logs through `log`, the gate of its step (named by it).
     pub fn instantiate(
         &self,
-        operator: Arc<str>,
+        log: Arc<LogGate>,
         config_json: &str,
         limits: &Limits,
     ) -> Result<Instance, InitError> {
-        let mut instance = Instance::start(&self.world, operator, limits, &self.interrupter)?;
+        let mut instance = Instance::start(&self.world, log, limits, &self.interrupter)?;
         instance.reset_deadline();
         let result = match &instance.bindings {
             Bindings::Transformer(t) => t
@@ -548,15 +564,13 @@ impl Instance {
     /// same trap as a plain epoch deadline), or lets it go on for a tick.
     fn start(
         world: &WorldPre,
-        operator: Arc<str>,
+        log: Arc<LogGate>,
         limits: &Limits,
         interrupter: &Interrupter,
     ) -> Result<Instance, InitError> {
-        let mut store = Store::new(
-            world.engine(),
-            HostState::new(operator, limits.max_memory_bytes),
-        );
+        let mut store = Store::new(world.engine(), HostState::new(log, limits.max_memory_bytes));
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(hostcall_fuel(limits));
         let deadline_ticks = limits
             .max_batch_millis
             .div_ceil(EPOCH_TICK.as_millis() as u64)
@@ -597,6 +611,7 @@ impl Instance {
         self.ticks_left
             .store(self.deadline_ticks, Ordering::Relaxed);
         self.store.set_epoch_deadline(1);
+        self.store.data().stderr_tail.clear();
     }
 
     /// The output port names the operator declared in `init`.
@@ -623,9 +638,11 @@ impl Instance {
         if self.store.data().limiter.exceeded {
             return Fault::Memory(self.limits.max_memory_bytes);
         }
-        match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => Fault::Timeout(self.limits.max_batch_millis),
-            _ => Fault::Trap(format!("{e:#}")),
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return Fault::Timeout(self.limits.max_batch_millis);
         }
+        let state = self.store.data();
+        tracing::debug!(step = &**state.log.step(), "plugin trapped: {e:?}");
+        Fault::Trap(trap_reason::trap_reason(&e, &state.stderr_tail.text()))
     }
 }

@@ -1,5 +1,6 @@
 //! What each plugin instance's store holds: an empty WASI context, its
-//! resource table, its memory limiter and the operator name for logs.
+//! resource table, its memory limiter, the step's log gate and what the
+//! current call wrote to stderr.
 
 use std::sync::Arc;
 
@@ -7,10 +8,13 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::stdio::LogStream;
+use super::log_gate::LogGate;
+use super::stdio::{LogStream, StderrTail};
 
 pub struct HostState {
-    pub operator: Arc<str>,
+    /// Every line the plugin logs or prints passes it.
+    pub log: Arc<LogGate>,
+    pub stderr_tail: Arc<StderrTail>,
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
@@ -19,15 +23,17 @@ pub struct HostState {
 impl HostState {
     /// A WASI context that grants nothing: no preopened directories, no
     /// environment, no arguments, no network, no stdin. Stdout and stderr go
-    /// to the host's log under the operator's name.
-    pub fn new(operator: Arc<str>, max_memory_bytes: usize) -> Self {
+    /// to the host's log under the step's name, through its log gate.
+    pub fn new(log: Arc<LogGate>, max_memory_bytes: usize) -> Self {
+        let stderr_tail = Arc::new(StderrTail::default());
         let wasi = WasiCtx::builder()
-            .stdout(LogStream::new(operator.clone(), "stdout"))
-            .stderr(LogStream::new(operator.clone(), "stderr"))
+            .stdout(LogStream::stdout(log.clone()))
+            .stderr(LogStream::stderr(log.clone(), stderr_tail.clone()))
             .allow_blocking_current_thread(true)
             .build();
         HostState {
-            operator,
+            log,
+            stderr_tail,
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {

@@ -2,8 +2,11 @@
 //!
 //! A sandboxed plugin inherits no stdio: what it prints is split into lines
 //! and logged at debug level (stdout) or warn level (stderr) with the
-//! operator's name, so a chatty plugin cannot corrupt a pipeline writing its
-//! records to stdout.
+//! operator's name, through the step's [`LogGate`] (bounded, escaped), so a
+//! chatty plugin cannot corrupt a pipeline writing its records to stdout
+//! nor flood the log. The end of what a call printed on stderr is kept
+//! whatever the gate lets through ([`StderrTail`]): a Rust panic's message
+//! is there, and it becomes the reason of the record that trapped.
 
 use std::io;
 use std::pin::Pin;
@@ -15,26 +18,70 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-/// Longest line kept; a plugin printing without newlines is cut into pieces.
-const MAX_LINE: usize = 4096;
+use super::log_gate::{LogGate, LogLevel, MAX_LINE};
+
+/// What the current call wrote to stderr, its last [`StderrTail::KEEP`]
+/// bytes; cleared when a call starts.
+#[derive(Default)]
+pub struct StderrTail(Mutex<Vec<u8>>);
+
+impl StderrTail {
+    const KEEP: usize = 4096;
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The text kept, lossily decoded.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lock()).into_owned()
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut tail = self.lock();
+        let bytes = &bytes[bytes.len().saturating_sub(Self::KEEP)..];
+        let excess = (tail.len() + bytes.len()).saturating_sub(Self::KEEP);
+        tail.drain(..excess);
+        tail.extend_from_slice(bytes);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 #[derive(Clone)]
 pub struct LogStream {
-    operator: Arc<str>,
+    gate: Arc<LogGate>,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
+    /// Set for stderr.
+    tail: Option<Arc<StderrTail>>,
 }
 
 impl LogStream {
-    pub fn new(operator: Arc<str>, stream: &'static str) -> Self {
+    pub fn stdout(gate: Arc<LogGate>) -> Self {
         LogStream {
-            operator,
-            stream,
+            gate,
+            stream: "stdout",
             pending: Arc::default(),
+            tail: None,
+        }
+    }
+
+    pub fn stderr(gate: Arc<LogGate>, tail: Arc<StderrTail>) -> Self {
+        LogStream {
+            gate,
+            stream: "stderr",
+            pending: Arc::default(),
+            tail: Some(tail),
         }
     }
 
     fn write_bytes(&self, mut bytes: &[u8]) {
+        if let Some(tail) = &self.tail {
+            tail.push(bytes);
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         while !bytes.is_empty() {
             let room = MAX_LINE - pending.len();
@@ -58,12 +105,12 @@ impl LogStream {
 
     fn emit(&self, line: &mut Vec<u8>) {
         let text = String::from_utf8_lossy(line);
-        let op = &*self.operator;
-        if self.stream == "stderr" {
-            tracing::warn!(operator = op, stream = self.stream, "{text}");
+        let level = if self.tail.is_some() {
+            LogLevel::Warn
         } else {
-            tracing::debug!(operator = op, stream = self.stream, "{text}");
-        }
+            LogLevel::Debug
+        };
+        self.gate.write(level, Some(self.stream), &text);
         line.clear();
     }
 }

@@ -146,6 +146,34 @@ pub struct RunReport {
     /// The dead-letter sink and where it writes (`` `rejected` (out/rejected.jsonl) ``),
     /// when the pipeline has one.
     pub dead_letter: Option<String>,
+    /// Per step whose plugin logged over its limits: what was dropped.
+    pub logs_dropped: Vec<LogsDropped>,
+}
+
+/// Plugin log lines a step's log gate dropped during a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsDropped {
+    pub step: String,
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+/// Takes each step's dropped plugin log lines, saying so once per step.
+fn logs_dropped(topo: &Topology) -> Vec<LogsDropped> {
+    let mut dropped = Vec::new();
+    for gate in &topo.log_gates {
+        let (lines, bytes) = gate.take_dropped();
+        if lines == 0 {
+            continue;
+        }
+        let step = gate.step().to_string();
+        tracing::warn!(
+            "step `{step}`: dropped {lines} plugin log lines ({bytes} bytes) over its log limits \
+             (`log-lines-per-second`, `log-bytes-per-second`)"
+        );
+        dropped.push(LogsDropped { step, lines, bytes });
+    }
+    dropped
 }
 
 /// One source of a run, and where it stopped.
@@ -667,6 +695,7 @@ fn run_threads(
         errors.push(RunError::Delivery(e));
     }
     let taken = taken.into_inner().unwrap_or_else(|p| p.into_inner());
+    let logs_dropped = logs_dropped(topo);
     let report = RunReport {
         counts: metrics.snapshot(),
         operators: metrics.operators(),
@@ -678,6 +707,7 @@ fn run_threads(
         dead_letter: p
             .dead_letter
             .map(|s| format!("`{}` ({})", p.sinks[s].name, sink_label(p, s, &outputs[s]))),
+        logs_dropped,
     };
     RunOutcome {
         report,

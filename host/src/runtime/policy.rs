@@ -166,18 +166,34 @@ impl Task<'_> {
 
     /// The run's error for a record that stops it, naming where it is.
     pub(super) fn fatal(&self, incident: Incident) -> RunError {
-        let origin = incident.origin;
+        RunError::Record {
+            location: self.location(incident.origin),
+            incident: Box::new(incident),
+        }
+    }
+
+    /// Where the records `inputs` of a batch with `origins` are: one
+    /// location, or the first and last.
+    pub(super) fn locations(&self, inputs: std::ops::Range<u32>, origins: &[Origin]) -> String {
+        let at = |i: u32| origins.get(i as usize).map(|&o| self.location(o));
+        match (at(inputs.start), at(inputs.end.saturating_sub(1))) {
+            (Some(first), Some(last)) if inputs.len() > 1 => {
+                format!("one of the records from {first} to {last}")
+            }
+            (Some(first), _) => format!("the record at {first}"),
+            _ => "a record of the batch".to_string(),
+        }
+    }
+
+    /// Where an input record is: `file:line`, or topic, partition and offset.
+    pub(super) fn location(&self, origin: Origin) -> String {
         let label = &self.env.source_labels[origin.source as usize];
-        let location = match self.env.topo.pipeline.sources[origin.source as usize].kind {
+        match self.env.topo.pipeline.sources[origin.source as usize].kind {
             SourceKind::Kafka => format!(
                 "{label} partition {} offset {}",
                 origin.partition, origin.offset
             ),
             SourceKind::File | SourceKind::Stdin => format!("{label}:{}", origin.offset),
-        };
-        RunError::Record {
-            incident: Box::new(incident),
-            location,
         }
     }
 }

@@ -125,6 +125,33 @@ pub struct Task<'t> {
     /// [`crate::plugin::Interrupter`]): from then on the task processes
     /// nothing and counts what reaches it as not processed.
     interrupted: bool,
+    /// The step whose outputs are being delivered now, if any.
+    producer: Option<Producer>,
+}
+
+/// A step delivering one port's outputs, with what a sink needs to blame
+/// it for a record it cannot write: a record the step made (a new key or
+/// value, such as broken JSON) is the step's fault, one it passed on as it
+/// came is not.
+struct Producer {
+    step: usize,
+    /// The step's input records (those it forwarded were moved out).
+    inputs: Vec<Record>,
+    /// Per record delivered, in order: the input it was made from, or
+    /// [`Producer::FORWARDED`].
+    made_from: Vec<u32>,
+}
+
+impl Producer {
+    const FORWARDED: u32 = u32::MAX;
+
+    /// The step to blame for the `i`-th record delivered, `record`.
+    fn blame(&self, i: usize, record: &Record) -> Option<usize> {
+        let from = *self.made_from.get(i)?;
+        let input = self.inputs.get(from as usize)?;
+        let changed = input.key != record.key || input.value != record.value;
+        changed.then_some(self.step)
+    }
 }
 
 impl<'t> Task<'t> {
@@ -176,6 +203,7 @@ impl<'t> Task<'t> {
             ended_repartitions: BTreeSet::new(),
             upstream_ends: BTreeMap::new(),
             interrupted: false,
+            producer: None,
         }
     }
 
@@ -658,6 +686,7 @@ impl<'t> Task<'t> {
                 Err(OperatorError {
                     class: ErrorClass::External { retryable: true },
                     message,
+                    ..
                 }) => {
                     tracing::warn!(step = %self.env.topo.pipeline.steps[j].name, attempt, "retrying: {message}");
                     std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -667,8 +696,11 @@ impl<'t> Task<'t> {
             }
         }
         slot.counters.add(records.len(), &out, started.elapsed());
-        if let Err(e) = result {
+        if let Err(mut e) = result {
             slot.scratch = out;
+            if let Some(inputs) = e.inputs.clone() {
+                e.message = format!("{}, on {}", e.message, self.locations(inputs, &origins));
+            }
             return Err(self.env.operator_error(j, e));
         }
         self.route_outputs(j, records, &origins, out)
@@ -699,25 +731,42 @@ impl<'t> Task<'t> {
             )?;
         }
         let ports = self.env.topo.step_ports[j].len();
-        let mut by_port: Vec<(Vec<Record>, Vec<Origin>)> =
-            (0..ports).map(|_| (Vec::new(), Vec::new())).collect();
+        let mut by_port: Vec<(Vec<Record>, Vec<Origin>, Vec<u32>)> = (0..ports)
+            .map(|_| (Vec::new(), Vec::new(), Vec::new()))
+            .collect();
         for e in out.emitted.drain(..) {
             if e.input as usize >= cutoff {
                 break;
             }
-            let (recs, origs) = &mut by_port[e.port as usize];
-            recs.push(
-                e.record
-                    .unwrap_or_else(|| std::mem::take(&mut records[e.input as usize])),
-            );
+            let (recs, origs, made_from) = &mut by_port[e.port as usize];
+            match e.record {
+                Some(record) => {
+                    recs.push(record);
+                    made_from.push(e.input);
+                }
+                None => {
+                    recs.push(std::mem::take(&mut records[e.input as usize]));
+                    made_from.push(Producer::FORWARDED);
+                }
+            }
             origs.push(origins[e.input as usize]);
         }
         if let Some(slot) = self.operators[j].as_mut() {
             slot.scratch = out;
         }
         let topo = self.env.topo;
-        for (p, (recs, origs)) in by_port.into_iter().enumerate() {
-            self.deliver(&topo.step_routes[j][p], recs, origs)?;
+        let mut producer = Producer {
+            step: j,
+            inputs: records,
+            made_from: Vec::new(),
+        };
+        for (p, (recs, origs, made_from)) in by_port.into_iter().enumerate() {
+            producer.made_from = made_from;
+            let outer = self.producer.replace(producer);
+            let delivered = self.deliver(&topo.step_routes[j][p], recs, origs);
+            producer =
+                std::mem::replace(&mut self.producer, outer).expect("put back by whoever took it");
+            delivered?;
         }
         match fatal {
             Some(incident) => Err(self.fatal(incident)),
@@ -726,14 +775,24 @@ impl<'t> Task<'t> {
     }
 
     fn write(&mut self, s: usize, records: &[Record], origins: &[Origin]) -> Result<(), RunError> {
-        for (record, origin) in records.iter().zip(origins) {
+        for (i, (record, origin)) in records.iter().zip(origins).enumerate() {
             let sink = self.sinks[s]
                 .as_mut()
                 .expect("routes stay within the task's sub-topology");
             if let Err(reason) = sink.accept(record, *origin) {
                 let name = &self.env.topo.pipeline.sinks[s].name;
+                // A record a step made is its fault; one passed on as it
+                // came (from a source, or forwarded) is the sink's to refuse.
+                let maker = self.producer.as_ref().and_then(|p| p.blame(i, record));
+                let (operator, reason) = match maker {
+                    Some(j) => (
+                        &self.env.topo.pipeline.steps[j].name,
+                        format!("emitted a record sink `{name}` cannot write: {reason}"),
+                    ),
+                    None => (name, reason),
+                };
                 let incident = self.incident(
-                    name,
+                    operator,
                     *origin,
                     crate::operators::FailureKind::Encode,
                     &reason,

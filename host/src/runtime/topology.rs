@@ -8,7 +8,7 @@ use crate::io::batch::InputId;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{Operator, PluginStep, TaskId};
 use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
-use crate::plugin::{EngineSettings, Plugin, PluginEngine};
+use crate::plugin::{EngineSettings, LogGate, Plugin, PluginEngine};
 
 /// Where records go next: an edge of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,8 @@ pub struct Topology {
     pub repartition_feeds: Vec<(usize, Vec<InputId>)>,
     /// `[step][port]` → targets.
     pub step_routes: Vec<Vec<Vec<Target>>>,
+    /// Each step's log gate, shared by its instances in every task.
+    pub log_gates: Vec<Arc<LogGate>>,
     /// The instances started for checking, handed to the first task.
     /// By step index; taken by the first task that runs the step.
     warm: Mutex<Vec<Option<PluginStep>>>,
@@ -82,7 +84,12 @@ impl Topology {
         let engine = engine_for(&pipeline, cache_dir)?;
         let mut problems = Vec::new();
         let plugins = load_plugins(&pipeline, &engine, &mut problems);
-        let warm = start_once(&pipeline, &plugins, &mut problems);
+        let log_gates: Vec<Arc<LogGate>> = pipeline
+            .steps
+            .iter()
+            .map(|s| LogGate::new(s.name.as_str().into(), &s.limits))
+            .collect();
+        let warm = start_once(&pipeline, &plugins, &log_gates, &mut problems);
         if !problems.is_empty() {
             return Err(PipelineError(problems));
         }
@@ -114,6 +121,7 @@ impl Topology {
             subtopologies,
             repartition_feeds,
             step_routes,
+            log_gates,
             warm: Mutex::new(warm),
         })
     }
@@ -147,7 +155,7 @@ impl Topology {
     pub fn start_step(&self, j: usize) -> Result<PluginStep, StartError> {
         let step = &self.pipeline.steps[j];
         let started = PluginStep::start(
-            step.name.as_str().into(),
+            self.log_gates[j].clone(),
             step.kind,
             self.plugins[step.plugin.expect("a plugin step")].clone(),
             step.config_json.as_str().into(),
@@ -371,16 +379,17 @@ fn load_plugins(
 fn start_once(
     pipeline: &Pipeline,
     plugins: &[Option<Arc<Plugin>>],
+    log_gates: &[Arc<LogGate>],
     problems: &mut Vec<Diagnostic>,
 ) -> Vec<Option<PluginStep>> {
     let mut warm: Vec<Option<PluginStep>> = Vec::new();
-    for step in &pipeline.steps {
+    for (step, log) in pipeline.steps.iter().zip(log_gates) {
         let Some(plugin) = step.plugin.and_then(|p| plugins.get(p).cloned().flatten()) else {
             warm.push(None);
             continue;
         };
         match PluginStep::start(
-            step.name.as_str().into(),
+            log.clone(),
             step.kind,
             plugin,
             step.config_json.as_str().into(),

@@ -6,12 +6,19 @@
 //! config: { mode: loop, trigger: boom }
 //! ```
 //! Modes: `loop` (spin forever), `alloc` (allocate without end), `panic`,
-//! `poison` / `fail` (report an error), `big-output` (emit a 16 MiB value),
+//! `stack-overflow` (recurse without end), `poison` / `fail` (report an
+//! error), `big-output` (emit one value of `size` bytes, default 16 MiB),
+//! `fan-out` (emit `count` records whose values are `size` bytes),
+//! `log` (write `message` `count` times through the log import, stdout and
+//! stderr), `ports-change` (declare port `out` before the wall-clock time
+//! `switch-at` (Unix ms) and `late` after it; a triggering record waits for
+//! that time, then panics, so the replacement instance declares `late`),
 //! `read-file` (try to read `path`, default `/etc/passwd`), `read-env` (list
 //! the environment), `stdout` (print to stdout and stderr), `bad-json`
 //! (append a member without a value to a JSON object value, so the output
 //! starts exactly like the input). `read-file`, `read-env` and `stdout` emit
-//! what they managed to read as the record's value.
+//! what they managed to read as the record's value. With `every: true`
+//! every record sets it off.
 
 use serde::Deserialize;
 use weir_sdk::{Config, Emitter, Error, Output, Record, StepKind, Transform};
@@ -29,16 +36,57 @@ enum Mode {
     ReadEnv,
     Stdout,
     BadJson,
+    StackOverflow,
+    FanOut,
+    Log,
+    PortsChange,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Settings {
     mode: Mode,
     #[serde(default = "default_trigger")]
     trigger: String,
     #[serde(default = "default_path")]
     path: String,
+    #[serde(default)]
+    every: bool,
+    #[serde(default = "default_size")]
+    size: usize,
+    #[serde(default = "default_count")]
+    count: usize,
+    #[serde(default = "default_message")]
+    message: String,
+    #[serde(default)]
+    switch_at: u64,
+}
+
+fn default_size() -> usize {
+    16 << 20
+}
+
+fn default_count() -> usize {
+    1
+}
+
+fn default_message() -> String {
+    "misbehave says hello".into()
+}
+
+/// Wall-clock time in Unix milliseconds (WASI's clock; the host's time).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Recurses until the stack runs out; the frame is kept large and live so
+/// the compiler can neither shrink it nor turn the recursion into a loop.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 512]);
+    recurse(depth + 1).wrapping_add(frame[(depth % 512) as usize])
 }
 
 fn default_trigger() -> String {
@@ -59,15 +107,21 @@ impl Transform for Misbehave {
         config.parse().map(Misbehave)
     }
 
+    fn ports(&self) -> Vec<String> {
+        let late = matches!(self.0.mode, Mode::PortsChange) && now_ms() >= self.0.switch_at;
+        vec![if late { "late" } else { "out" }.to_string()]
+    }
+
     fn process<'a>(&mut self, record: &Record<'a>, out: &mut Emitter<'_, 'a>) -> Result<(), Error> {
-        let triggered = match self.0.mode {
-            // A JSON trigger: the value holds the trigger as a member name.
-            Mode::BadJson => record.value().is_some_and(|v| {
-                v.windows(self.0.trigger.len())
-                    .any(|w| w == self.0.trigger.as_bytes())
-            }),
-            _ => record.value() == Some(self.0.trigger.as_bytes()),
-        };
+        let triggered = self.0.every
+            || match self.0.mode {
+                // A JSON trigger: the value holds the trigger as a member name.
+                Mode::BadJson => record.value().is_some_and(|v| {
+                    v.windows(self.0.trigger.len())
+                        .any(|w| w == self.0.trigger.as_bytes())
+                }),
+                _ => record.value() == Some(self.0.trigger.as_bytes()),
+            };
         if !triggered {
             out.forward(0);
             return Ok(());
@@ -90,7 +144,30 @@ impl Transform for Misbehave {
             Mode::Panic => panic!("misbehave: panic on purpose"),
             Mode::Poison => return Err(Error::poison("misbehave: poison on purpose")),
             Mode::Fail => return Err(Error::failed("misbehave: failure on purpose")),
-            Mode::BigOutput => out.emit(0, &reply("x".repeat(16 << 20))),
+            Mode::StackOverflow => {
+                std::hint::black_box(recurse(0));
+            }
+            Mode::BigOutput => out.emit(0, &reply("x".repeat(self.0.size))),
+            Mode::FanOut => {
+                let each = Output::from_record(record).with_value(Some(vec![b'x'; self.0.size]));
+                for _ in 0..self.0.count {
+                    out.emit(0, &each);
+                }
+            }
+            Mode::Log => {
+                for _ in 0..self.0.count {
+                    weir_sdk::log::info(&self.0.message);
+                    println!("{}", self.0.message);
+                    eprintln!("{}", self.0.message);
+                }
+                out.forward(0);
+            }
+            Mode::PortsChange => {
+                while now_ms() < self.0.switch_at {
+                    std::hint::spin_loop();
+                }
+                panic!("misbehave: panic after the ports changed");
+            }
             Mode::ReadFile => {
                 let text = match std::fs::read_to_string(&self.0.path) {
                     Ok(content) => format!("read {} bytes: {content}", content.len()),
