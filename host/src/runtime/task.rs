@@ -11,7 +11,10 @@
 //! Records flow depth-first from an input through the steps to the sinks.
 //! Failures go to the error policy ([`super::policy`]); under `fail` nothing
 //! derived from the bad record or later ones is passed on, on any branch,
-//! because sinks pass records on only at the end of the batch.
+//! because sinks pass records on only at the end of the batch. When the run
+//! is interrupted (Ctrl-C, SIGTERM) a plugin call is cut short: the task
+//! takes back what that batch produced and from then on processes nothing,
+//! counting what reaches it as not processed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
