@@ -941,6 +941,28 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_is_taken_back_from_its_first_record_of_each_source_partition() {
+        let at = |source, partition, offset| Origin {
+            source,
+            partition,
+            offset,
+        };
+        // A repartitioned run mixes source partitions, each in offset order.
+        let origins = [
+            at(0, 1, 7),
+            at(0, 0, 3),
+            at(0, 1, 9),
+            at(1, 0, 2),
+            at(0, 0, 4),
+        ];
+        assert_eq!(
+            first_origins(&origins),
+            vec![at(0, 1, 7), at(0, 0, 3), at(1, 0, 2)]
+        );
+        assert!(first_origins(&[]).is_empty());
+    }
+
+    #[test]
     fn timers_fire_between_the_records_that_make_them_due_and_swaps_happen_between_batches() {
         let topo = topology();
         let metrics = Metrics::default();
