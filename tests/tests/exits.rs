@@ -343,3 +343,61 @@ fn an_interrupter_stops_a_stuck_call_in_process_and_the_report_counts_what_was_n
     assert_eq!(written.lines().count(), 2, "{written}");
     assert!(dlq.lock().unwrap().is_empty());
 }
+
+#[test]
+fn what_an_interrupted_batch_sent_down_another_branch_is_taken_back() {
+    // `copy` sees each batch before `judge` sticks on it: the stuck batch's
+    // copies must not be written either.
+    let f = Fixture::new(
+        "
+partitions: 1
+batch-size: 2
+sources:
+  in: { kind: file, path: in.jsonl, value-format: string }
+plugins:
+  noop: { path: '{plugin:noop}' }
+  bad: { path: '{plugin:misbehave}' }
+steps:
+  - { name: copy, kind: filter, plugin: noop, from: in }
+  - { name: judge, kind: flat-map, plugin: bad, from: in, config: { mode: loop, trigger: boom }, limits: { time-per-batch: 120s } }
+sinks:
+  copies: { kind: stdout, from: copy, value-format: string }
+  judged: { kind: stdout, from: judge, value-format: string }
+",
+        &[("in.jsonl", &input_lines())],
+    );
+    let topo = f.topology();
+    let (copies, judged) = (
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut options = RunOptions {
+        stop: Some(stop.clone()),
+        ..RunOptions::default()
+    };
+    options
+        .outputs
+        .insert("copies".into(), SinkOutput::Capture(copies.clone()));
+    options
+        .outputs
+        .insert("judged".into(), SinkOutput::Capture(judged.clone()));
+    let interrupter = topo.engine.interrupter();
+    let report = std::thread::scope(|s| {
+        let run = s.spawn(|| weir::run(&topo, options));
+        std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, Ordering::Relaxed);
+        interrupter.interrupt();
+        run.join().unwrap().unwrap_or_else(|e| panic!("{e}"))
+    });
+    let values = |buf: &Arc<Mutex<Vec<u8>>>| -> Vec<String> {
+        String::from_utf8(buf.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["value"].to_string())
+            .collect()
+    };
+    assert_eq!(values(&copies), ["\"ok-0\"", "\"ok-1\""]);
+    assert_eq!(values(&judged), ["\"ok-0\"", "\"ok-1\""]);
+    assert_eq!(report.counts.not_processed, 4);
+}

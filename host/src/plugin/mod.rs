@@ -6,7 +6,8 @@
 //! on disk by content hash; each component's world recognised and
 //! type-checked once at load, and its step kinds asked once then (never per
 //! record); each instance confined by memory and time limits with a WASI
-//! context that grants nothing. This module is the only user of wasmtime:
+//! context that grants nothing, and every call interruptible at once when
+//! the run stops ([`Interrupter`]). This module is the only user of wasmtime:
 //! the rest of weir sees [`PluginEngine`], [`Plugin`], [`Instance`], packed
 //! bytes and this module's error types, never a wasmtime type.
 

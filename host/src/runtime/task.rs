@@ -11,7 +11,10 @@
 //! Records flow depth-first from an input through the steps to the sinks.
 //! Failures go to the error policy ([`super::policy`]); under `fail` nothing
 //! derived from the bad record or later ones is passed on, on any branch,
-//! because sinks pass records on only at the end of the batch.
+//! because sinks pass records on only at the end of the batch. When the run
+//! is interrupted (Ctrl-C, SIGTERM) a plugin call is cut short: the task
+//! takes back what that batch produced and from then on processes nothing,
+//! counting what reaches it as not processed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -994,6 +997,28 @@ mod tests {
             ports: vec!["out".into()],
             seen: seen.clone(),
         })
+    }
+
+    #[test]
+    fn an_interrupted_run_is_taken_back_from_its_first_record_of_each_source_partition() {
+        let at = |source, partition, offset| Origin {
+            source,
+            partition,
+            offset,
+        };
+        // A repartitioned run mixes source partitions, each in offset order.
+        let origins = [
+            at(0, 1, 7),
+            at(0, 0, 3),
+            at(0, 1, 9),
+            at(1, 0, 2),
+            at(0, 0, 4),
+        ];
+        assert_eq!(
+            first_origins(&origins),
+            vec![at(0, 1, 7), at(0, 0, 3), at(1, 0, 2)]
+        );
+        assert!(first_origins(&[]).is_empty());
     }
 
     #[test]
