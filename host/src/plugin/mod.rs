@@ -356,8 +356,8 @@ impl PluginEngine {
             ..Limits::default()
         };
         let log = LogGate::new("weir-load".into(), &limits);
-        let mut instance = Instance::start(world, log, &limits, &self.interrupter)
-            .map_err(|e| e.to_string())?;
+        let mut instance =
+            Instance::start(world, log, &limits, &self.interrupter).map_err(|e| e.to_string())?;
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
         };

@@ -84,6 +84,7 @@ fn now_ms() -> u64 {
 /// Recurses until the stack runs out; the frame is kept large and live so
 /// the compiler can neither shrink it nor turn the recursion into a loop.
 #[inline(never)]
+#[allow(unconditional_recursion)] // the point: it must not return
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 512]);
     recurse(depth + 1).wrapping_add(frame[(depth % 512) as usize])
