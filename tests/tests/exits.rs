@@ -137,8 +137,9 @@ fn invalid_pipelines_and_fixtures_exit_2_and_failing_cases_1() {
     // `weir test` with no case folder: an invalid fixture setup.
     let out = weir(&["test", f.pipeline_path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    // A case whose output differs fails: 1.
-    let case = f.path("tests/one");
+    // A case whose output differs fails: 1. (The folder holds two pipeline
+    // files, so each has its cases under `tests/<file stem>/`.)
+    let case = f.path("tests/pipeline/one");
     std::fs::create_dir_all(case.join("input")).unwrap();
     std::fs::create_dir_all(case.join("expected")).unwrap();
     std::fs::write(case.join("input/in.jsonl"), input_lines()).unwrap();
