@@ -40,7 +40,7 @@ pub use pipeline::{Pipeline, PipelineError, StepKind};
 pub use plugin::{EngineSettings, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
-pub use runtime::{RunError, RunOptions, RunReport, Topology, run};
+pub use runtime::{RunError, RunOptions, RunReport, SourceReport, Topology, run};
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an
 /// interface.

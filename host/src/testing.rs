@@ -117,7 +117,11 @@ pub fn discover(dir: &Path) -> Result<Vec<Case>, DriverError> {
 /// Runs one case; with `bless`, writes what the sinks got as the new expected files.
 pub fn run_case(topo: &Topology, case: &Case, bless: bool) -> Result<CaseResult, DriverError> {
     let p = &topo.pipeline;
-    let mut options = RunOptions::default();
+    // Fixtures are envelope lines whatever the sources' and sinks' `format`.
+    let mut options = RunOptions {
+        fixtures: true,
+        ..RunOptions::default()
+    };
     for s in &p.sources {
         let path = case.dir.join("input").join(format!("{}.jsonl", s.name));
         if !path.is_file() {

@@ -333,3 +333,51 @@ sinks:
         );
     }
 }
+
+#[test]
+fn formats_key_and_timestamp_fields_and_sink_modes_are_read() {
+    let p = parse(
+        "
+sources:
+  a:
+    kind: stdin
+    format: text
+  b: { kind: file, path: b.jsonl, format: json, key: { field: c.id }, timestamp: { field: ts, unit: rfc3339 } }
+sinks:
+  o: { kind: file, path: out/o.jsonl, mode: append, from: [a, b] }
+  v: { kind: stdout, format: json, from: b }
+",
+    )
+    .unwrap();
+    assert_eq!(
+        (p.sources[0].format, p.sources[0].value_format),
+        (LineFormat::Text, Format::String)
+    );
+    assert!(p.sources[0].extract.is_empty());
+    let b = &p.sources[1];
+    assert_eq!(b.format, LineFormat::Json);
+    assert_eq!(b.extract.key.as_ref().map(|k| k.as_str()), Some("c.id"));
+    assert_eq!(
+        b.extract.timestamp.as_ref().map(|t| t.unit),
+        Some(crate::codec::extract::TimeUnit::Rfc3339)
+    );
+    assert_eq!(p.sinks[0].mode, SinkMode::Append);
+    assert_eq!(
+        p.sinks[0].path.as_deref(),
+        Some(Path::new("/nonexistent/out/o.jsonl"))
+    );
+    assert_eq!(
+        (p.sinks[1].format, p.sinks[1].mode),
+        (LineFormat::Json, SinkMode::Truncate)
+    );
+    // The default is the envelope, so earlier pipelines read as before.
+    let e = parse("sources:\n  a: { kind: stdin }\nsinks:\n  o: { kind: stdout }\n").unwrap();
+    assert_eq!(
+        (e.sources[0].format, e.sinks[0].format),
+        (LineFormat::Envelope, LineFormat::Envelope)
+    );
+    let bad = errors(
+        "sources:\n  a: { kind: stdin, format: json, key: { field: 'a..b' } }\nsinks:\n  o: { kind: stdout }\n",
+    );
+    assert!(bad[0].contains("dotted path"), "{bad:?}");
+}

@@ -26,20 +26,23 @@ pub mod topology;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::clock::{Clock, SystemClock};
+use crate::codec::LineFormat;
 use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::GroupProgress;
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topics::{self, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
-use crate::io::sink::{self, SinkChunk, SinkError, SinkOutput};
-use crate::io::source::{PartitionOutlet, Position, SourceError, SourceInput, SourceReader};
+use crate::io::sink::{self, OpenedSink, SinkChunk, SinkError, SinkOutput};
+use crate::io::source::{
+    OpenedInput, PartitionOutlet, Position, SourceError, SourceInput, SourceReader,
+};
 use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
@@ -117,6 +120,9 @@ pub struct RunOptions {
     /// [`checkpoint`]); each cut is handed to `on_checkpoint`.
     pub checkpoint_interval: Option<Duration>,
     pub on_checkpoint: Option<OnCheckpoint>,
+    /// `inputs` and `outputs` are `weir test` fixtures: envelope lines,
+    /// whatever `format` their sources and sinks name.
+    pub fixtures: bool,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -132,6 +138,16 @@ pub struct RunReport {
     pub checkpoints: u64,
     pub checkpoint_pause: Duration,
     pub elapsed: Duration,
+    /// Per source, in the pipeline's order.
+    pub sources: Vec<SourceReport>,
+}
+
+/// What one source read, beside its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReport {
+    pub name: String,
+    /// Lines of nothing but whitespace: not records, not errors, counted.
+    pub blank_lines: u64,
 }
 
 /// The flags every thread of a run shares.
@@ -294,6 +310,37 @@ fn resolve_io(p: &Pipeline, options: &RunOptions) -> Result<ResolvedIo, RunError
     Ok((inputs, outputs))
 }
 
+/// Opens every embedded source's input (`None`: a Kafka topic).
+fn open_inputs(
+    p: &Pipeline,
+    inputs: &[Option<SourceInput>],
+) -> Result<Vec<Option<OpenedInput>>, RunError> {
+    p.sources
+        .iter()
+        .zip(inputs)
+        .map(|(s, input)| match input {
+            Some(i) => Ok(Some(i.open(&s.name)?)),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+/// Opens every JSON-lines sink's output, by its `mode` (`None`: a Kafka
+/// topic).
+fn open_sinks(
+    p: &Pipeline,
+    outputs: &[Option<SinkOutput>],
+) -> Result<Vec<Option<OpenedSink>>, RunError> {
+    p.sinks
+        .iter()
+        .zip(outputs)
+        .map(|(s, output)| match output {
+            Some(o) => Ok(Some(o.open(&s.name, s.mode)?)),
+            None => Ok(None),
+        })
+        .collect()
+}
+
 /// What each source reads, for error messages.
 fn source_labels(p: &Pipeline, inputs: &[Option<SourceInput>]) -> Vec<String> {
     p.sources
@@ -377,6 +424,30 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
     let reads_kafka = reads.iter().any(|&k| k);
     let link = KafkaLink::open(p, &reads, &writes)?;
     let labels = source_labels(p, &inputs);
+    // Plugins started when the topology was built. Every input opens before
+    // any sink does, so a missing input leaves existing outputs untouched;
+    // every sink opens before the first input byte is read, so one that
+    // cannot be written fails before stdin is consumed.
+    let opened_inputs = open_inputs(p, &inputs)?;
+    let opened_sinks = open_sinks(p, &outputs)?;
+    let fixture = |replaced: bool, format: LineFormat| {
+        if options.fixtures && replaced {
+            LineFormat::Envelope
+        } else {
+            format
+        }
+    };
+    let source_formats: Vec<LineFormat> = p
+        .sources
+        .iter()
+        .map(|s| fixture(options.inputs.contains_key(&s.name), s.format))
+        .collect();
+    let sink_formats: Vec<LineFormat> = p
+        .sinks
+        .iter()
+        .map(|s| fixture(options.outputs.contains_key(&s.name), s.format))
+        .collect();
+    let blank_lines: Vec<AtomicU64> = p.sources.iter().map(|_| AtomicU64::new(0)).collect();
     let system_clock = SystemClock;
     let clock: &dyn Clock = match &options.clock {
         Some(c) => &**c,
@@ -428,7 +499,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         let operators = topo.start_operators(id).map_err(RunError::Start)?;
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let producer = link.as_ref().and_then(|l| l.producer.as_ref());
-        let writers = sink_writers(&env, id, &txs, producer);
+        let writers = sink_writers(&env, id, &txs, &sink_formats, producer);
         Ok(Task::new(id, &env, operators, writers))
     };
     let make_task = &make_task;
@@ -444,7 +515,7 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
         // Joined sources first, then workers, then sinks: the order data flows.
         let (mut feeders, mut workers) = (Vec::new(), Vec::new());
 
-        let sinks = spawn_sink_writers(scope, p, &outputs, sink_rxs, &flags);
+        let sinks = spawn_sink_writers(scope, p, opened_sinks, sink_rxs, &flags);
         let env = &env;
 
         for (index, (external, internal)) in receivers.into_iter().enumerate() {
@@ -510,8 +581,10 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             checkpoints: &checkpoints,
             metrics: &metrics,
             clock,
+            formats: &source_formats,
+            blank_lines: &blank_lines,
         };
-        feeders.extend(sources.spawn(scope, topo, &inputs, &inboxes, &flags));
+        feeders.extend(sources.spawn(scope, topo, opened_inputs, &inboxes, &flags));
         // Checkpoints of an embedded run, until its sources are done.
         if let Some(interval) = options.checkpoint_interval.filter(|_| !reads_kafka) {
             let peers = env.peers.clone();
@@ -576,6 +649,15 @@ pub fn run(topo: &Topology, options: RunOptions) -> Result<RunReport, RunError> 
             checkpoints: taken.0,
             checkpoint_pause: taken.1,
             elapsed: started.elapsed(),
+            sources: p
+                .sources
+                .iter()
+                .zip(&blank_lines)
+                .map(|(s, n)| SourceReport {
+                    name: s.name.clone(),
+                    blank_lines: n.load(Ordering::Relaxed),
+                })
+                .collect(),
         }),
     }
 }
@@ -613,6 +695,7 @@ fn sink_writers<'t>(
     env: &'t TaskEnv<'t>,
     id: TaskId,
     lines: &[Option<Sender<SinkChunk>>],
+    line_formats: &[LineFormat],
     producer: Option<&'t KafkaProducer>,
 ) -> Vec<Option<Box<dyn SinkWriter + 't>>> {
     let p = &env.topo.pipeline;
@@ -627,6 +710,7 @@ fn sink_writers<'t>(
             Some(tx) => Box::new(LinesWriter::new(
                 &sink.name,
                 tx.clone(),
+                line_formats[s],
                 formats,
                 dead_letter,
                 written,
@@ -648,14 +732,25 @@ fn sink_writers<'t>(
 /// partitions that it ended, and the checkpoints where it stopped.
 fn read_source(
     reader: &SourceReader<'_>,
+    input: OpenedInput,
     outlet: &SourceOutlet<'_>,
     checkpoints: &Checkpoints,
 ) -> Result<(), RunError> {
-    let read = reader.run(outlet);
+    let (index, partitions) = (reader.index, reader.partitions);
+    let name = reader.spec.name.as_str();
+    let read = reader.run(input, outlet);
     let mut at = SourcePosition::default();
     if let Ok(to) = &read {
-        for partition in 0..reader.partitions {
+        for partition in 0..partitions {
             outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
+        }
+        if to.blank_lines > 0 {
+            tracing::warn!(
+                source = name,
+                blank_lines = to.blank_lines,
+                "source `{name}`: {} blank line(s) skipped (not records)",
+                to.blank_lines
+            );
         }
         at = SourcePosition {
             bytes: to.position.bytes,
@@ -663,7 +758,7 @@ fn read_source(
             finished: true,
         };
     }
-    checkpoints.finished(reader.index as usize, at);
+    checkpoints.finished(index as usize, at);
     read.map(drop).map_err(RunError::from)
 }
 
@@ -674,13 +769,13 @@ type Spawned<'scope> = std::io::Result<std::thread::ScopedJoinHandle<'scope, Res
 fn spawn_sink_writers<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     p: &'scope Pipeline,
-    outputs: &'scope [Option<SinkOutput>],
+    outputs: Vec<Option<OpenedSink>>,
     queues: Vec<Receiver<SinkChunk>>,
     flags: &RunFlags,
 ) -> Vec<Spawned<'scope>> {
     let mut queues = queues.into_iter();
     let mut sinks = Vec::new();
-    for (i, output) in outputs.iter().enumerate() {
+    for (i, output) in outputs.into_iter().enumerate() {
         let Some(output) = output else {
             continue;
         };
@@ -707,6 +802,9 @@ struct SourceThreads<'a> {
     checkpoints: &'a Checkpoints,
     metrics: &'a Metrics,
     clock: &'a dyn Clock,
+    /// Each source's line format (the envelope for a test fixture).
+    formats: &'a [LineFormat],
+    blank_lines: &'a [AtomicU64],
 }
 
 impl<'a> SourceThreads<'a> {
@@ -715,7 +813,7 @@ impl<'a> SourceThreads<'a> {
         &self,
         scope: &'scope std::thread::Scope<'scope, '_>,
         topo: &'a Topology,
-        inputs: &'a [Option<SourceInput>],
+        inputs: Vec<Option<OpenedInput>>,
         workers: &[WorkerInbox],
         flags: &'a RunFlags,
     ) -> Vec<Spawned<'scope>>
@@ -724,7 +822,7 @@ impl<'a> SourceThreads<'a> {
     {
         let p = &topo.pipeline;
         let mut spawned = Vec::new();
-        for (i, input) in inputs.iter().enumerate() {
+        for (i, input) in inputs.into_iter().enumerate() {
             let Some(input) = input else { continue };
             let source = InputId::Source(i as u16);
             let outlet = SourceOutlet {
@@ -736,6 +834,7 @@ impl<'a> SourceThreads<'a> {
                 stop: &flags.stop,
             };
             let (metrics, clock, checkpoints) = (self.metrics, self.clock, self.checkpoints);
+            let (format, blank_lines) = (self.formats[i], &self.blank_lines[i]);
             let (spec, stop) = (&p.sources[i], flags.stop.clone());
             spawned.push(spawn_stopping(
                 scope,
@@ -746,7 +845,8 @@ impl<'a> SourceThreads<'a> {
                     let reader = SourceReader {
                         index: i as u16,
                         spec,
-                        input: input.clone(),
+                        format,
+                        blank_lines,
                         partitions: p.partitions,
                         batch_size: p.batch_size,
                         policy: p.error_policy,
@@ -754,7 +854,7 @@ impl<'a> SourceThreads<'a> {
                         counter: &metrics.records_in,
                         clock,
                     };
-                    read_source(&reader, &outlet, checkpoints)
+                    read_source(&reader, input, &outlet, checkpoints)
                 },
             ));
         }
