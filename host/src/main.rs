@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use weir::scaffold;
 use weir::testing;
-use weir::{EngineSettings, Pipeline, PluginEngine, RunOptions, Topology};
+use weir::{EngineSettings, Overrides, Pipeline, Place, PluginEngine, RunOptions, Topology};
 
 #[derive(Parser)]
 #[command(
@@ -36,11 +36,15 @@ enum Command {
         /// Never show live progress, even on a terminal.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
     },
     /// Check a pipeline file, its plugins and their configs without running it.
     Validate {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
     },
     /// Run a pipeline against fixture files and compare every sink with its expected file.
     Test {
@@ -64,6 +68,44 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Sources and sinks pointed elsewhere than the pipeline file says.
+#[derive(clap::Args)]
+struct EndpointArgs {
+    /// Read source NAME from PATH (relative to the current folder) or stdin
+    /// (`-`) instead; repeatable. Replacing a Kafka source means replacing
+    /// every one (a pipeline reads Kafka or embedded sources, not both).
+    #[arg(long = "input", value_name = "NAME=PATH|-", value_parser = assignment)]
+    inputs: Vec<(String, String)>,
+    /// Write sink NAME to PATH (relative to the current folder) or stdout
+    /// (`-`) instead; repeatable.
+    #[arg(long = "output", value_name = "NAME=PATH|-", value_parser = assignment)]
+    outputs: Vec<(String, String)>,
+}
+
+impl EndpointArgs {
+    fn overrides(&self) -> Overrides {
+        let places = |all: &[(String, String)]| {
+            all.iter()
+                .map(|(name, place)| (name.clone(), Place::parse(place)))
+                .collect()
+        };
+        Overrides {
+            inputs: places(&self.inputs),
+            outputs: places(&self.outputs),
+        }
+    }
+}
+
+/// `NAME=PATH` or `NAME=-`.
+fn assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, place)) if !name.is_empty() && !place.is_empty() => {
+            Ok((name.to_string(), place.to_string()))
+        }
+        _ => Err(format!("expected NAME=PATH or NAME=-, got `{text}`")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -130,14 +172,33 @@ fn colour_on_stderr() -> bool {
 }
 
 fn build(pipeline: &Path) -> Result<Topology> {
+    build_with(pipeline, &Overrides::default())
+}
+
+/// The pipeline with its command-line replacements; a replacement it
+/// cannot take is a usage error (exit status 2, as clap's own).
+fn build_with(pipeline: &Path, overrides: &Overrides) -> Result<Topology> {
     let spec = Pipeline::load(pipeline).map_err(anyhow::Error::msg)?;
+    let spec = spec.with_overrides(overrides).unwrap_or_else(|e| {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::InvalidValue, e)
+            .exit()
+    });
     Topology::build(spec, EngineSettings::default().cache_dir).map_err(anyhow::Error::msg)
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { pipeline, quiet } => run(&pipeline, quiet),
-        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Run {
+            pipeline,
+            quiet,
+            endpoints,
+        } => run(&pipeline, quiet, &endpoints.overrides()),
+        Command::Validate {
+            pipeline,
+            endpoints,
+        } => validate(&pipeline, &endpoints.overrides()),
         Command::Test {
             pipeline,
             cases,
@@ -165,8 +226,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 /// `weir run`: until the inputs end or Ctrl-C.
-fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
-    let topo = build(pipeline)?;
+fn run(pipeline: &Path, quiet: bool, overrides: &Overrides) -> Result<ExitCode> {
+    let topo = build_with(pipeline, overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
     let report = weir::run(
@@ -193,8 +254,8 @@ fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.
-fn validate(pipeline: &Path) -> Result<ExitCode> {
-    let topo = build(pipeline)?;
+fn validate(pipeline: &Path, overrides: &Overrides) -> Result<ExitCode> {
+    let topo = build_with(pipeline, overrides)?;
     let p = &topo.pipeline;
     let tasks = if p.reads_kafka() {
         format!(

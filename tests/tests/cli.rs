@@ -893,6 +893,106 @@ sinks:
   rejected: { kind: file, path: rejected.jsonl }
 ";
 
+/// Issue 11, item 2: `--input NAME=PATH|-` and `--output NAME=PATH|-`.
+#[test]
+fn inputs_and_outputs_from_the_command_line() {
+    let f = Fixture::new(COPY, &[("in.jsonl", "{\"key\":\"a\",\"value\":1}\n")]);
+    let elsewhere = f.path("other.jsonl");
+    std::fs::write(&elsewhere, "{\"key\":\"b\",\"value\":2}\n").unwrap();
+    let pipeline = f.pipeline_path();
+    let pipeline = pipeline.to_str().unwrap();
+    // A file instead of the pipeline's, to stdout.
+    let out = run_weir(
+        &[
+            "run",
+            pipeline,
+            "--input",
+            &format!("in={}", elsewhere.display()),
+            "--output",
+            "out=-",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&stdout(&out))[0]["key"], "b");
+    assert!(!f.path("out.jsonl").exists());
+    // stdin instead of the file, to another file.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "{\"key\":\"c\",\"value\":3}\n").unwrap();
+    let copy = f.path("copy.jsonl");
+    let out = run_weir(
+        &[
+            "run",
+            pipeline,
+            "--input",
+            "in=-",
+            "--output",
+            &format!("out={}", copy.display()),
+        ],
+        Some(std::fs::File::open(input.path()).unwrap().into()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copied = json_lines(&std::fs::read_to_string(&copy).unwrap());
+    assert_eq!(copied[0]["key"], "c");
+    // An unknown name is a usage error naming the valid ones.
+    let out = run_weir(&["run", pipeline, "--input", "nope=x.jsonl"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no source `nope` (its sources: in)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_weir(&["validate", pipeline, "--output", "nope=-"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no sink `nope` (its sinks: out, rejected)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_weir(&["run", pipeline, "--input", "in"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Kafka: every Kafka source replaced, or none.
+    let kafka = Fixture::new(
+        "
+kafka: { bootstrap: 127.0.0.1:1 }
+sources:
+  a: { kind: kafka, topic: a }
+  b: { kind: kafka, topic: b }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop, from: [a, b] }
+sinks:
+  out: { kind: kafka, topic: out }
+",
+        &[
+            ("a.jsonl", "{\"key\":\"k\",\"value\":1}\n"),
+            ("b.jsonl", ""),
+        ],
+    );
+    let pipeline = kafka.pipeline_path();
+    let pipeline = pipeline.to_str().unwrap();
+    let a = format!("a={}", kafka.path("a.jsonl").display());
+    let b = format!("b={}", kafka.path("b.jsonl").display());
+    let out = run_weir(&["validate", pipeline, "--input", &a], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("replaces Kafka source(s) a but not b"),
+        "{}",
+        stderr(&out)
+    );
+    // Every endpoint replaced: no broker needed.
+    let out = run_weir(
+        &[
+            "run", pipeline, "--input", &a, "--input", &b, "--output", "out=-",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&stdout(&out))[0]["key"], "k");
+}
+
 /// Issue 11, item 3: a run that cannot start leaves existing outputs (the
 /// dead-letter file included) as they were.
 #[test]

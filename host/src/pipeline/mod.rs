@@ -18,6 +18,7 @@
 //! ```
 
 mod diagnostic;
+mod overrides;
 mod quantity;
 mod raw;
 mod validate;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 pub use crate::codec::extract::{Extract, FieldPath, TimestampField};
 pub use crate::codec::{Format, LineFormat};
 pub use diagnostic::{Diagnostic, Loc, PipelineError};
+pub use overrides::{OverrideError, Overrides, Place};
 
 use crate::limits::Limits;
 

@@ -381,3 +381,45 @@ sinks:
     );
     assert!(bad[0].contains("dotted path"), "{bad:?}");
 }
+
+#[test]
+fn overrides_replace_endpoints_by_the_file_rules() {
+    let text = "
+kafka: { bootstrap: x:1 }
+sources:
+  a: { kind: kafka, topic: a }
+  b: { kind: kafka, topic: b }
+sinks:
+  o: { kind: kafka, topic: o, from: [a, b] }
+";
+    let with = |inputs: &[(&str, &str)], outputs: &[(&str, &str)]| {
+        let places = |all: &[(&str, &str)]| {
+            all.iter()
+                .map(|(n, p)| (n.to_string(), Place::parse(p)))
+                .collect()
+        };
+        parse(text).unwrap().with_overrides(&Overrides {
+            inputs: places(inputs),
+            outputs: places(outputs),
+        })
+    };
+    let e = with(&[("a", "a.jsonl")], &[]).unwrap_err();
+    assert!(e.0.contains("Kafka source(s) a but not b"), "{e}");
+    let e = with(&[("a", "-"), ("b", "-")], &[]).unwrap_err();
+    assert!(e.0.contains("would all read stdin"), "{e}");
+    let e = with(&[("a", "x"), ("a", "y")], &[]).unwrap_err();
+    assert!(e.0.contains("replaced twice"), "{e}");
+    let e = with(&[], &[("x", "-")]).unwrap_err();
+    assert!(e.0.contains("no sink `x` (its sinks: o)"), "{e}");
+    // Kafka sources all replaced, the Kafka sink kept: still a Kafka
+    // pipeline's sink (any sink can follow embedded sources).
+    let p = with(&[("a", "a.jsonl"), ("b", "-")], &[]).unwrap();
+    assert_eq!(p.sources[0].kind, SourceKind::File);
+    assert_eq!(p.sources[1].kind, SourceKind::Stdin);
+    assert!(!p.reads_kafka() && p.kafka.is_some());
+    let p = with(&[("a", "a.jsonl"), ("b", "-")], &[("o", "-")]).unwrap();
+    assert_eq!(
+        (p.sinks[0].kind, p.kafka.is_none()),
+        (SinkKind::Stdout, true)
+    );
+}
