@@ -276,24 +276,25 @@ impl Splitter<'_, '_> {
                 self.reader.blank_lines.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let decoded = lines::decode(
+            let mut decoded = lines::decode(
                 self.reader.format,
                 chunk,
                 line,
                 spec.key_format,
                 spec.value_format,
                 now,
-            )
-            .map_err(|e| Bad::Line(e.0))
-            .and_then(|mut record| {
-                if !spec.extract.is_empty() {
-                    let apply = spec.extract.apply(&mut record, spec.key_format);
-                    apply.map_err(|e| Bad::Field(e.to_string()))?;
-                }
-                Ok(record)
-            });
+            );
+            // Kept apart from `decoded` so the usual path moves no record.
+            let mut bad_field = None;
+            if !spec.extract.is_empty()
+                && let Ok(record) = &mut decoded
+            {
+                bad_field = spec.extract.apply(record, spec.key_format).err();
+            }
             let partition = match &decoded {
-                Ok(Record { key: Some(k), .. }) => partition_for(k, partitions),
+                Ok(Record { key: Some(k), .. }) if bad_field.is_none() => {
+                    partition_for(k, partitions)
+                }
                 _ => {
                     self.round_robin = (self.round_robin + 1) % partitions;
                     self.round_robin
@@ -305,13 +306,19 @@ impl Splitter<'_, '_> {
                 offset: self.line_no,
             };
             let batch = &mut self.pending[partition as usize];
-            match decoded {
-                Ok(record) => {
+            let bad = match (decoded, bad_field) {
+                (Ok(record), None) => {
                     batch.records.push(record);
                     batch.origins.push(origin);
                     self.read += 1;
+                    None
                 }
-                Err(Bad::Line(reason) | Bad::Field(reason))
+                (_, Some(field)) => Some(Bad::Field(field.to_string())),
+                (Err(e), None) => Some(Bad::Line(e.0)),
+            };
+            match bad {
+                None => {}
+                Some(Bad::Line(reason) | Bad::Field(reason))
                     if self.reader.policy == ErrorPolicy::Fail =>
                 {
                     self.flush_all(outputs);
@@ -322,7 +329,7 @@ impl Splitter<'_, '_> {
                         reason,
                     });
                 }
-                Err(bad) => batch.rejects.push(Reject {
+                Some(bad) => batch.rejects.push(Reject {
                     origin,
                     record: Record {
                         value: Some(chunk.slice_ref(line)),
