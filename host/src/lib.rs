@@ -36,7 +36,7 @@ pub use operators::{
     ErrorClass, Operator, OperatorError, PluginStep, Schedule, StepOutput, StoreKind, StoreSpec,
     TaskId, TimeKind,
 };
-pub use pipeline::{Pipeline, PipelineError, StepKind};
+pub use pipeline::{OverrideError, Overrides, Pipeline, PipelineError, Place, StepKind};
 pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;

@@ -13,8 +13,8 @@ use tracing_subscriber::EnvFilter;
 use weir::scaffold;
 use weir::testing;
 use weir::{
-    Ending, EngineSettings, Interrupter, Pipeline, PluginEngine, RunOptions, Topology,
-    summary_lines,
+    Ending, EngineSettings, Interrupter, Overrides, Pipeline, Place, PluginEngine, RunOptions,
+    Topology, summary_lines,
 };
 
 /// `weir`'s exit statuses (README, "Exit status").
@@ -60,11 +60,15 @@ enum Command {
         /// No live progress and no summary line at the end (errors are still reported).
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
     },
     /// Check a pipeline file, its plugins and their configs without running it.
     Validate {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
     },
     /// Run a pipeline against fixture files and compare every sink with its expected file.
     Test {
@@ -92,6 +96,44 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Sources and sinks pointed elsewhere than the pipeline file says.
+#[derive(clap::Args)]
+struct EndpointArgs {
+    /// Read source NAME from PATH (relative to the current folder) or stdin
+    /// (`-`) instead; repeatable. Replacing a Kafka source means replacing
+    /// every one (a pipeline reads Kafka or embedded sources, not both).
+    #[arg(long = "input", value_name = "NAME=PATH|-", value_parser = assignment)]
+    inputs: Vec<(String, String)>,
+    /// Write sink NAME to PATH (relative to the current folder) or stdout
+    /// (`-`) instead; repeatable.
+    #[arg(long = "output", value_name = "NAME=PATH|-", value_parser = assignment)]
+    outputs: Vec<(String, String)>,
+}
+
+impl EndpointArgs {
+    fn overrides(&self) -> Overrides {
+        let places = |all: &[(String, String)]| {
+            all.iter()
+                .map(|(name, place)| (name.clone(), Place::parse(place)))
+                .collect()
+        };
+        Overrides {
+            inputs: places(&self.inputs),
+            outputs: places(&self.outputs),
+        }
+    }
+}
+
+/// `NAME=PATH` or `NAME=-`.
+fn assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, place)) if !name.is_empty() && !place.is_empty() => {
+            Ok((name.to_string(), place.to_string()))
+        }
+        _ => Err(format!("expected NAME=PATH or NAME=-, got `{text}`")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -174,15 +216,34 @@ fn colour_on_stderr() -> bool {
 /// The pipeline loaded and checked, its plugins started once; every
 /// problem is [`Invalid`].
 fn build(pipeline: &Path) -> Result<Topology> {
+    build_with(pipeline, &Overrides::default())
+}
+
+/// The pipeline with its command-line replacements; a replacement it
+/// cannot take is a usage error (exit status 2, as clap's own).
+fn build_with(pipeline: &Path, overrides: &Overrides) -> Result<Topology> {
     let spec = Pipeline::load(pipeline).map_err(|e| Invalid(e.to_string()))?;
+    let spec = spec.with_overrides(overrides).unwrap_or_else(|e| {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::InvalidValue, e)
+            .exit()
+    });
     Ok(Topology::build(spec, EngineSettings::default().cache_dir)
         .map_err(|e| Invalid(e.to_string()))?)
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { pipeline, quiet } => run(&pipeline, quiet),
-        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Run {
+            pipeline,
+            quiet,
+            endpoints,
+        } => run(&pipeline, quiet, &endpoints.overrides()),
+        Command::Validate {
+            pipeline,
+            endpoints,
+        } => validate(&pipeline, &endpoints.overrides()),
         Command::Test {
             pipeline,
             cases,
@@ -219,8 +280,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 /// `weir run`: until the inputs end, a failure, or a signal; then the
 /// summary (unless `quiet`) and the exit status saying which.
-fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
-    let topo = build(pipeline)?;
+fn run(pipeline: &Path, quiet: bool, overrides: &Overrides) -> Result<ExitCode> {
+    let topo = build_with(pipeline, overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     let signal = watch_signals(stop.clone(), topo.engine.interrupter())?;
     let outcome = weir::run_reporting(
@@ -250,8 +311,8 @@ fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.
-fn validate(pipeline: &Path) -> Result<ExitCode> {
-    let topo = build(pipeline)?;
+fn validate(pipeline: &Path, overrides: &Overrides) -> Result<ExitCode> {
+    let topo = build_with(pipeline, overrides)?;
     let p = &topo.pipeline;
     let tasks = if p.reads_kafka() {
         format!(

@@ -888,3 +888,420 @@ fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+/// `weir run` with stdin closed (or from `stdin`), returning its output.
+fn run_weir(args: &[&str], stdin: Option<std::process::Stdio>) -> Output {
+    use std::process::{Command, Stdio};
+    Command::new(weir_tests::weir_bin())
+        .args(args)
+        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+        .stdin(stdin.unwrap_or_else(Stdio::null))
+        .output()
+        .expect("cannot run weir")
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+        .collect()
+}
+
+/// Issue 11, item 1: plain events (not envelopes) in, with the key and the
+/// timestamp taken from fields, a byte-order mark, a blank line (counted),
+/// and a record whose key field is missing (dead-lettered, naming the
+/// field and the line).
+#[test]
+fn plain_json_lines_take_key_and_timestamp_from_fields() {
+    let f = Fixture::new(
+        "
+partitions: 3
+error-policy: dead-letter
+dead-letter: rejected
+sources:
+  events:
+    kind: file
+    path: events.jsonl
+    format: json
+    key: { field: user.id }
+    timestamp: { field: ts, unit: s }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: file, path: out/records.jsonl }
+  values: { kind: file, path: out/values.jsonl, format: json, from: pass }
+  rejected: { kind: file, path: out/rejected.jsonl }
+",
+        &[(
+            "events.jsonl",
+            "\u{feff}{\"user\":{\"id\":\"z\"},\"key\":\"not-the-key\",\"ts\":1700000000}\n\n{\"email\":\"a@b.c\",\"ts\":1700000001}\n{\"user\":{\"id\":\"y\"},\"ts\":1700000002.5}\n",
+        )],
+    );
+    let out = run_weir(&["run", f.pipeline_path().to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut records = json_lines(&std::fs::read_to_string(f.path("out/records.jsonl")).unwrap());
+    records.sort_by_key(|r| r["timestamp"].as_i64());
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0]["key"], "z");
+    assert_eq!(records[0]["timestamp"], 1_700_000_000_000i64);
+    // The event's own `key` field is part of its value, not its key.
+    assert_eq!(records[0]["value"]["key"], "not-the-key");
+    assert_eq!(records[1]["key"], "y");
+    assert_eq!(records[1]["timestamp"], 1_700_000_002_500i64);
+    // A plain sink writes the value alone.
+    let mut values = json_lines(&std::fs::read_to_string(f.path("out/values.jsonl")).unwrap());
+    values.sort_by_key(|v| v["ts"].as_f64().map(|t| t as i64));
+    assert_eq!(
+        values[0],
+        serde_json::json!({"user":{"id":"z"},"key":"not-the-key","ts":1700000000})
+    );
+    let rejected = json_lines(&std::fs::read_to_string(f.path("out/rejected.jsonl")).unwrap());
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let reason = rejected[0]["headers"]["weir.error.reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.contains("key field `user.id` is missing") && reason.contains("line 3"),
+        "{reason}"
+    );
+    assert_eq!(rejected[0]["headers"]["weir.error.offset"], "3");
+    assert!(
+        stderr(&out).contains("source `events`: 1 blank line(s) skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue 11, item 1: `text` lines in and out, and the rules that keep
+/// formats explicit.
+#[test]
+fn text_lines_and_format_rules() {
+    let f = Fixture::new(
+        "
+sources:
+  words: { kind: stdin, format: text }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: stdout, format: text }
+",
+        &[],
+    );
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "hello {not json\r\n\nsecond line\n").unwrap();
+    let stdin = std::fs::File::open(input.path()).unwrap();
+    let out = run_weir(
+        &["run", f.pipeline_path().to_str().unwrap()],
+        Some(stdin.into()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello {not json\nsecond line\n");
+
+    assert_invalid(
+        "
+sources:
+  in: { kind: file, path: in.txt, format: text, value-format: json }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+        Some(3),
+        "with `format: text` each line is a text value, so `value-format` must be `string`",
+    );
+    assert_invalid(
+        "
+sources:
+  in: { kind: file, path: in.txt, format: text, key: { field: user } }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+        Some(3),
+        "`key` and `timestamp` read fields of a JSON value, so `value-format` must be `json`",
+    );
+    assert_invalid(
+        "
+sources:
+  in: { kind: file, path: in.jsonl, format: json, timestamp: { field: ts } }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+        Some(3),
+        "`timestamp.unit` is required: `ms`, `s` or `rfc3339`",
+    );
+    assert_invalid(
+        "
+sources:
+  in: { kind: kafka, topic: t, format: json, key: { field: user } }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+        Some(3),
+        "takes no `format`",
+    );
+    assert_invalid(
+        "
+sources:
+  in: { kind: kafka, topic: t, key: { field: user } }
+sinks:
+  out: { kind: stdout }
+",
+        &[],
+        Some(3),
+        "Kafka source `in` takes no `key`",
+    );
+    assert_invalid(
+        "
+error-policy: dead-letter
+dead-letter: bad
+sources:
+  in: { kind: file, path: in.jsonl }
+sinks:
+  out: { kind: stdout, from: in }
+  bad: { kind: file, path: bad.jsonl, format: json }
+",
+        &[],
+        Some(8),
+        "the dead-letter sink writes whole records",
+    );
+}
+
+const COPY: &str = "
+error-policy: dead-letter
+dead-letter: rejected
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: file, path: out.jsonl }
+  rejected: { kind: file, path: rejected.jsonl }
+";
+
+/// Issue 11, item 2: `--input NAME=PATH|-` and `--output NAME=PATH|-`.
+#[test]
+fn inputs_and_outputs_from_the_command_line() {
+    let f = Fixture::new(COPY, &[("in.jsonl", "{\"key\":\"a\",\"value\":1}\n")]);
+    let elsewhere = f.path("other.jsonl");
+    std::fs::write(&elsewhere, "{\"key\":\"b\",\"value\":2}\n").unwrap();
+    let pipeline = f.pipeline_path();
+    let pipeline = pipeline.to_str().unwrap();
+    // A file instead of the pipeline's, to stdout.
+    let out = run_weir(
+        &[
+            "run",
+            pipeline,
+            "--input",
+            &format!("in={}", elsewhere.display()),
+            "--output",
+            "out=-",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&stdout(&out))[0]["key"], "b");
+    assert!(!f.path("out.jsonl").exists());
+    // stdin instead of the file, to another file.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "{\"key\":\"c\",\"value\":3}\n").unwrap();
+    let copy = f.path("copy.jsonl");
+    let out = run_weir(
+        &[
+            "run",
+            pipeline,
+            "--input",
+            "in=-",
+            "--output",
+            &format!("out={}", copy.display()),
+        ],
+        Some(std::fs::File::open(input.path()).unwrap().into()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copied = json_lines(&std::fs::read_to_string(&copy).unwrap());
+    assert_eq!(copied[0]["key"], "c");
+    // An unknown name is a usage error naming the valid ones.
+    let out = run_weir(&["run", pipeline, "--input", "nope=x.jsonl"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no source `nope` (its sources: in)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_weir(&["validate", pipeline, "--output", "nope=-"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no sink `nope` (its sinks: out, rejected)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_weir(&["run", pipeline, "--input", "in"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Kafka: every Kafka source replaced, or none.
+    let kafka = Fixture::new(
+        "
+kafka: { bootstrap: 127.0.0.1:1 }
+sources:
+  a: { kind: kafka, topic: a }
+  b: { kind: kafka, topic: b }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop, from: [a, b] }
+sinks:
+  out: { kind: kafka, topic: out }
+",
+        &[
+            ("a.jsonl", "{\"key\":\"k\",\"value\":1}\n"),
+            ("b.jsonl", ""),
+        ],
+    );
+    let pipeline = kafka.pipeline_path();
+    let pipeline = pipeline.to_str().unwrap();
+    let a = format!("a={}", kafka.path("a.jsonl").display());
+    let b = format!("b={}", kafka.path("b.jsonl").display());
+    let out = run_weir(&["validate", pipeline, "--input", &a], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("replaces Kafka source(s) a but not b"),
+        "{}",
+        stderr(&out)
+    );
+    // Every endpoint replaced: no broker needed.
+    let out = run_weir(
+        &[
+            "run", pipeline, "--input", &a, "--input", &b, "--output", "out=-",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&stdout(&out))[0]["key"], "k");
+}
+
+/// Issue 11, item 3: a run that cannot start leaves existing outputs (the
+/// dead-letter file included) as they were.
+#[test]
+fn a_missing_input_leaves_existing_outputs_untouched() {
+    let f = Fixture::new(
+        COPY,
+        &[
+            ("out.jsonl", "earlier output\n"),
+            ("rejected.jsonl", "earlier rejects\n"),
+        ],
+    );
+    let out = run_weir(&["run", f.pipeline_path().to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(f.path("out.jsonl")).unwrap(),
+        "earlier output\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("rejected.jsonl")).unwrap(),
+        "earlier rejects\n"
+    );
+}
+
+/// Issue 11, item 3: a sink that cannot be created fails the run before
+/// any of stdin is read.
+#[test]
+fn an_unwritable_sink_fails_before_stdin_is_read() {
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: stdin }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: file, path: blocked/out.jsonl }
+",
+        // A file where the sink's folder should be.
+        &[("blocked", "")],
+    );
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "{\"key\":\"a\",\"value\":1}\n".repeat(1000)).unwrap();
+    let mut ours = std::fs::File::open(input.path()).unwrap();
+    let theirs = ours.try_clone().unwrap();
+    let out = run_weir(
+        &["run", f.pipeline_path().to_str().unwrap()],
+        Some(theirs.into()),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("sink `out`"), "{}", stderr(&out));
+    // The descriptor is shared with weir's stdin: nothing was read from it.
+    use std::io::Seek;
+    assert_eq!(ours.stream_position().unwrap(), 0);
+}
+
+/// Issue 11, item 3: `mode: append` keeps what a file held; the default
+/// (`truncate`) replaces it. Sink paths are relative to the pipeline file.
+#[test]
+fn file_sinks_truncate_or_append() {
+    let f = Fixture::new(
+        &COPY.replace("path: out.jsonl", "path: out.jsonl, mode: append"),
+        &[
+            ("in.jsonl", "{\"key\":\"a\",\"value\":1}\n"),
+            ("out.jsonl", "{\"key\":\"earlier\",\"value\":0}\n"),
+            ("rejected.jsonl", "earlier rejects\n"),
+        ],
+    );
+    // From another folder: paths are the pipeline file's.
+    let out = std::process::Command::new(weir_tests::weir_bin())
+        .args(["run", f.pipeline_path().to_str().unwrap()])
+        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys: Vec<_> = json_lines(&std::fs::read_to_string(f.path("out.jsonl")).unwrap())
+        .iter()
+        .map(|r| r["key"].clone())
+        .collect();
+    assert_eq!(keys, ["earlier", "a"]);
+    assert_eq!(
+        std::fs::read_to_string(f.path("rejected.jsonl")).unwrap(),
+        ""
+    );
+    assert_invalid(
+        "
+sources:
+  in: { kind: file, path: in.jsonl }
+sinks:
+  out: { kind: stdout, mode: append }
+",
+        &[],
+        Some(5),
+        "stdout sink `out` takes no `mode` (it is for file sinks)",
+    );
+}
+
+/// Issue 11, item 1: the quickstart's plain-JSON pipeline (plain events in
+/// and out, key and timestamp from fields).
+#[test]
+fn quickstart_plain_json_pipeline() {
+    let out = weir(&[
+        "run",
+        "--quiet",
+        repo()
+            .join("examples/quickstart/plain.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values = json_lines(&stdout(&out));
+    assert_eq!(values.len(), 3, "{}", stdout(&out));
+    assert!(
+        values
+            .iter()
+            .all(|v| v["tier"] == "large" && v["amount"].as_f64() > Some(100.0))
+    );
+}

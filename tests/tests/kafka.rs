@@ -532,3 +532,43 @@ fn a_second_process_takes_over_the_partitions_of_a_killed_one() {
     let thrice: Vec<(&i64, &usize)> = seen.iter().filter(|&(_, &n)| n > 2).collect();
     assert!(thrice.is_empty(), "written more than twice: {thrice:?}");
 }
+
+/// Issue 11, item 1: a Kafka source takes its records' timestamps from a
+/// field of the value (after decoding, as Kafka Streams' timestamp
+/// extractor); a record without the field is a bad record (skipped here).
+#[test]
+fn a_kafka_source_takes_timestamps_from_a_field() {
+    let (input, output, app) = names();
+    let _cleanup = Cleanup::topics(&[&input, &output]);
+    kafka::create_topic(&input, 2);
+    // Recent seconds, so that no retention check removes the records.
+    let base = kafka::now_ms() / 1000 - 100;
+    let mut sent: Vec<Rec> = (0..10)
+        .map(|i| {
+            Rec::new(
+                &format!("k{i}"),
+                &format!(r#"{{"i":{i},"ts":{}}}"#, base + i),
+            )
+        })
+        .collect();
+    sent.push(Rec::new("no-ts", r#"{"i":10}"#));
+    kafka::produce(&input, &sent);
+    let fixture = pipeline(
+        &app,
+        &format!(
+            "error-policy: skip\nsources:\n  in: {{ kind: kafka, topic: {input}, timestamp: {{ field: ts, unit: s }} }}\nsinks:\n  out: {{ kind: kafka, topic: {output}, create: {{ partitions: 2 }} }}\n"
+        ),
+    );
+    let weir = WeirProcess::start(&fixture, "weir.log");
+    let got = weir.consume(&output, 10, WAIT, SETTLE);
+    let log = weir.stop();
+    assert_eq!(got.len(), 10, "log:\n{log}");
+    for r in &got {
+        let i = r.rec.json()["i"].as_i64().unwrap();
+        assert_eq!(r.rec.timestamp, (base + i) * 1000, "log:\n{log}");
+    }
+    assert!(
+        log.contains("timestamp field `ts` is missing"),
+        "log:\n{log}"
+    );
+}

@@ -331,3 +331,48 @@ sinks:
         assert_eq!(run(), first, "the same files give the same order");
     }
 }
+
+/// Issue 11, item 1: blank lines are not records; the run report counts
+/// them per source. Keys and timestamps come from (dotted) fields.
+#[test]
+fn blank_lines_are_counted_per_source_and_fields_give_key_and_timestamp() {
+    let f = Fixture::new(
+        "
+partitions: 4
+sources:
+  plain:
+    kind: file
+    path: plain.jsonl
+    format: json
+    key: { field: customer.id }
+    timestamp: { field: at, unit: rfc3339 }
+  enveloped: { kind: file, path: enveloped.jsonl }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop, from: [plain, enveloped] }
+sinks:
+  out: { kind: stdout }
+",
+        &[
+            (
+                "plain.jsonl",
+                "\n{\"customer\":{\"id\":\"alice\"},\"at\":\"2023-11-14T22:13:20Z\"}\n  \n\t\n{\"customer\":{\"id\":\"bob\"},\"at\":\"2023-11-14T23:13:20+01:00\"}\n",
+            ),
+            ("enveloped.jsonl", &lines(&[line("c", json!(1))])),
+        ],
+    );
+    let (result, captured) = f.run();
+    let report = result.unwrap();
+    let blank: Vec<(&str, u64)> = report
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.blank_lines))
+        .collect();
+    assert_eq!(blank, [("enveloped", 0), ("plain", 3)]);
+    let records = captured.records("out");
+    for name in ["alice", "bob"] {
+        let r = records.iter().find(|r| r["key"] == name).unwrap();
+        assert_eq!(r["timestamp"], 1_700_000_000_000i64);
+    }
+}

@@ -164,7 +164,9 @@ pub fn decode(
 /// A timestamp's JSON number as an integer; `None` when it is not one (a
 /// fraction, an exponent) or does not fit. Epoch milliseconds have 13
 /// digits: eight are converted at once.
-fn parse_millis(raw: &[u8]) -> Option<i64> {
+// Inlined into `decode` as when it was its only caller.
+#[inline(always)]
+pub(crate) fn parse_millis(raw: &[u8]) -> Option<i64> {
     let (negative, digits) = match raw.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, raw),
@@ -200,7 +202,12 @@ fn eight_digits(digits: [u8; 8]) -> i64 {
 
 /// A member's value (already checked JSON) as key or value bytes (`what`)
 /// in `format`.
-fn field_bytes(chunk: &Bytes, raw: &[u8], format: Format, what: &str) -> Result<Bytes, CodecError> {
+pub(crate) fn field_bytes(
+    chunk: &Bytes,
+    raw: &[u8],
+    format: Format,
+    what: &str,
+) -> Result<Bytes, CodecError> {
     match format {
         Format::Json => Ok(slice_or_copy(chunk, raw)),
         Format::String => {

@@ -4,11 +4,15 @@
 //! [`json_syntax`] is weir's strict JSON checker, [`jsonl`] the JSON-lines
 //! envelope of the embedded sources and sinks, [`partitioner`] Kafka's key
 //! hash, and [`format_gate`] the one place that decides when a value is known
-//! to be JSON (so it is checked once, not at every hop).
+//! to be JSON (so it is checked once, not at every hop). [`lines`] reads and
+//! writes a line in the [`LineFormat`] a file or stdio endpoint names, and
+//! [`extract`] takes a record's key and timestamp from fields of its value.
 
+pub mod extract;
 pub mod format_gate;
 pub mod json_syntax;
 pub mod jsonl;
+pub mod lines;
 pub mod partitioner;
 
 use serde::Deserialize;
@@ -24,4 +28,31 @@ pub enum Format {
     String,
     /// A base64 JSON string; the bytes are what it decodes to.
     Bytes,
+}
+
+/// What one line of a file, stdin or stdout endpoint holds. Chosen in the
+/// pipeline file, never guessed from the data: a plain event may well have
+/// `key` or `value` fields of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineFormat {
+    /// A whole record: `{"key", "value", "timestamp", "headers"}` ([`jsonl`]).
+    /// The default, so pipelines and fixtures written before the other
+    /// formats existed read as they did.
+    #[default]
+    Envelope,
+    /// The line is the record's value, a JSON document.
+    Json,
+    /// The line is the record's value, as text.
+    Text,
+}
+
+impl LineFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineFormat::Envelope => "envelope",
+            LineFormat::Json => "json",
+            LineFormat::Text => "text",
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Embedded sinks: JSON-lines files and stdout, plus in-memory capture for
+//! Embedded sinks: files and stdout of lines, plus in-memory capture for
 //! the topology test driver. Tasks encode records themselves (in parallel,
 //! see `runtime::sinks`); a sink only writes the encoded bytes, in the order
 //! it gets them, and notes its length at a checkpoint's mark.
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crossbeam_channel::Receiver;
 
 use super::ack::Ack;
+use crate::pipeline::SinkMode;
 
 /// Encoded JSON lines from one task, ready to write.
 #[derive(Debug, Default)]
@@ -74,9 +75,80 @@ pub struct SinkError {
     pub error: std::io::Error,
 }
 
+/// A sink's output, opened (created, emptied or appended to) and not yet
+/// written to.
+pub struct OpenedSink {
+    writer: Box<dyn Write + Send>,
+    what: String,
+    /// Bytes already in the file (an appended file): a checkpoint's mark
+    /// notes the file's length, not this run's share of it.
+    start: u64,
+}
+
+impl SinkOutput {
+    /// Opens sink `name`'s output: a file (and its folder) is created, or
+    /// emptied or appended to by `mode`. A run opens its sinks once every
+    /// plugin has started and every source has opened, and before the
+    /// first input byte is read: a run that cannot start leaves existing
+    /// files as they were, and an unwritable sink fails before stdin is
+    /// consumed.
+    pub fn open(&self, name: &str, mode: SinkMode) -> Result<OpenedSink, SinkError> {
+        let err = |what: String| {
+            move |error| SinkError {
+                sink: name.to_string(),
+                what,
+                error,
+            }
+        };
+        Ok(match self {
+            SinkOutput::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(err(dir.display().to_string()))?;
+                }
+                let what = path.display().to_string();
+                let mut options = std::fs::OpenOptions::new();
+                match mode {
+                    SinkMode::Truncate => options.write(true).create(true).truncate(true),
+                    SinkMode::Append => options.append(true).create(true),
+                };
+                let file = options.open(path).map_err(err(what.clone()))?;
+                let start = match mode {
+                    SinkMode::Truncate => 0,
+                    SinkMode::Append => file.metadata().map_err(err(what.clone()))?.len(),
+                };
+                // Chunks come in hundreds of KiB already: a buffer in between
+                // would only copy every byte once more.
+                OpenedSink {
+                    writer: Box::new(file),
+                    what,
+                    start,
+                }
+            }
+            SinkOutput::Stdout => OpenedSink {
+                writer: Box::new(std::io::BufWriter::with_capacity(
+                    1 << 16,
+                    std::io::stdout(),
+                )),
+                what: "stdout".into(),
+                start: 0,
+            },
+            SinkOutput::Capture(buf) => OpenedSink {
+                writer: Box::new(CaptureWriter(buf.clone())),
+                what: "capture".into(),
+                start: 0,
+            },
+        })
+    }
+}
+
 /// Writes everything received until every task has hung up; returns the
 /// number of records written.
-pub fn run(name: &str, output: &SinkOutput, chunks: Receiver<SinkChunk>) -> Result<u64, SinkError> {
+pub fn run(name: &str, output: OpenedSink, chunks: Receiver<SinkChunk>) -> Result<u64, SinkError> {
+    let OpenedSink {
+        mut writer,
+        what,
+        start,
+    } = output;
     let err = |what: String| {
         move |error| SinkError {
             sink: name.to_string(),
@@ -84,28 +156,7 @@ pub fn run(name: &str, output: &SinkOutput, chunks: Receiver<SinkChunk>) -> Resu
             error,
         }
     };
-    let mut writer: Box<dyn Write> = match output {
-        SinkOutput::File(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(err(dir.display().to_string()))?;
-            }
-            // Chunks come in hundreds of KiB already: a buffer in between
-            // would only copy every byte once more.
-            let file = std::fs::File::create(path).map_err(err(path.display().to_string()))?;
-            Box::new(file)
-        }
-        SinkOutput::Stdout => Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stdout(),
-        )),
-        SinkOutput::Capture(buf) => Box::new(CaptureWriter(buf.clone())),
-    };
-    let what = match output {
-        SinkOutput::File(p) => p.display().to_string(),
-        SinkOutput::Stdout => "stdout".into(),
-        SinkOutput::Capture(_) => "capture".into(),
-    };
-    let (mut written, mut bytes) = (0, 0u64);
+    let (mut written, mut bytes) = (0, start);
     while let Ok(chunk) = chunks.recv() {
         writer.write_all(&chunk.bytes).map_err(err(what.clone()))?;
         written += chunk.records;

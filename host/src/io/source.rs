@@ -1,5 +1,7 @@
-//! Embedded sources: JSON-lines files (finite) and stdin (possibly endless),
-//! split into partitions by key hash so every core gets a share.
+//! Embedded sources: files (finite) and stdin (possibly endless) of lines
+//! in the source's [`LineFormat`], split into partitions by key hash so
+//! every core gets a share. A leading UTF-8 byte-order mark is skipped;
+//! blank lines are not records, and are counted.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::{Batch, InputId, Reject};
 use crate::clock::Clock;
-use crate::codec::jsonl;
+use crate::codec::LineFormat;
+use crate::codec::lines;
 use crate::codec::partitioner::partition_for;
 use crate::pipeline::{ErrorPolicy, Source};
 use crate::record::{Origin, Record};
@@ -39,6 +42,8 @@ pub trait PartitionOutlet {
 pub struct ReadTo {
     pub records: u64,
     pub position: Position,
+    /// Lines with nothing but whitespace: read, not records.
+    pub blank_lines: u64,
 }
 
 /// How far a source has read: whole lines only.
@@ -52,6 +57,31 @@ pub struct Position {
 #[derive(Debug, Clone)]
 pub enum SourceInput {
     File(PathBuf),
+    Stdin,
+}
+
+impl SourceInput {
+    /// Opens the input of source `name`. A run opens every input before it
+    /// creates any sink, so a missing input leaves existing outputs as
+    /// they were.
+    pub fn open(&self, name: &str) -> Result<OpenedInput, SourceError> {
+        match self {
+            SourceInput::File(path) => std::fs::File::open(path)
+                .map(|file| OpenedInput::File(file, path.clone()))
+                .map_err(|error| SourceError::Io {
+                    name: name.to_string(),
+                    what: path.display().to_string(),
+                    error,
+                }),
+            SourceInput::Stdin => Ok(OpenedInput::Stdin),
+        }
+    }
+}
+
+/// A source's input, opened and not read yet.
+#[derive(Debug)]
+pub enum OpenedInput {
+    File(std::fs::File, PathBuf),
     Stdin,
 }
 
@@ -77,7 +107,11 @@ pub enum SourceError {
 pub struct SourceReader<'a> {
     pub index: u16,
     pub spec: &'a Source,
-    pub input: SourceInput,
+    /// What a line holds: the source's `format`, or the envelope for a
+    /// `weir test` fixture.
+    pub format: LineFormat,
+    /// Where blank lines are counted as they are read.
+    pub blank_lines: &'a std::sync::atomic::AtomicU64,
     pub partitions: u32,
     pub batch_size: usize,
     pub policy: ErrorPolicy,
@@ -90,19 +124,16 @@ pub struct SourceReader<'a> {
 const CHUNK: usize = 1 << 20;
 
 impl SourceReader<'_> {
-    /// Reads to the end (or until stopped), sending batches to the partition
-    /// tasks. Returns how much it read.
-    pub fn run(&self, outputs: &dyn PartitionOutlet) -> Result<ReadTo, SourceError> {
-        let (mut reader, what): (Box<dyn Read>, String) = match &self.input {
-            SourceInput::File(path) => {
-                let file = std::fs::File::open(path).map_err(|error| SourceError::Io {
-                    name: self.spec.name.clone(),
-                    what: path.display().to_string(),
-                    error,
-                })?;
-                (Box::new(file), path.display().to_string())
-            }
-            SourceInput::Stdin => (
+    /// Reads `input` to the end (or until stopped), sending batches to the
+    /// partition tasks. Returns how much it read.
+    pub fn run(
+        &self,
+        input: OpenedInput,
+        outputs: &dyn PartitionOutlet,
+    ) -> Result<ReadTo, SourceError> {
+        let (mut reader, what): (Box<dyn Read>, String) = match input {
+            OpenedInput::File(file, path) => (Box::new(file), path.display().to_string()),
+            OpenedInput::Stdin => (
                 Box::new(StoppableStdin::start(self.stop.clone())),
                 "stdin".to_string(),
             ),
@@ -114,6 +145,7 @@ impl SourceReader<'_> {
             line_no: 0,
             round_robin: 0,
             read: 0,
+            blank: 0,
         };
         let mut buf = BytesMut::with_capacity(CHUNK);
         // Bytes of whole lines handed to the splitter.
@@ -192,6 +224,7 @@ impl SourceReader<'_> {
                 bytes: consumed,
                 lines: state.line_no,
             },
+            blank_lines: state.blank,
         })
     }
 
@@ -207,6 +240,18 @@ struct Splitter<'r, 'a> {
     line_no: u64,
     round_robin: u32,
     read: u64,
+    blank: u64,
+}
+
+/// The UTF-8 byte-order mark some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why a line is not a record.
+enum Bad {
+    /// The line does not decode in its format.
+    Line(String),
+    /// Its key or timestamp field is missing or does not parse.
+    Field(String),
 }
 
 impl Splitter<'_, '_> {
@@ -222,13 +267,34 @@ impl Splitter<'_, '_> {
             };
             rest = next;
             self.line_no += 1;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let mut line = line.strip_suffix(b"\r").unwrap_or(line);
+            if self.line_no == 1 {
+                line = line.strip_prefix(BOM).unwrap_or(line);
+            }
             if line.iter().all(u8::is_ascii_whitespace) {
+                self.blank += 1;
+                self.reader.blank_lines.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let decoded = jsonl::decode(chunk, line, spec.key_format, spec.value_format, now);
+            let mut decoded = lines::decode(
+                self.reader.format,
+                chunk,
+                line,
+                spec.key_format,
+                spec.value_format,
+                now,
+            );
+            // Kept apart from `decoded` so the usual path moves no record.
+            let mut bad_field = None;
+            if !spec.extract.is_empty()
+                && let Ok(record) = &mut decoded
+            {
+                bad_field = spec.extract.apply(record, spec.key_format).err();
+            }
             let partition = match &decoded {
-                Ok(Record { key: Some(k), .. }) => partition_for(k, partitions),
+                Ok(Record { key: Some(k), .. }) if bad_field.is_none() => {
+                    partition_for(k, partitions)
+                }
                 _ => {
                     self.round_robin = (self.round_robin + 1) % partitions;
                     self.round_robin
@@ -240,29 +306,42 @@ impl Splitter<'_, '_> {
                 offset: self.line_no,
             };
             let batch = &mut self.pending[partition as usize];
-            match decoded {
-                Ok(record) => {
+            let bad = match (decoded, bad_field) {
+                (Ok(record), None) => {
                     batch.records.push(record);
                     batch.origins.push(origin);
                     self.read += 1;
+                    None
                 }
-                Err(e) if self.reader.policy == ErrorPolicy::Fail => {
+                (_, Some(field)) => Some(Bad::Field(field.to_string())),
+                (Err(e), None) => Some(Bad::Line(e.0)),
+            };
+            match bad {
+                None => {}
+                Some(Bad::Line(reason) | Bad::Field(reason))
+                    if self.reader.policy == ErrorPolicy::Fail =>
+                {
                     self.flush_all(outputs);
                     return Err(SourceError::BadLine {
                         name: spec.name.clone(),
                         what: self.what.to_string(),
                         line: self.line_no,
-                        reason: e.0,
+                        reason,
                     });
                 }
-                Err(e) => batch.rejects.push(Reject {
+                Some(bad) => batch.rejects.push(Reject {
                     origin,
                     record: Record {
                         value: Some(chunk.slice_ref(line)),
                         timestamp: now,
                         ..Record::default()
                     },
-                    reason: e.0,
+                    reason: match bad {
+                        Bad::Line(reason) => reason,
+                        Bad::Field(reason) => {
+                            format!("{reason} ({} line {})", self.what, self.line_no)
+                        }
+                    },
                 }),
             }
             if batch.records.len() >= self.reader.batch_size {

@@ -18,6 +18,7 @@
 //! ```
 
 mod diagnostic;
+mod overrides;
 mod quantity;
 mod raw;
 mod validate;
@@ -27,8 +28,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Formats belong to the codecs; the pipeline file names them.
-pub use crate::codec::Format;
+pub use crate::codec::extract::{Extract, FieldPath, TimestampField};
+pub use crate::codec::{Format, LineFormat};
 pub use diagnostic::{Diagnostic, Loc, PipelineError};
+pub use overrides::{OverrideError, Overrides, Place};
 
 use crate::limits::Limits;
 
@@ -97,6 +100,19 @@ impl SourceKind {
     pub fn is_file(self) -> bool {
         self == SourceKind::File
     }
+}
+
+/// What a file sink does with a file that is already there when the run
+/// starts. The file is opened only once every source has opened, so a run
+/// that cannot start leaves it as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkMode {
+    /// Empties it: the file holds this run's output alone (the default).
+    #[default]
+    Truncate,
+    /// Adds this run's output after what it holds.
+    Append,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,6 +194,10 @@ pub struct Source {
     pub topic: Option<Topic>,
     pub key_format: Format,
     pub value_format: Format,
+    /// What a line holds, for file and stdin sources.
+    pub format: LineFormat,
+    /// Key and timestamp taken from fields of the value.
+    pub extract: Extract,
     pub loc: Loc,
 }
 
@@ -213,6 +233,10 @@ pub struct Sink {
     pub topic: Option<Topic>,
     pub key_format: Format,
     pub value_format: Format,
+    /// What a line holds, for file and stdout sinks.
+    pub format: LineFormat,
+    /// What a file sink does with an existing file.
+    pub mode: SinkMode,
     pub inputs: Vec<Input>,
     pub loc: Loc,
 }

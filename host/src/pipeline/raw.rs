@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::{ErrorPolicy, Format, SinkKind, SourceKind, StepKind};
+use super::{ErrorPolicy, Format, LineFormat, SinkKind, SinkMode, SourceKind, StepKind};
+use crate::codec::extract::TimeUnit;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -67,6 +68,25 @@ pub struct RawSource {
     pub create: Option<Spanned<RawCreate>>,
     pub key_format: Option<Format>,
     pub value_format: Option<Format>,
+    pub format: Option<Spanned<LineFormat>>,
+    pub key: Option<Spanned<RawKeyField>>,
+    pub timestamp: Option<Spanned<RawTimestampField>>,
+}
+
+/// `key: { field: user }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawKeyField {
+    pub field: Spanned<String>,
+}
+
+/// `timestamp: { field: ts, unit: ms }`; the unit is required (checked
+/// with a message saying why).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTimestampField {
+    pub field: Spanned<String>,
+    pub unit: Option<TimeUnit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +128,8 @@ pub struct RawSink {
     pub from: Option<Spanned<Names>>,
     pub key_format: Option<Format>,
     pub value_format: Option<Format>,
+    pub format: Option<Spanned<LineFormat>>,
+    pub mode: Option<Spanned<SinkMode>>,
 }
 
 /// The part sources and sinks share: where records are and their formats.
@@ -117,6 +139,7 @@ pub struct RawEndpoint<'r> {
     pub create: &'r Option<Spanned<RawCreate>>,
     pub key_format: Option<Format>,
     pub value_format: Option<Format>,
+    pub format: &'r Option<Spanned<LineFormat>>,
 }
 
 impl RawSource {
@@ -127,6 +150,7 @@ impl RawSource {
             create: &self.create,
             key_format: self.key_format,
             value_format: self.value_format,
+            format: &self.format,
         }
     }
 }
@@ -139,6 +163,7 @@ impl RawSink {
             create: &self.create,
             key_format: self.key_format,
             value_format: self.value_format,
+            format: &self.format,
         }
     }
 }

@@ -344,3 +344,93 @@ sinks:
         );
     }
 }
+
+#[test]
+fn formats_key_and_timestamp_fields_and_sink_modes_are_read() {
+    let p = parse(
+        "
+sources:
+  a:
+    kind: stdin
+    format: text
+  b: { kind: file, path: b.jsonl, format: json, key: { field: c.id }, timestamp: { field: ts, unit: rfc3339 } }
+sinks:
+  o: { kind: file, path: out/o.jsonl, mode: append, from: [a, b] }
+  v: { kind: stdout, format: json, from: b }
+",
+    )
+    .unwrap();
+    assert_eq!(
+        (p.sources[0].format, p.sources[0].value_format),
+        (LineFormat::Text, Format::String)
+    );
+    assert!(p.sources[0].extract.is_empty());
+    let b = &p.sources[1];
+    assert_eq!(b.format, LineFormat::Json);
+    assert_eq!(b.extract.key.as_ref().map(|k| k.as_str()), Some("c.id"));
+    assert_eq!(
+        b.extract.timestamp.as_ref().map(|t| t.unit),
+        Some(crate::codec::extract::TimeUnit::Rfc3339)
+    );
+    assert_eq!(p.sinks[0].mode, SinkMode::Append);
+    assert_eq!(
+        p.sinks[0].path.as_deref(),
+        Some(Path::new("/nonexistent/out/o.jsonl"))
+    );
+    assert_eq!(
+        (p.sinks[1].format, p.sinks[1].mode),
+        (LineFormat::Json, SinkMode::Truncate)
+    );
+    // The default is the envelope, so earlier pipelines read as before.
+    let e = parse("sources:\n  a: { kind: stdin }\nsinks:\n  o: { kind: stdout }\n").unwrap();
+    assert_eq!(
+        (e.sources[0].format, e.sinks[0].format),
+        (LineFormat::Envelope, LineFormat::Envelope)
+    );
+    let bad = errors(
+        "sources:\n  a: { kind: stdin, format: json, key: { field: 'a..b' } }\nsinks:\n  o: { kind: stdout }\n",
+    );
+    assert!(bad[0].contains("dotted path"), "{bad:?}");
+}
+
+#[test]
+fn overrides_replace_endpoints_by_the_file_rules() {
+    let text = "
+kafka: { bootstrap: x:1 }
+sources:
+  a: { kind: kafka, topic: a }
+  b: { kind: kafka, topic: b }
+sinks:
+  o: { kind: kafka, topic: o, from: [a, b] }
+";
+    let with = |inputs: &[(&str, &str)], outputs: &[(&str, &str)]| {
+        let places = |all: &[(&str, &str)]| {
+            all.iter()
+                .map(|(n, p)| (n.to_string(), Place::parse(p)))
+                .collect()
+        };
+        parse(text).unwrap().with_overrides(&Overrides {
+            inputs: places(inputs),
+            outputs: places(outputs),
+        })
+    };
+    let e = with(&[("a", "a.jsonl")], &[]).unwrap_err();
+    assert!(e.0.contains("Kafka source(s) a but not b"), "{e}");
+    let e = with(&[("a", "-"), ("b", "-")], &[]).unwrap_err();
+    assert!(e.0.contains("would all read stdin"), "{e}");
+    let e = with(&[("a", "x"), ("a", "y")], &[]).unwrap_err();
+    assert!(e.0.contains("replaced twice"), "{e}");
+    let e = with(&[], &[("x", "-")]).unwrap_err();
+    assert!(e.0.contains("no sink `x` (its sinks: o)"), "{e}");
+    // Kafka sources all replaced, the Kafka sink kept: still a Kafka
+    // pipeline's sink (any sink can follow embedded sources).
+    let p = with(&[("a", "a.jsonl"), ("b", "-")], &[]).unwrap();
+    assert_eq!(p.sources[0].kind, SourceKind::File);
+    assert_eq!(p.sources[1].kind, SourceKind::Stdin);
+    assert!(!p.reads_kafka() && p.kafka.is_some());
+    let p = with(&[("a", "a.jsonl"), ("b", "-")], &[("o", "-")]).unwrap();
+    assert_eq!(
+        (p.sinks[0].kind, p.kafka.is_none()),
+        (SinkKind::Stdout, true)
+    );
+}

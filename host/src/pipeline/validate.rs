@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::raw::{Names, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawStep};
+use super::raw::{
+    Names, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource, RawStep,
+};
 use super::{
-    Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PipelineError,
-    PluginRef, Sink, SinkKind, Source, SourceKind, Step, StepKind, Topic, TopicCreate, quantity,
+    Diagnostic, ErrorPolicy, Extract, FieldPath, Format, Input, KafkaSettings, LineFormat, Loc,
+    Node, Pipeline, PipelineError, PluginRef, Sink, SinkKind, Source, SourceKind, Step, StepKind,
+    TimestampField, Topic, TopicCreate, quantity,
 };
 use crate::limits::Limits;
 
@@ -445,11 +448,14 @@ struct Endpoint {
     topic: Option<Topic>,
     key_format: Format,
     value_format: Format,
+    format: LineFormat,
+    describe: String,
 }
 
 /// The part sources and sinks share: a file kind needs a `path`, a Kafka
 /// kind a `topic` (and may `create` it), each refuses the other's fields;
-/// keys default to strings and values to JSON.
+/// a file or stdio kind may name its line `format` (default `envelope`);
+/// keys default to strings and values to JSON (to strings in `text` lines).
 fn check_endpoint(
     c: &mut Checker,
     medium: Medium,
@@ -477,11 +483,139 @@ fn check_endpoint(
         raw.create,
         at,
     );
+    let format = match raw.format {
+        Some(f) if medium == Medium::Kafka => {
+            c.error(
+                loc(f),
+                format!(
+                    "{describe} takes no `format`: a Kafka record carries its own key, value, timestamp and headers (`key-format` and `value-format` say what their bytes hold)"
+                ),
+            );
+            LineFormat::Envelope
+        }
+        Some(f) => f.value,
+        None => LineFormat::Envelope,
+    };
+    let value_format = match (format, raw.value_format) {
+        (LineFormat::Envelope, v) => v.unwrap_or(Format::Json),
+        (LineFormat::Json, None | Some(Format::Json)) => Format::Json,
+        (LineFormat::Text, None | Some(Format::String)) => Format::String,
+        (plain, Some(_)) => {
+            let (wants, why) = match plain {
+                LineFormat::Json => ("json", "each line is a JSON value"),
+                _ => ("string", "each line is a text value"),
+            };
+            c.error(
+                raw.format.as_ref().map_or(at, loc),
+                format!(
+                    "{describe}: with `format: {}` {why}, so `value-format` must be `{wants}` (or left out)",
+                    plain.as_str()
+                ),
+            );
+            if plain == LineFormat::Json {
+                Format::Json
+            } else {
+                Format::String
+            }
+        }
+    };
     Endpoint {
         path,
         topic,
         key_format: raw.key_format.unwrap_or(Format::String),
-        value_format: raw.value_format.unwrap_or(Format::Json),
+        value_format,
+        format,
+        describe,
+    }
+}
+
+/// `key: { field }` and `timestamp: { field, unit }` of a source: fields
+/// of a JSON value; a key only where weir decides the partition (not on a
+/// Kafka topic, whose records keep the key that placed them).
+fn check_extract(c: &mut Checker, raw: &RawSource, end: &Endpoint) -> Extract {
+    let describe = &end.describe;
+    let mut path = |field: &Spanned<String>, what: &str| {
+        let parsed = FieldPath::parse(&field.value);
+        if parsed.is_none() {
+            c.error(
+                loc(field),
+                format!(
+                    "{describe}: `{what}.field` must be a field name or a dotted path such as `customer.id`, got `{}`",
+                    field.value
+                ),
+            );
+        }
+        parsed
+    };
+    let key = raw.key.as_ref().and_then(|k| path(&k.value.field, "key"));
+    let timestamp_field = raw
+        .timestamp
+        .as_ref()
+        .map(|t| path(&t.value.field, "timestamp"));
+    let timestamp = raw.timestamp.as_ref().and_then(|t| {
+        let field = timestamp_field.flatten();
+        let unit = t.value.unit;
+        if unit.is_none() {
+            c.error(
+                loc(t),
+                format!(
+                    "{describe}: `timestamp.unit` is required: `ms`, `s` or `rfc3339` (a number could be seconds or milliseconds, so weir does not guess)"
+                ),
+            );
+        }
+        Some(TimestampField {
+            field: field?,
+            unit: unit?,
+        })
+    });
+    if let Some(k) = &raw.key
+        && raw.kind == SourceKind::Kafka
+    {
+        c.error(
+            loc(k),
+            format!(
+                "{describe} takes no `key`: a Kafka record keeps the key it was written with, which chose its partition (a `select-key` step changes keys)"
+            ),
+        );
+    }
+    let first = raw
+        .key
+        .as_ref()
+        .map(loc)
+        .or(raw.timestamp.as_ref().map(loc));
+    if let Some(at) = first
+        && end.value_format != Format::Json
+    {
+        c.error(
+            at,
+            format!(
+                "{describe}: `key` and `timestamp` read fields of a JSON value, so `value-format` must be `json`"
+            ),
+        );
+    }
+    Extract { key, timestamp }
+}
+
+/// A file sink's `mode` (truncate or append an existing file); other kinds
+/// take none. The dead-letter sink writes whole records.
+fn check_sink_extras(c: &mut Checker, raw: &RawSink, end: &Endpoint, dead_letter: bool) {
+    if let Some(m) = &raw.mode
+        && raw.kind != SinkKind::File
+    {
+        c.error(
+            loc(m),
+            format!("{} takes no `mode` (it is for file sinks)", end.describe),
+        );
+    }
+    if dead_letter && end.format != LineFormat::Envelope {
+        let at = raw.format.as_ref().map(loc).expect("not the default");
+        c.error(
+            at,
+            format!(
+                "{}: the dead-letter sink writes whole records (`format: envelope`): their headers say why each failed",
+                end.describe
+            ),
+        );
     }
 }
 
@@ -498,6 +632,7 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
             SourceKind::Kafka => Medium::Kafka,
         };
         let end = check_endpoint(c, medium, Side::Source, name, s.value.endpoint(), l);
+        let extract = check_extract(c, &s.value, &end);
         if kind == SourceKind::Stdin {
             if stdin_seen {
                 c.error(l, "only one source can read stdin");
@@ -512,6 +647,8 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
             topic: end.topic,
             key_format: end.key_format,
             value_format: end.value_format,
+            format: end.format,
+            extract,
             loc: l,
         });
     }
@@ -811,6 +948,7 @@ fn check_sinks(
             SinkKind::Kafka => Medium::Kafka,
         };
         let end = check_endpoint(c, medium, Side::Sink, name, s.value.endpoint(), l);
+        check_sink_extras(c, &s.value, &end, Some(name.as_str()) == dead_letter);
         let inputs = match &s.value.from {
             Some(from) => resolve_inputs(c, from, names),
             None if Some(name.as_str()) == dead_letter => Vec::new(),
@@ -828,6 +966,8 @@ fn check_sinks(
             topic: end.topic,
             key_format: end.key_format,
             value_format: end.value_format,
+            format: end.format,
+            mode: s.value.mode.as_ref().map(|m| m.value).unwrap_or_default(),
             inputs,
             loc: l,
         });

@@ -27,22 +27,23 @@ pub mod topology;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::clock::{Clock, SystemClock};
+use crate::codec::LineFormat;
 use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::GroupProgress;
 use crate::io::kafka::offsets::Committable;
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topics::{self, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
-use crate::io::sink::{self, SinkChunk, SinkError, SinkOutput};
+use crate::io::sink::{self, OpenedSink, SinkChunk, SinkError, SinkOutput};
 use crate::io::source::{
-    PartitionOutlet, Position, ReadTo, SourceError, SourceInput, SourceReader,
+    OpenedInput, PartitionOutlet, Position, ReadTo, SourceError, SourceInput, SourceReader,
 };
 use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
@@ -122,6 +123,9 @@ pub struct RunOptions {
     /// [`checkpoint`]); each cut is handed to `on_checkpoint`.
     pub checkpoint_interval: Option<Duration>,
     pub on_checkpoint: Option<OnCheckpoint>,
+    /// `inputs` and `outputs` are `weir test` fixtures: envelope lines,
+    /// whatever `format` their sources and sinks name.
+    pub fixtures: bool,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -183,6 +187,8 @@ pub struct SourceReport {
     /// What it read: a path, `stdin`, or `` topic `orders` ``.
     pub input: String,
     pub stopped_at: StopPosition,
+    /// Lines of nothing but whitespace: not records, not errors, counted.
+    pub blank_lines: u64,
 }
 
 /// Where a source stopped reading.
@@ -377,6 +383,37 @@ fn resolve_io(p: &Pipeline, options: &RunOptions) -> Result<ResolvedIo, RunError
     Ok((inputs, outputs))
 }
 
+/// Opens every embedded source's input (`None`: a Kafka topic).
+fn open_inputs(
+    p: &Pipeline,
+    inputs: &[Option<SourceInput>],
+) -> Result<Vec<Option<OpenedInput>>, RunError> {
+    p.sources
+        .iter()
+        .zip(inputs)
+        .map(|(s, input)| match input {
+            Some(i) => Ok(Some(i.open(&s.name)?)),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+/// Opens every JSON-lines sink's output, by its `mode` (`None`: a Kafka
+/// topic).
+fn open_sinks(
+    p: &Pipeline,
+    outputs: &[Option<SinkOutput>],
+) -> Result<Vec<Option<OpenedSink>>, RunError> {
+    p.sinks
+        .iter()
+        .zip(outputs)
+        .map(|(s, output)| match output {
+            Some(o) => Ok(Some(o.open(&s.name, s.mode)?)),
+            None => Ok(None),
+        })
+        .collect()
+}
+
 /// What each source reads, for error messages.
 fn source_labels(p: &Pipeline, inputs: &[Option<SourceInput>]) -> Vec<String> {
     p.sources
@@ -468,7 +505,31 @@ pub fn run_reporting(topo: &Topology, options: RunOptions) -> RunOutcome {
         Ok(link) => link,
         Err(e) => return RunOutcome::failed(e, started),
     };
-    run_threads(topo, &options, &inputs, &outputs, link.as_ref(), started)
+    // Plugins started when the topology was built. Every input opens before
+    // any sink does, so a missing input leaves existing outputs untouched;
+    // every sink opens before the first input byte is read, so one that
+    // cannot be written fails before stdin is consumed.
+    let opened = open_inputs(p, &inputs).and_then(|i| Ok((i, open_sinks(p, &outputs)?)));
+    let (opened_inputs, opened_sinks) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return RunOutcome::failed(e, started),
+    };
+    let io = RunIo {
+        inputs: &inputs,
+        outputs: &outputs,
+        opened_inputs,
+        opened_sinks,
+    };
+    run_threads(topo, &options, io, link.as_ref(), started)
+}
+
+/// A run's endpoints: where each source reads and each sink writes
+/// (`None`: a Kafka topic), and the files and streams opened for them.
+struct RunIo<'a> {
+    inputs: &'a [Option<SourceInput>],
+    outputs: &'a [Option<SinkOutput>],
+    opened_inputs: Vec<Option<OpenedInput>>,
+    opened_sinks: Vec<Option<OpenedSink>>,
 }
 
 /// What each source's thread left of where it stopped.
@@ -484,12 +545,17 @@ struct StopSlots {
 fn run_threads(
     topo: &Topology,
     options: &RunOptions,
-    inputs: &[Option<SourceInput>],
-    outputs: &[Option<SinkOutput>],
+    io: RunIo<'_>,
     link: Option<&KafkaLink<'_>>,
     started: Instant,
 ) -> RunOutcome {
     let p = &topo.pipeline;
+    let RunIo {
+        inputs,
+        outputs,
+        opened_inputs,
+        opened_sinks,
+    } = io;
     let metrics = Metrics::default();
     let flags = RunFlags {
         stop: options.stop.clone().unwrap_or_default(),
@@ -502,6 +568,24 @@ fn run_threads(
         committed: Mutex::default(),
     };
     let labels = source_labels(p, inputs);
+    let fixture = |replaced: bool, format: LineFormat| {
+        if options.fixtures && replaced {
+            LineFormat::Envelope
+        } else {
+            format
+        }
+    };
+    let source_formats: Vec<LineFormat> = p
+        .sources
+        .iter()
+        .map(|s| fixture(options.inputs.contains_key(&s.name), s.format))
+        .collect();
+    let sink_formats: Vec<LineFormat> = p
+        .sinks
+        .iter()
+        .map(|s| fixture(options.outputs.contains_key(&s.name), s.format))
+        .collect();
+    let blank_lines: Vec<AtomicU64> = p.sources.iter().map(|_| AtomicU64::new(0)).collect();
     let system_clock = SystemClock;
     let clock: &dyn Clock = match &options.clock {
         Some(c) => &**c,
@@ -553,7 +637,7 @@ fn run_threads(
         let operators = topo.start_operators(id).map_err(RunError::Start)?;
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let producer = link.and_then(|l| l.producer.as_ref());
-        let writers = sink_writers(&env, id, &txs, producer);
+        let writers = sink_writers(&env, id, &txs, &sink_formats, producer);
         Ok(Task::new(id, &env, operators, writers))
     };
     let make_task = &make_task;
@@ -569,7 +653,7 @@ fn run_threads(
         // Joined sources first, then workers, then sinks: the order data flows.
         let (mut feeders, mut workers) = (Vec::new(), Vec::new());
 
-        let sinks = spawn_sink_writers(scope, p, outputs, sink_rxs, &flags);
+        let sinks = spawn_sink_writers(scope, p, opened_sinks, sink_rxs, &flags);
         let env = &env;
 
         for (index, (external, internal)) in receivers.into_iter().enumerate() {
@@ -637,8 +721,10 @@ fn run_threads(
             metrics: &metrics,
             clock,
             stops: &stops,
+            formats: &source_formats,
+            blank_lines: &blank_lines,
         };
-        feeders.extend(sources.spawn(scope, topo, inputs, &inboxes, &flags));
+        feeders.extend(sources.spawn(scope, topo, opened_inputs, &inboxes, &flags));
         // Checkpoints of an embedded run, until its sources are done.
         if let Some(interval) = options.checkpoint_interval.filter(|_| !reads_kafka) {
             let peers = env.peers.clone();
@@ -703,7 +789,7 @@ fn run_threads(
         checkpoint_pause: taken.1,
         elapsed: started.elapsed(),
         interrupted: topo.engine.interrupter().is_interrupted(),
-        sources: source_reports(p, inputs, &labels, stops),
+        sources: source_reports(p, inputs, &labels, stops, &blank_lines),
         dead_letter: p
             .dead_letter
             .map(|s| format!("`{}` ({})", p.sinks[s].name, sink_label(p, s, &outputs[s]))),
@@ -721,6 +807,7 @@ fn source_reports(
     inputs: &[Option<SourceInput>],
     labels: &[String],
     stops: StopSlots,
+    blank_lines: &[AtomicU64],
 ) -> Vec<SourceReport> {
     let read = stops.read.into_inner().unwrap_or_else(|p| p.into_inner());
     let committed = stops
@@ -752,6 +839,7 @@ fn source_reports(
                 name: s.name.clone(),
                 input: labels[i].clone(),
                 stopped_at,
+                blank_lines: blank_lines[i].load(Ordering::Relaxed),
             }
         })
         .collect()
@@ -803,6 +891,7 @@ fn sink_writers<'t>(
     env: &'t TaskEnv<'t>,
     id: TaskId,
     lines: &[Option<Sender<SinkChunk>>],
+    line_formats: &[LineFormat],
     producer: Option<&'t KafkaProducer>,
 ) -> Vec<Option<Box<dyn SinkWriter + 't>>> {
     let p = &env.topo.pipeline;
@@ -817,6 +906,7 @@ fn sink_writers<'t>(
             Some(tx) => Box::new(LinesWriter::new(
                 &sink.name,
                 tx.clone(),
+                line_formats[s],
                 formats,
                 dead_letter,
                 written,
@@ -838,16 +928,27 @@ fn sink_writers<'t>(
 /// partitions that it ended, and the checkpoints where it stopped.
 fn read_source(
     reader: &SourceReader<'_>,
+    input: OpenedInput,
     outlet: &SourceOutlet<'_>,
     checkpoints: &Checkpoints,
     stops: &StopSlots,
 ) -> Result<(), RunError> {
-    let read = reader.run(outlet);
+    let (index, partitions) = (reader.index, reader.partitions);
+    let name = reader.spec.name.as_str();
+    let read = reader.run(input, outlet);
     let mut at = SourcePosition::default();
     if let Ok(to) = &read {
-        stops.read.lock().unwrap_or_else(|p| p.into_inner())[reader.index as usize] = Some(*to);
-        for partition in 0..reader.partitions {
+        stops.read.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(*to);
+        for partition in 0..partitions {
             outlet.send_to(partition, TaskMessage::EndOfInput(outlet.input));
+        }
+        if to.blank_lines > 0 {
+            tracing::warn!(
+                source = name,
+                blank_lines = to.blank_lines,
+                "source `{name}`: {} blank line(s) skipped (not records)",
+                to.blank_lines
+            );
         }
         at = SourcePosition {
             bytes: to.position.bytes,
@@ -855,7 +956,7 @@ fn read_source(
             finished: true,
         };
     }
-    checkpoints.finished(reader.index as usize, at);
+    checkpoints.finished(index as usize, at);
     read.map(drop).map_err(RunError::from)
 }
 
@@ -866,13 +967,13 @@ type Spawned<'scope> = std::io::Result<std::thread::ScopedJoinHandle<'scope, Res
 fn spawn_sink_writers<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     p: &'scope Pipeline,
-    outputs: &'scope [Option<SinkOutput>],
+    outputs: Vec<Option<OpenedSink>>,
     queues: Vec<Receiver<SinkChunk>>,
     flags: &RunFlags,
 ) -> Vec<Spawned<'scope>> {
     let mut queues = queues.into_iter();
     let mut sinks = Vec::new();
-    for (i, output) in outputs.iter().enumerate() {
+    for (i, output) in outputs.into_iter().enumerate() {
         let Some(output) = output else {
             continue;
         };
@@ -900,6 +1001,9 @@ struct SourceThreads<'a> {
     metrics: &'a Metrics,
     clock: &'a dyn Clock,
     stops: &'a StopSlots,
+    /// Each source's line format (the envelope for a test fixture).
+    formats: &'a [LineFormat],
+    blank_lines: &'a [AtomicU64],
 }
 
 impl<'a> SourceThreads<'a> {
@@ -908,7 +1012,7 @@ impl<'a> SourceThreads<'a> {
         &self,
         scope: &'scope std::thread::Scope<'scope, '_>,
         topo: &'a Topology,
-        inputs: &'a [Option<SourceInput>],
+        inputs: Vec<Option<OpenedInput>>,
         workers: &[WorkerInbox],
         flags: &'a RunFlags,
     ) -> Vec<Spawned<'scope>>
@@ -917,7 +1021,7 @@ impl<'a> SourceThreads<'a> {
     {
         let p = &topo.pipeline;
         let mut spawned = Vec::new();
-        for (i, input) in inputs.iter().enumerate() {
+        for (i, input) in inputs.into_iter().enumerate() {
             let Some(input) = input else { continue };
             let source = InputId::Source(i as u16);
             let outlet = SourceOutlet {
@@ -930,6 +1034,7 @@ impl<'a> SourceThreads<'a> {
             };
             let (metrics, clock, checkpoints) = (self.metrics, self.clock, self.checkpoints);
             let stops = self.stops;
+            let (format, blank_lines) = (self.formats[i], &self.blank_lines[i]);
             let (spec, stop) = (&p.sources[i], flags.stop.clone());
             spawned.push(spawn_stopping(
                 scope,
@@ -940,7 +1045,8 @@ impl<'a> SourceThreads<'a> {
                     let reader = SourceReader {
                         index: i as u16,
                         spec,
-                        input: input.clone(),
+                        format,
+                        blank_lines,
                         partitions: p.partitions,
                         batch_size: p.batch_size,
                         policy: p.error_policy,
@@ -948,7 +1054,7 @@ impl<'a> SourceThreads<'a> {
                         counter: &metrics.records_in,
                         clock,
                     };
-                    read_source(&reader, &outlet, checkpoints, stops)
+                    read_source(&reader, input, &outlet, checkpoints, stops)
                 },
             ));
         }

@@ -19,7 +19,8 @@ impl Task<'_> {
     }
 
     /// Holds raw records of source `s` to its formats through the format
-    /// gate. Bad records go to the error policy; under `fail` the run is cut
+    /// gate, and takes their timestamps from the value when the source says
+    /// so (after decoding, as Kafka Streams' timestamp extractor). Bad records go to the error policy; under `fail` the run is cut
     /// at the first one, whose incident is returned to end the run after
     /// the records before it are processed.
     pub(super) fn check_formats(
@@ -30,12 +31,21 @@ impl Task<'_> {
     ) -> Result<Option<Incident>, RunError> {
         let source = &self.env.topo.pipeline.sources[s as usize];
         let (key_format, value_format) = (source.key_format, source.value_format);
+        let extract = &source.extract;
         let bad: Vec<(usize, String)> = records
             .iter_mut()
             .enumerate()
             .filter_map(|(i, r)| {
                 let prechecked = r.value_is_json;
                 format_gate::admit(r, key_format, value_format, prechecked)
+                    .and_then(|()| {
+                        // A timestamp taken from the value (validation
+                        // refuses a key field on Kafka).
+                        if extract.is_empty() {
+                            return Ok(());
+                        }
+                        extract.apply(r, key_format).map_err(|e| e.to_string())
+                    })
                     .err()
                     .map(|e| (i, e))
             })

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use crossbeam_channel::Sender;
 
 use super::RunError;
-use crate::codec::{Format, format_gate, jsonl};
+use crate::codec::{Format, LineFormat, format_gate, jsonl, lines};
 use crate::io::ack::Ack;
 use crate::io::kafka::producer::{KafkaProducer, SendError};
 use crate::io::sink::SinkChunk;
@@ -83,6 +83,8 @@ pub fn counter(metrics: &Metrics, dead_letter: bool) -> &AtomicU64 {
 pub struct LinesWriter<'t> {
     name: &'t str,
     tx: Sender<SinkChunk>,
+    /// What a line holds (the dead-letter sink's is the envelope).
+    line_format: LineFormat,
     key_format: Format,
     value_format: Format,
     /// The dead-letter sink writes what it gets, whatever it holds.
@@ -100,6 +102,7 @@ impl<'t> LinesWriter<'t> {
     pub fn new(
         name: &'t str,
         tx: Sender<SinkChunk>,
+        line_format: LineFormat,
         (key_format, value_format): (Format, Format),
         dead_letter: bool,
         written: &'t AtomicU64,
@@ -107,6 +110,7 @@ impl<'t> LinesWriter<'t> {
         LinesWriter {
             name,
             tx,
+            line_format,
             key_format,
             value_format,
             dead_letter,
@@ -142,7 +146,14 @@ impl SinkWriter for LinesWriter<'_> {
         if self.dead_letter {
             jsonl::encode_lossless(record, self.key_format, self.value_format, bytes);
         } else {
-            jsonl::encode(record, self.key_format, self.value_format, bytes).map_err(|e| e.0)?;
+            lines::encode(
+                self.line_format,
+                record,
+                self.key_format,
+                self.value_format,
+                bytes,
+            )
+            .map_err(|e| e.0)?;
         }
         self.chunk.records += 1;
         self.marks.push((self.chunk.bytes.len(), origin));
@@ -356,7 +367,14 @@ mod tests {
     fn taking_back_cuts_only_the_failed_partition_and_blocks_its_commits() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let written = AtomicU64::new(0);
-        let mut w = LinesWriter::new("out", tx, (Format::String, Format::String), false, &written);
+        let mut w = LinesWriter::new(
+            "out",
+            tx,
+            LineFormat::Envelope,
+            (Format::String, Format::String),
+            false,
+            &written,
+        );
         let value = |v: &str| Record {
             value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
             ..Record::default()

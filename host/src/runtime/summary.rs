@@ -59,7 +59,10 @@ fn counts_line(report: &RunReport, ending: Ending) -> String {
     if c.rejected_lines > 0 {
         parts.push(format!("{} input lines not records", c.rejected_lines));
     }
-    // Per-source counts (blank lines, ...) belong here, before restarts.
+    let blank: u64 = report.sources.iter().map(|s| s.blank_lines).sum();
+    if blank > 0 {
+        parts.push(format!("{blank} blank lines skipped"));
+    }
     parts.push(format!("{} instance restarts", c.restarts));
     if report.interrupted || c.not_processed > 0 {
         parts.push(format!(
@@ -151,6 +154,7 @@ mod tests {
             name: "in".into(),
             input: "in.jsonl".into(),
             stopped_at: StopPosition::Lines { lines, bytes },
+            blank_lines: 0,
         }
     }
 
@@ -180,6 +184,17 @@ mod tests {
                 "weir: finished in 1.23s: 1 record in, 1 out, 0 dead-lettered, 0 skipped, 0 instance restarts"
             ]
         );
+        let blanks = SourceReport {
+            blank_lines: 2,
+            ..file(3, 24)
+        };
+        assert_eq!(
+            summary_lines(&report(clean, vec![blanks]), Ending::Finished),
+            vec![
+                "weir: finished in 1.23s: 1 record in, 1 out, 0 dead-lettered, 0 skipped, \
+                 2 blank lines skipped, 0 instance restarts"
+            ]
+        );
     }
 
     #[test]
@@ -197,6 +212,7 @@ mod tests {
                 lines: 3,
                 bytes: 42,
             },
+            blank_lines: 0,
         };
         let kafka = SourceReport {
             name: "orders".into(),
@@ -205,6 +221,7 @@ mod tests {
                 ("orders".into(), 0, 10),
                 ("orders".into(), 1, 7),
             ]),
+            blank_lines: 0,
         };
         let mut r = report(counts, vec![file(6, 120), stdin, kafka]);
         r.interrupted = true;

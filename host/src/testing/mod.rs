@@ -98,7 +98,11 @@ pub fn run_case(
     bless: Option<Bless>,
 ) -> Result<CaseResult, DriverError> {
     let p = &topo.pipeline;
-    let mut options = RunOptions::default();
+    // Fixtures are envelope lines whatever the sources' and sinks' `format`.
+    let mut options = RunOptions {
+        fixtures: true,
+        ..RunOptions::default()
+    };
     for s in &p.sources {
         let path = case.dir.join("input").join(format!("{}.jsonl", s.name));
         if !path.is_file() {
