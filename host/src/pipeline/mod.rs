@@ -20,7 +20,10 @@
 mod diagnostic;
 mod quantity;
 mod raw;
+mod schema;
+mod schema_check;
 mod validate;
+mod yaml_tree;
 
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,7 @@ use super::{
     Diagnostic, ErrorPolicy, Format, Input, KafkaSettings, Loc, Node, Pipeline, PipelineError,
     PluginRef, Sink, SinkKind, Source, SourceKind, Step, StepKind, Topic, TopicCreate, quantity,
 };
+use super::{schema, schema_check, yaml_tree};
 use crate::limits::Limits;
 
 const MAX_PARTITIONS: u32 = 1024;
@@ -161,11 +162,25 @@ fn loc<T>(s: &Spanned<T>) -> Loc {
 
 pub fn parse(file: &Path, text: &str) -> Result<Pipeline, PipelineError> {
     // YAML 1.2 booleans only: a step called `y` or `no` stays a name.
-    let options = serde_saphyr::options! { strict_booleans: true };
-    let raw: RawPipeline = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+    let options = || serde_saphyr::options! { strict_booleans: true };
+    let syntax = |e: serde_saphyr::Error| {
         let loc = e.location().map(|l| Loc::of(&l));
         PipelineError::single(Diagnostic::new(file, loc, yaml_message(&e)))
-    })?;
+    };
+    // First every problem of shape (fields, kinds, types), all at once;
+    // the typed deserialize below stops at the first.
+    let tree = yaml_tree::parse(text, options()).map_err(syntax)?;
+    if let Some(shape) = schema::pipeline() {
+        let mut problems: Vec<Diagnostic> = schema_check::check(&tree, shape)
+            .into_iter()
+            .map(|(l, m)| Diagnostic::new(file, Some(l), m))
+            .collect();
+        if !problems.is_empty() {
+            problems.sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
+            return Err(PipelineError(problems));
+        }
+    }
+    let raw: RawPipeline = serde_saphyr::from_str_with_options(text, options()).map_err(syntax)?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c = Checker {
         file,
@@ -187,9 +202,23 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
     // Drop a trailing " at line X, column Y" that duplicates our prefix.
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    let message = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // The parser's words for a line indented wrongly in block style.
+    let indentation = [
+        "did not find expected '-' indicator",
+        "did not find expected key",
+        "mapping values are not allowed in this context",
+    ];
+    if indentation.iter().any(|i| message.contains(i)) {
+        format!(
+            "{message}; check this line's indentation: the fields of one mapping start in one column, \
+             and a field's own fields are indented further than it"
+        )
+    } else {
+        message.to_string()
     }
 }
 
