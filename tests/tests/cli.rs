@@ -151,6 +151,62 @@ fn a_refused_config() {
     );
 }
 
+/// Issue 11, item 8: a `memory` limit below the component's initial memory
+/// says so (it was "failed to instantiate: memory limit ... exceeded").
+#[test]
+fn a_memory_limit_below_the_plugins_initial_memory_is_named_as_such() {
+    let text = GOOD.replace(
+        "value: 100 } }",
+        "value: 100 }, limits: { memory: 64KiB } }",
+    );
+    assert_invalid(&text, &[], Some(7), "step `big`: plugin needs ");
+    assert_invalid(
+        &text,
+        &[],
+        Some(7),
+        " bytes of memory at start (its initial linear memory), more than the step's `memory` limit of 65536 bytes; raise `limits.memory` to at least ",
+    );
+}
+
+/// Issue 11, item 8: the engine's pool is sized from the pipeline, so
+/// `partitions: 1024` with three plugin steps validates and runs (it failed
+/// at start: "failed to create memory pool mapping: mmap failed to reserve").
+#[test]
+fn a_thousand_partitions_of_three_plugin_steps_validate_and_run() {
+    let text = "
+partitions: 1024
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  f: { path: '{plugin:json-filter}' }
+  e: { path: '{plugin:enricher}' }
+steps:
+  - { name: big, kind: filter, plugin: f, config: { field: amount, op: gt, value: 100 } }
+  - { name: tag, kind: map, plugin: e, config: { set: { tier: large } } }
+  - { name: tag2, kind: map, plugin: e, config: { set: { seen: true } } }
+sinks:
+  out: { kind: stdout }
+";
+    let input: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i}\",\"value\":{{\"amount\":{}}}}}\n",
+                i % 200
+            )
+        })
+        .collect();
+    let f = Fixture::new(text, &[("in.jsonl", &input)]);
+    let out = validate(&f);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = weir(&["run", f.pipeline_path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().count(),
+        990,
+        "amounts 101..199 of each 200"
+    );
+}
+
 #[test]
 fn an_unknown_port() {
     let text = "

@@ -406,3 +406,32 @@ fn a_line_indented_wrongly_in_block_style_is_named_as_such() {
         ]
     );
 }
+
+/// Issue 11, item 8: the engine's pool holds so many instances; a pipeline
+/// that needs more is refused at `partitions`, saying which limit and why.
+#[test]
+fn partitions_times_plugin_steps_beyond_the_instance_pool_are_refused_at_partitions() {
+    let pipeline = |steps: usize| {
+        let mut text = String::from(
+            "partitions: 1024\nsources:\n  a: { kind: stdin }\nplugins:\n  p: { path: p.wasm }\nsteps:\n",
+        );
+        for i in 0..steps {
+            text.push_str(&format!("  - {{ name: s{i}, kind: map, plugin: p }}\n"));
+        }
+        text.push_str("  - { name: r, kind: repartition }\nsinks:\n  o: { kind: stdout }\n");
+        text
+    };
+    let e = errors(&pipeline(8));
+    assert!(
+        e.contains(
+            &"/nonexistent/p.yaml:1:13: `partitions: 1024` with 8 plugin steps needs 8200 plugin instances \
+              (one per step per partition, and one per step), more than the 8128 one process can hold: each \
+              instance reserves address space for 2 memories of 4 GiB (so that bounds checks cost nothing), \
+              and the engine reserves at most 64 TiB; use fewer partitions or plugin steps"
+                .to_string()
+        ),
+        "{e:#?}"
+    );
+    let e = errors(&pipeline(7));
+    assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
+}

@@ -265,6 +265,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     let error_policy = raw.error_policy.unwrap_or_default();
 
     let sources = check_sources(c, &raw);
+    check_instances(c, &raw, partitions);
     if let Some(p) = &raw.partitions
         && sources.iter().any(|s| s.kind == SourceKind::Kafka)
     {
@@ -374,6 +375,35 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         steps,
         sinks,
         kafka,
+    }
+}
+
+/// Every task holds an instance of each plugin step, and the engine's pool
+/// holds only so many (`limits::pool`): refused here, at `partitions`,
+/// rather than the engine failing to reserve its pool at start.
+fn check_instances(c: &mut Checker, raw: &RawPipeline, partitions: u32) {
+    use crate::limits::pool;
+    let Some(p) = &raw.partitions else { return };
+    let plugin_steps = raw
+        .steps
+        .iter()
+        .filter(|s| !s.value.kind.is_host_native())
+        .count() as u64;
+    let needed = pool::instances_needed(plugin_steps, partitions.into());
+    if needed > pool::MAX_INSTANCES {
+        c.error(
+            loc(p),
+            format!(
+                "`partitions: {partitions}` with {plugin_steps} plugin steps needs {needed} plugin instances \
+                 (one per step per partition, and one per step), more than the {} one process can hold: \
+                 each instance reserves address space for {} memories of {} GiB (so that bounds checks cost \
+                 nothing), and the engine reserves at most {} TiB; use fewer partitions or plugin steps",
+                pool::MAX_INSTANCES,
+                pool::MEMORIES_PER_INSTANCE,
+                pool::MEMORY_RESERVATION >> 30,
+                pool::POOL_ADDRESS_SPACE >> 40,
+            ),
+        );
     }
 }
 

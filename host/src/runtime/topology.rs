@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
+use crate::limits::pool;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{Operator, PluginStep, TaskId};
 use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
@@ -331,14 +332,20 @@ fn engine_for(
     pipeline: &Pipeline,
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<PluginEngine, PipelineError> {
+    // At least the default, so that the instance that asks a plugin its
+    // kinds at load starts even where every step's limit is below the
+    // plugin's initial memory: each step then says so itself.
     let max_memory = pipeline
         .steps
         .iter()
         .map(|s| s.limits.max_memory_bytes)
+        .chain([crate::limits::Limits::default().max_memory_bytes])
         .max()
-        .unwrap_or(crate::limits::Limits::default().max_memory_bytes);
+        .unwrap_or_default();
+    let plugin_steps = pipeline.steps.iter().filter(|s| s.plugin.is_some()).count();
+    let instances = pool::instances_needed(plugin_steps as u64, max_tasks(pipeline).into());
     let settings = EngineSettings {
-        max_instances: (pipeline.steps.len() as u32 * (max_tasks(pipeline) + 1) * 2).max(8),
+        max_instances: instances.min(pool::MAX_INSTANCES) as u32,
         max_memory_bytes: max_memory,
         cache_dir,
     };
