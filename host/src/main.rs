@@ -41,6 +41,10 @@ enum Command {
     Validate {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
+        /// Also print the sub-topologies, their tasks, every source, step and
+        /// sink, the internal topics and the delivery guarantee of each sink.
+        #[arg(long)]
+        print_topology: bool,
     },
     /// Run a pipeline against fixture files and compare every sink with its expected file.
     Test {
@@ -137,7 +141,10 @@ fn build(pipeline: &Path) -> Result<Topology> {
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { pipeline, quiet } => run(&pipeline, quiet),
-        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Validate {
+            pipeline,
+            print_topology,
+        } => validate(&pipeline, print_topology),
         Command::Test {
             pipeline,
             cases,
@@ -193,7 +200,7 @@ fn run(pipeline: &Path, quiet: bool) -> Result<ExitCode> {
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.
-fn validate(pipeline: &Path) -> Result<ExitCode> {
+fn validate(pipeline: &Path, print_topology: bool) -> Result<ExitCode> {
     let topo = build(pipeline)?;
     let p = &topo.pipeline;
     let tasks = if p.reads_kafka() {
@@ -215,6 +222,9 @@ fn validate(pipeline: &Path) -> Result<ExitCode> {
         p.steps.len(),
         p.sinks.len(),
     );
+    if print_topology {
+        print!("{}", topo.describe());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -752,3 +752,66 @@ fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+/// `weir validate --print-topology` for `example`: its first line (which
+/// names the worker threads, one per core by default) and the rest.
+fn printed_topology(example: &str) -> (String, String) {
+    let path = repo().join("examples").join(example).join("pipeline.yaml");
+    let out = weir(&["validate", "--print-topology", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (first, rest) = text.split_once('\n').unwrap();
+    (first.to_string(), rest.to_string())
+}
+
+/// Issue 11, item 9: sub-topologies, tasks, nodes, internal topics and
+/// each sink's delivery guarantee, before anything runs.
+#[test]
+fn validate_prints_the_topology_of_a_repartitioned_pipeline() {
+    let (first, topology) = printed_topology("rekey-by-customer");
+    assert!(
+        first.ends_with(": ok (1 sources, 3 steps, 2 sinks, 3 partitions on 2 worker threads)"),
+        "{first}"
+    );
+    assert_eq!(
+        topology,
+        "\
+pipeline rekey-by-customer: embedded, 3 partitions
+sub-topology 0: 3 tasks (0_0, 0_1, 0_2)
+  source orders: file orders.jsonl
+  step by-customer: select-key, plugin keys, from orders
+  step to-customer-task: repartition by key to sub-topology 1, from by-customer
+sub-topology 1: 3 tasks (1_0, 1_1, 1_2)
+  from repartition to-customer-task (sub-topology 0)
+  step tag: map, plugin enricher, from to-customer-task
+  sink out: stdout, from tag
+dead letters: sink rejected (file out/rejected.jsonl), written by every task
+internal topics: none (repartition to-customer-task moves records between tasks in process)
+delivery:
+  at-least-once: sink out is stdout (what is printed cannot be taken back)
+  at-least-once: sink rejected is file out/rejected.jsonl (a rerun over the same input writes it again)
+"
+    );
+}
+
+/// Validating a Kafka pipeline needs no broker.
+#[test]
+fn validate_prints_the_topology_of_a_kafka_pipeline() {
+    let (_, topology) = printed_topology("kafka-orders");
+    assert_eq!(
+        topology,
+        "\
+pipeline kafka-orders: on Kafka, consumer group kafka-orders
+sub-topology 0: tasks 0_P, one per partition P of topic orders, as the consumer group assigns them
+  source orders: Kafka topic orders
+  step big-orders: filter, plugin json-filter, from orders
+  step tag: map, plugin enricher, from big-orders
+  sink out: Kafka topic orders-large, from tag
+dead letters: sink rejected (Kafka topic orders-dead-letter), written by every task
+internal topics: none
+delivery:
+  at-least-once: sink out is Kafka topic orders-large (input offsets are committed only after the broker acknowledges what was produced from them)
+  at-least-once: sink rejected is Kafka topic orders-dead-letter (input offsets are committed only after the broker acknowledges what was produced from them)
+"
+    );
+}

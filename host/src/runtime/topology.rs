@@ -166,6 +166,20 @@ impl Topology {
         }
     }
 
+    /// The sub-topologies, tasks, nodes, internal topics and each sink's
+    /// delivery guarantee, as text (`weir validate --print-topology`).
+    pub fn describe(&self) -> String {
+        super::describe::describe(self)
+    }
+
+    /// The sub-topology that holds step `j`.
+    pub fn subtopology_of_step(&self, j: usize) -> u16 {
+        self.subtopologies
+            .iter()
+            .find(|s| s.steps.contains(&j))
+            .map_or(0, |s| s.id)
+    }
+
     /// The sub-topology whose tasks read `input`.
     pub fn subtopology_reading(&self, input: InputId) -> u16 {
         self.subtopologies
