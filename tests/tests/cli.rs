@@ -72,7 +72,7 @@ fn unknown_step_kind() {
         &GOOD.replace("kind: filter", "kind: flter"),
         &[],
         Some(7),
-        "unknown variant `flter`",
+        "step `big`: `kind` is `flter`, not one of filter | map | flat-map | branch | select-key | repartition; did you mean `filter`?",
     );
 }
 
