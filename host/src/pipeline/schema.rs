@@ -805,4 +805,73 @@ mod tests {
             "a whole number, 0 or more"
         );
     }
+
+    /// A field added to a raw struct is known to the check with no other
+    /// change: nested structs, enums, `Spanned`, options and defaults.
+    #[test]
+    fn a_new_struct_is_traced_whole_and_checked_with_hints() {
+        use serde_saphyr::Spanned;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        #[allow(dead_code)]
+        struct RawSample {
+            mode: Mode,
+            key: Option<Spanned<RawKeyField>>,
+            #[serde(default)]
+            headers: Vec<Spanned<String>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        enum Mode {
+            Truncate,
+            Append,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct RawKeyField {
+            field: Spanned<String>,
+        }
+        let shape = trace::<RawSample>().unwrap();
+        let field = |name, shape, required| Field {
+            name,
+            shape,
+            required,
+        };
+        assert_eq!(
+            shape,
+            Shape::Struct {
+                name: "RawSample",
+                fields: vec![
+                    field("mode", Shape::Choice(&["truncate", "append"]), true),
+                    field(
+                        "key",
+                        Shape::Optional(Box::new(Shape::Struct {
+                            name: "RawKeyField",
+                            fields: vec![field("field", Shape::Text, true)],
+                        })),
+                        false
+                    ),
+                    field("headers", Shape::List(Box::new(Shape::Text)), false),
+                ],
+            }
+        );
+        let tree = super::super::yaml_tree::parse(
+            "mode: apend\nkey: { feld: user }\n",
+            serde_saphyr::Options::default(),
+        )
+        .unwrap();
+        let problems: Vec<String> = super::super::schema_check::check(&tree, &shape)
+            .into_iter()
+            .map(|(l, m)| format!("{}:{}: {m}", l.line, l.column))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "1:7: `mode` is `apend`, not one of truncate | append; did you mean `append`?",
+                "2:8: `key` has no field `feld`; did you mean `field`?",
+                "2:6: `key` needs `field` (text)",
+            ]
+        );
+    }
 }
