@@ -52,6 +52,10 @@ pub mod pool {
     /// 8128.
     pub const MAX_INSTANCES: u64 = POOL_ADDRESS_SPACE / (MEMORY_SLOT_BYTES * MEMORIES_PER_INSTANCE);
 
+    /// Tasks one process hosts at most on Kafka, where the consumer group
+    /// assigns partitions at run time (more processes share more).
+    pub const MAX_KAFKA_TASKS: u64 = 128;
+
     /// Instances alive at once: each task holds one instance of each of
     /// its plugin steps (a broken one is dropped before its replacement
     /// starts), and each step one more (the instance started to check it,

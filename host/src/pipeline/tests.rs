@@ -435,3 +435,28 @@ fn partitions_times_plugin_steps_beyond_the_instance_pool_are_refused_at_partiti
     let e = errors(&pipeline(7));
     assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
 }
+
+/// On Kafka a process hosts up to 128 tasks: the same pool limit applies to
+/// the plugin steps, said at the first step.
+#[test]
+fn plugin_steps_beyond_the_instance_pool_on_kafka_are_refused() {
+    let pipeline = |steps: usize| {
+        let mut text = String::from(
+            "sources:\n  a: { kind: kafka, topic: t }\nplugins:\n  p: { path: p.wasm }\nsteps:\n",
+        );
+        for i in 0..steps {
+            text.push_str(&format!("  - {{ name: s{i}, kind: map, plugin: p }}\n"));
+        }
+        text.push_str("sinks:\n  o: { kind: stdout }\n");
+        text
+    };
+    let e = errors(&pipeline(64));
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "/nonexistent/p.yaml:6:13: 64 plugin steps need up to 8256 plugin instances on Kafka, where a process hosts up to 128 tasks"
+        ) && m.ends_with("use fewer plugin steps")),
+        "{e:#?}"
+    );
+    let e = errors(&pipeline(63));
+    assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
+}

@@ -265,7 +265,8 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     let error_policy = raw.error_policy.unwrap_or_default();
 
     let sources = check_sources(c, &raw);
-    check_instances(c, &raw, partitions);
+    let reads_kafka = sources.iter().any(|s| s.kind == SourceKind::Kafka);
+    check_instances(c, &raw, partitions, reads_kafka);
     if let Some(p) = &raw.partitions
         && sources.iter().any(|s| s.kind == SourceKind::Kafka)
     {
@@ -381,14 +382,37 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
 /// Every task holds an instance of each plugin step, and the engine's pool
 /// holds only so many (`limits::pool`): refused here, at `partitions`,
 /// rather than the engine failing to reserve its pool at start.
-fn check_instances(c: &mut Checker, raw: &RawPipeline, partitions: u32) {
+fn check_instances(c: &mut Checker, raw: &RawPipeline, partitions: u32, reads_kafka: bool) {
     use crate::limits::pool;
-    let Some(p) = &raw.partitions else { return };
     let plugin_steps = raw
         .steps
         .iter()
         .filter(|s| !s.value.kind.is_host_native())
         .count() as u64;
+    if reads_kafka {
+        let needed = pool::instances_needed(plugin_steps, pool::MAX_KAFKA_TASKS);
+        if needed > pool::MAX_INSTANCES
+            && let Some(first) = raw.steps.first()
+        {
+            c.error(
+                loc(&first.value.name),
+                format!(
+                    "{plugin_steps} plugin steps need up to {needed} plugin instances on Kafka, where a process \
+                     hosts up to {} tasks (one per input partition it is assigned) with an instance of every \
+                     plugin step each, and one more per step; one process holds {}, each reserving address \
+                     space for {} memories of {} GiB (so that bounds checks cost nothing) in at most {} TiB; \
+                     use fewer plugin steps",
+                    pool::MAX_KAFKA_TASKS,
+                    pool::MAX_INSTANCES,
+                    pool::MEMORIES_PER_INSTANCE,
+                    pool::MEMORY_RESERVATION >> 30,
+                    pool::POOL_ADDRESS_SPACE >> 40,
+                ),
+            );
+        }
+        return;
+    }
+    let Some(p) = &raw.partitions else { return };
     let needed = pool::instances_needed(plugin_steps, partitions.into());
     if needed > pool::MAX_INSTANCES {
         c.error(

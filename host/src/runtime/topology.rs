@@ -39,15 +39,10 @@ pub struct SubTopology {
     pub sinks: Vec<usize>,
 }
 
-/// Tasks a process may host at once, for sizing the engine's pool. Kafka
-/// assigns partitions at run time: this many at most per process (more
-/// processes in the group share more partitions).
-const MAX_KAFKA_TASKS: u32 = 128;
-
 /// How many tasks may run at once, each with an instance of its steps.
 fn max_tasks(pipeline: &Pipeline) -> u32 {
     if pipeline.reads_kafka() {
-        MAX_KAFKA_TASKS
+        pool::MAX_KAFKA_TASKS as u32
     } else {
         pipeline.partitions
     }
