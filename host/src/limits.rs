@@ -34,3 +34,41 @@ impl Default for Limits {
         }
     }
 }
+
+/// How many plugin instances one process can hold at once, and why.
+///
+/// The engine keeps every instance's linear memory in a pool reserved when
+/// it starts. Each memory slot reserves [`MEMORY_SLOT_BYTES`] of address
+/// space (not of RAM): 4 GiB, all a 32-bit Wasm memory can address, so the
+/// compiled code needs no bounds checks, plus a guard region. The pool may
+/// reserve [`POOL_ADDRESS_SPACE`], so it holds [`MAX_INSTANCES`]
+/// instances. A pipeline needs one instance per plugin step per task, plus
+/// one per step (see [`instances_needed`]); validation refuses a pipeline
+/// that needs more, rather than the engine failing to start.
+pub mod pool {
+    /// Address space of one memory slot: a 4 GiB reservation and a 32 MiB
+    /// guard (wasmtime's defaults on 64-bit hosts, set explicitly by the
+    /// engine from these numbers).
+    pub const MEMORY_RESERVATION: u64 = 4 << 30;
+    pub const MEMORY_GUARD: u64 = 32 << 20;
+    pub const MEMORY_SLOT_BYTES: u64 = MEMORY_RESERVATION + MEMORY_GUARD;
+    /// Core memories one instance may have (a Rust component has one).
+    pub const MEMORIES_PER_INSTANCE: u64 = 2;
+    /// Half of the 128 TiB a Linux x86-64 process can address; the rest is
+    /// for the heap, thread stacks and compiled code.
+    pub const POOL_ADDRESS_SPACE: u64 = 64 << 40;
+    /// 8128.
+    pub const MAX_INSTANCES: u64 = POOL_ADDRESS_SPACE / (MEMORY_SLOT_BYTES * MEMORIES_PER_INSTANCE);
+
+    /// Tasks one process hosts at most on Kafka, where the consumer group
+    /// assigns partitions at run time (more processes share more).
+    pub const MAX_KAFKA_TASKS: u64 = 128;
+
+    /// Instances alive at once: each task holds one instance of each of
+    /// its plugin steps (a broken one is dropped before its replacement
+    /// starts), and each step one more (the instance started to check it,
+    /// or asked its kinds, while the tasks start).
+    pub fn instances_needed(plugin_steps: u64, tasks: u64) -> u64 {
+        plugin_steps * (tasks + 1)
+    }
+}

@@ -67,6 +67,10 @@ enum Command {
     Validate {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
+        /// Also print the sub-topologies, their tasks, every source, step and
+        /// sink, the internal topics and the delivery guarantee of each sink.
+        #[arg(long)]
+        print_topology: bool,
         #[command(flatten)]
         endpoints: EndpointArgs,
     },
@@ -242,8 +246,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         } => run(&pipeline, quiet, &endpoints.overrides()),
         Command::Validate {
             pipeline,
+            print_topology,
             endpoints,
-        } => validate(&pipeline, &endpoints.overrides()),
+        } => validate(&pipeline, print_topology, &endpoints.overrides()),
         Command::Test {
             pipeline,
             cases,
@@ -311,7 +316,7 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides) -> Result<ExitCode> 
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.
-fn validate(pipeline: &Path, overrides: &Overrides) -> Result<ExitCode> {
+fn validate(pipeline: &Path, print_topology: bool, overrides: &Overrides) -> Result<ExitCode> {
     let topo = build_with(pipeline, overrides)?;
     let p = &topo.pipeline;
     let tasks = if p.reads_kafka() {
@@ -333,6 +338,9 @@ fn validate(pipeline: &Path, overrides: &Overrides) -> Result<ExitCode> {
         p.steps.len(),
         p.sinks.len(),
     );
+    if print_topology {
+        print!("{}", topo.describe());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

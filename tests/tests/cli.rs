@@ -72,7 +72,7 @@ fn unknown_step_kind() {
         &GOOD.replace("kind: filter", "kind: flter"),
         &[],
         Some(7),
-        "unknown variant `flter`",
+        "step `big`: `kind` is `flter`, not one of filter | map | flat-map | branch | select-key | repartition; did you mean `filter`?",
     );
 }
 
@@ -148,6 +148,62 @@ fn a_refused_config() {
         &[],
         Some(7),
         "refused its config",
+    );
+}
+
+/// Issue 11, item 8: a `memory` limit below the component's initial memory
+/// says so (it was "failed to instantiate: memory limit ... exceeded").
+#[test]
+fn a_memory_limit_below_the_plugins_initial_memory_is_named_as_such() {
+    let text = GOOD.replace(
+        "value: 100 } }",
+        "value: 100 }, limits: { memory: 64KiB } }",
+    );
+    assert_invalid(&text, &[], Some(7), "step `big`: plugin needs ");
+    assert_invalid(
+        &text,
+        &[],
+        Some(7),
+        " bytes of memory at start (its initial linear memory), more than the step's `memory` limit of 65536 bytes; raise `limits.memory` to at least ",
+    );
+}
+
+/// Issue 11, item 8: the engine's pool is sized from the pipeline, so
+/// `partitions: 1024` with three plugin steps validates and runs (it failed
+/// at start: "failed to create memory pool mapping: mmap failed to reserve").
+#[test]
+fn a_thousand_partitions_of_three_plugin_steps_validate_and_run() {
+    let text = "
+partitions: 1024
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  f: { path: '{plugin:json-filter}' }
+  e: { path: '{plugin:enricher}' }
+steps:
+  - { name: big, kind: filter, plugin: f, config: { field: amount, op: gt, value: 100 } }
+  - { name: tag, kind: map, plugin: e, config: { set: { tier: large } } }
+  - { name: tag2, kind: map, plugin: e, config: { set: { seen: true } } }
+sinks:
+  out: { kind: stdout }
+";
+    let input: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i}\",\"value\":{{\"amount\":{}}}}}\n",
+                i % 200
+            )
+        })
+        .collect();
+    let f = Fixture::new(text, &[("in.jsonl", &input)]);
+    let out = validate(&f);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = weir(&["run", f.pipeline_path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().count(),
+        990,
+        "amounts 101..199 of each 200"
     );
 }
 
@@ -1303,5 +1359,68 @@ fn quickstart_plain_json_pipeline() {
         values
             .iter()
             .all(|v| v["tier"] == "large" && v["amount"].as_f64() > Some(100.0))
+    );
+}
+
+/// `weir validate --print-topology` for `example`: its first line (which
+/// names the worker threads, one per core by default) and the rest.
+fn printed_topology(example: &str) -> (String, String) {
+    let path = repo().join("examples").join(example).join("pipeline.yaml");
+    let out = weir(&["validate", "--print-topology", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (first, rest) = text.split_once('\n').unwrap();
+    (first.to_string(), rest.to_string())
+}
+
+/// Issue 11, item 9: sub-topologies, tasks, nodes, internal topics and
+/// each sink's delivery guarantee, before anything runs.
+#[test]
+fn validate_prints_the_topology_of_a_repartitioned_pipeline() {
+    let (first, topology) = printed_topology("rekey-by-customer");
+    assert!(
+        first.ends_with(": ok (1 sources, 3 steps, 2 sinks, 3 partitions on 2 worker threads)"),
+        "{first}"
+    );
+    assert_eq!(
+        topology,
+        "\
+pipeline rekey-by-customer: embedded, 3 partitions
+sub-topology 0: 3 tasks (0_0, 0_1, 0_2)
+  source orders: file orders.jsonl
+  step by-customer: select-key, plugin keys, from orders
+  step to-customer-task: repartition by key to sub-topology 1, from by-customer
+sub-topology 1: 3 tasks (1_0, 1_1, 1_2)
+  from repartition to-customer-task (sub-topology 0)
+  step tag: map, plugin enricher, from to-customer-task
+  sink out: stdout, from tag
+dead letters: sink rejected (file out/rejected.jsonl), written by every task
+internal topics: none (repartition to-customer-task moves records between tasks in process)
+delivery:
+  at-least-once: sink out is stdout (what is printed cannot be taken back)
+  at-least-once: sink rejected is file out/rejected.jsonl (a rerun over the same input writes it again)
+"
+    );
+}
+
+/// Validating a Kafka pipeline needs no broker.
+#[test]
+fn validate_prints_the_topology_of_a_kafka_pipeline() {
+    let (_, topology) = printed_topology("kafka-orders");
+    assert_eq!(
+        topology,
+        "\
+pipeline kafka-orders: on Kafka, consumer group kafka-orders
+sub-topology 0: tasks 0_P, one per partition P of topic orders, as the consumer group assigns them
+  source orders: Kafka topic orders
+  step big-orders: filter, plugin json-filter, from orders
+  step tag: map, plugin enricher, from big-orders
+  sink out: Kafka topic orders-large, from tag
+dead letters: sink rejected (Kafka topic orders-dead-letter), written by every task
+internal topics: none
+delivery:
+  at-least-once: sink out is Kafka topic orders-large (input offsets are committed only after the broker acknowledges what was produced from them)
+  at-least-once: sink rejected is Kafka topic orders-dead-letter (input offsets are committed only after the broker acknowledges what was produced from them)
+"
     );
 }

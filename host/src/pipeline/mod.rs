@@ -21,7 +21,10 @@ mod diagnostic;
 mod overrides;
 mod quantity;
 mod raw;
+mod schema;
+mod schema_check;
 mod validate;
+mod yaml_tree;
 
 use std::path::{Path, PathBuf};
 

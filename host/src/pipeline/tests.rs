@@ -434,3 +434,130 @@ sinks:
         (SinkKind::Stdout, true)
     );
 }
+
+/// Issue 11, item 7: every problem of shape in one report, each at its
+/// line and column with a hint.
+#[test]
+fn every_schema_problem_is_reported_at_once_with_a_hint() {
+    let text = "\
+name: orders
+partitons: 2
+batch-size: lots
+sources:
+  orders:
+    kind: file path
+    path: orders.jsonl
+plugins:
+  p: { path: p.wasm, sha: abc }
+steps:
+  - name: big
+    kind: filter
+    plugn: p
+    limits: { memroy: 1MiB }
+  - kind: mapp
+sinks:
+  out:
+  kind: stdout
+";
+    assert_eq!(
+        errors(text),
+        [
+            "/nonexistent/p.yaml:2:1: unknown top-level field `partitons`; did you mean `partitions`?",
+            "/nonexistent/p.yaml:3:13: `batch-size` must be a whole number, 0 or more, not text `lots`",
+            "/nonexistent/p.yaml:6:11: source `orders`: `kind` is `file path`, not one of file | stdin | kafka; did you mean `file`?",
+            "/nonexistent/p.yaml:9:22: plugin `p` has no field `sha`; did you mean `sha256`?",
+            "/nonexistent/p.yaml:13:5: step `big` has no field `plugn`; did you mean `plugin`?",
+            "/nonexistent/p.yaml:14:15: step `big`, `limits` has no field `memroy`; did you mean `memory`?",
+            "/nonexistent/p.yaml:15:5: step 2 needs `name` (text)",
+            "/nonexistent/p.yaml:15:11: step 2: `kind` is `mapp`, not one of filter | map | flat-map | branch | select-key | repartition; did you mean `map`?",
+            "/nonexistent/p.yaml:17:3: sink `out` is empty: it must be a mapping with kind, path, topic, create, from, key-format, value-format; if `kind` below belongs to it, indent it under `out`",
+            "/nonexistent/p.yaml:18:9: sink `kind` must be a mapping with kind, path, topic, create, from, key-format, value-format, not text `stdout`; `kind` is a field of a sink: indent it under `out`",
+        ]
+    );
+}
+
+#[test]
+fn a_section_left_empty_and_a_wrong_type_say_what_they_expect() {
+    assert_eq!(
+        errors("name: x\nsources: 5\nplugins:\nsteps: { a: 1 }\n"),
+        [
+            "/nonexistent/p.yaml:2:10: `sources` must be a mapping of source names to sources, not the number 5",
+            "/nonexistent/p.yaml:3:1: `plugins` is empty: it must be a mapping of plugin names to plugins",
+            "/nonexistent/p.yaml:4:8: `steps` must be a list of steps, not a mapping",
+        ]
+    );
+    assert_eq!(
+        errors("sources:\norders:\n  kind: stdin\n"),
+        [
+            "/nonexistent/p.yaml:1:1: `sources` is empty: it must be a mapping of source names to sources",
+            "/nonexistent/p.yaml:2:1: unknown top-level field `orders`; `sources` above is empty: if `orders` belongs to it, indent it under `sources`",
+        ]
+    );
+}
+
+#[test]
+fn a_line_indented_wrongly_in_block_style_is_named_as_such() {
+    let e = errors("steps:\n  - name: a\n    kind: map\n   plugin: p\n");
+    assert_eq!(
+        e,
+        [
+            "/nonexistent/p.yaml:4:4: while parsing a block collection, did not find expected '-' indicator; \
+          check this line's indentation: the fields of one mapping start in one column, and a field's own \
+          fields are indented further than it"
+        ]
+    );
+}
+
+/// Issue 11, item 8: the engine's pool holds so many instances; a pipeline
+/// that needs more is refused at `partitions`, saying which limit and why.
+#[test]
+fn partitions_times_plugin_steps_beyond_the_instance_pool_are_refused_at_partitions() {
+    let pipeline = |steps: usize| {
+        let mut text = String::from(
+            "partitions: 1024\nsources:\n  a: { kind: stdin }\nplugins:\n  p: { path: p.wasm }\nsteps:\n",
+        );
+        for i in 0..steps {
+            text.push_str(&format!("  - {{ name: s{i}, kind: map, plugin: p }}\n"));
+        }
+        text.push_str("  - { name: r, kind: repartition }\nsinks:\n  o: { kind: stdout }\n");
+        text
+    };
+    let e = errors(&pipeline(8));
+    assert!(
+        e.contains(
+            &"/nonexistent/p.yaml:1:13: `partitions: 1024` with 8 plugin steps needs 8200 plugin instances \
+              (one per step per partition, and one per step), more than the 8128 one process can hold: each \
+              instance reserves address space for 2 memories of 4 GiB (so that bounds checks cost nothing), \
+              and the engine reserves at most 64 TiB; use fewer partitions or plugin steps"
+                .to_string()
+        ),
+        "{e:#?}"
+    );
+    let e = errors(&pipeline(7));
+    assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
+}
+
+/// On Kafka a process hosts up to 128 tasks: the same pool limit applies to
+/// the plugin steps, said at the first step.
+#[test]
+fn plugin_steps_beyond_the_instance_pool_on_kafka_are_refused() {
+    let pipeline = |steps: usize| {
+        let mut text = String::from(
+            "sources:\n  a: { kind: kafka, topic: t }\nplugins:\n  p: { path: p.wasm }\nsteps:\n",
+        );
+        for i in 0..steps {
+            text.push_str(&format!("  - {{ name: s{i}, kind: map, plugin: p }}\n"));
+        }
+        text.push_str("sinks:\n  o: { kind: stdout }\n");
+        text
+    };
+    let e = errors(&pipeline(64));
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "/nonexistent/p.yaml:6:13: 64 plugin steps need up to 8256 plugin instances on Kafka, where a process hosts up to 128 tasks"
+        ) && m.ends_with("use fewer plugin steps")),
+        "{e:#?}"
+    );
+    let e = errors(&pipeline(63));
+    assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
+}

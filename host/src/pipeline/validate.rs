@@ -13,6 +13,7 @@ use super::{
     Node, Pipeline, PipelineError, PluginRef, Sink, SinkKind, Source, SourceKind, Step, StepKind,
     TimestampField, Topic, TopicCreate, quantity,
 };
+use super::{schema, schema_check, yaml_tree};
 use crate::limits::Limits;
 
 const MAX_PARTITIONS: u32 = 1024;
@@ -164,11 +165,25 @@ fn loc<T>(s: &Spanned<T>) -> Loc {
 
 pub fn parse(file: &Path, text: &str) -> Result<Pipeline, PipelineError> {
     // YAML 1.2 booleans only: a step called `y` or `no` stays a name.
-    let options = serde_saphyr::options! { strict_booleans: true };
-    let raw: RawPipeline = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+    let options = || serde_saphyr::options! { strict_booleans: true };
+    let syntax = |e: serde_saphyr::Error| {
         let loc = e.location().map(|l| Loc::of(&l));
         PipelineError::single(Diagnostic::new(file, loc, yaml_message(&e)))
-    })?;
+    };
+    // First every problem of shape (fields, kinds, types), all at once;
+    // the typed deserialize below stops at the first.
+    let tree = yaml_tree::parse(text, options()).map_err(syntax)?;
+    if let Some(shape) = schema::pipeline() {
+        let mut problems: Vec<Diagnostic> = schema_check::check(&tree, shape)
+            .into_iter()
+            .map(|(l, m)| Diagnostic::new(file, Some(l), m))
+            .collect();
+        if !problems.is_empty() {
+            problems.sort_by_key(|d| d.loc.map(|l| (l.line, l.column)));
+            return Err(PipelineError(problems));
+        }
+    }
+    let raw: RawPipeline = serde_saphyr::from_str_with_options(text, options()).map_err(syntax)?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c = Checker {
         file,
@@ -190,9 +205,23 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
     // Drop a trailing " at line X, column Y" that duplicates our prefix.
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    let message = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // The parser's words for a line indented wrongly in block style.
+    let indentation = [
+        "did not find expected '-' indicator",
+        "did not find expected key",
+        "mapping values are not allowed in this context",
+    ];
+    if indentation.iter().any(|i| message.contains(i)) {
+        format!(
+            "{message}; check this line's indentation: the fields of one mapping start in one column, \
+             and a field's own fields are indented further than it"
+        )
+    } else {
+        message.to_string()
     }
 }
 
@@ -239,6 +268,8 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     let error_policy = raw.error_policy.unwrap_or_default();
 
     let sources = check_sources(c, &raw);
+    let reads_kafka = sources.iter().any(|s| s.kind == SourceKind::Kafka);
+    check_instances(c, &raw, partitions, reads_kafka);
     if let Some(p) = &raw.partitions
         && sources.iter().any(|s| s.kind == SourceKind::Kafka)
     {
@@ -348,6 +379,58 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         steps,
         sinks,
         kafka,
+    }
+}
+
+/// Every task holds an instance of each plugin step, and the engine's pool
+/// holds only so many (`limits::pool`): refused here, at `partitions`,
+/// rather than the engine failing to reserve its pool at start.
+fn check_instances(c: &mut Checker, raw: &RawPipeline, partitions: u32, reads_kafka: bool) {
+    use crate::limits::pool;
+    let plugin_steps = raw
+        .steps
+        .iter()
+        .filter(|s| !s.value.kind.is_host_native())
+        .count() as u64;
+    if reads_kafka {
+        let needed = pool::instances_needed(plugin_steps, pool::MAX_KAFKA_TASKS);
+        if needed > pool::MAX_INSTANCES
+            && let Some(first) = raw.steps.first()
+        {
+            c.error(
+                loc(&first.value.name),
+                format!(
+                    "{plugin_steps} plugin steps need up to {needed} plugin instances on Kafka, where a process \
+                     hosts up to {} tasks (one per input partition it is assigned) with an instance of every \
+                     plugin step each, and one more per step; one process holds {}, each reserving address \
+                     space for {} memories of {} GiB (so that bounds checks cost nothing) in at most {} TiB; \
+                     use fewer plugin steps",
+                    pool::MAX_KAFKA_TASKS,
+                    pool::MAX_INSTANCES,
+                    pool::MEMORIES_PER_INSTANCE,
+                    pool::MEMORY_RESERVATION >> 30,
+                    pool::POOL_ADDRESS_SPACE >> 40,
+                ),
+            );
+        }
+        return;
+    }
+    let Some(p) = &raw.partitions else { return };
+    let needed = pool::instances_needed(plugin_steps, partitions.into());
+    if needed > pool::MAX_INSTANCES {
+        c.error(
+            loc(p),
+            format!(
+                "`partitions: {partitions}` with {plugin_steps} plugin steps needs {needed} plugin instances \
+                 (one per step per partition, and one per step), more than the {} one process can hold: \
+                 each instance reserves address space for {} memories of {} GiB (so that bounds checks cost \
+                 nothing), and the engine reserves at most {} TiB; use fewer partitions or plugin steps",
+                pool::MAX_INSTANCES,
+                pool::MEMORIES_PER_INSTANCE,
+                pool::MEMORY_RESERVATION >> 30,
+                pool::POOL_ADDRESS_SPACE >> 40,
+            ),
+        );
     }
 }
 

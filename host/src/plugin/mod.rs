@@ -112,8 +112,8 @@ pub fn kind_list(kinds: &[Kind]) -> String {
 /// Sizing of the engine, fixed when it is created.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Instances alive at once (operators × tasks, plus one spare each for
-    /// replacing a broken instance).
+    /// Instances alive at once (`limits::pool::instances_needed`); at most
+    /// `limits::pool::MAX_INSTANCES`.
     pub max_instances: u32,
     /// The largest `max_memory_bytes` of any operator.
     pub max_memory_bytes: usize,
@@ -240,6 +240,13 @@ pub enum InitError {
     Fault(#[from] Fault),
     #[error("failed to instantiate: {0}")]
     Instantiate(String),
+    /// The component's initial memory is larger than the step's limit, so
+    /// no instance can start (not a fault of any record).
+    #[error(
+        "needs {needed} bytes of memory at start (its initial linear memory), more than the step's \
+         `memory` limit of {limit} bytes; raise `limits.memory` to at least {needed} bytes"
+    )]
+    InitialMemory { needed: usize, limit: usize },
 }
 
 /// A Wasm engine sized for one topology (or one `inspect`). Instances made
@@ -258,17 +265,26 @@ impl PluginEngine {
     /// linker with WASI and the host import, and the thread that advances
     /// the epoch for time limits.
     pub fn new(settings: &EngineSettings) -> Result<Self, EngineError> {
+        use crate::limits::pool::{
+            MAX_INSTANCES, MEMORIES_PER_INSTANCE, MEMORY_GUARD, MEMORY_RESERVATION,
+        };
         let mut pool = PoolingAllocationConfig::default();
-        let n = settings.max_instances.max(4);
+        // Each memory slot reserves 4 GiB of address space (see
+        // `limits::pool`): the pool holds what validation allowed, no more.
+        let n = settings.max_instances.clamp(4, MAX_INSTANCES as u32);
+        let memories = n * MEMORIES_PER_INSTANCE as u32;
         pool.total_component_instances(n)
             .total_core_instances(n * 8)
-            .total_memories(n * 4)
+            .total_memories(memories)
+            .max_memories_per_component(MEMORIES_PER_INSTANCE as u32)
             .total_tables(n * 4)
             .max_memory_size(settings.max_memory_bytes);
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            .memory_reservation(MEMORY_RESERVATION)
+            .memory_guard_size(MEMORY_GUARD)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
 
@@ -592,9 +608,17 @@ impl Instance {
         let bindings = match world {
             WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
         }
-        .map_err(|e| match e.downcast_ref::<InterruptedCall>() {
-            Some(_) => InitError::Fault(Fault::Interrupted),
-            None => InitError::Instantiate(format!("{e:#}")),
+        .map_err(|e| {
+            if e.downcast_ref::<InterruptedCall>().is_some() {
+                return InitError::Fault(Fault::Interrupted);
+            }
+            match store.data().limiter.refused {
+                Some(needed) => InitError::InitialMemory {
+                    needed,
+                    limit: limits.max_memory_bytes,
+                },
+                None => InitError::Instantiate(format!("{e:#}")),
+            }
         })?;
         Ok(Instance {
             store,

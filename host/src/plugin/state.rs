@@ -39,6 +39,7 @@ impl HostState {
             limiter: MemoryLimiter {
                 max_memory_bytes,
                 exceeded: false,
+                refused: None,
             },
         }
     }
@@ -58,6 +59,9 @@ impl WasiView for HostState {
 pub struct MemoryLimiter {
     pub max_memory_bytes: usize,
     pub exceeded: bool,
+    /// The size it refused, when that was the memory's initial size (it
+    /// had none before): the component cannot start under this limit.
+    pub refused: Option<usize>,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -65,12 +69,15 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.max_memory_bytes {
             self.exceeded = true;
+            if current == 0 {
+                self.refused = Some(desired);
+            }
             wasmtime::bail!(
                 "memory limit of {} bytes exceeded (wanted {desired})",
                 self.max_memory_bytes

@@ -15,6 +15,7 @@
 //! are fully acknowledged are committed ([`kafka`]).
 
 pub(crate) mod checkpoint;
+mod describe;
 mod kafka;
 mod merge;
 pub(crate) mod message;

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
+use crate::limits::pool;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{Operator, PluginStep, TaskId};
 use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
@@ -38,15 +39,10 @@ pub struct SubTopology {
     pub sinks: Vec<usize>,
 }
 
-/// Tasks a process may host at once, for sizing the engine's pool. Kafka
-/// assigns partitions at run time: this many at most per process (more
-/// processes in the group share more partitions).
-const MAX_KAFKA_TASKS: u32 = 128;
-
 /// How many tasks may run at once, each with an instance of its steps.
 fn max_tasks(pipeline: &Pipeline) -> u32 {
     if pipeline.reads_kafka() {
-        MAX_KAFKA_TASKS
+        pool::MAX_KAFKA_TASKS as u32
     } else {
         pipeline.partitions
     }
@@ -171,6 +167,20 @@ impl Topology {
             InputId::Source(s) => &self.source_routes[s as usize],
             InputId::Repartition(j) => &self.step_routes[j as usize][0],
         }
+    }
+
+    /// The sub-topologies, tasks, nodes, internal topics and each sink's
+    /// delivery guarantee, as text (`weir validate --print-topology`).
+    pub fn describe(&self) -> String {
+        super::describe::describe(self)
+    }
+
+    /// The sub-topology that holds step `j`.
+    pub fn subtopology_of_step(&self, j: usize) -> u16 {
+        self.subtopologies
+            .iter()
+            .find(|s| s.steps.contains(&j))
+            .map_or(0, |s| s.id)
     }
 
     /// The sub-topology whose tasks read `input`.
@@ -339,14 +349,20 @@ fn engine_for(
     pipeline: &Pipeline,
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<PluginEngine, PipelineError> {
+    // At least the default, so that the instance that asks a plugin its
+    // kinds at load starts even where every step's limit is below the
+    // plugin's initial memory: each step then says so itself.
     let max_memory = pipeline
         .steps
         .iter()
         .map(|s| s.limits.max_memory_bytes)
+        .chain([crate::limits::Limits::default().max_memory_bytes])
         .max()
-        .unwrap_or(crate::limits::Limits::default().max_memory_bytes);
+        .unwrap_or_default();
+    let plugin_steps = pipeline.steps.iter().filter(|s| s.plugin.is_some()).count();
+    let instances = pool::instances_needed(plugin_steps as u64, max_tasks(pipeline).into());
     let settings = EngineSettings {
-        max_instances: (pipeline.steps.len() as u32 * (max_tasks(pipeline) + 1) * 2).max(8),
+        max_instances: instances.min(pool::MAX_INSTANCES) as u32,
         max_memory_bytes: max_memory,
         cache_dir,
     };

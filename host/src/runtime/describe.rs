@@ -1,0 +1,205 @@
+//! `weir validate --print-topology`: the sub-topologies and their tasks,
+//! each source, step and sink, the internal topics and the delivery
+//! guarantee every sink gets, as Kafka Streams' `Topology::describe()`
+//! shows a topology before it runs.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::io::batch::InputId;
+use crate::pipeline::{Input, Node, Pipeline, Sink, SinkKind, Source, SourceKind, StepKind};
+
+use super::topology::Topology;
+
+/// The topology as text, one line per node, stable for a given file.
+pub fn describe(topology: &Topology) -> String {
+    let p = &topology.pipeline;
+    let dir = p.file.parent().unwrap_or(Path::new(""));
+    let mut out = String::new();
+    let kafka = p.reads_kafka();
+    let app = p.kafka.as_ref().map(|k| k.application_id.as_str());
+    match (kafka, app) {
+        (true, Some(app)) => {
+            let _ = writeln!(out, "pipeline {}: on Kafka, consumer group {app}", p.name);
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "pipeline {}: embedded, {} partitions",
+                p.name, p.partitions
+            );
+        }
+    }
+    for sub in &topology.subtopologies {
+        let id = sub.id;
+        let tasks = if kafka {
+            let topics: Vec<String> = sub
+                .inputs
+                .iter()
+                .filter_map(|i| match i {
+                    InputId::Source(s) => p.sources[*s as usize].topic.as_ref(),
+                    InputId::Repartition(_) => None,
+                })
+                .map(|t| t.name.clone())
+                .collect();
+            format!(
+                "tasks {id}_P, one per partition P of topic {}, as the consumer group assigns them",
+                topics.join(", ")
+            )
+        } else {
+            let names: Vec<String> = (0..p.partitions).map(|t| format!("{id}_{t}")).collect();
+            let listed = if names.len() <= 8 {
+                names.join(", ")
+            } else {
+                format!("{} .. {}", names[0], names[names.len() - 1])
+            };
+            format!("{} tasks ({listed})", p.partitions)
+        };
+        let _ = writeln!(out, "sub-topology {id}: {tasks}");
+        for input in &sub.inputs {
+            match input {
+                InputId::Source(s) => {
+                    let source = &p.sources[*s as usize];
+                    let _ = writeln!(
+                        out,
+                        "  source {}: {}",
+                        source.name,
+                        source_medium(source, dir)
+                    );
+                }
+                InputId::Repartition(j) => {
+                    let _ = writeln!(
+                        out,
+                        "  from repartition {} (sub-topology {})",
+                        p.steps[*j as usize].name,
+                        topology.subtopology_of_step(*j as usize)
+                    );
+                }
+            }
+        }
+        for &j in &sub.steps {
+            let step = &p.steps[j];
+            let what = match step.plugin {
+                Some(k) => format!("{}, plugin {}", step.kind.as_str(), p.plugins[k].name),
+                None if step.kind == StepKind::Repartition => {
+                    let to = topology
+                        .subtopologies
+                        .iter()
+                        .find(|s| s.inputs.contains(&InputId::Repartition(j as u16)))
+                        .map_or_else(|| "nowhere".into(), |s| format!("sub-topology {}", s.id));
+                    format!("repartition by key to {to}")
+                }
+                None => step.kind.as_str().to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  step {}: {what}, from {}",
+                step.name,
+                inputs(p, &step.inputs)
+            );
+        }
+        for &k in sub.sinks.iter().filter(|&&k| p.dead_letter != Some(k)) {
+            let sink = &p.sinks[k];
+            let _ = writeln!(
+                out,
+                "  sink {}: {}, from {}",
+                sink.name,
+                sink_medium(sink, dir),
+                inputs(p, &sink.inputs)
+            );
+        }
+    }
+    if let Some(k) = p.dead_letter {
+        let sink = &p.sinks[k];
+        let _ = writeln!(
+            out,
+            "dead letters: sink {} ({}), written by every task",
+            sink.name,
+            sink_medium(sink, dir)
+        );
+    }
+    // Repartitions move records in process for now; on Kafka they, and
+    // the changelogs of keyed state, will be topics.
+    let repartitions: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Repartition)
+        .map(|s| s.name.as_str())
+        .collect();
+    if repartitions.is_empty() {
+        let _ = writeln!(out, "internal topics: none");
+    } else {
+        let _ = writeln!(
+            out,
+            "internal topics: none (repartition {} moves records between tasks in process)",
+            repartitions.join(", ")
+        );
+    }
+    let _ = writeln!(out, "delivery:");
+    for sink in &p.sinks {
+        let _ = writeln!(out, "  {}", delivery(sink, kafka, dir));
+    }
+    out
+}
+
+/// The guarantee a sink gets, and why. Every sink is at-least-once today:
+/// output is written before the input behind it counts as done (a Kafka
+/// offset is committed only after the output is acknowledged), so a crash
+/// repeats output and never loses it; exactly-once needs transactions.
+fn delivery(sink: &Sink, kafka: bool, dir: &Path) -> String {
+    let why = match (sink.kind, kafka) {
+        (SinkKind::Stdout, _) => "what is printed cannot be taken back".to_string(),
+        (SinkKind::Kafka, true) => {
+            "input offsets are committed only after the broker acknowledges what was produced from them".into()
+        }
+        (SinkKind::Kafka, false) => "a rerun over the same input produces the records again".into(),
+        (SinkKind::File, true) => "input offsets are committed only after it is written".into(),
+        (SinkKind::File, false) => "a rerun over the same input writes it again".into(),
+    };
+    format!(
+        "at-least-once: sink {} is {} ({why})",
+        sink.name,
+        sink_medium(sink, dir)
+    )
+}
+
+fn source_medium(source: &Source, dir: &Path) -> String {
+    match (source.kind, &source.path, &source.topic) {
+        (SourceKind::File, Some(path), _) => format!("file {}", relative(path, dir)),
+        (SourceKind::Kafka, _, Some(topic)) => format!("Kafka topic {}", topic.name),
+        (SourceKind::Stdin, ..) => "stdin".into(),
+        (kind, ..) => format!("{kind:?}").to_lowercase(),
+    }
+}
+
+fn sink_medium(sink: &Sink, dir: &Path) -> String {
+    match (sink.kind, &sink.path, &sink.topic) {
+        (SinkKind::File, Some(path), _) => format!("file {}", relative(path, dir)),
+        (SinkKind::Kafka, _, Some(topic)) => format!("Kafka topic {}", topic.name),
+        (SinkKind::Stdout, ..) => "stdout".into(),
+        (kind, ..) => format!("{kind:?}").to_lowercase(),
+    }
+}
+
+/// A path as the pipeline file wrote it: relative to the file's folder.
+fn relative(path: &Path, dir: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
+
+/// `a, b.port`.
+fn inputs(p: &Pipeline, inputs: &[Input]) -> String {
+    let names: Vec<String> = inputs
+        .iter()
+        .map(|i| {
+            let node = match i.node {
+                Node::Source(s) => p.sources[s].name.as_str(),
+                Node::Step(j) => p.steps[j].name.as_str(),
+            };
+            match &i.port {
+                Some(port) => format!("{node}.{port}"),
+                None => node.to_string(),
+            }
+        })
+        .collect();
+    names.join(", ")
+}
