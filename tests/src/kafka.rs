@@ -178,10 +178,19 @@ fn committed_with(mut config: ClientConfig, group: &str, topic: &str) -> BTreeMa
     for p in 0..partition_count(&consumer, topic) {
         tpl.add_partition(topic, p);
     }
-    // Not subscribed: asking does not join the group.
-    let answer = consumer
-        .committed_offsets(tpl, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("committed offsets of group {group} on {topic}: {e}"));
+    // Not subscribed: asking does not join the group. A broker that has
+    // just started may not have loaded the group's coordinator yet: that
+    // answer is transient, so ask again (for a bounded time).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
+            Ok(answer) => break answer,
+            Err(e) if coordinator_not_ready(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("committed offsets of group {group} on {topic}: {e}"),
+        }
+    };
     answer
         .elements()
         .iter()
@@ -190,6 +199,17 @@ fn committed_with(mut config: ClientConfig, group: &str, topic: &str) -> BTreeMa
             _ => None,
         })
         .collect()
+}
+
+/// Whether `e` says only that the group coordinator is not ready yet.
+fn coordinator_not_ready(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Code::NotCoordinator | Code::CoordinatorLoadInProgress | Code::CoordinatorNotAvailable
+        )
+    )
 }
 
 /// Each partition's end offset (the next offset to be written).

@@ -109,12 +109,18 @@ impl Run {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    /// Waits (bounded) for the process to end; fails unless it succeeded.
-    fn finish(mut self, what: &str) -> String {
+    /// Waits (bounded) for the process to end; fails unless it exited
+    /// with `code` (0 finished, 130 stopped by Ctrl-C).
+    fn finish(mut self, what: &str, code: i32) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{what}: {status}\n{}", self.stderr());
+                assert_eq!(
+                    status.code(),
+                    Some(code),
+                    "{what}: {status}\n{}",
+                    self.stderr()
+                );
                 return self.stdout();
             }
             if Instant::now() > deadline {
@@ -125,12 +131,12 @@ impl Run {
         }
     }
 
-    /// Ctrl-C, as the README says, then [`Run::finish`].
+    /// Ctrl-C, as the README says, then [`Run::finish`]: exit status 130.
     fn interrupt(self, what: &str) -> String {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
         assert!(status.success());
-        self.finish(what)
+        self.finish(what, 130)
     }
 }
 
@@ -160,7 +166,7 @@ fn the_readme_kafka_walkthrough_works_on_a_stock_broker_at_any_pace() {
         let run = Run::start(args, &env, logs.path(), n);
         let pipeline = args.last().unwrap();
         if pipeline.ends_with("load.yaml") {
-            run.finish(&what);
+            run.finish(&what, 0);
         } else if pipeline.ends_with("pipeline.yaml") {
             // Caught up: the application has committed every input record.
             let deadline = Instant::now() + WAIT;
