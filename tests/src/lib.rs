@@ -49,6 +49,16 @@ pub fn weir(args: &[&str]) -> Output {
         .expect("cannot run weir")
 }
 
+/// What a finished `weir` wrote to stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// What a finished `weir` wrote to stdout.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// A compiled-component cache shared by the tests (exercises the cache too).
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("WEIR_TEST_CACHE_DIR"))

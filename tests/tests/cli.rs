@@ -3,15 +3,7 @@
 
 use std::process::Output;
 
-use weir_tests::{Fixture, plugin, repo, weir};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use weir_tests::{Fixture, plugin, repo, stderr, stdout, weir};
 
 fn validate(f: &Fixture) -> Output {
     weir(&["validate", f.pipeline_path().to_str().unwrap()])

@@ -8,7 +8,7 @@
 use std::process::Output;
 
 use serde_json::{Value, json};
-use weir_tests::{Fixture, plugin, repo, weir};
+use weir_tests::{Fixture, plugin, repo, stderr, weir};
 
 fn index() -> Value {
     let text = std::fs::read_to_string(repo().join("wit/vectors/index.json")).unwrap();
@@ -241,10 +241,6 @@ fn every_one_record_vector_holds_end_to_end() {
         }
     }
     assert!(n >= 30, "{n}");
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const FLAT_MAP_AS_FILTER: &str = "

@@ -4,15 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir_tests::{cache_dir, repo, weir, weir_bin};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use weir_tests::{cache_dir, repo, stderr, stdout, weir, weir_bin};
 
 /// Every file under `dir` (not following `target`).
 fn files(dir: &Path) -> Vec<PathBuf> {
