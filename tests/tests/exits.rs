@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir::{RunOptions, RunReport, SinkOutput};
-use weir_tests::{Fixture, stderr, weir, weir_bin};
+use weir_tests::{Fixture, assert_contains, stderr, weir, weir_bin};
 
 /// Six records, one batch of two at a time on one partition: the second
 /// batch holds the trigger, so the first one is out before the plugin
@@ -102,10 +102,7 @@ fn a_failed_run_exits_1_with_its_error_and_summary() {
     let out = weir(&["run", f.pipeline_path().to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("error: stopped by the `fail` error policy"),
-        "{err}"
-    );
+    assert_contains(&err, "error: stopped by the `fail` error policy");
     let last = summary(&err);
     assert!(
         last.starts_with("weir: failed after ") && last.contains("6 records in, "),
@@ -126,7 +123,7 @@ fn invalid_pipelines_and_fixtures_exit_2_and_failing_cases_1() {
     for command in ["run", "validate", "test"] {
         let out = weir(&[command, bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
-        assert!(stderr(&out).contains("bad.yaml:2:"), "{}", stderr(&out));
+        assert_contains(&stderr(&out), "bad.yaml:2:");
     }
     // Usage errors are clap's: 2 as well.
     assert_eq!(weir(&["run"]).status.code(), Some(2));
@@ -216,6 +213,25 @@ impl Running {
         let err = self.err.lock().unwrap().clone();
         (status, took, err)
     }
+
+    /// Sends `signal` (`INT`, `TERM`), which must stop the run of `f`
+    /// within seconds with exit status `code`, as an interrupted run
+    /// (`assert_interrupted_cleanly`) whose summary names the signal;
+    /// returns stderr.
+    fn assert_stopped_by(self, signal: &str, code: i32, f: &Fixture) -> String {
+        let (status, took, err) = self.signal(signal);
+        assert_eq!(status.code(), Some(code), "{err}");
+        assert!(
+            took < Duration::from_secs(5),
+            "took {took:?} to stop:\n{err}"
+        );
+        assert_interrupted_cleanly(f, &err);
+        assert!(
+            summary(&err).starts_with(&format!("weir: interrupted by SIG{signal} after ")),
+            "{err}"
+        );
+        err
+    }
 }
 
 /// What an interrupted run must have done: the first batch out, nothing
@@ -241,29 +257,19 @@ fn the_first_ctrl_c_interrupts_a_stuck_plugin_call_and_exits_130() {
     run.wait_for("task started");
     // The first batch is through and the second is spinning.
     std::thread::sleep(Duration::from_millis(1500));
-    let (status, took, err) = run.signal("INT");
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} to stop:\n{err}"
-    );
-    assert_interrupted_cleanly(&f, &err);
+    let err = run.assert_stopped_by("INT", 130, &f);
     let last = summary(&err);
-    assert!(
-        last.starts_with("weir: interrupted by SIGINT after "),
-        "{err}"
-    );
     assert!(
         last.contains("(from files: read again by the next run)"),
         "{err}"
     );
     let bytes = input_lines().len();
-    assert!(
-        err.contains(&format!(
+    assert_contains(
+        &err,
+        &format!(
             "weir: source `in` ({}) stopped after line 6: the next unread record is at line 7, byte {bytes}",
             f.path("in.jsonl").display()
-        )),
-        "{err}"
+        ),
     );
 }
 
@@ -278,26 +284,16 @@ fn sigterm_interrupts_a_stuck_plugin_call_and_exits_143_counting_what_stdin_lost
     stdin.write_all(input_lines().as_bytes()).unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let (status, took, err) = run.signal("TERM");
+    let err = run.assert_stopped_by("TERM", 143, &f);
     drop(stdin);
-    assert_eq!(status.code(), Some(143), "{err}");
-    assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} to stop:\n{err}"
-    );
-    assert_interrupted_cleanly(&f, &err);
     let last = summary(&err);
-    assert!(
-        last.starts_with("weir: interrupted by SIGTERM after "),
-        "{err}"
-    );
     assert!(last.contains("(from stdin: lost)"), "{err}");
-    assert!(
-        err.contains(&format!(
+    assert_contains(
+        &err,
+        &format!(
             "weir: source `in` (stdin) stopped after reading 6 lines ({} bytes)",
             input_lines().len()
-        )),
-        "{err}"
+        ),
     );
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use weir_tests::Fixture;
+use weir_tests::{Fixture, assert_contains};
 
 fn input(n: usize, bad_at: usize) -> String {
     (0..n)
@@ -342,7 +342,7 @@ fn a_plugin_cannot_forge_a_host_log_line() {
     // On stderr a newline ends a line: each is the host's, marked as the
     // plugin's, and the carriage return is escaped.
     let printed = format!("WARN {forged}\\r operator=\"chatty\" stream=\"stderr\"");
-    assert!(stderr.contains(&printed), "{stderr}");
+    assert_contains(&stderr, &printed);
 }
 
 #[test]
@@ -373,10 +373,7 @@ sinks:
     );
     let (result, _) = f.run();
     let error = result.unwrap_err().to_string();
-    assert!(
-        error.contains("declared ports [\"out\"] before and [\"late\"] now"),
-        "{error}"
-    );
+    assert_contains(&error, "declared ports [\"out\"] before and [\"late\"] now");
     assert!(
         error.contains("panicked at")
             && error.contains("on the record at ")
