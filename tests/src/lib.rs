@@ -49,6 +49,23 @@ pub fn weir(args: &[&str]) -> Output {
         .expect("cannot run weir")
 }
 
+/// What a finished `weir` wrote to stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// What a finished `weir` wrote to stdout.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts that `text` (a command's output, a log, an error) contains
+/// `needle`, showing the whole text when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected `{needle}` in:\n{text}");
+}
+
 /// A compiled-component cache shared by the tests (exercises the cache too).
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("WEIR_TEST_CACHE_DIR"))

@@ -3,15 +3,7 @@
 
 use std::process::Output;
 
-use weir_tests::{Fixture, plugin, repo, weir};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use weir_tests::{Fixture, assert_contains, plugin, repo, stderr, stdout, weir};
 
 fn validate(f: &Fixture) -> Output {
     weir(&["validate", f.pipeline_path().to_str().unwrap()])
@@ -49,10 +41,9 @@ sinks:
 fn a_good_pipeline_validates() {
     let out = validate(&Fixture::new(GOOD, &[]));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("ok (1 sources, 1 steps, 1 sinks, 1 partitions on 1 worker threads)"),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        "ok (1 sources, 1 steps, 1 sinks, 1 partitions on 1 worker threads)",
     );
 }
 
@@ -246,7 +237,7 @@ fn test_driver_passes_and_fails_with_a_diff() {
     );
     let out = weir(&["test", good.pipeline_path().to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("ok   case1"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "ok   case1");
     assert!(stdout(&out).contains("1 passed, 0 failed"));
 
     let bad = Fixture::new(
@@ -262,17 +253,11 @@ fn test_driver_passes_and_fails_with_a_diff() {
     let out = weir(&["test", bad.pipeline_path().to_str().unwrap()]);
     let text = stdout(&out);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("FAIL case1"), "{text}");
-    assert!(text.contains("sink `out` differs"), "{text}");
-    assert!(
-        text.contains("-{\"key\":\"a\",\"value\":{\"amount\":151}}"),
-        "{text}"
-    );
-    assert!(
-        text.contains("+{\"key\":\"a\",\"value\":{\"amount\":150}}"),
-        "{text}"
-    );
-    assert!(text.contains("0 passed, 1 failed"), "{text}");
+    assert_contains(&text, "FAIL case1");
+    assert_contains(&text, "sink `out` differs");
+    assert_contains(&text, "-{\"key\":\"a\",\"value\":{\"amount\":151}}");
+    assert_contains(&text, "+{\"key\":\"a\",\"value\":{\"amount\":150}}");
+    assert_contains(&text, "0 passed, 1 failed");
 }
 
 /// Filters orders over 100 and tags them; a value that is not an object is
@@ -321,11 +306,7 @@ fn test_driver_leaves_out_what_an_expected_record_does_not_state_at_any_depth() 
     );
     let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
-    assert!(
-        stdout(&run).contains("1 passed, 0 failed"),
-        "{}",
-        stdout(&run)
-    );
+    assert_contains(&stdout(&run), "1 passed, 0 failed");
 
     // What it states still counts, nested or in a header; the diff shows
     // the actual record cut to what the expected one states.
@@ -339,18 +320,15 @@ fn test_driver_leaves_out_what_an_expected_record_does_not_state_at_any_depth() 
         let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
         let report = stdout(&run);
         assert!(!run.status.success(), "{report}");
-        assert!(
-            report.contains(&format!("sink `{sink}` differs")),
-            "{report}"
-        );
+        assert_contains(&report, &format!("sink `{sink}` differs"));
         std::fs::write(f.path("tests/case1/expected/out.jsonl"), out).unwrap();
         std::fs::write(f.path("tests/case1/expected/rejected.jsonl"), rejected).unwrap();
     }
     std::fs::write(f.path("tests/case1/expected/out.jsonl"), &wrong_item).unwrap();
     let report = stdout(&weir(&["test", f.pipeline_path().to_str().unwrap()]));
-    assert!(
-        report.contains(r#"+{"key":"a","value":{"order":{"id":1,"items":[{"sku":"x"},{"sku":"y"}]},"tier":"large"}}"#),
-        "{report}"
+    assert_contains(
+        &report,
+        r#"+{"key":"a","value":{"order":{"id":1,"items":[{"sku":"x"},{"sku":"y"}]},"tier":"large"}}"#,
     );
     // An array of another length differs.
     let fewer = out.replace(r#",{"sku":"y"}"#, "");
@@ -433,11 +411,7 @@ fn blessed_fixtures_do_not_pin_the_partition_or_read_time() {
             stderr(&again)
         );
         if !survives {
-            assert!(
-                stdout(&again).contains("weir.error.partition"),
-                "{}",
-                stdout(&again)
-            );
+            assert_contains(&stdout(&again), "weir.error.partition");
         }
     }
 }
@@ -472,12 +446,12 @@ sinks:
     let run = weir(&["test", f.pipeline_path().to_str().unwrap()]);
     let report = stdout(&run);
     assert!(run.status.success(), "{report}{}", stderr(&run));
-    assert!(report.contains("ok   big-only"), "{report}");
+    assert_contains(&report, "ok   big-only");
     assert!(!report.contains("everything"), "{report}");
     let run = weir(&["test", f.path("stdin.yaml").to_str().unwrap()]);
     let report = stdout(&run);
     assert!(run.status.success(), "{report}{}", stderr(&run));
-    assert!(report.contains("ok   everything"), "{report}");
+    assert_contains(&report, "ok   everything");
     assert!(!report.contains("big-only"), "{report}");
 
     // Cases straight under tests/ are no one's when two pipelines share
@@ -504,19 +478,16 @@ fn plugin_inspect_describes_components() {
     let out = weir(&["plugin", "inspect", plugin("router").to_str().unwrap()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
-    assert!(
-        text.contains("world:    weir:plugin/transformer@0.2.0"),
-        "{text}"
-    );
-    assert!(text.contains("kinds:    branch"), "{text}");
-    assert!(text.contains("weir:plugin/transform@0.2.0"), "{text}");
-    assert!(text.contains("runnable: yes"), "{text}");
+    assert_contains(&text, "world:    weir:plugin/transformer@0.2.0");
+    assert_contains(&text, "kinds:    branch");
+    assert_contains(&text, "weir:plugin/transform@0.2.0");
+    assert_contains(&text, "runnable: yes");
 
     let out = weir(&["plugin", "inspect", plugin("wrong-world").to_str().unwrap()]);
     let text = stdout(&out);
     assert!(!out.status.success());
-    assert!(text.contains("wasi:cli/run"), "{text}");
-    assert!(text.contains("runnable: no"), "{text}");
+    assert_contains(&text, "wasi:cli/run");
+    assert_contains(&text, "runnable: no");
 }
 
 #[test]
@@ -756,7 +727,7 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
     // the first one.
     let started = Instant::now();
     let shown = slow_run(true, |_, out| out.contains("in 1 ("));
-    assert!(shown.contains("dead-lettered 0"), "{shown}");
+    assert_contains(&shown, "dead-lettered 0");
     let drawn_within = started.elapsed();
     // Piped: the first record is through (written to the file sink), and
     // the run then stays open as long again as the terminal run needed to
@@ -788,7 +759,7 @@ fn a_closed_stdout_stops_the_run_with_a_clear_error() {
     stdin.flush().unwrap();
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
-    assert!(first.contains("\"value\":1"), "{first}");
+    assert_contains(&first, "\"value\":1");
     drop(reader); // like `weir run ... | head -1`
     // Keep feeding: the run must notice its sink is gone and stop by itself.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -854,7 +825,7 @@ sinks:
     // Piped: plain text.
     let out = weir(&["-vv", "validate", &pipeline]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("DEBUG"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "DEBUG");
     assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
     // On a terminal (script(1) gives it one): colour, unless NO_COLOR.
     let on_terminal = |no_color: bool| {
@@ -1022,11 +993,7 @@ sinks:
         "{reason}"
     );
     assert_eq!(rejected[0]["headers"]["weir.error.offset"], "3");
-    assert!(
-        stderr(&out).contains("source `events`: 1 blank line(s) skipped"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "source `events`: 1 blank line(s) skipped");
 }
 
 /// Issue 11, item 1: `text` lines in and out, and the rules that keep
@@ -1185,18 +1152,10 @@ fn inputs_and_outputs_from_the_command_line() {
     // An unknown name is a usage error naming the valid ones.
     let out = run_weir(&["run", pipeline, "--input", "nope=x.jsonl"], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no source `nope` (its sources: in)"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "no source `nope` (its sources: in)");
     let out = run_weir(&["validate", pipeline, "--output", "nope=-"], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no sink `nope` (its sinks: out, rejected)"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "no sink `nope` (its sinks: out, rejected)");
     let out = run_weir(&["run", pipeline, "--input", "in"], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
@@ -1225,11 +1184,7 @@ sinks:
     let b = format!("b={}", kafka.path("b.jsonl").display());
     let out = run_weir(&["validate", pipeline, "--input", &a], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("replaces Kafka source(s) a but not b"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "replaces Kafka source(s) a but not b");
     // Every endpoint replaced: no broker needed.
     let out = run_weir(
         &[
@@ -1254,7 +1209,7 @@ fn a_missing_input_leaves_existing_outputs_untouched() {
     );
     let out = run_weir(&["run", f.pipeline_path().to_str().unwrap()], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "cannot read");
     assert_eq!(
         std::fs::read_to_string(f.path("out.jsonl")).unwrap(),
         "earlier output\n"
@@ -1292,7 +1247,7 @@ sinks:
         Some(theirs.into()),
     );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("sink `out`"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "sink `out`");
     // The descriptor is shared with weir's stdin: nothing was read from it.
     use std::io::Seek;
     assert_eq!(ours.stream_position().unwrap(), 0);

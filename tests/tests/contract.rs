@@ -8,7 +8,7 @@
 use std::process::Output;
 
 use serde_json::{Value, json};
-use weir_tests::{Fixture, plugin, repo, weir};
+use weir_tests::{Fixture, assert_contains, plugin, repo, stderr, weir};
 
 fn index() -> Value {
     let text = std::fs::read_to_string(repo().join("wit/vectors/index.json")).unwrap();
@@ -243,10 +243,6 @@ fn every_one_record_vector_holds_end_to_end() {
     assert!(n >= 30, "{n}");
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 const FLAT_MAP_AS_FILTER: &str = "
 sources:
   in: { kind: file, path: in.jsonl }
@@ -301,16 +297,10 @@ fn a_plugin_built_against_contract_0_1_is_refused_with_how_to_rebuild() {
     let out = weir(&["validate", f.pipeline_path().to_str().unwrap()]);
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("{}:5:", f.pipeline_path().display())),
-        "{err}"
-    );
-    assert!(
-        err.contains("built against weir's plugin contract 0.1.0"),
-        "{err}"
-    );
-    assert!(err.contains("weir:plugin/transform@0.1.0"), "{err}");
-    assert!(err.contains("Rebuild it with weir-sdk 0.2.0"), "{err}");
+    assert_contains(&err, &format!("{}:5:", f.pipeline_path().display()));
+    assert_contains(&err, "built against weir's plugin contract 0.1.0");
+    assert_contains(&err, "weir:plugin/transform@0.1.0");
+    assert_contains(&err, "Rebuild it with weir-sdk 0.2.0");
 
     let out = weir(&[
         "plugin",
@@ -319,16 +309,13 @@ fn a_plugin_built_against_contract_0_1_is_refused_with_how_to_rebuild() {
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("world:    weir:plugin/transformer@0.1.0 (outdated)"),
-        "{text}"
-    );
-    assert!(text.contains("runnable: no"), "{text}");
+    assert_contains(&text, "world:    weir:plugin/transformer@0.1.0 (outdated)");
+    assert_contains(&text, "runnable: no");
     assert!(!text.contains("kinds:"), "{text}");
     // It imports the old host interface, which this host does not provide:
     // the refusal still says how to rebuild, not which import is missing.
-    assert!(text.contains("  weir:plugin/host@0.1.0\n"), "{text}");
-    assert!(text.contains("Rebuild it with weir-sdk 0.2.0"), "{text}");
+    assert_contains(&text, "  weir:plugin/host@0.1.0\n");
+    assert_contains(&text, "Rebuild it with weir-sdk 0.2.0");
 }
 
 #[test]
@@ -337,13 +324,10 @@ fn a_plugin_that_declares_no_kind_is_refused_at_load() {
     let out = weir(&["validate", f.pipeline_path().to_str().unwrap()]);
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("{}:5:", f.pipeline_path().display())),
-        "{err}"
-    );
-    assert!(
-        err.contains("did not say which step kinds it implements: `kinds` returned no step kind"),
-        "{err}"
+    assert_contains(&err, &format!("{}:5:", f.pipeline_path().display()));
+    assert_contains(
+        &err,
+        "did not say which step kinds it implements: `kinds` returned no step kind",
     );
 }
 

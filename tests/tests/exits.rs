@@ -3,17 +3,13 @@
 //! the first Ctrl-C or SIGTERM even while a plugin call is stuck.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir::{RunOptions, SinkOutput};
-use weir_tests::{Fixture, weir, weir_bin};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use weir::{RunOptions, RunReport, SinkOutput};
+use weir_tests::{Fixture, assert_contains, stderr, weir, weir_bin};
 
 /// Six records, one batch of two at a time on one partition: the second
 /// batch holds the trigger, so the first one is out before the plugin
@@ -106,10 +102,7 @@ fn a_failed_run_exits_1_with_its_error_and_summary() {
     let out = weir(&["run", f.pipeline_path().to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("error: stopped by the `fail` error policy"),
-        "{err}"
-    );
+    assert_contains(&err, "error: stopped by the `fail` error policy");
     let last = summary(&err);
     assert!(
         last.starts_with("weir: failed after ") && last.contains("6 records in, "),
@@ -130,7 +123,7 @@ fn invalid_pipelines_and_fixtures_exit_2_and_failing_cases_1() {
     for command in ["run", "validate", "test"] {
         let out = weir(&[command, bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
-        assert!(stderr(&out).contains("bad.yaml:2:"), "{}", stderr(&out));
+        assert_contains(&stderr(&out), "bad.yaml:2:");
     }
     // Usage errors are clap's: 2 as well.
     assert_eq!(weir(&["run"]).status.code(), Some(2));
@@ -220,6 +213,25 @@ impl Running {
         let err = self.err.lock().unwrap().clone();
         (status, took, err)
     }
+
+    /// Sends `signal` (`INT`, `TERM`), which must stop the run of `f`
+    /// within seconds with exit status `code`, as an interrupted run
+    /// (`assert_interrupted_cleanly`) whose summary names the signal;
+    /// returns stderr.
+    fn assert_stopped_by(self, signal: &str, code: i32, f: &Fixture) -> String {
+        let (status, took, err) = self.signal(signal);
+        assert_eq!(status.code(), Some(code), "{err}");
+        assert!(
+            took < Duration::from_secs(5),
+            "took {took:?} to stop:\n{err}"
+        );
+        assert_interrupted_cleanly(f, &err);
+        assert!(
+            summary(&err).starts_with(&format!("weir: interrupted by SIG{signal} after ")),
+            "{err}"
+        );
+        err
+    }
 }
 
 /// What an interrupted run must have done: the first batch out, nothing
@@ -245,29 +257,19 @@ fn the_first_ctrl_c_interrupts_a_stuck_plugin_call_and_exits_130() {
     run.wait_for("task started");
     // The first batch is through and the second is spinning.
     std::thread::sleep(Duration::from_millis(1500));
-    let (status, took, err) = run.signal("INT");
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} to stop:\n{err}"
-    );
-    assert_interrupted_cleanly(&f, &err);
+    let err = run.assert_stopped_by("INT", 130, &f);
     let last = summary(&err);
-    assert!(
-        last.starts_with("weir: interrupted by SIGINT after "),
-        "{err}"
-    );
     assert!(
         last.contains("(from files: read again by the next run)"),
         "{err}"
     );
     let bytes = input_lines().len();
-    assert!(
-        err.contains(&format!(
+    assert_contains(
+        &err,
+        &format!(
             "weir: source `in` ({}) stopped after line 6: the next unread record is at line 7, byte {bytes}",
             f.path("in.jsonl").display()
-        )),
-        "{err}"
+        ),
     );
 }
 
@@ -282,58 +284,60 @@ fn sigterm_interrupts_a_stuck_plugin_call_and_exits_143_counting_what_stdin_lost
     stdin.write_all(input_lines().as_bytes()).unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let (status, took, err) = run.signal("TERM");
+    let err = run.assert_stopped_by("TERM", 143, &f);
     drop(stdin);
-    assert_eq!(status.code(), Some(143), "{err}");
-    assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} to stop:\n{err}"
-    );
-    assert_interrupted_cleanly(&f, &err);
     let last = summary(&err);
-    assert!(
-        last.starts_with("weir: interrupted by SIGTERM after "),
-        "{err}"
-    );
     assert!(last.contains("(from stdin: lost)"), "{err}");
-    assert!(
-        err.contains(&format!(
+    assert_contains(
+        &err,
+        &format!(
             "weir: source `in` (stdin) stopped after reading 6 lines ({} bytes)",
             input_lines().len()
-        )),
-        "{err}"
+        ),
     );
 }
 
-#[test]
-fn an_interrupter_stops_a_stuck_call_in_process_and_the_report_counts_what_was_not_processed() {
-    let f = pipeline("loop", "dead-letter", FILE);
+/// What a captured sink received.
+type Captured = Arc<Mutex<Vec<u8>>>;
+
+/// Runs `f` in process with `sinks` captured, then after a second asks it
+/// to stop and interrupts the plugin call it is stuck in, as the first
+/// Ctrl-C does. Returns the report, how long the run took to end after the
+/// interrupt, and what each sink received.
+fn run_and_interrupt<const N: usize>(
+    f: &Fixture,
+    sinks: [&str; N],
+) -> (RunReport, Duration, [Captured; N]) {
     let topo = f.topology();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let dlq = Arc::new(Mutex::new(Vec::new()));
+    let captured: [Captured; N] = std::array::from_fn(|_| Captured::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut options = RunOptions {
         stop: Some(stop.clone()),
         ..RunOptions::default()
     };
-    options
-        .outputs
-        .insert("out".into(), SinkOutput::Capture(out.clone()));
-    options
-        .outputs
-        .insert("dlq".into(), SinkOutput::Capture(dlq.clone()));
+    for (name, buf) in sinks.iter().zip(&captured) {
+        options
+            .outputs
+            .insert(name.to_string(), SinkOutput::Capture(buf.clone()));
+    }
     let interrupter = topo.engine.interrupter();
-    let report = std::thread::scope(|s| {
+    let (report, took) = std::thread::scope(|s| {
         let run = s.spawn(|| weir::run(&topo, options));
         std::thread::sleep(Duration::from_millis(1000));
         let interrupted_at = Instant::now();
         stop.store(true, Ordering::Relaxed);
         interrupter.interrupt();
         let report = run.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        let took = interrupted_at.elapsed();
-        assert!(took < Duration::from_secs(3), "took {took:?}");
-        report
+        (report, interrupted_at.elapsed())
     });
+    (report, took, captured)
+}
+
+#[test]
+fn an_interrupter_stops_a_stuck_call_in_process_and_the_report_counts_what_was_not_processed() {
+    let f = pipeline("loop", "dead-letter", FILE);
+    let (report, took, [out, dlq]) = run_and_interrupt(&f, ["out", "dlq"]);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(report.interrupted);
     assert_eq!(report.counts.records_in, 6);
     assert_eq!(report.counts.records_out, 2);
@@ -367,31 +371,8 @@ sinks:
 ",
         &[("in.jsonl", &input_lines())],
     );
-    let topo = f.topology();
-    let (copies, judged) = (
-        Arc::new(Mutex::new(Vec::new())),
-        Arc::new(Mutex::new(Vec::new())),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut options = RunOptions {
-        stop: Some(stop.clone()),
-        ..RunOptions::default()
-    };
-    options
-        .outputs
-        .insert("copies".into(), SinkOutput::Capture(copies.clone()));
-    options
-        .outputs
-        .insert("judged".into(), SinkOutput::Capture(judged.clone()));
-    let interrupter = topo.engine.interrupter();
-    let report = std::thread::scope(|s| {
-        let run = s.spawn(|| weir::run(&topo, options));
-        std::thread::sleep(Duration::from_millis(1000));
-        stop.store(true, Ordering::Relaxed);
-        interrupter.interrupt();
-        run.join().unwrap().unwrap_or_else(|e| panic!("{e}"))
-    });
-    let values = |buf: &Arc<Mutex<Vec<u8>>>| -> Vec<String> {
+    let (report, _, [copies, judged]) = run_and_interrupt(&f, ["copies", "judged"]);
+    let values = |buf: &Captured| -> Vec<String> {
         String::from_utf8(buf.lock().unwrap().clone())
             .unwrap()
             .lines()

@@ -2,7 +2,7 @@
 //! ever lost without a trace.
 
 use weir::RunError;
-use weir_tests::Fixture;
+use weir_tests::{Fixture, assert_contains};
 
 const INPUT: &str = r#"{"key":"k1","value":"ok-1","timestamp":1}
 {"key":"k2","value":"ok-2","timestamp":2}
@@ -43,9 +43,9 @@ fn fail_stops_at_the_bad_record_and_names_it() {
     let err = result.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RunError::Record { .. }), "{text}");
-    assert!(text.contains("in.jsonl:3"), "{text}");
-    assert!(text.contains("`judge`"), "{text}");
-    assert!(text.contains("poison on purpose"), "{text}");
+    assert_contains(&text, "in.jsonl:3");
+    assert_contains(&text, "`judge`");
+    assert_contains(&text, "poison on purpose");
     assert_eq!(
         values(&out, "out"),
         ["ok-1", "ok-2"],
@@ -142,8 +142,8 @@ fn undecodable_input_lines_follow_the_policy() {
     let f = Fixture::new(&pipeline("fail", "poison"), &[("in.jsonl", BAD_LINES)]);
     let (result, out) = f.run();
     let text = result.unwrap_err().to_string();
-    assert!(text.contains("in.jsonl:2"), "{text}");
-    assert!(text.contains("not a JSON record"), "{text}");
+    assert_contains(&text, "in.jsonl:2");
+    assert_contains(&text, "not a JSON record");
     assert_eq!(values(&out, "out"), ["ok-1"]);
 }
 

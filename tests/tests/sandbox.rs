@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use weir_tests::Fixture;
+use weir_tests::{Fixture, assert_contains};
 
 fn input(n: usize, bad_at: usize) -> String {
     (0..n)
@@ -18,32 +18,14 @@ fn input(n: usize, bad_at: usize) -> String {
         .collect()
 }
 
+/// Runs misbehave in `mode` over 50 records with `boom` the 21st.
 fn run_mode(mode: &str, limits: &str) -> (weir::RunReport, weir_tests::Captured) {
-    let f = Fixture::new(
-        &format!(
-            "
-error-policy: dead-letter
-dead-letter: dlq
-batch-size: 64
-sources:
-  in: {{ kind: file, path: in.jsonl, value-format: string }}
-plugins:
-  bad: {{ path: '{{plugin:misbehave}}' }}
-steps:
-  - name: judge
-    kind: flat-map
-    plugin: bad
-    config: {{ mode: {mode}, trigger: boom }}
-    limits: {limits}
-sinks:
-  out: {{ kind: stdout, value-format: string }}
-  dlq: {{ kind: stdout, value-format: string }}
-"
-        ),
-        &[("in.jsonl", &input(50, 20))],
-    );
-    let (result, out) = f.run();
-    (result.unwrap_or_else(|e| panic!("{mode}: {e}")), out)
+    run_misbehave(
+        &format!("{{ mode: {mode}, trigger: boom }}"),
+        limits,
+        50,
+        20,
+    )
 }
 
 fn check(mode: &str, limits: &str, kind: &str) -> Vec<serde_json::Value> {
@@ -296,7 +278,7 @@ sinks:
     );
     let path = f.pipeline_path();
     let run = weir_tests::weir(&[args, &["run", path.to_str().unwrap()]].concat());
-    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    let stderr = weir_tests::stderr(&run);
     assert!(run.status.success(), "{stderr}");
     let out = std::fs::read_to_string(f.path("out.jsonl")).unwrap();
     (stderr, out.lines().count())
@@ -360,7 +342,7 @@ fn a_plugin_cannot_forge_a_host_log_line() {
     // On stderr a newline ends a line: each is the host's, marked as the
     // plugin's, and the carriage return is escaped.
     let printed = format!("WARN {forged}\\r operator=\"chatty\" stream=\"stderr\"");
-    assert!(stderr.contains(&printed), "{stderr}");
+    assert_contains(&stderr, &printed);
 }
 
 #[test]
@@ -391,10 +373,7 @@ sinks:
     );
     let (result, _) = f.run();
     let error = result.unwrap_err().to_string();
-    assert!(
-        error.contains("declared ports [\"out\"] before and [\"late\"] now"),
-        "{error}"
-    );
+    assert_contains(&error, "declared ports [\"out\"] before and [\"late\"] now");
     assert!(
         error.contains("panicked at")
             && error.contains("on the record at ")

@@ -4,15 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir_tests::{cache_dir, repo, weir, weir_bin};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use weir_tests::{assert_contains, cache_dir, repo, stderr, stdout, weir, weir_bin};
 
 /// Every file under `dir` (not following `target`).
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -141,7 +133,7 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
         "the scaffold has a unit test and it passes natively:\n{tests}"
     );
     let fixtures = said("weir test example/pipeline.yaml");
-    assert!(fixtures.contains("1 passed, 0 failed"), "{fixtures}");
+    assert_contains(&fixtures, "1 passed, 0 failed");
     let wasm = root.join("target/wasm32-wasip2/release/my_filter.wasm");
     let inspect = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert!(
@@ -153,11 +145,7 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
 
     let again = shell("weir plugin new my-filter", &work);
     assert!(!again.status.success());
-    assert!(
-        stderr(&again).contains("already exists"),
-        "{}",
-        stderr(&again)
-    );
+    assert_contains(&stderr(&again), "already exists");
 }
 
 /// Only Rust is scaffolded for now; another language is refused with a

@@ -55,21 +55,17 @@ impl Pipeline {
     /// This pipeline with its sources and sinks replaced as `overrides`
     /// says, checked by the rules a pipeline file is held to.
     pub fn with_overrides(mut self, overrides: &Overrides) -> Result<Pipeline, OverrideError> {
-        let names = |all: Vec<&str>| all.join(", ");
-        let source_names = names(self.sources.iter().map(|s| s.name.as_str()).collect());
-        let sink_names = names(self.sinks.iter().map(|s| s.name.as_str()).collect());
+        let source_names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        let sources: Vec<usize> = (0..overrides.inputs.len())
+            .map(|i| replaced("--input", "source", &overrides.inputs, i, &source_names))
+            .collect::<Result<_, _>>()?;
+        let sink_names: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
+        let sinks: Vec<usize> = (0..overrides.outputs.len())
+            .map(|i| replaced("--output", "sink", &overrides.outputs, i, &sink_names))
+            .collect::<Result<_, _>>()?;
         let mut replaced_kafka = Vec::new();
-        for (i, (name, place)) in overrides.inputs.iter().enumerate() {
-            if overrides.inputs[..i].iter().any(|(n, _)| n == name) {
-                return Err(OverrideError(format!(
-                    "--input {name}: source `{name}` is replaced twice"
-                )));
-            }
-            let Some(source) = self.sources.iter_mut().find(|s| &s.name == name) else {
-                return Err(OverrideError(format!(
-                    "--input {name}=...: the pipeline has no source `{name}` (its sources: {source_names})"
-                )));
-            };
+        for (&at, (name, place)) in sources.iter().zip(&overrides.inputs) {
+            let source = &mut self.sources[at];
             if source.kind == SourceKind::Kafka {
                 replaced_kafka.push(name.as_str());
             }
@@ -79,17 +75,8 @@ impl Pipeline {
             };
             source.topic = None;
         }
-        for (i, (name, place)) in overrides.outputs.iter().enumerate() {
-            if overrides.outputs[..i].iter().any(|(n, _)| n == name) {
-                return Err(OverrideError(format!(
-                    "--output {name}: sink `{name}` is replaced twice"
-                )));
-            }
-            let Some(sink) = self.sinks.iter_mut().find(|s| &s.name == name) else {
-                return Err(OverrideError(format!(
-                    "--output {name}=...: the pipeline has no sink `{name}` (its sinks: {sink_names})"
-                )));
-            };
+        for (&at, (_, place)) in sinks.iter().zip(&overrides.outputs) {
+            let sink = &mut self.sinks[at];
             (sink.kind, sink.path) = match place {
                 Place::Path(path) => (SinkKind::File, Some(path.clone())),
                 Place::Stdio => (SinkKind::Stdout, None),
@@ -128,4 +115,28 @@ impl Pipeline {
         }
         Ok(self)
     }
+}
+
+/// Where among `names` (a pipeline's sources or sinks) the `i`th of
+/// `given` (`flag NAME=...` on the command line) points: each may be
+/// replaced once, and only one the pipeline has.
+fn replaced(
+    flag: &str,
+    noun: &str,
+    given: &[(String, Place)],
+    i: usize,
+    names: &[&str],
+) -> Result<usize, OverrideError> {
+    let name = &given[i].0;
+    if given[..i].iter().any(|(n, _)| n == name) {
+        return Err(OverrideError(format!(
+            "{flag} {name}: {noun} `{name}` is replaced twice"
+        )));
+    }
+    names.iter().position(|n| n == name).ok_or_else(|| {
+        OverrideError(format!(
+            "{flag} {name}=...: the pipeline has no {noun} `{name}` (its {noun}s: {})",
+            names.join(", ")
+        ))
+    })
 }

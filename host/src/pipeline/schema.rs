@@ -136,12 +136,7 @@ pub fn pipeline() -> Option<&'static Shape> {
 pub fn trace<T: for<'de> Deserialize<'de>>() -> Result<Shape, TraceError> {
     let spanned = spanned_markers();
     let mut shape = Shape::Unknown;
-    T::deserialize(Tracer {
-        out: &mut shape,
-        path: String::new(),
-        omit: None,
-        spanned,
-    })?;
+    T::deserialize(Tracer::root(&mut shape, None, spanned))?;
     mark_required::<T>(&mut shape, "", spanned);
     Ok(shape)
 }
@@ -160,13 +155,11 @@ fn mark_required<T: for<'de> Deserialize<'de>>(
                 if matches!(f.shape, Shape::Optional(_)) {
                     continue;
                 }
-                let mut scratch = Shape::Unknown;
-                let r = T::deserialize(Tracer {
-                    out: &mut scratch,
-                    path: String::new(),
-                    omit: Some((path, f.name)),
+                let r = T::deserialize(Tracer::root(
+                    &mut Shape::Unknown,
+                    Some((path, f.name)),
                     spanned,
-                });
+                ));
                 f.required = matches!(r, Err(TraceError::Missing(name)) if name == f.name);
             }
         }
@@ -303,17 +296,39 @@ struct Tracer<'a> {
 }
 
 impl<'a> Tracer<'a> {
-    fn child<'b>(&'b mut self, out: &'b mut Shape, path: String) -> Tracer<'b>
-    where
-        'a: 'b,
-    {
+    /// A tracer for a whole type, recording into `out`.
+    fn root(
+        out: &'a mut Shape,
+        omit: Option<(&'a str, &'static str)>,
+        spanned: SpannedMarkers,
+    ) -> Self {
         Tracer {
             out,
-            path,
-            omit: self.omit,
-            spanned: self.spanned,
+            path: String::new(),
+            omit,
+            spanned,
         }
     }
+
+    /// Traces the one place nested at `path` through `visit`, then records
+    /// its shape as `wrap` makes it (a list of it, an optional one, ...).
+    fn nest<R>(
+        self,
+        path: String,
+        visit: impl FnOnce(Tracer<'_>) -> R,
+        wrap: impl FnOnce(Shape) -> Shape,
+    ) -> R {
+        let mut inner = Shape::Unknown;
+        let r = visit(self.context().tracer(&mut inner, path));
+        *self.out = wrap(inner);
+        r
+    }
+}
+
+/// Traces a placeholder whose shape nobody keeps (a map's key, a span's
+/// locations, a tuple's items).
+fn placeholder<'de, T: DeserializeSeed<'de>>(seed: T) -> Result<T::Value, TraceError> {
+    seed.deserialize(Tracer::root(&mut Shape::Unknown, None, spanned_markers()))
 }
 
 macro_rules! integers {
@@ -368,12 +383,9 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
     fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value, TraceError> {
         self.deserialize_bytes(v)
     }
-    fn deserialize_option<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, TraceError> {
-        let mut inner = Shape::Unknown;
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, TraceError> {
         let path = self.path.clone();
-        let r = v.visit_some(self.child(&mut inner, path));
-        *self.out = Shape::Optional(Box::new(inner));
-        r
+        self.nest(path, |t| v.visit_some(t), |s| Shape::Optional(Box::new(s)))
     }
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, TraceError> {
         *self.out = Shape::Any("nothing".into());
@@ -387,25 +399,23 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
         self.deserialize_unit(v)
     }
     fn deserialize_newtype_struct<V: Visitor<'de>>(
-        mut self,
+        self,
         name: &'static str,
         v: V,
     ) -> Result<V::Value, TraceError> {
         if name != self.spanned.newtype {
             return v.visit_newtype_struct(self);
         }
-        let mut inner = Shape::Unknown;
         let path = self.path.clone();
-        let r = v.visit_newtype_struct(SpannedTracer(self.child(&mut inner, path)));
-        *self.out = inner;
-        r
+        self.nest(path, |t| v.visit_newtype_struct(SpannedTracer(t)), |s| s)
     }
-    fn deserialize_seq<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, TraceError> {
-        let mut item = Shape::Unknown;
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, TraceError> {
         let path = format!("{}[]", self.path);
-        let r = v.visit_seq(OneItem(Some(self.child(&mut item, path))));
-        *self.out = Shape::List(Box::new(item));
-        r
+        self.nest(
+            path,
+            |t| v.visit_seq(OneItem(Some(t))),
+            |s| Shape::List(Box::new(s)),
+        )
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, TraceError> {
         *self.out = Shape::Any(format!("a list of {len}"));
@@ -419,18 +429,21 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
     ) -> Result<V::Value, TraceError> {
         self.deserialize_tuple(len, v)
     }
-    fn deserialize_map<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, TraceError> {
-        let mut value = Shape::Unknown;
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, TraceError> {
         let path = format!("{}.*", self.path);
-        let r = v.visit_map(OneEntry {
-            value: Some(self.child(&mut value, path)),
-            key_given: false,
-        });
-        *self.out = Shape::Map(Box::new(value));
-        r
+        self.nest(
+            path,
+            |t| {
+                v.visit_map(OneEntry {
+                    value: Some(t),
+                    key_given: false,
+                })
+            },
+            |s| Shape::Map(Box::new(s)),
+        )
     }
     fn deserialize_struct<V: Visitor<'de>>(
-        mut self,
+        self,
         name: &'static str,
         fields: &'static [&'static str],
         v: V,
@@ -446,7 +459,7 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
             shapes: &mut shapes,
             next: 0,
             omit,
-            parent: self.child(&mut Shape::Unknown, String::new()).context(),
+            parent: self.context(),
             path,
         });
         *self.out = Shape::Struct {
@@ -488,7 +501,7 @@ struct Context<'a> {
 }
 
 impl<'a> Tracer<'a> {
-    fn context(self) -> Context<'a> {
+    fn context(&self) -> Context<'a> {
         Context {
             omit: self.omit,
             spanned: self.spanned,
@@ -566,13 +579,7 @@ impl<'de> MapAccess<'de> for SpannedFields<'_> {
                 if n < 2 {
                     self.value = t;
                 }
-                let mut scratch = Shape::Unknown;
-                seed.deserialize(Tracer {
-                    out: &mut scratch,
-                    path: String::new(),
-                    omit: None,
-                    spanned: spanned_markers(),
-                })
+                placeholder(seed)
             }
         }
     }
@@ -607,14 +614,7 @@ impl<'de> SeqAccess<'de> for Placeholders {
             return Ok(None);
         }
         self.0 -= 1;
-        let mut scratch = Shape::Unknown;
-        seed.deserialize(Tracer {
-            out: &mut scratch,
-            path: String::new(),
-            omit: None,
-            spanned: spanned_markers(),
-        })
-        .map(Some)
+        placeholder(seed).map(Some)
     }
 }
 
@@ -634,14 +634,7 @@ impl<'de> MapAccess<'de> for OneEntry<'_> {
             return Ok(None);
         }
         self.key_given = true;
-        let mut scratch = Shape::Unknown;
-        seed.deserialize(Tracer {
-            out: &mut scratch,
-            path: String::new(),
-            omit: None,
-            spanned: spanned_markers(),
-        })
-        .map(Some)
+        placeholder(seed).map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(
         &mut self,
@@ -716,13 +709,7 @@ impl<'de> VariantAccess<'de> for FirstVariant {
         self,
         seed: T,
     ) -> Result<T::Value, TraceError> {
-        let mut scratch = Shape::Unknown;
-        seed.deserialize(Tracer {
-            out: &mut scratch,
-            path: String::new(),
-            omit: None,
-            spanned: spanned_markers(),
-        })
+        placeholder(seed)
     }
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, TraceError> {
         Err(TraceError::Other("tuple variants are not traced".into()))

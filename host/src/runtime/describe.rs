@@ -3,11 +3,11 @@
 //! guarantee every sink gets, as Kafka Streams' `Topology::describe()`
 //! shows a topology before it runs.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use crate::io::batch::InputId;
-use crate::pipeline::{Input, Node, Pipeline, Sink, SinkKind, Source, SourceKind, StepKind};
+use crate::pipeline::{Input, Node, Pipeline, Sink, SinkKind, Source, StepKind, Topic};
 
 use super::topology::Topology;
 
@@ -164,20 +164,26 @@ fn delivery(sink: &Sink, kafka: bool, dir: &Path) -> String {
 }
 
 fn source_medium(source: &Source, dir: &Path) -> String {
-    match (source.kind, &source.path, &source.topic) {
-        (SourceKind::File, Some(path), _) => format!("file {}", relative(path, dir)),
-        (SourceKind::Kafka, _, Some(topic)) => format!("Kafka topic {}", topic.name),
-        (SourceKind::Stdin, ..) => "stdin".into(),
-        (kind, ..) => format!("{kind:?}").to_lowercase(),
-    }
+    medium(
+        source.kind,
+        source.path.as_deref(),
+        source.topic.as_ref(),
+        dir,
+    )
 }
 
 fn sink_medium(sink: &Sink, dir: &Path) -> String {
-    match (sink.kind, &sink.path, &sink.topic) {
-        (SinkKind::File, Some(path), _) => format!("file {}", relative(path, dir)),
-        (SinkKind::Kafka, _, Some(topic)) => format!("Kafka topic {}", topic.name),
-        (SinkKind::Stdout, ..) => "stdout".into(),
-        (kind, ..) => format!("{kind:?}").to_lowercase(),
+    medium(sink.kind, sink.path.as_deref(), sink.topic.as_ref(), dir)
+}
+
+/// Where a source reads or a sink writes: its file, its Kafka topic, or
+/// the stream its `kind` names (`stdin`, `stdout`). Validation gives a
+/// file kind its path and a Kafka kind its topic, and the others neither.
+fn medium(kind: impl fmt::Debug, path: Option<&Path>, topic: Option<&Topic>, dir: &Path) -> String {
+    match (path, topic) {
+        (Some(path), _) => format!("file {}", relative(path, dir)),
+        (None, Some(topic)) => format!("Kafka topic {}", topic.name),
+        (None, None) => format!("{kind:?}").to_lowercase(),
     }
 }
 
