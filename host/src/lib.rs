@@ -40,6 +40,9 @@ pub use pipeline::{OverrideError, Overrides, Pipeline, PipelineError, Place, Ste
 pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
+pub use runtime::control::{
+    RefusedAt, RunControl, StepStatus, SwapError, SwapReport, VersionStatus,
+};
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
     Topology, run, run_reporting, summary_lines,

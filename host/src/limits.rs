@@ -67,8 +67,15 @@ pub mod pool {
     /// Instances alive at once: each task holds one instance of each of
     /// its plugin steps (a broken one is dropped before its replacement
     /// starts), and each step one more (the instance started to check it,
-    /// or asked its kinds, while the tasks start).
+    /// or asked its kinds, while the tasks start). A hot swap
+    /// ([`crate::runtime::control`]) runs two generations of one step at
+    /// once: the new version's checking instance, then in every task the
+    /// new instance starts before the old one closes. Swaps are serialised,
+    /// so that is one more generation of one step, not of every step.
     pub fn instances_needed(plugin_steps: u64, tasks: u64) -> u64 {
-        plugin_steps * (tasks + 1)
+        if plugin_steps == 0 {
+            return 0;
+        }
+        (plugin_steps + 1) * (tasks + 1)
     }
 }

@@ -13,6 +13,7 @@ mod contract;
 pub mod failure;
 pub mod operator;
 pub mod plugin_step;
+pub mod versioned;
 
 pub use failure::FailureKind;
 pub use operator::{

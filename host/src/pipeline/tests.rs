@@ -522,18 +522,18 @@ fn partitions_times_plugin_steps_beyond_the_instance_pool_are_refused_at_partiti
         text.push_str("  - { name: r, kind: repartition }\nsinks:\n  o: { kind: stdout }\n");
         text
     };
-    let e = errors(&pipeline(8));
+    let e = errors(&pipeline(7));
     assert!(
         e.contains(
-            &"/nonexistent/p.yaml:1:13: `partitions: 1024` with 8 plugin steps needs 8200 plugin instances \
-              (one per step per partition, and one per step), more than the 8128 one process can hold: each \
+            &"/nonexistent/p.yaml:1:13: `partitions: 1024` with 7 plugin steps needs 8200 plugin instances \
+              (one per step per partition and one per step, and as many again for one step during a hot swap), more than the 8128 one process can hold: each \
               instance reserves address space for 2 memories of 4 GiB (so that bounds checks cost nothing), \
               and the engine reserves at most 64 TiB; use fewer partitions or plugin steps"
                 .to_string()
         ),
         "{e:#?}"
     );
-    let e = errors(&pipeline(7));
+    let e = errors(&pipeline(6));
     assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
 }
 
@@ -551,13 +551,13 @@ fn plugin_steps_beyond_the_instance_pool_on_kafka_are_refused() {
         text.push_str("sinks:\n  o: { kind: stdout }\n");
         text
     };
-    let e = errors(&pipeline(64));
+    let e = errors(&pipeline(63));
     assert!(
         e.iter().any(|m| m.starts_with(
-            "/nonexistent/p.yaml:6:13: 64 plugin steps need up to 8256 plugin instances on Kafka, where a process hosts up to 128 tasks"
+            "/nonexistent/p.yaml:6:13: 63 plugin steps need up to 8256 plugin instances on Kafka, where a process hosts up to 128 tasks"
         ) && m.ends_with("use fewer plugin steps")),
         "{e:#?}"
     );
-    let e = errors(&pipeline(63));
+    let e = errors(&pipeline(62));
     assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
 }

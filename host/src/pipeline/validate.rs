@@ -402,7 +402,7 @@ fn check_instances(c: &mut Checker, raw: &RawPipeline, partitions: u32, reads_ka
                 format!(
                     "{plugin_steps} plugin steps need up to {needed} plugin instances on Kafka, where a process \
                      hosts up to {} tasks (one per input partition it is assigned) with an instance of every \
-                     plugin step each, and one more per step; one process holds {}, each reserving address \
+                     plugin step each, one more per step, and a second generation of one step during a hot swap; one process holds {}, each reserving address \
                      space for {} memories of {} GiB (so that bounds checks cost nothing) in at most {} TiB; \
                      use fewer plugin steps",
                     pool::MAX_KAFKA_TASKS,
@@ -422,7 +422,7 @@ fn check_instances(c: &mut Checker, raw: &RawPipeline, partitions: u32, reads_ka
             loc(p),
             format!(
                 "`partitions: {partitions}` with {plugin_steps} plugin steps needs {needed} plugin instances \
-                 (one per step per partition, and one per step), more than the {} one process can hold: \
+                 (one per step per partition and one per step, and as many again for one step during a hot swap), more than the {} one process can hold: \
                  each instance reserves address space for {} memories of {} GiB (so that bounds checks cost \
                  nothing), and the engine reserves at most {} TiB; use fewer partitions or plugin steps",
                 pool::MAX_INSTANCES,

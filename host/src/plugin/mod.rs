@@ -328,7 +328,20 @@ impl PluginEngine {
             path: path.to_path_buf(),
             source,
         })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        self.load_bytes(path, &bytes, sha256_pin)
+    }
+
+    /// Verifies, compiles (or loads from cache) and type-checks a plugin
+    /// given as bytes (a swap's upload); `path` only names it in messages.
+    /// The compiled cache is keyed by the SHA-256 of exactly these bytes,
+    /// so an entry always belongs to the component that was checked.
+    pub fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256_pin: Option<&str>,
+    ) -> Result<Plugin, LoadError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
         if let Some(expected) = sha256_pin
             && !expected.eq_ignore_ascii_case(&sha256)
         {
@@ -338,9 +351,9 @@ impl PluginEngine {
                 actual: sha256,
             });
         }
-        check_component_header(path, &bytes)?;
+        check_component_header(path, bytes)?;
         let (component, cached) =
-            cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &bytes, &sha256)
+            cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), bytes, &sha256)
                 .map_err(|e| LoadError::NotAComponent {
                     path: path.to_path_buf(),
                     reason: format!("{e:#}"),

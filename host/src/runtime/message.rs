@@ -8,6 +8,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::control::SwapTicket;
 use crate::io::batch::{Batch, InputId};
 use crate::operators::{Operator, TaskId};
 
@@ -25,12 +26,8 @@ pub enum TaskMessage {
     Revoked,
     /// Wall-clock time, in ms since the epoch, from the run's clock.
     Tick(i64),
-    /// Replace the operator of a step at the next batch boundary. Handled
-    /// and tested here; the hot-swap control (issue 12) is what sends it.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "sent by the hot-swap control, issue 12")
-    )]
+    /// Replace the operator of a step at the next batch boundary (a hot
+    /// swap, see [`super::control`]).
     Swap {
         step: usize,
         operator: Box<dyn Operator>,
@@ -67,6 +64,8 @@ pub enum WorkerMessage {
 #[derive(Debug, Clone)]
 pub enum BroadcastMessage {
     Commit(Arc<CommitBarrier>),
+    /// Every task hosting the step switches to the new version.
+    Swap(Arc<SwapTicket>),
 }
 
 /// A commit barrier: each task arrives once it has made everything it

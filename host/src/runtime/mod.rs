@@ -15,6 +15,7 @@
 //! are fully acknowledged are committed ([`kafka`]).
 
 pub(crate) mod checkpoint;
+pub mod control;
 mod describe;
 mod kafka;
 mod merge;
@@ -127,6 +128,9 @@ pub struct RunOptions {
     /// `inputs` and `outputs` are `weir test` fixtures: envelope lines,
     /// whatever `format` their sources and sinks name.
     pub fixtures: bool,
+    /// Swaps steps of the running pipeline and reports their versions
+    /// (see [`control`]); without it, steps run as the file says.
+    pub control: Option<Arc<control::RunControl>>,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -645,6 +649,8 @@ fn run_threads(
 
     // Checkpoints taken, and the sources' pause for them in all.
     let taken = Mutex::new((0u64, Duration::ZERO));
+    // Set once every worker finished: the control thread then stops.
+    let workers_done = AtomicBool::new(false);
     let mut errors: Vec<RunError> = Vec::new();
     std::thread::scope(|scope| {
         let stop: &AtomicBool = &flags.stop;
@@ -751,6 +757,14 @@ fn run_threads(
                 },
             ));
         }
+        // Swaps asked for while the workers run.
+        let controller = options.control.as_deref().map(|control| {
+            let (peers, done) = (&env.peers, &workers_done);
+            spawn_stopping(scope, "control".into(), &flags, Counted::No, move || {
+                control::serve(control, topo, peers, done);
+                Ok(())
+            })
+        });
         // Workers end once every source is done and their tasks finished.
         drop(inboxes);
 
@@ -765,6 +779,10 @@ fn run_threads(
             }
         };
         for spawned in feeders.into_iter().chain(workers) {
+            join(spawned);
+        }
+        workers_done.store(true, Ordering::Release);
+        if let Some(spawned) = controller {
             join(spawned);
         }
         // No task writes any more: the sinks' writers finish their queues.

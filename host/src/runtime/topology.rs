@@ -2,11 +2,13 @@
 //! type-checked, each step started once (so a refused config or a wrong
 //! port is reported before any record flows), and every edge resolved.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
 use crate::limits::pool;
 use crate::operators::plugin_step::StartError;
+use crate::operators::versioned::Versioned;
 use crate::operators::{Operator, PluginStep, TaskId};
 use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{EngineSettings, LogGate, Plugin, PluginEngine};
@@ -68,6 +70,20 @@ pub struct Topology {
     /// The instances started for checking, handed to the first task.
     /// By step index; taken by the first task that runs the step.
     warm: Mutex<Vec<Option<PluginStep>>>,
+    /// The version of each plugin step that tasks start now (`None` for
+    /// host-native steps); a hot swap replaces it ([`super::control`]).
+    versions: Mutex<Vec<Option<StepVersion>>>,
+}
+
+/// One version of a plugin step: its component, its config, and the
+/// records it processed in every task.
+#[derive(Clone)]
+pub struct StepVersion {
+    /// 1 for the pipeline file's, then one more per swap.
+    pub number: u32,
+    pub plugin: Arc<Plugin>,
+    pub config_json: Arc<str>,
+    pub records: Arc<AtomicU64>,
 }
 
 impl Topology {
@@ -108,6 +124,18 @@ impl Topology {
         }
         let subtopologies = split(&pipeline);
         let repartition_feeds = feeds(&subtopologies, &source_routes, &step_routes);
+        let versions = pipeline
+            .steps
+            .iter()
+            .map(|s| {
+                s.plugin.map(|p| StepVersion {
+                    number: 1,
+                    plugin: plugins[p].clone(),
+                    config_json: s.config_json.as_str().into(),
+                    records: Arc::default(),
+                })
+            })
+            .collect();
         Ok(Topology {
             pipeline,
             engine,
@@ -119,6 +147,7 @@ impl Topology {
             step_routes,
             log_gates,
             warm: Mutex::new(warm),
+            versions: Mutex::new(versions),
         })
     }
 
@@ -137,28 +166,45 @@ impl Topology {
             .iter()
             .filter(|&&j| !self.pipeline.steps[j].kind.is_host_native())
         {
-            let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner())[j].take();
+            // Both under the warm lock, as a swap changes them together.
+            let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+            let version = self.version(j).expect("a plugin step");
+            let warm = warm[j].take();
             let started = match warm {
                 Some(step) => step,
-                None => self.start_step(j)?,
+                None => self.start_step(j, &version)?,
             };
-            operators[j] = Some(Box::new(started));
+            operators[j] = Some(Box::new(Versioned::new(Box::new(started), version.records)));
         }
         Ok(operators)
     }
 
-    /// A fresh instance of step `j`, holding the ports it was wired with.
-    pub fn start_step(&self, j: usize) -> Result<PluginStep, StartError> {
+    /// A fresh instance of `version` of step `j`, holding the ports it was
+    /// wired with.
+    pub fn start_step(&self, j: usize, version: &StepVersion) -> Result<PluginStep, StartError> {
         let step = &self.pipeline.steps[j];
         let started = PluginStep::start(
             self.log_gates[j].clone(),
             step.kind,
-            self.plugins[step.plugin.expect("a plugin step")].clone(),
-            step.config_json.as_str().into(),
+            version.plugin.clone(),
+            version.config_json.clone(),
             step.limits,
         )?;
         started.check_ports(&self.step_ports[j])?;
         Ok(started)
+    }
+
+    /// The version of plugin step `j` that tasks start now.
+    pub fn version(&self, j: usize) -> Option<StepVersion> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())[j].clone()
+    }
+
+    /// Makes `version` the one tasks of step `j` start from now on; the
+    /// instance kept from checking the old one is dropped.
+    pub(super) fn set_version(&self, j: usize, version: StepVersion) {
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())[j] = Some(version);
+        warm[j] = None;
     }
 
     /// Where records of `input` go first.

@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select_biased};
 
 use super::RunError;
+use super::control::SwapOrder;
 use super::message::{BroadcastMessage, TaskMessage, WorkerMessage};
 use super::task::{Task, TaskEnv, TaskState};
 use crate::io::batch::InputId;
 use crate::operators::TaskId;
+use crate::operators::versioned::Versioned;
 
 /// How often tasks get a wall-clock tick.
 const TICK: Duration = Duration::from_millis(100);
@@ -238,7 +240,51 @@ impl<'t> Worker<'t> {
                 barrier.arrive(Ok(()));
                 result
             }
+            // The ticket arrives when it is dropped, at the end of this.
+            WorkerMessage::AllTasks(BroadcastMessage::Swap(ticket)) => {
+                self.swap(tasks, ticket.order())
+            }
         }
+    }
+
+    /// Every task here that hosts the step starts the new version and
+    /// switches to it between two batches (the tasks' queued batches wait
+    /// behind this message, so none is split).
+    fn swap(
+        &self,
+        tasks: &mut BTreeMap<TaskId, Task<'t>>,
+        order: &SwapOrder,
+    ) -> Result<(), RunError> {
+        let hosting: Vec<TaskId> = tasks
+            .iter()
+            .filter(|(_, t)| t.operators.get(order.step).is_some_and(Option::is_some))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in hosting {
+            let started = Instant::now();
+            let switched = self
+                .env
+                .topo
+                .start_step(order.step, &order.version)
+                .map_err(RunError::Start)
+                .and_then(|op| {
+                    let operator =
+                        Box::new(Versioned::new(Box::new(op), order.version.records.clone()));
+                    let message = TaskMessage::Swap {
+                        step: order.step,
+                        operator,
+                    };
+                    self.deliver(tasks, id, message)
+                });
+            match switched {
+                Ok(()) => order.switched(started.elapsed()),
+                Err(e) => {
+                    order.failed(id.to_string(), e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Hands `message` to task `id`, creating the task on first use.
