@@ -329,9 +329,13 @@ fn refused_swaps_leave_v1_running_with_nothing_lost_and_say_why() {
     live.drain();
     let status = live.control.status();
     let fed = live.fed.load(Ordering::SeqCst);
+    let control = live.control.clone();
     let outputs = live.finish();
     let by_version = check_outputs(&outputs, fed);
     assert_eq!(by_version.keys().collect::<Vec<_>>(), ["v1"]);
+    // Once the run ended there is nothing to swap; its status stays.
+    assert_eq!(control.swap("tag", None, None), Err(SwapError::NotRunning));
+    assert_eq!(control.status(), status);
     for step in &status {
         assert_eq!(step.versions.len(), 1, "{}: {:?}", step.name, step.versions);
         assert_eq!(step.versions[0].records, fed as u64);
@@ -346,9 +350,12 @@ fn a_swap_asked_for_during_another_is_refused_as_busy() {
     // A component with new bytes is compiled: the swap takes a while.
     let tag = format!("{:?}", Instant::now());
     let slow = std::thread::spawn(move || {
-        let config = json!({ "set": { "version": "v2" } });
+        let (component, config) = (
+            enricher_variant(&tag),
+            json!({ "set": { "version": "v2" } }),
+        );
         loop {
-            match control.swap("tag", Some(enricher_variant(&tag)), Some(config.clone())) {
+            match control.swap("tag", Some(component.clone()), Some(config.clone())) {
                 Err(SwapError::Busy) => continue,
                 other => return other,
             }
@@ -360,7 +367,8 @@ fn a_swap_asked_for_during_another_is_refused_as_busy() {
     while !slow.is_finished() {
         match live.control.swap("tag", None, None) {
             Err(SwapError::Busy) => busy += 1,
-            Ok(_) => {}
+            // A gap between swaps, so the slow one gets its turn.
+            Ok(_) => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => panic!("{e}"),
         }
     }
