@@ -160,7 +160,7 @@ struct StepState {
 }
 
 /// A swap asked of the control thread.
-struct Request {
+pub(super) struct Request {
     step: String,
     component: Option<Vec<u8>>,
     config: Option<serde_json::Value>,
@@ -270,16 +270,23 @@ fn version_state(
     (status, v.records.clone())
 }
 
-/// The run's control thread: serves swap requests until `done` (every
-/// worker finished). `workers` are the workers' internal queues.
+/// Where a run's swap requests arrive, attached to `control` before the
+/// run's threads start (so a swap asked for once the run began is served).
+pub(super) fn attach(control: &RunControl, topo: &Topology) -> Receiver<Request> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    control.attach(topo, tx);
+    rx
+}
+
+/// The run's control thread: serves swap requests from `rx` until `done`
+/// (every worker finished). `workers` are the workers' internal queues.
 pub(super) fn serve(
     control: &RunControl,
     topo: &Topology,
+    rx: Receiver<Request>,
     workers: &[Sender<WorkerMessage>],
     done: &AtomicBool,
 ) {
-    let (tx, rx): (Sender<Request>, Receiver<Request>) = crossbeam_channel::unbounded();
-    control.attach(topo, tx);
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(request) => {

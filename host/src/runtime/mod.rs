@@ -760,8 +760,9 @@ fn run_threads(
         // Swaps asked for while the workers run.
         let controller = options.control.as_deref().map(|control| {
             let (peers, done) = (&env.peers, &workers_done);
+            let requests = control::attach(control, topo);
             spawn_stopping(scope, "control".into(), &flags, Counted::No, move || {
-                control::serve(control, topo, peers, done);
+                control::serve(control, topo, requests, peers, done);
                 Ok(())
             })
         });
