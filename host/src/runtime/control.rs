@@ -17,6 +17,12 @@
 //! batches, so each record is processed by exactly one version. Tasks
 //! started later start the new version. Swaps are serialised: one asked
 //! for while another is in progress is refused with [`SwapError::Busy`].
+//!
+//! Not yet (later parts of issue 12): the swap reaches only this process
+//! (on Kafka, other members keep the old version), is not kept on disk (a
+//! restarted run starts the pipeline file's version), and is not rolled
+//! back. A task that cannot start a version its check started (a full
+//! pool) stops the run with that error ([`SwapError::Cutover`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
