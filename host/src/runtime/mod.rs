@@ -127,6 +127,9 @@ pub struct RunOptions {
     /// `inputs` and `outputs` are `weir test` fixtures: envelope lines,
     /// whatever `format` their sources and sinks name.
     pub fixtures: bool,
+    /// The counters to keep, when someone reads them while the run lasts
+    /// (the admin API's status); a fresh set otherwise.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -557,7 +560,7 @@ fn run_threads(
         opened_inputs,
         opened_sinks,
     } = io;
-    let metrics = Metrics::default();
+    let metrics = options.metrics.clone().unwrap_or_default();
     let flags = RunFlags {
         stop: options.stop.clone().unwrap_or_default(),
         failed: Arc::default(),
