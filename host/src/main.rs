@@ -384,8 +384,9 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
     Ok(ExitCode::from(code))
 }
 
-/// The admin API of a run of `pipeline`, and its run file. `requested`
-/// notes a stop asked for through the API.
+/// The admin API of a run of `pipeline`, and its run file (none, with a
+/// warning, when it cannot be written). `requested` notes a stop asked for
+/// through the API.
 fn serve_admin(
     pipeline: &Path,
     topo: &Topology,
@@ -394,7 +395,7 @@ fn serve_admin(
     metrics: Arc<weir::Metrics>,
     stop: Arc<AtomicBool>,
     requested: Arc<AtomicBool>,
-) -> Result<(admin::AdminServer, admin::RunFile)> {
+) -> Result<(admin::AdminServer, Option<admin::RunFile>)> {
     let interrupter = topo.engine.interrupter();
     let state = admin::AdminState {
         status: Arc::new(admin::RunStatus::new(topo, metrics)),
@@ -414,7 +415,16 @@ fn serve_admin(
         pid: std::process::id(),
         admin: server.addr(),
     };
-    let file = admin::RunFile::write(pipeline, &info)?;
+    // A pipeline in a folder this user cannot write still runs; only
+    // finding it by its pipeline file does not work then.
+    let file = admin::RunFile::write(pipeline, &info)
+        .inspect_err(|e| {
+            tracing::warn!(
+                "{e}; `weir status` finds this run only by its address, http://{}",
+                info.admin
+            );
+        })
+        .ok();
     Ok((server, file))
 }
 

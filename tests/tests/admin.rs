@@ -345,4 +345,27 @@ fn admin_off_serves_nothing_and_writes_no_run_file() {
     let (code, err) = run.wait();
     assert_eq!(code.code(), Some(0), "{err}");
     assert!(!f.path(".weir").exists());
+    // An address where nothing answers.
+    let out = weir(&["status", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_contains(&err, "error: cannot reach the admin API at 127.0.0.1:1: ");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+}
+
+#[test]
+fn a_run_file_that_cannot_be_written_leaves_the_run_going_with_a_warning() {
+    let f = fixture();
+    // `.weir` taken by a file: no run file can go there (even for root).
+    std::fs::write(f.path(".weir"), "").unwrap();
+    let mut run = Running::start(&f, &[], &[]);
+    run.send(&["a", "b"]);
+    let (code, err) = run.wait();
+    assert_eq!(code.code(), Some(0), "{err}");
+    assert_contains(&err, "cannot write the run file");
+    assert_contains(
+        &err,
+        "finds this run only by its address, http://127.0.0.1:",
+    );
+    assert_contains(&err, "2 records in, 2 out");
 }

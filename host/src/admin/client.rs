@@ -36,7 +36,7 @@ pub fn request(
     path: &str,
     token: Option<&Token>,
 ) -> Result<Reply, AdminError> {
-    let connect = |source| AdminError::Connect { addr, source };
+    let connect = |cause| AdminError::Connect { addr, cause };
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(connect)?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(connect)?;
     let auth = token

@@ -26,7 +26,9 @@ pub use token::{TOKEN_ENV, Token};
 /// loopback, on a port the OS chooses (the run file says which).
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:0";
 
-/// Why the admin API cannot start, or a call to it failed.
+/// Why the admin API cannot start, or a call to it failed. An I/O error
+/// is part of the message (a `cause`, not a `source`), so a report that
+/// prints the chain does not say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(
@@ -39,15 +41,15 @@ pub enum AdminError {
          127.0.0.1 or [::1] (reach it from elsewhere through an SSH tunnel), or use --admin off"
     )]
     NotLoopback(SocketAddr),
-    #[error("cannot serve the admin API on {addr}: {source}")]
+    #[error("cannot serve the admin API on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot read the admin token file {}: {source}", path.display())]
+    #[error("cannot read the admin token file {}: {cause}", path.display())]
     TokenFileRead {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "admin token file {path} has mode {mode:04o}: its group or others can access it; \
@@ -57,15 +59,15 @@ pub enum AdminError {
     TokenFileExposed { path: PathBuf, mode: u32 },
     #[error("the admin token from {0} is empty")]
     EmptyToken(String),
-    #[error("cannot write the run file {}: {source}", path.display())]
+    #[error("cannot write the run file {}: {cause}", path.display())]
     RunFile {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot reach the admin API at {addr}: {source}")]
+    #[error("cannot reach the admin API at {addr}: {cause}")]
     Connect {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the admin API at {addr} answered with something that is not HTTP: {reason}")]
     BadReply { addr: SocketAddr, reason: String },

@@ -99,9 +99,9 @@ impl RunFile {
         }
         let dir = run_dir(pipeline_file);
         let path = dir.join(format!("{}.{}.run", stem(pipeline_file), info.pid));
-        let failed = |source| AdminError::RunFile {
+        let failed = |cause| AdminError::RunFile {
             path: path.clone(),
-            source,
+            cause,
         };
         DirBuilder::new()
             .recursive(true)

@@ -45,7 +45,7 @@ impl AdminServer {
         if !addr.ip().is_loopback() {
             return Err(AdminError::NotLoopback(addr));
         }
-        let bind = |source| AdminError::Bind { addr, source };
+        let bind = |cause| AdminError::Bind { addr, cause };
         let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
         listener.set_nonblocking(true).map_err(bind)?;
         let local = listener.local_addr().map_err(bind)?;

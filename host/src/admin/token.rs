@@ -26,9 +26,9 @@ impl Token {
     /// newline, is not part of it). Refused when the file's group or
     /// others have any access to it, as ssh does with private keys.
     pub fn from_file(file: &Path) -> Result<Token, AdminError> {
-        let read = |source| AdminError::TokenFileRead {
+        let read = |cause| AdminError::TokenFileRead {
             path: file.to_path_buf(),
-            source,
+            cause,
         };
         let mode = std::fs::metadata(file).map_err(read)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
