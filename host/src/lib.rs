@@ -10,6 +10,7 @@
 //! tasks, workers, commits), [`clock`], [`metrics`], [`testing`] (the
 //! topology test driver), [`scaffold`] (new plugin crates).
 
+pub mod admin;
 pub(crate) mod clock;
 pub(crate) mod codec;
 pub(crate) mod io;
@@ -31,7 +32,7 @@ pub use codec::partitioner::partition_for;
 pub use io::sink::SinkOutput;
 pub use io::source::SourceInput;
 pub use limits::Limits;
-pub use metrics::OperatorReport;
+pub use metrics::{Metrics, OperatorReport};
 pub use operators::{
     ErrorClass, Operator, OperatorError, PluginStep, Schedule, StepOutput, StoreKind, StoreSpec,
     TaskId, TimeKind,

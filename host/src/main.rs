@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use weir::admin::{self, Token};
 use weir::scaffold;
 use weir::testing;
 use weir::{
@@ -62,6 +63,19 @@ enum Command {
         quiet: bool,
         #[command(flatten)]
         endpoints: EndpointArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a running pipeline's steps, plugin digests and counters, from
+    /// its admin API.
+    Status {
+        /// The pipeline file (its run file, in `.weir/` beside it, says
+        /// where the admin API of each of its running processes is), or the
+        /// admin API's IP:PORT.
+        #[arg(value_name = "PIPELINE|ADDRESS")]
+        target: String,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Check a pipeline file, its plugins and their configs without running it.
     Validate {
@@ -127,6 +141,33 @@ impl EndpointArgs {
             inputs: places(&self.inputs),
             outputs: places(&self.outputs),
         }
+    }
+}
+
+/// Where a run serves its admin API (README, "Admin API").
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Serve the admin API on this loopback IP:PORT (port 0: one the OS
+    /// chooses; the run file says which), or `off`. Other addresses are
+    /// refused: the API speaks plain HTTP (no TLS yet).
+    #[arg(long = "admin", value_name = "ADDR|off", default_value = weir::admin::DEFAULT_ADDRESS)]
+    address: String,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+/// The admin API's bearer token.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Read the admin API's bearer token from FILE (readable by its owner
+    /// only); without it, from the environment variable WEIR_ADMIN_TOKEN.
+    #[arg(long = "admin-token-file", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn token(&self) -> Result<Option<Token>, Invalid> {
+        Token::configured(self.file.as_deref()).map_err(|e| Invalid(e.to_string()))
     }
 }
 
@@ -243,7 +284,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pipeline,
             quiet,
             endpoints,
-        } => run(&pipeline, quiet, &endpoints.overrides()),
+            admin,
+        } => run(&pipeline, quiet, &endpoints.overrides(), &admin),
+        Command::Status { target, token } => status(&target, &token),
         Command::Validate {
             pipeline,
             print_topology,
@@ -285,15 +328,37 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 /// `weir run`: until the inputs end, a failure, or a signal; then the
 /// summary (unless `quiet`) and the exit status saying which.
-fn run(pipeline: &Path, quiet: bool, overrides: &Overrides) -> Result<ExitCode> {
+fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -> Result<ExitCode> {
+    let address = admin::parse_address(&admin.address).map_err(|e| Invalid(e.to_string()))?;
+    let token = match address {
+        Some(_) => admin.token.token()?,
+        None => None,
+    };
     let topo = build_with(pipeline, overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     let signal = watch_signals(stop.clone(), topo.engine.interrupter())?;
+    let metrics = Arc::new(weir::Metrics::default());
+    let requested = Arc::new(AtomicBool::new(false));
+    // Served while the run lasts; the server stops and the run file goes
+    // when these are dropped, at the end of this function.
+    let _admin = match address {
+        Some(addr) => Some(serve_admin(
+            pipeline,
+            &topo,
+            addr,
+            token,
+            metrics.clone(),
+            stop.clone(),
+            requested.clone(),
+        )?),
+        None => None,
+    };
     let outcome = weir::run_reporting(
         &topo,
         RunOptions {
             progress: !quiet,
             stop: Some(stop),
+            metrics: Some(metrics),
             ..RunOptions::default()
         },
     );
@@ -304,6 +369,10 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides) -> Result<ExitCode> 
     let (ending, code) = match (signal.load(Ordering::Relaxed), &outcome.error) {
         (SIGNAL_TERM, _) => (Ending::Interrupted("SIGTERM"), exit::SIGTERM),
         (SIGNAL_INT, _) => (Ending::Interrupted("SIGINT"), exit::SIGINT),
+        // A stop through the admin API ends the run as SIGTERM does.
+        _ if requested.load(Ordering::Relaxed) => {
+            (Ending::Interrupted("POST /v1/stop"), exit::SIGTERM)
+        }
         (_, Some(_)) => (Ending::Failed, exit::FAILED),
         (_, None) => (Ending::Finished, exit::FINISHED),
     };
@@ -313,6 +382,89 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides) -> Result<ExitCode> 
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The admin API of a run of `pipeline`, and its run file (none, with a
+/// warning, when it cannot be written). `requested` notes a stop asked for
+/// through the API.
+fn serve_admin(
+    pipeline: &Path,
+    topo: &Topology,
+    addr: std::net::SocketAddr,
+    token: Option<Token>,
+    metrics: Arc<weir::Metrics>,
+    stop: Arc<AtomicBool>,
+    requested: Arc<AtomicBool>,
+) -> Result<(admin::AdminServer, Option<admin::RunFile>)> {
+    let interrupter = topo.engine.interrupter();
+    let state = admin::AdminState {
+        status: Arc::new(admin::RunStatus::new(topo, metrics)),
+        stop: Arc::new(move || {
+            requested.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+            interrupter.interrupt();
+            tracing::warn!(
+                "stopping (POST /v1/stop): plugin calls interrupted, what was processed is passed on"
+            );
+        }),
+        token,
+    };
+    let server = admin::AdminServer::start(addr, state).map_err(|e| Invalid(e.to_string()))?;
+    let info = admin::RunInfo {
+        pipeline: topo.pipeline.name.clone(),
+        pid: std::process::id(),
+        admin: server.addr(),
+    };
+    // A pipeline in a folder this user cannot write still runs; only
+    // finding it by its pipeline file does not work then.
+    let file = admin::RunFile::write(pipeline, &info)
+        .inspect_err(|e| {
+            tracing::warn!(
+                "{e}; `weir status` finds this run only by its address, http://{}",
+                info.admin
+            );
+        })
+        .ok();
+    Ok((server, file))
+}
+
+/// `weir status`: each running process of the pipeline (or the one at
+/// the address) asked for its status, printed as a table.
+fn status(target: &str, token: &TokenArgs) -> Result<ExitCode> {
+    let token = token.token()?;
+    let addresses: Vec<std::net::SocketAddr> = match target.parse() {
+        Ok(addr) => vec![addr],
+        Err(_) => {
+            let file = Path::new(target);
+            anyhow::ensure!(
+                file.is_file(),
+                "`{target}` is neither a pipeline file nor an admin address (IP:PORT)"
+            );
+            let runs = admin::live_runs(file);
+            anyhow::ensure!(
+                !runs.is_empty(),
+                "{target} is not running (no run file of a live process in {})",
+                admin::run_dir(file).display()
+            );
+            runs.iter().map(|r| r.admin).collect()
+        }
+    };
+    for (i, addr) in addresses.into_iter().enumerate() {
+        let reply = admin::request(addr, "GET", "/v1/status", token.as_ref())?;
+        anyhow::ensure!(
+            reply.status == 200,
+            "the admin API at {addr} answered {}: {}",
+            reply.status,
+            reply.error()
+        );
+        let status: admin::Status = serde_json::from_str(&reply.body)
+            .with_context(|| format!("the admin API at {addr} sent a status weir cannot read"))?;
+        if i > 0 {
+            println!();
+        }
+        print!("{status}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.

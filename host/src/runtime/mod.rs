@@ -131,6 +131,9 @@ pub struct RunOptions {
     /// Swaps steps of the running pipeline and reports their versions
     /// (see [`control`]); without it, steps run as the file says.
     pub control: Option<Arc<control::RunControl>>,
+    /// The counters to keep, when someone reads them while the run lasts
+    /// (the admin API's status); a fresh set otherwise.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -561,7 +564,7 @@ fn run_threads(
         opened_inputs,
         opened_sinks,
     } = io;
-    let metrics = Metrics::default();
+    let metrics = options.metrics.clone().unwrap_or_default();
     let flags = RunFlags {
         stop: options.stop.clone().unwrap_or_default(),
         failed: Arc::default(),

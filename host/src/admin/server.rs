@@ -1,0 +1,169 @@
+//! The admin API's HTTP server (axum, on a thread of its own).
+//!
+//! Endpoints:
+//! - `GET /v1/status`: the run's [`Status`](super::Status) as JSON.
+//! - `POST /v1/stop`: a graceful stop, as SIGTERM does (changing).
+//!
+//! Authentication: a changing call needs `Authorization: Bearer <token>`
+//! with the configured token (401 without it or with another one), and is
+//! refused (403) when no token is configured. A read-only call needs the
+//! token too when one is configured, and is open (to the local machine:
+//! the server is on loopback) when none is.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::{AdminError, StatusSource, TOKEN_ENV, Token};
+
+/// What the server's handlers reach: where the status comes from, how to
+/// stop the run, and the token that guards it.
+#[derive(Clone)]
+pub struct AdminState {
+    pub status: Arc<dyn StatusSource>,
+    /// Stops the run gracefully (as SIGTERM does).
+    pub stop: Arc<dyn Fn() + Send + Sync>,
+    pub token: Option<Token>,
+}
+
+/// A running admin API; dropping it stops the server.
+pub struct AdminServer {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AdminServer {
+    /// Serves the admin API on `addr` (loopback only: see
+    /// [`super::parse_address`]) until dropped.
+    pub fn start(addr: SocketAddr, state: AdminState) -> Result<AdminServer, AdminError> {
+        if !addr.ip().is_loopback() {
+            return Err(AdminError::NotLoopback(addr));
+        }
+        let bind = |cause| AdminError::Bind { addr, cause };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(bind)?;
+        let listener = {
+            let _entered = rt.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(bind)?
+        };
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let served = axum::serve(listener, router(state))
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::warn!("the admin API stopped: {e}");
+                    }
+                });
+            })
+            .map_err(bind)?;
+        tracing::info!("admin API on http://{local}");
+        Ok(AdminServer {
+            addr: local,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// The address it serves on (with the port the OS chose).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Read-only routes and changing routes, each group behind its guard: a
+/// new changing endpoint goes into `changing` and is guarded with it.
+fn router(state: AdminState) -> Router {
+    let reading = Router::new()
+        .route("/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), allow_read));
+    let changing = Router::new()
+        .route("/v1/stop", post(stop))
+        .route_layer(middleware::from_fn_with_state(state.clone(), allow_change));
+    reading.merge(changing).with_state(state)
+}
+
+async fn status(State(state): State<AdminState>) -> Response {
+    axum::Json(state.status.status()).into_response()
+}
+
+async fn stop(State(state): State<AdminState>) -> Response {
+    (state.stop)();
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "stopping": true })),
+    )
+        .into_response()
+}
+
+async fn allow_read(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    match &state.token {
+        None => next.run(request).await,
+        Some(token) => match check(token, request.headers()) {
+            Ok(()) => next.run(request).await,
+            Err(why) => refuse(StatusCode::UNAUTHORIZED, why),
+        },
+    }
+}
+
+async fn allow_change(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "changing calls are refused: no admin token is configured; start `weir run` \
+                 with --admin-token-file FILE (readable by its owner only) or with {TOKEN_ENV} set"
+            ),
+        );
+    };
+    match check(token, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(why) => refuse(StatusCode::UNAUTHORIZED, why),
+    }
+}
+
+/// `Ok` when the request carries `token` as its bearer token; otherwise
+/// why not (answered with 401).
+fn check(token: &Token, headers: &HeaderMap) -> Result<(), &'static str> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if token.matches(presented) => Ok(()),
+        Some(_) => Err("wrong admin token"),
+        None => Err("this call needs the admin token: send `Authorization: Bearer <token>`"),
+    }
+}
+
+fn refuse(code: StatusCode, message: &str) -> Response {
+    (
+        code,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
+}

@@ -1,0 +1,371 @@
+//! The admin API of a running `weir run` (issue 12, items 1 and 2): served
+//! on loopback, found through the run file, `weir status`, and the bearer
+//! token that guards every changing call (here `POST /v1/stop`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir_tests::{Fixture, assert_contains, stderr, stdout, weir, weir_bin};
+
+/// An endless pipeline: stdin through a pass-through filter to a file,
+/// one record per batch so counters move with every line.
+fn fixture() -> Fixture {
+    Fixture::new(
+        "
+partitions: 1
+batch-size: 1
+sources:
+  in: { kind: stdin, value-format: string }
+plugins:
+  noop: { path: '{plugin:noop}' }
+steps:
+  - { name: pass, kind: filter, plugin: noop }
+sinks:
+  out: { kind: file, path: out.jsonl, value-format: string }
+",
+        &[],
+    )
+}
+
+/// `weir run` with stdin held open and stderr collected as it comes.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut child = Command::new(weir_bin())
+            .arg("run")
+            .arg(f.pipeline_path())
+            .args(args)
+            .env_remove("WEIR_ADMIN_TOKEN")
+            .envs(env.iter().copied())
+            .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = Arc::new(Mutex::new(String::new()));
+        let (seen, mut stream) = (err.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdin = child.stdin.take();
+        Running { child, stdin, err }
+    }
+
+    fn send(&mut self, values: &[&str]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        for v in values {
+            writeln!(stdin, "{{\"key\":\"k\",\"value\":\"{v}\"}}").unwrap();
+        }
+        stdin.flush().unwrap();
+    }
+
+    /// The run file of this process, once it is written.
+    fn run_file(&self, f: &Fixture) -> PathBuf {
+        let path = f.path(&format!(".weir/pipeline.{}.run", self.child.id()));
+        until("the run file", || path.is_file());
+        path
+    }
+
+    fn admin(&self, f: &Fixture) -> SocketAddr {
+        let text = std::fs::read_to_string(self.run_file(f)).unwrap();
+        let info: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(info["pid"], self.child.id());
+        assert_eq!(info["pipeline"], "pipeline");
+        info["admin"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Waits for the exit (at most a minute); its status and stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "weir run did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Give the reader the last bytes.
+        std::thread::sleep(Duration::from_millis(100));
+        let err = self.err.lock().unwrap().clone();
+        (status, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "no {what} within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One HTTP request over a plain socket, as curl would send it: the
+/// status code and the body.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// A token file with `mode`.
+fn token_file(f: &Fixture, token: &str, mode: u32) -> PathBuf {
+    let path = f.path("admin.token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// `weir status` on the pipeline file, with the token file when given.
+fn status(f: &Fixture, token: Option<&PathBuf>) -> std::process::Output {
+    let mut args = vec![
+        "status".to_string(),
+        f.pipeline_path().display().to_string(),
+    ];
+    if let Some(t) = token {
+        args.extend(["--admin-token-file".to_string(), t.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    weir(&args)
+}
+
+/// The `IN` figure of step `pass` in `weir status`'s table.
+fn pass_in(table: &str) -> u64 {
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("pass "))
+        .unwrap_or_else(|| panic!("no row for step `pass`:\n{table}"));
+    row.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn status_shows_the_steps_and_rising_counters_and_stop_needs_the_token() {
+    let f = fixture();
+    let token = token_file(&f, "s3cret-token", 0o600);
+    // A run file left by a process that is gone: ignored and removed.
+    std::fs::create_dir_all(f.path(".weir")).unwrap();
+    let stale = f.path(".weir/pipeline.4194305.run");
+    std::fs::write(
+        &stale,
+        r#"{"pipeline":"pipeline","pid":4194305,"admin":"127.0.0.1:1"}"#,
+    )
+    .unwrap();
+
+    let mut run = Running::start(&f, &["--admin-token-file", token.to_str().unwrap()], &[]);
+    let addr = run.admin(&f);
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    assert!(!stale.exists(), "the stale run file is still there");
+    let mode = std::fs::metadata(run.run_file(&f))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the run file is not owner-only");
+
+    // `weir status` prints the step, its kind, digest and counters, rising.
+    let digest = stdout(&weir(&[
+        "plugin",
+        "inspect",
+        weir_tests::plugin("noop").to_str().unwrap(),
+    ]))
+    .lines()
+    .find_map(|l| l.strip_prefix("sha256:").map(|d| d.trim().to_string()))
+    .unwrap();
+    run.send(&["a", "b", "c"]);
+    let mut table = String::new();
+    until("3 records counted", || {
+        let out = status(&f, Some(&token));
+        assert!(out.status.success(), "{}", stderr(&out));
+        table = stdout(&out);
+        pass_in(&table) == 3
+    });
+    assert_contains(&table, "pipeline `pipeline` (pid ");
+    assert_contains(&table, "STEP  KIND    TASKS  IN  OUT  ERRORS  SHA256");
+    let row = table.lines().find(|l| l.starts_with("pass ")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "filter", "{table}");
+    assert_eq!(cells[4], "3", "records out: {table}");
+    assert_eq!(cells[5], "0", "errors: {table}");
+    assert_eq!(cells[6], &digest[..12], "{table}");
+    assert!(cells[7].ends_with("noop.wasm"), "{table}");
+    run.send(&["d", "e"]);
+    until("5 records counted", || {
+        pass_in(&stdout(&status(&f, Some(&token)))) == 5
+    });
+    // The JSON has the whole digest.
+    let (code, body) = http(addr, "GET", "/v1/status", Some("s3cret-token"));
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["steps"][0]["sha256"], digest.as_str());
+    assert_eq!(json["records_in"], 5);
+
+    // With a token configured, reading needs it too.
+    let out = status(&f, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "answered 401: this call needs the admin token",
+    );
+    let (code, _) = http(addr, "GET", "/v1/status", Some("wrong"));
+    assert_eq!(code, 401);
+
+    // Stopping: refused without the token and with a wrong one.
+    let (code, body) = http(addr, "POST", "/v1/stop", None);
+    assert_eq!(code, 401, "{body}");
+    assert_contains(&body, "needs the admin token");
+    let (code, body) = http(addr, "POST", "/v1/stop", Some("s3cret-tokeN"));
+    assert_eq!(code, 401, "{body}");
+    assert_contains(&body, "wrong admin token");
+    assert!(run.child.try_wait().unwrap().is_none(), "the run stopped");
+    // The right token stops the run as SIGTERM does, with its summary.
+    let (code, body) = http(addr, "POST", "/v1/stop", Some("s3cret-token"));
+    assert_eq!(code, 202, "{body}");
+    let run_file = run.run_file(&f);
+    let (status_code, err) = run.wait();
+    assert_eq!(status_code.code(), Some(143), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("weir: interrupted by POST /v1/stop after ")
+            && last.contains("5 records in, 5 out"),
+        "{err}"
+    );
+    assert!(!run_file.exists(), "the run file outlived the run");
+    // Nothing runs now.
+    let out = status(&f, Some(&token));
+    assert_eq!(out.status.code(), Some(1));
+    assert_contains(
+        &stderr(&out),
+        "is not running (no run file of a live process in",
+    );
+}
+
+#[test]
+fn with_no_token_configured_changes_are_refused_and_reading_is_open() {
+    let f = fixture();
+    let mut run = Running::start(&f, &[], &[]);
+    let addr = run.admin(&f);
+    run.send(&["a"]);
+    let (code, body) = http(addr, "POST", "/v1/stop", None);
+    assert_eq!(code, 403, "{body}");
+    assert_contains(&body, "no admin token is configured");
+    assert_contains(&body, "--admin-token-file");
+    let (code, body) = http(addr, "POST", "/v1/stop", Some("anything"));
+    assert_eq!(code, 403, "{body}");
+    let out = status(&f, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_contains(&stdout(&out), "pass ");
+    // The address works as well as the pipeline file.
+    let out = weir(&["status", &addr.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The end of the input ends the run as ever, and the run file goes.
+    let run_file = run.run_file(&f);
+    let (code, err) = run.wait();
+    assert_eq!(code.code(), Some(0), "{err}");
+    assert!(!run_file.exists());
+}
+
+#[test]
+fn the_token_from_the_environment_guards_the_api() {
+    let f = fixture();
+    let run = Running::start(&f, &[], &[("WEIR_ADMIN_TOKEN", "from-env")]);
+    let addr = run.admin(&f);
+    assert_eq!(http(addr, "POST", "/v1/stop", Some("other")).0, 401);
+    assert_eq!(http(addr, "POST", "/v1/stop", Some("from-env")).0, 202);
+    let (code, err) = run.wait();
+    assert_eq!(code.code(), Some(143), "{err}");
+}
+
+#[test]
+fn an_exposed_token_file_and_a_non_loopback_address_are_refused_at_start() {
+    let f = fixture();
+    let token = token_file(&f, "s3cret", 0o644);
+    let pipeline = f.pipeline_path();
+    let out = weir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("admin token file {} has mode 0644", token.display()),
+    );
+    for addr in ["0.0.0.0:0", "192.0.2.1:7070"] {
+        let out = weir(&["run", pipeline.to_str().unwrap(), "--admin", addr]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_contains(
+            &stderr(&out),
+            &format!("admin address {addr} is not a loopback address"),
+        );
+        assert_contains(&stderr(&out), "TLS is not implemented yet");
+    }
+    assert!(!f.path(".weir").exists(), "a refused run wrote a run file");
+}
+
+#[test]
+fn admin_off_serves_nothing_and_writes_no_run_file() {
+    let f = fixture();
+    let mut run = Running::start(&f, &["--admin", "off"], &[]);
+    run.send(&["a"]);
+    let (code, err) = run.wait();
+    assert_eq!(code.code(), Some(0), "{err}");
+    assert!(!f.path(".weir").exists());
+    // An address where nothing answers.
+    let out = weir(&["status", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_contains(&err, "error: cannot reach the admin API at 127.0.0.1:1: ");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+}
+
+#[test]
+fn a_run_file_that_cannot_be_written_leaves_the_run_going_with_a_warning() {
+    let f = fixture();
+    // `.weir` taken by a file: no run file can go there (even for root).
+    std::fs::write(f.path(".weir"), "").unwrap();
+    let mut run = Running::start(&f, &[], &[]);
+    run.send(&["a", "b"]);
+    let (code, err) = run.wait();
+    assert_eq!(code.code(), Some(0), "{err}");
+    assert_contains(&err, "cannot write the run file");
+    assert_contains(
+        &err,
+        "finds this run only by its address, http://127.0.0.1:",
+    );
+    assert_contains(&err, "2 records in, 2 out");
+}
