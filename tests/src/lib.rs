@@ -165,3 +165,21 @@ pub fn line(key: &str, value: serde_json::Value) -> String {
 pub fn lines(records: &[String]) -> String {
     records.join("\n") + "\n"
 }
+
+/// Reads `stream` on a thread of its own as it comes, into the returned
+/// text, so a test can wait for a line while the process runs.
+pub fn collect_stream(
+    mut stream: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let seen = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (text, reader)
+}

@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_tests::{Fixture, assert_contains, stderr, stdout, weir, weir_bin};
+use weir_tests::{Fixture, assert_contains, collect_stream, stderr, stdout, weir, weir_bin};
 
 /// An endless pipeline: stdin through a pass-through filter to a file,
 /// one record per batch so counters move with every line.
@@ -54,16 +54,7 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let err = Arc::new(Mutex::new(String::new()));
-        let (seen, mut stream) = (err.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stream.read(&mut buf) {
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (err, _) = collect_stream(child.stderr.take().unwrap());
         let stdin = child.stdin.take();
         Running { child, stdin, err }
     }

@@ -2,14 +2,14 @@
 //! summary line on stderr, where each source stopped, and a prompt stop on
 //! the first Ctrl-C or SIGTERM even while a plugin call is stuck.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir::{RunOptions, RunReport, SinkOutput};
-use weir_tests::{Fixture, assert_contains, stderr, weir, weir_bin};
+use weir_tests::{Fixture, assert_contains, collect_stream, stderr, weir, weir_bin};
 
 /// Six records, one batch of two at a time on one partition: the second
 /// batch holds the trigger, so the first one is out before the plugin
@@ -161,16 +161,7 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let err = Arc::new(Mutex::new(String::new()));
-        let (seen, mut stream) = (err.clone(), child.stderr.take().unwrap());
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stream.read(&mut buf) {
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (err, reader) = collect_stream(child.stderr.take().unwrap());
         Running { child, err, reader }
     }
 
