@@ -57,11 +57,11 @@ fn counts_line(report: &RunReport, ending: Ending) -> String {
         format!("{} skipped", c.skipped),
     ];
     if c.rejected_lines > 0 {
-        parts.push(format!("{} input lines not records", c.rejected_lines));
+        parts.push(format!("{} not records", lines(c.rejected_lines, "input")));
     }
     let blank: u64 = report.sources.iter().map(|s| s.blank_lines).sum();
     if blank > 0 {
-        parts.push(format!("{blank} blank lines skipped"));
+        parts.push(format!("{} skipped", lines(blank, "blank")));
     }
     parts.push(format!("{} instance restarts", c.restarts));
     if report.interrupted || c.not_processed > 0 {
@@ -119,6 +119,15 @@ fn stop_line(s: &SourceReport) -> String {
             )
         }
         StopPosition::Unknown => format!("{name} stopped on an error"),
+    }
+}
+
+/// `1 blank line`, `2 blank lines`.
+fn lines(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what} line")
+    } else {
+        format!("{n} {what} lines")
     }
 }
 
@@ -182,6 +191,17 @@ mod tests {
             summary_lines(&report(clean, vec![file(1, 20)]), Ending::Finished),
             vec![
                 "weir: finished in 1.23s: 1 record in, 1 out, 0 dead-lettered, 0 skipped, 0 instance restarts"
+            ]
+        );
+        let one = SourceReport {
+            blank_lines: 1,
+            ..file(2, 16)
+        };
+        assert_eq!(
+            summary_lines(&report(clean, vec![one]), Ending::Finished),
+            vec![
+                "weir: finished in 1.23s: 1 record in, 1 out, 0 dead-lettered, 0 skipped, \
+                 1 blank line skipped, 0 instance restarts"
             ]
         );
         let blanks = SourceReport {
