@@ -9,10 +9,15 @@
 //! * `e2e` — file → filter → map → file through `weir`'s runtime over N
 //!   records: wall time, CPU time, records per second and per CPU-second.
 //!
+//! * `swap` — hot-swapping a step of a pipeline running at full speed: the
+//!   time a task spends on the swap, the extra gap in the output, latency
+//!   before, during and after (see `swap.rs`).
+//!
 //! Plugins must be built first (`scripts/build-plugins`).
 
 mod codec;
 mod kafka;
+mod swap;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +62,8 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         rounds: usize,
     },
+    /// Hot-swapping a step while the pipeline runs at full speed.
+    Swap(swap::Swap),
     /// Kafka: the side-by-side comparison with Kafka Streams and its helpers.
     Kafka {
         #[command(subcommand)]
@@ -139,6 +146,7 @@ fn main() -> Result<()> {
             batches,
         } => boundary(records, rounds, plugin.as_deref(), &batches),
         Command::Codec { records, rounds } => codec::codec(records, rounds),
+        Command::Swap(options) => swap::swap(&options),
         Command::E2e {
             records,
             partitions,
