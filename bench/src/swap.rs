@@ -102,6 +102,13 @@ impl Swapped {
         let (start, end) = self.swap_window(window);
         (end + window, end + window + (end - start))
     }
+
+    /// The longest gap in the swap window minus the one in the quiet
+    /// window, in ms.
+    fn extra_gap(&self, outputs: &Outputs, window: u64) -> f64 {
+        ms(outputs.longest_gap(self.swap_window(window)))
+            - ms(outputs.longest_gap(self.quiet_window(window)))
+    }
 }
 
 /// What the reader saw: when each read returned, and every record's
@@ -172,6 +179,19 @@ pub fn swap(options: &Swap) -> Result<()> {
             ));
         }
         latency_rows.extend(latency_table(label, &run, window));
+        for series in Series::ALL {
+            let extra: Vec<String> = run
+                .swaps
+                .iter()
+                .filter(|s| s.series == series)
+                .map(|s| format!("{:.1}", s.extra_gap(&run.outputs, window)))
+                .collect();
+            println!(
+                "{label}, {} swaps, extra gap ms, swap by swap: {}",
+                series.name(),
+                extra.join(" ")
+            );
+        }
         println!(
             "{label}: {} records in {:.1} s ({:.0} records/s), every one came out once",
             run.records,
@@ -181,9 +201,9 @@ pub fn swap(options: &Swap) -> Result<()> {
     }
     println!();
     println!(
-        "| plugin | MB | swaps | n | prepare ms, median (max) | task's swap handling ms, median (max) | cutover ms, median (max) | longest gap in swap window ms, median | in quiet window ms, median | extra gap ms, median | extra gap ms, worst |"
+        "| plugin | MB | swaps | n | prepare ms, median (max) | task's swap handling ms, median (max) | message queued ms, median (max) | cutover ms, median (max) | longest gap in swap window ms, median | in quiet window ms, median | extra gap ms, median | extra gap ms, worst |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!("{r}");
     }
@@ -227,14 +247,12 @@ fn series_row(
     let prepare = each(&|s| millis(s.report.prepare));
     let task = each(&|s| millis(s.report.slowest_task));
     let cutover = each(&|s| millis(s.report.cutover));
+    let queued = each(&|s| millis(s.report.queued));
     let in_swap = each(&|s| ms(outputs.longest_gap(s.swap_window(window))));
     let in_quiet = each(&|s| ms(outputs.longest_gap(s.quiet_window(window))));
-    let extra = each(&|s| {
-        ms(outputs.longest_gap(s.swap_window(window)))
-            - ms(outputs.longest_gap(s.quiet_window(window)))
-    });
+    let extra = each(&|s| s.extra_gap(outputs, window));
     format!(
-        "| {label} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} | {:.1} | {:.1} | {:.1} |",
+        "| {label} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} | {:.1} | {:.1} | {:.1} |",
         size as f64 / 1e6,
         series.name(),
         swaps.len(),
@@ -242,6 +260,8 @@ fn series_row(
         prepare.1,
         task.0,
         task.1,
+        queued.0,
+        queued.1,
         cutover.0,
         cutover.1,
         in_swap.0,

@@ -242,6 +242,13 @@ fn a_map_step_swapped_v1_v2_v3_v4_while_records_flow_processes_each_record_once(
     assert_ne!(reports[2].digest, v1);
     assert_eq!(reports[2].previous_digest, v1);
     assert!(reports.iter().all(|r| r.slowest_task <= r.cutover));
+    // Each worker took its message: how long it waited is part of the cutover.
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.queued > Duration::ZERO && r.queued <= r.cutover),
+        "{reports:?}"
+    );
 
     // Status counts, per version, exactly the records each one emitted.
     let tag = &status[0];

@@ -123,6 +123,11 @@ pub struct SwapReport {
     pub tasks: usize,
     /// The longest one task took to start the new instance and switch.
     pub slowest_task: Duration,
+    /// The longest a worker's swap message waited in its queue before the
+    /// worker took it: the rest of the batch it was processing and any
+    /// messages ahead. With `slowest_task` it tells where a long `cutover`
+    /// went (the remainder is the control thread waking up).
+    pub queued: Duration,
 }
 
 /// One step of the run, as [`RunControl::status`] shows it.
@@ -342,6 +347,7 @@ fn swap(
     order.wait(done);
     let cutover = started.elapsed();
     let (tasks, slowest, failure) = order.outcome();
+    let queued = order.queued();
     if let Some((task, reason)) = failure {
         return Err(SwapError::Cutover {
             step: step.clone(),
@@ -357,7 +363,7 @@ fn swap(
             Some((cutover, slowest)),
         ));
     }
-    tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, "step swapped");
+    tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, ?queued, "step swapped");
     Ok(SwapReport {
         step: step.clone(),
         version: version.number,
@@ -367,6 +373,7 @@ fn swap(
         cutover,
         tasks,
         slowest_task: slowest,
+        queued,
     })
 }
 
@@ -423,6 +430,10 @@ fn prepare(
 pub(crate) struct SwapOrder {
     pub step: usize,
     pub version: StepVersion,
+    /// When it was handed to the workers.
+    sent: Instant,
+    /// The longest a worker's message waited, in nanoseconds.
+    queued_nanos: AtomicU64,
     /// Workers yet to arrive.
     pending: Mutex<usize>,
     arrived: Condvar,
@@ -438,12 +449,24 @@ impl SwapOrder {
         SwapOrder {
             step,
             version,
+            sent: Instant::now(),
+            queued_nanos: AtomicU64::new(0),
             pending: Mutex::new(workers),
             arrived: Condvar::new(),
             switched: AtomicUsize::new(0),
             slowest_nanos: AtomicU64::new(0),
             failure: Mutex::new(None),
         }
+    }
+
+    /// A worker took its message from its queue.
+    pub fn taken(&self) {
+        self.queued_nanos
+            .fetch_max(self.sent.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn queued(&self) -> Duration {
+        Duration::from_nanos(self.queued_nanos.load(Ordering::Relaxed))
     }
 
     /// A task switched, taking `took`.

@@ -255,6 +255,7 @@ impl<'t> Worker<'t> {
         tasks: &mut BTreeMap<TaskId, Task<'t>>,
         order: &SwapOrder,
     ) -> Result<(), RunError> {
+        order.taken();
         let hosting: Vec<TaskId> = tasks
             .iter()
             .filter(|(_, t)| t.operators.get(order.step).is_some_and(Option::is_some))
