@@ -23,10 +23,13 @@
 //! For each swap, the *swap window* runs from `--window-ms`/2 before the
 //! swap was asked for to `--window-ms`/2 after it returned; the *quiet
 //! window* is one of the same length that starts `--window-ms` after the
-//! swap window ends, and the next swap is asked for `--window-ms`/2 after
-//! the quiet window ends. The extra gap of a swap is the longest time
+//! swap window ends, the *control window* another one `--window-ms`/2
+//! after that, and the next swap is asked for `--window-ms`/2 after the
+//! control window ends. The extra gap of a swap is the longest time
 //! between two consecutive reads of the output in its swap window minus
-//! the same in its quiet window.
+//! the same in its quiet window; the same difference between the control
+//! and the quiet window, where no swap happens, is the noise of the
+//! measure.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -101,6 +104,17 @@ impl Swapped {
     fn quiet_window(&self, window: u64) -> (u64, u64) {
         let (start, end) = self.swap_window(window);
         (end + window, end + window + (end - start))
+    }
+
+    fn control_window(&self, window: u64) -> (u64, u64) {
+        let (start, end) = self.quiet_window(window);
+        (end + window / 2, end + window / 2 + (end - start))
+    }
+
+    /// Like [`Swapped::extra_gap`] between two windows without a swap.
+    fn no_swap_gap(&self, outputs: &Outputs, window: u64) -> f64 {
+        ms(outputs.longest_gap(self.control_window(window)))
+            - ms(outputs.longest_gap(self.quiet_window(window)))
     }
 
     /// The longest gap in the swap window minus the one in the quiet
@@ -180,16 +194,20 @@ pub fn swap(options: &Swap) -> Result<()> {
         }
         latency_rows.extend(latency_table(label, &run, window));
         for series in Series::ALL {
-            let extra: Vec<String> = run
-                .swaps
-                .iter()
-                .filter(|s| s.series == series)
-                .map(|s| format!("{:.1}", s.extra_gap(&run.outputs, window)))
-                .collect();
+            let each = |f: &dyn Fn(&Swapped) -> f64| {
+                let v: Vec<String> = run
+                    .swaps
+                    .iter()
+                    .filter(|s| s.series == series)
+                    .map(|s| format!("{:.1}", f(s)))
+                    .collect();
+                v.join(" ")
+            };
             println!(
-                "{label}, {} swaps, extra gap ms, swap by swap: {}",
+                "{label}, {} swaps, swap by swap: extra gap ms {}; no swap, control - quiet ms {}",
                 series.name(),
-                extra.join(" ")
+                each(&|s| s.extra_gap(&run.outputs, window)),
+                each(&|s| s.no_swap_gap(&run.outputs, window)),
             );
         }
         println!(
@@ -201,9 +219,9 @@ pub fn swap(options: &Swap) -> Result<()> {
     }
     println!();
     println!(
-        "| plugin | MB | swaps | n | prepare ms, median (max) | task's swap handling ms, median (max) | message queued ms, median (max) | cutover ms, median (max) | longest gap in swap window ms, median | in quiet window ms, median | extra gap ms, median | extra gap ms, worst |"
+        "| plugin | MB | swaps | n | prepare ms, median (max) | task's swap handling ms, median (max) | message queued ms, median (max) | cutover ms, median (max) | longest gap in swap window ms, median | in quiet window ms, median | extra gap ms, median | extra gap ms, worst | no swap: control - quiet ms, median | no swap, worst |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!("{r}");
     }
@@ -251,8 +269,9 @@ fn series_row(
     let in_swap = each(&|s| ms(outputs.longest_gap(s.swap_window(window))));
     let in_quiet = each(&|s| ms(outputs.longest_gap(s.quiet_window(window))));
     let extra = each(&|s| s.extra_gap(outputs, window));
+    let control = each(&|s| s.no_swap_gap(outputs, window));
     format!(
-        "| {label} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} | {:.1} | {:.1} | {:.1} |",
+        "| {label} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
         size as f64 / 1e6,
         series.name(),
         swaps.len(),
@@ -267,7 +286,9 @@ fn series_row(
         in_swap.0,
         in_quiet.0,
         extra.0,
-        extra.1
+        extra.1,
+        control.0,
+        control.1
     )
 }
 
@@ -301,8 +322,12 @@ fn latency_table(label: &str, run: &Run, window: u64) -> Vec<String> {
     }
     for s in &run.swaps {
         run.outputs.latencies(s.quiet_window(window), &mut v);
+        run.outputs.latencies(s.control_window(window), &mut v);
     }
-    row("in quiet windows", std::mem::take(&mut v));
+    row(
+        "between swaps (quiet and control windows)",
+        std::mem::take(&mut v),
+    );
     run.outputs.latencies(run.after, &mut v);
     row("after the swaps", v);
     rows
@@ -424,9 +449,9 @@ sinks:
                 returned,
                 report,
             };
-            // The quiet window ends, then half a window to the next ask.
-            let (_, quiet_end) = swapped.quiet_window(window.as_nanos() as u64);
-            next = base + Duration::from_nanos(quiet_end) + window / 2;
+            // The control window ends, then half a window to the next ask.
+            let (_, control_end) = swapped.control_window(window.as_nanos() as u64);
+            next = base + Duration::from_nanos(control_end) + window / 2;
             swaps.push(swapped);
         }
     }
