@@ -101,6 +101,14 @@ impl Swapped {
         (self.asked - window / 2, self.returned + window / 2)
     }
 
+    /// The swap window up to the moment the cutover began (the new version
+    /// was being prepared), and from then on.
+    fn split_swap_window(&self, window: u64) -> [(u64, u64); 2] {
+        let (start, end) = self.swap_window(window);
+        let cutover = self.returned - self.report.cutover.as_nanos() as u64;
+        [(start, cutover), (cutover, end)]
+    }
+
     fn quiet_window(&self, window: u64) -> (u64, u64) {
         let (start, end) = self.swap_window(window);
         (end + window, end + window + (end - start))
@@ -219,9 +227,9 @@ pub fn swap(options: &Swap) -> Result<()> {
     }
     println!();
     println!(
-        "| plugin | MB | swaps | n | prepare ms, median (max) | task's swap handling ms, median (max) | message queued ms, median (max) | cutover ms, median (max) | longest gap in swap window ms, median | in quiet window ms, median | extra gap ms, median | extra gap ms, worst | no swap: control - quiet ms, median | no swap, worst |"
+        "| plugin | MB | swaps | n | prepare ms, median (max) | task's swap handling ms, median (max) | message queued ms, median (max) | cutover ms, median (max) | longest gap in swap window ms, median | of it before the cutover, median | from the cutover on, median | in quiet window ms, median | extra gap ms, median | extra gap ms, worst | no swap: control - quiet ms, median | no swap, worst |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!("{r}");
     }
@@ -267,11 +275,13 @@ fn series_row(
     let cutover = each(&|s| millis(s.report.cutover));
     let queued = each(&|s| millis(s.report.queued));
     let in_swap = each(&|s| ms(outputs.longest_gap(s.swap_window(window))));
+    let preparing = each(&|s| ms(outputs.longest_gap(s.split_swap_window(window)[0])));
+    let switching = each(&|s| ms(outputs.longest_gap(s.split_swap_window(window)[1])));
     let in_quiet = each(&|s| ms(outputs.longest_gap(s.quiet_window(window))));
     let extra = each(&|s| s.extra_gap(outputs, window));
     let control = each(&|s| s.no_swap_gap(outputs, window));
     format!(
-        "| {label} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        "| {label} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
         size as f64 / 1e6,
         series.name(),
         swaps.len(),
@@ -284,6 +294,8 @@ fn series_row(
         cutover.0,
         cutover.1,
         in_swap.0,
+        preparing.0,
+        switching.0,
         in_quiet.0,
         extra.0,
         extra.1,
