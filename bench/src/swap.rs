@@ -4,7 +4,7 @@
 //! One run per plugin (the small enricher, the 8.6 MB `big-table`):
 //! `file source (a FIFO) → map step → file sink (a FIFO)`, started with
 //! `weir::run` and a [`RunControl`]. A writer thread fills the input FIFO
-//! as fast as the pipeline takes it; each record's value carries `t`, the
+//! as fast as the pipeline takes it (or at `--rate`); each record's value carries `t`, the
 //! nanoseconds since the bench started, taken just before its block of
 //! lines (16 KiB, about 100 records) was formatted and written. A reader
 //! thread reads the output FIFO and stamps each read; a record's latency
@@ -29,10 +29,11 @@
 //! between two consecutive reads of the output in its swap window minus
 //! the same in its quiet window; the same difference between the control
 //! and the quiet window, where no swap happens, is the noise of the
-//! measure.
+//! measure. The swap window's longest gap is also split at the start of
+//! the cutover: before it the new version is being prepared.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -532,7 +533,7 @@ fn write_input(path: &Path, stop: &AtomicBool, rate: u64, now: impl Fn() -> u64)
 }
 
 /// Reads the output FIFO to its end, stamping each read.
-fn read_output(path: &PathBuf, now: impl Fn() -> u64) -> Result<Outputs> {
+fn read_output(path: &Path, now: impl Fn() -> u64) -> Result<Outputs> {
     // Opening a FIFO for reading waits for its writer: the run's sink.
     let mut fifo = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut out = Outputs::default();
