@@ -66,8 +66,9 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Show a running pipeline's steps, plugin digests and counters, from
-    /// its admin API.
+    /// Show a running pipeline's steps, plugin digests and counters, and
+    /// the versions of each swapped step with the records each processed,
+    /// from its admin API.
     Status {
         /// The pipeline file (its run file, in `.weir/` beside it, says
         /// where the admin API of each of its running processes is), or the

@@ -645,3 +645,67 @@ fn with_no_token_configured_a_swap_is_refused_403() {
     let by_version = check_outputs(&outputs, 10, 2);
     assert_eq!(by_version.keys().collect::<Vec<_>>(), ["v1"]);
 }
+
+#[test]
+fn a_swap_asked_for_during_another_is_refused_409() {
+    let live = Live::start(Some(TOKEN));
+    live.feed(10);
+    // A component with new bytes is compiled: that swap takes a while.
+    let component = live.write("slow.wasm", &enricher_variant("slow-swap"));
+    let config = live.write("v-slow.yaml", b"set: { version: v9 }\n");
+    let slow = {
+        let (pipeline, token) = (live.f.pipeline_path(), live.token.clone());
+        std::thread::spawn(move || {
+            loop {
+                let out = weir(&[
+                    "swap",
+                    pipeline.to_str().unwrap(),
+                    "--step",
+                    "tag",
+                    &component,
+                    "--config",
+                    &config,
+                    "--admin-token-file",
+                    token.to_str().unwrap(),
+                ]);
+                // Met one of the quick swaps below: again.
+                if !stderr(&out).contains("answered 409)") {
+                    return out;
+                }
+            }
+        })
+    };
+    // Config-only swaps keeping v1's tag, asked for again and again while
+    // the slow one is under way: one of them meets it.
+    let (content_type, body) =
+        weir::admin::swap_body(None, Some(&json!({ "set": { "version": "v1" } })));
+    let content_type = format!("Content-Type: {content_type}");
+    let mut busy = 0;
+    while !slow.is_finished() {
+        let (code, answer) = http_with(
+            live.addr,
+            "POST",
+            "/v1/steps/tag/swap",
+            Some(TOKEN),
+            &[&content_type],
+            &body,
+        );
+        match code {
+            409 => {
+                assert_contains(&answer, "another swap is in progress");
+                busy += 1;
+            }
+            // A gap between swaps, so the slow one gets its turn.
+            200 => std::thread::sleep(Duration::from_millis(2)),
+            _ => panic!("{code}: {answer}"),
+        }
+    }
+    let out = slow.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(busy > 0, "no swap was refused as busy");
+    live.feed(10);
+    live.drain();
+    let outputs = live.finish();
+    let by_version = check_outputs(&outputs, 20, 2);
+    assert_eq!(by_version.values().sum::<u64>(), 20);
+}

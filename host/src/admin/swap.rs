@@ -21,7 +21,7 @@ use axum::extract::Multipart;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::control::{SwapError, SwapReport};
+use crate::runtime::control::{RefusedAt, SwapError, SwapReport};
 
 /// The largest swap request body the admin API takes: room for an 18 MB
 /// Python component several times over. Larger ones get 413.
@@ -185,7 +185,11 @@ pub(super) fn too_large(length: Option<u64>) -> Rejected {
 pub fn refusal_status(e: &SwapError) -> StatusCode {
     match e {
         SwapError::Busy => StatusCode::CONFLICT,
-        SwapError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+        SwapError::NotRunning
+        | SwapError::Refused {
+            stage: RefusedAt::Stopping,
+            ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
         SwapError::UnknownStep(_) => StatusCode::NOT_FOUND,
         SwapError::NotAPluginStep { .. } | SwapError::Refused { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
@@ -347,7 +351,6 @@ mod tests {
 
     #[test]
     fn each_refusal_has_its_status() {
-        use crate::runtime::control::RefusedAt;
         assert_eq!(refusal_status(&SwapError::Busy), StatusCode::CONFLICT);
         assert_eq!(
             refusal_status(&SwapError::UnknownStep("x".into())),
@@ -364,5 +367,11 @@ mod tests {
             refusal_status(&SwapError::NotRunning),
             StatusCode::SERVICE_UNAVAILABLE
         );
+        let stopping = SwapError::Refused {
+            step: "tag".into(),
+            stage: RefusedAt::Stopping,
+            reason: "interrupted".into(),
+        };
+        assert_eq!(refusal_status(&stopping), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
