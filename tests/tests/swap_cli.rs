@@ -200,6 +200,7 @@ fn status_line_versions(table: &str) -> Vec<(u64, u64)> {
             let number = part[1..].split(' ').next().unwrap().parse().unwrap();
             let records = part
                 .strip_suffix(" records")
+                .or_else(|| part.strip_suffix(" record"))
                 .and_then(|p| p.rsplit(' ').next())
                 .unwrap_or_else(|| panic!("`{part}` in:\n{table}"))
                 .parse()

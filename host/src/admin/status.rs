@@ -291,21 +291,29 @@ fn swapped(step: &StepStatus) -> String {
             .cutover_us
             .map_or(String::new(), |us| format!(" (cutover {})", millis(us)));
         text.push_str(&format!(
-            " v{} (sha {}) since {since}{cutover}, {} records",
+            " v{} (sha {}) since {since}{cutover}, {}",
             now.number,
             short(&now.sha256),
-            now.records
+            records(now.records)
         ));
     }
     for v in versions {
         text.push_str(&format!(
-            "; v{} (sha {}) {} records",
+            "; v{} (sha {}) {}",
             v.number,
             short(&v.sha256),
-            v.records
+            records(v.records)
         ));
     }
     text
+}
+
+fn records(n: u64) -> String {
+    if n == 1 {
+        "1 record".to_string()
+    } else {
+        format!("{n} records")
+    }
 }
 
 #[cfg(test)]
@@ -338,14 +346,14 @@ mod tests {
             version: Some(3),
             versions: vec![
                 version(1, "5f0c6e1a9b2d3c4e", 5000, None),
-                version(2, "5f0c6e1a9b2d3c4e", 1200, Some(850)),
+                version(2, "5f0c6e1a9b2d3c4e", 1, Some(850)),
                 version(3, "9ab1c2d3e4f5a6b7", 310, Some(1234)),
             ],
         };
         assert_eq!(
             swapped(&step),
             "tag: v3 (sha 9ab1c2d3e4f5) since 12:03:07 UTC (cutover 1.2 ms), 310 records; \
-             v2 (sha 5f0c6e1a9b2d) 1200 records; v1 (sha 5f0c6e1a9b2d) 5000 records"
+             v2 (sha 5f0c6e1a9b2d) 1 record; v1 (sha 5f0c6e1a9b2d) 5000 records"
         );
         let status = Status {
             pipeline: "orders".into(),
@@ -367,7 +375,7 @@ mod tests {
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["steps"][0]["sha256"], "9ab1c2d3e4f5a6b7");
         assert_eq!(json["steps"][0]["version"], 3);
-        assert_eq!(json["steps"][0]["versions"][1]["records"], 1200);
+        assert_eq!(json["steps"][0]["versions"][1]["records"], 1);
         assert_eq!(json["steps"][0]["versions"][1]["cutover_us"], 850);
         assert_eq!(
             json["steps"][0]["versions"][0]["cutover_us"],
