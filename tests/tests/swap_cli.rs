@@ -710,3 +710,41 @@ fn a_swap_asked_for_during_another_is_refused_409() {
     let by_version = check_outputs(&outputs, 20, 2);
     assert_eq!(by_version.values().sum::<u64>(), 20);
 }
+
+#[test]
+fn with_two_runs_of_a_pipeline_weir_swap_swaps_the_first_and_says_so() {
+    let f = Fixture::new(STDIN_PIPELINE, &[]);
+    let token = token_file(&f, TOKEN, 0o600);
+    let args = ["--admin-token-file", token.to_str().unwrap()];
+    let runs = [
+        Running::start(&f, &args, &[]),
+        Running::start(&f, &args, &[]),
+    ];
+    let addrs: Vec<SocketAddr> = runs.iter().map(|r| r.admin(&f)).collect();
+    let mut pids: Vec<u32> = runs.iter().map(|r| r.child.id()).collect();
+    pids.sort();
+    let config = f.path("v2.yaml");
+    std::fs::write(&config, "set: { version: v2 }\n").unwrap();
+    let out = swap(&f, &token, "tag", &["--config", config.to_str().unwrap()]);
+    swapped(&out, 1, 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "runs in 2 processes (pids {}, {}); swapping in pid {} only",
+            pids[0], pids[1], pids[0]
+        ),
+    );
+    for (run, addr) in runs.iter().zip(addrs) {
+        let swapped_here = versions(&status_json(addr, TOKEN), "tag").len() == 2;
+        assert_eq!(
+            swapped_here,
+            run.child.id() == pids[0],
+            "pid {}",
+            run.child.id()
+        );
+    }
+    for run in runs {
+        let (code, err) = run.wait();
+        assert_eq!(code.code(), Some(0), "{err}");
+    }
+}
