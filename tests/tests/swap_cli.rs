@@ -651,8 +651,10 @@ fn with_no_token_configured_a_swap_is_refused_403() {
 fn a_swap_asked_for_during_another_is_refused_409() {
     let live = Live::start(Some(TOKEN));
     live.feed(10);
-    // A component with new bytes is compiled: that swap takes a while.
-    let component = live.write("slow.wasm", &enricher_variant("slow-swap"));
+    // A component with bytes never seen (so not in the compiled cache) is
+    // compiled: that swap takes a while.
+    let tag = format!("slow-{:?}", std::time::SystemTime::now());
+    let component = live.write("slow.wasm", &enricher_variant(&tag));
     let config = live.write("v-slow.yaml", b"set: { version: v9 }\n");
     let slow = {
         let (pipeline, token) = (live.f.pipeline_path(), live.token.clone());
