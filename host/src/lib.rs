@@ -37,7 +37,9 @@ pub use operators::{
     ErrorClass, Operator, OperatorError, PluginStep, Schedule, StepOutput, StoreKind, StoreSpec,
     TaskId, TimeKind,
 };
-pub use pipeline::{OverrideError, Overrides, Pipeline, PipelineError, Place, StepKind};
+pub use pipeline::{
+    OverrideError, Overrides, Pipeline, PipelineError, Place, StepKind, read_step_config,
+};
 pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;

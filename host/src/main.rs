@@ -66,14 +66,44 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Show a running pipeline's steps, plugin digests and counters, from
-    /// its admin API.
+    /// Show a running pipeline's steps, plugin digests and counters, and
+    /// the versions of each swapped step with the records each processed,
+    /// from its admin API.
     Status {
         /// The pipeline file (its run file, in `.weir/` beside it, says
         /// where the admin API of each of its running processes is), or the
         /// admin API's IP:PORT.
         #[arg(value_name = "PIPELINE|ADDRESS")]
         target: String,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Replace a plugin step of a running pipeline with a new component, a
+    /// new config, or both, without stopping it (through its admin API).
+    ///
+    /// The new version is checked (world, kind, init with its config,
+    /// ports) before anything changes; a refusal says why, exits 1, and
+    /// the old version keeps running.
+    #[command(group(
+        clap::ArgGroup::new("change").required(true).multiple(true).args(["plugin", "config"])
+    ))]
+    Swap {
+        /// The pipeline file (its run files, in `.weir/` beside it, say
+        /// where its running processes are), or the admin API's IP:PORT.
+        #[arg(value_name = "PIPELINE|ADDRESS")]
+        target: String,
+        /// The step to swap.
+        #[arg(long, value_name = "NAME")]
+        step: String,
+        /// The new component, read here and uploaded. Without it the step
+        /// keeps its component (a config-only swap).
+        #[arg(value_name = "PLUGIN.wasm")]
+        plugin: Option<PathBuf>,
+        /// The step's new config, as its `config:` in the pipeline file
+        /// would hold it: JSON if FILE's name ends in `.json`, YAML
+        /// otherwise. Without it the step keeps its config.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         token: TokenArgs,
     },
@@ -287,6 +317,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             admin,
         } => run(&pipeline, quiet, &endpoints.overrides(), &admin),
         Command::Status { target, token } => status(&target, &token),
+        Command::Swap {
+            target,
+            step,
+            plugin,
+            config,
+            token,
+        } => swap(&target, &step, plugin.as_deref(), config.as_deref(), &token),
         Command::Validate {
             pipeline,
             print_topology,
@@ -338,6 +375,8 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
     let stop = Arc::new(AtomicBool::new(false));
     let signal = watch_signals(stop.clone(), topo.engine.interrupter())?;
     let metrics = Arc::new(weir::Metrics::default());
+    // Swaps steps while the run lasts (the admin API's swap endpoint).
+    let control = weir::RunControl::new();
     let requested = Arc::new(AtomicBool::new(false));
     // Served while the run lasts; the server stops and the run file goes
     // when these are dropped, at the end of this function.
@@ -348,6 +387,7 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
             addr,
             token,
             metrics.clone(),
+            control.clone(),
             stop.clone(),
             requested.clone(),
         )?),
@@ -359,6 +399,7 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
             progress: !quiet,
             stop: Some(stop),
             metrics: Some(metrics),
+            control: Some(control),
             ..RunOptions::default()
         },
     );
@@ -387,18 +428,22 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
 /// The admin API of a run of `pipeline`, and its run file (none, with a
 /// warning, when it cannot be written). `requested` notes a stop asked for
 /// through the API.
+// Each argument is a handle the run shares with its admin API.
+#[allow(clippy::too_many_arguments)]
 fn serve_admin(
     pipeline: &Path,
     topo: &Topology,
     addr: std::net::SocketAddr,
     token: Option<Token>,
     metrics: Arc<weir::Metrics>,
+    control: Arc<weir::RunControl>,
     stop: Arc<AtomicBool>,
     requested: Arc<AtomicBool>,
 ) -> Result<(admin::AdminServer, Option<admin::RunFile>)> {
     let interrupter = topo.engine.interrupter();
     let state = admin::AdminState {
-        status: Arc::new(admin::RunStatus::new(topo, metrics)),
+        status: Arc::new(admin::RunStatus::new(topo, metrics, control.clone())),
+        control,
         stop: Arc::new(move || {
             requested.store(true, Ordering::Relaxed);
             stop.store(true, Ordering::Relaxed);
@@ -428,29 +473,32 @@ fn serve_admin(
     Ok((server, file))
 }
 
+/// The admin API of each running process `target` names: a pipeline
+/// file's (from its run files, with their pids) or the one at an address.
+fn running(target: &str) -> Result<Vec<(std::net::SocketAddr, Option<u32>)>> {
+    if let Ok(addr) = target.parse() {
+        return Ok(vec![(addr, None)]);
+    }
+    let file = Path::new(target);
+    anyhow::ensure!(
+        file.is_file(),
+        "`{target}` is neither a pipeline file nor an admin address (IP:PORT)"
+    );
+    let runs = admin::live_runs(file);
+    anyhow::ensure!(
+        !runs.is_empty(),
+        "{target} is not running (no run file of a live process in {})",
+        admin::run_dir(file).display()
+    );
+    Ok(runs.iter().map(|r| (r.admin, Some(r.pid))).collect())
+}
+
 /// `weir status`: each running process of the pipeline (or the one at
 /// the address) asked for its status, printed as a table.
 fn status(target: &str, token: &TokenArgs) -> Result<ExitCode> {
     let token = token.token()?;
-    let addresses: Vec<std::net::SocketAddr> = match target.parse() {
-        Ok(addr) => vec![addr],
-        Err(_) => {
-            let file = Path::new(target);
-            anyhow::ensure!(
-                file.is_file(),
-                "`{target}` is neither a pipeline file nor an admin address (IP:PORT)"
-            );
-            let runs = admin::live_runs(file);
-            anyhow::ensure!(
-                !runs.is_empty(),
-                "{target} is not running (no run file of a live process in {})",
-                admin::run_dir(file).display()
-            );
-            runs.iter().map(|r| r.admin).collect()
-        }
-    };
-    for (i, addr) in addresses.into_iter().enumerate() {
-        let reply = admin::request(addr, "GET", "/v1/status", token.as_ref())?;
+    for (i, (addr, _)) in running(target)?.into_iter().enumerate() {
+        let reply = admin::request(addr, "GET", "/v1/status", token.as_ref(), None)?;
         anyhow::ensure!(
             reply.status == 200,
             "the admin API at {addr} answered {}: {}",
@@ -464,6 +512,70 @@ fn status(target: &str, token: &TokenArgs) -> Result<ExitCode> {
         }
         print!("{status}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `weir swap` waits for its answer: compiling a large component
+/// (an 18 MB Python one) on a busy machine takes a while.
+const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `weir swap`: the component and config read here, uploaded to one
+/// running process of the pipeline, and its answer printed as one line.
+/// A refusal is exit status 1, with the server's reason.
+fn swap(
+    target: &str,
+    step: &str,
+    plugin: Option<&Path>,
+    config: Option<&Path>,
+    token: &TokenArgs,
+) -> Result<ExitCode> {
+    let token = token.token()?;
+    let component = plugin
+        .map(|p| {
+            std::fs::read(p)
+                .map_err(|e| Invalid(format!("cannot read the component {}: {e}", p.display())))
+        })
+        .transpose()?;
+    let config = config
+        .map(|c| weir::read_step_config(c).map_err(|e| Invalid(e.to_string())))
+        .transpose()?;
+    let processes = running(target)?;
+    let (addr, pid) = processes[0];
+    if processes.len() > 1 {
+        let pids: Vec<String> = processes
+            .iter()
+            .filter_map(|(_, p)| p.map(|p| p.to_string()))
+            .collect();
+        eprintln!(
+            "note: {target} runs in {} processes (pids {}); swapping in pid {} only: \
+             a swap does not reach the other processes yet",
+            processes.len(),
+            pids.join(", "),
+            pid.map_or("?".to_string(), |p| p.to_string()),
+        );
+    }
+    let (content_type, body) = admin::swap_body(component.as_deref(), config.as_ref());
+    let upload = admin::Upload {
+        content_type: &content_type,
+        bytes: &body,
+        wait: SWAP_WAIT,
+    };
+    let reply = admin::request(
+        addr,
+        "POST",
+        &admin::swap_path(step),
+        token.as_ref(),
+        Some(upload),
+    )?;
+    anyhow::ensure!(
+        reply.status == 200,
+        "{} (the admin API at {addr} answered {})",
+        reply.error(),
+        reply.status
+    );
+    let answer: admin::SwapAnswer = serde_json::from_str(&reply.body)
+        .with_context(|| format!("the admin API at {addr} sent an answer weir cannot read"))?;
+    println!("{answer}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by weir's integration tests.
 
+pub mod admin;
 pub mod kafka;
+pub mod swap;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,15 +2,11 @@
 //! on loopback, found through the run file, `weir status`, and the bearer
 //! token that guards every changing call (here `POST /v1/stop`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use weir_tests::{Fixture, assert_contains, collect_stream, stderr, stdout, weir, weir_bin};
+use weir_tests::admin::{Running, http, token_file, until};
+use weir_tests::{Fixture, assert_contains, stderr, stdout, weir};
 
 /// An endless pipeline: stdin through a pass-through filter to a file,
 /// one record per batch so counters move with every line.
@@ -30,116 +26,6 @@ sinks:
 ",
         &[],
     )
-}
-
-/// `weir run` with stdin held open and stderr collected as it comes.
-struct Running {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut child = Command::new(weir_bin())
-            .arg("run")
-            .arg(f.pipeline_path())
-            .args(args)
-            .env_remove("WEIR_ADMIN_TOKEN")
-            .envs(env.iter().copied())
-            .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (err, _) = collect_stream(child.stderr.take().unwrap());
-        let stdin = child.stdin.take();
-        Running { child, stdin, err }
-    }
-
-    fn send(&mut self, values: &[&str]) {
-        let stdin = self.stdin.as_mut().unwrap();
-        for v in values {
-            writeln!(stdin, "{{\"key\":\"k\",\"value\":\"{v}\"}}").unwrap();
-        }
-        stdin.flush().unwrap();
-    }
-
-    /// The run file of this process, once it is written.
-    fn run_file(&self, f: &Fixture) -> PathBuf {
-        let path = f.path(&format!(".weir/pipeline.{}.run", self.child.id()));
-        until("the run file", || path.is_file());
-        path
-    }
-
-    fn admin(&self, f: &Fixture) -> SocketAddr {
-        let text = std::fs::read_to_string(self.run_file(f)).unwrap();
-        let info: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(info["pid"], self.child.id());
-        assert_eq!(info["pipeline"], "pipeline");
-        info["admin"].as_str().unwrap().parse().unwrap()
-    }
-
-    /// Waits for the exit (at most a minute); its status and stderr.
-    fn wait(mut self) -> (ExitStatus, String) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "weir run did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // Give the reader the last bytes.
-        std::thread::sleep(Duration::from_millis(100));
-        let err = self.err.lock().unwrap().clone();
-        (status, err)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "no {what} within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One HTTP request over a plain socket, as curl would send it: the
-/// status code and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
-}
-
-/// A token file with `mode`.
-fn token_file(f: &Fixture, token: &str, mode: u32) -> PathBuf {
-    let path = f.path("admin.token");
-    std::fs::write(&path, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
 }
 
 /// `weir status` on the pipeline file, with the token file when given.

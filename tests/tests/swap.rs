@@ -4,7 +4,7 @@
 //! The source is a FIFO the test writes to, so the run lasts as long as
 //! the test wants; closing the writer ends it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weir::{RefusedAt, RunControl, RunError, RunOptions, RunReport, SinkOutput, SwapError};
+use weir_tests::swap::enricher_variant;
 use weir_tests::{Fixture, line, plugin};
 
 const PIPELINE: &str = "\
@@ -131,53 +132,10 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Every input came out exactly once, and per partition the versions
-/// that processed them never go back. Returns records per version.
+/// Every input came out exactly once, each from one version, versions
+/// only moving forward per partition (of 2).
 fn check_outputs(outputs: &[Value], fed: usize) -> BTreeMap<String, u64> {
-    let mut seen = BTreeSet::new();
-    let mut by_version: BTreeMap<String, u64> = BTreeMap::new();
-    let mut last: BTreeMap<u32, (String, u64)> = BTreeMap::new();
-    for o in outputs {
-        let n = o["value"]["n"].as_u64().expect("n");
-        assert!(seen.insert(n), "record {n} came out twice");
-        let version = o["value"]["version"].as_str().expect("version").to_string();
-        *by_version.entry(version.clone()).or_default() += 1;
-        let key = o["key"].as_str().unwrap();
-        let partition = weir::partition_for(key.as_bytes(), 2);
-        if let Some((before, before_n)) = last.get(&partition) {
-            assert!(n > *before_n, "partition {partition}: {n} after {before_n}");
-            assert!(
-                version >= *before,
-                "partition {partition}: record {n} by {version} after one by {before}"
-            );
-        }
-        last.insert(partition, (version, n));
-    }
-    assert_eq!(seen.len(), fed, "every input produces exactly one output");
-    by_version
-}
-
-/// The enricher component with a custom section appended: a valid
-/// component with other bytes, so another digest (a different component,
-/// compiled on its own rather than reusing the running one).
-fn enricher_variant(tag: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(plugin("enricher")).unwrap();
-    let name = b"weir-test";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    bytes.push(0); // custom section
-    let mut size = payload.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        bytes.push(if size == 0 { byte } else { byte | 0x80 });
-        if size == 0 {
-            break;
-        }
-    }
-    bytes.extend_from_slice(&payload);
-    bytes
+    weir_tests::swap::check_outputs(outputs, fed, 2)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The admin API of a running `weir run`: an HTTP server on loopback that
-//! reports the run's status and takes authenticated changing calls (for
-//! now a graceful stop), the run file the CLI finds it by, and the small
-//! client `weir status` uses.
+//! reports the run's status and takes authenticated changing calls (a
+//! graceful stop, swapping a step), the run file the CLI finds it by, and
+//! the small client `weir status` and `weir swap` use.
 //!
 //! Plain HTTP only, so only loopback addresses are accepted: the bearer
 //! token would otherwise cross the network in clear. TLS is not
@@ -11,15 +11,20 @@ mod client;
 mod runfile;
 mod server;
 mod status;
+mod swap;
 mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use client::{Reply, request};
+pub use client::{Reply, Upload, request};
 pub use runfile::{RunFile, RunInfo, live_runs, run_dir};
 pub use server::{AdminServer, AdminState};
-pub use status::{RunStatus, Status, StatusSource, StepStatus};
+pub use status::{RunStatus, Status, StatusSource, StepStatus, VersionInfo};
+pub use swap::{
+    COMPONENT_PART, CONFIG_PART, SWAP_BODY_LIMIT, SwapAnswer, refusal_body, refusal_status,
+    swap_body, swap_path,
+};
 pub use token::{TOKEN_ENV, Token};
 
 /// The address `weir run` serves its admin API on unless told otherwise:

@@ -3,6 +3,9 @@
 //! Endpoints:
 //! - `GET /v1/status`: the run's [`Status`](super::Status) as JSON.
 //! - `POST /v1/stop`: a graceful stop, as SIGTERM does (changing).
+//! - `POST /v1/steps/{step}/swap`: a new component and/or config for a
+//!   plugin step (changing; wire format in [`super::swap`]). The swap runs
+//!   on a blocking thread, so the server keeps answering meanwhile.
 //!
 //! Authentication: a changing call needs `Authorization: Bearer <token>`
 //! with the configured token (401 without it or with another one), and is
@@ -14,21 +17,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest as _, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::swap::{self, SWAP_BODY_LIMIT, SwapAnswer};
 use super::{AdminError, StatusSource, TOKEN_ENV, Token};
+use crate::runtime::control::RunControl;
 
 /// What the server's handlers reach: where the status comes from, how to
-/// stop the run, and the token that guards it.
+/// stop the run, the control that swaps its steps, and the token that
+/// guards it.
 #[derive(Clone)]
 pub struct AdminState {
     pub status: Arc<dyn StatusSource>,
     /// Stops the run gracefully (as SIGTERM does).
     pub stop: Arc<dyn Fn() + Send + Sync>,
+    /// The run's control (the one in its [`crate::RunOptions::control`]).
+    pub control: Arc<RunControl>,
     pub token: Option<Token>,
 }
 
@@ -102,6 +110,10 @@ fn router(state: AdminState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), allow_read));
     let changing = Router::new()
         .route("/v1/stop", post(stop))
+        .route(
+            "/v1/steps/{step}/swap",
+            post(swap).layer(DefaultBodyLimit::max(SWAP_BODY_LIMIT)),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), allow_change));
     reading.merge(changing).with_state(state)
 }
@@ -117,6 +129,64 @@ async fn stop(State(state): State<AdminState>) -> Response {
         axum::Json(serde_json::json!({ "stopping": true })),
     )
         .into_response()
+}
+
+/// `POST /v1/steps/{step}/swap`: the parts read (a body announced over
+/// the limit is refused before any of it is read, so a client that sent
+/// `Expect: 100-continue` uploads nothing), then the swap on a blocking
+/// thread.
+async fn swap(
+    State(state): State<AdminState>,
+    Path(step): Path<String>,
+    request: Request,
+) -> Response {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > SWAP_BODY_LIMIT as u64) {
+        let (code, message) = swap::too_large(length);
+        return error(code, &message);
+    }
+    let multipart = match Multipart::from_request(request, &()).await {
+        Ok(m) => m,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "a swap is a multipart/form-data body with parts `{}` and/or `{}`: {}",
+                    swap::COMPONENT_PART,
+                    swap::CONFIG_PART,
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
+    let parts = match swap::read_parts(multipart).await {
+        Ok(parts) => parts,
+        Err((code, message)) => return error(code, &message),
+    };
+    let control = state.control.clone();
+    // Compiling a component takes a while; the server keeps answering.
+    let swapped =
+        tokio::task::spawn_blocking(move || control.swap(&step, parts.component, parts.config))
+            .await;
+    match swapped {
+        Ok(Ok(report)) => axum::Json(SwapAnswer::from(&report)).into_response(),
+        Ok(Err(e)) => {
+            (swap::refusal_status(&e), axum::Json(swap::refusal_body(&e))).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the swap did not complete: {e}"),
+        ),
+    }
+}
+
+/// A refusal that is not about authentication: `{"error": ...}`.
+fn error(code: StatusCode, message: &str) -> Response {
+    (code, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 async fn allow_read(State(state): State<AdminState>, request: Request, next: Next) -> Response {

@@ -1,13 +1,16 @@
 //! What `GET /v1/status` answers: the pipeline, its process, and each
-//! step with its component's digest and its counters.
+//! step with its component's digest, its counters and the versions it ran
+//! (from the run's [`RunControl`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::swap::{millis, short};
 use crate::metrics::Metrics;
 use crate::runtime::Topology;
+use crate::runtime::control::{RunControl, VersionStatus};
 
 /// A running pipeline's status, as the admin API serves it (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,11 +47,58 @@ pub struct StepStatus {
     pub records_out: u64,
     /// Records the step failed on (whatever the error policy did with them).
     pub errors: u64,
+    /// The version running now (1 is the pipeline file's, each swap adds
+    /// one); none for a step the host runs itself.
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// Every version the step ran, oldest first; the last one runs now.
+    #[serde(default)]
+    pub versions: Vec<VersionInfo>,
+}
+
+/// One version of a plugin step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub number: u32,
+    /// SHA-256 of its component.
+    pub sha256: String,
+    /// The config it was started with.
+    pub config: serde_json::Value,
+    /// Records it processed, over every task.
+    pub records: u64,
+    /// When it started running (RFC 3339, UTC): the run's start, or the
+    /// end of the swap that brought it.
+    pub since: String,
+    /// For a version a swap brought: how long the cutover took, and the
+    /// slowest task's part of it (microseconds).
+    #[serde(default)]
+    pub cutover_us: Option<u64>,
+    #[serde(default)]
+    pub slowest_task_us: Option<u64>,
+}
+
+impl From<&VersionStatus> for VersionInfo {
+    fn from(v: &VersionStatus) -> Self {
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        VersionInfo {
+            number: v.number,
+            sha256: v.digest.clone(),
+            config: v.config.clone(),
+            records: v.records,
+            since: rfc3339(v.since),
+            cutover_us: v.cutover.map(|(c, _)| micros(c)),
+            slowest_task_us: v.cutover.map(|(_, s)| micros(s)),
+        }
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map_or_else(|_| "?".to_string(), |t| t.to_string())
 }
 
 /// Where the admin API's status comes from. The HTTP layer knows only
-/// this, so a richer source (per-version counts, swap history) can take
-/// the place of [`RunStatus`] without changing it.
+/// this, so another source (a status gathered from several processes, a
+/// test's) can take the place of [`RunStatus`] without changing it.
 pub trait StatusSource: Send + Sync {
     fn status(&self) -> Status;
 }
@@ -62,18 +112,21 @@ struct StepInfo {
     sha256: Option<String>,
 }
 
-/// The status of a run: what its topology loaded, and its live counters.
+/// The status of a run: what its topology loaded, its live counters, and
+/// the versions its control saw.
 pub struct RunStatus {
     pipeline: String,
     steps: Vec<StepInfo>,
     metrics: Arc<Metrics>,
+    control: Arc<RunControl>,
     started: Instant,
 }
 
 impl RunStatus {
-    /// The status of a run of `topo` that counts into `metrics` (hand the
-    /// same `metrics` to the run through [`crate::RunOptions::metrics`]).
-    pub fn new(topo: &Topology, metrics: Arc<Metrics>) -> RunStatus {
+    /// The status of a run of `topo` that counts into `metrics` and is
+    /// swapped through `control` (hand the same ones to the run through
+    /// [`crate::RunOptions::metrics`] and [`crate::RunOptions::control`]).
+    pub fn new(topo: &Topology, metrics: Arc<Metrics>, control: Arc<RunControl>) -> RunStatus {
         let steps = topo
             .pipeline
             .steps
@@ -92,6 +145,7 @@ impl RunStatus {
             pipeline: topo.pipeline.name.clone(),
             steps,
             metrics,
+            control,
             started: Instant::now(),
         }
     }
@@ -101,20 +155,33 @@ impl StatusSource for RunStatus {
     fn status(&self) -> Status {
         let counts = self.metrics.snapshot();
         let operators = self.metrics.operators();
+        // Empty until the run attached the control.
+        let versions = self.control.status();
         let steps = self
             .steps
             .iter()
             .map(|info| {
                 let mine = operators.iter().filter(|o| o.step == info.name);
+                let versions: Vec<VersionInfo> = versions
+                    .iter()
+                    .find(|s| s.name == info.name)
+                    .map(|s| s.versions.iter().map(VersionInfo::from).collect())
+                    .unwrap_or_default();
+                let current = versions.last();
                 let mut step = StepStatus {
                     name: info.name.clone(),
                     kind: info.kind.to_string(),
                     plugin: info.plugin.clone(),
-                    sha256: info.sha256.clone(),
+                    // The running version's: another after a swap.
+                    sha256: current
+                        .map(|v| v.sha256.clone())
+                        .or_else(|| info.sha256.clone()),
                     tasks: 0,
                     records_in: 0,
                     records_out: 0,
                     errors: 0,
+                    version: current.map(|v| v.number),
+                    versions: versions.clone(),
                 };
                 for o in mine {
                     step.tasks += 1;
@@ -202,13 +269,123 @@ impl std::fmt::Display for Status {
         for row in &rows {
             line(f, &row.each_ref().map(String::as_str))?;
         }
+        for step in self.steps.iter().filter(|s| s.versions.len() > 1) {
+            writeln!(f, "{}", swapped(step))?;
+        }
         Ok(())
+    }
+}
+
+/// A swapped step's versions, newest first: `tag: v3 (sha 9ab1c2d3e4f5)
+/// since 12:01:07 UTC (cutover 1.2 ms), 310 records; v2 (sha ...) 1200
+/// records; v1 (sha ...) 5000 records`.
+fn swapped(step: &StepStatus) -> String {
+    let mut versions = step.versions.iter().rev();
+    let mut text = format!("{}:", step.name);
+    if let Some(now) = versions.next() {
+        let since = now.since.parse::<jiff::Timestamp>().map_or_else(
+            |_| now.since.clone(),
+            |t| t.strftime("%H:%M:%S UTC").to_string(),
+        );
+        let cutover = now
+            .cutover_us
+            .map_or(String::new(), |us| format!(" (cutover {})", millis(us)));
+        text.push_str(&format!(
+            " v{} (sha {}) since {since}{cutover}, {}",
+            now.number,
+            short(&now.sha256),
+            records(now.records)
+        ));
+    }
+    for v in versions {
+        text.push_str(&format!(
+            "; v{} (sha {}) {}",
+            v.number,
+            short(&v.sha256),
+            records(v.records)
+        ));
+    }
+    text
+}
+
+fn records(n: u64) -> String {
+    if n == 1 {
+        "1 record".to_string()
+    } else {
+        format!("{n} records")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn version(number: u32, sha256: &str, records: u64, cutover_us: Option<u64>) -> VersionInfo {
+        VersionInfo {
+            number,
+            sha256: sha256.into(),
+            config: serde_json::json!({ "set": { "version": format!("v{number}") } }),
+            records,
+            since: format!("2026-11-30T12:0{number}:07.25Z"),
+            cutover_us,
+            slowest_task_us: cutover_us,
+        }
+    }
+
+    #[test]
+    fn a_swapped_step_gets_a_line_with_its_versions_newest_first() {
+        let step = StepStatus {
+            name: "tag".into(),
+            kind: "map".into(),
+            plugin: Some("plugins/enricher.wasm".into()),
+            sha256: Some("9ab1c2d3e4f5a6b7".into()),
+            tasks: 4,
+            records_in: 6510,
+            records_out: 6510,
+            errors: 0,
+            version: Some(3),
+            versions: vec![
+                version(1, "5f0c6e1a9b2d3c4e", 5000, None),
+                version(2, "5f0c6e1a9b2d3c4e", 1, Some(850)),
+                version(3, "9ab1c2d3e4f5a6b7", 310, Some(1234)),
+            ],
+        };
+        assert_eq!(
+            swapped(&step),
+            "tag: v3 (sha 9ab1c2d3e4f5) since 12:03:07 UTC (cutover 1.2 ms), 310 records; \
+             v2 (sha 5f0c6e1a9b2d) 1 record; v1 (sha 5f0c6e1a9b2d) 5000 records"
+        );
+        let status = Status {
+            pipeline: "orders".into(),
+            pid: 42,
+            uptime_ms: 0,
+            records_in: 6510,
+            records_out: 6510,
+            dead_lettered: 0,
+            skipped: 0,
+            restarts: 0,
+            steps: vec![step.clone()],
+        };
+        assert!(
+            status
+                .to_string()
+                .ends_with(&format!("{}\n", swapped(&step)))
+        );
+        // The JSON keeps the table's fields and adds the versions.
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["steps"][0]["sha256"], "9ab1c2d3e4f5a6b7");
+        assert_eq!(json["steps"][0]["version"], 3);
+        assert_eq!(json["steps"][0]["versions"][1]["records"], 1);
+        assert_eq!(json["steps"][0]["versions"][1]["cutover_us"], 850);
+        assert_eq!(
+            json["steps"][0]["versions"][0]["cutover_us"],
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            json["steps"][0]["versions"][2]["config"]["set"]["version"],
+            "v3"
+        );
+    }
 
     #[test]
     fn the_table_lists_each_step_with_its_counters_and_digest() {
@@ -231,6 +408,8 @@ mod tests {
                     records_in: 10,
                     records_out: 8,
                     errors: 1,
+                    version: Some(1),
+                    versions: vec![version(1, "0123456789abcdef", 10, None)],
                 },
                 StepStatus {
                     name: "by-customer".into(),
@@ -241,6 +420,8 @@ mod tests {
                     records_in: 0,
                     records_out: 0,
                     errors: 0,
+                    version: None,
+                    versions: vec![],
                 },
             ],
         };

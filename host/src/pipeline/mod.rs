@@ -23,6 +23,7 @@ mod quantity;
 mod raw;
 mod schema;
 mod schema_check;
+mod step_config;
 mod validate;
 mod yaml_tree;
 
@@ -35,6 +36,7 @@ pub use crate::codec::extract::{Extract, FieldPath, TimestampField};
 pub use crate::codec::{Format, LineFormat};
 pub use diagnostic::{Diagnostic, Loc, PipelineError};
 pub use overrides::{OverrideError, Overrides, Place};
+pub use step_config::read_step_config;
 
 use crate::limits::Limits;
 

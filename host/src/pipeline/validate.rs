@@ -201,7 +201,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Pipeline, PipelineError> {
 }
 
 /// serde-saphyr's message without its source snippet or position (we print ours).
-fn yaml_message(e: &serde_saphyr::Error) -> String {
+pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
     // Drop a trailing " at line X, column Y" that duplicates our prefix.

@@ -1,6 +1,7 @@
 //! Hot-swapping a step of a running pipeline (issue 12), in process.
 //!
-//! A caller (the admin API, a test) creates a [`RunControl`], passes it in
+//! A caller (`weir run`, whose admin API's swap endpoint calls it; a test)
+//! creates a [`RunControl`], passes it in
 //! [`super::RunOptions::control`] and, while the run lasts, asks it to
 //! [`swap`](RunControl::swap) a plugin step or for its
 //! [`status`](RunControl::status). Its types hold no engine or server
