@@ -1,15 +1,16 @@
-//! The few HTTP requests the CLI makes to a running pipeline's admin API:
-//! one request per connection, over loopback, so a plain `TcpStream`
-//! serves (no HTTP client crate needed).
+//! The HTTP(S) requests the CLI makes to a running pipeline's admin API,
+//! through ureq (rustls with ring for `https://`, checked against
+//! [`ClientTls`]).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{AdminError, Token};
+use super::{AdminError, AdminUrl, ClientTls, Token};
 
 /// How long a call may take before the CLI gives up on it.
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of an answer the CLI reads.
+const MAX_REPLY: u64 = 16 << 20;
 
 /// An answer: its HTTP status and its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,51 +29,81 @@ impl Reply {
     }
 }
 
-/// `METHOD path` to the admin API at `addr`, with `token` as the bearer
-/// token when given.
+/// `METHOD path` to the admin API at `url` (over HTTPS when it says so,
+/// trusting what `tls` trusts), with `token` as the bearer token when
+/// given. Any status is a [`Reply`]; only not getting one is an error.
 pub fn request(
-    addr: SocketAddr,
+    url: &AdminUrl,
+    tls: &ClientTls,
     method: &str,
     path: &str,
     token: Option<&Token>,
 ) -> Result<Reply, AdminError> {
-    let connect = |cause| AdminError::Connect { addr, cause };
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(connect)?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(connect)?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {}\r\n", t.secret()))
-        .unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).map_err(connect)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(connect)?;
-    parse(&raw).map_err(|reason| AdminError::BadReply { addr, reason })
+    send(url, tls, method, path, token, &[])
 }
 
-/// A whole HTTP/1.1 response (the connection closed after it).
-fn parse(raw: &[u8]) -> Result<Reply, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or("no end of the response head")?;
-    let status_line = head.lines().next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("status line `{status_line}`"))?;
-    if head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:"))
-    {
-        return Err("a chunked body, which this client does not read".into());
+/// [`request`] with `body` (none when empty).
+fn send(
+    url: &AdminUrl,
+    tls: &ClientTls,
+    method: &str,
+    path: &str,
+    token: Option<&Token>,
+    body: &[u8],
+) -> Result<Reply, AdminError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(tls.root_certs())
+                .build(),
+        )
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"));
+    if let Some(token) = token {
+        builder = builder.header("Authorization", format!("Bearer {}", token.secret()));
     }
-    Ok(Reply {
-        status,
-        body: body.to_string(),
-    })
+    let request = builder
+        .body(body.to_vec())
+        .map_err(|e| AdminError::BadUrl(format!("{url}{path}: {e}")))?;
+    let mut response = agent.run(request).map_err(|e| failed(url, tls, e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_REPLY)
+        .read_to_string()
+        .map_err(|e| AdminError::BadReply {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Reply { status, body })
+}
+
+/// Why no answer came: a certificate `tls` does not trust gets a message
+/// of its own, since the fix (`--admin-ca`) differs.
+fn failed(url: &AdminUrl, tls: &ClientTls, e: ureq::Error) -> AdminError {
+    let rustls_error = match &e {
+        ureq::Error::Rustls(inner) => Some(inner),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match rustls_error {
+        Some(why @ rustls::Error::InvalidCertificate(_)) => AdminError::Untrusted {
+            url: url.clone(),
+            trusted: tls.trusted(),
+            cause: why.to_string(),
+        },
+        _ => AdminError::Connect {
+            url: url.clone(),
+            cause: e.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -80,13 +111,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_response_gives_its_status_and_body() {
-        let reply = parse(
-            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 27\r\n\r\n{\"error\":\"wrong admin token\"}",
-        )
-        .unwrap();
-        assert_eq!(reply.status, 401);
+    fn a_refusal_gives_its_error() {
+        let reply = Reply {
+            status: 401,
+            body: "{\"error\":\"wrong admin token\"}".into(),
+        };
         assert_eq!(reply.error(), "wrong admin token");
-        assert!(parse(b"garbage").is_err());
+        let reply = Reply {
+            status: 500,
+            body: "oops".into(),
+        };
+        assert_eq!(reply.error(), "oops");
     }
 }
