@@ -61,6 +61,10 @@ enum Command {
         /// No live progress and no summary line at the end (errors are still reported).
         #[arg(long)]
         quiet: bool,
+        /// For development: when the plugin file of a step changes (a
+        /// rebuild), swap the step to it once the file is complete.
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         endpoints: EndpointArgs,
         #[command(flatten)]
@@ -322,9 +326,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run {
             pipeline,
             quiet,
+            watch,
             endpoints,
             admin,
-        } => run(&pipeline, quiet, &endpoints.overrides(), &admin),
+        } => run(&pipeline, quiet, watch, &endpoints.overrides(), &admin),
         Command::Status { target, token, ca } => status(&target, &token, &ca),
         Command::Validate {
             pipeline,
@@ -367,7 +372,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 /// `weir run`: until the inputs end, a failure, or a signal; then the
 /// summary (unless `quiet`) and the exit status saying which.
-fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -> Result<ExitCode> {
+fn run(
+    pipeline: &Path,
+    quiet: bool,
+    watch: bool,
+    overrides: &Overrides,
+    admin: &AdminArgs,
+) -> Result<ExitCode> {
     let tls = admin.tls()?;
     let address =
         admin::parse_address(&admin.address, tls.is_some()).map_err(|e| Invalid(e.to_string()))?;
@@ -397,12 +408,21 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
         )?),
         None => None,
     };
+    let control = weir::RunControl::new();
+    // Watches while the run lasts; stops when dropped.
+    let _watch = if watch {
+        let report = |event| eprintln!("weir: watch: {event}");
+        Some(weir::watch_plugins(&topo, control.clone(), report)?)
+    } else {
+        None
+    };
     let outcome = weir::run_reporting(
         &topo,
         RunOptions {
             progress: !quiet,
             stop: Some(stop),
             metrics: Some(metrics),
+            control: Some(control),
             ..RunOptions::default()
         },
     );
