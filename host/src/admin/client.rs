@@ -32,6 +32,8 @@ impl Reply {
 /// `METHOD path` to the admin API at `url` (over HTTPS when it says so,
 /// trusting what `tls` trusts), with `token` as the bearer token when
 /// given. Any status is a [`Reply`]; only not getting one is an error.
+/// The token is never sent in clear beyond this machine: a plain `http://`
+/// address that is not loopback is refused when a token is given.
 pub fn request(
     url: &AdminUrl,
     tls: &ClientTls,
@@ -51,6 +53,9 @@ fn send(
     token: Option<&Token>,
     body: &[u8],
 ) -> Result<Reply, AdminError> {
+    if token.is_some() && !url.tls && !url.is_loopback() {
+        return Err(AdminError::TokenInClear(url.clone()));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -109,6 +114,23 @@ fn failed(url: &AdminUrl, tls: &ClientTls, e: ureq::Error) -> AdminError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_not_sent_in_clear_beyond_loopback() {
+        let token = Token::new("s3cret", "the test").unwrap();
+        let url: AdminUrl = "http://192.0.2.1:7070".parse().unwrap();
+        let err = request(
+            &url,
+            &ClientTls::default(),
+            "GET",
+            "/v1/status",
+            Some(&token),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http://192.0.2.1:7070"), "{err}");
+        assert!(err.contains("https://"), "{err}");
+    }
 
     #[test]
     fn a_refusal_gives_its_error() {

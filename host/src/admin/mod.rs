@@ -97,6 +97,12 @@ pub enum AdminError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(
+        "refusing to send the admin token in clear to {0}: plain HTTP is only for loopback; \
+         serve the admin API with TLS and use an https:// address, or reach it through an \
+         SSH tunnel on 127.0.0.1"
+    )]
+    TokenInClear(AdminUrl),
     #[error("cannot reach the admin API at {url}: {cause}")]
     Connect { url: AdminUrl, cause: String },
     #[error(

@@ -37,6 +37,14 @@ impl AdminUrl {
     }
 }
 
+impl AdminUrl {
+    /// Whether the host is this machine's loopback (`127.0.0.0/8`, `::1`,
+    /// `localhost`), where plain HTTP does not leave the machine.
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 impl std::fmt::Display for AdminUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls { "https" } else { "http" };
@@ -105,10 +113,13 @@ mod tests {
         assert_eq!(url.host, "weir.example.com");
         assert_eq!(url.port, 7070);
         assert_eq!(url.to_string(), "https://weir.example.com:7070");
+        assert!(!url.is_loopback());
         let url: AdminUrl = "127.0.0.1:40113".parse().unwrap();
         assert_eq!(url.to_string(), "http://127.0.0.1:40113");
+        assert!(url.is_loopback());
         let url: AdminUrl = "https://[::1]:9/".parse().unwrap();
         assert_eq!(url.to_string(), "https://[::1]:9");
+        assert!(url.is_loopback());
         for bad in [
             "weir.example.com:7070",
             "https://host",
