@@ -46,6 +46,7 @@ pub use runtime::checkpoint::Cut;
 pub use runtime::control::{
     RefusedAt, RunControl, StepStatus, SwapError, SwapReport, VersionStatus,
 };
+pub use runtime::watch::{PluginWatch, WatchError, WatchEvent, watch_plugins};
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
     Topology, run, run_reporting, summary_lines,

@@ -61,6 +61,10 @@ enum Command {
         /// No live progress and no summary line at the end (errors are still reported).
         #[arg(long)]
         quiet: bool,
+        /// For development: when the plugin file of a step changes (a
+        /// rebuild), swap the step to it once the file is complete.
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         endpoints: EndpointArgs,
         #[command(flatten)]
@@ -72,11 +76,14 @@ enum Command {
     Status {
         /// The pipeline file (its run file, in `.weir/` beside it, says
         /// where the admin API of each of its running processes is), or the
-        /// admin API's IP:PORT.
+        /// admin API's address: IP:PORT (plain HTTP), http://HOST:PORT or
+        /// https://HOST:PORT.
         #[arg(value_name = "PIPELINE|ADDRESS")]
         target: String,
         #[command(flatten)]
         token: TokenArgs,
+        #[command(flatten)]
+        ca: CaArgs,
     },
     /// Replace a plugin step of a running pipeline with a new component, a
     /// new config, or both, without stopping it (through its admin API).
@@ -106,6 +113,8 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         token: TokenArgs,
+        #[command(flatten)]
+        ca: CaArgs,
     },
     /// Check a pipeline file, its plugins and their configs without running it.
     Validate {
@@ -177,13 +186,49 @@ impl EndpointArgs {
 /// Where a run serves its admin API (README, "Admin API").
 #[derive(clap::Args)]
 struct AdminArgs {
-    /// Serve the admin API on this loopback IP:PORT (port 0: one the OS
-    /// chooses; the run file says which), or `off`. Other addresses are
-    /// refused: the API speaks plain HTTP (no TLS yet).
+    /// Serve the admin API on this IP:PORT (port 0: one the OS chooses;
+    /// the run file says which), or `off`. Without TLS only a loopback
+    /// address is accepted.
     #[arg(long = "admin", value_name = "ADDR|off", default_value = weir::admin::DEFAULT_ADDRESS)]
     address: String,
+    /// Serve the admin API over HTTPS with the certificate chain in FILE
+    /// (PEM, the server's own first); needs --admin-tls-key.
+    #[arg(long = "admin-tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert (PEM; readable by its owner only).
+    #[arg(long = "admin-tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     token: TokenArgs,
+}
+
+impl AdminArgs {
+    /// The server's certificate and key, when given.
+    fn tls(&self) -> Result<Option<admin::ServerTls>, Invalid> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => admin::ServerTls::load(cert, key)
+                .map(Some)
+                .map_err(|e| Invalid(e.to_string())),
+            // clap requires both or neither.
+            _ => Ok(None),
+        }
+    }
+}
+
+/// What the CLI trusts when an admin API speaks HTTPS.
+#[derive(clap::Args)]
+struct CaArgs {
+    /// Trust the certificates in FILE (PEM: the CA that signed the admin
+    /// API's certificate, or that certificate itself) for https://
+    /// addresses, instead of the built-in Mozilla roots.
+    #[arg(long = "admin-ca", value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+impl CaArgs {
+    fn tls(&self) -> Result<admin::ClientTls, Invalid> {
+        admin::ClientTls::load(self.ca.as_deref()).map_err(|e| Invalid(e.to_string()))
+    }
 }
 
 /// The admin API's bearer token.
@@ -313,17 +358,26 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run {
             pipeline,
             quiet,
+            watch,
             endpoints,
             admin,
-        } => run(&pipeline, quiet, &endpoints.overrides(), &admin),
-        Command::Status { target, token } => status(&target, &token),
+        } => run(&pipeline, quiet, watch, &endpoints.overrides(), &admin),
+        Command::Status { target, token, ca } => status(&target, &token, &ca),
         Command::Swap {
             target,
             step,
             plugin,
             config,
             token,
-        } => swap(&target, &step, plugin.as_deref(), config.as_deref(), &token),
+            ca,
+        } => swap(
+            &target,
+            &step,
+            plugin.as_deref(),
+            config.as_deref(),
+            &token,
+            &ca,
+        ),
         Command::Validate {
             pipeline,
             print_topology,
@@ -365,33 +419,52 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 /// `weir run`: until the inputs end, a failure, or a signal; then the
 /// summary (unless `quiet`) and the exit status saying which.
-fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -> Result<ExitCode> {
-    let address = admin::parse_address(&admin.address).map_err(|e| Invalid(e.to_string()))?;
-    let token = match address {
-        Some(_) => admin.token.token()?,
+fn run(
+    pipeline: &Path,
+    quiet: bool,
+    watch: bool,
+    overrides: &Overrides,
+    admin: &AdminArgs,
+) -> Result<ExitCode> {
+    let tls = admin.tls()?;
+    let address =
+        admin::parse_address(&admin.address, tls.is_some()).map_err(|e| Invalid(e.to_string()))?;
+    let listen = match address {
+        Some(addr) => Some(Listen {
+            addr,
+            tls,
+            token: admin.token.token()?,
+        }),
         None => None,
     };
     let topo = build_with(pipeline, overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     let signal = watch_signals(stop.clone(), topo.engine.interrupter())?;
     let metrics = Arc::new(weir::Metrics::default());
-    // Swaps steps while the run lasts (the admin API's swap endpoint).
+    // Swaps steps while the run lasts (the admin API's swap endpoint and
+    // `--watch`).
     let control = weir::RunControl::new();
     let requested = Arc::new(AtomicBool::new(false));
     // Served while the run lasts; the server stops and the run file goes
     // when these are dropped, at the end of this function.
-    let _admin = match address {
-        Some(addr) => Some(serve_admin(
+    let _admin = match listen {
+        Some(listen) => Some(serve_admin(
             pipeline,
             &topo,
-            addr,
-            token,
+            listen,
             metrics.clone(),
             control.clone(),
             stop.clone(),
             requested.clone(),
         )?),
         None => None,
+    };
+    // Watches while the run lasts; stops when dropped.
+    let _watch = if watch {
+        let report = |event| eprintln!("weir: watch: {event}");
+        Some(weir::watch_plugins(&topo, control.clone(), report)?)
+    } else {
+        None
     };
     let outcome = weir::run_reporting(
         &topo,
@@ -425,6 +498,13 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
     Ok(ExitCode::from(code))
 }
 
+/// Where the admin API listens, whether over TLS, and the token guarding it.
+struct Listen {
+    addr: std::net::SocketAddr,
+    tls: Option<admin::ServerTls>,
+    token: Option<Token>,
+}
+
 /// The admin API of a run of `pipeline`, and its run file (none, with a
 /// warning, when it cannot be written). `requested` notes a stop asked for
 /// through the API.
@@ -433,8 +513,7 @@ fn run(pipeline: &Path, quiet: bool, overrides: &Overrides, admin: &AdminArgs) -
 fn serve_admin(
     pipeline: &Path,
     topo: &Topology,
-    addr: std::net::SocketAddr,
-    token: Option<Token>,
+    listen: Listen,
     metrics: Arc<weir::Metrics>,
     control: Arc<weir::RunControl>,
     stop: Arc<AtomicBool>,
@@ -452,20 +531,21 @@ fn serve_admin(
                 "stopping (POST /v1/stop): plugin calls interrupted, what was processed is passed on"
             );
         }),
-        token,
+        token: listen.token,
     };
-    let server = admin::AdminServer::start(addr, state).map_err(|e| Invalid(e.to_string()))?;
+    let server = admin::AdminServer::start(listen.addr, state, listen.tls)
+        .map_err(|e| Invalid(e.to_string()))?;
     let info = admin::RunInfo {
         pipeline: topo.pipeline.name.clone(),
         pid: std::process::id(),
-        admin: server.addr(),
+        admin: server.url().clone(),
     };
     // A pipeline in a folder this user cannot write still runs; only
     // finding it by its pipeline file does not work then.
     let file = admin::RunFile::write(pipeline, &info)
         .inspect_err(|e| {
             tracing::warn!(
-                "{e}; `weir status` finds this run only by its address, http://{}",
+                "{e}; `weir status` finds this run only by its address, {}",
                 info.admin
             );
         })
@@ -475,14 +555,15 @@ fn serve_admin(
 
 /// The admin API of each running process `target` names: a pipeline
 /// file's (from its run files, with their pids) or the one at an address.
-fn running(target: &str) -> Result<Vec<(std::net::SocketAddr, Option<u32>)>> {
-    if let Ok(addr) = target.parse() {
-        return Ok(vec![(addr, None)]);
+fn running(target: &str) -> Result<Vec<(admin::AdminUrl, Option<u32>)>> {
+    if let Ok(url) = target.parse() {
+        return Ok(vec![(url, None)]);
     }
     let file = Path::new(target);
     anyhow::ensure!(
         file.is_file(),
-        "`{target}` is neither a pipeline file nor an admin address (IP:PORT)"
+        "`{target}` is neither a pipeline file nor an admin address (IP:PORT, \
+         http://HOST:PORT or https://HOST:PORT)"
     );
     let runs = admin::live_runs(file);
     anyhow::ensure!(
@@ -490,15 +571,16 @@ fn running(target: &str) -> Result<Vec<(std::net::SocketAddr, Option<u32>)>> {
         "{target} is not running (no run file of a live process in {})",
         admin::run_dir(file).display()
     );
-    Ok(runs.iter().map(|r| (r.admin, Some(r.pid))).collect())
+    Ok(runs.into_iter().map(|r| (r.admin, Some(r.pid))).collect())
 }
 
 /// `weir status`: each running process of the pipeline (or the one at
 /// the address) asked for its status, printed as a table.
-fn status(target: &str, token: &TokenArgs) -> Result<ExitCode> {
+fn status(target: &str, token: &TokenArgs, ca: &CaArgs) -> Result<ExitCode> {
     let token = token.token()?;
+    let tls = ca.tls()?;
     for (i, (addr, _)) in running(target)?.into_iter().enumerate() {
-        let reply = admin::request(addr, "GET", "/v1/status", token.as_ref(), None)?;
+        let reply = admin::request(&addr, &tls, "GET", "/v1/status", token.as_ref(), None)?;
         anyhow::ensure!(
             reply.status == 200,
             "the admin API at {addr} answered {}: {}",
@@ -528,8 +610,10 @@ fn swap(
     plugin: Option<&Path>,
     config: Option<&Path>,
     token: &TokenArgs,
+    ca: &CaArgs,
 ) -> Result<ExitCode> {
     let token = token.token()?;
+    let tls = ca.tls()?;
     let component = plugin
         .map(|p| {
             std::fs::read(p)
@@ -540,7 +624,7 @@ fn swap(
         .map(|c| weir::read_step_config(c).map_err(|e| Invalid(e.to_string())))
         .transpose()?;
     let processes = running(target)?;
-    let (addr, pid) = processes[0];
+    let (addr, pid) = processes[0].clone();
     if processes.len() > 1 {
         let pids: Vec<String> = processes
             .iter()
@@ -561,7 +645,8 @@ fn swap(
         wait: SWAP_WAIT,
     };
     let reply = admin::request(
-        addr,
+        &addr,
+        &tls,
         "POST",
         &admin::swap_path(step),
         token.as_ref(),

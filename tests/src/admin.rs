@@ -62,13 +62,23 @@ impl Running {
         path
     }
 
-    /// The admin API's address, from the run file.
+    /// The admin API's address, from the run file (served over plain
+    /// HTTP).
     pub fn admin(&self, f: &Fixture) -> SocketAddr {
+        let url = self.admin_url(f);
+        let addr = url
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("{url}"));
+        addr.parse().unwrap()
+    }
+
+    /// The admin URL the run file gives (`http://...` or `https://...`).
+    pub fn admin_url(&self, f: &Fixture) -> String {
         let text = std::fs::read_to_string(self.run_file(f)).unwrap();
         let info: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(info["pid"], self.child.id());
         assert_eq!(info["pipeline"], "pipeline");
-        info["admin"].as_str().unwrap().parse().unwrap()
+        info["admin"].as_str().unwrap().to_string()
     }
 
     /// Closes stdin and waits for the exit (at most a minute); its status

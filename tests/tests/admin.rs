@@ -1,6 +1,7 @@
 //! The admin API of a running `weir run` (issue 12, items 1 and 2): served
-//! on loopback, found through the run file, `weir status`, and the bearer
-//! token that guards every changing call (here `POST /v1/stop`).
+//! on loopback, or anywhere over TLS, found through the run file, `weir
+//! status`, and the bearer token that guards every changing call (here
+//! `POST /v1/stop`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -209,7 +210,10 @@ fn an_exposed_token_file_and_a_non_loopback_address_are_refused_at_start() {
             &stderr(&out),
             &format!("admin address {addr} is not a loopback address"),
         );
-        assert_contains(&stderr(&out), "TLS is not implemented yet");
+        assert_contains(
+            &stderr(&out),
+            "give --admin-tls-cert FILE and --admin-tls-key FILE (PEM) to serve it over HTTPS",
+        );
     }
     assert!(!f.path(".weir").exists(), "a refused run wrote a run file");
 }
@@ -226,7 +230,10 @@ fn admin_off_serves_nothing_and_writes_no_run_file() {
     let out = weir(&["status", "127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert_contains(&err, "error: cannot reach the admin API at 127.0.0.1:1: ");
+    assert_contains(
+        &err,
+        "error: cannot reach the admin API at http://127.0.0.1:1: ",
+    );
     assert_eq!(err.matches("refused").count(), 1, "{err}");
 }
 
@@ -245,4 +252,175 @@ fn a_run_file_that_cannot_be_written_leaves_the_run_going_with_a_warning() {
         "finds this run only by its address, http://127.0.0.1:",
     );
     assert_contains(&err, "2 records in, 2 out");
+}
+
+/// A self-signed certificate for `127.0.0.1` and `localhost` in
+/// `NAME.crt`, and its key in `NAME.key` (owner-only).
+fn certificate(f: &Fixture, name: &str) -> (PathBuf, PathBuf) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (
+        f.path(&format!("{name}.crt")),
+        f.path(&format!("{name}.key")),
+    );
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (cert, key)
+}
+
+/// `weir status TARGET` with `args` after it.
+fn status_of(target: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["status", target];
+    all.extend_from_slice(args);
+    weir(&all)
+}
+
+#[test]
+fn over_tls_the_api_may_listen_anywhere_and_the_cli_checks_its_certificate() {
+    let f = fixture();
+    let (cert, key) = certificate(&f, "server");
+    let (other, _) = certificate(&f, "other");
+    let token = token_file(&f, "tls-token", 0o600);
+    let (cert_s, key_s, token_s) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        token.to_str().unwrap(),
+    );
+    let mut run = Running::start(
+        &f,
+        &[
+            "--admin",
+            "0.0.0.0:0",
+            "--admin-tls-cert",
+            cert_s,
+            "--admin-tls-key",
+            key_s,
+            "--admin-token-file",
+            token_s,
+        ],
+        &[],
+    );
+    // The run file gives the scheme, and loopback for 0.0.0.0.
+    let url = run.admin_url(&f);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let pipeline = f.pipeline_path();
+    let pipeline = pipeline.to_str().unwrap();
+    run.send(&["a", "b"]);
+    let with_ca = ["--admin-ca", cert_s, "--admin-token-file", token_s];
+    // From the run file, and from the address.
+    until("2 records counted over HTTPS", || {
+        let out = status_of(pipeline, &with_ca);
+        assert!(out.status.success(), "{}", stderr(&out));
+        pass_in(&stdout(&out)) == 2
+    });
+    let out = status_of(&url, &with_ca);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(pass_in(&stdout(&out)), 2);
+
+    // Another certificate as the CA, or none (Mozilla's roots): refused,
+    // saying what was trusted and what to do.
+    let out = status_of(
+        &url,
+        &[
+            "--admin-ca",
+            other.to_str().unwrap(),
+            "--admin-token-file",
+            token_s,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "the admin API at {url} presented a certificate that --admin-ca {} does not vouch for",
+            other.display()
+        ),
+    );
+    assert_contains(&stderr(&out), "(invalid peer certificate: ");
+    let out = status_of(pipeline, &["--admin-token-file", token_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "that the built-in Mozilla roots (no --admin-ca given) does not vouch for",
+    );
+    // Plain HTTP to the HTTPS port gets no answer.
+    let plain = url.replace("https://", "http://");
+    let out = status_of(&plain, &with_ca[2..]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("cannot reach the admin API at {plain}: "),
+    );
+
+    // The token rules hold over TLS.
+    let out = status_of(&url, &with_ca[..2]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "answered 401: this call needs the admin token",
+    );
+    let url: weir::admin::AdminUrl = url.parse().unwrap();
+    let tls = weir::admin::ClientTls::load(Some(&cert)).unwrap();
+    let stop = |token: Option<&str>| {
+        let token = token.map(|t| weir::admin::Token::new(t, "the test").unwrap());
+        weir::admin::request(&url, &tls, "POST", "/v1/stop", token.as_ref(), None).unwrap()
+    };
+    let reply = stop(None);
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let reply = stop(Some("tls-tokeN"));
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.error(), "wrong admin token");
+    assert!(run.child.try_wait().unwrap().is_none(), "the run stopped");
+    assert_eq!(stop(Some("tls-token")).status, 202);
+    let (code, err) = run.wait();
+    assert_eq!(code.code(), Some(143), "{err}");
+    assert_contains(&err, "2 records in, 2 out");
+}
+
+#[test]
+fn tls_files_are_checked_at_start() {
+    let f = fixture();
+    let (cert, key) = certificate(&f, "server");
+    let pipeline = f.pipeline_path();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", pipeline.to_str().unwrap(), "--admin", "0.0.0.0:0"];
+        all.extend_from_slice(args);
+        weir(&all)
+    };
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // A key its group or others can read.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&["--admin-tls-cert", cert_s, "--admin-tls-key", key_s]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("admin TLS key file {key_s} has mode 0644"),
+    );
+    assert_contains(&stderr(&out), &format!("chmod 600 {key_s}"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // One without the other.
+    let out = run(&["--admin-tls-cert", cert_s]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "--admin-tls-key <FILE>");
+    // The files swapped.
+    let out = run(&["--admin-tls-cert", key_s, "--admin-tls-key", key_s]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("TLS file {key_s}: it holds no certificate"),
+    );
+    let missing = f.path("missing.crt");
+    let out = run(&[
+        "--admin-tls-cert",
+        missing.to_str().unwrap(),
+        "--admin-tls-key",
+        key_s,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("cannot read the TLS file {}", missing.display()),
+    );
+    assert!(!f.path(".weir").exists(), "a refused run wrote a run file");
 }

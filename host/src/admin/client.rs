@@ -1,20 +1,17 @@
-//! The few HTTP requests the CLI makes to a running pipeline's admin API:
-//! one request per connection, over loopback, so a plain `TcpStream`
-//! serves (no HTTP client crate needed). A request may carry a body (a
-//! swap's component and config).
+//! The HTTP(S) requests the CLI makes to a running pipeline's admin API,
+//! through ureq (rustls with ring for `https://`, checked against
+//! [`ClientTls`]). A request may carry a body (a swap's component and
+//! config).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{AdminError, Token};
+use super::{AdminError, AdminUrl, ClientTls, Token};
 
 /// How long a call may take before the CLI gives up on it.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the CLI waits for the server's go-ahead (`100 Continue`)
-/// before it sends a body anyway, as curl does.
-const CONTINUE_WAIT: Duration = Duration::from_secs(1);
+/// The most of an answer the CLI reads.
+const MAX_REPLY: u64 = 16 << 20;
 
 /// A request body, and how long the server may take to act on it.
 #[derive(Debug, Clone, Copy)]
@@ -43,120 +40,88 @@ impl Reply {
     }
 }
 
-/// `METHOD path` to the admin API at `addr`, with `token` as the bearer
-/// token when given, carrying `upload` when given.
+/// `METHOD path` to the admin API at `url` (over HTTPS when it says so,
+/// trusting what `tls` trusts), with `token` as the bearer token when
+/// given, carrying `upload` when given. Any status is a [`Reply`]; only
+/// not getting one is an error. The token is never sent in clear beyond
+/// this machine: a plain `http://` address that is not loopback is refused
+/// when a token is given.
 ///
-/// A body goes with `Expect: 100-continue`: it is sent once the server
-/// says go on, so a refusal that comes first (a wrong token, a body over
-/// the limit) arrives whole instead of after a large upload, or as a
-/// reset connection.
+/// A body goes with `Expect: 100-continue` (ureq waits up to a second for
+/// the go-ahead, then sends it anyway, as curl does): a refusal that comes
+/// first (a wrong token, a body over the limit) then arrives whole instead
+/// of after a large upload, or as a reset connection.
 pub fn request(
-    addr: SocketAddr,
+    url: &AdminUrl,
+    tls: &ClientTls,
     method: &str,
     path: &str,
     token: Option<&Token>,
     upload: Option<Upload<'_>>,
 ) -> Result<Reply, AdminError> {
-    let connect = |cause| AdminError::Connect { addr, cause };
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(connect)?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(connect)?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {}\r\n", t.secret()))
-        .unwrap_or_default();
-    let body = match upload {
-        Some(u) => format!(
-            "Content-Type: {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n",
-            u.content_type,
-            u.bytes.len()
-        ),
-        None => "Content-Length: 0\r\n".to_string(),
-    };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{body}Connection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).map_err(connect)?;
-    let mut raw = Vec::new();
+    if token.is_some() && !url.tls && !url.is_loopback() {
+        return Err(AdminError::TokenInClear(url.clone()));
+    }
+    let wait = upload.map_or(TIMEOUT, |u| TIMEOUT + u.wait);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(wait))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(tls.root_certs())
+                .build(),
+        )
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"));
+    if let Some(token) = token {
+        builder = builder.header("Authorization", format!("Bearer {}", token.secret()));
+    }
     if let Some(u) = upload {
-        stream
-            .set_read_timeout(Some(CONTINUE_WAIT))
-            .map_err(connect)?;
-        match interim(&mut stream).map_err(connect)? {
-            // Go on (or no word in time): send the body.
-            Interim::Continue | Interim::Silent => {
-                stream.write_all(u.bytes).map_err(connect)?;
-                stream.set_read_timeout(Some(u.wait)).map_err(connect)?;
-            }
-            // The final answer came first: the body is not wanted.
-            Interim::Final(head) => {
-                stream.set_read_timeout(Some(TIMEOUT)).map_err(connect)?;
-                raw = head;
-            }
-        }
+        builder = builder
+            .header("Content-Type", u.content_type)
+            .header("Expect", "100-continue");
     }
-    stream.read_to_end(&mut raw).map_err(connect)?;
-    parse(&raw).map_err(|reason| AdminError::BadReply { addr, reason })
+    let body = upload.map_or_else(Vec::new, |u| u.bytes.to_vec());
+    let request = builder
+        .body(body)
+        .map_err(|e| AdminError::BadUrl(format!("{url}{path}: {e}")))?;
+    let mut response = agent.run(request).map_err(|e| failed(url, tls, e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_REPLY)
+        .read_to_string()
+        .map_err(|e| AdminError::BadReply {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Reply { status, body })
 }
 
-/// What the server said before a body was sent.
-enum Interim {
-    /// `100 Continue`.
-    Continue,
-    /// Nothing within the wait.
-    Silent,
-    /// A final answer's head, read so far.
-    Final(Vec<u8>),
-}
-
-/// Reads a response head (up to its blank line) if one comes within the
-/// stream's read timeout.
-fn interim(stream: &mut impl std::io::Read) -> std::io::Result<Interim> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) => head.push(byte[0]),
-            Err(e)
-                if head.is_empty()
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-            {
-                return Ok(Interim::Silent);
-            }
-            Err(e) => return Err(e),
-        }
+/// Why no answer came: a certificate `tls` does not trust gets a message
+/// of its own, since the fix (`--admin-ca`) differs.
+fn failed(url: &AdminUrl, tls: &ClientTls, e: ureq::Error) -> AdminError {
+    let rustls_error = match &e {
+        ureq::Error::Rustls(inner) => Some(inner),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match rustls_error {
+        Some(why @ rustls::Error::InvalidCertificate(_)) => AdminError::Untrusted {
+            url: url.clone(),
+            trusted: tls.trusted(),
+            cause: why.to_string(),
+        },
+        _ => AdminError::Connect {
+            url: url.clone(),
+            cause: e.to_string(),
+        },
     }
-    if head.starts_with(b"HTTP/1.1 100") || head.starts_with(b"HTTP/1.0 100") {
-        Ok(Interim::Continue)
-    } else {
-        Ok(Interim::Final(head))
-    }
-}
-
-/// A whole HTTP/1.1 response (the connection closed after it).
-fn parse(raw: &[u8]) -> Result<Reply, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or("no end of the response head")?;
-    let status_line = head.lines().next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("status line `{status_line}`"))?;
-    if head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:"))
-    {
-        return Err("a chunked body, which this client does not read".into());
-    }
-    Ok(Reply {
-        status,
-        body: body.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -164,13 +129,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_response_gives_its_status_and_body() {
-        let reply = parse(
-            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 27\r\n\r\n{\"error\":\"wrong admin token\"}",
+    fn a_token_is_not_sent_in_clear_beyond_loopback() {
+        let token = Token::new("s3cret", "the test").unwrap();
+        let url: AdminUrl = "http://192.0.2.1:7070".parse().unwrap();
+        let err = request(
+            &url,
+            &ClientTls::default(),
+            "GET",
+            "/v1/status",
+            Some(&token),
+            None,
         )
-        .unwrap();
-        assert_eq!(reply.status, 401);
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http://192.0.2.1:7070"), "{err}");
+        assert!(err.contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_gives_its_error() {
+        let reply = Reply {
+            status: 401,
+            body: "{\"error\":\"wrong admin token\"}".into(),
+        };
         assert_eq!(reply.error(), "wrong admin token");
-        assert!(parse(b"garbage").is_err());
+        let reply = Reply {
+            status: 500,
+            body: "oops".into(),
+        };
+        assert_eq!(reply.error(), "oops");
     }
 }

@@ -1,7 +1,8 @@
 //! The run file: how the CLI finds a running pipeline's admin API.
 //!
 //! `weir run PIPELINE` writes `.weir/<file stem>.<pid>.run` beside the
-//! pipeline file (JSON: pipeline name, pid, admin address), readable by
+//! pipeline file (JSON: pipeline name, pid, admin URL: `http://127.0.0.1:40113`, or
+//! `https://...` when the API speaks TLS), readable by
 //! its owner only, and removes it when the run ends. The pid is in the
 //! name so that several processes of one pipeline (on Kafka) each have
 //! their own. A run file whose process is gone (after a crash or a kill)
@@ -10,13 +11,12 @@
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::AdminError;
+use super::{AdminError, AdminUrl};
 
 /// What a run file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +24,9 @@ pub struct RunInfo {
     /// The pipeline's name.
     pub pipeline: String,
     pub pid: u32,
-    /// Where its admin API answers.
-    pub admin: SocketAddr,
+    /// Where its admin API answers, from this machine. (Run files from
+    /// before TLS hold a bare `IP:PORT`, read as `http://`.)
+    pub admin: AdminUrl,
 }
 
 /// The folder of `pipeline_file`'s run files: `.weir` beside it.
@@ -156,13 +157,18 @@ mod tests {
         let info = RunInfo {
             pipeline: "orders".into(),
             pid: std::process::id(),
-            admin: "127.0.0.1:7070".parse().unwrap(),
+            admin: "https://127.0.0.1:7070".parse().unwrap(),
         };
         let file = RunFile::write(&pipeline, &info).unwrap();
         assert!(!stale.exists(), "the stale run file is removed");
         let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(live_runs(&pipeline), vec![info]);
+        assert_eq!(live_runs(&pipeline), vec![info.clone()]);
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(
+            text.contains(r#""admin": "https://127.0.0.1:7070""#),
+            "{text}"
+        );
         // Another pipeline in the same folder has none.
         assert_eq!(live_runs(&dir.path().join("other.yaml")), vec![]);
         let path = file.path().to_path_buf();

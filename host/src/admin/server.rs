@@ -1,4 +1,5 @@
-//! The admin API's HTTP server (axum, on a thread of its own).
+//! The admin API's HTTP server (axum, served by axum-server on a thread of
+//! its own; over rustls when given a [`ServerTls`]).
 //!
 //! Endpoints:
 //! - `GET /v1/status`: the run's [`Status`](super::Status) as JSON.
@@ -10,8 +11,9 @@
 //! Authentication: a changing call needs `Authorization: Bearer <token>`
 //! with the configured token (401 without it or with another one), and is
 //! refused (403) when no token is configured. A read-only call needs the
-//! token too when one is configured, and is open (to the local machine:
-//! the server is on loopback) when none is.
+//! token too when one is configured, and is open when none is (to the
+//! local machine without TLS, where the server is on loopback; to whoever
+//! reaches the address with TLS).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::swap::{self, SWAP_BODY_LIMIT, SwapAnswer};
-use super::{AdminError, StatusSource, TOKEN_ENV, Token};
+use super::{AdminError, AdminUrl, ServerTls, StatusSource, TOKEN_ENV, Token};
 use crate::runtime::control::RunControl;
 
 /// What the server's handlers reach: where the status comes from, how to
@@ -43,14 +45,20 @@ pub struct AdminState {
 /// A running admin API; dropping it stops the server.
 pub struct AdminServer {
     addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    url: AdminUrl,
+    handle: axum_server::Handle<SocketAddr>,
 }
 
 impl AdminServer {
-    /// Serves the admin API on `addr` (loopback only: see
-    /// [`super::parse_address`]) until dropped.
-    pub fn start(addr: SocketAddr, state: AdminState) -> Result<AdminServer, AdminError> {
-        if !addr.ip().is_loopback() {
+    /// Serves the admin API on `addr` until dropped: over HTTPS with `tls`,
+    /// else plain HTTP on a loopback address only (see
+    /// [`super::parse_address`]).
+    pub fn start(
+        addr: SocketAddr,
+        state: AdminState,
+        tls: Option<ServerTls>,
+    ) -> Result<AdminServer, AdminError> {
+        if tls.is_none() && !addr.ip().is_loopback() {
             return Err(AdminError::NotLoopback(addr));
         }
         let bind = |cause| AdminError::Bind { addr, cause };
@@ -61,30 +69,42 @@ impl AdminServer {
             .enable_all()
             .build()
             .map_err(bind)?;
-        let listener = {
+        let handle = axum_server::Handle::new();
+        let server = {
             let _entered = rt.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(bind)?
+            axum_server::from_tcp(listener).map_err(bind)?
         };
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let url = AdminUrl::served(local, tls.is_some());
+        let service = router(state).into_make_service();
+        let serving = handle.clone();
         std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    let served = axum::serve(listener, router(state))
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
+                    let server = server.handle(serving);
+                    let served = match tls {
+                        Some(tls) => {
+                            let config = axum_server::tls_rustls::RustlsConfig::from_config(
+                                tls.config.clone(),
+                            );
+                            server
+                                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config))
+                                .serve(service)
+                                .await
+                        }
+                        None => server.serve(service).await,
+                    };
                     if let Err(e) = served {
                         tracing::warn!("the admin API stopped: {e}");
                     }
                 });
             })
             .map_err(bind)?;
-        tracing::info!("admin API on http://{local}");
+        tracing::info!("admin API on {local} ({url})");
         Ok(AdminServer {
             addr: local,
-            shutdown: Some(shutdown),
+            url,
+            handle,
         })
     }
 
@@ -92,13 +112,19 @@ impl AdminServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// How a client on this machine reaches it: its scheme, and loopback
+    /// for an unspecified address.
+    pub fn url(&self) -> &AdminUrl {
+        &self.url
+    }
 }
 
 impl Drop for AdminServer {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        // Calls in flight get a moment to finish.
+        self.handle
+            .graceful_shutdown(Some(std::time::Duration::from_secs(1)));
     }
 }
 

@@ -26,6 +26,7 @@ mod sinks;
 mod summary;
 pub(crate) mod task;
 pub mod topology;
+pub mod watch;
 mod worker;
 
 use std::collections::HashMap;
