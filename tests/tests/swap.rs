@@ -12,7 +12,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weir::{RefusedAt, RunControl, RunError, RunOptions, RunReport, SinkOutput, SwapError};
+use weir::{
+    RefusedAt, Rollback, RunControl, RunError, RunOptions, RunReport, SinkOutput, SwapCause,
+    SwapError, SwapOptions, TrialOutcome, TrialStatus,
+};
 use weir_tests::{Fixture, line, plugin};
 
 const PIPELINE: &str = "\
@@ -34,6 +37,8 @@ struct Live {
     _fixture: Fixture,
     control: Arc<RunControl>,
     out: Arc<Mutex<Vec<u8>>>,
+    /// What the sink `rejected` got, when the pipeline has one.
+    rejected: Arc<Mutex<Vec<u8>>>,
     writer: Arc<Mutex<Option<std::fs::File>>>,
     fed: Arc<AtomicUsize>,
     run: JoinHandle<Result<RunReport, RunError>>,
@@ -41,7 +46,11 @@ struct Live {
 
 impl Live {
     fn start() -> Live {
-        let fixture = Fixture::new(PIPELINE, &[]);
+        Live::of(PIPELINE)
+    }
+
+    fn of(pipeline: &str) -> Live {
+        let fixture = Fixture::new(pipeline, &[]);
         let fifo = fixture.path("in.fifo");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -50,9 +59,15 @@ impl Live {
         assert!(made.success());
         let control = RunControl::new();
         let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let rejected: Arc<Mutex<Vec<u8>>> = Arc::default();
         let topo = fixture.topology();
+        let mut outputs: std::collections::HashMap<String, SinkOutput> =
+            [("out".to_string(), SinkOutput::Capture(out.clone()))].into();
+        if topo.pipeline.sinks.iter().any(|s| s.name == "rejected") {
+            outputs.insert("rejected".into(), SinkOutput::Capture(rejected.clone()));
+        }
         let options = RunOptions {
-            outputs: [("out".to_string(), SinkOutput::Capture(out.clone()))].into(),
+            outputs,
             control: Some(control.clone()),
             ..RunOptions::default()
         };
@@ -66,6 +81,7 @@ impl Live {
             _fixture: fixture,
             control,
             out,
+            rejected,
             writer: Arc::new(Mutex::new(Some(writer))),
             fed: Arc::default(),
             run,
@@ -82,11 +98,11 @@ impl Live {
     }
 
     fn outputs(&self) -> Vec<Value> {
-        String::from_utf8(self.out.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
-            .collect()
+        parse(&self.out)
+    }
+
+    fn rejected(&self) -> Vec<Value> {
+        parse(&self.rejected)
     }
 
     /// Waits until every record fed came out.
@@ -97,17 +113,32 @@ impl Live {
 
     /// Ends the input and the run; returns every output.
     fn finish(self) -> Vec<Value> {
+        self.finish_all().0
+    }
+
+    /// Ends the input and the run; returns every output and every
+    /// dead-lettered record.
+    fn finish_all(self) -> (Vec<Value>, Vec<Value>) {
         self.writer.lock().unwrap().take();
-        let outputs =
-            |out: &Mutex<Vec<u8>>| String::from_utf8(out.lock().unwrap().clone()).unwrap();
-        let Live { run, out, fed, .. } = self;
+        let Live {
+            run,
+            out,
+            rejected,
+            fed,
+            ..
+        } = self;
         let report = run.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(report.counts.records_in, fed.load(Ordering::SeqCst) as u64);
-        outputs(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
-            .collect()
+        (parse(&out), parse(&rejected))
     }
+}
+
+fn parse(captured: &Mutex<Vec<u8>>) -> Vec<Value> {
+    String::from_utf8(captured.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+        .collect()
 }
 
 fn feed(writer: &Mutex<Option<std::fs::File>>, fed: &AtomicUsize, n: usize) {
@@ -381,4 +412,340 @@ fn a_swap_asked_for_during_another_is_refused_as_busy() {
     let outputs = live.finish();
     let by_version = check_outputs(&outputs, fed);
     assert!(by_version.contains_key("v2"), "{by_version:?}");
+}
+
+/// A pipeline whose first step can be swapped to a failing version:
+/// `check` forwards every record (nothing sets its trigger off) until a
+/// swap configures it to fail; failures are dead-lettered to `rejected`.
+const ROLLBACK_PIPELINE: &str = "\
+partitions: 2
+error-policy: dead-letter
+dead-letter: rejected
+sources:
+  in: { kind: file, path: in.fifo }
+plugins:
+  odd: { path: '{plugin:misbehave}' }
+  enrich: { path: '{plugin:enricher}' }
+steps:
+  - { name: check, kind: flat-map, plugin: odd, config: { mode: poison, trigger: never } }
+  - { name: tag, kind: map, plugin: enrich, config: { set: { version: v1 } } }
+sinks:
+  out: { kind: stdout }
+  rejected: { kind: file, path: rejected.jsonl }
+";
+
+/// A record's headers as (name, value) pairs, in order, from the object or
+/// the list of pairs a JSON-lines sink writes.
+fn headers(record: &Value) -> Vec<(String, Option<String>)> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    match &record["headers"] {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        Value::Array(pairs) => pairs
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().to_string(), text(&p[1])))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn header(record: &Value, name: &str) -> Option<String> {
+    headers(record)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v)
+}
+
+/// Every input has exactly one outcome: an output or a dead letter.
+/// Returns the numbers dead-lettered.
+fn one_outcome_each(outputs: &[Value], rejected: &[Value], fed: usize) -> BTreeSet<u64> {
+    let mut seen = BTreeSet::new();
+    for o in outputs {
+        let n = o["value"]["n"].as_u64().expect("n");
+        assert!(seen.insert(n), "record {n} came out twice");
+    }
+    let mut dead = BTreeSet::new();
+    for r in rejected {
+        let n = r["value"]["n"].as_u64().expect("n");
+        assert!(
+            seen.insert(n),
+            "record {n} came out and was dead-lettered, or twice"
+        );
+        dead.insert(n);
+    }
+    assert_eq!(seen.len(), fed, "every input has an outcome");
+    dead
+}
+
+fn wait_for_trial(live: &Live, step: usize, number: u32) -> TrialOutcome {
+    let mut outcome = TrialOutcome::Running;
+    wait_until("the trial ends", || {
+        let status = live.control.status();
+        let trial = status[step]
+            .versions
+            .iter()
+            .find(|v| v.number == number)
+            .and_then(|v| v.trial.clone())
+            .expect("the version is on trial");
+        outcome = trial.outcome;
+        outcome != TrialOutcome::Running
+    });
+    outcome
+}
+
+/// Keeps records flowing until dropped.
+struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Feeder {
+    fn start(live: &Live) -> Feeder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (writer, fed, flag) = (live.writer.clone(), live.fed.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                feed(&writer, &fed, 5);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Feeder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Waits until every record fed came out or was dead-lettered.
+fn settle(live: &Live) {
+    let fed = live.fed.load(Ordering::SeqCst);
+    wait_until("every record fed has an outcome", || {
+        live.outputs().len() + live.rejected().len() >= fed
+    });
+}
+
+#[test]
+fn a_version_that_traps_on_every_record_is_rolled_back_and_every_record_has_one_outcome() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    live.feed(100);
+    settle(&live);
+    let v1 = live.control.status()[0].versions[0].clone();
+    let feeder = Feeder::start(&live);
+    let rollback = Rollback {
+        records: 20,
+        max_failure_rate: 0.25,
+    };
+    let report = live
+        .control
+        .swap_with(
+            "check",
+            None,
+            Some(json!({ "mode": "panic", "every": true })),
+            SwapOptions {
+                rollback: Some(rollback),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.version, report.rollback), (2, Some(rollback)));
+    let outcome = wait_for_trial(&live, 0, 2);
+    let TrialOutcome::RolledBack { reason } = &outcome else {
+        panic!("not rolled back: {outcome:?}");
+    };
+    assert!(reason.contains("version 2 failed"), "{reason}");
+    // Records keep flowing through the version that came back.
+    let after = live.outputs().len();
+    wait_until("records flow after the rollback", || {
+        live.outputs().len() > after + 50
+    });
+    drop(feeder);
+    live.feed(20);
+    settle(&live);
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    let dead = one_outcome_each(&outputs, &rejected, fed);
+
+    // Version 3 is version 1 again, brought back by a rollback.
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 3, "{check:?}");
+    let (tried, back) = (&check[1], &check[2]);
+    assert_eq!(tried.cause, SwapCause::Swap);
+    assert_eq!(
+        tried.trial,
+        Some(TrialStatus {
+            rollback,
+            outcome: outcome.clone()
+        })
+    );
+    assert_eq!(
+        back.cause,
+        SwapCause::Rollback {
+            from: 2,
+            restores: 1,
+            reason: reason.clone()
+        }
+    );
+    assert_eq!(
+        (back.number, &back.digest, &back.config),
+        (3, &v1.digest, &v1.config)
+    );
+    assert!(back.trial.is_none());
+    // Every record version 2 saw, it failed; those were dead-lettered,
+    // saying which version failed them. More than the trial allowed, and
+    // nothing else was.
+    assert_eq!(tried.failures, tried.records);
+    assert!(tried.failures as f64 > 0.25 * 20.0, "{tried:?}");
+    assert_eq!(dead.len() as u64, tried.failures);
+    for r in &rejected {
+        assert_eq!(header(r, "weir.error.kind").as_deref(), Some("trap"), "{r}");
+        assert_eq!(header(r, "weir.error.operator").as_deref(), Some("check"));
+        assert_eq!(header(r, "weir.error.version").as_deref(), Some("2"));
+        assert_eq!(
+            header(r, "weir.error.digest"),
+            Some(format!("sha256:{}", tried.digest))
+        );
+    }
+    assert_eq!(
+        check.iter().map(|v| v.records).sum::<u64>(),
+        fed as u64,
+        "each record was processed by exactly one version of `check`"
+    );
+    assert_eq!(back.failures + check[0].failures, 0);
+}
+
+#[test]
+fn a_version_failing_under_the_threshold_is_kept_and_its_failures_go_to_the_policy() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    live.feed(20);
+    settle(&live);
+    let feeder = Feeder::start(&live);
+    // Fails the records whose `n` ends in 7: a tenth.
+    let rollback = Rollback {
+        records: 200,
+        max_failure_rate: 0.3,
+    };
+    live.control
+        .swap_with(
+            "check",
+            None,
+            Some(json!({ "mode": "poison", "trigger": "7}", "contains": true })),
+            SwapOptions {
+                rollback: Some(rollback),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(wait_for_trial(&live, 0, 2), TrialOutcome::Kept);
+    drop(feeder);
+    live.feed(30);
+    settle(&live);
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    let dead = one_outcome_each(&outputs, &rejected, fed);
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 2, "kept: no version came after it");
+    assert!(check[1].records >= 200, "{:?}", check[1]);
+    assert_eq!(check[1].failures, dead.len() as u64);
+    assert!(dead.iter().all(|n| n % 10 == 7), "{dead:?}");
+    assert!(!dead.is_empty());
+    for r in &rejected {
+        assert_eq!(header(r, "weir.error.kind").as_deref(), Some("poison"));
+        assert_eq!(header(r, "weir.error.version").as_deref(), Some("2"));
+    }
+}
+
+#[test]
+fn without_rollback_a_failing_version_is_kept_and_a_swap_during_a_trial_ends_it() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    live.feed(20);
+    settle(&live);
+    // A trial that would take far more records than the test feeds.
+    let long = SwapOptions {
+        rollback: Some(Rollback {
+            records: 1_000_000,
+            max_failure_rate: 0.5,
+        }),
+    };
+    live.control
+        .swap_with("check", None, None, long)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A refused swap changes nothing: the trial goes on.
+    let bad = live
+        .control
+        .swap("check", None, Some(json!({ "mode": "nope" })));
+    assert!(matches!(bad, Err(SwapError::Refused { .. })), "{bad:?}");
+    assert_eq!(
+        live.control.status()[0].versions[1]
+            .trial
+            .as_ref()
+            .unwrap()
+            .outcome,
+        TrialOutcome::Running
+    );
+    live.control
+        .swap(
+            "check",
+            None,
+            Some(json!({ "mode": "panic", "every": true })),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    live.feed(40);
+    settle(&live);
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    let dead = one_outcome_each(&outputs, &rejected, fed);
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 3, "{check:?}");
+    assert_eq!(
+        check[1].trial.as_ref().unwrap().outcome,
+        TrialOutcome::Superseded
+    );
+    // Version 3 failed every record, and nothing rolled it back.
+    assert!(check[2].trial.is_none());
+    assert_eq!((check[2].records, check[2].failures), (40, 40));
+    assert_eq!(dead.len(), 40);
+    assert!(dead.iter().all(|&n| n >= 20));
+}
+
+#[test]
+fn rollback_options_are_checked_before_anything_changes() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    let with = |records, max_failure_rate| SwapOptions {
+        rollback: Some(Rollback {
+            records,
+            max_failure_rate,
+        }),
+    };
+    for (options, says) in [
+        (with(0, 0.1), "`records` must be 1 or more"),
+        (
+            with(10, 1.0),
+            "`max_failure_rate` must be at least 0 and below 1",
+        ),
+        (with(10, -0.1), "below 1"),
+        (with(10, f64::NAN), "below 1"),
+    ] {
+        let e = live
+            .control
+            .swap_with("check", None, None, options)
+            .expect_err("refused");
+        assert!(matches!(e, SwapError::InvalidOptions { .. }), "{e:?}");
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(e.to_string().starts_with("step `check`: rollback: "), "{e}");
+    }
+    assert_eq!(live.control.status()[0].versions.len(), 1);
+    live.feed(10);
+    settle(&live);
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    one_outcome_each(&outputs, &rejected, fed);
 }

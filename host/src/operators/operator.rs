@@ -163,6 +163,12 @@ pub trait Operator: Send {
     fn restarts(&self) -> u64 {
         0
     }
+
+    /// The version of its step this operator runs, for a plugin step (see
+    /// [`super::versioned`]); `None` for a step weir runs itself.
+    fn version(&self) -> Option<&super::versioned::VersionTag> {
+        None
+    }
 }
 
 /// Per-operator, per-task counters that status and metrics read while the

@@ -720,8 +720,19 @@ impl<'t> Task<'t> {
         let step = &self.env.topo.pipeline.steps[j];
         let mut cutoff = usize::MAX;
         let mut fatal = None;
+        // Failures name the version that failed them once a swap brought it.
+        let version = match out.failures.is_empty() {
+            true => None,
+            false => self.operators[j]
+                .as_ref()
+                .and_then(|slot| slot.op.version())
+                .filter(|v| v.number > 1)
+                .cloned(),
+        };
         for f in &out.failures {
-            let incident = self.incident(&step.name, origins[f.input as usize], f.kind, &f.reason);
+            let mut incident =
+                self.incident(&step.name, origins[f.input as usize], f.kind, &f.reason);
+            incident.version = version.clone();
             if step.error_policy == ErrorPolicy::Fail {
                 cutoff = f.input as usize;
                 fatal = Some(incident);
