@@ -45,6 +45,7 @@ pub use runtime::control::{
     RefusedAt, Rollback, RunControl, StepStatus, SwapCause, SwapError, SwapOptions, SwapReport,
     TrialOutcome, TrialStatus, VersionStatus,
 };
+pub use runtime::provenance::{HEADER as PROVENANCE_HEADER, parse as parse_provenance};
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
     Topology, run, run_reporting, summary_lines,

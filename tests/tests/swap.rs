@@ -749,3 +749,167 @@ fn rollback_options_are_checked_before_anything_changes() {
     let (outputs, rejected) = live.finish_all();
     one_outcome_each(&outputs, &rejected, fed);
 }
+
+/// Records through a map, a filter, a branch and a flat-map plugin step,
+/// carrying headers of every sort: repeated names, a null, raw bytes.
+fn provenance_fixture(setting: &str) -> Fixture {
+    let pipeline = format!(
+        "\
+partitions: 2
+{setting}
+sources:
+  in: {{ kind: file, path: in.jsonl }}
+plugins:
+  enrich: {{ path: '{{plugin:enricher}}' }}
+  filter: {{ path: '{{plugin:json-filter}}' }}
+  router: {{ path: '{{plugin:router}}' }}
+  splitter: {{ path: '{{plugin:splitter}}' }}
+steps:
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ seen: true }} }} }}
+  - {{ name: big, kind: filter, plugin: filter, config: {{ field: n, op: gte, value: 2 }} }}
+  - {{ name: route, kind: branch, plugin: router, config: {{ field: type, routes: {{ a: as, b: bs }} }} }}
+  - {{ name: split, kind: flat-map, plugin: splitter, from: route.bs, config: {{ field: items, keep: [n] }} }}
+sinks:
+  as: {{ kind: file, path: as.jsonl, from: route.as }}
+  pieces: {{ kind: file, path: pieces.jsonl, from: split }}
+"
+    );
+    let input: String = (1..=8)
+        .map(|n| {
+            let value = json!({ "n": n, "type": if n % 2 == 0 { "b" } else { "a" }, "items": [{ "i": 1 }, { "i": 2 }] });
+            json!({
+                "key": format!("k{n}"),
+                "value": value,
+                "timestamp": 1000,
+                "headers": [["trace", format!("t-{n}")], ["trace", null], ["raw", { "base64": "AP8K" }]],
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    Fixture::new(&pipeline, &[("in.jsonl", &input)])
+}
+
+/// Each output's headers: the input's three, byte for byte (as the sink
+/// wrote them), then what weir added.
+fn added_headers(outputs: &[Value]) -> Vec<Vec<(String, Option<String>)>> {
+    outputs
+        .iter()
+        .map(|o| {
+            let n = o["value"]["n"].as_u64().unwrap();
+            let written = o["headers"].as_array().expect("headers as a list");
+            assert_eq!(
+                written[..3],
+                json!([["trace", format!("t-{n}")], ["trace", null], ["raw", { "base64": "AP8K" }]])
+                    .as_array()
+                    .unwrap()[..],
+                "{o}"
+            );
+            headers(o)[3..].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn without_provenance_headers_pass_through_every_plugin_step_unchanged() {
+    for setting in ["", "provenance: off"] {
+        let fixture = provenance_fixture(setting);
+        let (result, captured) = fixture.run();
+        result.unwrap_or_else(|e| panic!("{e}"));
+        let (as_, split) = (captured.records("as"), captured.records("pieces"));
+        assert_eq!(as_.len(), 3, "n = 3, 5, 7");
+        assert_eq!(split.len(), 8, "n = 2, 4, 6, 8, two items each");
+        for added in added_headers(&as_).into_iter().chain(added_headers(&split)) {
+            assert!(added.is_empty(), "{setting:?}: headers added: {added:?}");
+        }
+    }
+}
+
+#[test]
+fn with_provenance_each_plugin_step_a_record_passed_names_its_digest_and_version() {
+    let fixture = provenance_fixture("provenance: header");
+    let topo = fixture.topology();
+    let digest = |i: usize| topo.plugins[i].sha256().to_string();
+    let (result, captured) = fixture.run();
+    result.unwrap_or_else(|e| panic!("{e}"));
+    let stamp = |step: &str, plugin: usize| {
+        (
+            weir::PROVENANCE_HEADER.to_string(),
+            Some(format!("{step}=sha256:{}@v1", digest(plugin))),
+        )
+    };
+    for added in added_headers(&captured.records("as")) {
+        assert_eq!(added, [stamp("tag", 0), stamp("big", 1), stamp("route", 2)]);
+    }
+    let split = captured.records("pieces");
+    assert_eq!(split.len(), 8);
+    for added in added_headers(&split) {
+        assert_eq!(
+            added,
+            [
+                stamp("tag", 0),
+                stamp("big", 1),
+                stamp("route", 2),
+                stamp("split", 3)
+            ]
+        );
+    }
+}
+
+#[test]
+fn with_provenance_each_output_names_the_version_that_processed_it_across_swaps() {
+    let live =
+        Live::of(&PIPELINE.replace("partitions: 2\n", "partitions: 2\nprovenance: header\n"));
+    live.feed(50);
+    live.drain();
+    let feeder = Feeder::start(&live);
+    let mut digests = vec![live.control.status()[0].versions[0].digest.clone()];
+    for (version, component) in [("v2", None), ("v3", Some(enricher_variant("v3")))] {
+        let config = json!({ "set": { "version": version } });
+        let report = live
+            .control
+            .swap("tag", component, Some(config))
+            .unwrap_or_else(|e| panic!("{e}"));
+        digests.push(report.digest);
+        let after = live.outputs().len();
+        wait_until("records flow after the swap", || {
+            live.outputs().len() > after + 30
+        });
+    }
+    drop(feeder);
+    live.feed(10);
+    live.drain();
+    let pass = live.control.status()[1].versions[0].digest.clone();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let outputs = live.finish();
+    let by_version = check_outputs(&outputs, fed);
+    assert_eq!(by_version.len(), 3, "{by_version:?}");
+    assert_ne!(digests[2], digests[1]);
+    for o in &outputs {
+        let stamps: Vec<(String, String, u32)> = headers(o)
+            .iter()
+            .filter(|(name, _)| name == weir::PROVENANCE_HEADER)
+            .map(|(_, v)| {
+                let (step, digest, number) =
+                    weir::parse_provenance(v.as_deref().unwrap()).expect("a provenance header");
+                (step.to_string(), digest.to_string(), number)
+            })
+            .collect();
+        // The version its content says processed it.
+        let tagged: u32 = o["value"]["version"].as_str().unwrap()[1..]
+            .parse()
+            .unwrap();
+        assert_eq!(
+            stamps,
+            [
+                (
+                    "tag".to_string(),
+                    digests[tagged as usize - 1].clone(),
+                    tagged
+                ),
+                ("pass".to_string(), pass.clone(), 1),
+            ],
+            "{o}"
+        );
+    }
+}

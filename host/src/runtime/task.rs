@@ -21,9 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::RunError;
 use super::merge::InputMerge;
 use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
+use super::provenance;
 use super::sinks::SinkWriter;
 use super::topology::{Target, Topology};
 use super::worker::Flow;
@@ -35,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::operators::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StepOutput, TaskId, TimeKind,
 };
-use crate::pipeline::ErrorPolicy;
+use crate::pipeline::{ErrorPolicy, Provenance};
 use crate::record::{Origin, Record};
 use crossbeam_channel::Sender;
 
@@ -67,6 +70,9 @@ pub struct TaskEnv<'t> {
 pub(super) struct OperatorSlot {
     pub op: Box<dyn Operator>,
     pub counters: Arc<OperatorCounters>,
+    /// The provenance header value its outputs get, when the pipeline asks
+    /// for provenance and the step runs a plugin.
+    provenance: Option<Bytes>,
     scratch: StepOutput,
     schedule: Schedule,
     /// When the next stream-time and wall-clock timers are due.
@@ -75,9 +81,10 @@ pub(super) struct OperatorSlot {
 }
 
 impl OperatorSlot {
-    fn new(op: Box<dyn Operator>, counters: Arc<OperatorCounters>) -> Self {
+    fn new(op: Box<dyn Operator>, counters: Arc<OperatorCounters>, stamps: Option<&str>) -> Self {
         let schedule = op.schedule();
         OperatorSlot {
+            provenance: provenance_of(stamps, op.as_ref()),
             op,
             counters,
             scratch: StepOutput::default(),
@@ -172,8 +179,9 @@ impl<'t> Task<'t> {
             .enumerate()
             .map(|(j, op)| {
                 op.map(|op| {
-                    let counters = env.metrics.operator(&topo.pipeline.steps[j].name, id);
-                    OperatorSlot::new(op, counters)
+                    let name = &topo.pipeline.steps[j].name;
+                    let counters = env.metrics.operator(name, id);
+                    OperatorSlot::new(op, counters, stamps(topo, j))
                 })
             })
             .collect();
@@ -315,6 +323,7 @@ impl<'t> Task<'t> {
         operator
             .on_assign(self.id)
             .map_err(|e| self.env.operator_error(step, e))?;
+        slot.provenance = provenance_of(stamps(self.env.topo, step), operator.as_ref());
         let mut old = std::mem::replace(&mut slot.op, operator);
         slot.schedule = slot.op.schedule();
         old.close();
@@ -748,21 +757,31 @@ impl<'t> Task<'t> {
         let mut by_port: Vec<(Vec<Record>, Vec<Origin>, Vec<u32>)> = (0..ports)
             .map(|_| (Vec::new(), Vec::new(), Vec::new()))
             .collect();
+        let stamp = self.operators[j]
+            .as_ref()
+            .and_then(|slot| slot.provenance.clone());
         for e in out.emitted.drain(..) {
             if e.input as usize >= cutoff {
                 break;
             }
             let (recs, origs, made_from) = &mut by_port[e.port as usize];
-            match e.record {
+            let mut record = match e.record {
                 Some(record) => {
-                    recs.push(record);
                     made_from.push(e.input);
+                    record
                 }
                 None => {
-                    recs.push(std::mem::take(&mut records[e.input as usize]));
                     made_from.push(Producer::FORWARDED);
+                    std::mem::take(&mut records[e.input as usize])
                 }
+            };
+            if let Some(value) = &stamp {
+                record.headers.push(crate::record::Header {
+                    name: provenance::HEADER.to_string(),
+                    value: Some(value.clone()),
+                });
             }
+            recs.push(record);
             origs.push(origins[e.input as usize]);
         }
         if let Some(slot) = self.operators[j].as_mut() {
@@ -879,6 +898,18 @@ impl<'t> Task<'t> {
         }
         Ok(())
     }
+}
+
+/// The step name provenance headers give step `j`'s outputs, when the
+/// pipeline asks for them.
+fn stamps(topo: &Topology, j: usize) -> Option<&str> {
+    (topo.pipeline.provenance == Provenance::Header).then(|| topo.pipeline.steps[j].name.as_str())
+}
+
+/// The provenance header value of `op`'s outputs, for step `step` (`None`
+/// when provenance is off, or for a step weir runs itself).
+fn provenance_of(step: Option<&str>, op: &dyn Operator) -> Option<Bytes> {
+    Some(provenance::stamp(step?, op.version()?))
 }
 
 /// Whether `e` is a plugin call cut short because the run is stopping.
