@@ -913,3 +913,104 @@ fn with_provenance_each_output_names_the_version_that_processed_it_across_swaps(
         );
     }
 }
+
+/// [`ROLLBACK_PIPELINE`] under `fail`, with no dead-letter sink; `check`
+/// starts with `config`.
+fn fail_pipeline(config: &str) -> String {
+    ROLLBACK_PIPELINE
+        .replace("error-policy: dead-letter\ndead-letter: rejected\n", "")
+        .replace("  rejected: { kind: file, path: rejected.jsonl }\n", "")
+        .replace("{ mode: poison, trigger: never }", config)
+}
+
+fn trap_with_rollback(live: &Live, max_failure_rate: f64) -> Result<weir::SwapReport, SwapError> {
+    live.control.swap_with(
+        "check",
+        None,
+        Some(json!({ "mode": "panic", "every": true })),
+        SwapOptions {
+            rollback: Some(Rollback {
+                records: 20,
+                max_failure_rate,
+            }),
+        },
+    )
+}
+
+#[test]
+fn under_fail_the_first_failure_on_trial_rolls_back_and_the_old_version_processes_the_batch() {
+    let live = Live::of(&fail_pipeline("{ mode: poison, trigger: never }"));
+    live.feed(50);
+    live.drain();
+    // `fail` tolerates no failure: a rate above 0 is refused, not ignored.
+    let e = trap_with_rollback(&live, 0.1).expect_err("refused");
+    assert!(matches!(e, SwapError::InvalidOptions { .. }), "{e}");
+    assert!(
+        e.to_string().contains("`max_failure_rate` must be 0"),
+        "{e}"
+    );
+    let feeder = Feeder::start(&live);
+    trap_with_rollback(&live, 0.0).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = wait_for_trial(&live, 0, 2);
+    let TrialOutcome::RolledBack { reason } = &outcome else {
+        panic!("not rolled back: {outcome:?}");
+    };
+    assert!(reason.contains("error-policy fail"), "{reason}");
+    let after = live.outputs().len();
+    wait_until("records flow after the rollback", || {
+        live.outputs().len() > after + 50
+    });
+    drop(feeder);
+    live.feed(10);
+    live.drain();
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    // The run did not stop: every record came out once, none failed.
+    let outputs = live.finish();
+    let (outputs, rejected) = (outputs, Vec::new());
+    one_outcome_each(&outputs, &rejected, fed);
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 3, "{check:?}");
+    assert!(check[1].failures >= 1, "{:?}", check[1]);
+    assert_eq!(
+        check[2].cause,
+        SwapCause::Rollback {
+            from: 2,
+            restores: 1,
+            reason: reason.clone()
+        }
+    );
+}
+
+#[test]
+fn under_fail_a_record_the_old_version_fails_too_stops_the_run_as_fail_says() {
+    // Version 1 fails the record whose `n` is 13; version 2 fails them all.
+    let live = Live::of(&fail_pipeline(
+        "{ mode: poison, trigger: '\"n\":13}', contains: true }",
+    ));
+    live.feed(10);
+    live.drain();
+    trap_with_rollback(&live, 0.0).unwrap_or_else(|e| panic!("{e}"));
+    live.feed(10);
+    let outcome = wait_for_trial(&live, 0, 2);
+    assert!(
+        matches!(outcome, TrialOutcome::RolledBack { .. }),
+        "{outcome:?}"
+    );
+    live.writer.lock().unwrap().take();
+    let e = live.run.join().unwrap().expect_err("the run stops");
+    let text = e.to_string();
+    assert!(
+        text.contains("stopped by the `fail` error policy"),
+        "{text}"
+    );
+    assert!(text.contains("in.fifo:14"), "{text}");
+    let outputs = parse(&live.out);
+    let ns: BTreeSet<u64> = outputs
+        .iter()
+        .map(|o| o["value"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns.len(), outputs.len(), "nothing came out twice");
+    assert!(!ns.contains(&13));
+    assert!((0..10).all(|n| ns.contains(&n)), "{ns:?}");
+}

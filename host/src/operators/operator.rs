@@ -169,6 +169,11 @@ pub trait Operator: Send {
     fn version(&self) -> Option<&super::versioned::VersionTag> {
         None
     }
+
+    /// That version's counters and trial, shared by every task.
+    fn version_counters(&self) -> Option<&std::sync::Arc<super::versioned::VersionCounters>> {
+        None
+    }
 }
 
 /// Per-operator, per-task counters that status and metrics read while the

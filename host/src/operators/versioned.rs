@@ -3,7 +3,7 @@
 //! counters, which a rollback trial judges).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::{Operator, OperatorError, Schedule, StepOutput, StoreSpec, TaskId, TimeKind};
 use crate::record::Record;
@@ -25,6 +25,65 @@ pub struct VersionCounters {
     pub records: AtomicU64,
     /// Of those, records that failed (whatever the policy then did).
     pub failures: AtomicU64,
+    /// Where its rollback trial stands, as the tasks must know it: see
+    /// [`VersionCounters::claim_rollback`].
+    trial: AtomicU8,
+}
+
+const NO_TRIAL: u8 = 0;
+const ON_TRIAL: u8 = 1;
+const ROLLING_BACK: u8 = 2;
+
+impl VersionCounters {
+    /// The version goes on trial (before any task runs it).
+    pub fn start_trial(&self) {
+        self.trial.store(ON_TRIAL, Ordering::Release);
+    }
+
+    /// A task's record failed under `fail` on this version: whether the
+    /// version is on trial, and so is rolled back now (the task then holds
+    /// the record for the version that comes back instead of stopping the
+    /// run). Whoever decides first, a task here or the control thread in
+    /// [`VersionCounters::keep`], decides.
+    pub fn claim_rollback(&self) -> bool {
+        match self.trial.compare_exchange(
+            ON_TRIAL,
+            ROLLING_BACK,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(state) => state == ROLLING_BACK,
+        }
+    }
+
+    /// The trial passed: whether the version is kept (`false`: a task
+    /// claimed a rollback first).
+    pub fn keep(&self) -> bool {
+        self.trial
+            .compare_exchange(ON_TRIAL, NO_TRIAL, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The version is being rolled back.
+    pub fn roll_back(&self) {
+        self.trial.store(ROLLING_BACK, Ordering::Release);
+    }
+
+    /// Whether the version is being rolled back.
+    pub fn rolling_back(&self) -> bool {
+        self.trial.load(Ordering::Acquire) == ROLLING_BACK
+    }
+
+    /// The rollback could not happen: the version stays, with no trial.
+    pub fn end_trial(&self) {
+        self.trial.store(NO_TRIAL, Ordering::Release);
+    }
+
+    /// Whether the version is on trial or being rolled back.
+    pub fn on_trial(&self) -> bool {
+        self.trial.load(Ordering::Relaxed) != NO_TRIAL
+    }
 }
 
 /// Forwards every call to the operator it wraps; adds the records of each
@@ -70,6 +129,9 @@ impl Operator for Versioned {
     }
     fn version(&self) -> Option<&VersionTag> {
         Some(&self.tag)
+    }
+    fn version_counters(&self) -> Option<&Arc<VersionCounters>> {
+        Some(&self.counters)
     }
     fn ports(&self) -> &[String] {
         self.inner.ports()

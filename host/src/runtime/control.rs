@@ -26,6 +26,11 @@
 //! of its own ([`SwapCause::Rollback`]) through the same cutover as any
 //! swap. Records the tried version failed went to the step's error policy
 //! as any failure; dead-lettered ones name the version that failed them.
+//! Under `fail`, which tolerates no failure, the first failed record rolls
+//! back (`max_failure_rate` must be 0): the task holds that step's input
+//! batch, none of its outputs passed on, until the version that comes back
+//! processes it whole; if that version fails the record too, `fail` stops
+//! the run as it would have without the swap.
 //!
 //! Not yet (later parts of issue 12): the swap reaches only this process
 //! (on Kafka, other members keep the old version) and is not kept on disk
@@ -44,6 +49,7 @@ use super::message::{BroadcastMessage, WorkerMessage};
 use super::topology::{StepVersion, Topology};
 use crate::operators::plugin_step::StartError;
 use crate::operators::versioned::VersionCounters;
+use crate::pipeline::ErrorPolicy;
 
 /// The handle a caller holds on a run to swap its steps and ask how they
 /// are doing. One run at a time; it keeps the last run's status after it
@@ -520,16 +526,23 @@ impl TrialRun {
     }
 
     /// Why the version must be rolled back, once its failures say so.
-    fn verdict(&self) -> Option<Result<(), String>> {
+    fn verdict(&self, step: &str) -> Option<Result<(), String>> {
         let counters = &self.tried.counters;
+        if counters.rolling_back() {
+            // A task's record failed under `fail`, which allows none.
+            return Some(Err(format!(
+                "version {} failed a record, and step `{step}` stops on a failed record (error-policy fail)",
+                self.tried.number
+            )));
+        }
         // Records first: a batch adds its failures before its records.
         let records = counters.records.load(Ordering::Relaxed);
         let failures = counters.failures.load(Ordering::Relaxed);
         let allowed = self.rollback.allowed_failures();
         if failures as f64 > allowed {
             return Some(Err(format!(
-                "version {} failed {failures} of its first {records} records, more than {} ({} of {})",
-                self.tried.number, allowed, self.rollback.max_failure_rate, self.rollback.records
+                "version {} failed {failures} of its first {records} records; at most {allowed} of {} may fail (max_failure_rate {})",
+                self.tried.number, self.rollback.records, self.rollback.max_failure_rate
             )));
         }
         (records >= self.rollback.records).then_some(Ok(()))
@@ -555,9 +568,23 @@ fn swap(
             kind: topo.pipeline.steps[j].kind.as_str(),
         });
     };
+    if let Some(rollback) = &request.options.rollback
+        && topo.pipeline.steps[j].error_policy == ErrorPolicy::Fail
+        && rollback.max_failure_rate != 0.0
+    {
+        return Err(SwapError::InvalidOptions {
+            step: step.clone(),
+            reason: "rollback: the step stops the run on a failed record (error-policy fail), so during its trial the first failure rolls back: `max_failure_rate` must be 0".into(),
+        });
+    }
     let started = Instant::now();
     let version = prepare(topo, j, &current, request)?;
     let prepare = started.elapsed();
+    if request.options.rollback.is_some() {
+        // Before any task runs it: a failure under `fail` must find it on
+        // trial.
+        version.counters.start_trial();
+    }
     // The newer version passed its checks: it ends the trial of the one
     // it replaces.
     if let Some(at) = trials.iter().position(|t| t.step == j) {
@@ -594,13 +621,22 @@ fn swap(
 fn judge(run: &Cutover<'_>, trials: &mut Vec<TrialRun>) {
     let mut k = 0;
     while k < trials.len() {
-        let Some(verdict) = trials[k].verdict() else {
+        let step = &run.topo.pipeline.steps[trials[k].step].name;
+        let Some(verdict) = trials[k].verdict(step) else {
             k += 1;
             continue;
         };
         let trial = trials.swap_remove(k);
         match verdict {
-            Ok(()) => trial.end(run.control, TrialOutcome::Kept),
+            Ok(()) if trial.tried.counters.keep() => trial.end(run.control, TrialOutcome::Kept),
+            // A task claimed the rollback as the trial passed.
+            Ok(()) => {
+                let reason = trial
+                    .verdict(step)
+                    .and_then(Result::err)
+                    .unwrap_or_default();
+                roll_back(run, &trial, reason)
+            }
             Err(reason) => roll_back(run, &trial, reason),
         }
     }
@@ -626,8 +662,11 @@ fn roll_back(run: &Cutover<'_>, trial: &TrialRun, reason: String) {
     );
     // Checked as any swap's new version: it ran before, but the pool or
     // the run (stopping) may not let it start now.
+    trial.tried.counters.roll_back();
     let refused = |why: String| {
         tracing::error!(step = %name, "could not roll back: {why}");
+        // Tasks holding records for the rollback apply their policy.
+        trial.tried.counters.end_trial();
         trial.end(
             run.control,
             TrialOutcome::RollbackRefused {
