@@ -44,8 +44,10 @@ pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo}
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
 pub use runtime::control::{
-    RefusedAt, RunControl, StepStatus, SwapError, SwapReport, VersionStatus,
+    RefusedAt, Rollback, RunControl, StepStatus, SwapCause, SwapError, SwapOptions, SwapReport,
+    TrialOutcome, TrialStatus, VersionStatus,
 };
+pub use runtime::provenance::{HEADER as PROVENANCE_HEADER, parse as parse_provenance};
 pub use runtime::watch::{PluginWatch, WatchError, WatchEvent, watch_plugins};
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,

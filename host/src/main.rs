@@ -112,6 +112,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         #[command(flatten)]
+        rollback: RollbackArgs,
+        #[command(flatten)]
         token: TokenArgs,
         #[command(flatten)]
         ca: CaArgs,
@@ -228,6 +230,37 @@ struct CaArgs {
 impl CaArgs {
     fn tls(&self) -> Result<admin::ClientTls, Invalid> {
         admin::ClientTls::load(self.ca.as_deref()).map_err(|e| Invalid(e.to_string()))
+    }
+}
+
+/// `weir swap`'s automatic rollback (README, "Rollback").
+#[derive(clap::Args)]
+struct RollbackArgs {
+    /// Put the new version on trial for its first N records (over every
+    /// task), rolling back to the running version if too many fail.
+    #[arg(
+        long = "rollback-after",
+        value_name = "N",
+        requires = "max_failure_rate"
+    )]
+    records: Option<u64>,
+    /// The share of the trial's records that may fail, from 0 (any failure
+    /// rolls back) up to, not including, 1.
+    #[arg(long = "rollback-above", value_name = "RATE", requires = "records")]
+    max_failure_rate: Option<f64>,
+}
+
+impl RollbackArgs {
+    fn options(&self) -> weir::SwapOptions {
+        weir::SwapOptions {
+            rollback: self
+                .records
+                .zip(self.max_failure_rate)
+                .map(|(records, max_failure_rate)| weir::Rollback {
+                    records,
+                    max_failure_rate,
+                }),
+        }
     }
 }
 
@@ -368,6 +401,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             step,
             plugin,
             config,
+            rollback,
             token,
             ca,
         } => swap(
@@ -375,6 +409,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             &step,
             plugin.as_deref(),
             config.as_deref(),
+            rollback.options(),
             &token,
             &ca,
         ),
@@ -609,6 +644,7 @@ fn swap(
     step: &str,
     plugin: Option<&Path>,
     config: Option<&Path>,
+    options: weir::SwapOptions,
     token: &TokenArgs,
     ca: &CaArgs,
 ) -> Result<ExitCode> {
@@ -638,7 +674,13 @@ fn swap(
             pid.map_or("?".to_string(), |p| p.to_string()),
         );
     }
-    let (content_type, body) = admin::swap_body(component.as_deref(), config.as_ref());
+    if let Some(rollback) = &options.rollback {
+        rollback
+            .check()
+            .map_err(|e| Invalid(format!("--rollback-after/--rollback-above: {e}")))?;
+    }
+    let (content_type, body) =
+        admin::swap_body(component.as_deref(), config.as_ref(), Some(&options));
     let upload = admin::Upload {
         content_type: &content_type,
         bytes: &body,

@@ -4,7 +4,7 @@
 //! The source is a FIFO the test writes to, so the run lasts as long as
 //! the test wants; closing the writer ends it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weir::{RefusedAt, RunControl, RunError, RunOptions, RunReport, SinkOutput, SwapError};
+use weir::{
+    RefusedAt, Rollback, RunControl, RunError, RunOptions, RunReport, SinkOutput, SwapCause,
+    SwapError, SwapOptions, TrialOutcome, TrialStatus,
+};
 use weir_tests::swap::enricher_variant;
 use weir_tests::{Fixture, line, plugin};
 
@@ -35,6 +38,8 @@ struct Live {
     _fixture: Fixture,
     control: Arc<RunControl>,
     out: Arc<Mutex<Vec<u8>>>,
+    /// What the sink `rejected` got, when the pipeline has one.
+    rejected: Arc<Mutex<Vec<u8>>>,
     writer: Arc<Mutex<Option<std::fs::File>>>,
     fed: Arc<AtomicUsize>,
     run: JoinHandle<Result<RunReport, RunError>>,
@@ -42,7 +47,11 @@ struct Live {
 
 impl Live {
     fn start() -> Live {
-        let fixture = Fixture::new(PIPELINE, &[]);
+        Live::of(PIPELINE)
+    }
+
+    fn of(pipeline: &str) -> Live {
+        let fixture = Fixture::new(pipeline, &[]);
         let fifo = fixture.path("in.fifo");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -51,9 +60,15 @@ impl Live {
         assert!(made.success());
         let control = RunControl::new();
         let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let rejected: Arc<Mutex<Vec<u8>>> = Arc::default();
         let topo = fixture.topology();
+        let mut outputs: std::collections::HashMap<String, SinkOutput> =
+            [("out".to_string(), SinkOutput::Capture(out.clone()))].into();
+        if topo.pipeline.sinks.iter().any(|s| s.name == "rejected") {
+            outputs.insert("rejected".into(), SinkOutput::Capture(rejected.clone()));
+        }
         let options = RunOptions {
-            outputs: [("out".to_string(), SinkOutput::Capture(out.clone()))].into(),
+            outputs,
             control: Some(control.clone()),
             ..RunOptions::default()
         };
@@ -67,6 +82,7 @@ impl Live {
             _fixture: fixture,
             control,
             out,
+            rejected,
             writer: Arc::new(Mutex::new(Some(writer))),
             fed: Arc::default(),
             run,
@@ -83,11 +99,11 @@ impl Live {
     }
 
     fn outputs(&self) -> Vec<Value> {
-        String::from_utf8(self.out.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
-            .collect()
+        parse(&self.out)
+    }
+
+    fn rejected(&self) -> Vec<Value> {
+        parse(&self.rejected)
     }
 
     /// Waits until every record fed came out.
@@ -98,17 +114,32 @@ impl Live {
 
     /// Ends the input and the run; returns every output.
     fn finish(self) -> Vec<Value> {
+        self.finish_all().0
+    }
+
+    /// Ends the input and the run; returns every output and every
+    /// dead-lettered record.
+    fn finish_all(self) -> (Vec<Value>, Vec<Value>) {
         self.writer.lock().unwrap().take();
-        let outputs =
-            |out: &Mutex<Vec<u8>>| String::from_utf8(out.lock().unwrap().clone()).unwrap();
-        let Live { run, out, fed, .. } = self;
+        let Live {
+            run,
+            out,
+            rejected,
+            fed,
+            ..
+        } = self;
         let report = run.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(report.counts.records_in, fed.load(Ordering::SeqCst) as u64);
-        outputs(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
-            .collect()
+        (parse(&out), parse(&rejected))
     }
+}
+
+fn parse(captured: &Mutex<Vec<u8>>) -> Vec<Value> {
+    String::from_utf8(captured.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+        .collect()
 }
 
 fn feed(writer: &Mutex<Option<std::fs::File>>, fed: &AtomicUsize, n: usize) {
@@ -346,4 +377,605 @@ fn a_swap_asked_for_during_another_is_refused_as_busy() {
     let outputs = live.finish();
     let by_version = check_outputs(&outputs, fed);
     assert!(by_version.contains_key("v2"), "{by_version:?}");
+}
+
+/// A pipeline whose first step can be swapped to a failing version:
+/// `check` forwards every record (nothing sets its trigger off) until a
+/// swap configures it to fail; failures are dead-lettered to `rejected`.
+const ROLLBACK_PIPELINE: &str = "\
+partitions: 2
+error-policy: dead-letter
+dead-letter: rejected
+sources:
+  in: { kind: file, path: in.fifo }
+plugins:
+  odd: { path: '{plugin:misbehave}' }
+  enrich: { path: '{plugin:enricher}' }
+steps:
+  - { name: check, kind: flat-map, plugin: odd, config: { mode: poison, trigger: never } }
+  - { name: tag, kind: map, plugin: enrich, config: { set: { version: v1 } } }
+sinks:
+  out: { kind: stdout }
+  rejected: { kind: file, path: rejected.jsonl }
+";
+
+/// A record's headers as (name, value) pairs, in order, from the object or
+/// the list of pairs a JSON-lines sink writes.
+fn headers(record: &Value) -> Vec<(String, Option<String>)> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    match &record["headers"] {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        Value::Array(pairs) => pairs
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().to_string(), text(&p[1])))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn header(record: &Value, name: &str) -> Option<String> {
+    headers(record)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v)
+}
+
+/// Every input has exactly one outcome: an output or a dead letter.
+/// Returns the numbers dead-lettered.
+fn one_outcome_each(outputs: &[Value], rejected: &[Value], fed: usize) -> BTreeSet<u64> {
+    let mut seen = BTreeSet::new();
+    for o in outputs {
+        let n = o["value"]["n"].as_u64().expect("n");
+        assert!(seen.insert(n), "record {n} came out twice");
+    }
+    let mut dead = BTreeSet::new();
+    for r in rejected {
+        let n = r["value"]["n"].as_u64().expect("n");
+        assert!(
+            seen.insert(n),
+            "record {n} came out and was dead-lettered, or twice"
+        );
+        dead.insert(n);
+    }
+    assert_eq!(seen.len(), fed, "every input has an outcome");
+    dead
+}
+
+fn wait_for_trial(live: &Live, step: usize, number: u32) -> TrialOutcome {
+    let mut outcome = TrialOutcome::Running;
+    wait_until("the trial ends", || {
+        let status = live.control.status();
+        let trial = status[step]
+            .versions
+            .iter()
+            .find(|v| v.number == number)
+            .and_then(|v| v.trial.clone())
+            .expect("the version is on trial");
+        outcome = trial.outcome;
+        outcome != TrialOutcome::Running
+    });
+    outcome
+}
+
+/// Keeps records flowing until dropped.
+struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Feeder {
+    fn start(live: &Live) -> Feeder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (writer, fed, flag) = (live.writer.clone(), live.fed.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                feed(&writer, &fed, 5);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Feeder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Waits until every record fed came out or was dead-lettered.
+fn settle(live: &Live) {
+    let fed = live.fed.load(Ordering::SeqCst);
+    wait_until("every record fed has an outcome", || {
+        live.outputs().len() + live.rejected().len() >= fed
+    });
+}
+
+#[test]
+fn a_version_that_traps_on_every_record_is_rolled_back_and_every_record_has_one_outcome() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    live.feed(100);
+    settle(&live);
+    let v1 = live.control.status()[0].versions[0].clone();
+    let feeder = Feeder::start(&live);
+    let rollback = Rollback {
+        records: 20,
+        max_failure_rate: 0.25,
+    };
+    let report = live
+        .control
+        .swap_with(
+            "check",
+            None,
+            Some(json!({ "mode": "panic", "every": true })),
+            SwapOptions {
+                rollback: Some(rollback),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.version, report.rollback), (2, Some(rollback)));
+    let outcome = wait_for_trial(&live, 0, 2);
+    let TrialOutcome::RolledBack { reason } = &outcome else {
+        panic!("not rolled back: {outcome:?}");
+    };
+    assert!(reason.contains("version 2 failed"), "{reason}");
+    // Records keep flowing through the version that came back.
+    let after = live.outputs().len();
+    wait_until("records flow after the rollback", || {
+        live.outputs().len() > after + 50
+    });
+    drop(feeder);
+    live.feed(20);
+    settle(&live);
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    let dead = one_outcome_each(&outputs, &rejected, fed);
+
+    // Version 3 is version 1 again, brought back by a rollback.
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 3, "{check:?}");
+    let (tried, back) = (&check[1], &check[2]);
+    assert_eq!(tried.cause, SwapCause::Swap);
+    assert_eq!(
+        tried.trial,
+        Some(TrialStatus {
+            rollback,
+            outcome: outcome.clone()
+        })
+    );
+    assert_eq!(
+        back.cause,
+        SwapCause::Rollback {
+            from: 2,
+            restores: 1,
+            reason: reason.clone()
+        }
+    );
+    assert_eq!(
+        (back.number, &back.digest, &back.config),
+        (3, &v1.digest, &v1.config)
+    );
+    assert!(back.trial.is_none());
+    // Every record version 2 saw, it failed; those were dead-lettered,
+    // saying which version failed them. More than the trial allowed, and
+    // nothing else was.
+    assert_eq!(tried.failures, tried.records);
+    assert!(tried.failures as f64 > 0.25 * 20.0, "{tried:?}");
+    assert_eq!(dead.len() as u64, tried.failures);
+    for r in &rejected {
+        assert_eq!(header(r, "weir.error.kind").as_deref(), Some("trap"), "{r}");
+        assert_eq!(header(r, "weir.error.operator").as_deref(), Some("check"));
+        assert_eq!(header(r, "weir.error.version").as_deref(), Some("2"));
+        assert_eq!(
+            header(r, "weir.error.digest"),
+            Some(format!("sha256:{}", tried.digest))
+        );
+    }
+    assert_eq!(
+        check.iter().map(|v| v.records).sum::<u64>(),
+        fed as u64,
+        "each record was processed by exactly one version of `check`"
+    );
+    assert_eq!(back.failures + check[0].failures, 0);
+}
+
+#[test]
+fn a_version_failing_under_the_threshold_is_kept_and_its_failures_go_to_the_policy() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    live.feed(20);
+    settle(&live);
+    let feeder = Feeder::start(&live);
+    // Fails the records whose `n` ends in 7: a tenth.
+    let rollback = Rollback {
+        records: 200,
+        max_failure_rate: 0.3,
+    };
+    live.control
+        .swap_with(
+            "check",
+            None,
+            Some(json!({ "mode": "poison", "trigger": "7}", "contains": true })),
+            SwapOptions {
+                rollback: Some(rollback),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(wait_for_trial(&live, 0, 2), TrialOutcome::Kept);
+    drop(feeder);
+    live.feed(30);
+    settle(&live);
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    let dead = one_outcome_each(&outputs, &rejected, fed);
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 2, "kept: no version came after it");
+    assert!(check[1].records >= 200, "{:?}", check[1]);
+    assert_eq!(check[1].failures, dead.len() as u64);
+    assert!(dead.iter().all(|n| n % 10 == 7), "{dead:?}");
+    assert!(!dead.is_empty());
+    for r in &rejected {
+        assert_eq!(header(r, "weir.error.kind").as_deref(), Some("poison"));
+        assert_eq!(header(r, "weir.error.version").as_deref(), Some("2"));
+    }
+}
+
+#[test]
+fn without_rollback_a_failing_version_is_kept_and_a_swap_during_a_trial_ends_it() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    live.feed(20);
+    settle(&live);
+    // A trial that would take far more records than the test feeds.
+    let long = SwapOptions {
+        rollback: Some(Rollback {
+            records: 1_000_000,
+            max_failure_rate: 0.5,
+        }),
+    };
+    live.control
+        .swap_with("check", None, None, long)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A refused swap changes nothing: the trial goes on.
+    let bad = live
+        .control
+        .swap("check", None, Some(json!({ "mode": "nope" })));
+    assert!(matches!(bad, Err(SwapError::Refused { .. })), "{bad:?}");
+    assert_eq!(
+        live.control.status()[0].versions[1]
+            .trial
+            .as_ref()
+            .unwrap()
+            .outcome,
+        TrialOutcome::Running
+    );
+    live.control
+        .swap(
+            "check",
+            None,
+            Some(json!({ "mode": "panic", "every": true })),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    live.feed(40);
+    settle(&live);
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    let dead = one_outcome_each(&outputs, &rejected, fed);
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 3, "{check:?}");
+    assert_eq!(
+        check[1].trial.as_ref().unwrap().outcome,
+        TrialOutcome::Superseded
+    );
+    // Version 3 failed every record, and nothing rolled it back.
+    assert!(check[2].trial.is_none());
+    assert_eq!((check[2].records, check[2].failures), (40, 40));
+    assert_eq!(dead.len(), 40);
+    assert!(dead.iter().all(|&n| n >= 20));
+}
+
+#[test]
+fn rollback_options_are_checked_before_anything_changes() {
+    let live = Live::of(ROLLBACK_PIPELINE);
+    let with = |records, max_failure_rate| SwapOptions {
+        rollback: Some(Rollback {
+            records,
+            max_failure_rate,
+        }),
+    };
+    for (options, says) in [
+        (with(0, 0.1), "`records` must be 1 or more"),
+        (
+            with(10, 1.0),
+            "`max_failure_rate` must be at least 0 and below 1",
+        ),
+        (with(10, -0.1), "below 1"),
+        (with(10, f64::NAN), "below 1"),
+    ] {
+        let e = live
+            .control
+            .swap_with("check", None, None, options)
+            .expect_err("refused");
+        assert!(matches!(e, SwapError::InvalidOptions { .. }), "{e:?}");
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(e.to_string().starts_with("step `check`: rollback: "), "{e}");
+    }
+    assert_eq!(live.control.status()[0].versions.len(), 1);
+    live.feed(10);
+    settle(&live);
+    let fed = live.fed.load(Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    one_outcome_each(&outputs, &rejected, fed);
+}
+
+/// Records through a map, a filter, a branch and a flat-map plugin step,
+/// carrying headers of every sort: repeated names, a null, raw bytes.
+fn provenance_fixture(setting: &str) -> Fixture {
+    let pipeline = format!(
+        "\
+partitions: 2
+{setting}
+sources:
+  in: {{ kind: file, path: in.jsonl }}
+plugins:
+  enrich: {{ path: '{{plugin:enricher}}' }}
+  filter: {{ path: '{{plugin:json-filter}}' }}
+  router: {{ path: '{{plugin:router}}' }}
+  splitter: {{ path: '{{plugin:splitter}}' }}
+steps:
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ seen: true }} }} }}
+  - {{ name: big, kind: filter, plugin: filter, config: {{ field: n, op: gte, value: 2 }} }}
+  - {{ name: route, kind: branch, plugin: router, config: {{ field: type, routes: {{ a: as, b: bs }} }} }}
+  - {{ name: split, kind: flat-map, plugin: splitter, from: route.bs, config: {{ field: items, keep: [n] }} }}
+sinks:
+  as: {{ kind: file, path: as.jsonl, from: route.as }}
+  pieces: {{ kind: file, path: pieces.jsonl, from: split }}
+"
+    );
+    let input: String = (1..=8)
+        .map(|n| {
+            let value = json!({ "n": n, "type": if n % 2 == 0 { "b" } else { "a" }, "items": [{ "i": 1 }, { "i": 2 }] });
+            json!({
+                "key": format!("k{n}"),
+                "value": value,
+                "timestamp": 1000,
+                "headers": [["trace", format!("t-{n}")], ["trace", null], ["raw", { "base64": "AP8K" }]],
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    Fixture::new(&pipeline, &[("in.jsonl", &input)])
+}
+
+/// Each output's headers: the input's three, byte for byte (as the sink
+/// wrote them), then what weir added.
+fn added_headers(outputs: &[Value]) -> Vec<Vec<(String, Option<String>)>> {
+    outputs
+        .iter()
+        .map(|o| {
+            let n = o["value"]["n"].as_u64().unwrap();
+            let written = o["headers"].as_array().expect("headers as a list");
+            assert_eq!(
+                written[..3],
+                json!([["trace", format!("t-{n}")], ["trace", null], ["raw", { "base64": "AP8K" }]])
+                    .as_array()
+                    .unwrap()[..],
+                "{o}"
+            );
+            headers(o)[3..].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn without_provenance_headers_pass_through_every_plugin_step_unchanged() {
+    for setting in ["", "provenance: off"] {
+        let fixture = provenance_fixture(setting);
+        let (result, captured) = fixture.run();
+        result.unwrap_or_else(|e| panic!("{e}"));
+        let (as_, split) = (captured.records("as"), captured.records("pieces"));
+        assert_eq!(as_.len(), 3, "n = 3, 5, 7");
+        assert_eq!(split.len(), 8, "n = 2, 4, 6, 8, two items each");
+        for added in added_headers(&as_).into_iter().chain(added_headers(&split)) {
+            assert!(added.is_empty(), "{setting:?}: headers added: {added:?}");
+        }
+    }
+}
+
+#[test]
+fn with_provenance_each_plugin_step_a_record_passed_names_its_digest_and_version() {
+    let fixture = provenance_fixture("provenance: header");
+    let topo = fixture.topology();
+    let digest = |i: usize| topo.plugins[i].sha256().to_string();
+    let (result, captured) = fixture.run();
+    result.unwrap_or_else(|e| panic!("{e}"));
+    let stamp = |step: &str, plugin: usize| {
+        (
+            weir::PROVENANCE_HEADER.to_string(),
+            Some(format!("{step}=sha256:{}@v1", digest(plugin))),
+        )
+    };
+    for added in added_headers(&captured.records("as")) {
+        assert_eq!(added, [stamp("tag", 0), stamp("big", 1), stamp("route", 2)]);
+    }
+    let split = captured.records("pieces");
+    assert_eq!(split.len(), 8);
+    for added in added_headers(&split) {
+        assert_eq!(
+            added,
+            [
+                stamp("tag", 0),
+                stamp("big", 1),
+                stamp("route", 2),
+                stamp("split", 3)
+            ]
+        );
+    }
+}
+
+#[test]
+fn with_provenance_each_output_names_the_version_that_processed_it_across_swaps() {
+    let live =
+        Live::of(&PIPELINE.replace("partitions: 2\n", "partitions: 2\nprovenance: header\n"));
+    live.feed(50);
+    live.drain();
+    let feeder = Feeder::start(&live);
+    let mut digests = vec![live.control.status()[0].versions[0].digest.clone()];
+    for (version, component) in [("v2", None), ("v3", Some(enricher_variant("v3")))] {
+        let config = json!({ "set": { "version": version } });
+        let report = live
+            .control
+            .swap("tag", component, Some(config))
+            .unwrap_or_else(|e| panic!("{e}"));
+        digests.push(report.digest);
+        let after = live.outputs().len();
+        wait_until("records flow after the swap", || {
+            live.outputs().len() > after + 30
+        });
+    }
+    drop(feeder);
+    live.feed(10);
+    live.drain();
+    let pass = live.control.status()[1].versions[0].digest.clone();
+    let fed = live.fed.load(Ordering::SeqCst);
+    let outputs = live.finish();
+    let by_version = check_outputs(&outputs, fed);
+    assert_eq!(by_version.len(), 3, "{by_version:?}");
+    assert_ne!(digests[2], digests[1]);
+    for o in &outputs {
+        let stamps: Vec<(String, String, u32)> = headers(o)
+            .iter()
+            .filter(|(name, _)| name == weir::PROVENANCE_HEADER)
+            .map(|(_, v)| {
+                let (step, digest, number) =
+                    weir::parse_provenance(v.as_deref().unwrap()).expect("a provenance header");
+                (step.to_string(), digest.to_string(), number)
+            })
+            .collect();
+        // The version its content says processed it.
+        let tagged: u32 = o["value"]["version"].as_str().unwrap()[1..]
+            .parse()
+            .unwrap();
+        assert_eq!(
+            stamps,
+            [
+                (
+                    "tag".to_string(),
+                    digests[tagged as usize - 1].clone(),
+                    tagged
+                ),
+                ("pass".to_string(), pass.clone(), 1),
+            ],
+            "{o}"
+        );
+    }
+}
+
+/// [`ROLLBACK_PIPELINE`] under `fail`, with no dead-letter sink; `check`
+/// starts with `config`.
+fn fail_pipeline(config: &str) -> String {
+    ROLLBACK_PIPELINE
+        .replace("error-policy: dead-letter\ndead-letter: rejected\n", "")
+        .replace("  rejected: { kind: file, path: rejected.jsonl }\n", "")
+        .replace("{ mode: poison, trigger: never }", config)
+}
+
+fn trap_with_rollback(live: &Live, max_failure_rate: f64) -> Result<weir::SwapReport, SwapError> {
+    live.control.swap_with(
+        "check",
+        None,
+        Some(json!({ "mode": "panic", "every": true })),
+        SwapOptions {
+            rollback: Some(Rollback {
+                records: 20,
+                max_failure_rate,
+            }),
+        },
+    )
+}
+
+#[test]
+fn under_fail_the_first_failure_on_trial_rolls_back_and_the_old_version_processes_the_batch() {
+    let live = Live::of(&fail_pipeline("{ mode: poison, trigger: never }"));
+    live.feed(50);
+    live.drain();
+    // `fail` tolerates no failure: a rate above 0 is refused, not ignored.
+    let e = trap_with_rollback(&live, 0.1).expect_err("refused");
+    assert!(matches!(e, SwapError::InvalidOptions { .. }), "{e}");
+    assert!(
+        e.to_string().contains("`max_failure_rate` must be 0"),
+        "{e}"
+    );
+    let feeder = Feeder::start(&live);
+    trap_with_rollback(&live, 0.0).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = wait_for_trial(&live, 0, 2);
+    let TrialOutcome::RolledBack { reason } = &outcome else {
+        panic!("not rolled back: {outcome:?}");
+    };
+    assert!(reason.contains("error-policy fail"), "{reason}");
+    let after = live.outputs().len();
+    wait_until("records flow after the rollback", || {
+        live.outputs().len() > after + 50
+    });
+    drop(feeder);
+    live.feed(10);
+    live.drain();
+    let status = live.control.status();
+    let fed = live.fed.load(Ordering::SeqCst);
+    // The run did not stop: every record came out once, none failed.
+    let outputs = live.finish();
+    let (outputs, rejected) = (outputs, Vec::new());
+    one_outcome_each(&outputs, &rejected, fed);
+    let check = &status[0].versions;
+    assert_eq!(check.len(), 3, "{check:?}");
+    assert!(check[1].failures >= 1, "{:?}", check[1]);
+    assert_eq!(
+        check[2].cause,
+        SwapCause::Rollback {
+            from: 2,
+            restores: 1,
+            reason: reason.clone()
+        }
+    );
+}
+
+#[test]
+fn under_fail_a_record_the_old_version_fails_too_stops_the_run_as_fail_says() {
+    // Version 1 fails the record whose `n` is 13; version 2 fails them all.
+    let live = Live::of(&fail_pipeline(
+        "{ mode: poison, trigger: '\"n\":13}', contains: true }",
+    ));
+    live.feed(10);
+    live.drain();
+    trap_with_rollback(&live, 0.0).unwrap_or_else(|e| panic!("{e}"));
+    live.feed(10);
+    let outcome = wait_for_trial(&live, 0, 2);
+    assert!(
+        matches!(outcome, TrialOutcome::RolledBack { .. }),
+        "{outcome:?}"
+    );
+    live.writer.lock().unwrap().take();
+    let e = live.run.join().unwrap().expect_err("the run stops");
+    let text = e.to_string();
+    assert!(
+        text.contains("stopped by the `fail` error policy"),
+        "{text}"
+    );
+    assert!(text.contains("in.fifo:14"), "{text}");
+    let outputs = parse(&live.out);
+    let ns: BTreeSet<u64> = outputs
+        .iter()
+        .map(|o| o["value"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns.len(), outputs.len(), "nothing came out twice");
+    assert!(!ns.contains(&13));
+    assert!((0..10).all(|n| ns.contains(&n)), "{ns:?}");
 }

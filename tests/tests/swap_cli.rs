@@ -548,7 +548,7 @@ fn the_swap_endpoint_needs_the_token_and_refuses_a_body_over_its_limit() {
     live.feed(10);
     let config = live.write("v2.yaml", b"set: { version: v2 }\n");
     let (content_type, body) =
-        weir::admin::swap_body(None, Some(&json!({ "set": { "version": "v2" } })));
+        weir::admin::swap_body(None, Some(&json!({ "set": { "version": "v2" } })), None);
     let content_type = format!("Content-Type: {content_type}");
     let post = |token: Option<&str>| {
         http_with(
@@ -681,7 +681,7 @@ fn a_swap_asked_for_during_another_is_refused_409() {
     // Config-only swaps keeping v1's tag, asked for again and again while
     // the slow one is under way: one of them meets it.
     let (content_type, body) =
-        weir::admin::swap_body(None, Some(&json!({ "set": { "version": "v1" } })));
+        weir::admin::swap_body(None, Some(&json!({ "set": { "version": "v1" } })), None);
     let content_type = format!("Content-Type: {content_type}");
     let mut busy = 0;
     while !slow.is_finished() {

@@ -195,9 +195,15 @@ async fn swap(
     };
     let control = state.control.clone();
     // Compiling a component takes a while; the server keeps answering.
-    let swapped =
-        tokio::task::spawn_blocking(move || control.swap(&step, parts.component, parts.config))
-            .await;
+    let swapped = tokio::task::spawn_blocking(move || {
+        control.swap_with(
+            &step,
+            parts.component,
+            parts.config,
+            parts.options.unwrap_or_default(),
+        )
+    })
+    .await;
     match swapped {
         Ok(Ok(report)) => axum::Json(SwapAnswer::from(&report)).into_response(),
         Ok(Err(e)) => {

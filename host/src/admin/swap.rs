@@ -7,8 +7,10 @@
 //!   a config-only swap.
 //! - `config`: the new config as JSON text. Without it the step keeps its
 //!   config.
+//! - `options`: [`SwapOptions`] as JSON text, e.g. `{"rollback":
+//!   {"records": 1000, "max_failure_rate": 0.05}}`. Without it, none.
 //!
-//! A swap option to come (e.g. rollback) is one more part. Multipart
+//! Multipart
 //! rather than a raw body so that the component travels as bytes (no
 //! base64) beside the other parts, and `curl -F component=@plugin.wasm -F
 //! 'config={...}'` makes the call as the CLI does.
@@ -21,7 +23,7 @@ use axum::extract::Multipart;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::control::{RefusedAt, SwapError, SwapReport};
+use crate::runtime::control::{RefusedAt, Rollback, SwapError, SwapOptions, SwapReport};
 
 /// The largest swap request body the admin API takes: room for an 18 MB
 /// Python component several times over. Larger ones get 413.
@@ -31,6 +33,8 @@ pub const SWAP_BODY_LIMIT: usize = 64 << 20;
 pub const COMPONENT_PART: &str = "component";
 /// The part holding the new config, as JSON.
 pub const CONFIG_PART: &str = "config";
+/// The part holding the swap's [`SwapOptions`], as JSON.
+pub const OPTIONS_PART: &str = "options";
 
 /// The path of the swap call for `step` (a step name is a plain word in
 /// the pipeline file; anything else is percent-encoded).
@@ -50,8 +54,10 @@ pub fn swap_path(step: &str) -> String {
 pub fn swap_body(
     component: Option<&[u8]>,
     config: Option<&serde_json::Value>,
+    options: Option<&SwapOptions>,
 ) -> (String, Vec<u8>) {
     let config = config.map(|c| c.to_string().into_bytes());
+    let options = options.map(|o| serde_json::to_vec(o).expect("options serialize"));
     // A boundary must not occur in any part: count up until it does not.
     let mut n = 0u32;
     let boundary = loop {
@@ -59,7 +65,7 @@ pub fn swap_body(
         let inside = |part: &Option<&[u8]>| {
             part.is_some_and(|p| memchr::memmem::find(p, candidate.as_bytes()).is_some())
         };
-        if !inside(&component) && !inside(&config.as_deref()) {
+        if !inside(&component) && !inside(&config.as_deref()) && !inside(&options.as_deref()) {
             break candidate;
         }
         n += 1;
@@ -88,6 +94,15 @@ pub fn swap_body(
             bytes,
         );
     }
+    if let Some(bytes) = &options {
+        part(
+            &format!(
+                "Content-Disposition: form-data; name=\"{OPTIONS_PART}\"\r\n\
+                 Content-Type: application/json"
+            ),
+            bytes,
+        );
+    }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
@@ -97,6 +112,7 @@ pub fn swap_body(
 pub(super) struct SwapParts {
     pub component: Option<Vec<u8>>,
     pub config: Option<serde_json::Value>,
+    pub options: Option<SwapOptions>,
 }
 
 /// A request the server refuses before swapping anything: its status and
@@ -146,12 +162,26 @@ pub(super) async fn read_parts(mut multipart: Multipart) -> Result<SwapParts, Re
                 })?;
                 parts.config = Some(config);
             }
+            OPTIONS_PART => {
+                if parts.options.is_some() {
+                    return Err(repeated());
+                }
+                let text = field.bytes().await.map_err(unreadable)?;
+                let options = serde_json::from_slice(&text).map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("the `{OPTIONS_PART}` part is not swap options: {e}"),
+                    )
+                })?;
+                parts.options = Some(options);
+            }
             _ => {
                 return Err((
                     StatusCode::BAD_REQUEST,
                     format!(
                         "unknown part `{name}`: a swap takes `{COMPONENT_PART}` (the new \
-                         component's bytes) and `{CONFIG_PART}` (its config, as JSON)"
+                         component's bytes), `{CONFIG_PART}` (its config, as JSON) and \
+                         `{OPTIONS_PART}` (swap options, as JSON)"
                     ),
                 ));
             }
@@ -191,6 +221,7 @@ pub fn refusal_status(e: &SwapError) -> StatusCode {
             ..
         } => StatusCode::SERVICE_UNAVAILABLE,
         SwapError::UnknownStep(_) => StatusCode::NOT_FOUND,
+        SwapError::InvalidOptions { .. } => StatusCode::BAD_REQUEST,
         SwapError::NotAPluginStep { .. } | SwapError::Refused { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -213,7 +244,7 @@ pub fn refusal_body(e: &SwapError) -> serde_json::Value {
 
 /// What a swap answers with (200), as JSON: the [`SwapReport`], with
 /// durations in microseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwapAnswer {
     pub step: String,
     /// The version now running (1 is the pipeline file's).
@@ -229,6 +260,9 @@ pub struct SwapAnswer {
     pub tasks: usize,
     /// The longest one task took to switch.
     pub slowest_task_us: u64,
+    /// The trial the new version is on, when the swap asked for one.
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
 }
 
 fn micros(d: std::time::Duration) -> u64 {
@@ -246,6 +280,7 @@ impl From<&SwapReport> for SwapAnswer {
             cutover_us: micros(r.cutover),
             tasks: r.tasks,
             slowest_task_us: micros(r.slowest_task),
+            rollback: r.rollback,
         }
     }
 }
@@ -286,7 +321,16 @@ impl std::fmt::Display for SwapAnswer {
             millis(self.prepare_us),
             self.tasks,
             millis(self.cutover_us),
-        )
+        )?;
+        if let Some(r) = &self.rollback {
+            write!(
+                f,
+                "; on trial for its first {} records, rolled back if more than {}% of them fail",
+                r.records,
+                r.max_failure_rate * 100.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -326,7 +370,7 @@ mod tests {
         // A component that happens to hold the first boundary tried.
         let component = b"\0asm--weir-swap-boundary-0\r\n".to_vec();
         let config = serde_json::json!({ "set": { "version": "v2" } });
-        let (content_type, body) = swap_body(Some(&component), Some(&config));
+        let (content_type, body) = swap_body(Some(&component), Some(&config), None);
         assert_eq!(
             content_type,
             "multipart/form-data; boundary=weir-swap-boundary-1"
@@ -339,7 +383,7 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("--weir-swap-boundary-1--\r\n"), "{text}");
-        let (_, config_only) = swap_body(None, Some(&config));
+        let (_, config_only) = swap_body(None, Some(&config), None);
         assert!(!String::from_utf8_lossy(&config_only).contains("component"));
     }
 

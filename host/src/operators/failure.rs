@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::versioned::VersionTag;
 use crate::record::{Origin, Record};
 
 /// Header names on dead-lettered records.
@@ -18,6 +19,12 @@ pub mod headers {
     pub const PARTITION: &str = "weir.error.partition";
     /// Its offset there (the line number for a file source).
     pub const OFFSET: &str = "weir.error.offset";
+    /// The version of the step that failed it, when a swap brought that
+    /// version (2 and on; a record failed by the pipeline file's version
+    /// has neither this nor [`DIGEST`]).
+    pub const VERSION: &str = "weir.error.version";
+    /// That version's component, `sha256:` and its digest in hex.
+    pub const DIGEST: &str = "weir.error.digest";
 }
 
 /// What went wrong with one record.
@@ -76,6 +83,8 @@ pub struct Incident {
     pub origin: Origin,
     pub kind: FailureKind,
     pub reason: String,
+    /// The version of the step that failed it, when a swap brought it.
+    pub version: Option<VersionTag>,
 }
 
 impl Incident {
@@ -87,6 +96,10 @@ impl Incident {
         record.push_header(headers::SOURCE, self.source.clone());
         record.push_header(headers::PARTITION, self.origin.partition.to_string());
         record.push_header(headers::OFFSET, self.origin.offset.to_string());
+        if let Some(v) = &self.version {
+            record.push_header(headers::VERSION, v.number.to_string());
+            record.push_header(headers::DIGEST, format!("sha256:{}", v.digest));
+        }
         record
     }
 }
@@ -95,8 +108,12 @@ impl fmt::Display for Incident {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "`{}` failed on the record from source `{}` partition {} offset {} ({}): {}",
+            "`{}`{} failed on the record from source `{}` partition {} offset {} ({}): {}",
             self.operator,
+            self.version
+                .as_ref()
+                .map(|v| format!(" (version {})", v.number))
+                .unwrap_or_default(),
             self.source,
             self.origin.partition,
             self.origin.offset,

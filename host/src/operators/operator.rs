@@ -163,6 +163,17 @@ pub trait Operator: Send {
     fn restarts(&self) -> u64 {
         0
     }
+
+    /// The version of its step this operator runs, for a plugin step (see
+    /// [`super::versioned`]); `None` for a step weir runs itself.
+    fn version(&self) -> Option<&super::versioned::VersionTag> {
+        None
+    }
+
+    /// That version's counters and trial, shared by every task.
+    fn version_counters(&self) -> Option<&std::sync::Arc<super::versioned::VersionCounters>> {
+        None
+    }
 }
 
 /// Per-operator, per-task counters that status and metrics read while the

@@ -1,22 +1,109 @@
 //! An operator tagged with the version of its step it runs, counting the
-//! records that version processed (a hot swap's per-version counters).
+//! records that version processed and failed (a hot swap's per-version
+//! counters, which a rollback trial judges).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::{Operator, OperatorError, Schedule, StepOutput, StoreSpec, TaskId, TimeKind};
 use crate::record::Record;
 
+/// Which version of its step an operator runs: what dead-letter headers
+/// and provenance headers name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionTag {
+    /// 1 for the pipeline file's, then one more per swap (or rollback).
+    pub number: u32,
+    /// SHA-256 of its component, in hex.
+    pub digest: Arc<str>,
+}
+
+/// A version's counters, shared by its operators in every task.
+#[derive(Debug, Default)]
+pub struct VersionCounters {
+    /// Records it processed (each batch once it succeeded).
+    pub records: AtomicU64,
+    /// Of those, records that failed (whatever the policy then did).
+    pub failures: AtomicU64,
+    /// Where its rollback trial stands, as the tasks must know it: see
+    /// [`VersionCounters::claim_rollback`].
+    trial: AtomicU8,
+}
+
+const NO_TRIAL: u8 = 0;
+const ON_TRIAL: u8 = 1;
+const ROLLING_BACK: u8 = 2;
+
+impl VersionCounters {
+    /// The version goes on trial (before any task runs it).
+    pub fn start_trial(&self) {
+        self.trial.store(ON_TRIAL, Ordering::Release);
+    }
+
+    /// A task's record failed under `fail` on this version: whether the
+    /// version is on trial, and so is rolled back now (the task then holds
+    /// the record for the version that comes back instead of stopping the
+    /// run). Whoever decides first, a task here or the control thread in
+    /// [`VersionCounters::keep`], decides.
+    pub fn claim_rollback(&self) -> bool {
+        match self.trial.compare_exchange(
+            ON_TRIAL,
+            ROLLING_BACK,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(state) => state == ROLLING_BACK,
+        }
+    }
+
+    /// The trial passed: whether the version is kept (`false`: a task
+    /// claimed a rollback first).
+    pub fn keep(&self) -> bool {
+        self.trial
+            .compare_exchange(ON_TRIAL, NO_TRIAL, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The version is being rolled back.
+    pub fn roll_back(&self) {
+        self.trial.store(ROLLING_BACK, Ordering::Release);
+    }
+
+    /// Whether the version is being rolled back.
+    pub fn rolling_back(&self) -> bool {
+        self.trial.load(Ordering::Acquire) == ROLLING_BACK
+    }
+
+    /// The rollback could not happen: the version stays, with no trial.
+    pub fn end_trial(&self) {
+        self.trial.store(NO_TRIAL, Ordering::Release);
+    }
+
+    /// Whether the version is on trial or being rolled back.
+    pub fn on_trial(&self) -> bool {
+        self.trial.load(Ordering::Relaxed) != NO_TRIAL
+    }
+}
+
 /// Forwards every call to the operator it wraps; adds the records of each
-/// batch to its version's counter, shared by that version in every task.
+/// batch, and those that failed, to its version's counters, shared by that
+/// version in every task. One relaxed add per batch (two when some failed):
+/// the cost of a rollback trial is paid whether one is asked for or not,
+/// and is not measurable next to a plugin call.
 pub struct Versioned {
     inner: Box<dyn Operator>,
-    records: Arc<AtomicU64>,
+    counters: Arc<VersionCounters>,
+    tag: VersionTag,
 }
 
 impl Versioned {
-    pub fn new(inner: Box<dyn Operator>, records: Arc<AtomicU64>) -> Self {
-        Versioned { inner, records }
+    pub fn new(inner: Box<dyn Operator>, tag: VersionTag, counters: Arc<VersionCounters>) -> Self {
+        Versioned {
+            inner,
+            counters,
+            tag,
+        }
     }
 }
 
@@ -27,11 +114,24 @@ impl Operator for Versioned {
         records: &[Record],
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        // Counted once it succeeded: a retried batch counts once.
+        // Counted once it succeeded: a retried batch counts once. Failures
+        // first, so a reader that sees the records sees their failures.
         self.inner.process_batch(input, records, out)?;
-        self.records
+        if !out.failures.is_empty() {
+            self.counters
+                .failures
+                .fetch_add(out.failures.len() as u64, Ordering::Relaxed);
+        }
+        self.counters
+            .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+    fn version(&self) -> Option<&VersionTag> {
+        Some(&self.tag)
+    }
+    fn version_counters(&self) -> Option<&Arc<VersionCounters>> {
+        Some(&self.counters)
     }
     fn ports(&self) -> &[String] {
         self.inner.ports()

@@ -53,6 +53,19 @@ pub enum ErrorPolicy {
     DeadLetter,
 }
 
+/// Whether output records say which plugin versions made them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provenance {
+    /// Headers pass through unchanged.
+    #[default]
+    Off,
+    /// Each plugin step a record passes through adds a header
+    /// `weir.provenance: STEP=sha256:DIGEST@vN` (see
+    /// [`crate::runtime::provenance`]).
+    Header,
+}
+
 /// What a step does with each record; the host holds the plugin to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -179,6 +192,8 @@ pub struct Pipeline {
     pub threads: Option<u32>,
     pub batch_size: usize,
     pub error_policy: ErrorPolicy,
+    /// Output provenance headers (off unless the file asks).
+    pub provenance: Provenance,
     /// Index into `sinks` of the dead-letter sink.
     pub dead_letter: Option<usize>,
     pub sources: Vec<Source>,

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::{ErrorPolicy, Format, LineFormat, SinkKind, SinkMode, SourceKind, StepKind};
+use super::{
+    ErrorPolicy, Format, LineFormat, Provenance, SinkKind, SinkMode, SourceKind, StepKind,
+};
 use crate::codec::extract::TimeUnit;
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +25,7 @@ pub struct RawPipeline {
     pub batch_size: Option<Spanned<usize>>,
     pub error_policy: Option<ErrorPolicy>,
     pub dead_letter: Option<Spanned<String>>,
+    pub provenance: Option<Provenance>,
     #[serde(default)]
     pub sources: BTreeMap<String, Spanned<RawSource>>,
     #[serde(default)]

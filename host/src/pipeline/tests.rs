@@ -561,3 +561,21 @@ fn plugin_steps_beyond_the_instance_pool_on_kafka_are_refused() {
     let e = errors(&pipeline(62));
     assert!(!e.iter().any(|m| m.contains("plugin instances")), "{e:#?}");
 }
+
+/// Issue 12, item 3: output provenance is off unless the file asks for it,
+/// and a value it does not know is refused where it is written.
+#[test]
+fn provenance_is_off_by_default_and_its_value_is_checked_where_written() {
+    let body = "sources:\n  a: { kind: stdin }\nsinks:\n  o: { kind: stdout }\n";
+    assert_eq!(parse(body).unwrap().provenance, Provenance::Off);
+    let on = parse(&format!("provenance: header\n{body}")).unwrap();
+    assert_eq!(on.provenance, Provenance::Header);
+    let off = parse(&format!("provenance: off\n{body}")).unwrap();
+    assert_eq!(off.provenance, Provenance::Off);
+    assert_eq!(
+        errors(&format!("name: x\nprovenance: headers\n{body}")),
+        [
+            "/nonexistent/p.yaml:2:13: `provenance` is `headers`, not one of off | header; did you mean `header`?"
+        ]
+    );
+}

@@ -373,6 +373,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         threads,
         batch_size,
         error_policy,
+        provenance: raw.provenance.unwrap_or_default(),
         dead_letter,
         sources,
         plugins,

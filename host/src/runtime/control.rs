@@ -19,11 +19,25 @@
 //! started later start the new version. Swaps are serialised: one asked
 //! for while another is in progress is refused with [`SwapError::Busy`].
 //!
+//! A swap may ask for a rollback trial ([`RunControl::swap_with`],
+//! [`Rollback`]): the control thread watches the new version's counters
+//! (records and failures over every task, added once per batch by
+//! [`crate::operators::versioned::Versioned`]) and, if more of its first
+//! records fail than allowed, brings the previous version back as a swap
+//! of its own ([`SwapCause::Rollback`]) through the same cutover as any
+//! swap. Records the tried version failed went to the step's error policy
+//! as any failure; dead-lettered ones name the version that failed them.
+//! Under `fail`, which tolerates no failure, the first failed record rolls
+//! back (`max_failure_rate` must be 0): the task holds that step's input
+//! batch, none of its outputs passed on, until the version that comes back
+//! processes it whole; if that version fails the record too, `fail` stops
+//! the run as it would have without the swap.
+//!
 //! Not yet (later parts of issue 12): the swap reaches only this process
-//! (on Kafka, other members keep the old version), is not kept on disk (a
-//! restarted run starts the pipeline file's version), and is not rolled
-//! back. A task that cannot start a version its check started (a full
-//! pool) stops the run with that error ([`SwapError::Cutover`]).
+//! (on Kafka, other members keep the old version) and is not kept on disk
+//! (a restarted run starts the pipeline file's version). A task that
+//! cannot start a version its check started (a full pool) stops the run
+//! with that error ([`SwapError::Cutover`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +49,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::message::{BroadcastMessage, WorkerMessage};
 use super::topology::{StepVersion, Topology};
 use crate::operators::plugin_step::StartError;
+use crate::operators::versioned::VersionCounters;
+use crate::pipeline::ErrorPolicy;
 
 /// The handle a caller holds on a run to swap its steps and ask how they
 /// are doing. One run at a time; it keeps the last run's status after it
@@ -58,6 +74,9 @@ pub enum SwapError {
     NotRunning,
     #[error("the pipeline has no step `{0}`")]
     UnknownStep(String),
+    /// The swap's [`SwapOptions`] cannot be used; nothing changed.
+    #[error("step `{step}`: {reason}")]
+    InvalidOptions { step: String, reason: String },
     #[error("step `{step}` is a {kind} step, run by weir itself; only plugin steps can be swapped")]
     NotAPluginStep { step: String, kind: &'static str },
     #[error(
@@ -76,6 +95,55 @@ pub enum SwapError {
         task: String,
         reason: String,
     },
+}
+
+/// What a swap asks for beyond its component and config; the admin API and
+/// `weir swap` take it as JSON (`{"rollback": {"records": 1000,
+/// "max_failure_rate": 0.05}}`; unknown fields are refused).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapOptions {
+    /// Try the new version on its first records, and bring the previous
+    /// one back if too many of them fail (see [`Rollback`]).
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
+}
+
+/// An automatic rollback: the new version is on trial for its first
+/// `records` records, counted over every task (in whole batches, so the
+/// trial may see a few more). If more than `max_failure_rate × records` of
+/// them fail, the previous version (component and config) comes back, as
+/// a swap of its own; once `records` records passed with fewer failures,
+/// the trial ends and the version is kept.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// How many records the trial lasts: 1 or more.
+    pub records: u64,
+    /// The share of them that may fail, from 0 (any failure rolls back)
+    /// up to, not including, 1.
+    pub max_failure_rate: f64,
+}
+
+impl Rollback {
+    /// Why these settings cannot be used, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.records == 0 {
+            return Err("`records` must be 1 or more: the trial needs records to judge".into());
+        }
+        if !(0.0..1.0).contains(&self.max_failure_rate) {
+            return Err(format!(
+                "`max_failure_rate` must be at least 0 and below 1 (a share of the records, 0.05 is 5%), not {}",
+                self.max_failure_rate
+            ));
+        }
+        Ok(())
+    }
+
+    /// Failures that decide a rollback: more than this many.
+    fn allowed_failures(&self) -> f64 {
+        self.max_failure_rate * self.records as f64
+    }
 }
 
 /// Which check refused a new version.
@@ -129,6 +197,9 @@ pub struct SwapReport {
     /// messages ahead. With `slowest_task` it tells where a long `cutover`
     /// went (the remainder is the control thread waking up).
     pub queued: Duration,
+    /// The trial the new version is on, when the swap asked for one: see
+    /// [`RunControl::status`] for how it goes.
+    pub rollback: Option<Rollback>,
 }
 
 /// One step of the run, as [`RunControl::status`] shows it.
@@ -158,17 +229,68 @@ pub struct VersionStatus {
     pub config: serde_json::Value,
     /// Records it processed, over every task.
     pub records: u64,
+    /// Of those, records it failed (whatever the error policy then did).
+    pub failures: u64,
     /// When it started running: the run's start, or the swap's end.
     pub since: SystemTime,
     /// For a version a swap brought: how long the cutover took, and the
     /// slowest task's part of it.
     pub cutover: Option<(Duration, Duration)>,
+    /// How it came to run.
+    pub cause: SwapCause,
+    /// Its rollback trial, when its swap asked for one.
+    pub trial: Option<TrialStatus>,
+}
+
+/// How a version came to run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SwapCause {
+    /// The pipeline file's version, as the run started.
+    Pipeline,
+    /// A swap someone asked for.
+    Swap,
+    /// An automatic rollback: version `from` failed its trial (`reason`),
+    /// so this version runs the component and config of version `restores`.
+    Rollback {
+        from: u32,
+        restores: u32,
+        reason: String,
+    },
+}
+
+/// A version's rollback trial.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TrialStatus {
+    pub rollback: Rollback,
+    pub outcome: TrialOutcome,
+}
+
+/// Where a rollback trial stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrialOutcome {
+    /// Its first records are still being counted.
+    Running,
+    /// They passed: the version is kept.
+    Kept,
+    /// Too many failed: the previous version came back (the version after
+    /// this one, with [`SwapCause::Rollback`]).
+    RolledBack { reason: String },
+    /// The previous version could not be brought back (`reason`): this
+    /// one keeps running.
+    RollbackRefused { reason: String },
+    /// Another swap of the step replaced the version before the trial
+    /// ended.
+    Superseded,
+    /// The run ended before the trial did.
+    RunEnded,
 }
 
 struct StepState {
     name: String,
     kind: &'static str,
-    versions: Vec<(VersionStatus, Arc<AtomicU64>)>,
+    versions: Vec<(VersionStatus, Arc<VersionCounters>)>,
 }
 
 /// A swap asked of the control thread.
@@ -176,6 +298,7 @@ pub(super) struct Request {
     step: String,
     component: Option<Vec<u8>>,
     config: Option<serde_json::Value>,
+    options: SwapOptions,
     reply: Sender<Result<SwapReport, SwapError>>,
 }
 
@@ -195,6 +318,30 @@ impl RunControl {
         component: Option<Vec<u8>>,
         config: Option<serde_json::Value>,
     ) -> Result<SwapReport, SwapError> {
+        self.swap_with(step, component, config, SwapOptions::default())
+    }
+
+    /// [`RunControl::swap`] with `options`: with a [`Rollback`], the new
+    /// version is on trial once the swap returns, and
+    /// [`RunControl::status`] says how the trial goes. A swap of the same
+    /// step during its trial ends the trial ([`TrialOutcome::Superseded`])
+    /// once the newer version passed its checks; a refused one leaves the
+    /// trial going.
+    pub fn swap_with(
+        &self,
+        step: &str,
+        component: Option<Vec<u8>>,
+        config: Option<serde_json::Value>,
+        options: SwapOptions,
+    ) -> Result<SwapReport, SwapError> {
+        if let Some(rollback) = &options.rollback {
+            rollback
+                .check()
+                .map_err(|reason| SwapError::InvalidOptions {
+                    step: step.to_string(),
+                    reason: format!("rollback: {reason}"),
+                })?;
+        }
         let _serial = match self.serial.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::WouldBlock) => return Err(SwapError::Busy),
@@ -211,6 +358,7 @@ impl RunControl {
             step: step.to_string(),
             component,
             config,
+            options,
             reply,
         };
         requests.send(request).map_err(|_| SwapError::NotRunning)?;
@@ -228,8 +376,9 @@ impl RunControl {
                 versions: s
                     .versions
                     .iter()
-                    .map(|(v, records)| VersionStatus {
-                        records: records.load(Ordering::Relaxed),
+                    .map(|(v, counters)| VersionStatus {
+                        records: counters.records.load(Ordering::Relaxed),
+                        failures: counters.failures.load(Ordering::Relaxed),
                         ..v.clone()
                     })
                     .collect(),
@@ -250,7 +399,7 @@ impl RunControl {
                 kind: s.kind.as_str(),
                 versions: topo
                     .version(j)
-                    .map(|v| vec![version_state(&v, now, None)])
+                    .map(|v| vec![version_state(&v, now, None, SwapCause::Pipeline)])
                     .unwrap_or_default(),
             })
             .collect();
@@ -264,22 +413,37 @@ impl RunControl {
     fn lock_steps(&self) -> std::sync::MutexGuard<'_, Vec<StepState>> {
         self.steps.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Sets the trial of version `number` of step `j`, as status shows it.
+    fn set_trial(&self, j: usize, number: u32, trial: TrialStatus) {
+        let mut steps = self.lock_steps();
+        let version = steps
+            .get_mut(j)
+            .and_then(|s| s.versions.iter_mut().find(|(v, _)| v.number == number));
+        if let Some((v, _)) = version {
+            v.trial = Some(trial);
+        }
+    }
 }
 
 fn version_state(
     v: &StepVersion,
     since: SystemTime,
     cutover: Option<(Duration, Duration)>,
-) -> (VersionStatus, Arc<AtomicU64>) {
+    cause: SwapCause,
+) -> (VersionStatus, Arc<VersionCounters>) {
     let status = VersionStatus {
         number: v.number,
         digest: v.plugin.sha256().to_string(),
         config: serde_json::from_str(&v.config_json).unwrap_or(serde_json::Value::Null),
         records: 0,
+        failures: 0,
         since,
         cutover,
+        cause,
+        trial: None,
     };
-    (status, v.records.clone())
+    (status, v.counters.clone())
 }
 
 /// Where a run's swap requests arrive, attached to `control` before the
@@ -290,8 +454,12 @@ pub(super) fn attach(control: &RunControl, topo: &Topology) -> Receiver<Request>
     rx
 }
 
-/// The run's control thread: serves swap requests from `rx` until `done`
-/// (every worker finished). `workers` are the workers' internal queues.
+/// How often the control thread looks at the trials under way.
+const TRIAL_POLL: Duration = Duration::from_millis(2);
+
+/// The run's control thread: serves swap requests from `rx` and judges
+/// rollback trials until `done` (every worker finished). `workers` are
+/// the workers' internal queues.
 pub(super) fn serve(
     control: &RunControl,
     topo: &Topology,
@@ -299,26 +467,100 @@ pub(super) fn serve(
     workers: &[Sender<WorkerMessage>],
     done: &AtomicBool,
 ) {
+    let run = Cutover {
+        control,
+        topo,
+        workers,
+        done,
+    };
+    let mut trials: Vec<TrialRun> = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
+        let wait = if trials.is_empty() {
+            Duration::from_millis(20)
+        } else {
+            TRIAL_POLL
+        };
+        match rx.recv_timeout(wait) {
             Ok(request) => {
-                let result = swap(control, topo, workers, done, &request);
+                let result = swap(&run, &request, &mut trials);
                 let _ = request.reply.send(result);
             }
             Err(RecvTimeoutError::Timeout) if !done.load(Ordering::Acquire) => {}
             Err(_) => break,
         }
+        judge(&run, &mut trials);
+    }
+    for trial in trials {
+        trial.end(control, TrialOutcome::RunEnded);
     }
     control.detach();
 }
 
+/// What a swap needs of the run to cut a step over to a new version.
+struct Cutover<'r> {
+    control: &'r RunControl,
+    topo: &'r Topology,
+    workers: &'r [Sender<WorkerMessage>],
+    done: &'r AtomicBool,
+}
+
+/// A version on trial, as the control thread judges it.
+struct TrialRun {
+    step: usize,
+    rollback: Rollback,
+    tried: StepVersion,
+    /// The version it replaced: what a rollback brings back.
+    previous: StepVersion,
+}
+
+impl TrialRun {
+    fn end(&self, control: &RunControl, outcome: TrialOutcome) {
+        tracing::info!(
+            step = %control.lock_steps().get(self.step).map(|s| s.name.clone()).unwrap_or_default(),
+            version = self.tried.number,
+            ?outcome,
+            "rollback trial ended"
+        );
+        control.set_trial(
+            self.step,
+            self.tried.number,
+            TrialStatus {
+                rollback: self.rollback,
+                outcome,
+            },
+        );
+    }
+
+    /// Why the version must be rolled back, once its failures say so.
+    fn verdict(&self, step: &str) -> Option<Result<(), String>> {
+        let counters = &self.tried.counters;
+        if counters.rolling_back() {
+            // A task's record failed under `fail`, which allows none.
+            return Some(Err(format!(
+                "version {} failed a record, and step `{step}` stops on a failed record (error-policy fail)",
+                self.tried.number
+            )));
+        }
+        // Records first: a batch adds its failures before its records.
+        let records = counters.records.load(Ordering::Relaxed);
+        let failures = counters.failures.load(Ordering::Relaxed);
+        let allowed = self.rollback.allowed_failures();
+        if failures as f64 > allowed {
+            return Some(Err(format!(
+                "version {} failed {failures} of its first {records} records; at most {allowed} of {} may fail (max_failure_rate {})",
+                self.tried.number, self.rollback.records, self.rollback.max_failure_rate
+            )));
+        }
+        (records >= self.rollback.records).then_some(Ok(()))
+    }
+}
+
 fn swap(
-    control: &RunControl,
-    topo: &Topology,
-    workers: &[Sender<WorkerMessage>],
-    done: &AtomicBool,
+    run: &Cutover<'_>,
     request: &Request,
+    trials: &mut Vec<TrialRun>,
 ) -> Result<SwapReport, SwapError> {
+    let topo = run.topo;
     let step = &request.step;
     let j = topo
         .pipeline
@@ -332,50 +574,198 @@ fn swap(
             kind: topo.pipeline.steps[j].kind.as_str(),
         });
     };
+    if let Some(rollback) = &request.options.rollback
+        && topo.pipeline.steps[j].error_policy == ErrorPolicy::Fail
+        && rollback.max_failure_rate != 0.0
+    {
+        return Err(SwapError::InvalidOptions {
+            step: step.clone(),
+            reason: "rollback: the step stops the run on a failed record (error-policy fail), so during its trial the first failure rolls back: `max_failure_rate` must be 0".into(),
+        });
+    }
     let started = Instant::now();
     let version = prepare(topo, j, &current, request)?;
     let prepare = started.elapsed();
-    tracing::info!(step = %step, version = version.number, digest = %version.plugin.sha256(), "swapping step");
-
-    let started = Instant::now();
-    topo.set_version(j, version.clone());
-    let order = Arc::new(SwapOrder::new(j, version.clone(), workers.len()));
-    for w in workers {
-        let ticket = Arc::new(SwapTicket::new(order.clone()));
-        // A worker already gone drops the message, and the ticket arrives.
-        let _ = w.send(WorkerMessage::AllTasks(BroadcastMessage::Swap(ticket)));
+    if request.options.rollback.is_some() {
+        // Before any task runs it: a failure under `fail` must find it on
+        // trial.
+        version.counters.start_trial();
     }
-    order.wait(done);
-    let cutover = started.elapsed();
-    let (tasks, slowest, failure) = order.outcome();
-    let queued = order.queued();
-    if let Some((task, reason)) = failure {
-        return Err(SwapError::Cutover {
-            step: step.clone(),
-            task,
-            reason,
-        });
+    // The newer version passed its checks: it ends the trial of the one
+    // it replaces.
+    if let Some(at) = trials.iter().position(|t| t.step == j) {
+        trials
+            .swap_remove(at)
+            .end(run.control, TrialOutcome::Superseded);
     }
-    let mut steps = control.lock_steps();
-    if let Some(s) = steps.get_mut(j) {
-        s.versions.push(version_state(
-            &version,
-            SystemTime::now(),
-            Some((cutover, slowest)),
-        ));
+    let switched = run.cut_over(j, &version, SwapCause::Swap)?;
+    if let Some(rollback) = request.options.rollback {
+        let trial = TrialRun {
+            step: j,
+            rollback,
+            tried: version.clone(),
+            previous: current.clone(),
+        };
+        trial.end(run.control, TrialOutcome::Running);
+        trials.push(trial);
     }
-    tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, ?queued, "step swapped");
     Ok(SwapReport {
         step: step.clone(),
         version: version.number,
         digest: version.plugin.sha256().to_string(),
         previous_digest: current.plugin.sha256().to_string(),
         prepare,
-        cutover,
-        tasks,
-        slowest_task: slowest,
-        queued,
+        cutover: switched.took,
+        tasks: switched.tasks,
+        slowest_task: switched.slowest,
+        queued: switched.queued,
+        rollback: request.options.rollback,
     })
+}
+
+/// Ends the trials whose records decided them: a version that failed too
+/// many is rolled back, one whose first records passed is kept.
+fn judge(run: &Cutover<'_>, trials: &mut Vec<TrialRun>) {
+    let mut k = 0;
+    while k < trials.len() {
+        let step = &run.topo.pipeline.steps[trials[k].step].name;
+        let Some(verdict) = trials[k].verdict(step) else {
+            k += 1;
+            continue;
+        };
+        let trial = trials.swap_remove(k);
+        match verdict {
+            Ok(()) if trial.tried.counters.keep() => trial.end(run.control, TrialOutcome::Kept),
+            // A task claimed the rollback as the trial passed.
+            Ok(()) => {
+                let reason = trial
+                    .verdict(step)
+                    .and_then(Result::err)
+                    .unwrap_or_default();
+                roll_back(run, &trial, reason)
+            }
+            Err(reason) => roll_back(run, &trial, reason),
+        }
+    }
+}
+
+/// Brings back the version before `trial`'s (its component and config) as
+/// a swap of its own, so whatever records completed swaps records this one
+/// too ([`SwapCause::Rollback`]).
+///
+/// Stateful steps (keyed state comes with a later issue): once the tried
+/// version has written state migrated to its own schema, a rollback is
+/// allowed only if its plugin exports a downgrade of that state; the check
+/// belongs here, before the old version is prepared, and refuses with
+/// [`TrialOutcome::RollbackRefused`]. No step has state yet.
+fn roll_back(run: &Cutover<'_>, trial: &TrialRun, reason: String) {
+    let topo = run.topo;
+    let j = trial.step;
+    let name = &topo.pipeline.steps[j].name;
+    tracing::warn!(step = %name, "rolling back: {reason}");
+    let version = trial.tried.next(
+        trial.previous.plugin.clone(),
+        trial.previous.config_json.clone(),
+    );
+    // Checked as any swap's new version: it ran before, but the pool or
+    // the run (stopping) may not let it start now.
+    trial.tried.counters.roll_back();
+    let refused = |why: String| {
+        tracing::error!(step = %name, "could not roll back: {why}");
+        // Tasks holding records for the rollback apply their policy.
+        trial.tried.counters.end_trial();
+        trial.end(
+            run.control,
+            TrialOutcome::RollbackRefused {
+                reason: format!("{reason}; the previous version did not start: {why}"),
+            },
+        );
+    };
+    match topo.start_step(j, &version) {
+        Ok(checked) => drop(checked),
+        Err(e) => return refused(e.to_string()),
+    }
+    trial.end(
+        run.control,
+        TrialOutcome::RolledBack {
+            reason: reason.clone(),
+        },
+    );
+    let cause = SwapCause::Rollback {
+        from: trial.tried.number,
+        restores: trial.previous.number,
+        reason,
+    };
+    if let Err(e) = run.cut_over(j, &version, cause) {
+        // A task that could not start it stops the run with that error.
+        tracing::error!(step = %name, "rollback: {e}");
+    }
+}
+
+impl Cutover<'_> {
+    /// Makes `version` the one step `j` runs: every task hosting it
+    /// switches between two batches. Returns the tasks that switched, the
+    /// time the cutover took and the slowest task's part.
+    ///
+    /// Every completed swap, asked for or a rollback, ends here, where it
+    /// is recorded (status; a swap journal hooks in beside it), with its
+    /// `cause`.
+    fn cut_over(
+        &self,
+        j: usize,
+        version: &StepVersion,
+        cause: SwapCause,
+    ) -> Result<Switched, SwapError> {
+        let step = &self.topo.pipeline.steps[j].name;
+        tracing::info!(step = %step, version = version.number, digest = %version.plugin.sha256(), ?cause, "swapping step");
+        let started = Instant::now();
+        self.topo.set_version(j, version.clone());
+        let order = Arc::new(SwapOrder::new(j, version.clone(), self.workers.len()));
+        for w in self.workers {
+            let ticket = Arc::new(SwapTicket::new(order.clone()));
+            // A worker already gone drops the message, and the ticket arrives.
+            let _ = w.send(WorkerMessage::AllTasks(BroadcastMessage::Swap(ticket)));
+        }
+        order.wait(self.done);
+        let cutover = started.elapsed();
+        let (tasks, slowest, failure) = order.outcome();
+        let queued = order.queued();
+        if let Some((task, reason)) = failure {
+            return Err(SwapError::Cutover {
+                step: step.clone(),
+                task,
+                reason,
+            });
+        }
+        let mut steps = self.control.lock_steps();
+        if let Some(s) = steps.get_mut(j) {
+            s.versions.push(version_state(
+                version,
+                SystemTime::now(),
+                Some((cutover, slowest)),
+                cause,
+            ));
+        }
+        tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, ?queued, "step swapped");
+        Ok(Switched {
+            tasks,
+            took: cutover,
+            slowest,
+            queued,
+        })
+    }
+}
+
+/// How a cutover went.
+struct Switched {
+    /// Tasks that switched.
+    tasks: usize,
+    /// From handing the version to the workers until every task switched.
+    took: Duration,
+    /// The longest one task took to start the version and switch.
+    slowest: Duration,
+    /// The longest a worker's swap message waited before it was taken.
+    queued: Duration,
 }
 
 /// The new version of step `j`, compiled, checked and started once with
@@ -407,12 +797,7 @@ fn prepare(
         None => current.config_json.clone(),
         Some(config) => config.to_string().into(),
     };
-    let version = StepVersion {
-        number: current.number + 1,
-        plugin,
-        config_json,
-        records: Arc::default(),
-    };
+    let version = current.next(plugin, config_json);
     // Started once and dropped: each task starts its own at the cutover.
     let checked = topo.start_step(j, &version).map_err(|e| {
         let stage = match &e {
@@ -545,5 +930,70 @@ impl std::fmt::Debug for SwapTicket {
             "SwapTicket(step {}, version {})",
             self.order.step, self.order.version.number
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_options_read_from_json_and_refuse_unknown_fields() {
+        let options: SwapOptions =
+            serde_json::from_str(r#"{"rollback": {"records": 1000, "max_failure_rate": 0.05}}"#)
+                .unwrap();
+        let rollback = options.rollback.unwrap();
+        assert_eq!((rollback.records, rollback.max_failure_rate), (1000, 0.05));
+        assert_eq!(rollback.check(), Ok(()));
+        assert_eq!(
+            serde_json::from_str::<SwapOptions>("{}").unwrap(),
+            SwapOptions::default()
+        );
+        let e = serde_json::from_str::<SwapOptions>(
+            r#"{"rollback": {"records": 10, "max-failure-rate": 0.5}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        // Written as it is read.
+        let text = serde_json::to_string(&options).unwrap();
+        assert_eq!(serde_json::from_str::<SwapOptions>(&text).unwrap(), options);
+    }
+
+    #[test]
+    fn rollback_settings_are_checked_and_say_how_many_failures_are_allowed() {
+        let rollback = Rollback {
+            records: 100,
+            max_failure_rate: 0.1,
+        };
+        assert_eq!(rollback.allowed_failures(), 10.0);
+        let zero = Rollback {
+            max_failure_rate: 0.0,
+            ..rollback
+        };
+        assert_eq!(zero.allowed_failures(), 0.0);
+        assert!(
+            Rollback {
+                records: 0,
+                ..rollback
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            Rollback {
+                max_failure_rate: 1.0,
+                ..rollback
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            Rollback {
+                max_failure_rate: f64::INFINITY,
+                ..rollback
+            }
+            .check()
+            .is_err()
+        );
     }
 }

@@ -22,6 +22,7 @@ mod merge;
 pub(crate) mod message;
 mod policy;
 mod progress;
+pub mod provenance;
 mod sinks;
 mod summary;
 pub(crate) mod task;

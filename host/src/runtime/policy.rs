@@ -171,6 +171,7 @@ impl Task<'_> {
             origin,
             kind,
             reason: reason.to_string(),
+            version: None,
         }
     }
 

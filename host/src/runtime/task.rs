@@ -14,16 +14,21 @@
 //! because sinks pass records on only at the end of the batch. When the run
 //! is interrupted (Ctrl-C, SIGTERM) a plugin call is cut short: the task
 //! takes back what that batch produced and from then on processes nothing,
-//! counting what reaches it as not processed.
+//! counting what reaches it as not processed. A step on rollback trial
+//! under `fail` that fails a record has its input held instead, until the
+//! version that comes back processes it (see [`super::control`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::RunError;
 use super::merge::InputMerge;
 use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
+use super::provenance;
 use super::sinks::SinkWriter;
 use super::topology::{Target, Topology};
 use super::worker::Flow;
@@ -35,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::operators::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StepOutput, TaskId, TimeKind,
 };
-use crate::pipeline::ErrorPolicy;
+use crate::pipeline::{ErrorPolicy, Provenance};
 use crate::record::{Origin, Record};
 use crossbeam_channel::Sender;
 
@@ -67,6 +72,9 @@ pub struct TaskEnv<'t> {
 pub(super) struct OperatorSlot {
     pub op: Box<dyn Operator>,
     pub counters: Arc<OperatorCounters>,
+    /// The provenance header value its outputs get, when the pipeline asks
+    /// for provenance and the step runs a plugin.
+    provenance: Option<Bytes>,
     scratch: StepOutput,
     schedule: Schedule,
     /// When the next stream-time and wall-clock timers are due.
@@ -75,9 +83,10 @@ pub(super) struct OperatorSlot {
 }
 
 impl OperatorSlot {
-    fn new(op: Box<dyn Operator>, counters: Arc<OperatorCounters>) -> Self {
+    fn new(op: Box<dyn Operator>, counters: Arc<OperatorCounters>, stamps: Option<&str>) -> Self {
         let schedule = op.schedule();
         OperatorSlot {
+            provenance: provenance_of(stamps, op.as_ref()),
             op,
             counters,
             scratch: StepOutput::default(),
@@ -130,6 +139,27 @@ pub struct Task<'t> {
     interrupted: bool,
     /// The step whose outputs are being delivered now, if any.
     producer: Option<Producer>,
+    /// A step's input held for the version that replaces it: its version
+    /// on rollback trial failed a record under `fail` (see
+    /// [`Task::resume_held`]). Nothing more reaches the step, and no
+    /// further input is taken, until it is processed.
+    held: Option<Held>,
+}
+
+/// A step's input held back while its version is rolled back.
+struct Held {
+    step: usize,
+    input: usize,
+    /// The version that failed it.
+    version: u32,
+    counters: Arc<crate::operators::versioned::VersionCounters>,
+    records: Vec<Record>,
+    origins: Vec<Origin>,
+    /// The batch they belong to (held once more until they are out).
+    ack: Arc<Ack>,
+    tracked: bool,
+    /// The first failure: what `fail` reports if no version comes back.
+    incident: crate::operators::failure::Incident,
 }
 
 /// A step delivering one port's outputs, with what a sink needs to blame
@@ -172,8 +202,9 @@ impl<'t> Task<'t> {
             .enumerate()
             .map(|(j, op)| {
                 op.map(|op| {
-                    let counters = env.metrics.operator(&topo.pipeline.steps[j].name, id);
-                    OperatorSlot::new(op, counters)
+                    let name = &topo.pipeline.steps[j].name;
+                    let counters = env.metrics.operator(name, id);
+                    OperatorSlot::new(op, counters, stamps(topo, j))
                 })
             })
             .collect();
@@ -207,6 +238,7 @@ impl<'t> Task<'t> {
             upstream_ends: BTreeMap::new(),
             interrupted: false,
             producer: None,
+            held: None,
         }
     }
 
@@ -240,8 +272,9 @@ impl<'t> Task<'t> {
             TaskMessage::Swap { step, operator } => self.swap(step, operator)?,
             TaskMessage::Commit(barrier) => self.commit(&barrier),
         }
+        self.resume_held(idle)?;
         self.end_repartitions()?;
-        if self.state == TaskState::Running && self.merge.all_ended() {
+        if self.state == TaskState::Running && self.merge.all_ended() && self.held.is_none() {
             self.flush_sinks()?;
             self.close();
             self.state = TaskState::Finished;
@@ -315,6 +348,7 @@ impl<'t> Task<'t> {
         operator
             .on_assign(self.id)
             .map_err(|e| self.env.operator_error(step, e))?;
+        slot.provenance = provenance_of(stamps(self.env.topo, step), operator.as_ref());
         let mut old = std::mem::replace(&mut slot.op, operator);
         slot.schedule = slot.op.schedule();
         old.close();
@@ -346,7 +380,9 @@ impl<'t> Task<'t> {
 
     /// Processes what the input merge lets go, in timestamp order.
     fn drain_inputs(&mut self, idle: bool) -> Result<(), RunError> {
-        while let Some(run) = self.merge.next_run() {
+        while self.held.is_none()
+            && let Some(run) = self.merge.next_run()
+        {
             let last = run.last_of_batch;
             (self.ack, self.tracked) = match run.ack {
                 Some(ack) => (ack, true),
@@ -678,6 +714,12 @@ impl<'t> Task<'t> {
         records: Vec<Record>,
         origins: Vec<Origin>,
     ) -> Result<(), RunError> {
+        if let Some(held) = self.held.as_mut().filter(|h| h.step == j) {
+            // Behind the held records, in order.
+            held.records.extend(records);
+            held.origins.extend(origins);
+            return Ok(());
+        }
         let slot = self.operators[j]
             .as_mut()
             .expect("routes stay within the task's sub-topology");
@@ -706,22 +748,131 @@ impl<'t> Task<'t> {
             }
             return Err(self.env.operator_error(j, e));
         }
-        self.route_outputs(j, records, &origins, out)
+        self.route_outputs(j, input, records, &origins, out)
+    }
+
+    /// Step `j`'s version is on rollback trial and a record failed on it
+    /// under `fail`: the version is rolled back (see
+    /// [`crate::operators::versioned::VersionCounters::claim_rollback`]).
+    fn claims_rollback(
+        &self,
+        j: usize,
+    ) -> Option<Arc<crate::operators::versioned::VersionCounters>> {
+        let counters = self.operators[j].as_ref()?.op.version_counters()?;
+        (counters.on_trial() && counters.claim_rollback()).then(|| counters.clone())
+    }
+
+    /// Holds step `j`'s input `records` (none of its outputs went on) for
+    /// the version that comes back.
+    fn hold(
+        &mut self,
+        j: usize,
+        input: usize,
+        counters: Arc<crate::operators::versioned::VersionCounters>,
+        records: Vec<Record>,
+        origins: Vec<Origin>,
+        incident: crate::operators::failure::Incident,
+    ) {
+        if self.tracked {
+            // Its offsets wait until the held records are out.
+            self.ack.hold();
+        }
+        let version = self.operators[j]
+            .as_ref()
+            .and_then(|s| s.op.version())
+            .map_or(0, |v| v.number);
+        self.held = Some(Held {
+            step: j,
+            input,
+            version,
+            counters,
+            records,
+            origins,
+            ack: self.ack.clone(),
+            tracked: self.tracked,
+            incident,
+        });
+    }
+
+    /// Processes the held input once the step runs another version (the
+    /// rollback's, or a newer swap's), then goes on with what waited. If
+    /// the rollback could not happen, `fail` applies to the record as it
+    /// would have at once.
+    fn resume_held(&mut self, idle: bool) -> Result<(), RunError> {
+        let Some(held) = &self.held else {
+            return Ok(());
+        };
+        let running = self.operators[held.step]
+            .as_ref()
+            .and_then(|s| s.op.version())
+            .map(|v| v.number);
+        if running == Some(held.version) && held.counters.rolling_back() {
+            return Ok(());
+        }
+        let held = self.held.take().expect("checked above");
+        let outer = (self.ack.clone(), self.tracked);
+        (self.ack, self.tracked) = (held.ack, held.tracked);
+        if running == Some(held.version) {
+            let e = self.fatal(held.incident);
+            return Err(self.stop_on(e));
+        }
+        tracing::info!(task = %self.id, records = held.records.len(), "processing the held batch on the version now running");
+        let result = self
+            .step(held.step, held.input, held.records, held.origins)
+            .and_then(|()| self.end_of_run(idle));
+        if let Err(e) = result {
+            return Err(self.stop_on(e));
+        }
+        if self.tracked {
+            self.ack.release();
+        }
+        (self.ack, self.tracked) = outer;
+        self.drain_inputs(idle)
     }
 
     /// Sends a step's outputs on from its ports, failures to the policy.
     fn route_outputs(
         &mut self,
         j: usize,
+        input: usize,
         mut records: Vec<Record>,
         origins: &[Origin],
         mut out: StepOutput,
     ) -> Result<(), RunError> {
         let step = &self.env.topo.pipeline.steps[j];
+        if step.error_policy == ErrorPolicy::Fail
+            && let Some(first) = out.failures.first()
+            && let Some(counters) = self.claims_rollback(j)
+        {
+            let incident = self.incident(
+                &step.name,
+                origins[first.input as usize],
+                first.kind,
+                &first.reason,
+            );
+            tracing::warn!(task = %self.id, "holding the batch for the version that comes back: {incident}");
+            self.hold(j, input, counters, records, origins.to_vec(), incident);
+            out.clear();
+            if let Some(slot) = self.operators[j].as_mut() {
+                slot.scratch = out;
+            }
+            return Ok(());
+        }
         let mut cutoff = usize::MAX;
         let mut fatal = None;
+        // Failures name the version that failed them once a swap brought it.
+        let version = match out.failures.is_empty() {
+            true => None,
+            false => self.operators[j]
+                .as_ref()
+                .and_then(|slot| slot.op.version())
+                .filter(|v| v.number > 1)
+                .cloned(),
+        };
         for f in &out.failures {
-            let incident = self.incident(&step.name, origins[f.input as usize], f.kind, &f.reason);
+            let mut incident =
+                self.incident(&step.name, origins[f.input as usize], f.kind, &f.reason);
+            incident.version = version.clone();
             if step.error_policy == ErrorPolicy::Fail {
                 cutoff = f.input as usize;
                 fatal = Some(incident);
@@ -737,21 +888,31 @@ impl<'t> Task<'t> {
         let mut by_port: Vec<(Vec<Record>, Vec<Origin>, Vec<u32>)> = (0..ports)
             .map(|_| (Vec::new(), Vec::new(), Vec::new()))
             .collect();
+        let stamp = self.operators[j]
+            .as_ref()
+            .and_then(|slot| slot.provenance.clone());
         for e in out.emitted.drain(..) {
             if e.input as usize >= cutoff {
                 break;
             }
             let (recs, origs, made_from) = &mut by_port[e.port as usize];
-            match e.record {
+            let mut record = match e.record {
                 Some(record) => {
-                    recs.push(record);
                     made_from.push(e.input);
+                    record
                 }
                 None => {
-                    recs.push(std::mem::take(&mut records[e.input as usize]));
                     made_from.push(Producer::FORWARDED);
+                    std::mem::take(&mut records[e.input as usize])
                 }
+            };
+            if let Some(value) = &stamp {
+                record.headers.push(crate::record::Header {
+                    name: provenance::HEADER.to_string(),
+                    value: Some(value.clone()),
+                });
             }
+            recs.push(record);
             origs.push(origins[e.input as usize]);
         }
         if let Some(slot) = self.operators[j].as_mut() {
@@ -864,10 +1025,22 @@ impl<'t> Task<'t> {
             }
             out.emitted.retain(|e| e.record.is_some());
             out.failures.clear();
-            self.route_outputs(j, Vec::new(), &[self.last_origin], out)?;
+            self.route_outputs(j, 0, Vec::new(), &[self.last_origin], out)?;
         }
         Ok(())
     }
+}
+
+/// The step name provenance headers give step `j`'s outputs, when the
+/// pipeline asks for them.
+fn stamps(topo: &Topology, j: usize) -> Option<&str> {
+    (topo.pipeline.provenance == Provenance::Header).then(|| topo.pipeline.steps[j].name.as_str())
+}
+
+/// The provenance header value of `op`'s outputs, for step `step` (`None`
+/// when provenance is off, or for a step weir runs itself).
+fn provenance_of(step: Option<&str>, op: &dyn Operator) -> Option<Bytes> {
+    Some(provenance::stamp(step?, op.version()?))
 }
 
 /// Whether `e` is a plugin call cut short because the run is stopping.

@@ -2,13 +2,12 @@
 //! type-checked, each step started once (so a refused config or a wrong
 //! port is reported before any record flows), and every edge resolved.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
 use crate::limits::pool;
 use crate::operators::plugin_step::StartError;
-use crate::operators::versioned::Versioned;
+use crate::operators::versioned::{VersionCounters, VersionTag, Versioned};
 use crate::operators::{Operator, PluginStep, TaskId};
 use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{EngineSettings, LogGate, Plugin, PluginEngine};
@@ -76,14 +75,44 @@ pub struct Topology {
 }
 
 /// One version of a plugin step: its component, its config, and the
-/// records it processed in every task.
+/// records it processed and failed in every task.
 #[derive(Clone)]
 pub struct StepVersion {
-    /// 1 for the pipeline file's, then one more per swap.
+    /// 1 for the pipeline file's, then one more per swap (or rollback).
     pub number: u32,
     pub plugin: Arc<Plugin>,
     pub config_json: Arc<str>,
-    pub records: Arc<AtomicU64>,
+    pub counters: Arc<VersionCounters>,
+}
+
+impl StepVersion {
+    /// The next version of a step: `plugin` with `config_json`, counting
+    /// from zero.
+    pub fn next(&self, plugin: Arc<Plugin>, config_json: Arc<str>) -> StepVersion {
+        StepVersion {
+            number: self.number + 1,
+            plugin,
+            config_json,
+            counters: Arc::default(),
+        }
+    }
+
+    /// What its operators say they run.
+    pub fn tag(&self) -> VersionTag {
+        VersionTag {
+            number: self.number,
+            digest: self.plugin.sha256().into(),
+        }
+    }
+
+    /// `started`, an instance of this version, as a task runs it: counted.
+    pub fn operator(&self, started: PluginStep) -> Box<dyn Operator> {
+        Box::new(Versioned::new(
+            Box::new(started),
+            self.tag(),
+            self.counters.clone(),
+        ))
+    }
 }
 
 impl Topology {
@@ -132,7 +161,7 @@ impl Topology {
                     number: 1,
                     plugin: plugins[p].clone(),
                     config_json: s.config_json.as_str().into(),
-                    records: Arc::default(),
+                    counters: Arc::default(),
                 })
             })
             .collect();
@@ -174,7 +203,7 @@ impl Topology {
                 Some(step) => step,
                 None => self.start_step(j, &version)?,
             };
-            operators[j] = Some(Box::new(Versioned::new(Box::new(started), version.records)));
+            operators[j] = Some(version.operator(started));
         }
         Ok(operators)
     }

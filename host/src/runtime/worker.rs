@@ -24,7 +24,6 @@ use super::message::{BroadcastMessage, TaskMessage, WorkerMessage};
 use super::task::{Task, TaskEnv, TaskState};
 use crate::io::batch::InputId;
 use crate::operators::TaskId;
-use crate::operators::versioned::Versioned;
 
 /// How often tasks get a wall-clock tick.
 const TICK: Duration = Duration::from_millis(100);
@@ -269,11 +268,9 @@ impl<'t> Worker<'t> {
                 .start_step(order.step, &order.version)
                 .map_err(RunError::Start)
                 .and_then(|op| {
-                    let operator =
-                        Box::new(Versioned::new(Box::new(op), order.version.records.clone()));
                     let message = TaskMessage::Swap {
                         step: order.step,
-                        operator,
+                        operator: order.version.operator(op),
                     };
                     self.deliver(tasks, id, message)
                 });

@@ -18,7 +18,9 @@
 //! (append a member without a value to a JSON object value, so the output
 //! starts exactly like the input). `read-file`, `read-env` and `stdout` emit
 //! what they managed to read as the record's value. With `every: true`
-//! every record sets it off.
+//! every record sets it off; with `contains: true` every record whose value
+//! contains `trigger` does (`{ mode: poison, trigger: "7}", contains: true }`
+//! fails the tenth of `{"n": ...}` records whose `n` ends in 7).
 
 use serde::Deserialize;
 use weir_sdk::{Config, Emitter, Error, Output, Record, StepKind, Transform};
@@ -52,6 +54,8 @@ struct Settings {
     path: String,
     #[serde(default)]
     every: bool,
+    #[serde(default)]
+    contains: bool,
     #[serde(default = "default_size")]
     size: usize,
     #[serde(default = "default_count")]
@@ -114,14 +118,14 @@ impl Transform for Misbehave {
     }
 
     fn process<'a>(&mut self, record: &Record<'a>, out: &mut Emitter<'_, 'a>) -> Result<(), Error> {
+        // A JSON trigger (`bad-json`): the value holds it as a member name.
+        let contains = self.0.contains || matches!(self.0.mode, Mode::BadJson);
         let triggered = self.0.every
-            || match self.0.mode {
-                // A JSON trigger: the value holds the trigger as a member name.
-                Mode::BadJson => record.value().is_some_and(|v| {
-                    v.windows(self.0.trigger.len())
-                        .any(|w| w == self.0.trigger.as_bytes())
-                }),
-                _ => record.value() == Some(self.0.trigger.as_bytes()),
+            || match record.value() {
+                Some(v) if contains => v
+                    .windows(self.0.trigger.len())
+                    .any(|w| w == self.0.trigger.as_bytes()),
+                value => value == Some(self.0.trigger.as_bytes()),
             };
         if !triggered {
             out.forward(0);
