@@ -750,3 +750,97 @@ fn with_two_runs_of_a_pipeline_weir_swap_swaps_the_first_and_says_so() {
         assert_eq!(code.code(), Some(0), "{err}");
     }
 }
+
+/// Step `pass`'s versions in the status, as JSON.
+fn pass_versions(addr: SocketAddr) -> Vec<Value> {
+    let status = status_json(addr, TOKEN);
+    status["steps"][1]["versions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn weir_swap_with_rollback_brings_the_old_version_back_and_loses_nothing() {
+    let live = Live::start(Some(TOKEN));
+    live.feed(100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (stdin, fed, stop) = (live.stdin.clone(), live.fed.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                feed(&stdin, &fed, 20);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    until_version_ran(live.addr, 1, 200);
+
+    // Options are checked: one flag without the other is a usage error,
+    // and `pass` stops the run on a failure (error-policy fail, the
+    // default), so its trial must tolerate none: refused, nothing changed.
+    let panics = live.write("panic.yaml", b"{ mode: panic, every: true }\n");
+    let out = live.swap("pass", &["--config", &panics, "--rollback-after", "50"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "--rollback-above <RATE>");
+    let out = live.swap(
+        "pass",
+        &[
+            "--config",
+            &panics,
+            "--rollback-after",
+            "50",
+            "--rollback-above",
+            "0.2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "`max_failure_rate` must be 0");
+    assert_contains(&stderr(&out), "answered 400");
+    assert_eq!(pass_versions(live.addr).len(), 1);
+
+    // A version that panics on every record, on trial: the first failure
+    // rolls back, and the version that comes back processes the batch.
+    let out = live.swap(
+        "pass",
+        &[
+            "--config",
+            &panics,
+            "--rollback-after",
+            "50",
+            "--rollback-above",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_contains(
+        &stdout(&out),
+        "; on trial for its first 50 records, rolled back if more than 0% of them fail",
+    );
+    until("the rollback", || pass_versions(live.addr).len() == 3);
+    let versions = pass_versions(live.addr);
+    assert_eq!(versions[1]["trial"]["outcome"]["kind"], "rolled_back");
+    assert_eq!(versions[2]["cause"]["kind"], "rollback");
+    assert_eq!(versions[2]["cause"]["from"], 2);
+    assert_eq!(versions[2]["config"], versions[0]["config"]);
+    let out = weir(&[
+        "status",
+        live.f.pipeline_path().to_str().unwrap(),
+        "--admin-token-file",
+        live.token.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("pass: v3"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_contains(line, "rolled back to after v2 failed its trial");
+    assert_contains(line, ", rolled back: ");
+
+    stop.store(true, Ordering::SeqCst);
+    feeder.join().unwrap();
+    live.feed(10);
+    live.drain();
+    let fed = live.fed();
+    // Nothing lost or doubled, and the run did not stop.
+    let outputs = live.finish();
+    check_outputs(&outputs, fed, 2);
+}

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::swap::{millis, short};
 use crate::metrics::Metrics;
 use crate::runtime::Topology;
-use crate::runtime::control::{RunControl, VersionStatus};
+use crate::runtime::control::{RunControl, SwapCause, TrialOutcome, TrialStatus, VersionStatus};
 
 /// A running pipeline's status, as the admin API serves it (JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// The pipeline's name.
     pub pipeline: String,
@@ -32,7 +32,7 @@ pub struct Status {
 }
 
 /// One step: what runs it and what it did so far, summed over its tasks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepStatus {
     pub name: String,
     /// `filter`, `map`, `flat-map`, `branch`, `select-key`, `repartition`.
@@ -57,7 +57,7 @@ pub struct StepStatus {
 }
 
 /// One version of a plugin step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {
     pub number: u32,
     /// SHA-256 of its component.
@@ -75,6 +75,15 @@ pub struct VersionInfo {
     pub cutover_us: Option<u64>,
     #[serde(default)]
     pub slowest_task_us: Option<u64>,
+    /// Of its records, those it failed (whatever the error policy did).
+    #[serde(default)]
+    pub failures: u64,
+    /// How it came to run: the pipeline file, a swap, or a rollback.
+    #[serde(default)]
+    pub cause: Option<SwapCause>,
+    /// Its rollback trial, when its swap asked for one.
+    #[serde(default)]
+    pub trial: Option<TrialStatus>,
 }
 
 impl From<&VersionStatus> for VersionInfo {
@@ -88,6 +97,9 @@ impl From<&VersionStatus> for VersionInfo {
             since: rfc3339(v.since),
             cutover_us: v.cutover.map(|(c, _)| micros(c)),
             slowest_task_us: v.cutover.map(|(_, s)| micros(s)),
+            failures: v.failures,
+            cause: Some(v.cause.clone()),
+            trial: v.trial.clone(),
         }
     }
 }
@@ -291,21 +303,51 @@ fn swapped(step: &StepStatus) -> String {
             .cutover_us
             .map_or(String::new(), |us| format!(" (cutover {})", millis(us)));
         text.push_str(&format!(
-            " v{} (sha {}) since {since}{cutover}, {}",
+            " v{} (sha {}) since {since}{cutover}, {}{}",
             now.number,
             short(&now.sha256),
-            records(now.records)
+            records(now.records),
+            notes(now)
         ));
     }
     for v in versions {
         text.push_str(&format!(
-            "; v{} (sha {}) {}",
+            "; v{} (sha {}) {}{}",
             v.number,
             short(&v.sha256),
-            records(v.records)
+            records(v.records),
+            notes(v)
         ));
     }
     text
+}
+
+/// What `weir status` adds after a version's records: its failures, a
+/// rollback that brought it, and its trial.
+fn notes(v: &VersionInfo) -> String {
+    let mut notes = String::new();
+    if v.failures > 0 {
+        notes.push_str(&format!(", {} failed", v.failures));
+    }
+    if let Some(SwapCause::Rollback { from, .. }) = &v.cause {
+        notes.push_str(&format!(", rolled back to after v{from} failed its trial"));
+    }
+    if let Some(trial) = &v.trial {
+        notes.push_str(&match &trial.outcome {
+            TrialOutcome::Running => format!(
+                ", on trial for its first {} records",
+                trial.rollback.records
+            ),
+            TrialOutcome::Kept => ", kept after its trial".to_string(),
+            TrialOutcome::RolledBack { reason } => format!(", rolled back: {reason}"),
+            TrialOutcome::RollbackRefused { reason } => {
+                format!(", could not be rolled back: {reason}")
+            }
+            TrialOutcome::Superseded => ", trial ended by a newer swap".to_string(),
+            TrialOutcome::RunEnded => ", trial ended with the run".to_string(),
+        });
+    }
+    notes
 }
 
 fn records(n: u64) -> String {
@@ -329,6 +371,9 @@ mod tests {
             since: format!("2026-11-30T12:0{number}:07.25Z"),
             cutover_us,
             slowest_task_us: cutover_us,
+            failures: 0,
+            cause: None,
+            trial: None,
         }
     }
 

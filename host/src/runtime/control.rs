@@ -243,7 +243,7 @@ pub struct VersionStatus {
 }
 
 /// How a version came to run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SwapCause {
     /// The pipeline file's version, as the run started.
@@ -260,14 +260,14 @@ pub enum SwapCause {
 }
 
 /// A version's rollback trial.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrialStatus {
     pub rollback: Rollback,
     pub outcome: TrialOutcome,
 }
 
 /// Where a rollback trial stands.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TrialOutcome {
     /// Its first records are still being counted.
