@@ -349,6 +349,7 @@ mod tests {
             cutover_us: 3_210,
             tasks: 4,
             slowest_task_us: 2_000,
+            rollback: None,
         };
         assert_eq!(
             answer.to_string(),
@@ -362,6 +363,16 @@ mod tests {
             answer.to_string(),
             "step tag: v2 -> v3 (sha 9ab1c2d3e4f5, same component), prepared in 12 ms, \
              switched 1 task in 3.2 ms"
+        );
+        answer.rollback = Some(Rollback {
+            records: 1000,
+            max_failure_rate: 0.05,
+        });
+        assert!(
+            answer.to_string().ends_with(
+                "; on trial for its first 1000 records, rolled back if more than 5% of them fail"
+            ),
+            "{answer}"
         );
     }
 
