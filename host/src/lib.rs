@@ -42,7 +42,7 @@ pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo}
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
 pub use runtime::control::{
-    RefusedAt, RunControl, StepStatus, SwapError, SwapReport, VersionStatus,
+    RefusedAt, RemoteRefusal, RunControl, StepStatus, SwapError, SwapReport, VersionStatus,
 };
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::journal::{self, SwapJournal, SwapRecord};
 use super::message::{BroadcastMessage, WorkerMessage};
 use super::topology::{StepVersion, Topology};
 use crate::operators::plugin_step::StartError;
@@ -67,6 +68,13 @@ pub enum SwapError {
         stage: RefusedAt,
         reason: String,
     },
+    /// The new version passed its checks but could not be recorded (on
+    /// disk, or in the control topic on Kafka), so that it would not
+    /// survive a restart or reach the other members.
+    #[error(
+        "step `{step}`: the new version could not be recorded ({reason}); the old version keeps running"
+    )]
+    NotRecorded { step: String, reason: String },
     /// The new version was checked, but a task could not start it; that
     /// task's error stops the run.
     #[error("step `{step}`: task {task} could not start the new version: {reason}")]
@@ -134,6 +142,22 @@ pub struct StepStatus {
     /// Every version it ran, oldest first; the last one runs now. Empty
     /// for a step weir runs itself (no plugin).
     pub versions: Vec<VersionStatus>,
+    /// On Kafka: the latest version another member swapped to that this
+    /// process could not run (it keeps the one it runs), and why.
+    pub refused: Option<RemoteRefusal>,
+}
+
+/// A version swapped in by another member of a Kafka application that
+/// this process refused, as [`RunControl::status`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteRefusal {
+    pub version: u32,
+    /// SHA-256 of its component, in hex.
+    pub digest: String,
+    /// The process that swapped it (`pid 4242 on box1`).
+    pub made_by: String,
+    pub reason: String,
+    pub at: SystemTime,
 }
 
 impl StepStatus {
@@ -163,6 +187,7 @@ struct StepState {
     name: String,
     kind: &'static str,
     versions: Vec<(VersionStatus, Arc<AtomicU64>)>,
+    refused: Option<RemoteRefusal>,
 }
 
 /// A swap asked of the control thread.
@@ -227,6 +252,7 @@ impl RunControl {
                         ..v.clone()
                     })
                     .collect(),
+                refused: s.refused.clone(),
             })
             .collect()
     }
@@ -246,9 +272,24 @@ impl RunControl {
                     .version(j)
                     .map(|v| vec![version_state(&v, now, None)])
                     .unwrap_or_default(),
+                refused: None,
             })
             .collect();
         *self.requests.lock().unwrap_or_else(|p| p.into_inner()) = Some(requests);
+    }
+
+    /// Notes a version another member swapped to that this process
+    /// refused; a later version running clears it.
+    fn refused(&self, j: usize, record: &SwapRecord, reason: String) {
+        if let Some(s) = self.lock_steps().get_mut(j) {
+            s.refused = Some(RemoteRefusal {
+                version: record.version,
+                digest: record.sha256.clone(),
+                made_by: record.made_by.to_string(),
+                reason,
+                at: SystemTime::now(),
+            });
+        }
     }
 
     fn detach(&self) {
@@ -278,13 +319,44 @@ fn version_state(
 
 /// Where a run's swap requests arrive, attached to `control` before the
 /// run's threads start (so a swap asked for once the run began is served).
-pub(super) fn attach(control: &RunControl, topo: &Topology) -> Receiver<Request> {
+/// `refusals` are recorded versions [`restore`] could not start.
+pub(super) fn attach(
+    control: &RunControl,
+    topo: &Topology,
+    refusals: &[journal::Refusal],
+) -> Receiver<Request> {
     let (tx, rx) = crossbeam_channel::unbounded();
     control.attach(topo, tx);
+    for r in refusals {
+        control.refused(r.step, &r.record, r.reason.clone());
+    }
     rx
 }
 
-/// The run's control thread: serves swap requests from `rx` until `done`
+/// Applies the swaps `journal` kept to `topo` before its tasks start,
+/// through the same checks as a swap (see [`journal::restore`]).
+pub(super) fn restore(
+    topo: &Topology,
+    journal: &mut dyn SwapJournal,
+) -> Result<Vec<journal::Refusal>, journal::JournalError> {
+    let start = |j: usize, kept: &journal::Kept| {
+        let current = topo.version(j).expect("a plugin step");
+        let record = &kept.record;
+        prepare(
+            topo,
+            j,
+            &current,
+            Some(&kept.component),
+            Some(&record.config),
+            record.version,
+        )
+        .map_err(|e| e.to_string())
+    };
+    journal::restore(topo, journal, &start)
+}
+
+/// The run's control thread: serves swap requests from `rx`, and applies
+/// the swaps other members recorded in `journal` (Kafka), until `done`
 /// (every worker finished). `workers` are the workers' internal queues.
 pub(super) fn serve(
     control: &RunControl,
@@ -292,99 +364,228 @@ pub(super) fn serve(
     rx: Receiver<Request>,
     workers: &[Sender<WorkerMessage>],
     done: &AtomicBool,
+    mut journal: Option<Box<dyn SwapJournal>>,
 ) {
+    let cutover = Cutover {
+        control,
+        topo,
+        workers,
+        done,
+    };
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(request) => {
-                let result = swap(control, topo, workers, done, &request);
+                let journal = journal.as_deref_mut();
+                let result = cutover.swap_local(&request, journal);
                 let _ = request.reply.send(result);
             }
             Err(RecvTimeoutError::Timeout) if !done.load(Ordering::Acquire) => {}
             Err(_) => break,
         }
+        if let Some(journal) = journal.as_deref_mut() {
+            match journal.remote() {
+                Ok(records) => {
+                    for kept in records {
+                        cutover.swap_remote(&kept);
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "cannot read the other members' swaps from {}: {e}",
+                    journal.describe()
+                ),
+            }
+        }
     }
     control.detach();
 }
 
-fn swap(
-    control: &RunControl,
-    topo: &Topology,
-    workers: &[Sender<WorkerMessage>],
-    done: &AtomicBool,
-    request: &Request,
-) -> Result<SwapReport, SwapError> {
-    let step = &request.step;
-    let j = topo
-        .pipeline
-        .steps
-        .iter()
-        .position(|s| &s.name == step)
-        .ok_or_else(|| SwapError::UnknownStep(step.clone()))?;
-    let Some(current) = topo.version(j) else {
-        return Err(SwapError::NotAPluginStep {
-            step: step.clone(),
-            kind: topo.pipeline.steps[j].kind.as_str(),
-        });
-    };
-    let started = Instant::now();
-    let version = prepare(topo, j, &current, request)?;
-    let prepare = started.elapsed();
-    tracing::info!(step = %step, version = version.number, digest = %version.plugin.sha256(), "swapping step");
-
-    let started = Instant::now();
-    topo.set_version(j, version.clone());
-    let order = Arc::new(SwapOrder::new(j, version.clone(), workers.len()));
-    for w in workers {
-        let ticket = Arc::new(SwapTicket::new(order.clone()));
-        // A worker already gone drops the message, and the ticket arrives.
-        let _ = w.send(WorkerMessage::AllTasks(BroadcastMessage::Swap(ticket)));
-    }
-    order.wait(done);
-    let cutover = started.elapsed();
-    let (tasks, slowest, failure) = order.outcome();
-    if let Some((task, reason)) = failure {
-        return Err(SwapError::Cutover {
-            step: step.clone(),
-            task,
-            reason,
-        });
-    }
-    let mut steps = control.lock_steps();
-    if let Some(s) = steps.get_mut(j) {
-        s.versions.push(version_state(
-            &version,
-            SystemTime::now(),
-            Some((cutover, slowest)),
-        ));
-    }
-    tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, "step swapped");
-    Ok(SwapReport {
-        step: step.clone(),
-        version: version.number,
-        digest: version.plugin.sha256().to_string(),
-        previous_digest: current.plugin.sha256().to_string(),
-        prepare,
-        cutover,
-        tasks,
-        slowest_task: slowest,
-    })
+/// What a swap changes: the run's topology and its workers' tasks.
+struct Cutover<'a> {
+    control: &'a RunControl,
+    topo: &'a Topology,
+    workers: &'a [Sender<WorkerMessage>],
+    done: &'a AtomicBool,
 }
 
-/// The new version of step `j`, compiled, checked and started once with
-/// its config; nothing of the run changes here.
+impl Cutover<'_> {
+    /// A swap asked of this process: checked, recorded in `journal`, then
+    /// cut over.
+    fn swap_local(
+        &self,
+        request: &Request,
+        journal: Option<&mut (dyn SwapJournal + 'static)>,
+    ) -> Result<SwapReport, SwapError> {
+        let (j, current) = self.step(&request.step)?;
+        let started = Instant::now();
+        let version = prepare(
+            self.topo,
+            j,
+            &current,
+            request.component.as_deref(),
+            request.config.as_ref(),
+            current.number + 1,
+        )?;
+        let prepare = started.elapsed();
+        // Recorded before any task switches: a swap that could not be
+        // kept does not happen (a rollback is a swap too, recorded here).
+        if let Some(journal) = journal {
+            let record = SwapRecord::new(self.topo, j, &version, journal.made_by());
+            journal
+                .record(&record, version.plugin.bytes())
+                .map_err(|e| SwapError::NotRecorded {
+                    step: request.step.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        self.cut_over(j, current, version, prepare)
+    }
+
+    /// A swap another member recorded: checked here as a local one is and
+    /// cut over, not recorded again. One this process cannot run leaves
+    /// the running version, and says so loudly and in the status.
+    fn swap_remote(&self, kept: &journal::Kept) {
+        let record = &kept.record;
+        let refuse = |j: Option<usize>, reason: String| {
+            tracing::error!(
+                "step `{}`: version {} (sha256 {}) swapped in by {} is refused here, this process keeps running the version it runs: {reason}",
+                record.step,
+                record.version,
+                journal::short(&record.sha256),
+                record.made_by
+            );
+            if let Some(j) = j {
+                self.control.refused(j, record, reason);
+            }
+        };
+        let (j, current) = match self.step(&record.step) {
+            Ok(found) => found,
+            Err(e) => return refuse(None, e.to_string()),
+        };
+        let changed = journal::FileEntry::of(self.topo, j)
+            .map(|now| now.changes_since(&record.file))
+            .unwrap_or_default();
+        if !changed.is_empty() {
+            let reason = format!(
+                "this process's pipeline file differs from the one it was swapped against ({})",
+                changed.join("; ")
+            );
+            return refuse(Some(j), reason);
+        }
+        if let Err(e) = record.check_component(&kept.component, &kept.component_origin) {
+            return refuse(Some(j), e.to_string());
+        }
+        let started = Instant::now();
+        let version = match prepare(
+            self.topo,
+            j,
+            &current,
+            Some(&kept.component),
+            Some(&record.config),
+            record.version.max(current.number + 1),
+        ) {
+            Ok(version) => version,
+            Err(e) => return refuse(Some(j), e.to_string()),
+        };
+        match self.cut_over(j, current, version, started.elapsed()) {
+            Ok(report) => tracing::info!(
+                step = %record.step,
+                version = report.version,
+                "applied the swap made by {} ({})",
+                record.made_by,
+                kept.origin
+            ),
+            // The task's error stops the run, as for a local swap.
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Plugin step `name`'s index and the version it runs.
+    fn step(&self, name: &str) -> Result<(usize, StepVersion), SwapError> {
+        let topo = self.topo;
+        let j = topo
+            .pipeline
+            .steps
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| SwapError::UnknownStep(name.to_string()))?;
+        let current = topo.version(j).ok_or_else(|| SwapError::NotAPluginStep {
+            step: name.to_string(),
+            kind: topo.pipeline.steps[j].kind.as_str(),
+        })?;
+        Ok((j, current))
+    }
+
+    /// Every task of step `j` switches from `current` to `version` between
+    /// two batches; returns once all did.
+    fn cut_over(
+        &self,
+        j: usize,
+        current: StepVersion,
+        version: StepVersion,
+        prepare: Duration,
+    ) -> Result<SwapReport, SwapError> {
+        let (topo, workers, done) = (self.topo, self.workers, self.done);
+        let step = &topo.pipeline.steps[j].name;
+        tracing::info!(step = %step, version = version.number, digest = %version.plugin.sha256(), "swapping step");
+        let started = Instant::now();
+        topo.set_version(j, version.clone());
+        let order = Arc::new(SwapOrder::new(j, version.clone(), workers.len()));
+        for w in workers {
+            let ticket = Arc::new(SwapTicket::new(order.clone()));
+            // A worker already gone drops the message, and the ticket arrives.
+            let _ = w.send(WorkerMessage::AllTasks(BroadcastMessage::Swap(ticket)));
+        }
+        order.wait(done);
+        let cutover = started.elapsed();
+        let (tasks, slowest, failure) = order.outcome();
+        if let Some((task, reason)) = failure {
+            return Err(SwapError::Cutover {
+                step: step.clone(),
+                task,
+                reason,
+            });
+        }
+        let mut steps = self.control.lock_steps();
+        if let Some(s) = steps.get_mut(j) {
+            s.versions.push(version_state(
+                &version,
+                SystemTime::now(),
+                Some((cutover, slowest)),
+            ));
+            s.refused = None;
+        }
+        tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, "step swapped");
+        Ok(SwapReport {
+            step: step.clone(),
+            version: version.number,
+            digest: version.plugin.sha256().to_string(),
+            previous_digest: current.plugin.sha256().to_string(),
+            prepare,
+            cutover,
+            tasks,
+            slowest_task: slowest,
+        })
+    }
+}
+
+/// Version `number` of step `j`: `component` (`None`: the one `current`
+/// runs) with `config` (`None`: `current`'s), compiled, checked and
+/// started once; nothing of the run changes here.
 fn prepare(
     topo: &Topology,
     j: usize,
     current: &StepVersion,
-    request: &Request,
+    component: Option<&[u8]>,
+    config: Option<&serde_json::Value>,
+    number: u32,
 ) -> Result<StepVersion, SwapError> {
-    let step = &request.step;
+    let step = &topo.pipeline.steps[j].name;
     let refused = |stage, reason: String| SwapError::Refused {
         step: step.clone(),
         stage,
         reason,
     };
-    let plugin = match &request.component {
+    let plugin = match component {
         None => current.plugin.clone(),
         Some(bytes) => {
             // Messages name it as they would name a plugin's path.
@@ -395,12 +596,12 @@ fn prepare(
             Arc::new(plugin)
         }
     };
-    let config_json: Arc<str> = match &request.config {
+    let config_json: Arc<str> = match config {
         None => current.config_json.clone(),
         Some(config) => config.to_string().into(),
     };
     let version = StepVersion {
-        number: current.number + 1,
+        number,
         plugin,
         config_json,
         records: Arc::default(),
