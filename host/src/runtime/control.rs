@@ -18,11 +18,19 @@
 //! started later start the new version. Swaps are serialised: one asked
 //! for while another is in progress is refused with [`SwapError::Busy`].
 //!
-//! Not yet (later parts of issue 12): the swap reaches only this process
-//! (on Kafka, other members keep the old version), is not kept on disk (a
-//! restarted run starts the pipeline file's version), and is not rolled
-//! back. A task that cannot start a version its check started (a full
-//! pool) stops the run with that error ([`SwapError::Cutover`]).
+//! Every swap that passed its checks is recorded through the run's
+//! [`SwapJournal`] before any task switches (one call, in
+//! `Cutover::swap_local`, whoever asked: a caller, a rollback): on disk
+//! beside the pipeline file on the embedded default, in the application's
+//! control topic on Kafka (see [`super::journal`]). A run applies the
+//! recorded swaps before its tasks start, and on Kafka applies the swaps
+//! other members record while it runs through the same prepare and cutover
+//! (`Cutover::swap_remote`); one it cannot run is refused, logged and shown
+//! in [`StepStatus::refused`].
+//!
+//! Not yet (later parts of issue 12): a swap is not rolled back. A task
+//! that cannot start a version its check started (a full pool) stops the
+//! run with that error ([`SwapError::Cutover`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
