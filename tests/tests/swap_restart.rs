@@ -42,7 +42,7 @@ fn fixture() -> Fixture {
 /// Runs the pipeline through the library, reading the FIFO, swaps step
 /// `tag` to `component` configured as `version` while it runs, and ends
 /// the run.
-fn swap_in_a_run(fixture: &Fixture, component: Vec<u8>, version: &str) -> SwapReport {
+fn swap_in_a_run(fixture: &Fixture, component: Option<Vec<u8>>, version: &str) -> SwapReport {
     let control = RunControl::new();
     let topo = fixture.topology();
     let out: Arc<Mutex<Vec<u8>>> = Arc::default();
@@ -69,7 +69,7 @@ fn swap_in_a_run(fixture: &Fixture, component: Vec<u8>, version: &str) -> SwapRe
     let report = control
         .swap(
             "tag",
-            Some(component),
+            component,
             Some(json!({ "set": { "version": version } })),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -113,7 +113,7 @@ fn mode(path: &std::path::Path) -> u32 {
 #[test]
 fn a_swap_survives_a_restart_of_weir_run() {
     let fixture = fixture();
-    let report = swap_in_a_run(&fixture, plugin_variant("enricher", "v2"), "v2");
+    let report = swap_in_a_run(&fixture, Some(plugin_variant("enricher", "v2")), "v2");
     assert_eq!(report.version, 2);
 
     // The record and its component, owner-only.
@@ -159,7 +159,7 @@ fn a_swap_survives_a_restart_of_weir_run() {
 #[test]
 fn the_pipeline_file_wins_over_a_swap_made_before_it_changed() {
     let fixture = fixture();
-    swap_in_a_run(&fixture, plugin_variant("enricher", "v2"), "v2");
+    swap_in_a_run(&fixture, Some(plugin_variant("enricher", "v2")), "v2");
     let file = fixture.pipeline_path();
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("version: v1 }", "version: v1b }")).unwrap();
@@ -186,7 +186,7 @@ fn the_pipeline_file_wins_over_a_swap_made_before_it_changed() {
 #[test]
 fn a_tampered_or_missing_swapped_component_is_refused_naming_its_file() {
     let fixture = fixture();
-    let report = swap_in_a_run(&fixture, plugin_variant("enricher", "v2"), "v2");
+    let report = swap_in_a_run(&fixture, Some(plugin_variant("enricher", "v2")), "v2");
     let blob = swaps_dir(&fixture)
         .join("components")
         .join(format!("{}.wasm", report.digest));
@@ -209,7 +209,7 @@ fn a_tampered_or_missing_swapped_component_is_refused_naming_its_file() {
 #[test]
 fn weir_test_ignores_swap_records() {
     let fixture = fixture();
-    swap_in_a_run(&fixture, plugin_variant("enricher", "v2"), "v2");
+    swap_in_a_run(&fixture, Some(plugin_variant("enricher", "v2")), "v2");
     let case = fixture.path("tests/pipeline/one");
     std::fs::create_dir_all(case.join("input")).unwrap();
     std::fs::create_dir_all(case.join("expected")).unwrap();
@@ -219,4 +219,15 @@ fn weir_test_ignores_swap_records() {
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = std::fs::read_to_string(case.join("expected/out.jsonl")).unwrap();
     assert_contains(&expected, "\"version\":\"v1\"");
+}
+
+#[test]
+fn a_config_only_swap_survives_a_restart_too() {
+    let fixture = fixture();
+    let report = swap_in_a_run(&fixture, None, "v2");
+    assert_eq!(report.digest, report.previous_digest);
+    let (ok, versions, err) = weir_run(&fixture);
+    assert!(ok, "{err}");
+    assert_eq!(versions.len(), RECORDS, "{err}");
+    assert!(versions.iter().all(|v| v == "v2"), "{versions:?}\n{err}");
 }

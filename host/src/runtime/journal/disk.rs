@@ -213,3 +213,37 @@ mod tests {
         assert_eq!(file_name("../x y"), "%2E%2E%2Fx%20y");
     }
 }
+
+#[cfg(test)]
+mod journal_tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::runtime::journal::tests::record;
+
+    #[test]
+    fn records_are_kept_owner_only_read_back_and_forgotten_with_their_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("orders.yaml");
+        let mut journal = DiskJournal::for_pipeline(&file, record(b"").made_by);
+        assert!(journal.recorded().unwrap().is_empty());
+        let r = record(b"v2 bytes");
+        journal.record(&r, b"v2 bytes").unwrap();
+        let swaps = dir.path().join(".weir/orders.swaps");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&swaps), 0o700);
+        assert_eq!(mode(&swaps.join("tag.json")), 0o600);
+        let kept = journal.recorded().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].record, r);
+        assert_eq!(kept[0].component, b"v2 bytes");
+        // A later swap of the step replaces the record and its component.
+        let r3 = record(b"v3 bytes");
+        journal.record(&r3, b"v3 bytes").unwrap();
+        let blobs = || std::fs::read_dir(swaps.join("components")).unwrap().count();
+        assert_eq!(blobs(), 1);
+        journal.forget("tag").unwrap();
+        assert!(journal.recorded().unwrap().is_empty());
+        assert_eq!(blobs(), 0);
+    }
+}

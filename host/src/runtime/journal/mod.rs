@@ -417,3 +417,86 @@ pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), J
         .map_err(|e| io("write", e))?;
     std::fs::rename(&partial, path).map_err(|e| io("write", e))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry() -> FileEntry {
+        FileEntry {
+            plugin: "enrich".into(),
+            path: "plugins/enricher.wasm".into(),
+            resolved: "/srv/p/plugins/enricher.wasm".into(),
+            sha256_pin: None,
+            config: json!({ "set": { "version": "v1" } }),
+            component_sha256: "a".repeat(64),
+        }
+    }
+
+    pub(super) fn record(component: &[u8]) -> SwapRecord {
+        SwapRecord {
+            format: FORMAT,
+            step: "tag".into(),
+            version: 2,
+            sha256: hex::encode(Sha256::digest(component)),
+            config: json!({ "set": { "version": "v2" } }),
+            file: entry(),
+            at: "2026-11-30T09:20:00.123Z".into(),
+            made_by: MadeBy {
+                host: "box1".into(),
+                pid: 42,
+                run: "42-1".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_unchanged_entry_keeps_the_swap_and_each_change_is_named() {
+        let then = entry();
+        assert!(entry().changes_since(&then).is_empty());
+        // The plugin's name in the file is not what runs.
+        let renamed = FileEntry {
+            plugin: "tagger".into(),
+            ..entry()
+        };
+        assert!(renamed.changes_since(&then).is_empty());
+        let changed = FileEntry {
+            path: "other.wasm".into(),
+            resolved: "/srv/p/other.wasm".into(),
+            sha256_pin: Some("b".repeat(64)),
+            config: json!({}),
+            component_sha256: "c".repeat(64),
+            ..entry()
+        };
+        let changes = changed.changes_since(&then);
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        assert!(
+            changes[0].starts_with("plugin path /srv/p/plugins/enricher.wasm -> /srv/p/other.wasm")
+        );
+        assert!(changes[1].starts_with("sha256 pin none -> bbbb"));
+        assert!(changes[2].starts_with("config {\"set\""));
+        assert!(changes[3].starts_with("component sha256 aaaaaaaaaaaa -> cccccccccccc"));
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written_and_another_format_is_refused() {
+        let r = record(b"component");
+        let json = r.to_json();
+        assert!(!json.contains(&b'\n'), "one line");
+        assert_eq!(SwapRecord::from_json(&json, "x").unwrap(), r);
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        value["format"] = json!(2);
+        let e = SwapRecord::from_json(value.to_string().as_bytes(), "tag.json").unwrap_err();
+        assert!(e.to_string().contains("tag.json"), "{e}");
+        assert!(e.to_string().contains("format 2"), "{e}");
+    }
+
+    #[test]
+    fn a_component_that_does_not_hash_to_its_record_is_refused() {
+        let r = record(b"component");
+        assert!(r.check_component(b"component", "c.wasm").is_ok());
+        let e = r.check_component(b"componenT", "c.wasm").unwrap_err();
+        assert!(e.to_string().contains("c.wasm"), "{e}");
+    }
+}
