@@ -13,6 +13,11 @@
 //! Commits: on Kafka, every `commit-interval` a barrier reaches every task
 //! (operators checkpoint, sinks hand over), then the offsets whose batches
 //! are fully acknowledged are committed ([`kafka`]).
+//!
+//! Swaps: a run's control thread swaps steps at batch boundaries
+//! ([`control`]) and records each swap ([`journal`]): on disk beside the
+//! pipeline file, or in the Kafka application's control topic, applied
+//! again when a run (or another member) starts.
 
 pub(crate) mod checkpoint;
 pub mod control;

@@ -47,7 +47,15 @@ impl DiskJournal {
     fn read_all(&self) -> Result<Vec<(PathBuf, SwapRecord)>, JournalError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            // No folder (or `.weir` is not one): no swap was ever kept.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(Vec::new());
+            }
             Err(source) => {
                 return Err(JournalError::Io {
                     action: "read",
