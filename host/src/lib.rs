@@ -44,8 +44,8 @@ pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo}
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
 pub use runtime::control::{
-    RefusedAt, Rollback, RunControl, StepStatus, SwapCause, SwapError, SwapOptions, SwapReport,
-    TrialOutcome, TrialStatus, VersionStatus,
+    RefusedAt, RemoteRefusal, Rollback, RunControl, StepStatus, SwapCause, SwapError, SwapOptions,
+    SwapReport, TrialOutcome, TrialStatus, VersionStatus,
 };
 pub use runtime::provenance::{HEADER as PROVENANCE_HEADER, parse as parse_provenance};
 pub use runtime::watch::{PluginWatch, WatchError, WatchEvent, watch_plugins};

@@ -667,8 +667,9 @@ fn swap(
             .filter_map(|(_, p)| p.map(|p| p.to_string()))
             .collect();
         eprintln!(
-            "note: {target} runs in {} processes (pids {}); swapping in pid {} only: \
-             a swap does not reach the other processes yet",
+            "note: {target} runs in {} processes (pids {}); swapping in pid {}: on Kafka \
+             the swap reaches the others through the control topic, embedded runs of \
+             the file apply it when they next start",
             processes.len(),
             pids.join(", "),
             pid.map_or("?".to_string(), |p| p.to_string()),

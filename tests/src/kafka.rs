@@ -527,6 +527,18 @@ pub fn unthrottle_producer(client_id: &str) {
     client_quota(client_id, &["--delete-config", "producer_byte_rate"]);
 }
 
+/// The settings topic `topic` has that differ from the broker's defaults,
+/// as `kafka-configs --describe` prints them (`cleanup.policy=compact`).
+pub fn topic_configs(topic: &str) -> String {
+    let out = Command::new(repo().join("scripts/kafka"))
+        .args(["configs", "--bootstrap-server", bootstrap(), "--describe"])
+        .args(["--entity-type", "topics", "--entity-name", topic])
+        .output()
+        .expect("cannot run scripts/kafka configs");
+    assert!(out.status.success(), "describing topic {topic} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn client_quota(client_id: &str, change: &[&str]) {
     let status = Command::new(repo().join("scripts/kafka"))
         .args(["configs", "--bootstrap-server", bootstrap(), "--alter"])

@@ -185,3 +185,32 @@ pub fn collect_stream(
     });
     (text, reader)
 }
+
+/// Plugin `name`'s component with a custom section appended: a valid
+/// component with other bytes, so another digest (a swap to it compiles a
+/// component of its own rather than reusing the running one).
+pub fn plugin_variant(name: &str, tag: &str) -> Vec<u8> {
+    plugin_with_section(name, tag.as_bytes())
+}
+
+/// Plugin `name`'s component with a custom section holding `content`
+/// appended (a component as large as a test needs).
+pub fn plugin_with_section(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin(name)).unwrap();
+    let section = b"weir-test";
+    let mut payload = vec![section.len() as u8];
+    payload.extend_from_slice(section);
+    payload.extend_from_slice(content);
+    bytes.push(0); // custom section
+    let mut size = payload.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        bytes.push(if size == 0 { byte } else { byte | 0x80 });
+        if size == 0 {
+            break;
+        }
+    }
+    bytes.extend_from_slice(&payload);
+    bytes
+}

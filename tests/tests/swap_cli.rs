@@ -732,7 +732,9 @@ fn with_two_runs_of_a_pipeline_weir_swap_swaps_the_first_and_says_so() {
     assert_contains(
         &stderr(&out),
         &format!(
-            "runs in 2 processes (pids {}, {}); swapping in pid {} only",
+            "runs in 2 processes (pids {}, {}); swapping in pid {}: on Kafka the swap \
+             reaches the others through the control topic, embedded runs of the file \
+             apply it when they next start",
             pids[0], pids[1], pids[0]
         ),
     );

@@ -222,6 +222,9 @@ pub fn refusal_status(e: &SwapError) -> StatusCode {
         } => StatusCode::SERVICE_UNAVAILABLE,
         SwapError::UnknownStep(_) => StatusCode::NOT_FOUND,
         SwapError::InvalidOptions { .. } => StatusCode::BAD_REQUEST,
+        // The disk or the control topic did not take the record: nothing
+        // changed, and a later try may pass.
+        SwapError::NotRecorded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         SwapError::NotAPluginStep { .. } | SwapError::Refused { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }

@@ -226,6 +226,8 @@ pub struct PluginRef {
     pub name: String,
     /// Resolved against the pipeline file's folder.
     pub path: PathBuf,
+    /// As the pipeline file writes it (a swap record keeps both).
+    pub written: String,
     pub sha256: Option<String>,
     pub loc: Loc,
 }

@@ -793,6 +793,7 @@ fn check_plugins(c: &mut Checker, raw: &RawPipeline) -> Vec<PluginRef> {
         out.push(PluginRef {
             name: name.clone(),
             path,
+            written: p.value.path.value.clone(),
             sha256,
             loc: loc(p),
         });

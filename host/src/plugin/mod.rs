@@ -371,6 +371,7 @@ impl PluginEngine {
             path: path.to_path_buf(),
             sha256,
             size: bytes.len(),
+            bytes: bytes.into(),
             kinds,
             world,
             interrupter: self.interrupter.clone(),
@@ -508,6 +509,9 @@ pub struct Plugin {
     path: PathBuf,
     sha256: String,
     size: usize,
+    /// The component as loaded, kept so that a swap can record exactly the
+    /// bytes that run (a restarted run or another member starts them).
+    bytes: Arc<[u8]>,
     kinds: Vec<Kind>,
     world: WorldPre,
     interrupter: Interrupter,
@@ -524,6 +528,11 @@ impl Plugin {
 
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// The component's bytes, whose SHA-256 is [`Plugin::sha256`].
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.bytes
     }
 
     /// The step kinds the component says it implements (asked once, at load).

@@ -33,12 +33,23 @@
 //! processes it whole; if that version fails the record too, `fail` stops
 //! the run as it would have without the swap.
 //!
-//! Not yet (later parts of issue 12): the swap reaches only this process
-//! (on Kafka, other members keep the old version) and is not kept on disk
-//! (a restarted run starts the pipeline file's version). A task that
-//! cannot start a version its check started (a full pool) stops the run
-//! with that error ([`SwapError::Cutover`]).
+//! Every swap that passed its checks is recorded through the run's
+//! [`SwapJournal`] before any task switches (`Cutover::record`, whoever
+//! asked: a caller, or a rollback): on disk beside the pipeline file on
+//! the embedded default, in the application's control topic on Kafka (see
+//! [`super::journal`]). A swap that cannot be recorded does not happen
+//! ([`SwapError::NotRecorded`]); a rollback that cannot be recorded still
+//! happens here, and says so. A run applies the recorded swaps before its
+//! tasks start, and on Kafka applies the swaps other members record while
+//! it runs through the same prepare and cutover (`swap_remote`); one it
+//! cannot run is refused, logged and shown in [`StepStatus::refused`]. A
+//! rollback trial is judged by the process that made the swap, on its own
+//! records; its rollback, recorded, reaches the other members as a swap.
+//!
+//! A task that cannot start a version its check started (a full pool)
+//! stops the run with that error ([`SwapError::Cutover`]).
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
@@ -46,6 +57,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::journal::{self, SwapJournal, SwapRecord};
 use super::message::{BroadcastMessage, WorkerMessage};
 use super::topology::{StepVersion, Topology};
 use crate::operators::plugin_step::StartError;
@@ -87,6 +99,13 @@ pub enum SwapError {
         stage: RefusedAt,
         reason: String,
     },
+    /// The new version passed its checks but could not be recorded (on
+    /// disk, or in the control topic on Kafka), so that it would not
+    /// survive a restart or reach the other members.
+    #[error(
+        "step `{step}`: the new version could not be recorded ({reason}); the old version keeps running"
+    )]
+    NotRecorded { step: String, reason: String },
     /// The new version was checked, but a task could not start it; that
     /// task's error stops the run.
     #[error("step `{step}`: task {task} could not start the new version: {reason}")]
@@ -211,6 +230,22 @@ pub struct StepStatus {
     /// Every version it ran, oldest first; the last one runs now. Empty
     /// for a step weir runs itself (no plugin).
     pub versions: Vec<VersionStatus>,
+    /// On Kafka: the latest version another member swapped to that this
+    /// process could not run (it keeps the one it runs), and why.
+    pub refused: Option<RemoteRefusal>,
+}
+
+/// A version swapped in by another member of a Kafka application that
+/// this process refused, as [`RunControl::status`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteRefusal {
+    pub version: u32,
+    /// SHA-256 of its component, in hex.
+    pub digest: String,
+    /// The process that swapped it (`pid 4242 on box1`).
+    pub made_by: String,
+    pub reason: String,
+    pub at: SystemTime,
 }
 
 impl StepStatus {
@@ -248,8 +283,13 @@ pub struct VersionStatus {
 pub enum SwapCause {
     /// The pipeline file's version, as the run started.
     Pipeline,
-    /// A swap someone asked for.
+    /// A swap recorded before the run started (on disk, or in the control
+    /// topic on Kafka), applied as the run started.
+    Recorded,
+    /// A swap someone asked of this process.
     Swap,
+    /// A swap another member of the Kafka application made (`made_by`).
+    Remote { made_by: String },
     /// An automatic rollback: version `from` failed its trial (`reason`),
     /// so this version runs the component and config of version `restores`.
     Rollback {
@@ -291,6 +331,7 @@ struct StepState {
     name: String,
     kind: &'static str,
     versions: Vec<(VersionStatus, Arc<VersionCounters>)>,
+    refused: Option<RemoteRefusal>,
 }
 
 /// A swap asked of the control thread.
@@ -382,6 +423,7 @@ impl RunControl {
                         ..v.clone()
                     })
                     .collect(),
+                refused: s.refused.clone(),
             })
             .collect()
     }
@@ -399,11 +441,34 @@ impl RunControl {
                 kind: s.kind.as_str(),
                 versions: topo
                     .version(j)
-                    .map(|v| vec![version_state(&v, now, None, SwapCause::Pipeline)])
+                    .map(|v| {
+                        // Version 1 is the file's; a later one was recorded.
+                        let cause = if v.number > 1 {
+                            SwapCause::Recorded
+                        } else {
+                            SwapCause::Pipeline
+                        };
+                        vec![version_state(&v, now, None, cause)]
+                    })
                     .unwrap_or_default(),
+                refused: None,
             })
             .collect();
         *self.requests.lock().unwrap_or_else(|p| p.into_inner()) = Some(requests);
+    }
+
+    /// Notes a version another member swapped to that this process
+    /// refused; a later version running clears it.
+    fn refused(&self, j: usize, record: &SwapRecord, reason: String) {
+        if let Some(s) = self.lock_steps().get_mut(j) {
+            s.refused = Some(RemoteRefusal {
+                version: record.version,
+                digest: record.sha256.clone(),
+                made_by: record.made_by.to_string(),
+                reason,
+                at: SystemTime::now(),
+            });
+        }
     }
 
     fn detach(&self) {
@@ -448,17 +513,48 @@ fn version_state(
 
 /// Where a run's swap requests arrive, attached to `control` before the
 /// run's threads start (so a swap asked for once the run began is served).
-pub(super) fn attach(control: &RunControl, topo: &Topology) -> Receiver<Request> {
+/// `refusals` are recorded versions [`restore`] could not start.
+pub(super) fn attach(
+    control: &RunControl,
+    topo: &Topology,
+    refusals: &[journal::Refusal],
+) -> Receiver<Request> {
     let (tx, rx) = crossbeam_channel::unbounded();
     control.attach(topo, tx);
+    for r in refusals {
+        control.refused(r.step, &r.record, r.reason.clone());
+    }
     rx
+}
+
+/// Applies the swaps `journal` kept to `topo` before its tasks start,
+/// through the same checks as a swap (see [`journal::restore`]).
+pub(super) fn restore(
+    topo: &Topology,
+    journal: &mut dyn SwapJournal,
+) -> Result<Vec<journal::Refusal>, journal::JournalError> {
+    let start = |j: usize, kept: &journal::Kept| {
+        let current = topo.version(j).expect("a plugin step");
+        let record = &kept.record;
+        prepare(
+            topo,
+            j,
+            &current,
+            Some(&kept.component),
+            Some(&record.config),
+            record.version,
+        )
+        .map_err(|e| e.to_string())
+    };
+    journal::restore(topo, journal, &start)
 }
 
 /// How often the control thread looks at the trials under way.
 const TRIAL_POLL: Duration = Duration::from_millis(2);
 
-/// The run's control thread: serves swap requests from `rx` and judges
-/// rollback trials until `done` (every worker finished). `workers` are
+/// The run's control thread: serves swap requests from `rx`, judges
+/// rollback trials, and applies the swaps other members recorded in
+/// `journal` (Kafka), until `done` (every worker finished). `workers` are
 /// the workers' internal queues.
 pub(super) fn serve(
     control: &RunControl,
@@ -466,12 +562,14 @@ pub(super) fn serve(
     rx: Receiver<Request>,
     workers: &[Sender<WorkerMessage>],
     done: &AtomicBool,
+    journal: Option<Box<dyn SwapJournal>>,
 ) {
     let run = Cutover {
         control,
         topo,
         workers,
         done,
+        journal: RefCell::new(journal),
     };
     let mut trials: Vec<TrialRun> = Vec::new();
     loop {
@@ -489,6 +587,9 @@ pub(super) fn serve(
             Err(_) => break,
         }
         judge(&run, &mut trials);
+        for kept in run.remote() {
+            swap_remote(&run, &kept, &mut trials);
+        }
     }
     for trial in trials {
         trial.end(control, TrialOutcome::RunEnded);
@@ -496,12 +597,16 @@ pub(super) fn serve(
     control.detach();
 }
 
-/// What a swap needs of the run to cut a step over to a new version.
+/// What a swap needs of the run to record it and cut a step over to a new
+/// version. Used on the control thread only.
 struct Cutover<'r> {
     control: &'r RunControl,
     topo: &'r Topology,
     workers: &'r [Sender<WorkerMessage>],
     done: &'r AtomicBool,
+    /// Where swaps are recorded, and other members' read from (none for
+    /// `weir test`).
+    journal: RefCell<Option<Box<dyn SwapJournal>>>,
 }
 
 /// A version on trial, as the control thread judges it.
@@ -584,8 +689,22 @@ fn swap(
         });
     }
     let started = Instant::now();
-    let version = prepare(topo, j, &current, request)?;
+    let version = prepare(
+        topo,
+        j,
+        &current,
+        request.component.as_deref(),
+        request.config.as_ref(),
+        current.number + 1,
+    )?;
     let prepare = started.elapsed();
+    // Recorded before any task switches: a swap that could not be kept
+    // does not happen.
+    run.record(j, &version)
+        .map_err(|reason| SwapError::NotRecorded {
+            step: step.clone(),
+            reason,
+        })?;
     if request.options.rollback.is_some() {
         // Before any task runs it: a failure under `fail` must find it on
         // trial.
@@ -621,6 +740,89 @@ fn swap(
         queued: switched.queued,
         rollback: request.options.rollback,
     })
+}
+
+/// A swap another member recorded: checked here as a local one is and cut
+/// over, not recorded again; it ends a trial of the step here. One this
+/// process cannot run leaves the running version, and says so loudly and
+/// in the status.
+fn swap_remote(run: &Cutover<'_>, kept: &journal::Kept, trials: &mut Vec<TrialRun>) {
+    let topo = run.topo;
+    let record = &kept.record;
+    let refuse = |j: Option<usize>, reason: String| {
+        tracing::error!(
+            "step `{}`: version {} (sha256 {}) swapped in by {} is refused here, this process keeps running the version it runs: {reason}",
+            record.step,
+            record.version,
+            journal::short(&record.sha256),
+            record.made_by
+        );
+        if let Some(j) = j {
+            run.control.refused(j, record, reason);
+        }
+    };
+    let Some(j) = topo
+        .pipeline
+        .steps
+        .iter()
+        .position(|s| s.name == record.step)
+    else {
+        return refuse(
+            None,
+            SwapError::UnknownStep(record.step.clone()).to_string(),
+        );
+    };
+    let Some(current) = topo.version(j) else {
+        let kind = topo.pipeline.steps[j].kind.as_str();
+        let e = SwapError::NotAPluginStep {
+            step: record.step.clone(),
+            kind,
+        };
+        return refuse(Some(j), e.to_string());
+    };
+    let changed = journal::FileEntry::of(topo, j)
+        .map(|now| now.changes_since(&record.file))
+        .unwrap_or_default();
+    if !changed.is_empty() {
+        let reason = format!(
+            "this process's pipeline file differs from the one it was swapped against ({})",
+            changed.join("; ")
+        );
+        return refuse(Some(j), reason);
+    }
+    if let Err(e) = record.check_component(&kept.component, &kept.component_origin) {
+        return refuse(Some(j), e.to_string());
+    }
+    let version = match prepare(
+        topo,
+        j,
+        &current,
+        Some(&kept.component),
+        Some(&record.config),
+        record.version.max(current.number + 1),
+    ) {
+        Ok(version) => version,
+        Err(e) => return refuse(Some(j), e.to_string()),
+    };
+    if let Some(at) = trials.iter().position(|t| t.step == j) {
+        trials
+            .swap_remove(at)
+            .end(run.control, TrialOutcome::Superseded);
+    }
+    let cause = SwapCause::Remote {
+        made_by: record.made_by.to_string(),
+    };
+    match run.cut_over(j, &version, cause) {
+        Ok(_) => tracing::info!(
+            step = %record.step,
+            version = version.number,
+            "applied the swap made by {} ({})",
+            record.made_by,
+            kept.origin
+        ),
+        // The task's error stops the run, as for a local swap.
+        Err(e) => tracing::error!("{e}"),
+    }
 }
 
 /// Ends the trials whose records decided them: a version that failed too
@@ -691,6 +893,12 @@ fn roll_back(run: &Cutover<'_>, trial: &TrialRun, reason: String) {
             reason: reason.clone(),
         },
     );
+    // Recorded, so that a restart and the other members run it too; one
+    // that cannot be recorded still happens here, where the tried version
+    // fails.
+    if let Err(e) = run.record(j, &version) {
+        tracing::error!(step = %name, "the rollback could not be recorded, so a restart or another member may run version {} again: {e}", trial.tried.number);
+    }
     let cause = SwapCause::Rollback {
         from: trial.tried.number,
         restores: trial.previous.number,
@@ -703,6 +911,33 @@ fn roll_back(run: &Cutover<'_>, trial: &TrialRun, reason: String) {
 }
 
 impl Cutover<'_> {
+    /// Records `version` of step `j` in the journal, when the run has one.
+    fn record(&self, j: usize, version: &StepVersion) -> Result<(), String> {
+        let mut journal = self.journal.borrow_mut();
+        let Some(journal) = journal.as_mut() else {
+            return Ok(());
+        };
+        let record = SwapRecord::new(self.topo, j, version, journal.made_by());
+        journal
+            .record(&record, version.plugin.bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The swaps other members recorded since the last look (Kafka).
+    fn remote(&self) -> Vec<journal::Kept> {
+        let mut journal = self.journal.borrow_mut();
+        let Some(journal) = journal.as_mut() else {
+            return Vec::new();
+        };
+        journal.remote().unwrap_or_else(|e| {
+            tracing::error!(
+                "cannot read the other members' swaps from {}: {e}",
+                journal.describe()
+            );
+            Vec::new()
+        })
+    }
+
     /// Makes `version` the one step `j` runs: every task hosting it
     /// switches between two batches. Returns the tasks that switched, the
     /// time the cutover took and the slowest task's part.
@@ -745,6 +980,7 @@ impl Cutover<'_> {
                 Some((cutover, slowest)),
                 cause,
             ));
+            s.refused = None;
         }
         tracing::info!(step = %step, version = version.number, tasks, ?cutover, ?slowest, ?queued, "step swapped");
         Ok(Switched {
@@ -768,21 +1004,24 @@ struct Switched {
     queued: Duration,
 }
 
-/// The new version of step `j`, compiled, checked and started once with
-/// its config; nothing of the run changes here.
+/// Version `number` of step `j`: `component` (`None`: the one `current`
+/// runs) with `config` (`None`: `current`'s), compiled, checked and
+/// started once; nothing of the run changes here.
 fn prepare(
     topo: &Topology,
     j: usize,
     current: &StepVersion,
-    request: &Request,
+    component: Option<&[u8]>,
+    config: Option<&serde_json::Value>,
+    number: u32,
 ) -> Result<StepVersion, SwapError> {
-    let step = &request.step;
+    let step = &topo.pipeline.steps[j].name;
     let refused = |stage, reason: String| SwapError::Refused {
         step: step.clone(),
         stage,
         reason,
     };
-    let plugin = match &request.component {
+    let plugin = match component {
         None => current.plugin.clone(),
         Some(bytes) => {
             // Messages name it as they would name a plugin's path.
@@ -793,11 +1032,14 @@ fn prepare(
             Arc::new(plugin)
         }
     };
-    let config_json: Arc<str> = match &request.config {
+    let config_json: Arc<str> = match config {
         None => current.config_json.clone(),
         Some(config) => config.to_string().into(),
     };
-    let version = current.next(plugin, config_json);
+    let version = StepVersion {
+        number,
+        ..current.next(plugin, config_json)
+    };
     // Started once and dropped: each task starts its own at the cutover.
     let checked = topo.start_step(j, &version).map_err(|e| {
         let stage = match &e {

@@ -13,10 +13,16 @@
 //! Commits: on Kafka, every `commit-interval` a barrier reaches every task
 //! (operators checkpoint, sinks hand over), then the offsets whose batches
 //! are fully acknowledged are committed ([`kafka`]).
+//!
+//! Swaps: a run's control thread swaps steps at batch boundaries
+//! ([`control`]) and records each swap ([`journal`]): on disk beside the
+//! pipeline file, or in the Kafka application's control topic, applied
+//! again when a run (or another member) starts.
 
 pub(crate) mod checkpoint;
 pub mod control;
 mod describe;
+pub(crate) mod journal;
 mod kafka;
 mod merge;
 pub(crate) mod message;
@@ -98,6 +104,9 @@ pub enum RunError {
     Delivery(String),
     #[error("{0}")]
     Setup(String),
+    /// The swaps recorded for this pipeline could not be read or applied.
+    #[error(transparent)]
+    Swaps(#[from] journal::JournalError),
     /// A thread gave up because the run is stopping (not a failure of its own).
     #[error("stopped")]
     Stopped,
@@ -136,6 +145,12 @@ pub struct RunOptions {
     /// The counters to keep, when someone reads them while the run lasts
     /// (the admin API's status); a fresh set otherwise.
     pub metrics: Option<Arc<Metrics>>,
+    /// Neither apply nor keep swap records (`weir test`): the steps run as
+    /// the file says, and a swap lasts only as long as the run. Otherwise
+    /// swaps are recorded and applied at start (see [`journal`]): on disk
+    /// beside the pipeline file, or on Kafka in the application's control
+    /// topic.
+    pub ignore_swap_records: bool,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -530,7 +545,42 @@ pub fn run_reporting(topo: &Topology, options: RunOptions) -> RunOutcome {
         opened_inputs,
         opened_sinks,
     };
-    run_threads(topo, &options, io, link.as_ref(), started)
+    let swaps = match open_journal(topo, &options, link.as_ref(), reads.iter().any(|&k| k)) {
+        Ok(swaps) => swaps,
+        Err(e) => return RunOutcome::failed(e, started),
+    };
+    run_threads(topo, &options, io, link.as_ref(), swaps, started)
+}
+
+/// The run's swap records, already applied to `topo` (none for `weir
+/// test`), and the recorded versions that could not start here.
+type Swaps = Option<(Box<dyn journal::SwapJournal>, Vec<journal::Refusal>)>;
+
+/// Opens where the run keeps its swaps (the control topic when it reads
+/// Kafka, else on disk beside the pipeline file) and applies the recorded
+/// ones before any task starts.
+fn open_journal(
+    topo: &Topology,
+    options: &RunOptions,
+    link: Option<&KafkaLink<'_>>,
+    reads_kafka: bool,
+) -> Result<Swaps, RunError> {
+    if options.ignore_swap_records {
+        return Ok(None);
+    }
+    let made_by = journal::MadeBy::this_run();
+    let mut journal: Box<dyn journal::SwapJournal> = match link.filter(|_| reads_kafka) {
+        Some(link) => {
+            let topic = kafka_io::control::ControlTopic::open(link.settings, &link.bootstrap)?;
+            Box::new(journal::kafka::KafkaJournal::new(topic, made_by))
+        }
+        None => Box::new(journal::disk::DiskJournal::for_pipeline(
+            &topo.pipeline.file,
+            made_by,
+        )),
+    };
+    let refusals = control::restore(topo, journal.as_mut())?;
+    Ok(Some((journal, refusals)))
 }
 
 /// A run's endpoints: where each source reads and each sink writes
@@ -557,6 +607,7 @@ fn run_threads(
     options: &RunOptions,
     io: RunIo<'_>,
     link: Option<&KafkaLink<'_>>,
+    swaps: Swaps,
     started: Instant,
 ) -> RunOutcome {
     let p = &topo.pipeline;
@@ -656,6 +707,7 @@ fn run_threads(
     let taken = Mutex::new((0u64, Duration::ZERO));
     // Set once every worker finished: the control thread then stops.
     let workers_done = AtomicBool::new(false);
+    let own_control = control::RunControl::default();
     let mut errors: Vec<RunError> = Vec::new();
     std::thread::scope(|scope| {
         let stop: &AtomicBool = &flags.stop;
@@ -762,12 +814,15 @@ fn run_threads(
                 },
             ));
         }
-        // Swaps asked for while the workers run.
-        let controller = options.control.as_deref().map(|control| {
+        // Swaps asked for while the workers run, and those other members
+        // record (without a caller's control, the run's own serves them).
+        let controller = (options.control.is_some() || swaps.is_some()).then(|| {
+            let control: &control::RunControl = options.control.as_deref().unwrap_or(&own_control);
             let (peers, done) = (&env.peers, &workers_done);
-            let requests = control::attach(control, topo);
+            let (journal, refusals) = swaps.map_or((None, Vec::new()), |(j, r)| (Some(j), r));
+            let requests = control::attach(control, topo, &refusals);
             spawn_stopping(scope, "control".into(), &flags, Counted::No, move || {
-                control::serve(control, topo, requests, peers, done);
+                control::serve(control, topo, requests, peers, done, journal);
                 Ok(())
             })
         });

@@ -7,6 +7,7 @@
 //! group protocol; nothing else coordinates them.
 
 pub(crate) mod consumer;
+pub(crate) mod control;
 pub(crate) mod fetch;
 pub(crate) mod offsets;
 pub(crate) mod producer;
@@ -53,6 +54,8 @@ pub enum KafkaError {
     Consumer(String),
     #[error("cannot commit offsets: {0}")]
     Commit(String),
+    #[error("cannot write to topic `{topic}`: {reason}")]
+    Producer { topic: String, reason: String },
 }
 
 /// Which client a configuration is for.

@@ -1,0 +1,294 @@
+//! Issue 12, items 4 and 6 (Kafka): a swap made on one member of a Kafka
+//! application reaches every member through the control topic, a member
+//! started after the swap runs the new version from its first record, and
+//! a restarted member still runs it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use weir::{RunControl, RunOptions};
+use weir_tests::kafka::{self, Cleanup, Rec, Settings, WeirProcess};
+use weir_tests::plugin_with_section;
+
+const PARTITIONS: i32 = 4;
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Keeps writing numbered records to `topic` until dropped.
+struct Feeder {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Feeder {
+    /// Numbered from `first` on.
+    fn start(topic: &str, first: u64) -> Feeder {
+        let (stop, sent) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(first)),
+        );
+        let thread = {
+            let (topic, stop, sent) = (topic.to_string(), stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let from = sent.load(Ordering::SeqCst);
+                    let batch: Vec<Rec> = (from..from + 20)
+                        .map(|n| Rec::new(&format!("k{}", n % 16), &json!({ "n": n }).to_string()))
+                        .collect();
+                    kafka::produce(&topic, &batch);
+                    sent.fetch_add(20, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+            })
+        };
+        Feeder {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops writing; returns the number after the last record written.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The output topic's end offsets now.
+fn ends(topic: &str) -> BTreeMap<i32, i64> {
+    kafka::end_offsets(topic)
+}
+
+#[test]
+fn a_swap_on_one_member_reaches_every_member_and_later_and_restarted_ones() {
+    let (input, output, app) = (
+        kafka::unique("swap-in"),
+        kafka::unique("swap-out"),
+        kafka::unique("swap-app"),
+    );
+    let control_topic = format!("{app}-weir-control");
+    let _cleanup = Cleanup::topics(&[&input, &output, &control_topic]);
+    kafka::create_topic(&input, PARTITIONS);
+    kafka::create_topic(&output, PARTITIONS);
+    let body = format!(
+        "sources:
+  in: {{ kind: kafka, topic: {input} }}
+plugins:
+  enrich: {{ path: '{{plugin:enricher}}' }}
+steps:
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ version: v1 }} }} }}
+sinks:
+  out: {{ kind: kafka, topic: {output} }}
+"
+    );
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+
+    // Member A: this process, through the library.
+    let control = RunControl::new();
+    let stop_a = Arc::new(AtomicBool::new(false));
+    let a = {
+        let topo = fixture.topology();
+        let options = RunOptions {
+            control: Some(control.clone()),
+            stop: Some(stop_a.clone()),
+            ..RunOptions::default()
+        };
+        std::thread::spawn(move || weir::run(&topo, options))
+    };
+    let feeder = Feeder::start(&input, 0);
+    wait_until(
+        "member A writes outputs",
+        || ends(&output).values().sum::<i64>() > 100,
+        String::new,
+    );
+
+    // Member B: a `weir run` process in the same group.
+    let mut b = WeirProcess::start(&fixture, "b.log");
+    wait_until(
+        "member B owns two partitions",
+        || b.assigned(&input).len() == 2,
+        || b.log_text(),
+    );
+    let b_partitions = b.assigned(&input);
+    std::thread::sleep(Duration::from_secs(2));
+    b.assert_running();
+
+    // The swap, on A, while records flow, to a component of 18 MiB (as
+    // large as a Python component), which compression does not shrink.
+    let mut noise = Vec::with_capacity(18 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while noise.len() < 18 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let report = control
+        .swap(
+            "tag",
+            Some(plugin_with_section("enricher", &noise)),
+            Some(json!({ "set": { "version": "v2" } })),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log_text()));
+    assert_eq!(report.version, 2);
+    wait_until(
+        "member B applies the swap made on A",
+        || b.log_text().contains("applied the swap made by"),
+        || b.log_text(),
+    );
+    // Both switched: from here on, every output is v2.
+    let switched = ends(&output);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Member C, started after the swap.
+    let mut c = WeirProcess::start(&fixture, "c.log");
+    wait_until(
+        "member C owns partitions",
+        || !c.assigned(&input).is_empty(),
+        || c.log_text(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    c.assert_running();
+
+    // B stopped and started again.
+    b.stop();
+    let mut b2 = WeirProcess::start(&fixture, "b2.log");
+    wait_until(
+        "restarted member B owns partitions",
+        || !b2.assigned(&input).is_empty(),
+        || b2.log_text(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    b2.assert_running();
+
+    let sent = feeder.finish();
+    let outputs = kafka::consume(
+        &output,
+        sent as usize,
+        Duration::from_secs(90),
+        Duration::from_secs(3),
+    );
+    stop_a.store(true, Ordering::SeqCst);
+    a.join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("member A: {e}"));
+    let c_log = c.stop();
+    let b2_log = b2.stop();
+
+    // C and the restarted B restored the swap before their tasks started.
+    for log in [&c_log, &b2_log] {
+        kafka_log_has(log, "running the swapped version recorded in topic");
+    }
+
+    // Each input exactly one output, from one version; per partition the
+    // versions only move forward; after both switched, only v2.
+    let mut seen = BTreeSet::new();
+    let mut last: BTreeMap<i32, String> = BTreeMap::new();
+    let mut by_partition: BTreeMap<i32, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut sorted = outputs.clone();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in &sorted {
+        let value = r.rec.json();
+        let n = value["n"].as_u64().expect("n");
+        assert!(seen.insert(n), "record {n} came out twice");
+        let version = value["version"].as_str().expect("version").to_string();
+        if let Some(before) = last.get(&r.partition) {
+            assert!(
+                version >= *before,
+                "partition {}: record {n} by {version} after one by {before}",
+                r.partition
+            );
+        }
+        if r.offset >= switched[&r.partition] {
+            assert_eq!(
+                version, "v2",
+                "partition {} offset {}: record {n} by {version} after every member switched",
+                r.partition, r.offset
+            );
+        }
+        *by_partition
+            .entry(r.partition)
+            .or_default()
+            .entry(version.clone())
+            .or_default() += 1;
+        last.insert(r.partition, version);
+    }
+    assert_eq!(seen.len() as u64, sent, "every input produces an output");
+    // Every partition, B's as A's, ran both versions.
+    for p in 0..PARTITIONS {
+        let versions = &by_partition[&p];
+        assert!(
+            versions.contains_key("v1") && versions.contains_key("v2"),
+            "partition {p} (B owned {b_partitions:?}): {versions:?}"
+        );
+    }
+
+    // The control topic, as weir created it.
+    let configs = kafka::topic_configs(&control_topic);
+    kafka_log_has(&configs, "cleanup.policy=compact");
+    kafka_log_has(&configs, "max.message.bytes=67108864");
+
+    // The pipeline file changed since the swap: a member started now runs
+    // the file's version, says it dropped the swap, and removes the record.
+    let file = fixture.pipeline_path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("version: v1 }", "version: v1b }")).unwrap();
+    let before = ends(&output);
+    let d = WeirProcess::start(&fixture, "d.log");
+    let feeder = Feeder::start(&input, sent);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent_d = feeder.finish();
+    let later: Vec<_> = kafka::consume(
+        &output,
+        sent_d as usize,
+        Duration::from_secs(90),
+        Duration::from_secs(3),
+    )
+    .into_iter()
+    .filter(|r| r.offset >= before[&r.partition])
+    .collect();
+    let d_log = d.stop();
+    assert_eq!(later.len() as u64, sent_d - sent, "{d_log}");
+    for r in &later {
+        assert_eq!(r.rec.json()["version"], "v1b", "{d_log}");
+    }
+    let dropped: Vec<&str> = d_log.lines().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(dropped.len(), 1, "{d_log}");
+    kafka_log_has(dropped[0], "step `tag`: dropped swapped version 2");
+    kafka_log_has(dropped[0], "v1b");
+    let control_messages = kafka::consume(
+        &control_topic,
+        2,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    );
+    let last = control_messages.last().unwrap();
+    assert_eq!(last.rec.key.as_deref(), Some("tag"));
+    assert_eq!(last.rec.value, None, "a tombstone removes the record");
+}
+
+fn kafka_log_has(log: &str, needle: &str) {
+    assert!(log.contains(needle), "expected `{needle}` in:\n{log}");
+}
