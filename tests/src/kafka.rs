@@ -563,11 +563,18 @@ impl WeirProcess {
     /// Starts `weir run` on the fixture's pipeline; its output goes to a log
     /// file in the fixture (printed when a test fails).
     pub fn start(fixture: &Fixture, log_name: &str) -> WeirProcess {
+        WeirProcess::start_with(fixture, log_name, &[])
+    }
+
+    /// [`WeirProcess::start`] with more arguments to `weir run`.
+    pub fn start_with(fixture: &Fixture, log_name: &str, args: &[&str]) -> WeirProcess {
         let log = fixture.path(log_name);
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(weir_bin())
             .arg("run")
             .arg(fixture.pipeline_path())
+            .args(args)
+            .env_remove("WEIR_ADMIN_TOKEN")
             .env("WEIR_CACHE_DIR", cache_dir())
             .env("RUST_LOG", "info")
             // Plain text, for the tests that read the log.

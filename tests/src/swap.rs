@@ -5,8 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::plugin;
-
 /// Every input (value `{"n": N}`, N counting from 0, keys spread over
 /// `partitions`) came out exactly once, tagged with the `version` the
 /// enricher set, and per partition the versions that processed them never
@@ -46,21 +44,5 @@ pub fn parse_lines(text: &str) -> Vec<Value> {
 /// component with other bytes, so another digest (a different component,
 /// compiled on its own rather than reusing the running one).
 pub fn enricher_variant(tag: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(plugin("enricher")).unwrap();
-    let name = b"weir-test";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    bytes.push(0); // custom section
-    let mut size = payload.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        bytes.push(if size == 0 { byte } else { byte | 0x80 });
-        if size == 0 {
-            break;
-        }
-    }
-    bytes.extend_from_slice(&payload);
-    bytes
+    crate::plugin_variant("enricher", tag)
 }

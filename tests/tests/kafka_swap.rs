@@ -292,3 +292,173 @@ sinks:
 fn kafka_log_has(log: &str, needle: &str) {
     assert!(log.contains(needle), "expected `{needle}` in:\n{log}");
 }
+
+/// `weir swap` of `fixture`'s pipeline, step `tag`, with `args`.
+fn weir_swap(fixture: &weir_tests::Fixture, token: &std::path::Path, args: &[&str]) -> String {
+    let pipeline = fixture.pipeline_path();
+    let mut all = vec![
+        "swap",
+        pipeline.to_str().unwrap(),
+        "--step",
+        "tag",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = weir_tests::weir(&all);
+    assert!(out.status.success(), "{}", weir_tests::stderr(&out));
+    weir_tests::stderr(&out) + &weir_tests::stdout(&out)
+}
+
+#[test]
+fn weir_swap_on_the_pipeline_file_swaps_both_weir_run_members_v1_v2_v3() {
+    let (input, output, app) = (
+        kafka::unique("cli-swap-in"),
+        kafka::unique("cli-swap-out"),
+        kafka::unique("cli-swap-app"),
+    );
+    let control_topic = format!("{app}-weir-control");
+    let _cleanup = Cleanup::topics(&[&input, &output, &control_topic]);
+    kafka::create_topic(&input, PARTITIONS);
+    kafka::create_topic(&output, PARTITIONS);
+    let body = format!(
+        "sources:
+  in: {{ kind: kafka, topic: {input} }}
+plugins:
+  enrich: {{ path: '{{plugin:enricher}}' }}
+steps:
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ version: v1 }} }} }}
+sinks:
+  out: {{ kind: kafka, topic: {output} }}
+"
+    );
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+    let token = weir_tests::admin::token_file(&fixture, "kafka-s3cret", 0o600);
+    let args = ["--admin-token-file", token.to_str().unwrap()];
+    let mut a = WeirProcess::start_with(&fixture, "a.log", &args);
+    let mut b = WeirProcess::start_with(&fixture, "b.log", &args);
+    let feeder = Feeder::start(&input, 0);
+    wait_until(
+        "the two members share the partitions",
+        || a.assigned(&input).len() == 2 && b.assigned(&input).len() == 2,
+        || a.log_text() + &b.log_text(),
+    );
+    wait_until(
+        "outputs flow",
+        || ends(&output).values().sum::<i64>() > 200,
+        || a.log_text() + &b.log_text(),
+    );
+    let applied = || {
+        a.log_text().matches("applied the swap made by").count()
+            + b.log_text().matches("applied the swap made by").count()
+    };
+
+    // v2: a config-only swap, made on one member through its admin API.
+    std::fs::write(fixture.path("v2.yaml"), "set: { version: v2 }\n").unwrap();
+    let said = weir_swap(
+        &fixture,
+        &token,
+        &["--config", fixture.path("v2.yaml").to_str().unwrap()],
+    );
+    kafka_log_has(&said, "runs in 2 processes");
+    kafka_log_has(&said, "step tag: v1 -> v2 (sha ");
+    wait_until(
+        "the other member applies v2",
+        || applied() == 1,
+        || a.log_text() + &b.log_text(),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    // v3: another component and config.
+    let component = fixture.path("enricher-v3.wasm");
+    std::fs::write(&component, weir_tests::plugin_variant("enricher", "v3")).unwrap();
+    std::fs::write(fixture.path("v3.json"), r#"{"set": {"version": "v3"}}"#).unwrap();
+    let said = weir_swap(
+        &fixture,
+        &token,
+        &[
+            component.to_str().unwrap(),
+            "--config",
+            fixture.path("v3.json").to_str().unwrap(),
+        ],
+    );
+    kafka_log_has(&said, "step tag: v2 -> v3 (sha ");
+    wait_until(
+        "the other member applies v3",
+        || applied() == 2,
+        || a.log_text() + &b.log_text(),
+    );
+    let switched = ends(&output);
+    std::thread::sleep(Duration::from_secs(2));
+    a.assert_running();
+    b.assert_running();
+
+    // `weir status` of the pipeline asks both: each runs v3.
+    let status = weir_tests::weir(&[
+        "status",
+        fixture.pipeline_path().to_str().unwrap(),
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(status.status.success(), "{}", weir_tests::stderr(&status));
+    let table = weir_tests::stdout(&status);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("tag: v3 (sha "))
+            .count(),
+        2,
+        "{table}"
+    );
+
+    let sent = feeder.finish();
+    let outputs = kafka::consume(
+        &output,
+        sent as usize,
+        Duration::from_secs(90),
+        Duration::from_secs(3),
+    );
+    let (a_log, b_log) = (a.stop(), b.stop());
+    let mut seen = BTreeSet::new();
+    let mut last: BTreeMap<i32, String> = BTreeMap::new();
+    let mut by_partition: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    let mut sorted = outputs.clone();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in &sorted {
+        let value = r.rec.json();
+        let n = value["n"].as_u64().expect("n");
+        assert!(seen.insert(n), "record {n} came out twice");
+        let version = value["version"].as_str().expect("version").to_string();
+        if let Some(before) = last.get(&r.partition) {
+            assert!(
+                version >= *before,
+                "partition {}: record {n} by {version} after one by {before}",
+                r.partition
+            );
+        }
+        if r.offset >= switched[&r.partition] {
+            assert_eq!(
+                version, "v3",
+                "partition {} offset {}",
+                r.partition, r.offset
+            );
+        }
+        by_partition
+            .entry(r.partition)
+            .or_default()
+            .insert(version.clone());
+        last.insert(r.partition, version);
+    }
+    assert_eq!(seen.len() as u64, sent, "every input produces an output");
+    // Every partition, whichever member owned it, ran all three versions.
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            by_partition[&p]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["v1", "v2", "v3"],
+            "partition {p}\n{a_log}\n{b_log}"
+        );
+    }
+}

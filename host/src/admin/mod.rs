@@ -22,7 +22,7 @@ use std::path::PathBuf;
 pub use client::{Reply, Upload, request};
 pub use runfile::{RunFile, RunInfo, live_runs, run_dir};
 pub use server::{AdminServer, AdminState};
-pub use status::{RunStatus, Status, StatusSource, StepStatus, VersionInfo};
+pub use status::{RefusedInfo, RunStatus, Status, StatusSource, StepStatus, VersionInfo};
 pub use swap::{
     COMPONENT_PART, CONFIG_PART, SWAP_BODY_LIMIT, SwapAnswer, refusal_body, refusal_status,
     swap_body, swap_path,

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::swap::{millis, short};
 use crate::metrics::Metrics;
 use crate::runtime::Topology;
-use crate::runtime::control::{RunControl, SwapCause, TrialOutcome, TrialStatus, VersionStatus};
+use crate::runtime::control::{
+    RemoteRefusal, RunControl, SwapCause, TrialOutcome, TrialStatus, VersionStatus,
+};
 
 /// A running pipeline's status, as the admin API serves it (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,31 @@ pub struct StepStatus {
     /// Every version the step ran, oldest first; the last one runs now.
     #[serde(default)]
     pub versions: Vec<VersionInfo>,
+    /// On Kafka: the latest version another member swapped to that this
+    /// process could not run, and why.
+    #[serde(default)]
+    pub refused: Option<RefusedInfo>,
+}
+
+/// A version another member swapped to that this process refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedInfo {
+    pub version: u32,
+    pub sha256: String,
+    /// The process that made the swap.
+    pub made_by: String,
+    pub reason: String,
+}
+
+impl From<&RemoteRefusal> for RefusedInfo {
+    fn from(r: &RemoteRefusal) -> Self {
+        RefusedInfo {
+            version: r.version,
+            sha256: r.digest.clone(),
+            made_by: r.made_by.clone(),
+            reason: r.reason.clone(),
+        }
+    }
 }
 
 /// One version of a plugin step.
@@ -174,9 +201,9 @@ impl StatusSource for RunStatus {
             .iter()
             .map(|info| {
                 let mine = operators.iter().filter(|o| o.step == info.name);
-                let versions: Vec<VersionInfo> = versions
-                    .iter()
-                    .find(|s| s.name == info.name)
+                let control = versions.iter().find(|s| s.name == info.name);
+                let refused = control.and_then(|s| s.refused.as_ref().map(RefusedInfo::from));
+                let versions: Vec<VersionInfo> = control
                     .map(|s| s.versions.iter().map(VersionInfo::from).collect())
                     .unwrap_or_default();
                 let current = versions.last();
@@ -194,6 +221,7 @@ impl StatusSource for RunStatus {
                     errors: 0,
                     version: current.map(|v| v.number),
                     versions: versions.clone(),
+                    refused,
                 };
                 for o in mine {
                     step.tasks += 1;
@@ -283,6 +311,19 @@ impl std::fmt::Display for Status {
         }
         for step in self.steps.iter().filter(|s| s.versions.len() > 1) {
             writeln!(f, "{}", swapped(step))?;
+        }
+        for step in &self.steps {
+            if let Some(r) = &step.refused {
+                writeln!(
+                    f,
+                    "{}: refused v{} (sha {}) swapped in by {}: {}",
+                    step.name,
+                    r.version,
+                    short(&r.sha256),
+                    r.made_by,
+                    r.reason
+                )?;
+            }
         }
         Ok(())
     }
@@ -394,6 +435,7 @@ mod tests {
                 version(2, "5f0c6e1a9b2d3c4e", 1, Some(850)),
                 version(3, "9ab1c2d3e4f5a6b7", 310, Some(1234)),
             ],
+            refused: None,
         };
         assert_eq!(
             swapped(&step),
@@ -433,6 +475,77 @@ mod tests {
     }
 
     #[test]
+    fn failures_rollbacks_and_refused_remote_swaps_are_said() {
+        let mut tried = version(2, "aaaabbbbccccdddd", 40, Some(900));
+        tried.failures = 40;
+        tried.cause = Some(SwapCause::Swap);
+        tried.trial = Some(TrialStatus {
+            rollback: crate::runtime::control::Rollback {
+                records: 20,
+                max_failure_rate: 0.25,
+            },
+            outcome: TrialOutcome::RolledBack {
+                reason: "version 2 failed 6 of its first 20 records".into(),
+            },
+        });
+        let mut back = version(3, "5f0c6e1a9b2d3c4e", 7, Some(800));
+        back.cause = Some(SwapCause::Rollback {
+            from: 2,
+            restores: 1,
+            reason: "version 2 failed 6 of its first 20 records".into(),
+        });
+        let step = StepStatus {
+            name: "tag".into(),
+            kind: "map".into(),
+            plugin: Some("plugins/enricher.wasm".into()),
+            sha256: Some("5f0c6e1a9b2d3c4e".into()),
+            tasks: 2,
+            records_in: 5047,
+            records_out: 5007,
+            errors: 40,
+            version: Some(3),
+            versions: vec![version(1, "5f0c6e1a9b2d3c4e", 5000, None), tried, back],
+            refused: Some(RefusedInfo {
+                version: 4,
+                sha256: "7777888899990000".into(),
+                made_by: "pid 9 on box2".into(),
+                reason: "its init refused the config".into(),
+            }),
+        };
+        assert_eq!(
+            swapped(&step),
+            "tag: v3 (sha 5f0c6e1a9b2d) since 12:03:07 UTC (cutover 0.8 ms), 7 records, \
+             rolled back to after v2 failed its trial; v2 (sha aaaabbbbcccc) 40 records, \
+             40 failed, rolled back: version 2 failed 6 of its first 20 records; \
+             v1 (sha 5f0c6e1a9b2d) 5000 records"
+        );
+        let status = Status {
+            pipeline: "orders".into(),
+            pid: 42,
+            uptime_ms: 0,
+            records_in: 5047,
+            records_out: 5007,
+            dead_lettered: 40,
+            skipped: 0,
+            restarts: 0,
+            steps: vec![step],
+        };
+        let table = status.to_string();
+        assert!(
+            table.ends_with(
+                "tag: refused v4 (sha 777788889999) swapped in by pid 9 on box2: \
+                 its init refused the config\n"
+            ),
+            "{table}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["steps"][0]["versions"][2]["cause"]["kind"], "rollback");
+        assert_eq!(json["steps"][0]["refused"]["made_by"], "pid 9 on box2");
+        let back: Status = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
+    }
+
+    #[test]
     fn the_table_lists_each_step_with_its_counters_and_digest() {
         let status = Status {
             pipeline: "orders".into(),
@@ -455,6 +568,7 @@ mod tests {
                     errors: 1,
                     version: Some(1),
                     versions: vec![version(1, "0123456789abcdef", 10, None)],
+                    refused: None,
                 },
                 StepStatus {
                     name: "by-customer".into(),
@@ -467,6 +581,7 @@ mod tests {
                     errors: 0,
                     version: None,
                     versions: vec![],
+                    refused: None,
                 },
             ],
         };
