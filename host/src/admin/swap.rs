@@ -214,7 +214,7 @@ pub(super) fn too_large(length: Option<u64>) -> Rejected {
 /// The HTTP status a refused swap is answered with.
 pub fn refusal_status(e: &SwapError) -> StatusCode {
     match e {
-        SwapError::Busy => StatusCode::CONFLICT,
+        SwapError::Busy | SwapError::Rebalancing => StatusCode::CONFLICT,
         SwapError::NotRunning
         | SwapError::Refused {
             stage: RefusedAt::Stopping,

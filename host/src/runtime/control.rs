@@ -74,6 +74,9 @@ pub struct RunControl {
     /// Where swap requests go while a run is attached.
     requests: Mutex<Option<Sender<Request>>>,
     steps: Mutex<Vec<StepState>>,
+    /// Set by a Kafka run's consumer from a revoke until the next
+    /// assignment: a swap asked for meanwhile is refused.
+    rebalancing: Arc<AtomicBool>,
 }
 
 /// Why a swap did not happen (or, for [`SwapError::Cutover`], did not
@@ -82,6 +85,12 @@ pub struct RunControl {
 pub enum SwapError {
     #[error("another swap is in progress; try again once it is done")]
     Busy,
+    /// On Kafka: the consumer group is rebalancing (this member's
+    /// partitions were revoked and not yet assigned again).
+    #[error(
+        "the consumer group is rebalancing (this member's partitions are being reassigned); try again once it is done"
+    )]
+    Rebalancing,
     #[error("no pipeline is running")]
     NotRunning,
     #[error("the pipeline has no step `{0}`")]
@@ -388,6 +397,13 @@ impl RunControl {
             Err(TryLockError::WouldBlock) => return Err(SwapError::Busy),
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
+        // Refused rather than raced: a swap during a rebalance would cut
+        // over tasks that are being closed and opened (it would still be
+        // consistent, since new tasks start the topology's version, but the
+        // caller could not tell which partitions switched when).
+        if self.rebalancing.load(Ordering::Acquire) {
+            return Err(SwapError::Rebalancing);
+        }
         let requests = self
             .requests
             .lock()
@@ -454,6 +470,7 @@ impl RunControl {
                 refused: None,
             })
             .collect();
+        self.rebalancing.store(false, Ordering::Release);
         *self.requests.lock().unwrap_or_else(|p| p.into_inner()) = Some(requests);
     }
 
@@ -469,6 +486,11 @@ impl RunControl {
                 at: SystemTime::now(),
             });
         }
+    }
+
+    /// The flag a Kafka run's consumer sets while the group rebalances.
+    pub(super) fn rebalancing(&self) -> Arc<AtomicBool> {
+        self.rebalancing.clone()
     }
 
     fn detach(&self) {
@@ -1178,6 +1200,30 @@ impl std::fmt::Debug for SwapTicket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swap_during_a_rebalance_is_refused_and_nothing_is_asked_of_the_run() {
+        let control = RunControl::new();
+        let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+        *control.requests.lock().unwrap() = Some(tx);
+        let flag = control.rebalancing();
+        flag.store(true, Ordering::Release);
+        assert_eq!(control.swap("tag", None, None), Err(SwapError::Rebalancing));
+        assert!(rx.try_recv().is_err(), "a refused swap reached the run");
+        // Once assigned again, the swap goes to the run's control thread.
+        flag.store(false, Ordering::Release);
+        let serve = std::thread::spawn(move || {
+            let request = rx.recv().unwrap();
+            let _ = request
+                .reply
+                .send(Err(SwapError::UnknownStep(request.step)));
+        });
+        assert_eq!(
+            control.swap("tag", None, None),
+            Err(SwapError::UnknownStep("tag".into()))
+        );
+        serve.join().unwrap();
+    }
 
     #[test]
     fn swap_options_read_from_json_and_refuse_unknown_fields() {

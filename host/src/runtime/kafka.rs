@@ -78,6 +78,9 @@ pub struct KafkaFeeder<'a> {
     /// Where the offsets committed when the consumer stopped are left (the
     /// run's report says where each partition stopped).
     pub committed: &'a Mutex<Vec<Committable>>,
+    /// Set from a revoke until the next assignment: swaps are refused
+    /// meanwhile (see [`super::control::RunControl::swap_with`]).
+    pub rebalancing: Arc<AtomicBool>,
 }
 
 /// The batches being gathered, and the book of those handed over. Shared
@@ -229,6 +232,9 @@ impl PartitionFeed {
 /// and the rebalance callback, inside `read`, share it).
 struct GroupListener {
     state: Mutex<PartitionFeed>,
+    /// Set from a revoke until the next assignment (the range assignor
+    /// revokes every partition, then assigns).
+    rebalancing: Arc<AtomicBool>,
 }
 
 impl GroupListener {
@@ -240,6 +246,7 @@ impl GroupListener {
 impl RebalanceListener for GroupListener {
     fn assigned(&self, partitions: &[PartitionKey]) {
         let mut routing = self.lock();
+        self.rebalancing.store(false, Ordering::Release);
         for &key in partitions {
             let task = task_of(key);
             let held = routing.assigned.entry(task).or_default();
@@ -256,6 +263,7 @@ impl RebalanceListener for GroupListener {
     }
 
     fn revoked(&self, partitions: &[PartitionKey], commit: &dyn CommitStrategy) {
+        self.rebalancing.store(true, Ordering::Release);
         let mut routing = self.lock();
         if let Err(e) = routing.finish(commit, partitions) {
             tracing::error!("while giving up partitions: {e}");
@@ -282,6 +290,7 @@ pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
             error: None,
             flow: f.flow.clone(),
         }),
+        rebalancing: f.rebalancing.clone(),
     };
     source::with_source(
         f.settings,

@@ -770,6 +770,11 @@ fn run_threads(
                 clock,
                 flow: flow.clone(),
                 committed: &stops.committed,
+                rebalancing: options
+                    .control
+                    .as_deref()
+                    .unwrap_or(&own_control)
+                    .rebalancing(),
             };
             feeders.push(spawn_stopping(
                 scope,
