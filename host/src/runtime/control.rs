@@ -1,4 +1,4 @@
-//! Hot-swapping a step of a running pipeline (issue 12), in process.
+//! Hot-swapping a step of a running pipeline (issue 12).
 //!
 //! A caller (`weir run`, whose admin API's swap endpoint calls it; a test)
 //! creates a [`RunControl`], passes it in
@@ -17,7 +17,9 @@
 //! hosting the step starts an instance of it and switches between two
 //! batches, so each record is processed by exactly one version. Tasks
 //! started later start the new version. Swaps are serialised: one asked
-//! for while another is in progress is refused with [`SwapError::Busy`].
+//! for while another is in progress is refused with [`SwapError::Busy`],
+//! one asked for while a Kafka run's consumer group rebalances with
+//! [`SwapError::Rebalancing`].
 //!
 //! A swap may ask for a rollback trial ([`RunControl::swap_with`],
 //! [`Rollback`]): the control thread watches the new version's counters
