@@ -15,6 +15,51 @@ use weir_tests::plugin_with_section;
 
 const PARTITIONS: i32 = 4;
 
+/// A Kafka application of its own: input and output topics of
+/// [`PARTITIONS`] partitions, and a pipeline tagging each record with the
+/// enricher (`version: v1`); its topics (and its control topic) are
+/// deleted when dropped.
+struct App {
+    input: String,
+    output: String,
+    control_topic: String,
+    fixture: weir_tests::Fixture,
+    _cleanup: Cleanup,
+}
+
+impl App {
+    fn new(prefix: &str) -> App {
+        let (input, output, app) = (
+            kafka::unique(&format!("{prefix}-in")),
+            kafka::unique(&format!("{prefix}-out")),
+            kafka::unique(&format!("{prefix}-app")),
+        );
+        let control_topic = format!("{app}-weir-control");
+        let cleanup = Cleanup::topics(&[&input, &output, &control_topic]);
+        kafka::create_topic(&input, PARTITIONS);
+        kafka::create_topic(&output, PARTITIONS);
+        let body = format!(
+            "sources:
+  in: {{ kind: kafka, topic: {input} }}
+plugins:
+  enrich: {{ path: '{{plugin:enricher}}' }}
+steps:
+  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ version: v1 }} }} }}
+sinks:
+  out: {{ kind: kafka, topic: {output} }}
+"
+        );
+        let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+        App {
+            input,
+            output,
+            control_topic,
+            fixture,
+            _cleanup: cleanup,
+        }
+    }
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool, log: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !done() {
@@ -83,27 +128,13 @@ fn ends(topic: &str) -> BTreeMap<i32, i64> {
 
 #[test]
 fn a_swap_on_one_member_reaches_every_member_and_later_and_restarted_ones() {
-    let (input, output, app) = (
-        kafka::unique("swap-in"),
-        kafka::unique("swap-out"),
-        kafka::unique("swap-app"),
-    );
-    let control_topic = format!("{app}-weir-control");
-    let _cleanup = Cleanup::topics(&[&input, &output, &control_topic]);
-    kafka::create_topic(&input, PARTITIONS);
-    kafka::create_topic(&output, PARTITIONS);
-    let body = format!(
-        "sources:
-  in: {{ kind: kafka, topic: {input} }}
-plugins:
-  enrich: {{ path: '{{plugin:enricher}}' }}
-steps:
-  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ version: v1 }} }} }}
-sinks:
-  out: {{ kind: kafka, topic: {output} }}
-"
-    );
-    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+    let App {
+        input,
+        output,
+        control_topic,
+        fixture,
+        _cleanup,
+    } = App::new("swap");
 
     // Member A: this process, through the library.
     let control = RunControl::new();
@@ -312,27 +343,13 @@ fn weir_swap(fixture: &weir_tests::Fixture, token: &std::path::Path, args: &[&st
 
 #[test]
 fn weir_swap_on_the_pipeline_file_swaps_both_weir_run_members_v1_v2_v3() {
-    let (input, output, app) = (
-        kafka::unique("cli-swap-in"),
-        kafka::unique("cli-swap-out"),
-        kafka::unique("cli-swap-app"),
-    );
-    let control_topic = format!("{app}-weir-control");
-    let _cleanup = Cleanup::topics(&[&input, &output, &control_topic]);
-    kafka::create_topic(&input, PARTITIONS);
-    kafka::create_topic(&output, PARTITIONS);
-    let body = format!(
-        "sources:
-  in: {{ kind: kafka, topic: {input} }}
-plugins:
-  enrich: {{ path: '{{plugin:enricher}}' }}
-steps:
-  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ version: v1 }} }} }}
-sinks:
-  out: {{ kind: kafka, topic: {output} }}
-"
-    );
-    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+    let App {
+        input,
+        output,
+        control_topic: _,
+        fixture,
+        _cleanup,
+    } = App::new("cli-swap");
     let token = weir_tests::admin::token_file(&fixture, "kafka-s3cret", 0o600);
     let args = ["--admin-token-file", token.to_str().unwrap()];
     let mut a = WeirProcess::start_with(&fixture, "a.log", &args);

@@ -457,6 +457,21 @@ fn wait_for_trial(live: &Live, step: usize, number: u32) -> TrialOutcome {
     outcome
 }
 
+/// Waits until version 2 of step 0 was rolled back and records flow
+/// through the version that came back; the trial's outcome and reason.
+fn until_rolled_back(live: &Live) -> (TrialOutcome, String) {
+    let outcome = wait_for_trial(live, 0, 2);
+    let TrialOutcome::RolledBack { reason } = &outcome else {
+        panic!("not rolled back: {outcome:?}");
+    };
+    let reason = reason.clone();
+    let after = live.outputs().len();
+    wait_until("records flow after the rollback", || {
+        live.outputs().len() > after + 50
+    });
+    (outcome, reason)
+}
+
 /// Keeps records flowing until dropped.
 struct Feeder {
     stop: Arc<AtomicBool>,
@@ -520,16 +535,8 @@ fn a_version_that_traps_on_every_record_is_rolled_back_and_every_record_has_one_
         )
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((report.version, report.rollback), (2, Some(rollback)));
-    let outcome = wait_for_trial(&live, 0, 2);
-    let TrialOutcome::RolledBack { reason } = &outcome else {
-        panic!("not rolled back: {outcome:?}");
-    };
+    let (outcome, reason) = until_rolled_back(&live);
     assert!(reason.contains("version 2 failed"), "{reason}");
-    // Records keep flowing through the version that came back.
-    let after = live.outputs().len();
-    wait_until("records flow after the rollback", || {
-        live.outputs().len() > after + 50
-    });
     drop(feeder);
     live.feed(20);
     settle(&live);
@@ -916,15 +923,8 @@ fn under_fail_the_first_failure_on_trial_rolls_back_and_the_old_version_processe
     );
     let feeder = Feeder::start(&live);
     trap_with_rollback(&live, 0.0).unwrap_or_else(|e| panic!("{e}"));
-    let outcome = wait_for_trial(&live, 0, 2);
-    let TrialOutcome::RolledBack { reason } = &outcome else {
-        panic!("not rolled back: {outcome:?}");
-    };
+    let (_, reason) = until_rolled_back(&live);
     assert!(reason.contains("error-policy fail"), "{reason}");
-    let after = live.outputs().len();
-    wait_until("records flow after the rollback", || {
-        live.outputs().len() > after + 50
-    });
     drop(feeder);
     live.feed(10);
     live.drain();

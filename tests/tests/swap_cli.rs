@@ -75,6 +75,21 @@ impl Live {
         feed(&self.stdin, &self.fed, n);
     }
 
+    /// Feeds 20 records every 2 ms until [`Feeding::finish`].
+    fn keep_feeding(&self) -> Feeding {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stdin, fed, stop) = (self.stdin.clone(), self.fed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    feed(&stdin, &fed, 20);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        Feeding { stop, thread }
+    }
+
     fn fed(&self) -> usize {
         self.fed.load(Ordering::SeqCst)
     }
@@ -111,6 +126,19 @@ impl Live {
         let (code, err) = run.wait();
         assert_eq!(code.code(), Some(0), "{err}");
         parse_lines(&out.lock().unwrap())
+    }
+}
+
+/// A thread feeding a [`Live`] run.
+struct Feeding {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Feeding {
+    fn finish(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap();
     }
 }
 
@@ -237,16 +265,7 @@ fn stdin_swapped_v1_v2_v3_with_weir_swap_while_records_flow() {
     let live = Live::start(Some(TOKEN));
     live.feed(100);
     // A feeder keeps records flowing through every swap.
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (stdin, fed, stop) = (live.stdin.clone(), live.fed.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                feed(&stdin, &fed, 20);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let feeder = live.keep_feeding();
     until_version_ran(live.addr, 1, 200);
     let enricher = plugin("enricher").display().to_string();
     let v1 = digest(&enricher);
@@ -266,8 +285,7 @@ fn stdin_swapped_v1_v2_v3_with_weir_swap_while_records_flow() {
     assert_contains(&line, &format!("(sha {} -> {})", &v1[..12], &v3[..12]));
     until_version_ran(live.addr, 3, 200);
 
-    stop.store(true, Ordering::SeqCst);
-    feeder.join().unwrap();
+    feeder.finish();
     live.feed(10);
     live.drain();
     let fed = live.fed() as u64;
@@ -763,16 +781,7 @@ fn pass_versions(addr: SocketAddr) -> Vec<Value> {
 fn weir_swap_with_rollback_brings_the_old_version_back_and_loses_nothing() {
     let live = Live::start(Some(TOKEN));
     live.feed(100);
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (stdin, fed, stop) = (live.stdin.clone(), live.fed.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                feed(&stdin, &fed, 20);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let feeder = live.keep_feeding();
     until_version_ran(live.addr, 1, 200);
 
     // Options are checked: one flag without the other is a usage error,
@@ -837,8 +846,7 @@ fn weir_swap_with_rollback_brings_the_old_version_back_and_loses_nothing() {
     assert_contains(line, "rolled back to after v2 failed its trial");
     assert_contains(line, ", rolled back: ");
 
-    stop.store(true, Ordering::SeqCst);
-    feeder.join().unwrap();
+    feeder.finish();
     live.feed(10);
     live.drain();
     let fed = live.fed();
