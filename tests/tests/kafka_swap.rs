@@ -235,38 +235,7 @@ fn a_swap_on_one_member_reaches_every_member_and_later_and_restarted_ones() {
 
     // Each input exactly one output, from one version; per partition the
     // versions only move forward; after both switched, only v2.
-    let mut seen = BTreeSet::new();
-    let mut last: BTreeMap<i32, String> = BTreeMap::new();
-    let mut by_partition: BTreeMap<i32, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut sorted = outputs.clone();
-    sorted.sort_by_key(|r| (r.partition, r.offset));
-    for r in &sorted {
-        let value = r.rec.json();
-        let n = value["n"].as_u64().expect("n");
-        assert!(seen.insert(n), "record {n} came out twice");
-        let version = value["version"].as_str().expect("version").to_string();
-        if let Some(before) = last.get(&r.partition) {
-            assert!(
-                version >= *before,
-                "partition {}: record {n} by {version} after one by {before}",
-                r.partition
-            );
-        }
-        if r.offset >= switched[&r.partition] {
-            assert_eq!(
-                version, "v2",
-                "partition {} offset {}: record {n} by {version} after every member switched",
-                r.partition, r.offset
-            );
-        }
-        *by_partition
-            .entry(r.partition)
-            .or_default()
-            .entry(version.clone())
-            .or_default() += 1;
-        last.insert(r.partition, version);
-    }
-    assert_eq!(seen.len() as u64, sent, "every input produces an output");
+    let by_partition = check_outputs(&outputs, &switched, "v2", sent);
     // Every partition, B's as A's, ran both versions.
     for p in 0..PARTITIONS {
         let versions = &by_partition[&p];
@@ -318,6 +287,51 @@ fn a_swap_on_one_member_reaches_every_member_and_later_and_restarted_ones() {
     let last = control_messages.last().unwrap();
     assert_eq!(last.rec.key.as_deref(), Some("tag"));
     assert_eq!(last.rec.value, None, "a tombstone removes the record");
+}
+
+/// Each of the `sent` inputs came out exactly once, tagged by one version;
+/// per partition the versions only move forward, and from offset
+/// `switched[partition]` on every output is `last`. Records per version,
+/// per partition.
+fn check_outputs(
+    outputs: &[kafka::Read],
+    switched: &BTreeMap<i32, i64>,
+    last_version: &str,
+    sent: u64,
+) -> BTreeMap<i32, BTreeMap<String, u64>> {
+    let mut seen = BTreeSet::new();
+    let mut last: BTreeMap<i32, String> = BTreeMap::new();
+    let mut by_partition: BTreeMap<i32, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut sorted = outputs.to_vec();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in &sorted {
+        let value = r.rec.json();
+        let n = value["n"].as_u64().expect("n");
+        assert!(seen.insert(n), "record {n} came out twice");
+        let version = value["version"].as_str().expect("version").to_string();
+        if let Some(before) = last.get(&r.partition) {
+            assert!(
+                version >= *before,
+                "partition {}: record {n} by {version} after one by {before}",
+                r.partition
+            );
+        }
+        if r.offset >= switched[&r.partition] {
+            assert_eq!(
+                version, last_version,
+                "partition {} offset {}: record {n} by {version} after every member switched",
+                r.partition, r.offset
+            );
+        }
+        *by_partition
+            .entry(r.partition)
+            .or_default()
+            .entry(version.clone())
+            .or_default() += 1;
+        last.insert(r.partition, version);
+    }
+    assert_eq!(seen.len() as u64, sent, "every input produces an output");
+    by_partition
 }
 
 fn kafka_log_has(log: &str, needle: &str) {
@@ -436,42 +450,12 @@ fn weir_swap_on_the_pipeline_file_swaps_both_weir_run_members_v1_v2_v3() {
         Duration::from_secs(3),
     );
     let (a_log, b_log) = (a.stop(), b.stop());
-    let mut seen = BTreeSet::new();
-    let mut last: BTreeMap<i32, String> = BTreeMap::new();
-    let mut by_partition: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
-    let mut sorted = outputs.clone();
-    sorted.sort_by_key(|r| (r.partition, r.offset));
-    for r in &sorted {
-        let value = r.rec.json();
-        let n = value["n"].as_u64().expect("n");
-        assert!(seen.insert(n), "record {n} came out twice");
-        let version = value["version"].as_str().expect("version").to_string();
-        if let Some(before) = last.get(&r.partition) {
-            assert!(
-                version >= *before,
-                "partition {}: record {n} by {version} after one by {before}",
-                r.partition
-            );
-        }
-        if r.offset >= switched[&r.partition] {
-            assert_eq!(
-                version, "v3",
-                "partition {} offset {}",
-                r.partition, r.offset
-            );
-        }
-        by_partition
-            .entry(r.partition)
-            .or_default()
-            .insert(version.clone());
-        last.insert(r.partition, version);
-    }
-    assert_eq!(seen.len() as u64, sent, "every input produces an output");
+    let by_partition = check_outputs(&outputs, &switched, "v3", sent);
     // Every partition, whichever member owned it, ran all three versions.
     for p in 0..PARTITIONS {
         assert_eq!(
             by_partition[&p]
-                .iter()
+                .keys()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
             ["v1", "v2", "v3"],

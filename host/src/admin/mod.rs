@@ -140,6 +140,18 @@ pub fn parse_address(text: &str, tls: bool) -> Result<Option<SocketAddr>, AdminE
     Ok(Some(addr))
 }
 
+/// The bytes of a file holding a secret (the token, the TLS key), read
+/// only when no one but its owner may access it, as ssh does with private
+/// keys: otherwise `Err(mode)`, its permission bits.
+fn read_owner_only(path: &std::path::Path) -> std::io::Result<Result<Vec<u8>, u32>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Ok(Err(mode));
+    }
+    std::fs::read(path).map(Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

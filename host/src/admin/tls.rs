@@ -5,7 +5,6 @@
 //! With TLS the API may listen on a non-loopback address: the bearer
 //! token then crosses the network encrypted, to a server the CLI verified.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,14 +82,12 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, AdminError> {
         path: path.to_path_buf(),
         cause,
     };
-    let mode = std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(AdminError::TlsKeyExposed {
+    let text = super::read_owner_only(path)
+        .map_err(read)?
+        .map_err(|mode| AdminError::TlsKeyExposed {
             path: path.to_path_buf(),
             mode,
-        });
-    }
-    let text = std::fs::read(path).map_err(read)?;
+        })?;
     PrivateKeyDer::from_pem_slice(&text).map_err(|e| AdminError::TlsFileBad {
         path: path.to_path_buf(),
         reason: match e {
@@ -144,6 +141,8 @@ impl ClientTls {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn write(path: &Path, text: &str, mode: u32) {

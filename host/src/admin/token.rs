@@ -1,7 +1,6 @@
 //! The admin API's bearer token: read from an owner-only file or an
 //! environment variable, compared in constant time.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use subtle::ConstantTimeEq as _;
@@ -30,14 +29,14 @@ impl Token {
             path: file.to_path_buf(),
             cause,
         };
-        let mode = std::fs::metadata(file).map_err(read)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(AdminError::TokenFileExposed {
+        let bytes = super::read_owner_only(file)
+            .map_err(read)?
+            .map_err(|mode| AdminError::TokenFileExposed {
                 path: file.to_path_buf(),
                 mode,
-            });
-        }
-        let text = std::fs::read_to_string(file).map_err(read)?;
+            })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Token::new(text.trim(), &file.display().to_string())
     }
 
@@ -75,6 +74,8 @@ impl Token {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]
