@@ -153,6 +153,18 @@ fn a_swap_survives_a_restart_of_weir_run() {
         assert_eq!(versions.len(), RECORDS, "{err}");
         assert!(versions.iter().all(|v| v == "v2"), "{versions:?}\n{err}");
         assert!(!err.contains("dropped"), "{err}");
+        // Said at the default log level: the run is not the file's.
+        assert_contains(
+            &err,
+            &format!(
+                "step `tag`: running the swapped version recorded in {}",
+                dir.display()
+            ),
+        );
+        assert_contains(
+            &err,
+            &format!("(version 2, sha256 {}", &report.digest[..12]),
+        );
     }
 }
 

@@ -356,12 +356,16 @@ pub fn restore(
         record.check_component(&kept.component, &kept.component_origin)?;
         match start(j, &kept) {
             Ok(version) => {
-                tracing::info!(
-                    step = %record.step,
-                    version = version.number,
-                    digest = %record.sha256,
-                    "running the swapped version recorded in {}",
-                    kept.origin
+                // A warning, shown by default: the run does not run what
+                // its pipeline file says, and the user should know why.
+                tracing::warn!(
+                    "step `{}`: running the swapped version recorded in {} (version {}, sha256 {}, swapped {} by {}); remove the record or change the step in the pipeline file to run the file's version",
+                    record.step,
+                    kept.origin,
+                    version.number,
+                    short(&record.sha256),
+                    record.at,
+                    record.made_by
                 );
                 topo.set_version(j, version);
             }
