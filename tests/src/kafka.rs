@@ -652,14 +652,19 @@ impl WeirProcess {
     /// SIGINT), and its log.
     pub fn stop_and_wait(mut self) -> (bool, String) {
         self.signal("-INT");
-        let status = self.wait_status();
+        let status = self.wait_status(Duration::from_secs(60));
         (status.code() == Some(130), self.log_text())
     }
 
     /// SIGINT, then waits (bounded) for a clean stop: exit status 130.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        self.stop_within(Duration::from_secs(60))
+    }
+
+    /// [`WeirProcess::stop`], waiting at most `limit`.
+    pub fn stop_within(mut self, limit: Duration) -> String {
         self.signal("-INT");
-        let status = self.wait_status();
+        let status = self.wait_status(limit);
         let log = self.log_text();
         assert_eq!(
             status.code(),
@@ -669,10 +674,10 @@ impl WeirProcess {
         log
     }
 
-    /// Waits (bounded) for the process to end.
-    fn wait_status(&mut self) -> std::process::ExitStatus {
+    /// Waits (at most `limit`) for the process to end.
+    fn wait_status(&mut self, limit: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
@@ -680,7 +685,7 @@ impl WeirProcess {
             if Instant::now() > deadline {
                 child.kill().ok();
                 panic!(
-                    "weir did not stop within 60 s of SIGINT:\n{}",
+                    "weir did not stop within {limit:?} of SIGINT:\n{}",
                     self.log_text()
                 );
             }

@@ -302,9 +302,13 @@ fn memory_stays_bounded_when_the_output_is_slower_than_the_input() {
         peak = peak.max(weir.rss());
     }
     // Lifted before stopping: a stop sends what the producer queued (up to
-    // 64 MiB), which at 2 MB/s alone takes half the test's 60 s wait.
+    // 64 MiB), which at 2 MB/s alone takes 32 s. The broker may still
+    // throttle for a while after the quota is lifted (requests already
+    // answered with a throttle time), and in CI other Kafka tests share the
+    // cores and the broker: the stop may take longer than the usual 60 s
+    // (once seen in CI). What this test checks is memory, not stop time.
     kafka::unthrottle_producer(&format!("{app}-producer"));
-    let log = weir.stop();
+    let log = weir.stop_within(Duration::from_secs(180));
     let written = kafka::consume(&output, 1, WAIT, Duration::ZERO).len();
     eprintln!(
         "peak RSS {} MiB with a ~500 MB backlog and a 2 MB/s output",
