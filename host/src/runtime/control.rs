@@ -691,18 +691,7 @@ fn swap(
 ) -> Result<SwapReport, SwapError> {
     let topo = run.topo;
     let step = &request.step;
-    let j = topo
-        .pipeline
-        .steps
-        .iter()
-        .position(|s| &s.name == step)
-        .ok_or_else(|| SwapError::UnknownStep(step.clone()))?;
-    let Some(current) = topo.version(j) else {
-        return Err(SwapError::NotAPluginStep {
-            step: step.clone(),
-            kind: topo.pipeline.steps[j].kind.as_str(),
-        });
-    };
+    let (j, current) = plugin_step(topo, step)?;
     if let Some(rollback) = &request.options.rollback
         && topo.pipeline.steps[j].error_policy == ErrorPolicy::Fail
         && rollback.max_failure_rate != 0.0
@@ -766,6 +755,21 @@ fn swap(
     })
 }
 
+/// Plugin step `name`'s index and the version it runs now.
+fn plugin_step(topo: &Topology, name: &str) -> Result<(usize, StepVersion), SwapError> {
+    let j = topo
+        .pipeline
+        .steps
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| SwapError::UnknownStep(name.to_string()))?;
+    let current = topo.version(j).ok_or_else(|| SwapError::NotAPluginStep {
+        step: name.to_string(),
+        kind: topo.pipeline.steps[j].kind.as_str(),
+    })?;
+    Ok((j, current))
+}
+
 /// A swap another member recorded: checked here as a local one is and cut
 /// over, not recorded again; it ends a trial of the step here. One this
 /// process cannot run leaves the running version, and says so loudly and
@@ -785,24 +789,16 @@ fn swap_remote(run: &Cutover<'_>, kept: &journal::Kept, trials: &mut Vec<TrialRu
             run.control.refused(j, record, reason);
         }
     };
-    let Some(j) = topo
-        .pipeline
-        .steps
-        .iter()
-        .position(|s| s.name == record.step)
-    else {
-        return refuse(
-            None,
-            SwapError::UnknownStep(record.step.clone()).to_string(),
-        );
-    };
-    let Some(current) = topo.version(j) else {
-        let kind = topo.pipeline.steps[j].kind.as_str();
-        let e = SwapError::NotAPluginStep {
-            step: record.step.clone(),
-            kind,
-        };
-        return refuse(Some(j), e.to_string());
+    let (j, current) = match plugin_step(topo, &record.step) {
+        Ok(found) => found,
+        Err(e) => {
+            let j = topo
+                .pipeline
+                .steps
+                .iter()
+                .position(|s| s.name == record.step);
+            return refuse(j, e.to_string());
+        }
     };
     let changed = journal::FileEntry::of(topo, j)
         .map(|now| now.changes_since(&record.file))
