@@ -7,7 +7,7 @@
 //! [`operators`] (the operator trait, plugin steps, failures), [`codec`]
 //! (JSON checking, JSON lines, the partitioner, the format gate), [`io`]
 //! (sources and sinks, Kafka, offset tracking), [`runtime`] (sub-topologies,
-//! tasks, workers, commits), [`clock`], [`metrics`], [`testing`] (the
+//! tasks, workers, commits), [`state`] (keyed state stores), [`clock`], [`metrics`], [`testing`] (the
 //! topology test driver), [`scaffold`] (new plugin crates).
 
 pub mod admin;
@@ -22,6 +22,7 @@ pub(crate) mod plugin;
 pub(crate) mod record;
 pub(crate) mod runtime;
 pub mod scaffold;
+pub(crate) mod state;
 pub mod testing;
 
 // The facade: what the `weir` binary, the tests and the benchmarks use.
@@ -52,6 +53,9 @@ pub use runtime::watch::{PluginWatch, WatchError, WatchEvent, watch_plugins};
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
     Topology, run, run_reporting, summary_lines,
+};
+pub use state::{
+    KeyValueStore, MemoryStore, MemoryStores, StateError, StateSettings, StoreProvider,
 };
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an

@@ -236,6 +236,11 @@ pub struct PluginRef {
 pub struct Step {
     pub name: String,
     pub kind: StepKind,
+    /// The stable id of a stateful or repartitioning step: it names the
+    /// step's stores and internal topics (`<application-id>-<id>-changelog`,
+    /// `<application-id>-<id>-repartition`), so state survives edits to the
+    /// topology. Never derived from the step's position in the file.
+    pub id: Option<String>,
     /// Index into `Pipeline::plugins`; `None` for a host-native step.
     pub plugin: Option<usize>,
     /// The `config` block as JSON text (`null` when absent).

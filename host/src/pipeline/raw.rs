@@ -104,6 +104,7 @@ pub struct RawPlugin {
 pub struct RawStep {
     pub name: Spanned<String>,
     pub kind: StepKind,
+    pub id: Option<Spanned<String>>,
     pub plugin: Option<Spanned<String>>,
     pub from: Option<Spanned<Names>>,
     pub config: Option<serde_json::Value>,

@@ -579,3 +579,21 @@ fn provenance_is_off_by_default_and_its_value_is_checked_where_written() {
         ]
     );
 }
+
+#[test]
+fn step_ids_must_name_topics_and_be_unique() {
+    let e = errors(
+        "sources:\n  a: { kind: stdin }\nsteps:\n  - { name: r1, kind: repartition, id: by-user }\n  - { name: r2, kind: repartition, id: by-user }\n  - { name: r3, kind: repartition, id: 'by user' }\nsinks:\n  o: { kind: stdout }\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains(":5:") && e[0].contains("also the id of step `r1`"),
+        "{e:?}"
+    );
+    assert!(e[1].contains(":6:") && e[1].contains("a-z, A-Z"), "{e:?}");
+    let ok = parse(
+        "sources:\n  a: { kind: stdin }\nsteps:\n  - { name: r1, kind: repartition, id: by-user.v2_x }\nsinks:\n  o: { kind: stdout }\n",
+    )
+    .unwrap();
+    assert_eq!(ok.steps[0].id.as_deref(), Some("by-user.v2_x"));
+}

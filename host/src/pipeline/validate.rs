@@ -835,9 +835,14 @@ fn check_steps(
             .as_ref()
             .map_or_else(|| "null".to_string(), |v| v.to_string());
         let limits = check_limits(c, step.limits.as_ref(), &step.name.value);
+        let id = step
+            .id
+            .as_ref()
+            .map(|id| check_step_id(c, id, &raw.steps[..i]));
         out.push(Step {
             name: step.name.value.clone(),
             kind: step.kind,
+            id,
             plugin,
             config_json,
             limits,
@@ -847,6 +852,38 @@ fn check_steps(
         });
     }
     out
+}
+
+/// Longest step id: a Kafka topic name holds at most 249 characters, and
+/// the id sits between the application id and `-repartition`.
+const MAX_ID_LEN: usize = 128;
+
+/// A step's `id`: the characters of a Kafka topic name (it names internal
+/// topics), and unique among the steps before it.
+fn check_step_id(c: &mut Checker, id: &Spanned<String>, earlier: &[Spanned<RawStep>]) -> String {
+    let text = &id.value;
+    let legal = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-');
+    if text.is_empty() || text.len() > MAX_ID_LEN || !text.chars().all(legal) {
+        c.error(
+            loc(id),
+            format!(
+                "step id `{text}`: an id names Kafka topics, so it is 1 to {MAX_ID_LEN} characters of a-z, A-Z, 0-9, `.`, `_` and `-`"
+            ),
+        );
+    }
+    if let Some(other) = earlier
+        .iter()
+        .find(|s| s.value.id.as_ref().is_some_and(|o| o.value == *text))
+    {
+        c.error(
+            loc(id),
+            format!(
+                "step id `{text}` is also the id of step `{}`; each id names its own state and topics",
+                other.value.name.value
+            ),
+        );
+    }
+    text.clone()
 }
 
 /// The plugin a step runs: required for plugin kinds, refused (with its
