@@ -1,0 +1,206 @@
+//! Group-by and built-in aggregations on the embedded runtime, against
+//! expectations computed by hand (the Kafka Streams oracle checks them on
+//! generated input in `oracle.rs`).
+
+use serde_json::{Value, json};
+use weir_tests::{Fixture, repo, stderr, weir};
+
+fn record(key: Option<&str>, value: Value, ts: i64) -> String {
+    json!({"key": key, "value": value, "timestamp": ts}).to_string()
+}
+
+/// `(key, value, timestamp)` of each record a sink received.
+fn triples(records: &[Value]) -> Vec<(Value, Value, i64)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["key"].clone(),
+                r["value"].clone(),
+                r["timestamp"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn aggregations_emit_every_update_with_the_largest_timestamp() {
+    let input = [
+        record(Some("u1"), json!({"cat": "books", "amount": 10}), 100),
+        record(Some("u2"), json!({"cat": "games", "amount": 5}), 200),
+        record(Some("u3"), json!({"cat": "books", "amount": 2.5}), 150),
+        record(Some("u1"), json!({"cat": "books", "amount": -4}), 300),
+        record(Some("u2"), json!({"cat": 7, "amount": 1}), 50),
+    ]
+    .join("\n");
+    let f = Fixture::new(
+        "\
+partitions: 1
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: by-cat, kind: group-by, key: { field: cat } }
+  - name: stats
+    kind: aggregate
+    id: stats
+    aggregations: { n: count, total: { sum: amount }, mean: { avg: amount }, lo: { min: amount }, hi: { max: amount } }
+sinks:
+  out: { kind: file, path: out.jsonl }
+",
+        &[("in.jsonl", &input)],
+    );
+    let (result, captured) = f.run();
+    result.unwrap();
+    let row = |n: i64, total: Value, mean: f64, lo: Value, hi: Value| json!({"n": n, "total": total, "mean": mean, "lo": lo, "hi": hi});
+    assert_eq!(
+        triples(&captured.records("out")),
+        vec![
+            (
+                json!("books"),
+                row(1, json!(10), 10.0, json!(10), json!(10)),
+                100
+            ),
+            (
+                json!("games"),
+                row(1, json!(5), 5.0, json!(5), json!(5)),
+                200
+            ),
+            // A late record keeps the largest timestamp; a float makes the sum one.
+            (
+                json!("books"),
+                row(2, json!(12.5), 6.25, json!(2.5), json!(10)),
+                150
+            ),
+            (
+                json!("books"),
+                row(3, json!(8.5), 8.5 / 3.0, json!(-4), json!(10)),
+                300
+            ),
+            // A number field becomes its JSON text as the key.
+            (json!("7"), row(1, json!(1), 1.0, json!(1), json!(1)), 50),
+        ]
+    );
+}
+
+#[test]
+fn null_keys_and_tombstones_are_dropped_and_counted_bad_fields_go_to_the_policy() {
+    let input = [
+        record(Some("a"), json!({"n": 1}), 10),
+        record(None, json!({"n": 2}), 20),
+        record(Some("a"), Value::Null, 30),
+        record(Some("a"), json!({"n": "3"}), 40),
+        record(Some("b"), json!({"n": 4}), 50),
+        record(Some("a"), json!({"n": 5}), 60),
+    ]
+    .join("\n");
+    let f = Fixture::new(
+        "\
+partitions: 1
+error-policy: dead-letter
+dead-letter: dlq
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: g, kind: group-by }
+  - { name: sums, kind: aggregate, id: sums, reduce: { sum: n } }
+sinks:
+  out: { kind: file, path: out.jsonl, from: sums }
+  dlq: { kind: file, path: dlq.jsonl }
+",
+        &[("in.jsonl", &input)],
+    );
+    let out = weir(&["run", f.pipeline_path().to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let read = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(f.path(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        triples(&read("out.jsonl")),
+        vec![
+            (json!("a"), json!({"n": 1}), 10),
+            (json!("b"), json!({"n": 4}), 50),
+            (json!("a"), json!({"n": 6}), 60),
+        ]
+    );
+    let dlq = read("dlq.jsonl");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["headers"]["weir.error.kind"], "field");
+    assert_eq!(
+        dlq[0]["headers"]["weir.error.reason"],
+        "aggregate `sums`: field `n` is a string (\"3\"), not a number"
+    );
+    assert_eq!(dlq[0]["headers"]["weir.error.offset"], "4");
+    assert!(
+        err.contains("2 records dropped (null key or value, as Kafka Streams drops them)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("step `sums` dropped a record with a null key (as Kafka Streams does), at "),
+        "{err}"
+    );
+}
+
+#[test]
+fn group_by_key_keeps_partitions_and_group_by_field_moves_records_to_their_key() {
+    // 4 partitions keyed by user; counted by user (no move) and by
+    // country (a move): the final count of each key is the same whatever
+    // task ran it.
+    let mut input = Vec::new();
+    let mut by_user = std::collections::BTreeMap::<String, i64>::new();
+    let mut by_country = std::collections::BTreeMap::<String, i64>::new();
+    for i in 0..400 {
+        let user = format!("u{}", (i * 7) % 23);
+        let country = ["de", "fr", "jp", "br", "ca"][(i * 3) % 5];
+        *by_user.entry(user.clone()).or_default() += 1;
+        *by_country.entry(country.to_string()).or_default() += 1;
+        input.push(record(Some(&user), json!({"country": country}), i as i64));
+    }
+    let f = Fixture::new(
+        "\
+partitions: 4
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: users, kind: group-by, from: in }
+  - { name: per-user, kind: aggregate, id: per-user, aggregations: { n: count } }
+  - { name: countries, kind: group-by, key: { field: country }, from: in }
+  - { name: per-country, kind: aggregate, id: per-country, aggregations: { n: count } }
+sinks:
+  user-counts: { kind: file, path: users.jsonl, from: per-user }
+  country-counts: { kind: file, path: countries.jsonl, from: per-country }
+",
+        &[("in.jsonl", &weir_tests::lines(&input))],
+    );
+    let topo = f.topology();
+    assert!(!topo.pipeline.steps[0].repartitions);
+    assert!(topo.pipeline.steps[2].repartitions);
+    let (result, captured) = f.run();
+    result.unwrap();
+    let finals = |sink: &str| {
+        let mut last = std::collections::BTreeMap::<String, i64>::new();
+        let mut seen = std::collections::BTreeMap::<String, i64>::new();
+        for r in captured.records(sink) {
+            let key = r["key"].as_str().unwrap().to_string();
+            let n = r["value"]["n"].as_i64().unwrap();
+            // Each key's counts go up by one, in order: its records met in one task.
+            let before = seen.insert(key.clone(), n).unwrap_or(0);
+            assert_eq!(n, before + 1, "{sink}: {key} counted {before} then {n}");
+            last.insert(key, n);
+        }
+        last
+    };
+    assert_eq!(finals("user-counts"), by_user);
+    assert_eq!(finals("country-counts"), by_country);
+}
+
+#[test]
+fn the_category_stats_example_passes_its_fixtures() {
+    let pipeline = repo().join("examples/category-stats/pipeline.yaml");
+    let out = weir(&["test", pipeline.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
