@@ -65,7 +65,7 @@ sinks:
                 row(1, json!(5), 5.0, json!(5), json!(5)),
                 200
             ),
-            // A late record keeps the largest timestamp; a float makes the sum one.
+            // A float makes the sum one.
             (
                 json!("books"),
                 row(2, json!(12.5), 6.25, json!(2.5), json!(10)),
