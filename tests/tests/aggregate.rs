@@ -199,8 +199,10 @@ sinks:
 }
 
 #[test]
-fn the_category_stats_example_passes_its_fixtures() {
-    let pipeline = repo().join("examples/category-stats/pipeline.yaml");
-    let out = weir(&["test", pipeline.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+fn the_examples_pass_their_fixtures() {
+    for example in ["category-stats", "clicks-per-user"] {
+        let pipeline = repo().join(format!("examples/{example}/pipeline.yaml"));
+        let out = weir(&["test", pipeline.to_str().unwrap()]);
+        assert!(out.status.success(), "{example}: {}", stderr(&out));
+    }
 }
