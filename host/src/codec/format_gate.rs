@@ -9,6 +9,8 @@
 //! - [`carry`]: an operator's output keeps the mark only when its value is
 //!   the input's, byte for byte, or the input object with members appended
 //!   (checked in the appended part alone);
+//! - [`host_written`]: a value the host wrote itself as JSON (a built-in
+//!   aggregation's result) is marked;
 //! - [`release`]: a record leaving to a binary medium (Kafka) is held to its
 //!   sink's formats, skipping a value already known to be JSON. The
 //!   JSON-lines encoder asks [`known_json`] for the same decision.
@@ -44,6 +46,13 @@ pub fn admit(
     }
     admit_decoded(record, value_format);
     Ok(())
+}
+
+/// Marks a record whose value the host has just written as JSON text
+/// (`written_json`), or derived from a known-JSON input by replacing a
+/// number with a number (`from`, a reduction's result).
+pub fn host_written(record: &mut Record, written_json: bool, from: &Record) {
+    record.value_is_json = record.value.is_some() && (written_json || from.value_is_json);
 }
 
 /// Marks `emitted` as known JSON when the operator handed back the input's

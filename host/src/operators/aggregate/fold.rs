@@ -62,6 +62,12 @@ impl Fold {
         }
     }
 
+    /// Whether every value it emits is JSON it wrote itself (a reduction
+    /// emits the input's value, or the input's with a number replaced).
+    pub fn writes_json(&self) -> bool {
+        matches!(self, Fold::Aggregations { .. })
+    }
+
     /// Folds `value` (a JSON document) with timestamp `ts` into
     /// `accumulator` (`None`: the key's first record). `Err` says what is
     /// wrong with the record; the accumulator is then unchanged.

@@ -17,6 +17,7 @@ pub use fold::Fold;
 use super::failure::{Failure, FailureKind};
 use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
 use super::plugin_step::{Dropped, Emitted, StepOutput};
+use crate::codec::format_gate;
 use crate::record::Record;
 use crate::state::{KeyValueStore, StateError};
 
@@ -80,16 +81,18 @@ impl Operator for Aggregate {
                     self.store
                         .put(key, folded.accumulator.into())
                         .map_err(store_error)?;
+                    let mut emitted = Record {
+                        key: Some(key.clone()),
+                        value: Some(folded.value),
+                        timestamp: folded.timestamp,
+                        headers: record.headers.clone(),
+                        value_is_json: false,
+                    };
+                    format_gate::host_written(&mut emitted, self.fold.writes_json(), record);
                     out.emitted.push(Emitted {
                         input,
                         port: 0,
-                        record: Some(Record {
-                            key: Some(key.clone()),
-                            value: Some(folded.value),
-                            timestamp: folded.timestamp,
-                            headers: record.headers.clone(),
-                            value_is_json: false,
-                        }),
+                        record: Some(emitted),
                     });
                 }
                 Err(reason) => out.failures.push(Failure {
