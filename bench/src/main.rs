@@ -17,6 +17,7 @@
 
 mod codec;
 mod kafka;
+mod stateful;
 mod swap;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ enum Command {
         #[command(subcommand)]
         command: KafkaCommand,
     },
+    /// Keyed state: group-by a field, aggregate, every update to a file.
+    Stateful(stateful::Stateful),
     /// End-to-end file → filter → map → file throughput.
     E2e {
         #[arg(long, default_value_t = 1_000_000)]
@@ -147,6 +150,7 @@ fn main() -> Result<()> {
         } => boundary(records, rounds, plugin.as_deref(), &batches),
         Command::Codec { records, rounds } => codec::codec(records, rounds),
         Command::Swap(options) => swap::swap(&options),
+        Command::Stateful(options) => stateful::stateful(&options),
         Command::E2e {
             records,
             partitions,
