@@ -26,15 +26,30 @@ pub(crate) struct ResultRules {
     ports: usize,
     /// Bytes of output one input record may produce ([`Record::size`]).
     max_output_bytes: usize,
+    /// The step said `keeps-key: true`: every output keeps its input's key.
+    keeps_key: bool,
 }
 
 impl ResultRules {
+    /// A group-by's plugin is held to the select-key rules: it gives each
+    /// record its key and changes nothing else.
     pub(crate) fn new(kind: StepKind, ports: usize, max_output_bytes: usize) -> Self {
         ResultRules {
-            kind,
+            kind: match kind {
+                StepKind::GroupBy => StepKind::SelectKey,
+                kind => kind,
+            },
             ports,
             max_output_bytes,
+            keeps_key: false,
         }
+    }
+
+    /// The same rules, and every output keeps its input's key when
+    /// `keeps_key` (a `map` or `flat-map` that says so, which lets a later
+    /// group-by skip the repartition).
+    pub(crate) fn keeping_keys(self, keeps_key: bool) -> Self {
+        ResultRules { keeps_key, ..self }
     }
 
     /// Reads the packed `result` for `records[range]`: outputs and
@@ -117,6 +132,12 @@ impl ResultRules {
             let mut record = to_record(result, &view).map_err(|reason| contract(input, reason))?;
             if self.kind == StepKind::SelectKey {
                 only_key_changed(from, &record).map_err(|reason| contract(input, reason))?;
+            }
+            if self.keeps_key && record.key != from.key {
+                return Err(contract(
+                    input,
+                    "the step says `keeps-key: true`, but the plugin changed the key".into(),
+                ));
             }
             format_gate::carry(from, &mut record);
             size += record.size();
@@ -447,5 +468,46 @@ mod tests {
         assert_eq!(out.failures[0].kind, FailureKind::Contract);
         assert!(out.failures[0].reason.ends_with("changed the value"));
         assert!(to_retry.is_empty());
+    }
+
+    #[test]
+    fn a_group_by_plugin_keeps_select_key_rules_and_keeps_key_holds_maps_to_their_keys() {
+        let input = Record {
+            key: Some(Bytes::from_static(b"a")),
+            value: Some(Bytes::from_static(b"v")),
+            ..Record::default()
+        };
+        // Two results: key kept with a new value, key changed.
+        let mut result = Vec::new();
+        weir_packed::put_u32(&mut result, 2);
+        for key in [&b"a"[..], b"b"] {
+            let mut w = weir_packed::EmitWriter::begin(&mut result);
+            weir_packed::put_record(w.port(0), 0, Some(key), Some(b"w"), std::iter::empty());
+            w.finish();
+        }
+        let result = Bytes::from(result);
+        let records = [input.clone(), input];
+        let read = |rules: ResultRules| {
+            let (mut out, mut to_retry) = (StepOutput::default(), Vec::new());
+            rules
+                .read(&records, 0..2, &result, &mut out, &mut to_retry)
+                .unwrap();
+            out.failures
+                .iter()
+                .map(|f| (f.input, f.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        let group_by = read(ResultRules::new(StepKind::GroupBy, 1, 1 << 20));
+        assert_eq!(group_by.len(), 2, "{group_by:?}");
+        assert!(group_by[0].1.ends_with("changed the value"), "{group_by:?}");
+        let map = read(ResultRules::new(StepKind::Map, 1, 1 << 20).keeping_keys(true));
+        assert_eq!(
+            map,
+            vec![(
+                1,
+                "the step says `keeps-key: true`, but the plugin changed the key".to_string()
+            )]
+        );
+        assert!(read(ResultRules::new(StepKind::Map, 1, 1 << 20)).is_empty());
     }
 }

@@ -183,6 +183,13 @@ impl PluginStep {
         &self.name
     }
 
+    /// Holds every output to its input's key (the step says
+    /// `keeps-key: true`).
+    pub fn keep_keys(mut self, keeps_key: bool) -> Self {
+        self.rules = self.rules.keeping_keys(keeps_key);
+        self
+    }
+
     /// The output port names the plugin declared.
     pub fn ports(&self) -> &[String] {
         &self.ports

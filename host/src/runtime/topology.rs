@@ -251,7 +251,7 @@ impl Topology {
             step.limits,
         )?;
         started.check_ports(&self.step_ports[j])?;
-        Ok(started)
+        Ok(started.keep_keys(step.keeps_key))
     }
 
     /// The version of plugin step `j` that tasks start now.
@@ -523,7 +523,7 @@ fn start_once(
             step.config_json.as_str().into(),
             step.limits,
         ) {
-            Ok(s) => warm.push(Some(s)),
+            Ok(s) => warm.push(Some(s.keep_keys(step.keeps_key))),
             Err(e) => {
                 warm.push(None);
                 problems.push(pipeline.diagnostic(step.loc, e.to_string()));
