@@ -35,6 +35,7 @@
 //! | `branch` | [`Router`] | the record unchanged, on one of the ports it names, or nothing |
 //! | `select-key` | [`KeySelector`] | exactly one record, in which only the key changed |
 //! | `repartition` | none | needs no plugin: the host moves records to their key's partition |
+//! | `aggregate` | [`Aggregator`], [`JsonAggregator`] | the key's accumulator after the record, kept by the host |
 //!
 //! A [`Transform`] emits any records on any of its ports, and declares in
 //! [`Transform::KINDS`] the kinds whose rules it keeps. A result that breaks

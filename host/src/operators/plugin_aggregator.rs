@@ -461,32 +461,8 @@ impl PluginAggregator {
         })
     }
 
-    /// What the host concludes from one result: an accumulator larger than
-    /// `output-per-record` fails its record (the accumulator stays).
     fn judge(&self, input: u32, raw: Raw) -> Said {
-        match raw {
-            Raw::Accumulator(acc) => {
-                let size = acc.as_ref().map_or(0, Bytes::len);
-                if size > self.limits.max_output_bytes {
-                    Said::Failure(Failure {
-                        input,
-                        kind: FailureKind::OutputLimit,
-                        reason: format!(
-                            "the accumulator of {size} bytes exceeds {} bytes",
-                            self.limits.max_output_bytes
-                        ),
-                    })
-                } else {
-                    Said::Accumulator(acc)
-                }
-            }
-            Raw::Poison(reason) => Said::Failure(Failure {
-                input,
-                kind: FailureKind::Poison,
-                reason,
-            }),
-            Raw::Failed(message) => Said::Retry(message),
-        }
+        judge(input, raw, self.limits.max_output_bytes)
     }
 
     fn spawn(&self) -> Result<Instance, StartError> {
@@ -548,6 +524,33 @@ impl PluginAggregator {
     }
 }
 
+/// What the host concludes from one result: an accumulator larger than
+/// `max_output_bytes` fails its record (the accumulator stays).
+fn judge(input: u32, raw: Raw, max_output_bytes: usize) -> Said {
+    match raw {
+        Raw::Accumulator(acc) => {
+            let size = acc.as_ref().map_or(0, Bytes::len);
+            if size > max_output_bytes {
+                Said::Failure(Failure {
+                    input,
+                    kind: FailureKind::OutputLimit,
+                    reason: format!(
+                        "the accumulator of {size} bytes exceeds {max_output_bytes} bytes"
+                    ),
+                })
+            } else {
+                Said::Accumulator(acc)
+            }
+        }
+        Raw::Poison(reason) => Said::Failure(Failure {
+            input,
+            kind: FailureKind::Poison,
+            reason,
+        }),
+        Raw::Failed(message) => Said::Retry(message),
+    }
+}
+
 /// A result as the plugin wrote it.
 #[derive(Debug, Clone)]
 enum Raw {
@@ -593,4 +596,79 @@ fn put_record(out: &mut Vec<u8>, r: &Record) {
             .iter()
             .map(|h| (h.name.as_bytes(), h.value.as_deref())),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    //! The host's verdict on every aggregator result of the golden vectors
+    //! (`wit/vectors/index.json`, `aggregate.results[].host`).
+
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/vectors")
+    }
+
+    fn hex_file(rel: &str) -> Bytes {
+        let text = std::fs::read_to_string(vectors().join(rel)).unwrap();
+        let digits: String = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        Bytes::from(hex::decode(digits).unwrap_or_else(|e| panic!("{rel}: {e}")))
+    }
+
+    #[test]
+    fn the_host_concludes_what_every_aggregate_vector_says() {
+        let index: Value =
+            serde_json::from_str(&std::fs::read_to_string(vectors().join("index.json")).unwrap())
+                .unwrap();
+        let results = index["aggregate"]["results"].as_array().unwrap();
+        for v in results {
+            let name = v["name"].as_str().unwrap();
+            let bytes = hex_file(v["file"].as_str().unwrap());
+            let records = v["records"].as_u64().unwrap() as usize;
+            let host = &v["host"];
+            if let Some(m) = host.get("malformed") {
+                let e = read_results(&bytes, records).err().unwrap();
+                assert_eq!(Some(e.offset as u64), m["offset"].as_u64(), "{name}");
+                assert_eq!(Some(e.expected), m["expected"].as_str(), "{name}");
+                let alone = contract::malformed(0, &e);
+                assert_eq!(
+                    alone.kind.as_str(),
+                    host["alone"]["failure"]["kind"],
+                    "{name}"
+                );
+                assert_eq!(alone.reason, host["alone"]["failure"]["reason"], "{name}");
+                continue;
+            }
+            let raw = read_results(&bytes, records).unwrap();
+            let want = host["outcomes"].as_array().unwrap();
+            assert_eq!(raw.len(), want.len(), "{name}");
+            for (i, (raw, want)) in raw.into_iter().zip(want).enumerate() {
+                match judge(i as u32, raw, 1 << 20) {
+                    Said::Accumulator(acc) => {
+                        let expected = match &want["update"] {
+                            Value::Null => None,
+                            Value::String(s) => Some(s.as_bytes().to_vec()),
+                            other => panic!("{name} {i}: {other}"),
+                        };
+                        assert!(want.get("update").is_some(), "{name} {i}: {want}");
+                        assert_eq!(acc.map(|a| a.to_vec()), expected, "{name} {i}");
+                    }
+                    Said::Failure(f) => {
+                        assert_eq!(f.kind.as_str(), want["failure"]["kind"], "{name} {i}");
+                        assert_eq!(f.reason, want["failure"]["reason"], "{name} {i}");
+                    }
+                    Said::Retry(m) => assert_eq!(m, want["retry"], "{name} {i}"),
+                }
+            }
+        }
+        assert!(results.len() >= 9, "only {} vectors", results.len());
+    }
 }
