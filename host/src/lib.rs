@@ -38,7 +38,7 @@ pub use operators::failure::{Failure, FailureKind};
 pub use operators::plugin_step::StartError;
 pub use operators::{
     AggregateOutput, ErrorClass, Group, Operator, OperatorError, Pair, PluginAggregator,
-    PluginStep, Schedule, StepOutput, StoreKind, StoreSpec, TaskId, TimeKind, Update,
+    PluginStep, Schedule, StepOutput, StoreKind, StoreSpec, TaskId, TimeKind, Update, group_by_key,
 };
 pub use pipeline::{
     OverrideError, Overrides, Pipeline, PipelineError, Place, StepKind, read_step_config,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use weir::{
     AggregateOutput, Capability, EngineSettings, FailureKind, Group, Limits, LogGate, Pair, Plugin,
-    PluginAggregator, PluginEngine, PluginStep, Record, StepKind,
+    PluginAggregator, PluginEngine, PluginStep, Record, StepKind, group_by_key,
 };
 use weir_tests::{assert_contains, cache_dir, plugin, weir};
 
@@ -50,36 +50,25 @@ fn event(key: &str, e: Value) -> Record {
     record(key, &e.to_string())
 }
 
-/// Groups `records` by key in first-seen order, each key with the
-/// accumulator `stored` has for it: what the aggregate operator does.
-fn groups<'a>(
-    records: &'a [Record],
-    stored: &'a [(&'a str, &'a str)],
-    inputs: &'a mut Vec<(Vec<u8>, Vec<u32>)>,
-) -> Vec<Group<'a>> {
-    for (i, r) in records.iter().enumerate() {
-        let key = r.key.as_ref().unwrap().to_vec();
-        match inputs.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(i as u32),
-            None => inputs.push((key, vec![i as u32])),
-        }
-    }
-    inputs
+/// Each key's group, with the accumulator `stored` has for it: what the
+/// aggregate operator does with a batch.
+fn groups<'a>(keyed: &'a [(Bytes, Vec<u32>)], stored: &'a [(&'a str, &'a str)]) -> Vec<Group<'a>> {
+    keyed
         .iter()
-        .map(|(key, list)| Group {
+        .map(|(key, inputs)| Group {
             key,
             accumulator: stored
                 .iter()
-                .find(|(k, _)| k.as_bytes() == key.as_slice())
+                .find(|(k, _)| k.as_bytes() == key.as_ref())
                 .map(|(_, a)| a.as_bytes()),
-            inputs: list,
+            inputs,
         })
         .collect()
 }
 
 fn add(agg: &mut PluginAggregator, records: &[Record], stored: &[(&str, &str)]) -> AggregateOutput {
-    let mut inputs = Vec::new();
-    let groups = groups(records, stored, &mut inputs);
+    let keyed = group_by_key(records);
+    let groups = groups(&keyed, stored);
     let mut out = AggregateOutput::default();
     agg.add(records, &groups, &mut out).unwrap();
     out

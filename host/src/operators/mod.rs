@@ -25,5 +25,5 @@ pub use operator::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StoreKind, StoreSpec, TaskId,
     TimeKind,
 };
-pub use plugin_aggregator::{AggregateOutput, Group, Pair, PluginAggregator, Update};
+pub use plugin_aggregator::{AggregateOutput, Group, Pair, PluginAggregator, Update, group_by_key};
 pub use plugin_step::{PluginStep, StepOutput};

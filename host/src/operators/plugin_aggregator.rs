@@ -43,6 +43,26 @@ pub struct Group<'a> {
     pub inputs: &'a [u32],
 }
 
+/// A batch's records grouped by key, in the order each key first appears,
+/// each key's inputs in batch order: what [`Group::inputs`] needs. Records
+/// without a key are left out (an aggregate drops them, as Kafka Streams
+/// does; the caller counts them).
+pub fn group_by_key(records: &[Record]) -> Vec<(Bytes, Vec<u32>)> {
+    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    let mut groups: Vec<(Bytes, Vec<u32>)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let Some(key) = &r.key else { continue };
+        match index.get(key.as_ref()) {
+            Some(&g) => groups[g].1.push(i as u32),
+            None => {
+                index.insert(key.as_ref(), groups.len());
+                groups.push((key.clone(), vec![i as u32]));
+            }
+        }
+    }
+    groups
+}
+
 /// Two accumulators of one key to merge.
 #[derive(Debug, Clone, Copy)]
 pub struct Pair<'a> {
@@ -621,6 +641,34 @@ mod tests {
             .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
             .collect();
         Bytes::from(hex::decode(digits).unwrap_or_else(|e| panic!("{rel}: {e}")))
+    }
+
+    #[test]
+    fn records_are_grouped_by_key_in_first_seen_order_without_keyless_ones() {
+        let rec = |key: Option<&str>| Record {
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            ..Record::default()
+        };
+        let records = [
+            rec(Some("b")),
+            rec(Some("a")),
+            rec(None),
+            rec(Some("b")),
+            rec(Some("")),
+        ];
+        let groups = group_by_key(&records);
+        let got: Vec<(&[u8], &[u32])> = groups
+            .iter()
+            .map(|(k, i)| (k.as_ref(), i.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"b"[..], &[0, 3][..]),
+                (&b"a"[..], &[1][..]),
+                (&b""[..], &[4][..])
+            ]
+        );
     }
 
     #[test]
