@@ -14,7 +14,7 @@ use weir::{
     AggregateOutput, Capability, EngineSettings, FailureKind, Group, Limits, LogGate, Pair, Plugin,
     PluginAggregator, PluginEngine, PluginStep, Record, StepKind, group_by_key,
 };
-use weir_tests::{assert_contains, cache_dir, plugin, weir};
+use weir_tests::{Fixture, assert_contains, cache_dir, plugin, stderr, weir};
 
 fn engine() -> PluginEngine {
     PluginEngine::new(&EngineSettings {
@@ -369,4 +369,34 @@ fn inspect_shows_the_aggregator_world_and_its_capabilities() {
     assert_contains(&text, "kinds:    aggregate");
     assert_contains(&text, "capabilities: none");
     assert_contains(&text, "  weir:plugin/aggregate@0.2.0");
+}
+
+/// `weir validate` refuses an aggregator given to a transform step at the
+/// step's line, naming the plugin's world, before it sees the config.
+#[test]
+fn validate_refuses_an_aggregator_in_a_map_step_at_its_line() {
+    let f = Fixture::new(
+        "
+sources:
+  in: { kind: file, path: in.jsonl }
+plugins:
+  accounts: { path: '{plugin:account-state}' }
+steps:
+  - { name: state, kind: map, plugin: accounts, config: { overdraft: -1 } }
+sinks:
+  out: { kind: stdout }
+",
+        &[("in.jsonl", "")],
+    );
+    let path = f.pipeline_path().display().to_string();
+    let out = weir(&["validate", &path]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert_contains(&err, &format!("{path}:7:"));
+    assert_contains(&err, "step `state` is a map step, but its plugin");
+    assert_contains(
+        &err,
+        "implements only aggregate (a component of world `weir:plugin/aggregator@0.2.0`)",
+    );
+    assert!(!err.contains("overdraft"), "refused before init: {err}");
 }

@@ -185,7 +185,8 @@ impl PluginAggregator {
     /// Folds each group's records into its accumulator with the plugin's
     /// `add`. Every record of every group ends up with an update or a
     /// failure in `out`; only a plugin that no longer starts (or a stopping
-    /// run) is an error.
+    /// run, [`StartError::Interrupted`]) is an error, after which `out` is
+    /// incomplete and must be dropped.
     pub fn add(
         &mut self,
         records: &[Record],
@@ -227,7 +228,7 @@ impl PluginAggregator {
                 put_record(&mut self.batch, &records[i as usize]);
             }
         }
-        let whole = 0..total;
+        let whole = span(groups);
         let result = match self.call(|i, batch| i.fold(fold, batch), whole.clone())? {
             Ok(result) => result,
             Err(fault) if total == 1 => {
@@ -595,6 +596,12 @@ fn read_results(result: &Bytes, records: usize) -> Result<Vec<Raw>, DecodeError>
     }
     reader.finish()?;
     Ok(out)
+}
+
+/// The indices a call's records span in the batch, for a culprit.
+fn span(groups: &[Group<'_>]) -> Range<usize> {
+    let inputs = || groups.iter().flat_map(|g| g.inputs).map(|&i| i as usize);
+    inputs().min().unwrap_or(0)..inputs().max().map_or(0, |m| m + 1)
 }
 
 fn first_input(groups: &[Group<'_>]) -> u32 {
