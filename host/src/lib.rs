@@ -34,14 +34,18 @@ pub use io::sink::SinkOutput;
 pub use io::source::SourceInput;
 pub use limits::Limits;
 pub use metrics::{Metrics, OperatorReport};
+pub use operators::failure::{Failure, FailureKind};
+pub use operators::plugin_step::StartError;
 pub use operators::{
-    ErrorClass, Operator, OperatorError, PluginStep, Schedule, StepOutput, StoreKind, StoreSpec,
-    TaskId, TimeKind,
+    AggregateOutput, ErrorClass, Group, Operator, OperatorError, Pair, PluginAggregator,
+    PluginStep, Schedule, StepOutput, StoreKind, StoreSpec, TaskId, TimeKind, Update, group_by_key,
 };
 pub use pipeline::{
     OverrideError, Overrides, Pipeline, PipelineError, Place, StepKind, read_step_config,
 };
-pub use plugin::{EngineSettings, Interrupter, LogGate, PluginEngine, PluginInfo};
+pub use plugin::{
+    Capability, EngineSettings, Interrupter, LogGate, Plugin, PluginEngine, PluginInfo,
+};
 pub use record::{Header, Record};
 pub use runtime::checkpoint::Cut;
 pub use runtime::control::{

@@ -37,32 +37,41 @@ fn readme_commands(readme: &str) -> Vec<String> {
         .collect()
 }
 
-/// The scaffold's README commands, run as written by a user who installed
-/// `weir` (a copy of the binary outside the checkout, on PATH) and has
-/// nothing else of weir: the crate builds, its unit test passes natively
-/// with plain `cargo test`, and `weir test` passes its sample pipeline.
-#[test]
-fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
-    let home = tempfile::tempdir().unwrap();
-    let bin = home.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(weir_bin(), bin.join("weir")).unwrap();
-    let work = home.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    // A user's shell: no settings of the cargo that runs this test, the
-    // registry's crates only from the local cache (they are there: the
-    // SDK's dependencies are the workspace's).
-    let shell = |line: &str, dir: &Path| -> Output {
+/// A user who installed `weir` (a copy of the binary outside the checkout,
+/// on PATH) and has nothing else of weir, in a home of their own.
+struct User {
+    home: tempfile::TempDir,
+    path: String,
+}
+
+impl User {
+    fn new() -> User {
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(weir_bin(), bin.join("weir")).unwrap();
+        std::fs::create_dir_all(home.path().join("work")).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        User { home, path }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.home.path().join("work")
+    }
+
+    /// A line in the user's shell: no settings of the cargo that runs this
+    /// test, the registry's crates only from the local cache (they are
+    /// there: the SDK's dependencies are the workspace's).
+    fn shell(&self, line: &str, dir: &Path) -> Output {
         let mut c = Command::new("sh");
         c.args(["-c", line])
             .current_dir(dir)
-            .env("PATH", &path)
-            .env("WEIR_CACHE_DIR", home.path().join("cache"));
+            .env("PATH", &self.path)
+            .env("WEIR_CACHE_DIR", self.home.path().join("cache"));
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
             if (key.starts_with("CARGO_") && key != "CARGO_HOME")
@@ -74,7 +83,26 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
         }
         c.env("CARGO_NET_OFFLINE", "true");
         c.output().unwrap()
-    };
+    }
+}
+
+/// Compiled dependencies are kept between runs of these tests: a
+/// scaffold's `target` is a link to a folder beside the test cache.
+fn share_target(root: &Path) {
+    let shared = cache_dir().with_file_name("scaffold-target");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::symlink(&shared, root.join("target")).unwrap();
+}
+
+/// The scaffold's README commands, run as written by a user who installed
+/// `weir` (a copy of the binary outside the checkout, on PATH) and has
+/// nothing else of weir: the crate builds, its unit test passes natively
+/// with plain `cargo test`, and `weir test` passes its sample pipeline.
+#[test]
+fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
+    let user = User::new();
+    let work = user.work();
+    let shell = |line: &str, dir: &Path| user.shell(line, dir);
 
     let new = shell("weir plugin new my-filter --kind filter", &work);
     assert!(new.status.success(), "{}", stderr(&new));
@@ -91,11 +119,7 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
         );
     }
 
-    // Compiled dependencies are kept between runs of this test: the
-    // scaffold's `target` is a link to a folder beside the test cache.
-    let shared = cache_dir().with_file_name("scaffold-target");
-    std::fs::create_dir_all(&shared).unwrap();
-    std::os::unix::fs::symlink(&shared, root.join("target")).unwrap();
+    share_target(&root);
 
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let commands = readme_commands(&readme);
@@ -146,6 +170,39 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
     let again = shell("weir plugin new my-filter", &work);
     assert!(!again.status.success());
     assert_contains(&stderr(&again), "already exists");
+}
+
+/// `--kind aggregate` scaffolds an aggregator: its unit test passes
+/// natively, and the component is of the `aggregator` world. (Its sample
+/// pipeline needs `kind: group-by` and `kind: aggregate` in the pipeline
+/// file; `weir test` runs it once they parse.)
+#[test]
+fn an_aggregate_scaffold_is_an_aggregator_whose_unit_test_passes() {
+    let user = User::new();
+    let new = user.shell("weir plugin new my-totals --kind aggregate", &user.work());
+    assert!(new.status.success(), "{}", stderr(&new));
+    let root = user.work().join("my-totals");
+    share_target(&root);
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert_contains(&readme, "the host keeps it per key and emits it");
+    assert_contains(&readme, "`aggregator` world");
+    let pipeline = std::fs::read_to_string(root.join("example/pipeline.yaml")).unwrap();
+    assert_contains(&pipeline, "kind: aggregate\n    plugin: my-totals");
+    let tests = user.shell("cargo test", &root);
+    assert!(
+        stdout(&tests).contains("test tests::") && stdout(&tests).contains(" passed; 0 failed"),
+        "{}{}",
+        stdout(&tests),
+        stderr(&tests)
+    );
+    let build = user.shell("cargo build --release --target wasm32-wasip2", &root);
+    assert!(build.status.success(), "{}", stderr(&build));
+    let wasm = root.join("target/wasm32-wasip2/release/my_totals.wasm");
+    let inspect = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    let text = stdout(&inspect);
+    assert_contains(&text, "world:    weir:plugin/aggregator@0.2.0");
+    assert_contains(&text, "kinds:    aggregate\n");
+    assert_contains(&text, "runnable: yes");
 }
 
 /// Only Rust is scaffolded for now; another language is refused with a

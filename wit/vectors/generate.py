@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ABSENT = 0xFFFF_FFFF
 TAG_EMIT, TAG_FORWARD, TAG_POISON, TAG_FAILED = 0, 1, 2, 3
+TAG_ACCUMULATOR = 0  # aggregate results; POISON and FAILED as above
 
 
 # ---- byte values in JSON: text as a string, anything else as {"hex": ...}
@@ -342,6 +343,140 @@ bad("poison-message-not-utf8", "A POISON message that is not UTF-8.", "map",
     5, "poison message")
 
 
+# ---- the aggregator world: `add`/`subtract` batches of groups, `merge`
+# batches of pairs, and their per-record results (wit/README.md)
+
+OPENED = '{"type":"AccountOpened"}'
+DEPOSITED = '{"type":"Deposited","amount":5}'
+AGG_BATCHES = {
+    "two-groups": {
+        "call": "add",
+        "description": "Two keys: `acct-1` has no accumulator yet and two records; `acct-2` has one and "
+        "one record. Records carry their own key (the group's).",
+        "groups": [
+            {"key": "acct-1", "accumulator": None,
+             "records": [rec(timestamp=10, key="acct-1", value=OPENED, headers=[]),
+                         rec(timestamp=11, key="acct-1", value=DEPOSITED, headers=[["trace", "abc"]])]},
+            {"key": "acct-2", "accumulator": '{"balance":1}',
+             "records": [rec(timestamp=12, key="acct-2", value=DEPOSITED, headers=[])]},
+        ],
+    },
+    "binary-group": {
+        "call": "add",
+        "description": "One binary key whose accumulator is empty (not absent), and a tombstone record.",
+        "groups": [
+            {"key": {"hex": "00ff"}, "accumulator": "",
+             "records": [rec(timestamp=-1, key={"hex": "00ff"}, value=None, headers=[])]},
+        ],
+    },
+    "one-pair": {
+        "call": "merge",
+        "description": "One `merge` pair: a key and two accumulators.",
+        "pairs": [{"key": "acct-1", "left": '{"balance":1}', "right": '{"balance":2}'}],
+    },
+}
+
+
+def agg_batch_bytes(name):
+    b = AGG_BATCHES[name]
+    p = Packed()
+    if b["call"] == "merge":
+        p.u32(len(b["pairs"]), f"pair count {len(b['pairs'])}")
+        for i, pair in enumerate(b["pairs"]):
+            p.put(b"", f"pair {i}")
+            p.optional(raw(pair["key"]), "key", "  ")
+            p.optional(raw(pair["left"]), "left accumulator", "  ")
+            p.optional(raw(pair["right"]), "right accumulator", "  ")
+        return p
+    p.u32(len(b["groups"]), f"group count {len(b['groups'])}")
+    for i, g in enumerate(b["groups"]):
+        p.put(b"", f"group {i}")
+        p.optional(raw(g["key"]), "key", "  ")
+        p.optional(raw(g["accumulator"]), "accumulator", "  ")
+        p.u32(len(g["records"]), f"  record count {len(g['records'])}")
+        for j, r in enumerate(g["records"]):
+            p.put(b"", f"  record {j}")
+            p.record(r, "    ")
+    return p
+
+
+def agg_valid(results):
+    def write(p):
+        p.u32(len(results), f"result count {len(results)}")
+        for i, r in enumerate(results):
+            if "accumulator" in r:
+                p.u8(TAG_ACCUMULATOR, f"result {i}: ACCUMULATOR")
+                p.optional(raw(r["accumulator"]), "accumulator", "  ")
+            else:
+                tag, msg = (TAG_POISON, r["poison"]) if "poison" in r else (TAG_FAILED, r["failed"])
+                p.u8(tag, f"result {i}: {'POISON' if tag == TAG_POISON else 'FAILED'}")
+                p.optional(msg.encode(), "message", "  ")
+
+    return write
+
+
+AGG_RESULTS = {}
+
+
+def agg_case(name, description, batch, write, decoded, host):
+    AGG_RESULTS[name] = {"description": description, "batch": batch, "write": write,
+                         "decoded": decoded, "host": host}
+
+
+def agg_ok(name, description, batch, results, host):
+    agg_case(name, description, batch, agg_valid(results), results, {"outcomes": host})
+
+
+def agg_bad(name, description, batch, fields, offset, expected):
+    agg_case(name, description, batch, by_hand(*fields), None, malformed(offset, expected))
+
+
+def acc(v):
+    return {"accumulator": v}
+
+
+def update(v):
+    return {"update": v}
+
+
+agg_ok("accumulators", "The accumulator after each record, in batch order: both of `acct-1`'s, then `acct-2`'s.",
+       "two-groups",
+       [acc('{"balance":0}'), acc('{"balance":5}'), acc('{"balance":6}')],
+       [update('{"balance":0}'), update('{"balance":5}'), update('{"balance":6}')])
+agg_ok("poison-keeps-the-accumulator", "The first record of `acct-1` is poison: its accumulator stays "
+       "absent, and the second record starts from none.", "two-groups",
+       [{"poison": "no account"}, acc('{"balance":5}'), acc('{"balance":6}')],
+       [fail("poison", "no account"), update('{"balance":5}'), update('{"balance":6}')])
+agg_ok("failed", "The plugin failed on the second record: the host retries it once, alone, on a fresh "
+       "instance, from the accumulator before it.", "two-groups",
+       [acc('{"balance":0}'), {"failed": "bug"}, acc('{"balance":6}')],
+       [update('{"balance":0}'), {"retry": "bug"}, update('{"balance":6}')])
+agg_ok("removes-and-empty", "An absent accumulator removes the key's accumulator (downstream sees a "
+       "tombstone); an empty one is a value.", "binary-group",
+       [acc(None)], [update(None)])
+agg_ok("merged", "One merged accumulator for the pair.", "one-pair",
+       [acc('{"balance":3}')], [update('{"balance":3}')])
+
+ACC0 = (bytes([TAG_ACCUMULATOR]) + u32(0), "result: ACCUMULATOR, empty")
+agg_bad("aggregate-forward-tag", "FORWARD (tag 1) is not an aggregate result.", "binary-group",
+        [(u32(1), "result count 1"), (b"\x01" + u32(0), "result 0: tag 1 (FORWARD: not allowed here)")],
+        4, "aggregate result tag 0, 2 or 3")
+agg_bad("aggregate-count-per-group", "One result per group instead of one per record.", "two-groups",
+        [(u32(2), "result count 2 (the batch has 3 records)"), ACC0, ACC0], 0, "one result per input record")
+agg_bad("accumulator-past-end", "An accumulator length beyond the buffer.", "binary-group",
+        [(u32(1), "result count 1"), (bytes([TAG_ACCUMULATOR]) + u32(10) + b"{}", "result 0: ACCUMULATOR, "
+         "length 10 but 2 bytes follow")], 9, "accumulator")
+agg_bad("aggregate-trailing-bytes", "A correct result followed by one more byte.", "binary-group",
+        [(u32(1), "result count 1"), ACC0, (b"\x00", "trailing byte after the last result")],
+        9, "end of result")
+
+
+def agg_records(b):
+    if b["call"] == "merge":
+        return len(b["pairs"])
+    return sum(len(g["records"]) for g in b["groups"])
+
+
 def main():
     index = {
         "contract": "weir:plugin@0.2.0",
@@ -373,6 +508,29 @@ def main():
                 "alone": fail("trap", MALFORMED.format(**m)),
             }
         index["results"].append(entry)
+    index["aggregate"] = {"batches": [], "results": []}
+    for sub in ("aggregate/batches", "aggregate/results"):
+        (HERE / sub).mkdir(parents=True, exist_ok=True)
+        for old in (HERE / sub).glob("*.hex"):
+            old.unlink()
+    for name, b in AGG_BATCHES.items():
+        p = agg_batch_bytes(name)
+        (HERE / "aggregate/batches" / f"{name}.hex").write_text(
+            p.text(f"{b['call']} batch `{name}`: {b['description']}"))
+        index["aggregate"]["batches"].append({"name": name, "file": f"aggregate/batches/{name}.hex", **b})
+    for name, r in AGG_RESULTS.items():
+        p = Packed()
+        r["write"](p)
+        b = AGG_BATCHES[r["batch"]]
+        (HERE / "aggregate/results" / f"{name}.hex").write_text(
+            p.text(f"{b['call']} result `{name}` for batch `{r['batch']}`: {r['description']}"))
+        entry = {"name": name, "file": f"aggregate/results/{name}.hex"}
+        entry.update({k: v for k, v in r.items() if k != "write"})
+        entry["records"] = agg_records(b)
+        if "malformed" in r["host"]:
+            m = r["host"]["malformed"]
+            entry["host"] = {"malformed": m, "alone": fail("trap", MALFORMED.format(**m))}
+        index["aggregate"]["results"].append(entry)
     (HERE / "index.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n")
 
 

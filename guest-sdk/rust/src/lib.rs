@@ -4,7 +4,10 @@
 //! ([`Filter`], [`Map`], [`FlatMap`], [`Router`], [`KeySelector`], or the
 //! general [`Transform`]) plus one export macro, which also declares the
 //! plugin's step kind to the host ([`Transform::KINDS`] for the general
-//! shape). `cargo build --release --target wasm32-wasip2` then produces the
+//! shape). A `kind: aggregate` step's plugin implements [`Aggregator`] (raw
+//! accumulator bytes) or [`JsonAggregator`] (a serde state type) instead, and
+//! is exported with [`export_aggregator!`] or [`export_json_aggregator!`]:
+//! the host keeps the per-key state, the plugin only folds records into it. `cargo build --release --target wasm32-wasip2` then produces the
 //! component the host loads (plugin contract `weir:plugin@0.2.0`).
 //!
 //! ```ignore
@@ -32,6 +35,7 @@
 //! | `branch` | [`Router`] | the record unchanged, on one of the ports it names, or nothing |
 //! | `select-key` | [`KeySelector`] | exactly one record, in which only the key changed |
 //! | `repartition` | none | needs no plugin: the host moves records to their key's partition |
+//! | `aggregate` | [`Aggregator`], [`JsonAggregator`] | the key's accumulator after the record, kept by the host |
 //!
 //! A [`Transform`] emits any records on any of its ports, and declares in
 //! [`Transform::KINDS`] the kinds whose rules it keeps. A result that breaks
@@ -47,6 +51,7 @@
 //! compiles natively, so an operator's logic is unit-tested with `cargo test`
 //! through [`testing`].
 
+mod aggregate;
 mod config;
 mod error;
 pub mod json;
@@ -58,6 +63,7 @@ mod record;
 pub mod runtime;
 pub mod testing;
 
+pub use aggregate::{Aggregator, Capability, Json, JsonAggregator};
 pub use config::Config;
 pub use error::Error;
 pub use output::{Emitter, Output, OutputHeader};
@@ -72,6 +78,19 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "weir_sdk::bindings",
         export_macro_name: "export_transformer",
+    });
+}
+
+/// The generated bindings of the aggregator world. Only the aggregator
+/// export macros use them.
+#[doc(hidden)]
+pub mod aggregator_bindings {
+    wit_bindgen::generate!({
+        world: "aggregator",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_sdk::aggregator_bindings",
+        export_macro_name: "export_aggregator_world",
     });
 }
 
@@ -221,6 +240,54 @@ macro_rules! export_key_selector {
 macro_rules! export_transform {
     ($t:ty) => {
         $crate::__export_operator!($crate::runtime::TransformOp<$t>);
+    };
+}
+
+/// Exports an [`Aggregator`] as the plugin's operator (world `aggregator`,
+/// for `kind: aggregate` steps).
+#[macro_export]
+macro_rules! export_aggregator {
+    ($t:ty) => {
+        $crate::__export_aggregator!($t);
+    };
+}
+
+/// Exports a [`JsonAggregator`] as the plugin's operator (world
+/// `aggregator`, for `kind: aggregate` steps).
+#[macro_export]
+macro_rules! export_json_aggregator {
+    ($t:ty) => {
+        $crate::__export_aggregator!($crate::Json<$t>);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_aggregator {
+    ($a:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::aggregator_bindings::exports::weir::plugin::aggregate as __wit;
+            struct __WeirComponent;
+            impl __wit::Guest for __WeirComponent {
+                fn capabilities() -> ::std::vec::Vec<__wit::Capability> {
+                    $crate::runtime::capabilities::<$a>()
+                }
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::runtime::aggregate_init::<$a>(config)
+                }
+                fn add(groups: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::fold::<$a>($crate::runtime::Fold::Add, &groups)
+                }
+                fn subtract(groups: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::fold::<$a>($crate::runtime::Fold::Subtract, &groups)
+                }
+                fn merge(pairs: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::merge::<$a>(&pairs)
+                }
+            }
+            $crate::aggregator_bindings::export_aggregator_world!(__WeirComponent with_types_in $crate::aggregator_bindings);
+        };
     };
 }
 

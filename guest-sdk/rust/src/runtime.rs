@@ -5,11 +5,13 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use weir_packed::{
-    EmitWriter, Reader, RecordView, put_error, put_forward, put_record_view, put_u32,
+    EmitWriter, Reader, RecordView, put_accumulator, put_error, put_forward, put_record_view,
+    put_u32,
 };
 
+use crate::aggregator_bindings::exports::weir::plugin::aggregate::Capability as WitCapability;
 use crate::bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
-use crate::{Config, Emitter, Error, Record, StepKind};
+use crate::{Capability, Config, Emitter, Error, Record, StepKind};
 
 /// One operator kind reduced to "write the packed result for one record".
 ///
@@ -240,4 +242,105 @@ impl<T: crate::Transform> Operator for TransformOp<T> {
         emitter.into_writer().finish();
         Ok(())
     }
+}
+
+// ---- the aggregator world
+
+/// Implements the `capabilities` export.
+pub fn capabilities<A: crate::Aggregator>() -> Vec<WitCapability> {
+    A::CAPABILITIES
+        .iter()
+        .map(|c| match c {
+            Capability::Subtract => WitCapability::Subtract,
+            Capability::Merge => WitCapability::Merge,
+        })
+        .collect()
+}
+
+/// Implements the aggregator's `init` export.
+pub fn aggregate_init<A: crate::Aggregator>(config: String) -> Result<(), String> {
+    let aggregator = A::init(Config::from_json(config))?;
+    OPERATOR.with(|cell| *cell.borrow_mut() = Some(Box::new(aggregator)));
+    Ok(())
+}
+
+/// Which function of the aggregator a batch of groups goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Fold {
+    Add,
+    Subtract,
+}
+
+/// Implements the `add` and `subtract` exports: each group's records in
+/// order, each from the last good accumulator (a failed record leaves it as
+/// it was), one result per record in batch order.
+///
+/// # Panics
+/// When called before `init` or with a batch that is not in the packed
+/// layout: both are host bugs, and the panic becomes a trap the host handles.
+pub fn fold<A: crate::Aggregator>(fold: Fold, batch: &[u8]) -> Vec<u8> {
+    with_aggregator::<A, _>(|aggregator| {
+        let mut reader = Reader::new(batch);
+        let groups = reader
+            .u32("group count")
+            .expect("malformed batch from host");
+        let mut out = Vec::with_capacity(64 + batch.len());
+        put_u32(&mut out, 0); // the record count, patched in below
+        let mut results = 0u32;
+        for _ in 0..groups {
+            let group = reader.group().expect("malformed batch from host");
+            let mut current: Option<std::borrow::Cow<'_, [u8]>> =
+                group.accumulator.map(std::borrow::Cow::Borrowed);
+            for view in group.records.iter() {
+                results += 1;
+                let record = Record::new(view);
+                let acc = current.as_deref();
+                let next = match fold {
+                    Fold::Add => aggregator.add(group.key, acc, &record),
+                    Fold::Subtract => aggregator.subtract(group.key, acc, &record),
+                };
+                match next {
+                    Ok(next) => {
+                        put_accumulator(&mut out, next.as_deref());
+                        current = next.map(std::borrow::Cow::Owned);
+                    }
+                    Err(e) => put_error(&mut out, e.is_poison(), e.message()),
+                }
+            }
+        }
+        out[..4].copy_from_slice(&results.to_le_bytes());
+        out
+    })
+}
+
+/// Implements the `merge` export: one result per pair.
+///
+/// # Panics
+/// As [`fold`].
+pub fn merge<A: crate::Aggregator>(batch: &[u8]) -> Vec<u8> {
+    with_aggregator::<A, _>(|aggregator| {
+        let mut reader = Reader::new(batch);
+        let pairs = reader.u32("pair count").expect("malformed batch from host");
+        let mut out = Vec::with_capacity(64 + batch.len());
+        put_u32(&mut out, pairs);
+        for _ in 0..pairs {
+            let pair = reader.pair().expect("malformed batch from host");
+            match aggregator.merge(pair.key, pair.left, pair.right) {
+                Ok(merged) => put_accumulator(&mut out, merged.as_deref()),
+                Err(e) => put_error(&mut out, e.is_poison(), e.message()),
+            }
+        }
+        out
+    })
+}
+
+fn with_aggregator<A: crate::Aggregator, R>(f: impl FnOnce(&mut A) -> R) -> R {
+    OPERATOR.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let aggregator = guard
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<A>())
+            .expect("aggregate called before init");
+        f(aggregator)
+    })
 }

@@ -174,3 +174,144 @@ fn run<O: Operator>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>,
         })
         .collect()
 }
+
+/// One key's part of an aggregator batch: the accumulator it has before its
+/// records (`None`: none yet) and its records in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestGroup {
+    pub key: Vec<u8>,
+    pub accumulator: Option<Vec<u8>>,
+    pub records: Vec<TestRecord>,
+}
+
+impl TestGroup {
+    /// A key with no accumulator yet and no records.
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        TestGroup {
+            key: key.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the accumulator the key has before its records.
+    pub fn accumulator(mut self, accumulator: impl Into<Vec<u8>>) -> Self {
+        self.accumulator = Some(accumulator.into());
+        self
+    }
+
+    /// Adds a record; its key is set to the group's, as the host sends it.
+    pub fn record(mut self, record: TestRecord) -> Self {
+        let key = self.key.clone();
+        self.records.push(record.key(key));
+        self
+    }
+}
+
+/// What an aggregator returned for one record (or one merged pair).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AggregateOutcome {
+    /// The accumulator after the record; `None` removed it.
+    Accumulator(Option<Vec<u8>>),
+    /// The record was rejected as bad data.
+    Poison(String),
+    /// The aggregator failed on the record.
+    Failed(String),
+}
+
+impl AggregateOutcome {
+    /// The accumulator parsed as JSON; `None` for an error or a removal
+    /// (panics if it is not JSON: this is for tests).
+    pub fn json(&self) -> Option<serde_json::Value> {
+        match self {
+            AggregateOutcome::Accumulator(Some(a)) => {
+                Some(serde_json::from_slice(a).expect("accumulator is JSON"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs an [`crate::Aggregator`]'s `add` over `groups` as one batch, with
+/// `config` (JSON text): one outcome per record, in batch order.
+pub fn run_aggregator<A: crate::Aggregator>(
+    config: &str,
+    groups: &[TestGroup],
+) -> Result<Vec<AggregateOutcome>, String> {
+    fold::<A>(runtime::Fold::Add, config, groups)
+}
+
+/// Runs an [`crate::Aggregator`]'s `subtract` over `groups` as one batch.
+pub fn run_subtract<A: crate::Aggregator>(
+    config: &str,
+    groups: &[TestGroup],
+) -> Result<Vec<AggregateOutcome>, String> {
+    fold::<A>(runtime::Fold::Subtract, config, groups)
+}
+
+/// Runs a [`crate::JsonAggregator`]'s `add` over `groups` as one batch.
+pub fn run_json_aggregator<T: crate::JsonAggregator>(
+    config: &str,
+    groups: &[TestGroup],
+) -> Result<Vec<AggregateOutcome>, String> {
+    run_aggregator::<crate::Json<T>>(config, groups)
+}
+
+/// Runs an [`crate::Aggregator`]'s `merge` over `(key, left, right)` pairs.
+pub fn run_merge<A: crate::Aggregator>(
+    config: &str,
+    pairs: &[(&[u8], &[u8], &[u8])],
+) -> Result<Vec<AggregateOutcome>, String> {
+    runtime::aggregate_init::<A>(config.to_string())?;
+    let mut batch = Vec::new();
+    put_u32(&mut batch, pairs.len() as u32);
+    for (key, left, right) in pairs {
+        weir_packed::put_pair(&mut batch, key, left, right);
+    }
+    read_aggregate_results(&runtime::merge::<A>(&batch), pairs.len())
+}
+
+fn fold<A: crate::Aggregator>(
+    fold: runtime::Fold,
+    config: &str,
+    groups: &[TestGroup],
+) -> Result<Vec<AggregateOutcome>, String> {
+    runtime::aggregate_init::<A>(config.to_string())?;
+    let mut batch = Vec::new();
+    put_u32(&mut batch, groups.len() as u32);
+    let mut records = 0;
+    for g in groups {
+        weir_packed::put_group_head(
+            &mut batch,
+            &g.key,
+            g.accumulator.as_deref(),
+            g.records.len() as u32,
+        );
+        for r in &g.records {
+            records += 1;
+            put_record(
+                &mut batch,
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.iter().map(|(n, v)| (n.as_slice(), v.as_deref())),
+            );
+        }
+    }
+    read_aggregate_results(&runtime::fold::<A>(fold, &batch), records)
+}
+
+fn read_aggregate_results(out: &[u8], records: usize) -> Result<Vec<AggregateOutcome>, String> {
+    let mut results = weir_packed::ResultsReader::new(out, records).map_err(|e| e.to_string())?;
+    let mut outcomes = Vec::with_capacity(records);
+    while let Some(r) = results.next_aggregate_result() {
+        outcomes.push(match r.map_err(|e| e.to_string())? {
+            weir_packed::AggregateResultView::Accumulator(a) => {
+                AggregateOutcome::Accumulator(a.map(<[u8]>::to_vec))
+            }
+            weir_packed::AggregateResultView::Poison(m) => AggregateOutcome::Poison(m.to_string()),
+            weir_packed::AggregateResultView::Failed(m) => AggregateOutcome::Failed(m.to_string()),
+        });
+    }
+    results.finish().map_err(|e| e.to_string())?;
+    Ok(outcomes)
+}

@@ -5,7 +5,11 @@
 //! batches, holds the plugin to its step kind, and survives the plugin (a
 //! trap, a timeout or a memory bomb discards the instance, a fresh one takes
 //! over, and the batch is retried record by record so only the culprit
-//! fails). `contract` holds one step's results to the plugin contract
+//! fails). [`plugin_aggregator::PluginAggregator`] does the same for an
+//! aggregator plugin (`kind: aggregate` with `plugin:`): it folds each key's
+//! records into the accumulator the caller read from its store, and only the
+//! culprit of a fault fails, each key continuing from its last good
+//! accumulator. `contract` holds one step's results to the plugin contract
 //! (`wit/README.md`). [`failure`] describes a failed record for the error
 //! policy and the dead-letter sink.
 
@@ -14,6 +18,7 @@ mod contract;
 pub mod failure;
 pub mod group_by;
 pub mod operator;
+pub mod plugin_aggregator;
 pub mod plugin_step;
 pub mod versioned;
 
@@ -22,4 +27,5 @@ pub use operator::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StoreKind, StoreSpec, TaskId,
     TimeKind,
 };
+pub use plugin_aggregator::{AggregateOutput, Group, Pair, PluginAggregator, Update, group_by_key};
 pub use plugin_step::{PluginStep, StepOutput};

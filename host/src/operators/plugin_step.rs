@@ -66,14 +66,18 @@ pub enum StartError {
         culprit: Option<Culprit>,
     },
     #[error(
-        "step `{step}` is a {kind} step, but its plugin {plugin} implements only {declared}; \
-         give the step one of those kinds, or use a plugin built for {kind}"
+        "step `{step}` is {} {kind} step, but its plugin {plugin} implements only {declared}{world}; \
+         give the step one of those kinds, or use a plugin built for {kind}",
+        article(kind)
     )]
     KindNotImplemented {
         step: String,
         kind: &'static str,
         plugin: String,
         declared: String,
+        /// Names the plugin's world when the step needs the other one
+        /// (`" (a component of world …)"`), else empty.
+        world: String,
     },
     /// The run is stopping and interrupted the plugin (see
     /// [`crate::plugin::Interrupter`]): the batch is not processed.
@@ -144,12 +148,7 @@ impl PluginStep {
     ) -> Result<Self, StartError> {
         let name = log.step().clone();
         if !contract_kind(kind).is_some_and(|k| plugin.kinds().contains(&k)) {
-            return Err(StartError::KindNotImplemented {
-                step: name.to_string(),
-                kind: kind.as_str(),
-                plugin: plugin.path().display().to_string(),
-                declared: kind_list(plugin.kinds()),
-            });
+            return Err(kind_not_implemented(&name, kind.as_str(), &plugin, false));
         }
         let mut step = PluginStep {
             name,
@@ -383,6 +382,37 @@ impl PluginStep {
     }
 }
 
+/// A plugin that does not implement the step's kind; `aggregate` says
+/// whether the step needs an aggregator (else a transformer), so a plugin of
+/// the other world is named as such.
+pub(super) fn kind_not_implemented(
+    step: &str,
+    kind: &'static str,
+    plugin: &Plugin,
+    aggregate: bool,
+) -> StartError {
+    StartError::KindNotImplemented {
+        step: step.to_string(),
+        kind,
+        plugin: plugin.path().display().to_string(),
+        declared: kind_list(plugin.kinds()),
+        world: if plugin.is_aggregator() != aggregate {
+            format!(" (a component of world `{}`)", plugin.world())
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// "a" or "an", for a kind in a message.
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 /// The contract's name for a pipeline step kind (`None`: the host runs it
 /// itself, with no plugin).
 fn contract_kind(kind: StepKind) -> Option<Kind> {
@@ -398,7 +428,7 @@ fn contract_kind(kind: StepKind) -> Option<Kind> {
     })
 }
 
-fn fault_failure(input: u32, fault: &Fault) -> Failure {
+pub(super) fn fault_failure(input: u32, fault: &Fault) -> Failure {
     let kind = match fault {
         Fault::Timeout(_) => FailureKind::Timeout,
         Fault::Memory(_) => FailureKind::Memory,

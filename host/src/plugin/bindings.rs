@@ -6,6 +6,16 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
+/// The aggregator world. Its `host` import is the transformer world's
+/// interface (`weir:plugin/host@0.2.0`): one implementation, linked once.
+pub mod aggregator {
+    wasmtime::component::bindgen!({
+        world: "aggregator",
+        path: "../wit",
+        with: { "weir:plugin/host": super::weir::plugin::host },
+    });
+}
+
 use self::weir::plugin::host::{Host, LogLevel};
 use super::log_gate::LogLevel as Level;
 

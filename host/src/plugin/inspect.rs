@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::{
-    Kind, LoadError, OUTDATED_INTERFACES, PluginEngine, TRANSFORM_INTERFACE, TRANSFORMER_WORLD,
-    kind_list,
+    AGGREGATE_INTERFACE, AGGREGATOR_WORLD, Capability, Kind, LoadError, OUTDATED_INTERFACES,
+    PluginEngine, TRANSFORM_INTERFACE, TRANSFORMER_WORLD, capability_list, kind_list,
 };
 
 /// What `weir plugin inspect` reports about a component.
@@ -20,8 +20,12 @@ pub struct PluginInfo {
     /// The weir world it implements, if any (an outdated one is named with
     /// its version, and is not runnable).
     pub world: Option<String>,
-    /// The step kinds it declares; empty when it cannot be loaded.
+    /// The step kinds it declares (`aggregate` for an aggregator); empty
+    /// when it cannot be loaded.
     pub kinds: Vec<Kind>,
+    /// An aggregator's optional functions; `None` for a transformer or a
+    /// component that cannot be loaded.
+    pub capabilities: Option<Vec<Capability>>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     /// `Ok` when this host can load and link it as an operator; otherwise why not.
@@ -48,10 +52,13 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
         .exports(&engine.engine)
         .map(|(n, _)| n.to_string())
         .collect();
-    let (world, kinds, runnable) = match engine.load(path, None) {
+    let (world, kinds, capabilities, runnable) = match engine.load(path, None) {
         Ok(plugin) => (
             Some(plugin.world().to_string()),
             plugin.kinds().to_vec(),
+            plugin
+                .is_aggregator()
+                .then(|| plugin.capabilities().to_vec()),
             Ok(()),
         ),
         Err(e) => {
@@ -59,13 +66,15 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
             let exports_it = |name: &str| exports.iter().any(|e| e == name);
             let world = if exports_it(TRANSFORM_INTERFACE) {
                 Some(TRANSFORMER_WORLD.to_string())
+            } else if exports_it(AGGREGATE_INTERFACE) {
+                Some(AGGREGATOR_WORLD.to_string())
             } else {
                 OUTDATED_INTERFACES
                     .iter()
                     .find(|(i, _)| exports_it(i))
                     .map(|(_, v)| format!("weir:plugin/transformer@{v} (outdated)"))
             };
-            (world, Vec::new(), Err(e.to_string()))
+            (world, Vec::new(), None, Err(e.to_string()))
         }
     };
     Ok(PluginInfo {
@@ -74,6 +83,7 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
         sha256: hex::encode(Sha256::digest(&bytes)),
         world,
         kinds,
+        capabilities,
         imports,
         exports,
         runnable,
@@ -92,6 +102,9 @@ impl fmt::Display for PluginInfo {
         )?;
         if !self.kinds.is_empty() {
             writeln!(f, "kinds:    {}", kind_list(&self.kinds))?;
+        }
+        if let Some(capabilities) = &self.capabilities {
+            writeln!(f, "capabilities: {}", capability_list(capabilities))?;
         }
         writeln!(f, "exports:")?;
         for e in &self.exports {

@@ -3,9 +3,9 @@
 //! One wasmtime [`Engine`] per [`PluginEngine`] (a topology makes one, so
 //! does `weir plugin inspect`; tests and benchmarks make their own), with
 //! the pooling allocator and epoch interruption; compiled components cached
-//! on disk by content hash; each component's world recognised and
-//! type-checked once at load, and its step kinds asked once then (never per
-//! record); each instance confined by memory and time limits with a WASI
+//! on disk by content hash; each component's world (`transformer` or
+//! `aggregator`) recognised and type-checked once at load, and its step
+//! kinds or capabilities asked once then (never per record); each instance confined by memory and time limits with a WASI
 //! context that grants nothing, and every call interruptible at once when
 //! the run stops ([`Interrupter`]). This module is the only user of wasmtime:
 //! the rest of weir sees [`PluginEngine`], [`Plugin`], [`Instance`], packed
@@ -30,6 +30,8 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
+use bindings::aggregator::exports::weir::plugin::aggregate::Capability as WitCapability;
+use bindings::aggregator::{Aggregator, AggregatorPre};
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use bindings::{Transformer, TransformerPre};
 pub use inspect::PluginInfo;
@@ -46,6 +48,12 @@ pub const TRANSFORM_INTERFACE: &str = "weir:plugin/transform@0.2.0";
 
 /// The world whose interface is [`TRANSFORM_INTERFACE`].
 pub const TRANSFORMER_WORLD: &str = "weir:plugin/transformer@0.2.0";
+
+/// The interface a component of world `aggregator` exports.
+pub const AGGREGATE_INTERFACE: &str = "weir:plugin/aggregate@0.2.0";
+
+/// The world whose interface is [`AGGREGATE_INTERFACE`].
+pub const AGGREGATOR_WORLD: &str = "weir:plugin/aggregator@0.2.0";
 
 /// Interfaces of earlier contract versions, recognised only to tell the
 /// author how to rebuild: `(interface, contract version)`.
@@ -65,9 +73,10 @@ fn hostcall_fuel(limits: &Limits) -> usize {
     limits.max_memory_bytes.saturating_mul(4)
 }
 
-/// A step kind as the plugin contract names it (WIT `step-kind`): what a
-/// component says it implements. The pipeline file's own kind type lives in
-/// `pipeline`; the engine does not depend on the pipeline file.
+/// A step kind as the plugin contract names it: what a component says it
+/// implements (WIT `step-kind` for a transformer; an aggregator implements
+/// [`Kind::Aggregate`] by its world). The pipeline file's own kind type
+/// lives in `pipeline`; the engine does not depend on the pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Filter,
@@ -75,6 +84,8 @@ pub enum Kind {
     FlatMap,
     Branch,
     SelectKey,
+    /// The one kind of a component of world `aggregator`.
+    Aggregate,
 }
 
 impl Kind {
@@ -86,6 +97,7 @@ impl Kind {
             Kind::FlatMap => "flat-map",
             Kind::Branch => "branch",
             Kind::SelectKey => "select-key",
+            Kind::Aggregate => "aggregate",
         }
     }
 
@@ -98,6 +110,45 @@ impl Kind {
             WitStepKind::SelectKey => Kind::SelectKey,
         }
     }
+}
+
+/// An optional function of the aggregator world (WIT `capability`), which a
+/// component declares at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// `subtract`: removes a record's contribution (table aggregations).
+    Subtract,
+    /// `merge`: combines two accumulators of one key (session windows).
+    Merge,
+}
+
+impl Capability {
+    /// The name used in WIT and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Subtract => "subtract",
+            Capability::Merge => "merge",
+        }
+    }
+
+    fn from_wit(c: WitCapability) -> Capability {
+        match c {
+            WitCapability::Subtract => Capability::Subtract,
+            WitCapability::Merge => Capability::Merge,
+        }
+    }
+}
+
+/// The capabilities as a comma-separated list (`none` when empty).
+pub fn capability_list(capabilities: &[Capability]) -> String {
+    if capabilities.is_empty() {
+        return "none".into();
+    }
+    capabilities
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The kinds as a comma-separated list, for messages.
@@ -148,8 +199,8 @@ pub enum LoadError {
     #[error("{} is not a WebAssembly component: {reason}", path.display())]
     NotAComponent { path: PathBuf, reason: String },
     #[error(
-        "{} is a component of another world: it exports [{exports}], not `{TRANSFORM_INTERFACE}` (world `transformer`); \
-         build it against weir's wit/ with a weir SDK",
+        "{} is a component of another world: it exports [{exports}], not `{TRANSFORM_INTERFACE}` (world `transformer`) \
+         or `{AGGREGATE_INTERFACE}` (world `aggregator`); build it against weir's wit/ with a weir SDK",
         path.display()
     )]
     WrongWorld { path: PathBuf, exports: String },
@@ -168,6 +219,8 @@ pub enum LoadError {
     Link { path: PathBuf, reason: String },
     #[error("{} did not say which step kinds it implements: {reason}", path.display())]
     Kinds { path: PathBuf, reason: String },
+    #[error("{} did not say which optional aggregator functions it implements: {reason}", path.display())]
+    Capabilities { path: PathBuf, reason: String },
 }
 
 /// Why the engine itself could not be created (not a plugin's fault).
@@ -240,6 +293,15 @@ pub enum InitError {
     Fault(#[from] Fault),
     #[error("failed to instantiate: {0}")]
     Instantiate(String),
+    /// The step needs an optional function the aggregator does not declare.
+    #[error(
+        "does not implement `{missing}`, which this step needs (it declares: {declared}); \
+         implement it and declare it in the plugin's capabilities"
+    )]
+    Missing {
+        missing: &'static str,
+        declared: String,
+    },
     /// The component's initial memory is larger than the step's limit, so
     /// no instance can start (not a fault of any record).
     #[error(
@@ -360,12 +422,26 @@ impl PluginEngine {
                 })?;
         let exports = export_names(&self.engine, &component);
         let world = WorldPre::recognise(path, &self.linker, &component, &exports)?;
-        let kinds = self
-            .declared_kinds(&world)
-            .map_err(|reason| LoadError::Kinds {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+        let (kinds, capabilities) = match &world {
+            WorldPre::Transformer(_) => {
+                let kinds = self
+                    .declared_kinds(&world)
+                    .map_err(|reason| LoadError::Kinds {
+                        path: path.to_path_buf(),
+                        reason,
+                    })?;
+                (kinds, Vec::new())
+            }
+            WorldPre::Aggregator(_) => {
+                let capabilities = self.declared_capabilities(&world).map_err(|reason| {
+                    LoadError::Capabilities {
+                        path: path.to_path_buf(),
+                        reason,
+                    }
+                })?;
+                (vec![Kind::Aggregate], capabilities)
+            }
+        };
         tracing::debug!(plugin = %path.display(), %sha256, cached, kinds = %kind_list(&kinds), "plugin loaded");
         Ok(Plugin {
             path: path.to_path_buf(),
@@ -373,23 +449,50 @@ impl PluginEngine {
             size: bytes.len(),
             bytes: bytes.into(),
             kinds,
+            capabilities,
             world,
             interrupter: self.interrupter.clone(),
         })
     }
 
-    /// Asks a component which step kinds it implements, on an instance made
-    /// for that question alone (no config, the default time limit).
-    fn declared_kinds(&self, world: &WorldPre) -> Result<Vec<Kind>, String> {
+    /// An instance made for a question asked at load (no config, the
+    /// default time limit).
+    fn load_instance(&self, world: &WorldPre) -> Result<Instance, String> {
         let limits = Limits {
             max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         };
         let log = LogGate::new("weir-load".into(), &limits);
-        let mut instance =
-            Instance::start(world, log, &limits, &self.interrupter).map_err(|e| e.to_string())?;
+        Instance::start(world, log, &limits, &self.interrupter).map_err(|e| e.to_string())
+    }
+
+    /// Asks an aggregator which optional functions it implements.
+    fn declared_capabilities(&self, world: &WorldPre) -> Result<Vec<Capability>, String> {
+        let mut instance = self.load_instance(world)?;
+        let capabilities = match &instance.bindings {
+            Bindings::Aggregator(a) => a
+                .weir_plugin_aggregate()
+                .call_capabilities(&mut instance.store),
+            Bindings::Transformer(_) => return Ok(Vec::new()),
+        };
+        let capabilities =
+            capabilities.map_err(|e| format!("`capabilities` {}", instance.classify(e)))?;
+        let mut out: Vec<Capability> = Vec::with_capacity(capabilities.len());
+        for c in capabilities.into_iter().map(Capability::from_wit) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks a component which step kinds it implements, on an instance made
+    /// for that question alone (no config, the default time limit).
+    fn declared_kinds(&self, world: &WorldPre) -> Result<Vec<Kind>, String> {
+        let mut instance = self.load_instance(world)?;
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
+            Bindings::Aggregator(_) => return Ok(vec![Kind::Aggregate]),
         };
         let kinds = kinds.map_err(|e| format!("`kinds` {}", instance.classify(e)))?;
         if kinds.is_empty() {
@@ -442,11 +545,12 @@ fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
 
 /// The world a component implements, recognised once at load from the
 /// interface it exports and type-checked against this host's bindings (the
-/// shape of Spin's `HandlerType::from_instance_pre`). Later worlds
-/// (aggregator, joiner) become further variants; the per-record path only
-/// matches on the variant it was given.
+/// shape of Spin's `HandlerType::from_instance_pre`). Later worlds (joiner)
+/// become further variants; the per-record path only matches on the variant
+/// it was given.
 enum WorldPre {
     Transformer(TransformerPre<HostState>),
+    Aggregator(AggregatorPre<HostState>),
 }
 
 impl WorldPre {
@@ -472,6 +576,12 @@ impl WorldPre {
                 .map(WorldPre::Transformer)
                 .map_err(link);
         }
+        if exports_it(AGGREGATE_INTERFACE) {
+            let pre = linker.instantiate_pre(component).map_err(link)?;
+            return AggregatorPre::new(pre)
+                .map(WorldPre::Aggregator)
+                .map_err(link);
+        }
         if let Some(&(interface, version)) = OUTDATED_INTERFACES.iter().find(|(i, _)| exports_it(i))
         {
             return Err(LoadError::Outdated {
@@ -489,12 +599,14 @@ impl WorldPre {
     fn engine(&self) -> &Engine {
         match self {
             WorldPre::Transformer(pre) => pre.engine(),
+            WorldPre::Aggregator(pre) => pre.engine(),
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
             WorldPre::Transformer(_) => TRANSFORMER_WORLD,
+            WorldPre::Aggregator(_) => AGGREGATOR_WORLD,
         }
     }
 }
@@ -502,6 +614,7 @@ impl WorldPre {
 /// An instance's bindings, of the world its component was recognised as.
 enum Bindings {
     Transformer(Transformer),
+    Aggregator(Aggregator),
 }
 
 /// A loaded, type-checked operator component, ready to instantiate.
@@ -513,6 +626,8 @@ pub struct Plugin {
     /// bytes that run (a restarted run or another member starts them).
     bytes: Arc<[u8]>,
     kinds: Vec<Kind>,
+    /// An aggregator's optional functions (empty for a transformer).
+    capabilities: Vec<Capability>,
     world: WorldPre,
     interrupter: Interrupter,
 }
@@ -540,9 +655,20 @@ impl Plugin {
         &self.kinds
     }
 
+    /// The optional aggregator functions it declares (asked once, at load;
+    /// always empty for a transformer).
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.capabilities
+    }
+
     /// The world it was recognised as, e.g. `weir:plugin/transformer@0.2.0`.
     pub fn world(&self) -> &'static str {
         self.world.name()
+    }
+
+    /// Whether it is a component of world `aggregator` (else `transformer`).
+    pub fn is_aggregator(&self) -> bool {
+        matches!(self.world, WorldPre::Aggregator(_))
     }
 
     /// Whether its engine was interrupted: every call fails with
@@ -565,6 +691,17 @@ impl Plugin {
             Bindings::Transformer(t) => t
                 .weir_plugin_transform()
                 .call_init(&mut instance.store, config_json),
+            Bindings::Aggregator(a) => {
+                // One output, the accumulator: no ports to declare.
+                return match a
+                    .weir_plugin_aggregate()
+                    .call_init(&mut instance.store, config_json)
+                {
+                    Ok(Ok(())) => Ok(instance),
+                    Ok(Err(msg)) => Err(InitError::Refused(msg)),
+                    Err(e) => Err(InitError::Fault(instance.classify(e))),
+                };
+            }
         };
         let ports = match result {
             Ok(Ok(ports)) => ports,
@@ -629,6 +766,7 @@ impl Instance {
         store.set_epoch_deadline(1);
         let bindings = match world {
             WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
+            WorldPre::Aggregator(pre) => pre.instantiate(&mut store).map(Bindings::Aggregator),
         }
         .map_err(|e| {
             if e.downcast_ref::<InterruptedCall>().is_some() {
@@ -661,7 +799,8 @@ impl Instance {
         self.store.data().stderr_tail.clear();
     }
 
-    /// The output port names the operator declared in `init`.
+    /// The output port names the operator declared in `init` (none for an
+    /// aggregator).
     pub fn ports(&self) -> &[String] {
         &self.ports
     }
@@ -674,6 +813,37 @@ impl Instance {
             Bindings::Transformer(t) => t
                 .weir_plugin_transform()
                 .call_process(&mut self.store, batch),
+            Bindings::Aggregator(_) => return Err(not_this_world("process", AGGREGATOR_WORLD)),
+        };
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Runs one packed batch of groups through an aggregator's `add` or
+    /// `subtract` (see `wit/README.md`, "The aggregator world"). After a
+    /// fault the instance must be dropped: its state is unknown.
+    pub fn fold(&mut self, fold: Fold, groups: &[u8]) -> Result<Vec<u8>, Fault> {
+        self.reset_deadline();
+        let result = match &self.bindings {
+            Bindings::Aggregator(a) => match fold {
+                Fold::Add => a.weir_plugin_aggregate().call_add(&mut self.store, groups),
+                Fold::Subtract => a
+                    .weir_plugin_aggregate()
+                    .call_subtract(&mut self.store, groups),
+            },
+            Bindings::Transformer(_) => {
+                return Err(not_this_world(fold.as_str(), TRANSFORMER_WORLD));
+            }
+        };
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Runs one packed batch of accumulator pairs through an aggregator's
+    /// `merge`. After a fault the instance must be dropped.
+    pub fn merge(&mut self, pairs: &[u8]) -> Result<Vec<u8>, Fault> {
+        self.reset_deadline();
+        let result = match &self.bindings {
+            Bindings::Aggregator(a) => a.weir_plugin_aggregate().call_merge(&mut self.store, pairs),
+            Bindings::Transformer(_) => return Err(not_this_world("merge", TRANSFORMER_WORLD)),
         };
         result.map_err(|e| self.classify(e))
     }
@@ -692,4 +862,30 @@ impl Instance {
         tracing::debug!(step = &**state.log.step(), "plugin trapped: {e:?}");
         Fault::Trap(trap_reason::trap_reason(&e, &state.stderr_tail.text()))
     }
+}
+
+/// Which aggregator function a batch of groups goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// `add`: folds each record into its key's accumulator.
+    Add,
+    /// `subtract`: removes each record's contribution.
+    Subtract,
+}
+
+impl Fold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fold::Add => "add",
+            Fold::Subtract => "subtract",
+        }
+    }
+}
+
+/// A call to a function of the other world: a host bug (the operators check
+/// the world when they start), reported as a trap rather than a panic.
+fn not_this_world(function: &str, world: &str) -> Fault {
+    Fault::Trap(format!(
+        "host bug: `{function}` called on a component of world `{world}`"
+    ))
 }

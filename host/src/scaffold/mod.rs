@@ -32,6 +32,8 @@ pub enum Kind {
     Branch,
     /// Exactly one record per input, with only the key changed
     SelectKey,
+    /// The key's accumulator after each record; the host keeps it per key and emits it
+    Aggregate,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::FlatMap => "flat-map",
             Kind::Branch => "branch",
             Kind::SelectKey => "select-key",
+            Kind::Aggregate => "aggregate",
         }
     }
 

@@ -58,6 +58,13 @@ fn template(kind: Kind) -> Template {
             expected: &[("out", include_str!("rust/select-key/out.jsonl"))],
             prints: "the orders keyed by customer",
         },
+        Kind::Aggregate => Template {
+            lib_rs: include_str!("rust/aggregate/lib.rs"),
+            pipeline: include_str!("rust/aggregate/pipeline.yaml"),
+            source: ("orders", include_str!("rust/aggregate/orders.jsonl")),
+            expected: &[("out", include_str!("rust/aggregate/out.jsonl"))],
+            prints: "each customer's totals after every order",
+        },
     }
 }
 
@@ -163,6 +170,15 @@ fn readme(name: &str, lib: &str, kind: Kind, t: &Template) -> String {
     let wasm = format!("target/wasm32-wasip2/release/{lib}.wasm");
     let kind_name = kind.name();
     let rule = kind.rule();
+    let holds = if kind == Kind::Aggregate {
+        "It returns the accumulator or an error for each record, never records of its own; \
+         an error fails only that record (handled by the step's error policy), and the key's \
+         next record starts from the accumulator before it. It is a component of the \
+         `aggregator` world."
+    } else {
+        "The host holds it to that: a result that breaks the rule is a `contract` error for \
+         the record, handled by the step's error policy."
+    };
     let sinks: Vec<String> = t
         .expected
         .iter()
@@ -171,9 +187,7 @@ fn readme(name: &str, lib: &str, kind: Kind, t: &Template) -> String {
     format!(
         "# {name}\n\n\
          A weir plugin for `{kind_name}` steps, in Rust.\n\n\
-         **What a `{kind_name}` plugin may emit for an input record:** {rule}. The host holds \
-         it to that: a result that breaks the rule is a `contract` error for the record, \
-         handled by the step's error policy.\n\n\
+         **What a `{kind_name}` plugin may emit for an input record:** {rule}. {holds}\n\n\
          Needs Rust (rustup) with the wasm32-wasip2 target (`rustup target add \
          wasm32-wasip2`), and `weir` for the last three commands:\n\n\
          ```sh\n\

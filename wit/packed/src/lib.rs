@@ -1,6 +1,7 @@
 //! The packed layout of weir's WIT contract (`wit/README.md`).
 //!
-//! Records cross the Wasm boundary as one `list<u8>` per batch because a typed
+//! Records cross the Wasm boundary as one `list<u8>` per batch (groups of
+//! records with their accumulators for the aggregator world) because a typed
 //! `list<record>` costs ten to thirty times more per record to lift and lower.
 //! This crate is the one Rust implementation of that layout: the host encodes
 //! batches and decodes results with it, the Rust guest SDK does the opposite,
@@ -24,6 +25,9 @@ pub const TAG_FORWARD: u8 = 1;
 pub const TAG_POISON: u8 = 2;
 /// Result tag: the operator itself failed on this record (a bug or a broken state).
 pub const TAG_FAILED: u8 = 3;
+/// Aggregate result tag: the accumulator after the record (or none: removed).
+/// `POISON` and `FAILED` keep their values from `process` results.
+pub const TAG_ACCUMULATOR: u8 = 0;
 
 /// A malformed buffer: where it broke and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,6 +265,58 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads one group of an `add` or `subtract` batch: the key, its
+    /// accumulator (or none) and at least one record, all validated.
+    pub fn group(&mut self) -> Result<GroupView<'a>, DecodeError> {
+        let key = self.bytes("group key")?;
+        let accumulator = self.optional_bytes("group accumulator")?;
+        let at = self.pos;
+        let count = self.u32("group record count")?;
+        if count == 0 {
+            return Err(DecodeError {
+                offset: at,
+                expected: "at least one record in a group",
+            });
+        }
+        let start = self.pos;
+        for _ in 0..count {
+            self.record()?;
+        }
+        Ok(GroupView {
+            key,
+            accumulator,
+            records: RecordsView {
+                count,
+                bytes: &self.buf[start..self.pos],
+            },
+        })
+    }
+
+    /// Reads one pair of a `merge` batch.
+    pub fn pair(&mut self) -> Result<PairView<'a>, DecodeError> {
+        Ok(PairView {
+            key: self.bytes("pair key")?,
+            left: self.bytes("left accumulator")?,
+            right: self.bytes("right accumulator")?,
+        })
+    }
+
+    /// Reads one per-record result of an `add`, `subtract` or `merge` call.
+    #[inline]
+    pub fn aggregate_result(&mut self) -> Result<AggregateResultView<'a>, DecodeError> {
+        match self.u8("result tag")? {
+            TAG_ACCUMULATOR => Ok(AggregateResultView::Accumulator(
+                self.optional_bytes("accumulator")?,
+            )),
+            TAG_POISON => Ok(AggregateResultView::Poison(self.text("poison message")?)),
+            TAG_FAILED => Ok(AggregateResultView::Failed(self.text("failure message")?)),
+            _ => Err(DecodeError {
+                offset: self.pos - 1,
+                expected: "aggregate result tag 0, 2 or 3",
+            }),
+        }
+    }
+
     fn text(&mut self, expected: &'static str) -> Result<&'a str, DecodeError> {
         let offset = self.pos;
         let b = self.bytes(expected)?;
@@ -302,6 +358,18 @@ impl<'a> ResultsReader<'a> {
         Some(self.reader.result())
     }
 
+    /// The next result of an `add`, `subtract` or `merge` call (the same
+    /// framing as `process` results); `None` after the last one.
+    pub fn next_aggregate_result(
+        &mut self,
+    ) -> Option<Result<AggregateResultView<'a>, DecodeError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.reader.aggregate_result())
+    }
+
     /// Checks that every result was read and nothing follows the last one.
     pub fn finish(self) -> Result<(), DecodeError> {
         if self.left != 0 {
@@ -330,6 +398,64 @@ pub enum ResultView<'a> {
     /// The record is bad data.
     Poison(&'a str),
     /// The operator failed on this record.
+    Failed(&'a str),
+}
+
+/// One key's part of an `add` or `subtract` batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupView<'a> {
+    /// The key the records were grouped by.
+    pub key: &'a [u8],
+    /// The key's accumulator before the group's first record; `None` when
+    /// the key has none yet.
+    pub accumulator: Option<&'a [u8]>,
+    /// The key's records in order (at least one).
+    pub records: RecordsView<'a>,
+}
+
+/// Two accumulators of one key, for `merge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairView<'a> {
+    pub key: &'a [u8],
+    pub left: &'a [u8],
+    pub right: &'a [u8],
+}
+
+/// Packed records of a group, validated when the group was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsView<'a> {
+    count: u32,
+    bytes: &'a [u8],
+}
+
+impl<'a> RecordsView<'a> {
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether there is none (never, in a well-formed group).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> impl Iterator<Item = RecordView<'a>> + 'a {
+        let mut reader = Reader::new(self.bytes);
+        // Validated when the group was read, so the unwrap cannot fire.
+        (0..self.count).map(move |_| reader.record().expect("validated"))
+    }
+}
+
+/// The outcome an aggregator reported for one record (or one merged pair).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateResultView<'a> {
+    /// The key's accumulator after the record; `None` removes it (the key
+    /// has no accumulator any more, and downstream sees a tombstone).
+    Accumulator(Option<&'a [u8]>),
+    /// The record is bad data; the accumulator stays as it was.
+    Poison(&'a str),
+    /// The operator failed on this record; the accumulator stays as it was.
     Failed(&'a str),
 }
 
@@ -416,6 +542,31 @@ pub fn put_record_view(out: &mut Vec<u8>, r: &RecordView<'_>) {
     put_optional_bytes(out, r.value);
     put_u32(out, r.headers.count);
     out.extend_from_slice(r.headers.bytes);
+}
+
+/// Appends the head of a group (`add`, `subtract`): its key, its
+/// accumulator and how many records follow; the records themselves
+/// (at least one, written with [`put_record`]) must come next.
+#[inline]
+pub fn put_group_head(out: &mut Vec<u8>, key: &[u8], accumulator: Option<&[u8]>, records: u32) {
+    put_optional_bytes(out, Some(key));
+    put_optional_bytes(out, accumulator);
+    put_u32(out, records);
+}
+
+/// Appends one pair of a `merge` batch.
+#[inline]
+pub fn put_pair(out: &mut Vec<u8>, key: &[u8], left: &[u8], right: &[u8]) {
+    put_optional_bytes(out, Some(key));
+    put_optional_bytes(out, Some(left));
+    put_optional_bytes(out, Some(right));
+}
+
+/// Appends a [`TAG_ACCUMULATOR`] result; `None` removes the key's accumulator.
+#[inline]
+pub fn put_accumulator(out: &mut Vec<u8>, accumulator: Option<&[u8]>) {
+    out.push(TAG_ACCUMULATOR);
+    put_optional_bytes(out, accumulator);
 }
 
 /// Appends a [`TAG_FORWARD`] result.
@@ -531,6 +682,85 @@ mod tests {
         assert_eq!(r.result().unwrap(), ResultView::Poison("bad json"));
         assert_eq!(r.result().unwrap(), ResultView::Failed("bug"));
         assert!(r.is_at_end());
+    }
+
+    #[test]
+    fn groups_and_aggregate_results_round_trip() {
+        let mut buf = Vec::new();
+        put_u32(&mut buf, 2);
+        put_group_head(&mut buf, b"a", None, 2);
+        put_record(&mut buf, 1, Some(b"a"), Some(b"1"), core::iter::empty());
+        put_record(&mut buf, 2, Some(b"a"), None, core::iter::empty());
+        put_group_head(&mut buf, b"", Some(b""), 1);
+        put_record(&mut buf, 3, Some(b""), Some(b"3"), core::iter::empty());
+        let mut r = Reader::new(&buf);
+        assert_eq!(r.u32("count").unwrap(), 2);
+        let a = r.group().unwrap();
+        assert_eq!(
+            (a.key, a.accumulator, a.records.len()),
+            (&b"a"[..], None, 2)
+        );
+        let ts: Vec<_> = a.records.iter().map(|x| (x.timestamp, x.value)).collect();
+        assert_eq!(ts, vec![(1, Some(&b"1"[..])), (2, None)]);
+        let b = r.group().unwrap();
+        assert_eq!((b.key, b.accumulator), (&b""[..], Some(&b""[..])));
+        assert!(r.is_at_end());
+
+        let mut out = Vec::new();
+        put_u32(&mut out, 4);
+        put_accumulator(&mut out, Some(b"{}"));
+        put_accumulator(&mut out, None);
+        put_error(&mut out, true, "bad");
+        put_error(&mut out, false, "bug");
+        let mut results = ResultsReader::new(&out, 4).unwrap();
+        let got: Vec<_> = core::iter::from_fn(|| results.next_aggregate_result())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                AggregateResultView::Accumulator(Some(b"{}")),
+                AggregateResultView::Accumulator(None),
+                AggregateResultView::Poison("bad"),
+                AggregateResultView::Failed("bug"),
+            ]
+        );
+        results.finish().unwrap();
+
+        let mut pairs = Vec::new();
+        put_pair(&mut pairs, b"k", b"l", b"r");
+        let pair = Reader::new(&pairs).pair().unwrap();
+        assert_eq!(
+            (pair.key, pair.left, pair.right),
+            (&b"k"[..], &b"l"[..], &b"r"[..])
+        );
+    }
+
+    #[test]
+    fn a_group_needs_a_key_and_a_record() {
+        let mut absent_key = Vec::new();
+        put_u32(&mut absent_key, ABSENT);
+        assert_eq!(
+            Reader::new(&absent_key).group().unwrap_err().expected,
+            "group key"
+        );
+        let mut empty = Vec::new();
+        put_group_head(&mut empty, b"k", None, 0);
+        assert_eq!(
+            Reader::new(&empty).group().unwrap_err(),
+            DecodeError {
+                offset: 9,
+                expected: "at least one record in a group"
+            }
+        );
+        // Tag 1 (FORWARD) means nothing to an aggregator.
+        assert_eq!(
+            Reader::new(&[1u8, 0, 0, 0, 0])
+                .aggregate_result()
+                .unwrap_err()
+                .offset,
+            0
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use weir_packed::{
-    DecodeError, EmitWriter, Reader, RecordView, ResultView, ResultsReader, put_error, put_forward,
-    put_record, put_u32,
+    AggregateResultView, DecodeError, EmitWriter, Reader, RecordView, ResultView, ResultsReader,
+    put_accumulator, put_error, put_forward, put_group_head, put_pair, put_record, put_u32,
 };
 
 fn vectors() -> PathBuf {
@@ -246,6 +246,137 @@ fn results_read_encode_or_are_refused_as_the_index_says() {
     }
     assert!(
         well_formed >= 10 && malformed >= 8,
+        "{well_formed} well formed, {malformed} malformed"
+    );
+}
+
+/// The aggregator world's vectors (`index.json`, key `aggregate`): every
+/// `add` and `merge` batch reads as its groups or pairs and encodes back to
+/// the same bytes; every result reads (and encodes) as `decoded` says, or is
+/// refused where `host.malformed` says.
+#[test]
+fn aggregate_vectors_read_encode_or_are_refused_as_the_index_says() {
+    let index = index();
+    let agg = &index["aggregate"];
+    for b in agg["batches"].as_array().unwrap() {
+        let name = b["name"].as_str().unwrap();
+        let bytes = hex_file(b["file"].as_str().unwrap());
+        let mut reader = Reader::new(&bytes);
+        let mut encoded = Vec::new();
+        let count = reader.u32("count").unwrap() as usize;
+        if b["call"] == "merge" {
+            let pairs = b["pairs"].as_array().unwrap();
+            assert_eq!(count, pairs.len(), "{name}");
+            put_u32(&mut encoded, count as u32);
+            for p in pairs {
+                let pair = reader.pair().unwrap();
+                let (key, left, right) = (pair.key, pair.left, pair.right);
+                let want = |f: &str| bytes_of(&p[f]).unwrap();
+                assert_eq!(
+                    (key.to_vec(), left.to_vec(), right.to_vec()),
+                    (want("key"), want("left"), want("right")),
+                    "{name}"
+                );
+                put_pair(&mut encoded, key, left, right);
+            }
+        } else {
+            let groups = b["groups"].as_array().unwrap();
+            assert_eq!(count, groups.len(), "{name}");
+            put_u32(&mut encoded, count as u32);
+            for (i, g) in groups.iter().enumerate() {
+                let view = reader
+                    .group()
+                    .unwrap_or_else(|e| panic!("{name} group {i}: {e}"));
+                assert_eq!(Some(view.key.to_vec()), bytes_of(&g["key"]), "{name} {i}");
+                assert_eq!(
+                    view.accumulator.map(<[u8]>::to_vec),
+                    bytes_of(&g["accumulator"]),
+                    "{name} {i}"
+                );
+                let records = g["records"].as_array().unwrap();
+                assert_eq!(view.records.len(), records.len(), "{name} {i}");
+                put_group_head(
+                    &mut encoded,
+                    view.key,
+                    view.accumulator,
+                    records.len() as u32,
+                );
+                for (j, (r, want)) in view.records.iter().zip(records).enumerate() {
+                    assert_record(&format!("{name} group {i} record {j}"), &r, want);
+                    put_json_record(&mut encoded, want);
+                }
+            }
+        }
+        assert!(reader.is_at_end(), "{name}: bytes after the last group");
+        assert_eq!(
+            encoded, bytes,
+            "{name}: the Rust encoder writes other bytes"
+        );
+    }
+
+    let (mut well_formed, mut malformed) = (0, 0);
+    for r in agg["results"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        let bytes = hex_file(r["file"].as_str().unwrap());
+        let records = r["records"].as_u64().unwrap() as usize;
+        let read = || -> Result<Vec<AggregateResultView<'_>>, DecodeError> {
+            let mut results = ResultsReader::new(&bytes, records)?;
+            let mut out = Vec::new();
+            while let Some(r) = results.next_aggregate_result() {
+                out.push(r?);
+            }
+            results.finish()?;
+            Ok(out)
+        };
+        match r["decoded"].as_array() {
+            Some(decoded) => {
+                well_formed += 1;
+                let got = read().unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(got.len(), decoded.len(), "{name}");
+                let mut encoded = Vec::new();
+                put_u32(&mut encoded, decoded.len() as u32);
+                for (i, (g, w)) in got.iter().zip(decoded).enumerate() {
+                    match g {
+                        AggregateResultView::Accumulator(a) => {
+                            let want = bytes_of(&w["accumulator"]);
+                            assert!(w.get("accumulator").is_some(), "{name} {i}: {w}");
+                            assert_eq!(a.map(<[u8]>::to_vec), want, "{name} {i}");
+                            put_accumulator(&mut encoded, *a);
+                        }
+                        AggregateResultView::Poison(m) => {
+                            assert_eq!(Some(*m), w["poison"].as_str(), "{name} {i}");
+                            put_error(&mut encoded, true, m);
+                        }
+                        AggregateResultView::Failed(m) => {
+                            assert_eq!(Some(*m), w["failed"].as_str(), "{name} {i}");
+                            put_error(&mut encoded, false, m);
+                        }
+                    }
+                }
+                assert_eq!(
+                    encoded, bytes,
+                    "{name}: the Rust encoder writes other bytes"
+                );
+            }
+            None => {
+                malformed += 1;
+                let want = &r["host"]["malformed"];
+                let err = read().expect_err(name);
+                assert_eq!(
+                    Some(err.offset as u64),
+                    want["offset"].as_u64(),
+                    "{name}: {err}"
+                );
+                assert_eq!(
+                    Some(err.expected),
+                    want["expected"].as_str(),
+                    "{name}: {err}"
+                );
+            }
+        }
+    }
+    assert!(
+        well_formed >= 4 && malformed >= 4,
         "{well_formed} well formed, {malformed} malformed"
     );
 }
