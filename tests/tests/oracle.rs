@@ -1,0 +1,300 @@
+//! The differential suite (issue 13, item 10): weir's group-by and built-in
+//! aggregations against Kafka Streams on the same generated input.
+//!
+//! For each seed, tests/oracle/generate.py writes an input; every case (each
+//! aggregation, grouped by the existing key and re-keyed by a field) runs in
+//! the Kafka Streams oracle (tests/oracle, all cases in one JVM) and in
+//! `weir run` twice: with one partition, compared record for record, and
+//! with four, compared per key (tests/src/oracle.rs). `ORACLE_SEEDS=N` and
+//! `ORACLE_RECORDS=N` run more (tests/oracle/README.md); needs Java 17+,
+//! Maven and Python 3 (scripts/setup installs them).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weir_tests::oracle::{self, PerKey};
+use weir_tests::{cache_dir, repo, weir_bin};
+
+/// The group-by fields, one per scalar type (generate.py): a seed re-keys by
+/// `GROUP_FIELDS[seed % 5]`, so every type is covered by every 5 seeds.
+const GROUP_FIELDS: [&str; 5] = ["category", "region", "vip", "score", "user.id"];
+
+/// Key pools: few keys (long runs per key), some, many (mostly first updates).
+const KEY_POOLS: [u32; 3] = [5, 50, 500];
+
+/// Stops running cases after this many failures (one broken feature fails
+/// every case; the first ones say why).
+const MAX_FAILURES: usize = 12;
+
+/// Every aggregation, as an oracle topology without its `group_by`.
+fn ops() -> Vec<(&'static str, Value)> {
+    vec![
+        ("count", json!({"op": "count"})),
+        ("sum-int", json!({"op": "sum", "field": "amount"})),
+        ("sum-mixed", json!({"op": "sum", "field": "qty"})),
+        ("sum-float", json!({"op": "sum", "field": "price"})),
+        ("min", json!({"op": "min", "field": "price"})),
+        ("max", json!({"op": "max", "field": "amount"})),
+        ("avg", json!({"op": "avg", "field": "amount"})),
+        (
+            "reduce-sum",
+            json!({"op": "reduce", "field": "amount", "reducer": "sum"}),
+        ),
+        (
+            "reduce-max",
+            json!({"op": "reduce", "field": "price", "reducer": "max"}),
+        ),
+        ("latest", json!({"op": "latest"})),
+        (
+            "several",
+            json!({"aggregations": {
+                "event_count": "count",
+                "total_qty": {"sum": "qty"},
+                "avg_price": {"avg": "price"},
+                "low": {"min": "amount"},
+                "high": {"max": "price"},
+            }}),
+        ),
+    ]
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
+        Err(_) => default,
+    }
+}
+
+/// One oracle case and its weir runs.
+struct Case {
+    label: String,
+    dir: PathBuf,
+    topology: Value,
+    input: PathBuf,
+    /// What the run with four partitions can check per key.
+    per_key: PerKey,
+}
+
+impl Case {
+    fn oracle_output(&self) -> PathBuf {
+        self.dir.join("oracle.jsonl")
+    }
+}
+
+/// A weir run of a case: which case, how many partitions.
+struct Run<'a> {
+    case: &'a Case,
+    partitions: u32,
+}
+
+impl Run<'_> {
+    /// Writes the pipeline, runs `weir run` and compares its output with the
+    /// oracle's; the error says what differs or why weir failed.
+    fn check(&self) -> Result<(), String> {
+        let case = self.case;
+        let dir = case.dir.join(format!("p{}", self.partitions));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (pipeline, output) = (dir.join("pipeline.yaml"), dir.join("out.jsonl"));
+        let yaml = oracle::weir_pipeline(&case.topology, &case.input, &output, self.partitions)?;
+        std::fs::write(&pipeline, yaml).unwrap();
+        let out = Command::new(weir_bin())
+            .args(["run", "--quiet"])
+            .arg(&pipeline)
+            .env("WEIR_CACHE_DIR", cache_dir())
+            .output()
+            .expect("cannot run weir");
+        if !out.status.success() {
+            return Err(format!(
+                "weir run {} failed ({}):\n{}",
+                pipeline.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            ));
+        }
+        let expected = oracle::read_records(&case.oracle_output())?;
+        let actual = oracle::read_records(&output)?;
+        let compared = if self.partitions == 1 {
+            oracle::compare_records(&expected, &actual)
+        } else {
+            oracle::compare_per_key(&expected, &actual, case.per_key)
+        };
+        compared.map_err(|d| {
+            format!(
+                "{d}\n  (oracle {}, weir {})",
+                case.oracle_output().display(),
+                output.display()
+            )
+        })
+    }
+}
+
+/// Writes generate.py's input for `seed`.
+fn generate(seed: u64, records: u64, keys: u32, path: &Path) {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/oracle/generate.py"))
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--records",
+            &records.to_string(),
+        ])
+        .args(["--keys", &keys.to_string()])
+        .output()
+        .expect("cannot run python3 (the generator needs Python 3)");
+    assert!(
+        out.status.success(),
+        "generate.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(path, out.stdout).unwrap();
+}
+
+/// Runs every case of the manifest in one oracle JVM.
+fn run_oracle(manifest: &Path) {
+    let out = Command::new(repo().join("tests/oracle/run"))
+        .arg("--manifest")
+        .arg(manifest)
+        .output()
+        .expect("cannot run tests/oracle/run");
+    assert!(
+        out.status.success(),
+        "the Kafka Streams oracle failed ({}); it needs Java 17+ and Maven (scripts/setup installs them):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn weir_aggregates_like_kafka_streams() {
+    let seeds = env_number("ORACLE_SEEDS", 25);
+    let records = env_number("ORACLE_RECORDS", 2000);
+    let tmp = tempfile::Builder::new()
+        .prefix("weir-oracle-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path();
+
+    let started = Instant::now();
+    let mut cases = Vec::new();
+    for seed in 1..=seeds {
+        let input = root.join(format!("in-{seed}.jsonl"));
+        generate(
+            seed,
+            records,
+            KEY_POOLS[seed as usize % KEY_POOLS.len()],
+            &input,
+        );
+        let field = GROUP_FIELDS[seed as usize % GROUP_FIELDS.len()];
+        for (op, base) in ops() {
+            for group_by in [None, Some(field)] {
+                let mut topology = base.clone();
+                topology["group_by"] = group_by.map_or(Value::Null, Value::from);
+                let order_dependent = matches!(op, "reduce-sum" | "reduce-max" | "latest");
+                let per_key = match group_by {
+                    // A key's records stay in one partition, in input order.
+                    None => PerKey::Sequences,
+                    // Re-keyed records of a key come from four upstream partitions.
+                    Some(_) if order_dependent => PerKey::Counts,
+                    Some(_) => PerKey::Finals,
+                };
+                let label = format!("seed {seed} {op} by {}", group_by.unwrap_or("key"));
+                let dir = root.join(format!("{seed}-{op}-{}", group_by.unwrap_or("key")));
+                std::fs::create_dir_all(&dir).unwrap();
+                let topology = oracle::oracle_topology(&topology).unwrap();
+                cases.push(Case {
+                    label,
+                    dir,
+                    topology,
+                    input: input.clone(),
+                    per_key,
+                });
+            }
+        }
+    }
+    let mut manifest = String::new();
+    for case in &cases {
+        let topology = case.dir.join("topology.json");
+        std::fs::write(&topology, case.topology.to_string()).unwrap();
+        manifest += &format!(
+            "{} {} {}\n",
+            topology.display(),
+            case.input.display(),
+            case.oracle_output().display()
+        );
+    }
+    let manifest_path = root.join("manifest");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let generated = started.elapsed();
+
+    let started = Instant::now();
+    run_oracle(&manifest_path);
+    let oracle_time = started.elapsed();
+
+    // Every case with one partition and with four, on a few threads.
+    let runs: Vec<Run> = cases
+        .iter()
+        .flat_map(|case| [1, 4].map(|partitions| Run { case, partitions }))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let started = Instant::now();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(run) = runs.get(i) else { break };
+                    if failures.lock().unwrap().len() >= MAX_FAILURES {
+                        break;
+                    }
+                    if let Err(why) = run.check() {
+                        let label = format!("{} partitions {}", run.case.label, run.partitions);
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push((i, format!("{label}: {why}")));
+                    }
+                }
+            });
+        }
+    });
+    let weir_time = started.elapsed();
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort(); // in case order, whichever thread ran them
+    let failures: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
+    println!(
+        "differential suite: {seeds} seeds x {records} records, {} cases, {} weir runs; \
+         generator {}, oracle JVM {}, weir {} ({workers} at a time)",
+        cases.len(),
+        runs.len(),
+        secs(generated),
+        secs(oracle_time),
+        secs(weir_time)
+    );
+    if !failures.is_empty() {
+        let kept = tmp.keep();
+        let stopped = if failures.len() >= MAX_FAILURES {
+            format!(" (stopped at {MAX_FAILURES})")
+        } else {
+            String::new()
+        };
+        panic!(
+            "{} of {} weir runs differ from Kafka Streams or failed{stopped}; files kept in {}:\n\n{}",
+            failures.len(),
+            runs.len(),
+            kept.display(),
+            failures.join("\n\n")
+        );
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
