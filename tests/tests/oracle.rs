@@ -134,9 +134,10 @@ impl Run<'_> {
     }
 }
 
-/// Writes generate.py's input for `seed`.
-fn generate(seed: u64, records: u64, keys: u32, path: &Path) {
-    let out = Command::new("python3")
+/// Starts generate.py writing the input of `seed` to `path` (the seeds' inputs
+/// are generated side by side).
+fn generate(seed: u64, records: u64, keys: u32, path: &Path) -> std::process::Child {
+    Command::new("python3")
         .arg(repo().join("tests/oracle/generate.py"))
         .args([
             "--seed",
@@ -145,14 +146,9 @@ fn generate(seed: u64, records: u64, keys: u32, path: &Path) {
             &records.to_string(),
         ])
         .args(["--keys", &keys.to_string()])
-        .output()
-        .expect("cannot run python3 (the generator needs Python 3)");
-    assert!(
-        out.status.success(),
-        "generate.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(path, out.stdout).unwrap();
+        .stdout(std::fs::File::create(path).unwrap())
+        .spawn()
+        .expect("cannot run python3 (the generator needs Python 3)")
 }
 
 /// Runs every case of the manifest in one oracle JVM.
@@ -181,15 +177,19 @@ fn weir_aggregates_like_kafka_streams() {
     let root = tmp.path();
 
     let started = Instant::now();
+    let input = |seed: u64| root.join(format!("in-{seed}.jsonl"));
+    let generators: Vec<_> = (1..=seeds)
+        .map(|seed| {
+            let keys = KEY_POOLS[seed as usize % KEY_POOLS.len()];
+            generate(seed, records, keys, &input(seed))
+        })
+        .collect();
+    for mut g in generators {
+        assert!(g.wait().unwrap().success(), "generate.py failed");
+    }
     let mut cases = Vec::new();
     for seed in 1..=seeds {
-        let input = root.join(format!("in-{seed}.jsonl"));
-        generate(
-            seed,
-            records,
-            KEY_POOLS[seed as usize % KEY_POOLS.len()],
-            &input,
-        );
+        let input = input(seed);
         let field = GROUP_FIELDS[seed as usize % GROUP_FIELDS.len()];
         for (op, base) in ops() {
             for group_by in [None, Some(field)] {

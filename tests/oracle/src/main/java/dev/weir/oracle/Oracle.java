@@ -12,6 +12,8 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Properties;
 import java.util.Set;
 import org.apache.kafka.common.serialization.Deserializer;
@@ -67,6 +69,29 @@ public final class Oracle {
         }
     }
 
+    /** The last input read: consecutive cases of a manifest usually share their input. */
+    static Path lastInputPath;
+    static List<TestRecord<String, JsonNode>> lastInput;
+
+    /** The records of an input file (JSON lines; blank lines skipped), read once for consecutive cases. */
+    static List<TestRecord<String, JsonNode>> input(Path path) throws IOException {
+        if (path.equals(lastInputPath)) return lastInput;
+        List<TestRecord<String, JsonNode>> records = new ArrayList<>();
+        try (BufferedReader r = Files.newBufferedReader(path, StandardCharsets.UTF_8)) {
+            for (String line; (line = r.readLine()) != null; ) {
+                if (line.isBlank()) continue;
+                JsonNode rec = JSON.readTree(line);
+                JsonNode k = rec.get("key"), v = rec.get("value");
+                // The driver serializes what it is given, so cases never share these nodes' state.
+                records.add(new TestRecord<>(k == null || k.isNull() ? null : k.asText(),
+                        v == null || v.isNull() ? null : v, java.time.Instant.ofEpochMilli(rec.get("timestamp").asLong())));
+            }
+        }
+        lastInputPath = path;
+        lastInput = records;
+        return records;
+    }
+
     /** A case: one fresh TopologyTestDriver, input piped in file order, output written in emission order. */
     static void runCase(Path topologyPath, Path inputPath, String outputPath) throws IOException {
         JsonNode topology = JSON.readTree(topologyPath.toFile());
@@ -79,15 +104,8 @@ public final class Oracle {
                     "input", Serdes.String().serializer(), JSON_SERDE.serializer());
             TestOutputTopic<String, JsonNode> out = driver.createOutputTopic(
                     "output", Serdes.String().deserializer(), JSON_SERDE.deserializer());
-            try (BufferedReader r = Files.newBufferedReader(inputPath, StandardCharsets.UTF_8)) {
-                for (String line; (line = r.readLine()) != null; ) {
-                    if (line.isBlank()) continue;
-                    JsonNode rec = JSON.readTree(line);
-                    JsonNode k = rec.get("key"), v = rec.get("value");
-                    in.pipeInput(k == null || k.isNull() ? null : k.asText(),
-                            v == null || v.isNull() ? null : v, rec.get("timestamp").asLong());
-                }
-            }
+            for (TestRecord<String, JsonNode> rec : input(inputPath))
+                in.pipeInput(rec.key(), rec.value(), rec.timestamp());
             boolean stdout = outputPath.equals("-");
             OutputStream os = stdout ? System.out : Files.newOutputStream(Path.of(outputPath));
             PrintStream ps = new PrintStream(os, false, StandardCharsets.UTF_8);
