@@ -295,6 +295,18 @@ fn yaml(v: impl Into<Value>) -> String {
     v.into().to_string()
 }
 
+/// Where a weir run of a case reads, writes and keeps its state.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFiles<'a> {
+    /// The generated input (JSON lines of envelopes).
+    pub input: &'a Path,
+    /// The file sink's output (JSON lines of envelopes).
+    pub output: &'a Path,
+    /// The run's state directory: its own, so runs side by side never
+    /// share (and lock) one.
+    pub state: &'a Path,
+}
+
 /// The weir pipeline (YAML, design-i13.md's syntax) of an oracle topology:
 /// `input` (a file of envelopes, string keys, JSON values) -> `group-by`
 /// (by the `group_by` field, or by the existing key when it is null) ->
@@ -306,8 +318,7 @@ fn yaml(v: impl Into<Value>) -> String {
 /// silently; null keys and values are dropped by both aggregates.
 pub fn weir_pipeline(
     topology: &Value,
-    input: &Path,
-    output: &Path,
+    files: &RunFiles,
     partitions: u32,
 ) -> Result<String, String> {
     let topology = oracle_topology(topology)?;
@@ -355,6 +366,7 @@ pub fn weir_pipeline(
          # {topology}\n\
          name: oracle-case\n\
          partitions: {partitions}\n\
+         state: {{ dir: {state} }}\n\
          error-policy: skip\n\
          sources:\n  \
            input: {{ kind: file, path: {input}, format: envelope, key-format: string, value-format: json }}\n\
@@ -368,8 +380,9 @@ pub fn weir_pipeline(
          {aggregate}\
          sinks:\n  \
            output: {{ kind: file, path: {output}, format: envelope }}\n",
-        input = path(input),
-        output = path(output),
+        input = path(files.input),
+        output = path(files.output),
+        state = path(files.state),
     ))
 }
 
@@ -568,12 +581,17 @@ mod tests {
 
     #[test]
     fn pipelines_read_like_the_design() {
-        let (i, o) = (Path::new("/t/in.jsonl"), Path::new("/t/out.jsonl"));
+        let files = RunFiles {
+            input: Path::new("/t/in.jsonl"),
+            output: Path::new("/t/out.jsonl"),
+            state: Path::new("/t/state"),
+        };
         let t = json!({"op": "sum", "group_by": "user.id", "field": "amount"});
-        let yaml = weir_pipeline(&t, i, o, 4).unwrap();
+        let yaml = weir_pipeline(&t, &files, 4).unwrap();
         for line in [
             "partitions: 4\n",
             "error-policy: skip\n",
+            "state: { dir: \"/t/state\" }\n",
             "  input: { kind: file, path: \"/t/in.jsonl\", format: envelope, key-format: string, value-format: json }\n",
             "  - name: group\n    kind: group-by\n    key: { field: \"user.id\" }\n",
             "  - name: agg\n    kind: aggregate\n    id: agg\n    aggregations:\n      \"sum\": { sum: \"amount\" }\n",
@@ -581,7 +599,7 @@ mod tests {
         ] {
             assert!(yaml.contains(line), "no {line:?} in\n{yaml}");
         }
-        let by_key = weir_pipeline(&json!({"op": "count", "group_by": null}), i, o, 1).unwrap();
+        let by_key = weir_pipeline(&json!({"op": "count", "group_by": null}), &files, 1).unwrap();
         assert!(
             by_key.contains("    kind: group-by\n  - name: agg\n"),
             "{by_key}"
@@ -589,21 +607,21 @@ mod tests {
         assert!(by_key.contains("      \"count\": count\n"), "{by_key}");
         let reduce = json!({"op": "reduce", "group_by": "vip", "field": "price", "reducer": "max"});
         assert!(
-            weir_pipeline(&reduce, i, o, 1)
+            weir_pipeline(&reduce, &files, 1)
                 .unwrap()
                 .contains("    reduce: { max: \"price\" }\n")
         );
-        let latest = weir_pipeline(&json!({"op": "latest"}), i, o, 1).unwrap();
+        let latest = weir_pipeline(&json!({"op": "latest"}), &files, 1).unwrap();
         assert!(latest.contains("    reduce: latest\n"), "{latest}");
         // serde_json's maps keep their keys sorted (no `preserve_order`): the
         // aggregations come in name order, the same on both sides.
         let multi =
             json!({"group_by": "region", "aggregations": {"n": "count", "m": {"avg": "qty"}}});
-        let yaml = weir_pipeline(&multi, i, o, 1).unwrap();
+        let yaml = weir_pipeline(&multi, &files, 1).unwrap();
         assert!(
             yaml.contains("    aggregations:\n      \"m\": { avg: \"qty\" }\n      \"n\": count\n"),
             "{yaml}"
         );
-        assert!(weir_pipeline(&json!({"op": "median", "field": "x"}), i, o, 1).is_err());
+        assert!(weir_pipeline(&json!({"op": "median", "field": "x"}), &files, 1).is_err());
     }
 }
