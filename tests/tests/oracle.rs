@@ -9,6 +9,7 @@
 //! `ORACLE_RECORDS=N` run more (tests/oracle/README.md); needs Java 17+,
 //! Maven and Python 3 (scripts/setup installs them).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -26,9 +27,13 @@ const GROUP_FIELDS: [&str; 5] = ["category", "region", "vip", "score", "user.id"
 /// Key pools: few keys (long runs per key), some, many (mostly first updates).
 const KEY_POOLS: [u32; 3] = [5, 50, 500];
 
-/// Stops running cases after this many failures (one broken feature fails
-/// every case; the first ones say why).
-const MAX_FAILURES: usize = 12;
+/// How many failing runs are shown in full: the first of each kind of case
+/// (op, grouping, partitions), up to this many; the others are counted.
+const SHOWN_FAILURES: usize = 12;
+
+/// A weir run of 2,000 records takes well under a second; one that takes
+/// this long hangs, and is killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Every aggregation, as an oracle topology without its `group_by`.
 fn ops() -> Vec<(&'static str, Value)> {
@@ -74,6 +79,8 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// One oracle case and its weir runs.
 struct Case {
     label: String,
+    /// The kind of case, without the seed: `sum-int by key`, `count by field`.
+    kind: String,
     dir: PathBuf,
     topology: Value,
     input: PathBuf,
@@ -108,20 +115,40 @@ impl Run<'_> {
         };
         let yaml = oracle::weir_pipeline(&case.topology, &files, self.partitions)?;
         std::fs::write(&pipeline, yaml).unwrap();
-        let out = Command::new(weir_bin())
+        let log = dir.join("weir.log");
+        let mut child = Command::new(weir_bin())
             .args(["run", "--quiet"])
             .arg(&pipeline)
             .env("WEIR_CACHE_DIR", cache_dir())
-            .output()
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
             .expect("cannot run weir");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > RUN_TIMEOUT {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         // The state is not needed to explain a difference, and 1,100 runs' worth is not small.
         let _ = std::fs::remove_dir_all(files.state);
-        if !out.status.success() {
+        let failed = match status {
+            Some(s) if s.success() => None,
+            Some(s) => Some(s.to_string()),
+            None => Some(format!("killed after {}", secs(RUN_TIMEOUT))),
+        };
+        if let Some(why) = failed {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(format!(
-                "weir run {} failed ({}):\n{}",
+                "weir run {} failed ({why}):\n{}",
                 pipeline.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim_end()
+                log.trim_end()
             ));
         }
         let expected = oracle::read_records(&case.oracle_output())?;
@@ -214,11 +241,13 @@ fn weir_aggregates_like_kafka_streams() {
                     Some(_) => PerKey::Finals,
                 };
                 let label = format!("seed {seed} {op} by {}", group_by.unwrap_or("key"));
+                let kind = format!("{op} by {}", group_by.map_or("key", |_| "field"));
                 let dir = root.join(format!("{seed}-{op}-{}", group_by.unwrap_or("key")));
                 std::fs::create_dir_all(&dir).unwrap();
                 let topology = oracle::oracle_topology(&topology).unwrap();
                 cases.push(Case {
                     label,
+                    kind,
                     dir,
                     topology,
                     input: input.clone(),
@@ -258,27 +287,15 @@ fn weir_aggregates_like_kafka_streams() {
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(run) = runs.get(i) else { break };
-                    if failures.lock().unwrap().len() >= MAX_FAILURES {
-                        break;
-                    }
+                while let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if let Err(why) = run.check() {
-                        let label = format!("{} partitions {}", run.case.label, run.partitions);
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push((i, format!("{label}: {why}")));
+                        failures.lock().unwrap().push((run, why));
                     }
                 }
             });
         }
     });
     let weir_time = started.elapsed();
-    let mut failures = failures.into_inner().unwrap();
-    failures.sort(); // in case order, whichever thread ran them
-    let failures: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
     println!(
         "differential suite: {seeds} seeds x {records} records, {} cases, {} weir runs; \
          generator {}, oracle JVM {}, weir {} ({workers} at a time)",
@@ -288,21 +305,41 @@ fn weir_aggregates_like_kafka_streams() {
         secs(oracle_time),
         secs(weir_time)
     );
-    if !failures.is_empty() {
-        let kept = tmp.keep();
-        let stopped = if failures.len() >= MAX_FAILURES {
-            format!(" (stopped at {MAX_FAILURES})")
-        } else {
-            String::new()
-        };
-        panic!(
-            "{} of {} weir runs differ from Kafka Streams or failed{stopped}; files kept in {}:\n\n{}",
-            failures.len(),
-            runs.len(),
-            kept.display(),
-            failures.join("\n\n")
-        );
+    let mut failures = failures.into_inner().unwrap();
+    if failures.is_empty() {
+        return;
     }
+    // In case order, whichever thread ran them; then per kind of case.
+    let index = |r: &Run| runs.iter().position(|x| std::ptr::eq(x, r)).unwrap();
+    failures.sort_by_key(|(r, _)| index(r));
+    let mut tally: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    let mut shown = Vec::new();
+    for (run, why) in &failures {
+        let n = tally
+            .entry((run.case.kind.clone(), run.partitions))
+            .or_default();
+        if *n == 0 && shown.len() < SHOWN_FAILURES {
+            shown.push(format!(
+                "{} partitions {}: {why}",
+                run.case.label, run.partitions
+            ));
+        }
+        *n += 1;
+    }
+    let tally: Vec<String> = tally
+        .iter()
+        .map(|((kind, p), n)| format!("  {kind}, {p} partition(s): {n} of {seeds} seeds"))
+        .collect();
+    let kept = tmp.keep();
+    panic!(
+        "{} of {} weir runs differ from Kafka Streams or failed; files kept in {}\n\
+         by kind of case:\n{}\n\nthe first of each kind:\n\n{}",
+        failures.len(),
+        runs.len(),
+        kept.display(),
+        tally.join("\n"),
+        shown.join("\n\n")
+    );
 }
 
 fn secs(d: Duration) -> String {
