@@ -18,6 +18,9 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Records skipped by the `skip` policy.
     pub skipped: AtomicU64,
+    /// Records a step dropped as Kafka Streams does: an aggregation's
+    /// records with a null key or a null value.
+    pub dropped: AtomicU64,
     /// Plugin instances replaced after a trap, timeout or memory bomb.
     pub restarts: AtomicU64,
     /// Records read but left unprocessed because the run was interrupted
@@ -46,6 +49,7 @@ pub struct Snapshot {
     pub records_out: u64,
     pub dead_lettered: u64,
     pub skipped: u64,
+    pub dropped: u64,
     pub restarts: u64,
     pub not_processed: u64,
 }
@@ -59,6 +63,7 @@ impl Metrics {
             records_out: get(&self.records_out),
             dead_lettered: get(&self.dead_lettered),
             skipped: get(&self.skipped),
+            dropped: get(&self.dropped),
             restarts: get(&self.restarts),
             not_processed: get(&self.not_processed),
         }

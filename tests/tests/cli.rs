@@ -63,7 +63,7 @@ fn unknown_step_kind() {
         &GOOD.replace("kind: filter", "kind: flter"),
         &[],
         Some(7),
-        "step `big`: `kind` is `flter`, not one of filter | map | flat-map | branch | select-key | repartition; did you mean `filter`?",
+        "step `big`: `kind` is `flter`, not one of filter | map | flat-map | branch | select-key | repartition | group-by | aggregate; did you mean `filter`?",
     );
 }
 

@@ -45,7 +45,7 @@ impl FieldPath {
     /// The span of the field's value in `json`; `None` when it is absent
     /// (or an object on the way is not one). `Err` when `json` is not a
     /// JSON object.
-    fn find(&self, json: &[u8]) -> Result<Option<Range<usize>>, String> {
+    pub(crate) fn find(&self, json: &[u8]) -> Result<Option<Range<usize>>, String> {
         let mut at = 0..json.len();
         let mut s = Scanner::new(json);
         s.skip_ws();

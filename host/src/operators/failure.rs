@@ -48,6 +48,9 @@ pub enum FailureKind {
     Decode,
     /// The record cannot be written in the sink's format.
     Encode,
+    /// A field a host-native step needs (a group-by key, an aggregated
+    /// number) is missing or of the wrong type, or a sum overflows.
+    Field,
 }
 
 impl FailureKind {
@@ -62,6 +65,7 @@ impl FailureKind {
             FailureKind::Contract => "contract",
             FailureKind::Decode => "decode",
             FailureKind::Encode => "encode",
+            FailureKind::Field => "field",
         }
     }
 }

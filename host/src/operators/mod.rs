@@ -9,8 +9,10 @@
 //! (`wit/README.md`). [`failure`] describes a failed record for the error
 //! policy and the dead-letter sink.
 
+pub mod aggregate;
 mod contract;
 pub mod failure;
+pub mod group_by;
 pub mod operator;
 pub mod plugin_step;
 pub mod versioned;

@@ -18,13 +18,25 @@ use crate::record::Record;
 pub struct StepOutput {
     pub emitted: Vec<Emitted>,
     pub failures: Vec<Failure>,
+    /// Records the step cannot take and drops, as Kafka Streams does (an
+    /// aggregation's null key or tombstone): counted and logged by the
+    /// task, not a failure.
+    pub dropped: Vec<Dropped>,
 }
 
 impl StepOutput {
     pub fn clear(&mut self) {
         self.emitted.clear();
         self.failures.clear();
+        self.dropped.clear();
     }
+}
+
+/// A record a step dropped, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Dropped {
+    pub input: u32,
+    pub reason: &'static str,
 }
 
 /// One output record and the input it came from.
@@ -67,6 +79,10 @@ pub enum StartError {
     /// [`crate::plugin::Interrupter`]): the batch is not processed.
     #[error("step `{step}`: plugin call interrupted, the run is stopping")]
     Interrupted { step: String },
+    /// A step weir runs itself could not start (its state store would not
+    /// open, say).
+    #[error("step `{step}`: {message}")]
+    Setup { step: String, message: String },
     #[error("step `{step}`: a {kind} step has one output port, but the plugin declares {ports:?}")]
     Ports {
         step: String,
@@ -368,8 +384,10 @@ fn contract_kind(kind: StepKind) -> Option<Kind> {
         StepKind::Map => Kind::Map,
         StepKind::FlatMap => Kind::FlatMap,
         StepKind::Branch => Kind::Branch,
-        StepKind::SelectKey => Kind::SelectKey,
-        StepKind::Repartition => return None,
+        // A group-by's plugin gives each record its key, as select-key.
+        StepKind::SelectKey | StepKind::GroupBy => Kind::SelectKey,
+        // An aggregate's plugin is an aggregator, not a transform.
+        StepKind::Repartition | StepKind::Aggregate => return None,
     })
 }
 

@@ -84,6 +84,16 @@ pub enum StepKind {
     /// Streams' `repartition()`): what follows runs in another
     /// sub-topology. Runs in the host; no plugin.
     Repartition,
+    /// Groups records by a key for the aggregations after it (Kafka
+    /// Streams' `groupBy` / `groupByKey`): by a field of the value (in the
+    /// host), by a select-key plugin, or by the key records have. Moves
+    /// them to their key's partition when the key may have changed.
+    GroupBy,
+    /// Folds each key's records into a value kept in a state store and
+    /// emits the new value on every update (Kafka Streams' `count`,
+    /// `aggregate`, `reduce`): built-in aggregations run in the host, an
+    /// aggregator plugin runs custom ones.
+    Aggregate,
 }
 
 impl StepKind {
@@ -95,13 +105,85 @@ impl StepKind {
             StepKind::Branch => "branch",
             StepKind::SelectKey => "select-key",
             StepKind::Repartition => "repartition",
+            StepKind::GroupBy => "group-by",
+            StepKind::Aggregate => "aggregate",
         }
     }
 
-    /// Whether the host runs this step itself, without a plugin.
+    /// Whether a step of this kind never runs a plugin.
     pub fn is_host_native(self) -> bool {
         self == StepKind::Repartition
     }
+
+    /// Whether a step of this kind may run in the host or run a plugin,
+    /// as the file says.
+    pub fn plugin_optional(self) -> bool {
+        matches!(self, StepKind::GroupBy | StepKind::Aggregate)
+    }
+
+    /// Whether its outputs may carry other keys than its inputs (Kafka
+    /// Streams marks such a stream for repartitioning before grouping).
+    pub fn may_change_key(self) -> bool {
+        matches!(
+            self,
+            StepKind::Map | StepKind::FlatMap | StepKind::SelectKey | StepKind::GroupBy
+        )
+    }
+}
+
+/// When an aggregation passes its updated values on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Emit {
+    /// Every update, one output per input record (Kafka Streams with
+    /// record caches off).
+    #[default]
+    EveryUpdate,
+    /// At most one update per key per commit: the latest (Kafka Streams'
+    /// default, with caching).
+    OnCommit,
+}
+
+/// What a `group-by` groups by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupKey {
+    /// The key records have (`groupByKey`).
+    Existing,
+    /// A field of the JSON value: a string's text, else the scalar's JSON.
+    Field(FieldPath),
+    /// The key the step's select-key plugin gives.
+    Plugin,
+}
+
+/// One built-in aggregation of an `aggregate` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AggOp {
+    Count,
+    Sum(FieldPath),
+    Min(FieldPath),
+    Max(FieldPath),
+    Avg(FieldPath),
+}
+
+/// What a reduction keeps: the newest value, or the newest value with one
+/// numeric field replaced by the running sum, minimum or maximum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reduce {
+    Latest,
+    Sum(FieldPath),
+    Min(FieldPath),
+    Max(FieldPath),
+}
+
+/// How an `aggregate` step folds records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aggregation {
+    /// Named built-in aggregations; the value is an object with one field
+    /// per name, in the order written.
+    Builtin(Vec<(String, AggOp)>),
+    Reduce(Reduce),
+    /// The step's aggregator plugin.
+    Plugin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -249,6 +331,17 @@ pub struct Step {
     pub error_policy: ErrorPolicy,
     pub inputs: Vec<Input>,
     pub loc: Loc,
+    /// A `group-by`'s key.
+    pub group_key: Option<GroupKey>,
+    /// An `aggregate`'s fold.
+    pub aggregation: Option<Aggregation>,
+    pub emit: Emit,
+    /// A map or flat-map that declares it keeps every key (checked per
+    /// record).
+    pub keeps_key: bool,
+    /// Its outputs move to the task of their key's partition: a
+    /// `repartition`, or a `group-by` whose key may have changed.
+    pub repartitions: bool,
 }
 
 #[derive(Debug, Clone)]

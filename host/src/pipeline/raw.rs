@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::{
-    ErrorPolicy, Format, LineFormat, Provenance, SinkKind, SinkMode, SourceKind, StepKind,
+    Emit, ErrorPolicy, Format, LineFormat, Provenance, SinkKind, SinkMode, SourceKind, StepKind,
 };
 use crate::codec::extract::TimeUnit;
 
@@ -110,6 +110,17 @@ pub struct RawStep {
     pub config: Option<serde_json::Value>,
     pub limits: Option<RawLimits>,
     pub error_policy: Option<ErrorPolicy>,
+    /// `group-by`: `key: { field: category }` (else the plugin's or the
+    /// existing key).
+    pub key: Option<Spanned<RawKeyField>>,
+    /// `aggregate`: `{ event_count: count, total: { sum: amount } }`.
+    pub aggregations: Option<Spanned<RawAggregations>>,
+    /// `aggregate`: `latest` or `{ sum: amount }`.
+    pub reduce: Option<Spanned<RawAggOp>>,
+    pub emit: Option<Spanned<Emit>>,
+    /// A key-changing step (map, flat-map) that leaves every key as it was:
+    /// a later `group-by` by the existing key then need not repartition.
+    pub keeps_key: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,5 +238,72 @@ impl<'de> Deserialize<'de> for Quantity {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// An aggregation or a reduction as written: `count`, `latest`, or a
+/// one-entry mapping `{ sum: amount }` (the field a dotted path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAggOp {
+    pub op: String,
+    pub field: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawAggOp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAggOp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a word such as `count`, or a mapping such as `{ sum: FIELD }`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAggOp, E> {
+                Ok(RawAggOp {
+                    op: s.to_string(),
+                    field: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAggOp, A::Error> {
+                let Some((op, field)) = map.next_entry::<String, String>()? else {
+                    return Err(de::Error::custom(
+                        "an empty mapping; write one operation, such as `{ sum: FIELD }`",
+                    ));
+                };
+                if let Some((other, _)) = map.next_entry::<String, de::IgnoredAny>()? {
+                    return Err(de::Error::custom(format!(
+                        "`{op}` and `{other}` in one mapping; write one operation per name"
+                    )));
+                }
+                Ok(RawAggOp {
+                    op,
+                    field: Some(field),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aggregations:` in the order written (it is the output's field order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAggregations(pub Vec<(String, Spanned<RawAggOp>)>);
+
+impl<'de> Deserialize<'de> for RawAggregations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAggregations;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of output field names to aggregations (`count`, `{ sum: FIELD }`, ...)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAggregations, A::Error> {
+                let mut all = Vec::new();
+                while let Some((name, op)) = map.next_entry::<String, Spanned<RawAggOp>>()? {
+                    all.push((name, op));
+                }
+                Ok(RawAggregations(all))
+            }
+        }
+        d.deserialize_map(V)
     }
 }

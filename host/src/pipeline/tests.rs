@@ -469,7 +469,7 @@ sinks:
             "/nonexistent/p.yaml:13:5: step `big` has no field `plugn`; did you mean `plugin`?",
             "/nonexistent/p.yaml:14:15: step `big`, `limits` has no field `memroy`; did you mean `memory`?",
             "/nonexistent/p.yaml:15:5: step 2 needs `name` (text)",
-            "/nonexistent/p.yaml:15:11: step 2: `kind` is `mapp`, not one of filter | map | flat-map | branch | select-key | repartition; did you mean `map`?",
+            "/nonexistent/p.yaml:15:11: step 2: `kind` is `mapp`, not one of filter | map | flat-map | branch | select-key | repartition | group-by | aggregate; did you mean `map`?",
             "/nonexistent/p.yaml:17:3: sink `out` is empty: it must be a mapping with kind, path, topic, create, from, key-format, value-format, format, mode; if `kind` below belongs to it, indent it under `out`",
             "/nonexistent/p.yaml:18:9: sink `kind` must be a mapping with kind, path, topic, create, from, key-format, value-format, format, mode, not text `stdout`; `kind` is a field of a sink: indent it under `out`",
         ]
@@ -596,4 +596,109 @@ fn step_ids_must_name_topics_and_be_unique() {
     )
     .unwrap();
     assert_eq!(ok.steps[0].id.as_deref(), Some("by-user.v2_x"));
+}
+
+const STATS: &str = "\
+sources:
+  e: { kind: stdin, format: json, key: { field: user } }
+steps:
+  - { name: by-cat, kind: group-by, key: { field: cat.name } }
+  - name: stats
+    kind: aggregate
+    id: cat-stats
+    aggregations: { n: count, total: { sum: amount }, avg: { avg: amount }, lo: { min: amount }, hi: { max: amount } }
+sinks:
+  o: { kind: stdout }
+";
+
+#[test]
+fn group_by_and_aggregate_read_like_the_kafka_streams_dsl() {
+    let p = parse(STATS).unwrap();
+    let path = |s: &str| FieldPath::parse(s).unwrap();
+    assert_eq!(
+        p.steps[0].group_key,
+        Some(GroupKey::Field(path("cat.name")))
+    );
+    assert!(p.steps[0].repartitions, "a new key moves records");
+    assert_eq!(p.steps[1].id.as_deref(), Some("cat-stats"));
+    assert_eq!(
+        p.steps[1].aggregation,
+        Some(Aggregation::Builtin(vec![
+            ("n".into(), AggOp::Count),
+            ("total".into(), AggOp::Sum(path("amount"))),
+            ("avg".into(), AggOp::Avg(path("amount"))),
+            ("lo".into(), AggOp::Min(path("amount"))),
+            ("hi".into(), AggOp::Max(path("amount"))),
+        ]))
+    );
+    let reduce = STATS.replace(
+        "aggregations: { n: count, total: { sum: amount }, avg: { avg: amount }, lo: { min: amount }, hi: { max: amount } }",
+        "reduce: latest",
+    );
+    assert_eq!(
+        parse(&reduce).unwrap().steps[1].aggregation,
+        Some(Aggregation::Reduce(Reduce::Latest))
+    );
+}
+
+#[test]
+fn group_by_the_existing_key_repartitions_only_after_a_key_changing_step() {
+    let plugins = format!(
+        "plugins:\n  p: {{ path: {}/Cargo.toml }}\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let pipeline = |before: &str| {
+        format!(
+            "sources:\n  e: {{ kind: stdin }}\n{plugins}steps:\n{before}  - {{ name: g, kind: group-by }}\n  - {{ name: a, kind: aggregate, id: a, aggregations: {{ n: count }} }}\nsinks:\n  o: {{ kind: stdout }}\n"
+        )
+    };
+    let repartitions = |before: &str| {
+        let p = parse(&pipeline(before)).unwrap();
+        p.steps.iter().find(|s| s.name == "g").unwrap().repartitions
+    };
+    assert!(!repartitions(""));
+    assert!(!repartitions("  - { name: f, kind: filter, plugin: p }\n"));
+    assert!(repartitions("  - { name: m, kind: map, plugin: p }\n"));
+    assert!(!repartitions(
+        "  - { name: m, kind: map, plugin: p, keeps-key: true }\n"
+    ));
+    assert!(repartitions(
+        "  - { name: k, kind: select-key, plugin: p }\n  - { name: f, kind: filter, plugin: p }\n"
+    ));
+    // A repartition after the key change puts records where their keys are.
+    assert!(!repartitions(
+        "  - { name: k, kind: select-key, plugin: p }\n  - { name: r, kind: repartition }\n"
+    ));
+}
+
+#[test]
+fn stateful_steps_say_what_is_wrong_where_it_is_written() {
+    let e = errors(
+        "\
+sources:
+  e: { kind: stdin }
+steps:
+  - { name: m, kind: group-by, key: { field: 'a..b' } }
+  - { name: s, kind: aggregate, aggregations: { n: { count: x }, t: total, u: { sum: y }, v: { avg: '' } } }
+  - { name: r, kind: aggregate, id: r, reduce: { avg: x }, aggregations: { n: count } }
+  - { name: f, kind: repartition, from: m, reduce: latest }
+sinks:
+  o: { kind: stdout, from: [s, r, f] }
+",
+    );
+    let want = [
+        ":4:46: step `m`: `a..b` is not a field path",
+        ":5:13: step `s` needs an `id`",
+        ":5:52: step `s`: `count` takes no field",
+        ":5:69: step `s`: an aggregation `total` is not one weir knows; use count | sum | min | max | avg",
+        ":5:94: step `s`: `` is not a field path",
+        ":6:13: aggregate step `r` must read exactly one `group-by` step",
+        ":6:48: step `r` needs exactly one of `aggregations` (built-in), `reduce` or `plugin` (an aggregator); it has `aggregations` and `reduce`",
+        ":7:41: step `f` reads group-by step `m`; a group-by feeds `aggregate` steps only",
+        ":7:52: step `f`: `reduce` belongs to an `aggregate` step, and this is a `repartition` step",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for w in want {
+        assert!(e.iter().any(|e| e.contains(w)), "no `{w}` in {e:#?}");
+    }
 }

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Spanned;
 
 use super::raw::{
-    Names, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource, RawStep,
+    Names, RawAggOp, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource,
+    RawStep,
 };
 use super::{
-    Diagnostic, ErrorPolicy, Extract, FieldPath, Format, Input, KafkaSettings, LineFormat, Loc,
-    Node, Pipeline, PipelineError, PluginRef, Sink, SinkKind, Source, SourceKind, Step, StepKind,
-    TimestampField, Topic, TopicCreate, quantity,
+    AggOp, Aggregation, Diagnostic, Emit, ErrorPolicy, Extract, FieldPath, Format, GroupKey, Input,
+    KafkaSettings, LineFormat, Loc, Node, Pipeline, PipelineError, PluginRef, Reduce, Sink,
+    SinkKind, Source, SourceKind, Step, StepKind, TimestampField, Topic, TopicCreate, quantity,
 };
 use super::{schema, schema_check, yaml_tree};
 use crate::limits::Limits;
@@ -355,11 +356,21 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     };
 
     if sources.iter().any(|s| s.kind == SourceKind::Kafka) {
-        for step in steps.iter().filter(|s| s.kind == StepKind::Repartition) {
+        for step in steps.iter().filter(|s| s.repartitions) {
             c.error(
                 step.loc,
                 format!(
-                    "step `{}`: `repartition` runs on the embedded runtime only for now; on Kafka it needs a repartition topic, which comes with keyed state",
+                    "step `{}`: a `{}` that moves records between partitions runs on the embedded runtime only for now; on Kafka it needs a repartition topic",
+                    step.name,
+                    step.kind.as_str()
+                ),
+            );
+        }
+        for step in steps.iter().filter(|s| s.kind == StepKind::Aggregate) {
+            c.error(
+                step.loc,
+                format!(
+                    "step `{}`: aggregations run on the embedded runtime only for now; on Kafka their state needs a changelog topic",
                     step.name
                 ),
             );
@@ -839,6 +850,7 @@ fn check_steps(
             .id
             .as_ref()
             .map(|id| check_step_id(c, id, &raw.steps[..i]));
+        let stateful = check_stateful(c, step, plugin.is_some());
         out.push(Step {
             name: step.name.value.clone(),
             kind: step.kind,
@@ -849,9 +861,298 @@ fn check_steps(
             error_policy: step.error_policy.unwrap_or(default_policy),
             inputs,
             loc: l,
+            group_key: stateful.group_key,
+            aggregation: stateful.aggregation,
+            emit: step
+                .emit
+                .as_ref()
+                .map_or_else(Default::default, |e| e.value),
+            keeps_key: step.keeps_key.as_ref().is_some_and(|k| k.value),
+            repartitions: step.kind == StepKind::Repartition,
         });
     }
+    check_groups(c, &mut out);
     out
+}
+
+/// What a `group-by` or `aggregate` step does, from its fields.
+#[derive(Default)]
+struct Stateful {
+    group_key: Option<GroupKey>,
+    aggregation: Option<Aggregation>,
+}
+
+/// The fields of the stateful kinds: each only on its kind, and an
+/// `aggregate` with exactly one of `aggregations`, `reduce` or `plugin`,
+/// and an `id`.
+fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful {
+    let name = &step.name.value;
+    let kind = step.kind;
+    let mut misplaced = |field: &str, at: Loc, belongs: &str| {
+        c.error(
+            at,
+            format!(
+                "step `{name}`: `{field}` belongs to {belongs}, and this is a `{}` step",
+                kind.as_str()
+            ),
+        );
+    };
+    if kind != StepKind::GroupBy
+        && let Some(k) = &step.key
+    {
+        misplaced("key", loc(k), "a `group-by` step");
+    }
+    if kind != StepKind::Aggregate {
+        if let Some(a) = &step.aggregations {
+            misplaced("aggregations", loc(a), "an `aggregate` step");
+        }
+        if let Some(r) = &step.reduce {
+            misplaced("reduce", loc(r), "an `aggregate` step");
+        }
+        if let Some(e) = &step.emit {
+            misplaced("emit", loc(e), "an `aggregate` step");
+        }
+    }
+    if let Some(k) = &step.keeps_key
+        && !matches!(kind, StepKind::Map | StepKind::FlatMap)
+    {
+        misplaced("keeps-key", loc(k), "a `map` or `flat-map` step");
+    }
+    match kind {
+        StepKind::GroupBy => {
+            let group_key = match (&step.key, has_plugin) {
+                (Some(k), true) => {
+                    c.error(
+                        loc(k),
+                        format!(
+                            "step `{name}` groups by `key` and by its plugin; keep one (a plugin gives the key as a select-key step does)"
+                        ),
+                    );
+                    GroupKey::Plugin
+                }
+                (Some(k), false) => match FieldPath::parse(&k.value.field.value) {
+                    Some(path) => GroupKey::Field(path),
+                    None => {
+                        c.error(
+                            loc(&k.value.field),
+                            format!(
+                                "step `{name}`: `{}` is not a field path (names joined by `.`, such as `customer.id`)",
+                                k.value.field.value
+                            ),
+                        );
+                        GroupKey::Existing
+                    }
+                },
+                (None, true) => GroupKey::Plugin,
+                (None, false) => GroupKey::Existing,
+            };
+            Stateful {
+                group_key: Some(group_key),
+                aggregation: None,
+            }
+        }
+        StepKind::Aggregate => {
+            if let Some(e) = step.emit.as_ref().filter(|e| e.value == Emit::OnCommit) {
+                c.error(
+                    loc(e),
+                    format!(
+                        "step `{name}`: `emit: on-commit` is not supported by this build yet; every update is emitted (`emit: every-update`)"
+                    ),
+                );
+            }
+            if step.id.is_none() {
+                c.error(
+                    loc(&step.name),
+                    format!(
+                        "step `{name}` needs an `id`: it names the step's state store and changelog topic, so that state survives edits to the file (for example `id: {name}`)"
+                    ),
+                );
+            }
+            let given = [
+                step.aggregations.as_ref().map(|a| ("aggregations", loc(a))),
+                step.reduce.as_ref().map(|r| ("reduce", loc(r))),
+                step.plugin.as_ref().map(|p| ("plugin", loc(p))),
+            ];
+            let given: Vec<(&str, Loc)> = given.into_iter().flatten().collect();
+            if given.len() != 1 {
+                let at = given.get(1).map_or(loc(&step.name), |g| g.1);
+                let has = given
+                    .iter()
+                    .map(|g| format!("`{}`", g.0))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                c.error(
+                    at,
+                    format!(
+                        "step `{name}` needs exactly one of `aggregations` (built-in), `reduce` or `plugin` (an aggregator){}",
+                        if has.is_empty() { String::new() } else { format!("; it has {has}") }
+                    ),
+                );
+            }
+            let aggregation = if let Some(a) = &step.aggregations {
+                if a.value.0.is_empty() {
+                    c.error(loc(a), format!("step `{name}`: `aggregations` is empty"));
+                }
+                let ops = a
+                    .value
+                    .0
+                    .iter()
+                    .filter_map(|(out, op)| {
+                        let op = check_agg_op(c, name, loc(op), &op.value, false)?;
+                        Some((out.clone(), op))
+                    })
+                    .collect();
+                Aggregation::Builtin(ops)
+            } else if let Some(r) = &step.reduce {
+                match check_agg_op(c, name, loc(r), &r.value, true) {
+                    Some(AggOp::Count | AggOp::Avg(_)) | None => {
+                        Aggregation::Reduce(Reduce::Latest)
+                    }
+                    Some(AggOp::Sum(f)) => Aggregation::Reduce(Reduce::Sum(f)),
+                    Some(AggOp::Min(f)) => Aggregation::Reduce(Reduce::Min(f)),
+                    Some(AggOp::Max(f)) => Aggregation::Reduce(Reduce::Max(f)),
+                }
+            } else {
+                if let Some(p) = &step.plugin {
+                    c.error(
+                        loc(p),
+                        format!(
+                            "step `{name}`: aggregator plugins are not supported by this build yet; use `aggregations` or `reduce`"
+                        ),
+                    );
+                }
+                Aggregation::Plugin
+            };
+            Stateful {
+                group_key: None,
+                aggregation: Some(aggregation),
+            }
+        }
+        _ => Stateful::default(),
+    }
+}
+
+/// One aggregation (`reduce`: one reduction, where `latest` stands where
+/// `count` would, as [`AggOp::Count`]).
+fn check_agg_op(
+    c: &mut Checker,
+    step: &str,
+    at: Loc,
+    op: &RawAggOp,
+    reduce: bool,
+) -> Option<AggOp> {
+    let words: &[&str] = if reduce {
+        &["latest", "sum", "min", "max"]
+    } else {
+        &["count", "sum", "min", "max", "avg"]
+    };
+    let bare = if reduce { "latest" } else { "count" };
+    let what = if reduce { "`reduce`" } else { "an aggregation" };
+    let field = |c: &mut Checker, text: &str| -> Option<FieldPath> {
+        let path = FieldPath::parse(text);
+        if path.is_none() {
+            c.error(
+                at,
+                format!("step `{step}`: `{text}` is not a field path (names joined by `.`)"),
+            );
+        }
+        path
+    };
+    match (op.op.as_str(), op.field.as_deref()) {
+        (w, None) if w == bare => Some(AggOp::Count),
+        (w, Some(_)) if w == bare => {
+            c.error(
+                at,
+                format!("step `{step}`: `{w}` takes no field; write `{w}` alone"),
+            );
+            None
+        }
+        ("sum", Some(f)) => field(c, f).map(AggOp::Sum),
+        ("min", Some(f)) => field(c, f).map(AggOp::Min),
+        ("max", Some(f)) => field(c, f).map(AggOp::Max),
+        ("avg", Some(f)) if !reduce => field(c, f).map(AggOp::Avg),
+        (w, None) if words.contains(&w) => {
+            c.error(
+                at,
+                format!("step `{step}`: `{w}` needs a field: write `{{ {w}: FIELD }}`"),
+            );
+            None
+        }
+        (w, _) => {
+            c.error(
+                at,
+                format!(
+                    "step `{step}`: {what} `{w}` is not one weir knows; use {}",
+                    words.join(" | ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Where group-by steps feed and whether they repartition: a `group-by`'s
+/// output feeds `aggregate` steps only, an `aggregate` reads one
+/// `group-by`; a `group-by` repartitions when its key may differ from the
+/// key records were partitioned by.
+fn check_groups(c: &mut Checker, steps: &mut [Step]) {
+    for i in 0..steps.len() {
+        if steps[i].kind == StepKind::Aggregate {
+            let from_group = steps[i].inputs.len() == 1
+                && matches!(steps[i].inputs[0].node, Node::Step(g) if steps[g].kind == StepKind::GroupBy);
+            if !from_group {
+                c.error(
+                    steps[i].loc,
+                    format!(
+                        "aggregate step `{}` must read exactly one `group-by` step (records are grouped by key before they are aggregated, as in Kafka Streams)",
+                        steps[i].name
+                    ),
+                );
+            }
+        }
+        for input in &steps[i].inputs {
+            if let Node::Step(g) = input.node
+                && steps[g].kind == StepKind::GroupBy
+                && steps[i].kind != StepKind::Aggregate
+            {
+                c.error(
+                    input.loc,
+                    format!(
+                        "step `{}` reads group-by step `{}`; a group-by feeds `aggregate` steps only",
+                        steps[i].name, steps[g].name
+                    ),
+                );
+            }
+        }
+        if steps[i].kind == StepKind::GroupBy {
+            steps[i].repartitions = match steps[i].group_key {
+                Some(GroupKey::Existing) => key_may_have_changed(steps, i),
+                _ => true,
+            };
+        }
+    }
+}
+
+/// Whether a record reaching step `i` may carry another key than the one
+/// it was partitioned by: a key-changing step (that does not say it keeps
+/// keys) lies on a path from a source or a repartition to it.
+fn key_may_have_changed(steps: &[Step], i: usize) -> bool {
+    let mut stack: Vec<usize> = vec![i];
+    let mut seen = vec![false; steps.len()];
+    while let Some(at) = stack.pop() {
+        for input in &steps[at].inputs {
+            let Node::Step(up) = input.node else { continue };
+            if seen[up] || steps[up].repartitions {
+                continue;
+            }
+            seen[up] = true;
+            if steps[up].kind.may_change_key() && !steps[up].keeps_key {
+                return true;
+            }
+            stack.push(up);
+        }
+    }
+    false
 }
 
 /// Longest step id: a Kafka topic name holds at most 249 characters, and
@@ -890,6 +1191,18 @@ fn check_step_id(c: &mut Checker, id: &Spanned<String>, earlier: &[Spanned<RawSt
 /// config and limits) for a step the host runs itself.
 fn check_step_plugin(c: &mut Checker, step: &RawStep, plugins: &[PluginRef]) -> Option<usize> {
     let name = &step.name.value;
+    if step.kind.plugin_optional() && step.plugin.is_none() {
+        if step.config.is_some() || step.limits.is_some() {
+            c.error(
+                loc(&step.name),
+                format!(
+                    "step `{name}`: `config` and `limits` belong to a plugin, and this `{}` step runs none",
+                    step.kind.as_str()
+                ),
+            );
+        }
+        return None;
+    }
     if step.kind.is_host_native() {
         if let Some(p) = &step.plugin {
             c.error(

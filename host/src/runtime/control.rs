@@ -1064,7 +1064,7 @@ fn prepare(
     let checked = topo.start_step(j, &version).map_err(|e| {
         let stage = match &e {
             StartError::KindNotImplemented { .. } => RefusedAt::Kind,
-            StartError::Init { .. } => RefusedAt::Init,
+            StartError::Init { .. } | StartError::Setup { .. } => RefusedAt::Init,
             StartError::Ports { .. } | StartError::PortsChanged { .. } => RefusedAt::Ports,
             StartError::Interrupted { .. } => RefusedAt::Stopping,
         };

@@ -7,7 +7,7 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use crate::io::batch::InputId;
-use crate::pipeline::{Input, Node, Pipeline, Sink, SinkKind, Source, StepKind, Topic};
+use crate::pipeline::{GroupKey, Input, Node, Pipeline, Sink, SinkKind, Source, StepKind, Topic};
 
 use super::topology::Topology;
 
@@ -79,18 +79,28 @@ pub fn describe(topology: &Topology) -> String {
         }
         for &j in &sub.steps {
             let step = &p.steps[j];
-            let what = match step.plugin {
+            let mut what = match step.plugin {
                 Some(k) => format!("{}, plugin {}", step.kind.as_str(), p.plugins[k].name),
-                None if step.kind == StepKind::Repartition => {
-                    let to = topology
-                        .subtopologies
-                        .iter()
-                        .find(|s| s.inputs.contains(&InputId::Repartition(j as u16)))
-                        .map_or_else(|| "nowhere".into(), |s| format!("sub-topology {}", s.id));
-                    format!("repartition by key to {to}")
-                }
-                None => step.kind.as_str().to_string(),
+                None => match (&step.group_key, &step.id) {
+                    (Some(GroupKey::Field(f)), _) => format!("group-by field {f}"),
+                    (Some(_), _) => "group-by the existing key".to_string(),
+                    (None, Some(id)) if step.kind == StepKind::Aggregate => {
+                        format!("aggregate, store {id}")
+                    }
+                    _ => step.kind.as_str().to_string(),
+                },
             };
+            if step.repartitions {
+                let to = topology
+                    .subtopologies
+                    .iter()
+                    .find(|s| s.inputs.contains(&InputId::Repartition(j as u16)))
+                    .map_or_else(|| "nowhere".into(), |s| format!("sub-topology {}", s.id));
+                what = match step.kind {
+                    StepKind::Repartition => format!("repartition by key to {to}"),
+                    _ => format!("{what}, then repartition by key to {to}"),
+                };
+            }
             let _ = writeln!(
                 out,
                 "  step {}: {what}, from {}",
@@ -123,7 +133,7 @@ pub fn describe(topology: &Topology) -> String {
     let repartitions: Vec<&str> = p
         .steps
         .iter()
-        .filter(|s| s.kind == StepKind::Repartition)
+        .filter(|s| s.repartitions)
         .map(|s| s.name.as_str())
         .collect();
     if repartitions.is_empty() {

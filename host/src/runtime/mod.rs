@@ -151,6 +151,9 @@ pub struct RunOptions {
     /// beside the pipeline file, or on Kafka in the application's control
     /// topic.
     pub ignore_swap_records: bool,
+    /// Where stateful steps keep their state; default: in memory (each
+    /// embedded run starts from empty state).
+    pub stores: Option<Arc<dyn crate::state::StoreProvider>>,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -662,6 +665,10 @@ fn run_threads(
     let flow = Arc::new(Flow::default());
     let checkpoints = Checkpoints::new(p.sources.len());
     let (inboxes, receivers) = worker_queues(topo, reads_kafka, worker_count);
+    let stores: Arc<dyn crate::state::StoreProvider> = options
+        .stores
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::state::MemoryStores));
     let env = TaskEnv {
         topo,
         metrics: &metrics,
@@ -695,7 +702,9 @@ fn run_threads(
     // A task's sink writers: JSON-lines sinks through their writer
     // thread, Kafka sinks through the producer.
     let make_task = |id: TaskId| -> Result<Task<'_>, RunError> {
-        let operators = topo.start_operators(id).map_err(RunError::Start)?;
+        let operators = topo
+            .start_operators(id, stores.as_ref())
+            .map_err(RunError::Start)?;
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let producer = link.and_then(|l| l.producer.as_ref());
         let writers = sink_writers(&env, id, &txs, &sink_formats, producer);

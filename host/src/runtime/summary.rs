@@ -56,6 +56,12 @@ fn counts_line(report: &RunReport, ending: Ending) -> String {
         format!("{} dead-lettered", c.dead_lettered),
         format!("{} skipped", c.skipped),
     ];
+    if c.dropped > 0 {
+        parts.push(format!(
+            "{} dropped (null key or value, as Kafka Streams drops them)",
+            records(c.dropped)
+        ));
+    }
     if c.rejected_lines > 0 {
         parts.push(format!("{} not records", lines(c.rejected_lines, "input")));
     }

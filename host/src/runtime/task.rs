@@ -144,6 +144,8 @@ pub struct Task<'t> {
     /// [`Task::resume_held`]). Nothing more reaches the step, and no
     /// further input is taken, until it is processed.
     held: Option<Held>,
+    /// Steps whose first dropped record was logged at WARN.
+    dropped_warned: BTreeSet<usize>,
 }
 
 /// A step's input held back while its version is rolled back.
@@ -239,6 +241,7 @@ impl<'t> Task<'t> {
             interrupted: false,
             producer: None,
             held: None,
+            dropped_warned: BTreeSet::new(),
         }
     }
 
@@ -748,7 +751,36 @@ impl<'t> Task<'t> {
             }
             return Err(self.env.operator_error(j, e));
         }
+        if !out.dropped.is_empty() {
+            self.dropped(j, &out.dropped, &origins);
+        }
         self.route_outputs(j, input, records, &origins, out)
+    }
+
+    /// Counts and logs records step `j` dropped as Kafka Streams would (an
+    /// aggregation's null keys and tombstones): the first of each task and
+    /// step at WARN, the rest at DEBUG.
+    fn dropped(
+        &mut self,
+        j: usize,
+        dropped: &[crate::operators::plugin_step::Dropped],
+        origins: &[Origin],
+    ) {
+        Metrics::add(&self.env.metrics.dropped, dropped.len() as u64);
+        let step = &self.env.topo.pipeline.steps[j].name;
+        for d in dropped {
+            let at = self.location(origins[d.input as usize]);
+            let first = self.dropped_warned.insert(j);
+            let message = format!(
+                "step `{step}` dropped a record with {} (as Kafka Streams does), at {at}",
+                d.reason
+            );
+            if first {
+                tracing::warn!(task = %self.id, "{message}; further drops of this step are logged at debug level and counted in the summary");
+            } else {
+                tracing::debug!(task = %self.id, "{message}");
+            }
+        }
     }
 
     /// Step `j`'s version is on rollback trial and a record failed on it
@@ -925,6 +957,11 @@ impl<'t> Task<'t> {
             made_from: Vec::new(),
         };
         for (p, (recs, origs, made_from)) in by_port.into_iter().enumerate() {
+            if topo.pipeline.steps[j].repartitions {
+                // A group-by that re-keyed: to the tasks of the new keys.
+                self.repartition(j, recs, origs);
+                continue;
+            }
             producer.made_from = made_from;
             let outer = self.producer.replace(producer);
             let delivered = self.deliver(&topo.step_routes[j][p], recs, origs);

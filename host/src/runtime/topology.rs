@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
 use crate::limits::pool;
+use crate::operators::aggregate::{Aggregate, Fold};
+use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
 use crate::operators::versioned::{VersionCounters, VersionTag, Versioned};
 use crate::operators::{Operator, PluginStep, TaskId};
-use crate::pipeline::{Diagnostic, Node, Pipeline, PipelineError, StepKind};
+use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{EngineSettings, LogGate, Plugin, PluginEngine};
+use crate::state::StoreProvider;
 
 /// Where records go next: an edge of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +155,8 @@ impl Topology {
             return Err(PipelineError(problems));
         }
         let subtopologies = split(&pipeline);
-        let repartition_feeds = feeds(&subtopologies, &source_routes, &step_routes);
+        let repartitions: Vec<bool> = pipeline.steps.iter().map(|s| s.repartitions).collect();
+        let repartition_feeds = feeds(&repartitions, &subtopologies, &source_routes, &step_routes);
         let versions = pipeline
             .steps
             .iter()
@@ -181,29 +185,56 @@ impl Topology {
     }
 
     /// The operators of one task, by step index (`None` for steps of other
-    /// sub-topologies). The first task started gets the instances made
-    /// while checking; later ones start their own.
+    /// sub-topologies and for `repartition` steps). The first task started
+    /// gets the plugin instances made while checking; later ones start
+    /// their own. Stateful steps open their stores from `stores`.
     pub fn start_operators(
         &self,
         task: TaskId,
+        stores: &dyn StoreProvider,
     ) -> Result<Vec<Option<Box<dyn Operator>>>, StartError> {
         let sub = &self.subtopologies[task.subtopology as usize];
         let mut operators: Vec<Option<Box<dyn Operator>>> =
             (0..self.pipeline.steps.len()).map(|_| None).collect();
-        for &j in sub
-            .steps
-            .iter()
-            .filter(|&&j| !self.pipeline.steps[j].kind.is_host_native())
-        {
-            // Both under the warm lock, as a swap changes them together.
-            let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-            let version = self.version(j).expect("a plugin step");
-            let warm = warm[j].take();
-            let started = match warm {
-                Some(step) => step,
-                None => self.start_step(j, &version)?,
+        for &j in &sub.steps {
+            let step = &self.pipeline.steps[j];
+            operators[j] = match (step.kind, &step.group_key, &step.aggregation) {
+                (StepKind::Repartition, ..) => None,
+                (StepKind::GroupBy, Some(GroupKey::Existing), _) => {
+                    Some(Box::new(GroupBy::new(None)))
+                }
+                (StepKind::GroupBy, Some(GroupKey::Field(f)), _) => {
+                    Some(Box::new(GroupBy::new(Some(f.clone()))))
+                }
+                (StepKind::Aggregate, _, Some(aggregation)) => {
+                    let id = step
+                        .id
+                        .as_deref()
+                        .expect("validated: an aggregate has an id");
+                    let fold = Fold::of(aggregation).ok_or_else(|| StartError::Setup {
+                        step: step.name.clone(),
+                        message: "aggregator plugins are not wired into the runtime yet".into(),
+                    })?;
+                    let store = stores.open(task, &Aggregate::store_spec(id)).map_err(|e| {
+                        StartError::Setup {
+                            step: step.name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    Some(Box::new(Aggregate::new(id, fold, store)))
+                }
+                _ => {
+                    // Both under the warm lock, as a swap changes them together.
+                    let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+                    let version = self.version(j).expect("a plugin step");
+                    let warm = warm[j].take();
+                    let started = match warm {
+                        Some(step) => step,
+                        None => self.start_step(j, &version)?,
+                    };
+                    Some(version.operator(started))
+                }
             };
-            operators[j] = Some(version.operator(started));
         }
         Ok(operators)
     }
@@ -301,8 +332,7 @@ fn split(p: &Pipeline) -> Vec<SubTopology> {
         );
     for (me, inputs) in consumers {
         for input in inputs {
-            let cut =
-                matches!(input.node, Node::Step(j) if p.steps[j].kind == StepKind::Repartition);
+            let cut = matches!(input.node, Node::Step(j) if p.steps[j].repartitions);
             if !cut {
                 let (a, b) = (root(&mut parent, me), root(&mut parent, node(input.node)));
                 parent[a] = b;
@@ -339,7 +369,7 @@ fn split(p: &Pipeline) -> Vec<SubTopology> {
     for j in 0..nt {
         let at = part(&mut parent, ns + j);
         subs[at].steps.push(j);
-        if p.steps[j].kind != StepKind::Repartition {
+        if !p.steps[j].repartitions {
             continue;
         }
         // A repartition's records enter the part of its consumers.
@@ -385,6 +415,7 @@ fn split(p: &Pipeline) -> Vec<SubTopology> {
 /// For each repartition step, the inputs of its sub-topology whose records
 /// reach it (following the routes, not crossing other repartitions).
 fn feeds(
+    repartitions: &[bool],
     subs: &[SubTopology],
     source_routes: &[Vec<Target>],
     step_routes: &[Vec<Vec<Target>>],
@@ -403,15 +434,21 @@ fn feeds(
                     continue;
                 }
                 seen.push(t);
-                match t {
-                    Target::Step { step, .. } => {
+                let repartition = match t {
+                    Target::Step { step, .. } if !repartitions[step] => {
                         stack.extend(step_routes[step].iter().flatten().copied());
+                        None
                     }
-                    Target::Repartition(j) => match out.iter_mut().find(|(r, _)| *r == j) {
+                    // A step that re-keys and repartitions, such as a group-by.
+                    Target::Step { step, .. } => Some(step),
+                    Target::Repartition(j) => Some(j),
+                    Target::Sink(_) => None,
+                };
+                if let Some(j) = repartition {
+                    match out.iter_mut().find(|(r, _)| *r == j) {
                         Some((_, inputs)) => inputs.push(input),
                         None => out.push((j, vec![input])),
-                    },
-                    Target::Sink(_) => {}
+                    }
                 }
             }
         }

@@ -1,0 +1,345 @@
+//! The folds weir computes in the host, with no plugin call: named
+//! built-in aggregations (`count`, `sum`, `min`, `max`, `avg`) and
+//! reductions (`latest`, or the newest value with one field replaced by
+//! its running `sum`, `min` or `max`).
+//!
+//! A fold turns a key's accumulator and one record into the next
+//! accumulator and the value emitted downstream. Accumulators are bytes the
+//! host stores; each starts with the largest record timestamp folded into
+//! it (the result's timestamp, as in Kafka Streams). After it:
+//!
+//! - aggregations: per aggregation in order, `count` an i64, `sum` / `min` /
+//!   `max` a [`Number`], `avg` a [`Number`] sum and an i64 count;
+//! - reductions: the value last emitted (the newest record's value, with the
+//!   reduced field set).
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::number::Number;
+use crate::codec::extract::FieldPath;
+use crate::pipeline::{AggOp, Aggregation, Reduce};
+
+/// Bytes of the timestamp at the start of an accumulator.
+const TS: usize = 8;
+
+/// One record folded in: the accumulator to store and the value to emit.
+pub struct Folded {
+    pub accumulator: Vec<u8>,
+    pub value: Bytes,
+    pub timestamp: i64,
+}
+
+/// A built-in fold, ready to run.
+#[derive(Debug, Clone)]
+pub enum Fold {
+    Aggregations {
+        ops: Vec<AggOp>,
+        /// `"name":` of each output field, JSON-escaped once.
+        labels: Vec<Vec<u8>>,
+    },
+    Reduce(Reduce),
+}
+
+impl Fold {
+    /// The fold of a built-in aggregation (`None` for a plugin's).
+    pub fn of(aggregation: &Aggregation) -> Option<Fold> {
+        match aggregation {
+            Aggregation::Builtin(named) => Some(Fold::Aggregations {
+                ops: named.iter().map(|(_, op)| op.clone()).collect(),
+                labels: named
+                    .iter()
+                    .map(|(name, _)| {
+                        let mut label = serde_json::to_vec(name).expect("a string serializes");
+                        label.push(b':');
+                        label
+                    })
+                    .collect(),
+            }),
+            Aggregation::Reduce(r) => Some(Fold::Reduce(r.clone())),
+            Aggregation::Plugin => None,
+        }
+    }
+
+    /// Folds `value` (a JSON document) with timestamp `ts` into
+    /// `accumulator` (`None`: the key's first record). `Err` says what is
+    /// wrong with the record; the accumulator is then unchanged.
+    pub fn add(
+        &self,
+        accumulator: Option<&[u8]>,
+        value: &Bytes,
+        ts: i64,
+    ) -> Result<Folded, String> {
+        let accumulator = accumulator.filter(|a| a.len() >= TS);
+        let timestamp = match accumulator {
+            Some(a) => ts.max(i64::from_le_bytes(a[..TS].try_into().expect("8 bytes"))),
+            None => ts,
+        };
+        let mut next = Vec::with_capacity(accumulator.map_or(64, <[u8]>::len));
+        next.extend_from_slice(&timestamp.to_le_bytes());
+        match self {
+            Fold::Aggregations { ops, labels } => {
+                let mut state = accumulator.map(|a| &a[TS..]);
+                let mut out = Vec::with_capacity(16 * ops.len() + 2);
+                out.push(b'{');
+                for (n, (op, label)) in ops.iter().zip(labels).enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(label);
+                    let shown = step(op, &mut state, value, &mut next)?;
+                    shown.write_json(&mut out);
+                }
+                out.push(b'}');
+                Ok(Folded {
+                    accumulator: next,
+                    value: Bytes::from(out),
+                    timestamp,
+                })
+            }
+            Fold::Reduce(reduce) => {
+                let emitted = match (reduce, accumulator) {
+                    (Reduce::Latest, _) | (_, None) => {
+                        if let Some(path) = reduce.field() {
+                            // The field must hold a number from the start.
+                            number_at(value, path)?;
+                        }
+                        value.clone()
+                    }
+                    (Reduce::Sum(path) | Reduce::Min(path) | Reduce::Max(path), Some(a)) => {
+                        let old = &a[TS..];
+                        let (new_span, new) = number_at(value, path)?;
+                        let (old_span, old_n) = number_at(old, path)
+                            .map_err(|e| format!("(in the stored value) {e}"))?;
+                        let mut text = Vec::new();
+                        match reduce {
+                            Reduce::Sum(_) => old_n.add(new)?.write_json(&mut text),
+                            Reduce::Min(_) if new.compare(old_n).is_lt() => {
+                                text.extend_from_slice(&value[new_span.clone()])
+                            }
+                            Reduce::Max(_) if new.compare(old_n).is_gt() => {
+                                text.extend_from_slice(&value[new_span.clone()])
+                            }
+                            _ => text.extend_from_slice(&old[old_span]),
+                        }
+                        let mut spliced = Vec::with_capacity(value.len() + text.len());
+                        spliced.extend_from_slice(&value[..new_span.start]);
+                        spliced.extend_from_slice(&text);
+                        spliced.extend_from_slice(&value[new_span.end..]);
+                        Bytes::from(spliced)
+                    }
+                };
+                next.extend_from_slice(&emitted);
+                Ok(Folded {
+                    accumulator: next,
+                    value: emitted,
+                    timestamp,
+                })
+            }
+        }
+    }
+}
+
+impl Reduce {
+    /// The field a reduction reads, if any.
+    pub fn field(&self) -> Option<&FieldPath> {
+        match self {
+            Reduce::Latest => None,
+            Reduce::Sum(f) | Reduce::Min(f) | Reduce::Max(f) => Some(f),
+        }
+    }
+}
+
+/// One aggregation: reads its part of the old state (advancing `state`),
+/// writes its new state to `next`, and returns the number to show.
+fn step(
+    op: &AggOp,
+    state: &mut Option<&[u8]>,
+    value: &[u8],
+    next: &mut Vec<u8>,
+) -> Result<Number, String> {
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let s = state.as_mut()?;
+        let (head, rest) = s.split_at_checked(n)?;
+        *s = rest;
+        Some(head)
+    };
+    match op {
+        AggOp::Count => {
+            let old = take(8).map_or(0, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")));
+            let count = old + 1;
+            next.extend_from_slice(&count.to_le_bytes());
+            Ok(Number::Int(count))
+        }
+        AggOp::Sum(path) | AggOp::Min(path) | AggOp::Max(path) => {
+            let old = take(Number::ENCODED).and_then(Number::decode);
+            let (_, new) = number_at(value, path)?;
+            let result = match (op, old) {
+                (_, None) => new,
+                (AggOp::Sum(_), Some(old)) => old.add(new)?,
+                (AggOp::Min(_), Some(old)) if new.compare(old).is_lt() => new,
+                (AggOp::Max(_), Some(old)) if new.compare(old).is_gt() => new,
+                (_, Some(old)) => old,
+            };
+            result.encode(next);
+            Ok(result)
+        }
+        AggOp::Avg(path) => {
+            let old_sum = take(Number::ENCODED).and_then(Number::decode);
+            let old_count =
+                take(8).map_or(0, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")));
+            let (_, new) = number_at(value, path)?;
+            let sum = match old_sum {
+                Some(old) => old.add(new)?,
+                None => new,
+            };
+            let count = old_count + 1;
+            sum.encode(next);
+            next.extend_from_slice(&count.to_le_bytes());
+            Ok(Number::Float(sum.as_f64() / count as f64))
+        }
+    }
+}
+
+/// The number field `path` of the JSON document `value` holds, and where.
+fn number_at(value: &[u8], path: &FieldPath) -> Result<(Range<usize>, Number), String> {
+    match path.find(value) {
+        Ok(Some(span)) => {
+            let n =
+                Number::parse(&value[span.clone()]).map_err(|e| format!("field `{path}` {e}"))?;
+            Ok((span, n))
+        }
+        Ok(None) => Err(format!("field `{path}` is missing")),
+        Err(e) => Err(format!("field `{path}` cannot be read: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(p: &str) -> FieldPath {
+        FieldPath::parse(p).unwrap()
+    }
+
+    fn run(fold: &Fold, inputs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        let mut acc: Option<Vec<u8>> = None;
+        let mut out = Vec::new();
+        for (v, ts) in inputs {
+            let folded = fold
+                .add(acc.as_deref(), &Bytes::copy_from_slice(v.as_bytes()), *ts)
+                .unwrap();
+            out.push((
+                String::from_utf8(folded.value.to_vec()).unwrap(),
+                folded.timestamp,
+            ));
+            acc = Some(folded.accumulator);
+        }
+        out
+    }
+
+    #[test]
+    fn aggregations_compute_by_hand_expected_values_in_declared_order() {
+        let fold = Fold::of(&Aggregation::Builtin(vec![
+            ("event_count".into(), AggOp::Count),
+            ("total_amount".into(), AggOp::Sum(path("amount"))),
+            ("avg_amount".into(), AggOp::Avg(path("amount"))),
+            ("low".into(), AggOp::Min(path("amount"))),
+            ("high".into(), AggOp::Max(path("amount"))),
+        ]))
+        .unwrap();
+        let out = run(
+            &fold,
+            &[
+                (r#"{"amount": 100}"#, 10),
+                (r#"{"amount": 50}"#, 30),
+                (r#"{"amount": 100.5}"#, 20),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                (r#"{"event_count":1,"total_amount":100,"avg_amount":100.0,"low":100,"high":100}"#.into(), 10),
+                (r#"{"event_count":2,"total_amount":150,"avg_amount":75.0,"low":50,"high":100}"#.into(), 30),
+                // A late record keeps the largest timestamp; a float makes the sum a float.
+                (r#"{"event_count":3,"total_amount":250.5,"avg_amount":83.5,"low":50,"high":100.5}"#.into(), 30),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_an_error_naming_it() {
+        let fold = Fold::of(&Aggregation::Builtin(vec![(
+            "t".into(),
+            AggOp::Sum(path("a.b")),
+        )]))
+        .unwrap();
+        let bad = |v: &str| {
+            fold.add(None, &Bytes::copy_from_slice(v.as_bytes()), 0)
+                .err()
+                .unwrap()
+        };
+        assert_eq!(bad(r#"{"a": {}}"#), "field `a.b` is missing");
+        assert_eq!(
+            bad(r#"{"a": {"b": "7"}}"#),
+            "field `a.b` is a string (\"7\"), not a number"
+        );
+        let max = Fold::of(&Aggregation::Builtin(vec![(
+            "t".into(),
+            AggOp::Sum(path("n")),
+        )]))
+        .unwrap();
+        let first = max
+            .add(None, &Bytes::from(format!(r#"{{"n": {}}}"#, i64::MAX)), 0)
+            .unwrap();
+        let e = max
+            .add(
+                Some(&first.accumulator),
+                &Bytes::from_static(br#"{"n": 1}"#),
+                0,
+            )
+            .err()
+            .unwrap();
+        assert!(e.contains("overflows"), "{e}");
+    }
+
+    #[test]
+    fn reductions_keep_the_newest_value_with_the_reduced_field() {
+        let sum = Fold::of(&Aggregation::Reduce(Reduce::Sum(path("n")))).unwrap();
+        let out = run(
+            &sum,
+            &[
+                (r#"{"n": 1, "x": "a"}"#, 5),
+                (r#"{"n": 2, "x": "b"}"#, 4),
+                (r#"{"x": "c", "n": 0.5}"#, 9),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                (r#"{"n": 1, "x": "a"}"#.into(), 5),
+                (r#"{"n": 3, "x": "b"}"#.into(), 5),
+                (r#"{"x": "c", "n": 3.5}"#.into(), 9),
+            ]
+        );
+        let min = Fold::of(&Aggregation::Reduce(Reduce::Min(path("n")))).unwrap();
+        let out = run(
+            &min,
+            &[
+                (r#"{"n": 2.0}"#, 1),
+                (r#"{"n": 2}"#, 1),
+                (r#"{"n": -1}"#, 1),
+            ],
+        );
+        // A tie keeps the earlier number as it was written.
+        let values: Vec<&str> = out.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(
+            values,
+            vec![r#"{"n": 2.0}"#, r#"{"n": 2.0}"#, r#"{"n": -1}"#]
+        );
+        let latest = Fold::of(&Aggregation::Reduce(Reduce::Latest)).unwrap();
+        let out = run(&latest, &[(r#"{"a":1}"#, 3), (r#"[2]"#, 1)]);
+        assert_eq!(out, vec![(r#"{"a":1}"#.into(), 3), ("[2]".into(), 3)]);
+    }
+}
