@@ -295,16 +295,14 @@ fn yaml(v: impl Into<Value>) -> String {
     v.into().to_string()
 }
 
-/// Where a weir run of a case reads, writes and keeps its state.
+/// Where a weir run of a case reads and writes. (Its state directory is
+/// the default one under `$XDG_STATE_HOME`: the suite gives each run its own.)
 #[derive(Debug, Clone, Copy)]
 pub struct RunFiles<'a> {
     /// The generated input (JSON lines of envelopes).
     pub input: &'a Path,
     /// The file sink's output (JSON lines of envelopes).
     pub output: &'a Path,
-    /// The run's state directory: its own, so runs side by side never
-    /// share (and lock) one.
-    pub state: &'a Path,
 }
 
 /// The weir pipeline (YAML, design-i13.md's syntax) of an oracle topology:
@@ -366,7 +364,6 @@ pub fn weir_pipeline(
          # {topology}\n\
          name: oracle-case\n\
          partitions: {partitions}\n\
-         state: {{ dir: {state} }}\n\
          error-policy: skip\n\
          sources:\n  \
            input: {{ kind: file, path: {input}, format: envelope, key-format: string, value-format: json }}\n\
@@ -382,7 +379,6 @@ pub fn weir_pipeline(
            output: {{ kind: file, path: {output}, format: envelope }}\n",
         input = path(files.input),
         output = path(files.output),
-        state = path(files.state),
     ))
 }
 
@@ -584,14 +580,12 @@ mod tests {
         let files = RunFiles {
             input: Path::new("/t/in.jsonl"),
             output: Path::new("/t/out.jsonl"),
-            state: Path::new("/t/state"),
         };
         let t = json!({"op": "sum", "group_by": "user.id", "field": "amount"});
         let yaml = weir_pipeline(&t, &files, 4).unwrap();
         for line in [
             "partitions: 4\n",
             "error-policy: skip\n",
-            "state: { dir: \"/t/state\" }\n",
             "  input: { kind: file, path: \"/t/in.jsonl\", format: envelope, key-format: string, value-format: json }\n",
             "  - name: group\n    kind: group-by\n    key: { field: \"user.id\" }\n",
             "  - name: agg\n    kind: aggregate\n    id: agg\n    aggregations:\n      \"sum\": { sum: \"amount\" }\n",

@@ -111,8 +111,10 @@ impl Run<'_> {
         let files = oracle::RunFiles {
             input: &case.input,
             output: &output,
-            state: &dir.join("state"),
         };
+        // Its own state directory (the default, `$XDG_STATE_HOME/weir/<app>`),
+        // so runs side by side never share, or lock, one.
+        let state = dir.join("state");
         let yaml = oracle::weir_pipeline(&case.topology, &files, self.partitions)?;
         std::fs::write(&pipeline, yaml).unwrap();
         let log = dir.join("weir.log");
@@ -120,6 +122,7 @@ impl Run<'_> {
             .args(["run", "--quiet"])
             .arg(&pipeline)
             .env("WEIR_CACHE_DIR", cache_dir())
+            .env("XDG_STATE_HOME", &state)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -137,7 +140,7 @@ impl Run<'_> {
             std::thread::sleep(Duration::from_millis(5));
         };
         // The state is not needed to explain a difference, and 1,100 runs' worth is not small.
-        let _ = std::fs::remove_dir_all(files.state);
+        let _ = std::fs::remove_dir_all(&state);
         let failed = match status {
             Some(s) if s.success() => None,
             Some(s) => Some(s.to_string()),
@@ -152,6 +155,13 @@ impl Run<'_> {
             ));
         }
         let expected = oracle::read_records(&case.oracle_output())?;
+        if expected.is_empty() {
+            // Two empty outputs would compare equal and prove nothing.
+            return Err(format!(
+                "the oracle emitted nothing for {}",
+                case.oracle_output().display()
+            ));
+        }
         let actual = oracle::read_records(&output)?;
         let compared = if self.partitions == 1 {
             oracle::compare_records(&expected, &actual)
