@@ -21,7 +21,9 @@ import json
 import random
 import sys
 
-CATEGORIES = ["books", "games", "music", "garden", "tools", "toys", "food"]
+# Group-by strings, with the edges of a key's text: empty, non-ASCII, quotes,
+# a space, and one that looks like a number (the key "7" of the integer 7 too).
+CATEGORIES = ["books", "games", "music", "garden", "tools", "toys", "food", "", "café", "日本", 'say "hi"', "a b", "7"]
 # Floats whose JSON text is the same in Java (Jackson, Double.toString) and
 # Rust (serde_json, ryu): both print a plain decimal between 1e-3 and 1e7 and
 # differ outside it (1.0E7 against 10000000.0), so group-by keys stay inside.
@@ -63,8 +65,9 @@ def records(seed, n, keys, null_keys=0.02, tombstones=0.05, bad_fields=0.03, lat
         value = {
             "amount": rng.randint(-100, 1000),
             "price": round(rng.uniform(0, 500), rng.choice([0, 1, 2, 3])),
-            # Mostly integers, 10% halves: a sum turns float at the first half.
-            "qty": rng.randint(0, 20) if rng.random() >= 0.1 else rng.randint(0, 40) / 2 + 0.5,
+            # Mostly integers, 10% floats (halves and integral ones, 3.0): a sum
+            # turns float at the first, and min/max meet ties of 3 and 3.0.
+            "qty": rng.randint(0, 20) if rng.random() >= 0.1 else rng.randint(0, 40) / 2,
             "name": f"item-{rng.randrange(10_000)}",
         }
         for field in GROUP_FIELDS:

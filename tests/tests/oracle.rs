@@ -44,6 +44,9 @@ fn ops() -> Vec<(&'static str, Value)> {
         ("sum-float", json!({"op": "sum", "field": "price"})),
         ("min", json!({"op": "min", "field": "price"})),
         ("max", json!({"op": "max", "field": "amount"})),
+        // Ties of 3 and 3.0: the earlier one wins, and is emitted as read.
+        ("min-mixed", json!({"op": "min", "field": "qty"})),
+        ("max-mixed", json!({"op": "max", "field": "qty"})),
         ("avg", json!({"op": "avg", "field": "amount"})),
         (
             "reduce-sum",
