@@ -12,6 +12,8 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Properties;
 import java.util.Set;
 import org.apache.kafka.common.serialization.Deserializer;
@@ -45,8 +47,10 @@ import org.apache.kafka.streams.test.TestRecord;
 public final class Oracle {
     static final ObjectMapper JSON = new ObjectMapper();
     static final JsonNodeFactory NODES = JsonNodeFactory.instance;
-    static final Set<String> OPS = Set.of("count", "sum", "min", "max", "reduce", "latest");
-    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer");
+    static final Set<String> OPS = Set.of("count", "sum", "min", "max", "avg", "reduce", "latest");
+    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations");
+    /** The functions of an `aggregations` topology (weir's built-in aggregations). */
+    static final Set<String> AGGREGATIONS = Set.of("count", "sum", "min", "max", "avg");
 
     public static void main(String[] args) throws Exception {
         if (args.length == 2 && args[0].equals("--manifest")) {
@@ -65,6 +69,29 @@ public final class Oracle {
         }
     }
 
+    /** The last input read: consecutive cases of a manifest usually share their input. */
+    static Path lastInputPath;
+    static List<TestRecord<String, JsonNode>> lastInput;
+
+    /** The records of an input file (JSON lines; blank lines skipped), read once for consecutive cases. */
+    static List<TestRecord<String, JsonNode>> input(Path path) throws IOException {
+        if (path.equals(lastInputPath)) return lastInput;
+        List<TestRecord<String, JsonNode>> records = new ArrayList<>();
+        try (BufferedReader r = Files.newBufferedReader(path, StandardCharsets.UTF_8)) {
+            for (String line; (line = r.readLine()) != null; ) {
+                if (line.isBlank()) continue;
+                JsonNode rec = JSON.readTree(line);
+                JsonNode k = rec.get("key"), v = rec.get("value");
+                // The driver serializes what it is given, so cases never share these nodes' state.
+                records.add(new TestRecord<>(k == null || k.isNull() ? null : k.asText(),
+                        v == null || v.isNull() ? null : v, java.time.Instant.ofEpochMilli(rec.get("timestamp").asLong())));
+            }
+        }
+        lastInputPath = path;
+        lastInput = records;
+        return records;
+    }
+
     /** A case: one fresh TopologyTestDriver, input piped in file order, output written in emission order. */
     static void runCase(Path topologyPath, Path inputPath, String outputPath) throws IOException {
         JsonNode topology = JSON.readTree(topologyPath.toFile());
@@ -77,15 +104,8 @@ public final class Oracle {
                     "input", Serdes.String().serializer(), JSON_SERDE.serializer());
             TestOutputTopic<String, JsonNode> out = driver.createOutputTopic(
                     "output", Serdes.String().deserializer(), JSON_SERDE.deserializer());
-            try (BufferedReader r = Files.newBufferedReader(inputPath, StandardCharsets.UTF_8)) {
-                for (String line; (line = r.readLine()) != null; ) {
-                    if (line.isBlank()) continue;
-                    JsonNode rec = JSON.readTree(line);
-                    JsonNode k = rec.get("key"), v = rec.get("value");
-                    in.pipeInput(k == null || k.isNull() ? null : k.asText(),
-                            v == null || v.isNull() ? null : v, rec.get("timestamp").asLong());
-                }
-            }
+            for (TestRecord<String, JsonNode> rec : input(inputPath))
+                in.pipeInput(rec.key(), rec.value(), rec.timestamp());
             boolean stdout = outputPath.equals("-");
             OutputStream os = stdout ? System.out : Files.newOutputStream(Path.of(outputPath));
             PrintStream ps = new PrintStream(os, false, StandardCharsets.UTF_8);
@@ -106,29 +126,47 @@ public final class Oracle {
         t.fieldNames().forEachRemaining(k -> {
             if (!TOPOLOGY_KEYS.contains(k)) throw new IllegalArgumentException("unknown topology key: " + k);
         });
+        boolean multi = t.has("aggregations");
         String op = t.path("op").asText();
-        if (!OPS.contains(op)) throw new IllegalArgumentException("unknown op: " + op);
         String field = t.path("field").isTextual() ? t.get("field").asText() : null;
-        if (field == null && !op.equals("count") && !op.equals("latest"))
-            throw new IllegalArgumentException(op + " needs \"field\"");
+        if (multi) {
+            if (t.has("op") || t.has("field") || t.has("reducer"))
+                throw new IllegalArgumentException("\"aggregations\" replaces \"op\", \"field\" and \"reducer\"");
+            checkAggregations(t.get("aggregations"));
+        } else {
+            if (!OPS.contains(op)) throw new IllegalArgumentException("unknown op: " + op);
+            if (field == null && !op.equals("count") && !op.equals("latest"))
+                throw new IllegalArgumentException(op + " needs \"field\"");
+        }
         StreamsBuilder b = new StreamsBuilder();
         KStream<String, JsonNode> s = b.stream("input", Consumed.with(Serdes.String(), JSON_SERDE));
         KGroupedStream<String, JsonNode> g;
         if (t.path("group_by").isTextual()) {
-            String gb = t.get("group_by").asText();
+            String[] path = t.get("group_by").asText().split("\\.");
             // A missing or null field gives a null key, which Kafka Streams drops.
-            g = s.groupBy((k, v) -> keyOf(v == null ? null : v.get(gb)), Grouped.with(Serdes.String(), JSON_SERDE));
+            g = s.groupBy((k, v) -> keyOf(at(v, path)), Grouped.with(Serdes.String(), JSON_SERDE));
         } else {
             g = s.groupByKey(Grouped.with(Serdes.String(), JSON_SERDE));
         }
         KTable<String, JsonNode> table;
-        switch (op) {
+        if (multi) {
+            JsonNode aggs = t.get("aggregations");
+            table = g.aggregate(() -> (JsonNode) NODES.objectNode(),
+                    (k, v, acc) -> addAll(aggs, (ObjectNode) acc, v), store(JSON_SERDE))
+                    .mapValues(acc -> results(aggs, (ObjectNode) acc));
+        } else switch (op) {
             case "count":
                 table = g.count(store(Serdes.Long())).mapValues(n -> (JsonNode) NODES.numberNode(n));
                 break;
             case "sum": case "min": case "max": {
                 table = g.aggregate(() -> NullNode.instance,
                         (k, v, acc) -> combine(op, acc, num(v, field)), store(JSON_SERDE));
+                break;
+            }
+            case "avg": {
+                JsonNode spec = NODES.objectNode().put("avg", field);
+                table = g.aggregate(() -> NullNode.instance,
+                        (k, v, acc) -> add(spec, acc, v), store(JSON_SERDE)).mapValues(acc -> result(spec, acc));
                 break;
             }
             case "reduce": {
@@ -148,6 +186,62 @@ public final class Oracle {
         return b.build();
     }
 
+    /** `aggregations`: name -> "count" | {"sum"|"min"|"max"|"avg": field}, as in a weir pipeline file. */
+    static void checkAggregations(JsonNode aggs) {
+        if (aggs == null || !aggs.isObject() || aggs.isEmpty())
+            throw new IllegalArgumentException("\"aggregations\" must be a non-empty object");
+        aggs.fields().forEachRemaining(e -> {
+            JsonNode spec = e.getValue();
+            boolean ok = spec.isTextual() ? spec.asText().equals("count")
+                    : spec.isObject() && spec.size() == 1 && AGGREGATIONS.contains(spec.fieldNames().next())
+                            && !spec.fieldNames().next().equals("count") && spec.elements().next().isTextual();
+            if (!ok) throw new IllegalArgumentException("aggregation " + e.getKey() + ": expected \"count\" or "
+                    + "{\"sum\"|\"min\"|\"max\"|\"avg\": FIELD}, got " + spec);
+        });
+    }
+
+    /** Adds record `v` to every aggregation's accumulator (a new object; the store keeps the old one). */
+    static JsonNode addAll(JsonNode aggs, ObjectNode acc, JsonNode v) {
+        ObjectNode next = acc.deepCopy();
+        aggs.fields().forEachRemaining(e -> next.set(e.getKey(), add(e.getValue(), acc.get(e.getKey()), v)));
+        return next;
+    }
+
+    /** One aggregation's accumulator after `v`: count a long, sum/min/max a number, avg {"sum": n, "count": c}. */
+    static JsonNode add(JsonNode spec, JsonNode acc, JsonNode v) {
+        boolean none = acc == null || acc.isNull();
+        if (spec.isTextual()) return NODES.numberNode(none ? 1L : acc.asLong() + 1); // count
+        String fn = spec.fieldNames().next();
+        JsonNode x = num(v, spec.get(fn).asText());
+        if (!fn.equals("avg")) return combine(fn, acc, x);
+        ObjectNode a = NODES.objectNode();
+        a.set("sum", combine("sum", none ? null : acc.get("sum"), x));
+        a.put("count", none ? 1L : acc.get("count").asLong() + 1);
+        return a;
+    }
+
+    /** The output object: each aggregation's result, in declared order; avg is sum / count as a double. */
+    static JsonNode results(JsonNode aggs, ObjectNode acc) {
+        ObjectNode out = NODES.objectNode();
+        aggs.fields().forEachRemaining(e -> out.set(e.getKey(), result(e.getValue(), acc.get(e.getKey()))));
+        return out;
+    }
+
+    static JsonNode result(JsonNode spec, JsonNode acc) {
+        if (spec.isObject() && spec.fieldNames().next().equals("avg"))
+            return NODES.numberNode(acc.get("sum").asDouble() / acc.get("count").asLong());
+        return acc;
+    }
+
+    /** The node at a dotted path of `v` (`user.id`), or null when a step is missing or not an object. */
+    static JsonNode at(JsonNode v, String[] path) {
+        for (String p : path) {
+            if (v == null || !v.isObject()) return null;
+            v = v.get(p);
+        }
+        return v;
+    }
+
     static <V> Materialized<String, V, KeyValueStore<Bytes, byte[]>> store(Serde<V> vs) {
         return Materialized.<String, V>as(Stores.inMemoryKeyValueStore("agg"))
                 .withKeySerde(Serdes.String()).withValueSerde(vs);
@@ -159,8 +253,9 @@ public final class Oracle {
         return f.isTextual() ? f.asText() : f.toString();
     }
 
+    /** The number at `field` (a dotted path) of `v`: a long if it is an integer, else a double. */
     static JsonNode num(JsonNode v, String field) {
-        JsonNode n = v.get(field);
+        JsonNode n = at(v, field.split("\\."));
         if (n == null || !n.isNumber()) throw new IllegalArgumentException("field " + field + " not a number in " + v);
         return n.canConvertToLong() && n.isIntegralNumber() ? NODES.numberNode(n.asLong()) : NODES.numberNode(n.asDouble());
     }
