@@ -200,7 +200,7 @@ sinks:
 
 #[test]
 fn the_examples_pass_their_fixtures() {
-    for example in ["category-stats", "clicks-per-user"] {
+    for example in ["category-stats", "clicks-per-user", "event-sourcing"] {
         let pipeline = repo().join(format!("examples/{example}/pipeline.yaml"));
         let out = weir(&["test", pipeline.to_str().unwrap()]);
         assert!(out.status.success(), "{example}: {}", stderr(&out));

@@ -1013,14 +1013,6 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
                     Some(AggOp::Max(f)) => Aggregation::Reduce(Reduce::Max(f)),
                 }
             } else {
-                if let Some(p) = &step.plugin {
-                    c.error(
-                        loc(p),
-                        format!(
-                            "step `{name}`: aggregator plugins are not supported by this build yet; use `aggregations` or `reduce`"
-                        ),
-                    );
-                }
                 Aggregation::Plugin
             };
             Stateful {

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
 use crate::limits::pool;
-use crate::operators::aggregate::{Aggregate, Fold};
+use crate::operators::aggregate::{Aggregate, Fold, Folder};
 use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
 use crate::operators::versioned::{VersionCounters, VersionTag, Versioned};
-use crate::operators::{Operator, PluginStep, TaskId};
+use crate::operators::{Operator, PluginAggregator, PluginStep, TaskId};
 use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{EngineSettings, LogGate, Plugin, PluginEngine};
 use crate::state::StoreProvider;
@@ -211,17 +211,26 @@ impl Topology {
                         .id
                         .as_deref()
                         .expect("validated: an aggregate has an id");
-                    let fold = Fold::of(aggregation).ok_or_else(|| StartError::Setup {
-                        step: step.name.clone(),
-                        message: "aggregator plugins are not wired into the runtime yet".into(),
-                    })?;
+                    let folder = match Fold::of(aggregation) {
+                        Some(fold) => Folder::Builtin(fold),
+                        None => {
+                            let version = self.version(j).expect("an aggregator plugin step");
+                            Folder::Plugin(Box::new(PluginAggregator::start(
+                                self.log_gates[j].clone(),
+                                version.plugin.clone(),
+                                version.config_json.clone(),
+                                step.limits,
+                                &[],
+                            )?))
+                        }
+                    };
                     let store = stores.open(task, &Aggregate::store_spec(id)).map_err(|e| {
                         StartError::Setup {
                             step: step.name.clone(),
                             message: e.to_string(),
                         }
                     })?;
-                    Some(Box::new(Aggregate::new(id, fold, store)))
+                    Some(Box::new(Aggregate::new(id, folder, store)))
                 }
                 _ => {
                     // Both under the warm lock, as a swap changes them together.
@@ -516,6 +525,21 @@ fn start_once(
             warm.push(None);
             continue;
         };
+        if step.kind == StepKind::Aggregate {
+            // Started once to check it; each task starts its own.
+            let checked = PluginAggregator::start(
+                log.clone(),
+                plugin,
+                step.config_json.as_str().into(),
+                step.limits,
+                &[],
+            );
+            if let Err(e) = checked {
+                problems.push(pipeline.diagnostic(step.loc, e.to_string()));
+            }
+            warm.push(None);
+            continue;
+        }
         match PluginStep::start(
             log.clone(),
             step.kind,

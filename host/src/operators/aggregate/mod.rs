@@ -3,6 +3,12 @@
 //! `count`, `aggregate` and `reduce` do with record caches off. The store's
 //! write cache batches writes; it never holds back an emission.
 //!
+//! The fold is a built-in one ([`Fold`], in the host) or an aggregator
+//! plugin's ([`PluginAggregator`], one call per batch with each key's
+//! accumulator and records). Either way the store holds, per key, the
+//! largest timestamp folded in (the result's timestamp, 8 bytes) followed
+//! by the accumulator, and a plugin sees only its accumulator.
+//!
 //! As in Kafka Streams, a record with no key or no value (a tombstone)
 //! cannot be aggregated: it is dropped, counted and logged (the task does
 //! both, naming where it came from). A record whose field cannot be folded
@@ -16,27 +22,37 @@ pub use fold::Fold;
 
 use super::failure::{Failure, FailureKind};
 use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
-use super::plugin_step::{Dropped, Emitted, StepOutput};
+use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator};
+use super::plugin_step::{Dropped, Emitted, StartError, StepOutput};
 use crate::codec::format_gate;
 use crate::record::Record;
 use crate::state::{KeyValueStore, StateError};
 
-/// One task's instance of a built-in `aggregate` step.
+/// How an aggregate step folds.
+pub enum Folder {
+    Builtin(Fold),
+    Plugin(Box<PluginAggregator>),
+}
+
+/// One task's instance of an `aggregate` step.
 pub struct Aggregate {
     /// The step's id: it names the store.
     id: String,
-    fold: Fold,
+    folder: Folder,
     store: Box<dyn KeyValueStore>,
     ports: Vec<String>,
+    /// A plugin's results, kept between batches for their buffers.
+    scratch: AggregateOutput,
 }
 
 impl Aggregate {
-    pub fn new(id: &str, fold: Fold, store: Box<dyn KeyValueStore>) -> Self {
+    pub fn new(id: &str, folder: Folder, store: Box<dyn KeyValueStore>) -> Self {
         Aggregate {
             id: id.to_string(),
-            fold,
+            folder,
             store,
             ports: vec!["out".to_string()],
+            scratch: AggregateOutput::default(),
         }
     }
 
@@ -57,26 +73,44 @@ fn store_error(e: StateError) -> OperatorError {
     }
 }
 
-impl Operator for Aggregate {
-    fn process_batch(
+/// Bytes of the timestamp in front of every stored accumulator.
+const TS: usize = 8;
+
+/// A stored value: the largest timestamp folded in, and the accumulator.
+fn split_stored(stored: &[u8]) -> Option<(i64, &[u8])> {
+    let (ts, acc) = stored.split_at_checked(TS)?;
+    Some((i64::from_le_bytes(ts.try_into().expect("8 bytes")), acc))
+}
+
+/// Why a record cannot be aggregated, as Kafka Streams drops it.
+fn unaggregatable(record: &Record) -> Option<&'static str> {
+    match (&record.key, &record.value) {
+        (None, _) => Some("a null key"),
+        (Some(_), None) => Some("a null value (a tombstone)"),
+        _ => None,
+    }
+}
+
+impl Aggregate {
+    fn builtin_batch(
         &mut self,
-        _input: usize,
         records: &[Record],
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        out.clear();
+        let Folder::Builtin(fold) = &self.folder else {
+            unreachable!("called for a built-in fold")
+        };
         for (i, record) in records.iter().enumerate() {
             let input = i as u32;
-            let (Some(key), Some(value)) = (&record.key, &record.value) else {
-                let reason = match record.key {
-                    None => "a null key",
-                    Some(_) => "a null value (a tombstone)",
-                };
+            if let Some(reason) = unaggregatable(record) {
                 out.dropped.push(Dropped { input, reason });
                 continue;
+            }
+            let (Some(key), Some(value)) = (&record.key, &record.value) else {
+                unreachable!("checked above")
             };
             let old = self.store.get(key).map_err(store_error)?;
-            match self.fold.add(old.as_deref(), value, record.timestamp) {
+            match fold.add(old.as_deref(), value, record.timestamp) {
                 Ok(folded) => {
                     self.store
                         .put(key, folded.accumulator.into())
@@ -88,7 +122,7 @@ impl Operator for Aggregate {
                         headers: record.headers.clone(),
                         value_is_json: false,
                     };
-                    format_gate::host_written(&mut emitted, self.fold.writes_json(), record);
+                    format_gate::host_written(&mut emitted, fold.writes_json(), record);
                     out.emitted.push(Emitted {
                         input,
                         port: 0,
@@ -103,6 +137,135 @@ impl Operator for Aggregate {
             }
         }
         Ok(())
+    }
+
+    /// One plugin call for the batch: each key's stored accumulator and
+    /// its records, then every update stored and emitted in input order.
+    fn plugin_batch(
+        &mut self,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        // Keys in first-seen order, each with its records in order.
+        let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        let mut keyed: Vec<(&[u8], Vec<u32>)> = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            if let Some(reason) = unaggregatable(record) {
+                out.dropped.push(Dropped {
+                    input: i as u32,
+                    reason,
+                });
+                continue;
+            }
+            let key = record.key.as_deref().expect("checked above");
+            let g = *index.entry(key).or_insert_with(|| {
+                keyed.push((key, Vec::new()));
+                keyed.len() - 1
+            });
+            keyed[g].1.push(i as u32);
+        }
+        let mut stored = Vec::with_capacity(keyed.len());
+        for (key, _) in &keyed {
+            stored.push(self.store.get(key).map_err(store_error)?);
+        }
+        // The running result timestamp of each group.
+        let mut timestamps: Vec<i64> = Vec::with_capacity(keyed.len());
+        let groups: Vec<Group<'_>> = keyed
+            .iter()
+            .zip(&stored)
+            .map(|((key, inputs), stored)| {
+                let split = stored.as_deref().and_then(split_stored);
+                timestamps.push(split.map_or(i64::MIN, |(ts, _)| ts));
+                Group {
+                    key,
+                    accumulator: split.map(|(_, acc)| acc),
+                    inputs,
+                }
+            })
+            .collect();
+        let Folder::Plugin(plugin) = &mut self.folder else {
+            unreachable!("called for a plugin fold")
+        };
+        let mut results = std::mem::take(&mut self.scratch);
+        results.clear();
+        if let Err(e) = plugin.add(records, &groups, &mut results) {
+            self.scratch = results;
+            out.clear();
+            return Err(plugin_error(e, plugin));
+        }
+        let group_of: std::collections::HashMap<u32, usize> = keyed
+            .iter()
+            .enumerate()
+            .flat_map(|(g, (_, inputs))| inputs.iter().map(move |&i| (i, g)))
+            .collect();
+        for update in &results.updates {
+            let record = &records[update.input as usize];
+            let key = record.key.clone().expect("grouped records have keys");
+            let g = group_of[&update.input];
+            timestamps[g] = timestamps[g].max(record.timestamp);
+            let timestamp = timestamps[g];
+            match &update.accumulator {
+                Some(acc) => {
+                    let mut value = Vec::with_capacity(TS + acc.len());
+                    value.extend_from_slice(&timestamp.to_le_bytes());
+                    value.extend_from_slice(acc);
+                    self.store.put(&key, value.into()).map_err(store_error)?;
+                }
+                None => self.store.delete(&key).map_err(store_error)?,
+            }
+            out.emitted.push(Emitted {
+                input: update.input,
+                port: 0,
+                record: Some(Record {
+                    key: Some(key),
+                    value: update.accumulator.clone(),
+                    timestamp,
+                    headers: record.headers.clone(),
+                    value_is_json: false,
+                }),
+            });
+        }
+        out.failures.append(&mut results.failures);
+        self.scratch = results;
+        Ok(())
+    }
+}
+
+/// A plugin that no longer starts is broken, not the data: the run stops
+/// with the reason; an interrupted run only stops.
+fn plugin_error(e: StartError, plugin: &PluginAggregator) -> OperatorError {
+    if matches!(e, StartError::Interrupted { .. }) {
+        return OperatorError {
+            class: ErrorClass::Interrupted,
+            message: e.to_string(),
+            inputs: None,
+        };
+    }
+    OperatorError {
+        inputs: plugin.culprit().map(|c| c.inputs.clone()),
+        ..OperatorError::internal(e.to_string())
+    }
+}
+
+impl Operator for Aggregate {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        out.clear();
+        match self.folder {
+            Folder::Builtin(_) => self.builtin_batch(records, out),
+            Folder::Plugin(_) => self.plugin_batch(records, out),
+        }
+    }
+
+    fn restarts(&self) -> u64 {
+        match &self.folder {
+            Folder::Plugin(p) => p.restarts(),
+            Folder::Builtin(_) => 0,
+        }
     }
 
     fn ports(&self) -> &[String] {
