@@ -243,7 +243,11 @@ pub fn java_partitions(keys: &[&str], partitions: i32) -> BTreeMap<String, i32> 
     let version = std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.3.1".into());
     let home = std::env::var("HOME").expect("HOME");
     let lib = PathBuf::from(home).join(format!(".cache/weir/kafka/{version}/lib"));
-    assert!(lib.is_dir(), "no Kafka jars at {} (scripts/kafka start fetches them)", lib.display());
+    assert!(
+        lib.is_dir(),
+        "no Kafka jars at {} (scripts/kafka start fetches them)",
+        lib.display()
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("Partitions.java");
     std::fs::write(

@@ -115,7 +115,10 @@ fn a_repartition_on_kafka_goes_through_its_topic_in_the_partition_of_each_new_ke
     let java = kafka::java_partitions(&key_refs, 3);
     assert_eq!(java.len(), CUSTOMERS);
     let placed: BTreeSet<i32> = java.values().copied().collect();
-    assert!(placed.len() > 1, "the keys spread over partitions: {java:?}");
+    assert!(
+        placed.len() > 1,
+        "the keys spread over partitions: {java:?}"
+    );
     for r in &through {
         let key = r.rec.key.as_deref().expect("a key");
         assert_eq!(Some(&r.partition), java.get(key), "key {key}");
@@ -211,9 +214,7 @@ fn two_processes_in_one_group_share_both_sub_topologies() {
             (first.assigned(&input), first.assigned(&internal)),
             (second.assigned(&input), second.assigned(&internal)),
         ];
-        let split = shares
-            .iter()
-            .all(|(a, b)| a.len() == 2 && a == b);
+        let split = shares.iter().all(|(a, b)| a.len() == 2 && a == b);
         if split {
             let mut all: Vec<i32> = shares.iter().flat_map(|(a, _)| a.clone()).collect();
             all.sort_unstable();

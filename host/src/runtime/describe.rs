@@ -37,7 +37,10 @@ pub fn describe(topology: &Topology) -> String {
                 .inputs
                 .iter()
                 .filter_map(|i| match i {
-                    InputId::Source(s) => p.sources[*s as usize].topic.as_ref().map(|t| t.name.clone()),
+                    InputId::Source(s) => p.sources[*s as usize]
+                        .topic
+                        .as_ref()
+                        .map(|t| t.name.clone()),
                     InputId::Repartition(j) => p.repartition_topic_of(*j as usize),
                 })
                 .collect();

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::SendTimeoutError;
 
 use super::RunError;
+use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::repartition::RepartitionTopic;
 use super::topology::Topology;
-use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::worker::{Flow, WorkerInbox};
 use crate::clock::Clock;
 use crate::io::ack::Ack;

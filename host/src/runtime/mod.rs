@@ -24,12 +24,12 @@ pub mod control;
 mod describe;
 pub(crate) mod journal;
 mod kafka;
-mod repartition;
 mod merge;
 pub(crate) mod message;
 mod policy;
 mod progress;
 pub mod provenance;
+mod repartition;
 mod sinks;
 mod summary;
 pub(crate) mod task;
@@ -63,11 +63,11 @@ use crate::operators::{OperatorError, TaskId};
 use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
+use repartition::RepartitionTopic;
 use sinks::{KafkaWriter, LinesWriter, SinkWriter};
 pub use summary::{Ending, summary_lines};
 use task::{Task, TaskEnv};
 pub use topology::Topology;
-use repartition::RepartitionTopic;
 use worker::{Flow, Worker, WorkerInbox};
 
 /// How long the end of a run waits for the producer to deliver what is

@@ -225,7 +225,9 @@ impl Task<'_> {
                 self.env
                     .repartition_topics
                     .get(internal)
-                    .map_or_else(String::new, |r| format!("repartition {}", p.steps[r.step].name))
+                    .map_or_else(String::new, |r| {
+                        format!("repartition {}", p.steps[r.step].name)
+                    })
             }
         }
     }

@@ -61,7 +61,10 @@ pub fn plan(topo: &Topology, topic_partitions: &BTreeMap<String, usize>) -> Vec<
         let partitions = inputs.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
         let names: Vec<&str> = inputs.iter().map(|(t, _)| t.as_str()).collect();
         let why = match names.as_slice() {
-            [one] => format!("as many as topic {one}, which sub-topology {} reads", writer.id),
+            [one] => format!(
+                "as many as topic {one}, which sub-topology {} reads",
+                writer.id
+            ),
             _ => format!(
                 "the most partitions of topics {}, which sub-topology {} reads",
                 names.join(", "),

@@ -266,6 +266,13 @@ impl<'t> Task<'t> {
                 self.merge.push(batch);
                 self.drain_inputs(idle)?;
             }
+            TaskMessage::EndOfInput(input @ InputId::Repartition(_))
+                if !self.env.repartition_topics.is_empty() =>
+            {
+                // A repartition topic: its consumer stopped.
+                self.merge.end(input);
+                self.drain_inputs(idle)?;
+            }
             TaskMessage::EndOfInput(input @ InputId::Repartition(j)) => {
                 // Each upstream task ends once.
                 let ends = self.upstream_ends.entry(j).or_default();
@@ -719,8 +726,13 @@ impl<'t> Task<'t> {
             };
             for (q, part) in parts.iter_mut().enumerate() {
                 for (record, origin) in part.drain(..) {
-                    let sent =
-                        producer.send_to(&topic.topic, Some(q as u32), &record, &self.ack, env.stop);
+                    let sent = producer.send_to(
+                        &topic.topic,
+                        Some(q as u32),
+                        &record,
+                        &self.ack,
+                        env.stop,
+                    );
                     result = match sent {
                         Ok(()) => continue,
                         Err(SendError::Stopped) => Err(RunError::Stopped),

@@ -12,8 +12,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::fetch::{Fetched, ForwardTarget};
-use super::purge::{Purge, Purger};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
+use super::purge::{Purge, Purger};
 use super::{KafkaError, Role, client_config};
 use crate::codec::{Format, format_gate};
 use crate::pipeline::KafkaSettings;

@@ -77,7 +77,9 @@ fn purge_loop(admin: &AdminClient<DefaultClientContext>, rx: &Receiver<Purge>) {
         .enable_time()
         .build()
     else {
-        tracing::warn!("cannot start the purge thread's runtime; repartition topics are not purged");
+        tracing::warn!(
+            "cannot start the purge thread's runtime; repartition topics are not purged"
+        );
         return;
     };
     // Offsets already purged to, so a partition is asked again only when

@@ -11,9 +11,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::KafkaError;
-use super::consumer::{
-    self, Arena, GroupContext, GroupProgress, RebalanceListener, source_of,
-};
+use super::consumer::{self, Arena, GroupContext, GroupProgress, RebalanceListener, source_of};
 use super::fetch::{FetchQueue, Fetched};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
 use crate::codec::Format;
