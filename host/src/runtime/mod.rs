@@ -7,7 +7,9 @@
 //! source (split into partitions by key hash) or from one consumer thread
 //! for every Kafka source ([`kafka`]); they leave through one writer thread
 //! per JSON-lines sink, or straight from the tasks to Kafka ([`sinks`]).
-//! Queues between threads are bounded where a source feeds them, so memory
+//! Records a repartition sends to another sub-topology move between tasks
+//! in process, or, on Kafka, through a repartition topic the consumer reads
+//! back ([`repartition`]). Queues between threads are bounded where a source feeds them, so memory
 //! stays bounded when a sink is slower than a source.
 //!
 //! Commits: on Kafka, every `commit-interval` a barrier reaches every task
