@@ -125,6 +125,9 @@ fn a_repartition_on_kafka_goes_through_its_topic_in_the_partition_of_each_new_ke
     }
     let log = weir.stop();
     assert!(log.contains("created internal topic"), "{log}");
+    // Records in are the source's; what comes back from the repartition
+    // topic is not counted again.
+    assert!(log.contains(&format!(": {n} records in, {n} out")), "{log}");
     // Its offsets are committed like a source's.
     let committed = kafka::committed(&app, &internal);
     assert_eq!(committed.values().sum::<i64>(), n as i64, "{log}");

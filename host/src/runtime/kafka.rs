@@ -383,7 +383,12 @@ fn poll_loop(
         }
         if !read.is_empty() {
             buffered.get_or_insert_with(Instant::now);
-            f.records_in.fetch_add(read.len() as u64, Ordering::Relaxed);
+            // Records in are the sources': what a repartition topic gives
+            // back was counted when its source read it.
+            let sources = f.topo.pipeline.sources.len() as u16;
+            let from_sources = read.iter().filter(|r| r.partition.0 < sources).count();
+            f.records_in
+                .fetch_add(from_sources as u64, Ordering::Relaxed);
         }
         for fetch in read.drain(..) {
             let batch_size = routing.batch_size;

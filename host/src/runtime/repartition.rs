@@ -80,3 +80,61 @@ pub fn plan(topo: &Topology, topic_partitions: &BTreeMap<String, usize>) -> Vec<
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Pipeline;
+
+    fn topology(text: &str) -> Topology {
+        let pipeline = Pipeline::parse(std::path::Path::new("/nonexistent/p.yaml"), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Topology::build(pipeline, None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_repartition_topic_has_the_partitions_of_its_writers_widest_input() {
+        // Two sources merge, are repartitioned, then repartitioned again:
+        // the second topic follows the first.
+        let topo = topology(
+            "name: shop
+kafka: { application-id: app }
+sources:
+  a: { kind: kafka, topic: ta }
+  b: { kind: kafka, topic: tb }
+steps:
+  - { name: first, kind: repartition, id: one, from: [a, b] }
+  - { name: second, kind: repartition, id: two, from: first }
+sinks:
+  o: { kind: stdout, from: second }
+",
+        );
+        let partitions = BTreeMap::from([("ta".to_string(), 3), ("tb".to_string(), 6)]);
+        let planned = plan(&topo, &partitions);
+        let got: Vec<(usize, &str, u32)> = planned
+            .iter()
+            .map(|r| (r.step, r.topic.as_str(), r.partitions))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, "app-one-repartition", 6), (1, "app-two-repartition", 6)]
+        );
+        assert_eq!(
+            planned[0].why,
+            "the most partitions of topics ta, tb, which sub-topology 0 reads"
+        );
+        assert_eq!(
+            planned[1].why,
+            "as many as topic app-one-repartition, which sub-topology 1 reads"
+        );
+    }
+
+    #[test]
+    fn the_embedded_runtime_has_no_repartition_topics() {
+        let topo = topology(
+            "sources:\n  a: { kind: stdin }\nsteps:\n  - { name: r, kind: repartition, id: x }\nsinks:\n  o: { kind: stdout }\n",
+        );
+        assert_eq!(topo.repartition_steps(), [0]);
+        assert!(plan(&topo, &BTreeMap::new()).is_empty());
+    }
+}
