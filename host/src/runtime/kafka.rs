@@ -428,8 +428,14 @@ fn poll_loop(
             let offsets = reader.listener().lock().offsets.committable(None);
             // With repartition topics, synchronously, as Kafka Streams
             // commits: their records below a commit the broker took are
-            // then purged.
-            reader.commit(&offsets, !f.repartitions.is_empty())?;
+            // then purged. A synchronous commit the group refuses (a
+            // rebalance under way) is not the end of the run: the revoke
+            // commits what is done, or the next interval does.
+            let sync = !f.repartitions.is_empty();
+            match reader.commit(&offsets, sync) {
+                Err(e) if sync => tracing::warn!("{e}; committed again at the next interval"),
+                result => result?,
+            }
             last_commit = Instant::now();
         }
     }
