@@ -224,6 +224,70 @@ fn end_offsets_with(config: ClientConfig, topic: &str) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// Each partition's start and end offsets on the shared broker (the first
+/// record still kept, the next to be written).
+pub fn watermarks(topic: &str) -> BTreeMap<i32, (i64, i64)> {
+    watermarks_with(config(), topic)
+}
+
+/// How many partitions `topic` has (0 when it does not exist).
+pub fn partitions(topic: &str) -> i32 {
+    let consumer: BaseConsumer = config().create().expect("consumer");
+    partition_count(&consumer, topic)
+}
+
+/// The partition Kafka's Java producer puts each of `keys` in among
+/// `partitions` (its `BuiltInPartitioner.partitionForKey`, run on the
+/// broker's own kafka-clients jar), by key.
+pub fn java_partitions(keys: &[&str], partitions: i32) -> BTreeMap<String, i32> {
+    let version = std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.3.1".into());
+    let home = std::env::var("HOME").expect("HOME");
+    let lib = PathBuf::from(home).join(format!(".cache/weir/kafka/{version}/lib"));
+    assert!(
+        lib.is_dir(),
+        "no Kafka jars at {} (scripts/kafka start fetches them)",
+        lib.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("Partitions.java");
+    std::fs::write(
+        &source,
+        "import java.nio.charset.StandardCharsets;
+import org.apache.kafka.clients.producer.internals.BuiltInPartitioner;
+public class Partitions {
+    public static void main(String[] args) {
+        int n = Integer.parseInt(args[0]);
+        for (int i = 1; i < args.length; i++) {
+            byte[] key = args[i].getBytes(StandardCharsets.UTF_8);
+            System.out.println(args[i] + \" \" + BuiltInPartitioner.partitionForKey(key, n));
+        }
+    }
+}
+",
+    )
+    .unwrap();
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}/*", lib.display()))
+        .arg(&source)
+        .arg(partitions.to_string())
+        .args(keys)
+        .output()
+        .expect("cannot run java");
+    assert!(
+        out.status.success(),
+        "java failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, p) = l.rsplit_once(' ')?;
+            Some((k.to_string(), p.parse().ok()?))
+        })
+        .collect()
+}
+
 fn watermarks_with(config: ClientConfig, topic: &str) -> BTreeMap<i32, (i64, i64)> {
     let consumer: BaseConsumer = config.create().expect("consumer");
     (0..partition_count(&consumer, topic))

@@ -1358,6 +1358,62 @@ delivery:
     );
 }
 
+/// Issue 13, item 3: on Kafka a repartition goes through an internal
+/// topic named by the step's id, which the topology lists.
+#[test]
+fn validate_prints_the_repartition_topic_of_a_kafka_pipeline() {
+    let fixture = Fixture::new(
+        "name: shop
+kafka: { application-id: shop-app }
+sources:
+  orders: { kind: kafka, topic: orders }
+plugins:
+  keys: { path: '{plugin:key_selector}' }
+steps:
+  - { name: by-customer, kind: select-key, plugin: keys, config: { field: customer } }
+  - { name: to-customer, kind: repartition, id: customers }
+sinks:
+  out: { kind: kafka, topic: by-customer, from: to-customer }
+",
+        &[],
+    );
+    let path = fixture.pipeline_path();
+    let out = weir(&["validate", "--print-topology", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let topology = text.split_once('\n').unwrap().1;
+    assert_eq!(
+        topology,
+        "\
+pipeline shop: on Kafka, consumer group shop-app
+sub-topology 0: tasks 0_P, one per partition P of topic orders, as the consumer group assigns them
+  source orders: Kafka topic orders
+  step by-customer: select-key, plugin keys, from orders
+  step to-customer: repartition by key to sub-topology 1 through topic shop-app-customers-repartition, from by-customer
+sub-topology 1: tasks 1_P, one per partition P of topic shop-app-customers-repartition, as the consumer group assigns them
+  from repartition to-customer (sub-topology 0, through Kafka topic shop-app-customers-repartition)
+  sink out: Kafka topic by-customer, from to-customer
+internal topics:
+  shop-app-customers-repartition: repartition to-customer, written by sub-topology 0, read by sub-topology 1; cleanup.policy=delete, retention.ms=-1, purged once committed; partitions: the most of sub-topology 0's input topics
+delivery:
+  at-least-once: sink out is Kafka topic by-customer (input offsets are committed only after the broker acknowledges what was produced from them)
+"
+    );
+    // Without an id the step is refused, naming the topic it would create.
+    let fixture = Fixture::new(
+        &std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(", id: customers", ""),
+        &[],
+    );
+    let out = weir(&["validate", fixture.pipeline_path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_contains(
+        &stderr(&out),
+        "step `to-customer`: a `repartition` on Kafka needs an `id`: it names the repartition topic (with `id: to-customer` weir creates topic `shop-app-to-customer-repartition`)",
+    );
+}
+
 /// Validating a Kafka pipeline needs no broker.
 #[test]
 fn validate_prints_the_topology_of_a_kafka_pipeline() {

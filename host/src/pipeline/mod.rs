@@ -238,6 +238,11 @@ pub struct KafkaSettings {
     /// How often consumed offsets are committed (once everything produced
     /// from the records before them is acknowledged).
     pub commit_interval_ms: u64,
+    /// Replication factor of the topics weir creates for the application
+    /// (repartition topics); `None`: the broker's
+    /// `default.replication.factor`, as Kafka Streams' `replication.factor`
+    /// default of -1.
+    pub internal_replication_factor: Option<i32>,
     /// librdkafka properties for every client, then for consumers or
     /// producers only (these win).
     pub properties: Vec<(String, String)>,
@@ -378,6 +383,14 @@ pub enum Node {
     Step(usize),
 }
 
+/// The internal topic a repartitioning step writes and the sub-topology
+/// after it reads on Kafka: `<application-id>-<id>-repartition`, Kafka
+/// Streams' name, so the id (never the step's position in the file) keeps
+/// naming the same topic when the topology changes.
+pub fn repartition_topic(application_id: &str, step_id: &str) -> String {
+    format!("{application_id}-{step_id}-repartition")
+}
+
 impl Pipeline {
     /// Reads and validates a pipeline file. Every problem found is reported,
     /// each with its line and column.
@@ -413,6 +426,16 @@ impl Pipeline {
     /// consumer group's assignment) rather than embedded sources.
     pub fn reads_kafka(&self) -> bool {
         self.sources.iter().any(|s| s.kind == SourceKind::Kafka)
+    }
+
+    /// The repartition topic of repartitioning step `j` when the pipeline
+    /// reads Kafka: named by the step's `id` (validation requires one
+    /// there). `None` on the embedded runtime, where records move in
+    /// process, and for a step without an id.
+    pub fn repartition_topic_of(&self, j: usize) -> Option<String> {
+        let kafka = self.kafka.as_ref().filter(|_| self.reads_kafka())?;
+        let id = self.steps.get(j)?.id.as_deref()?;
+        Some(repartition_topic(&kafka.application_id, id))
     }
 
     /// A diagnostic against this pipeline's file.

@@ -44,6 +44,7 @@ pub struct RawKafka {
     pub application_id: Option<Spanned<String>>,
     pub threads: Option<Spanned<u32>>,
     pub commit_interval: Option<Spanned<Quantity>>,
+    pub internal_replication_factor: Option<Spanned<i64>>,
     #[serde(default)]
     pub properties: BTreeMap<String, Spanned<serde_json::Value>>,
     #[serde(default)]

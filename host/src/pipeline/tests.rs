@@ -702,3 +702,31 @@ sinks:
         assert!(e.iter().any(|e| e.contains(w)), "no `{w}` in {e:#?}");
     }
 }
+
+/// Issue 13, item 3: on Kafka a repartition writes a topic named by its id.
+#[test]
+fn a_repartition_on_kafka_needs_an_id_naming_its_topic() {
+    let text = |id: &str| {
+        format!(
+            "name: shop\nkafka: {{ application-id: orders, internal-replication-factor: 3 }}\nsources:\n  a: {{ kind: kafka, topic: in }}\nsteps:\n  - {{ name: by-user, kind: repartition{id} }}\nsinks:\n  o: {{ kind: stdout }}\n"
+        )
+    };
+    assert_eq!(
+        errors(&text("")),
+        [
+            "/nonexistent/p.yaml:6:13: step `by-user`: a `repartition` on Kafka needs an `id`: it names the repartition topic (with `id: by-user` weir creates topic `orders-by-user-repartition`)"
+        ]
+    );
+    let ok = parse(&text(", id: users")).unwrap();
+    assert_eq!(
+        ok.repartition_topic_of(0).as_deref(),
+        Some("orders-users-repartition")
+    );
+    assert_eq!(ok.kafka.unwrap().internal_replication_factor, Some(3));
+    // Embedded: records move in process, no id needed, no topic.
+    let embedded = parse(
+        "sources:\n  a: { kind: stdin }\nsteps:\n  - { name: r, kind: repartition }\nsinks:\n  o: { kind: stdout }\n",
+    )
+    .unwrap();
+    assert_eq!(embedded.repartition_topic_of(0), None);
+}

@@ -355,17 +355,10 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         None => None,
     };
 
-    if sources.iter().any(|s| s.kind == SourceKind::Kafka) {
-        for step in steps.iter().filter(|s| s.repartitions) {
-            c.error(
-                step.loc,
-                format!(
-                    "step `{}`: a `{}` that moves records between partitions runs on the embedded runtime only for now; on Kafka it needs a repartition topic",
-                    step.name,
-                    step.kind.as_str()
-                ),
-            );
-        }
+    if let Some(kafka) = &kafka
+        && sources.iter().any(|s| s.kind == SourceKind::Kafka)
+    {
+        // Keyed state on Kafka needs changelog topics, which come next.
         for step in steps.iter().filter(|s| s.kind == StepKind::Aggregate) {
             c.error(
                 step.loc,
@@ -374,6 +367,35 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
                     step.name
                 ),
             );
+        }
+        // On Kafka records move between sub-topologies through a topic
+        // named by the step's id (never by its position in the file).
+        for step in steps
+            .iter()
+            .filter(|s| s.kind == StepKind::Repartition && s.id.is_none())
+        {
+            c.error(
+                step.loc,
+                format!(
+                    "step `{}`: a `repartition` on Kafka needs an `id`: it names the repartition topic (with `id: {}` weir creates topic `{}`)",
+                    step.name,
+                    step.name,
+                    super::repartition_topic(&kafka.application_id, &step.name)
+                ),
+            );
+        }
+        for step in steps.iter().filter(|s| s.kind == StepKind::Repartition) {
+            let Some(id) = &step.id else { continue };
+            let topic = super::repartition_topic(&kafka.application_id, id);
+            if !valid_topic_name(&topic) {
+                c.error(
+                    step.loc,
+                    format!(
+                        "step `{}`: its repartition topic `{topic}` is longer than Kafka's 249 characters; shorten `id` or `kafka.application-id`",
+                        step.name
+                    ),
+                );
+            }
         }
     }
 
@@ -497,11 +519,21 @@ fn check_kafka(c: &mut Checker, raw: &RawKafka, pipeline_name: &str) -> KafkaSet
             }
         }
     }
+    let internal_replication_factor = raw.internal_replication_factor.as_ref().map(|r| {
+        if !(1..=i64::from(i16::MAX)).contains(&r.value) {
+            c.error(
+                loc(r),
+                "`kafka.internal-replication-factor` must be at least 1 (leave it out for the broker's default)",
+            );
+        }
+        r.value.clamp(1, i64::from(i16::MAX)) as i32
+    });
     KafkaSettings {
         bootstrap: raw.bootstrap.as_ref().map(|b| b.value.clone()),
         application_id,
         threads,
         commit_interval_ms,
+        internal_replication_factor,
         properties: c.properties(&raw.properties, describe),
         consumer_properties: c.properties(&raw.consumer_properties, describe),
         producer_properties: c.properties(&raw.producer_properties, describe),

@@ -37,10 +37,12 @@ pub fn describe(topology: &Topology) -> String {
                 .inputs
                 .iter()
                 .filter_map(|i| match i {
-                    InputId::Source(s) => p.sources[*s as usize].topic.as_ref(),
-                    InputId::Repartition(_) => None,
+                    InputId::Source(s) => p.sources[*s as usize]
+                        .topic
+                        .as_ref()
+                        .map(|t| t.name.clone()),
+                    InputId::Repartition(j) => p.repartition_topic_of(*j as usize),
                 })
-                .map(|t| t.name.clone())
                 .collect();
             format!(
                 "tasks {id}_P, one per partition P of topic {}, as the consumer group assigns them",
@@ -68,9 +70,12 @@ pub fn describe(topology: &Topology) -> String {
                     );
                 }
                 InputId::Repartition(j) => {
+                    let through = p
+                        .repartition_topic_of(*j as usize)
+                        .map_or_else(String::new, |t| format!(", through Kafka topic {t}"));
                     let _ = writeln!(
                         out,
-                        "  from repartition {} (sub-topology {})",
+                        "  from repartition {} (sub-topology {}{through})",
                         p.steps[*j as usize].name,
                         topology.subtopology_of_step(*j as usize)
                     );
@@ -96,9 +101,12 @@ pub fn describe(topology: &Topology) -> String {
                     .iter()
                     .find(|s| s.inputs.contains(&InputId::Repartition(j as u16)))
                     .map_or_else(|| "nowhere".into(), |s| format!("sub-topology {}", s.id));
+                let through = p
+                    .repartition_topic_of(j)
+                    .map_or_else(String::new, |t| format!(" through topic {t}"));
                 what = match step.kind {
-                    StepKind::Repartition => format!("repartition by key to {to}"),
-                    _ => format!("{what}, then repartition by key to {to}"),
+                    StepKind::Repartition => format!("repartition by key to {to}{through}"),
+                    _ => format!("{what}, then repartition by key to {to}{through}"),
                 };
             }
             let _ = writeln!(
@@ -128,28 +136,52 @@ pub fn describe(topology: &Topology) -> String {
             sink_medium(sink, dir)
         );
     }
-    // Repartitions move records in process for now; on Kafka they, and
-    // the changelogs of keyed state, will be topics.
-    let repartitions: Vec<&str> = p
-        .steps
-        .iter()
-        .filter(|s| s.repartitions)
-        .map(|s| s.name.as_str())
-        .collect();
-    if repartitions.is_empty() {
-        let _ = writeln!(out, "internal topics: none");
-    } else {
-        let _ = writeln!(
-            out,
-            "internal topics: none (repartition {} moves records between tasks in process)",
-            repartitions.join(", ")
-        );
-    }
+    internal_topics(topology, &mut out);
     let _ = writeln!(out, "delivery:");
     for sink in &p.sinks {
         let _ = writeln!(out, "  {}", delivery(sink, kafka, dir));
     }
     out
+}
+
+/// The topics the application makes for itself: on Kafka one per
+/// repartitioning step (its partition count is decided when the run starts,
+/// from its writers' input topics); on the embedded runtime none, as
+/// records move between tasks in process.
+fn internal_topics(topology: &Topology, out: &mut String) {
+    let p = &topology.pipeline;
+    let steps = topology.repartition_steps();
+    let names = |steps: &[usize]| {
+        let names: Vec<&str> = steps.iter().map(|&j| p.steps[j].name.as_str()).collect();
+        names.join(", ")
+    };
+    if steps.is_empty() {
+        let _ = writeln!(out, "internal topics: none");
+        return;
+    }
+    if !p.reads_kafka() {
+        let _ = writeln!(
+            out,
+            "internal topics: none (repartition {} moves records between tasks in process)",
+            names(&steps)
+        );
+        return;
+    }
+    let _ = writeln!(out, "internal topics:");
+    for j in steps {
+        let Some(topic) = p.repartition_topic_of(j) else {
+            continue;
+        };
+        let writer = &topology.subtopologies[topology.subtopology_of_step(j) as usize];
+        let _ = writeln!(
+            out,
+            "  {topic}: repartition {}, written by sub-topology {}, read by sub-topology {}; cleanup.policy=delete, retention.ms=-1, purged once committed; partitions: the most of sub-topology {}'s input topics",
+            p.steps[j].name,
+            writer.id,
+            topology.subtopology_reading(InputId::Repartition(j as u16)),
+            writer.id
+        );
+    }
 }
 
 /// The guarantee a sink gets, and why. Every sink is at-least-once today:

@@ -4,8 +4,11 @@
 //! One consumer thread reads every assigned partition (see
 //! [`crate::io::kafka::source`]), gathers each partition's records into
 //! batches and hands them to the task of that partition number: partition
-//! `p` of every input topic meets in task `0_p` (co-partitioned, as in Kafka
-//! Streams), hosted by worker `p % threads`. Each batch carries an [`Ack`];
+//! `p` of every input topic of a sub-topology meets in its task `<sub>_p`
+//! (co-partitioned, as in Kafka Streams), hosted by worker `p % threads`.
+//! The topics read are the sources' and the repartition topics' (see
+//! [`super::repartition`]): partition `p` of a repartition topic feeds task
+//! `<sub>_p` of the sub-topology after the repartition. Each batch carries an [`Ack`];
 //! the [`OffsetTracker`] commits an offset only when the batches before it
 //! are fully processed and everything they produced is acknowledged.
 //!
@@ -25,6 +28,8 @@ use crossbeam_channel::SendTimeoutError;
 
 use super::RunError;
 use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
+use super::repartition::RepartitionTopic;
+use super::topology::Topology;
 use super::worker::{Flow, WorkerInbox};
 use crate::clock::Clock;
 use crate::io::ack::Ack;
@@ -32,9 +37,9 @@ use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::{GroupProgress, RebalanceListener};
 use crate::io::kafka::offsets::{CommitStrategy, Committable, OffsetTracker, PartitionKey};
 use crate::io::kafka::producer::KafkaProducer;
-use crate::io::kafka::source::{self, Fetch, KafkaReader};
+use crate::io::kafka::source::{self, Fetch, KafkaReader, ReadTopic};
 use crate::operators::TaskId;
-use crate::pipeline::{KafkaSettings, Source};
+use crate::pipeline::KafkaSettings;
 use crate::record::Origin;
 
 /// How long a revoke or a shutdown waits for outputs to be acknowledged
@@ -58,7 +63,9 @@ const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaFeeder<'a> {
     pub settings: &'a KafkaSettings,
     pub bootstrap: &'a str,
-    pub sources: &'a [Source],
+    pub topo: &'a Topology,
+    /// Read after the sources' topics, in this order.
+    pub repartitions: &'a [RepartitionTopic],
     pub batch_size: usize,
     pub workers: Vec<WorkerInbox>,
     pub stop: Arc<AtomicBool>,
@@ -88,6 +95,9 @@ pub struct KafkaFeeder<'a> {
 /// on the same thread).
 struct PartitionFeed {
     workers: Vec<WorkerInbox>,
+    /// By topic index (a [`PartitionKey`]'s first half): the input its
+    /// records are, and the sub-topology whose tasks read it.
+    inputs: Vec<(InputId, u16)>,
     pending: BTreeMap<PartitionKey, (Batch, i64)>,
     offsets: OffsetTracker,
     /// Partitions assigned, by task: a task lives while any is.
@@ -104,15 +114,22 @@ struct PartitionFeed {
     flow: Arc<Flow>,
 }
 
-/// The task that reads source partition `key`.
-fn task_of(key: PartitionKey) -> TaskId {
-    TaskId {
-        subtopology: 0,
-        partition: key.1 as u32,
-    }
-}
-
 impl PartitionFeed {
+    /// The task that reads partition `key`.
+    fn task_of(&self, key: PartitionKey) -> TaskId {
+        TaskId {
+            subtopology: self.inputs.get(key.0 as usize).map_or(0, |i| i.1),
+            partition: key.1 as u32,
+        }
+    }
+
+    /// The input of the topic `key` is a partition of.
+    fn input_of(&self, key: PartitionKey) -> InputId {
+        self.inputs
+            .get(key.0 as usize)
+            .map_or(InputId::Source(key.0), |i| i.0)
+    }
+
     fn inbox(&self, task: TaskId) -> Option<&WorkerInbox> {
         let n = self.workers.len();
         (n > 0).then(|| &self.workers[task.partition as usize % n])
@@ -127,7 +144,7 @@ impl PartitionFeed {
         if batch.records.is_empty() || !self.offsets.accepts(key) {
             return Ok(());
         }
-        let task = task_of(key);
+        let task = self.task_of(key);
         let Some(inbox) = self.inbox(task) else {
             return Err(RunError::Stopped);
         };
@@ -209,7 +226,7 @@ impl PartitionFeed {
             .map_err(RunError::Kafka);
         self.offsets.forget(keys);
         for &key in keys {
-            let task = task_of(key);
+            let task = self.task_of(key);
             let Some(held) = self.assigned.get_mut(&task) else {
                 continue;
             };
@@ -248,7 +265,7 @@ impl RebalanceListener for GroupListener {
         let mut routing = self.lock();
         self.rebalancing.store(false, Ordering::Release);
         for &key in partitions {
-            let task = task_of(key);
+            let task = routing.task_of(key);
             let held = routing.assigned.entry(task).or_default();
             let new_task = held.is_empty();
             held.push(key);
@@ -276,9 +293,29 @@ impl RebalanceListener for GroupListener {
 /// Polls, routes and commits until stopped (or a task fails), then finishes
 /// and commits what was read, and leaves the group.
 pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
+    let p = &f.topo.pipeline;
+    let mut read: Vec<ReadTopic> = p.sources.iter().map(ReadTopic::source).collect();
+    let mut inputs: Vec<(InputId, u16)> = (0..p.sources.len())
+        .map(|s| {
+            let input = InputId::Source(s as u16);
+            (input, f.topo.subtopology_reading(input))
+        })
+        .collect();
+    for r in f.repartitions {
+        read.push(ReadTopic {
+            name: r.topic.clone(),
+            // Whatever reached the repartition; a JSON value is marked
+            // as such when it is one (see `format_gate::precheck`).
+            value_format: crate::codec::Format::Json,
+            internal: true,
+        });
+        let input = InputId::Repartition(r.step as u16);
+        inputs.push((input, f.topo.subtopology_reading(input)));
+    }
     let router = GroupListener {
         state: Mutex::new(PartitionFeed {
             workers: std::mem::take(&mut f.workers),
+            inputs,
             pending: BTreeMap::new(),
             offsets: OffsetTracker::default(),
             assigned: BTreeMap::new(),
@@ -295,7 +332,7 @@ pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
     source::with_source(
         f.settings,
         f.bootstrap,
-        f.sources,
+        &read,
         router,
         f.progress.clone(),
         |reader| {
@@ -346,14 +383,22 @@ fn poll_loop(
         }
         if !read.is_empty() {
             buffered.get_or_insert_with(Instant::now);
-            f.records_in.fetch_add(read.len() as u64, Ordering::Relaxed);
+            // Records in are the sources': what a repartition topic gives
+            // back was counted when its source read it.
+            let sources = f.topo.pipeline.sources.len() as u16;
+            let from_sources = read.iter().filter(|r| r.partition.0 < sources).count();
+            f.records_in
+                .fetch_add(from_sources as u64, Ordering::Relaxed);
         }
         for fetch in read.drain(..) {
             let batch_size = routing.batch_size;
             let key = fetch.partition;
+            let input = routing.input_of(key);
             let (batch, next) = routing.pending.entry(key).or_insert_with(|| {
-                let mut b = Batch::new(InputId::Source(key.0), batch_size);
-                b.needs_format_check = true;
+                let mut b = Batch::new(input, batch_size);
+                // A source's records are held to its formats; a
+                // repartition topic's were, before they were written.
+                b.needs_format_check = matches!(input, InputId::Source(_));
                 (b, 0)
             });
             *next = fetch.offset + 1;
@@ -381,7 +426,16 @@ fn poll_loop(
             drop(routing);
             commit_barrier(&workers);
             let offsets = reader.listener().lock().offsets.committable(None);
-            reader.commit(&offsets, false)?;
+            // With repartition topics, synchronously, as Kafka Streams
+            // commits: their records below a commit the broker took are
+            // then purged. A synchronous commit the group refuses (a
+            // rebalance under way) is not the end of the run: the revoke
+            // commits what is done, or the next interval does.
+            let sync = !f.repartitions.is_empty();
+            match reader.commit(&offsets, sync) {
+                Err(e) if sync => tracing::warn!("{e}; committed again at the next interval"),
+                result => result?,
+            }
             last_commit = Instant::now();
         }
     }

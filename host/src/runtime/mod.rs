@@ -7,7 +7,9 @@
 //! source (split into partitions by key hash) or from one consumer thread
 //! for every Kafka source ([`kafka`]); they leave through one writer thread
 //! per JSON-lines sink, or straight from the tasks to Kafka ([`sinks`]).
-//! Queues between threads are bounded where a source feeds them, so memory
+//! Records a repartition sends to another sub-topology move between tasks
+//! in process, or, on Kafka, through a repartition topic the consumer reads
+//! back ([`repartition`]). Queues between threads are bounded where a source feeds them, so memory
 //! stays bounded when a sink is slower than a source.
 //!
 //! Commits: on Kafka, every `commit-interval` a barrier reaches every task
@@ -29,6 +31,7 @@ pub(crate) mod message;
 mod policy;
 mod progress;
 pub mod provenance;
+mod repartition;
 mod sinks;
 mod summary;
 pub(crate) mod task;
@@ -49,7 +52,7 @@ use crate::io::batch::{Batch, InputId};
 use crate::io::kafka::consumer::GroupProgress;
 use crate::io::kafka::offsets::Committable;
 use crate::io::kafka::producer::KafkaProducer;
-use crate::io::kafka::topics::{self, TopicUse};
+use crate::io::kafka::topics::{self, InternalTopic, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
 use crate::io::sink::{self, OpenedSink, SinkChunk, SinkError, SinkOutput};
 use crate::io::source::{
@@ -62,6 +65,7 @@ use crate::operators::{OperatorError, TaskId};
 use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
+use repartition::RepartitionTopic;
 use sinks::{KafkaWriter, LinesWriter, SinkWriter};
 pub use summary::{Ending, summary_lines};
 use task::{Task, TaskEnv};
@@ -307,22 +311,26 @@ fn spawn_stopping<'scope>(
     spawned
 }
 
-/// The Kafka side of a run: settings, servers, and the producer when a
-/// Kafka sink is written.
+/// The Kafka side of a run: settings, servers, the repartition topics,
+/// and the producer when a Kafka sink or a repartition topic is written.
 struct KafkaLink<'p> {
     settings: &'p crate::pipeline::KafkaSettings,
     bootstrap: String,
     producer: Option<KafkaProducer>,
+    /// Empty unless the run reads Kafka and repartitions.
+    repartitions: Vec<RepartitionTopic>,
 }
 
 impl<'p> KafkaLink<'p> {
     /// Connects when a source or sink still is a Kafka topic (the test
-    /// driver replaces them all), checking or creating their topics.
+    /// driver replaces them all), checking or creating their topics and,
+    /// when the run reads Kafka, its repartition topics.
     fn open(
-        p: &'p Pipeline,
+        topo: &'p Topology,
         reads: &[bool],
         writes: &[bool],
     ) -> Result<Option<KafkaLink<'p>>, RunError> {
+        let p = &topo.pipeline;
         if !reads.iter().chain(writes).any(|&k| k) {
             return Ok(None);
         }
@@ -351,16 +359,31 @@ impl<'p> KafkaLink<'p> {
                 user: format!("Kafka {what} `{name}`"),
             })
             .collect();
-        topics::ensure(settings, &bootstrap, &uses)?;
-        let producer = if writes.iter().any(|&k| k) {
-            let sink_topics: Vec<&str> = p
+        let partitions = topics::ensure(settings, &bootstrap, &uses)?;
+        let repartitions = match reads.iter().any(|&k| k) {
+            true => repartition::plan(topo, &partitions),
+            false => Vec::new(),
+        };
+        let internal: Vec<InternalTopic<'_>> = repartitions
+            .iter()
+            .map(|r| InternalTopic {
+                name: &r.topic,
+                partitions: r.partitions as usize,
+                user: format!("repartition step `{}`", p.steps[r.step].name),
+                why: r.why.clone(),
+            })
+            .collect();
+        topics::ensure_internal(settings, &bootstrap, &internal)?;
+        let producer = if writes.iter().any(|&k| k) || !repartitions.is_empty() {
+            let written: Vec<&str> = p
                 .sinks
                 .iter()
                 .zip(writes)
                 .filter(|&(_, &kafka)| kafka)
                 .filter_map(|(s, _)| s.topic.as_ref().map(|t| t.name.as_str()))
+                .chain(repartitions.iter().map(|r| r.topic.as_str()))
                 .collect();
-            Some(KafkaProducer::new(settings, &bootstrap, &sink_topics)?)
+            Some(KafkaProducer::new(settings, &bootstrap, &written)?)
         } else {
             None
         };
@@ -368,6 +391,7 @@ impl<'p> KafkaLink<'p> {
             settings,
             bootstrap,
             producer,
+            repartitions,
         }))
     }
 }
@@ -529,7 +553,7 @@ pub fn run_reporting(topo: &Topology, options: RunOptions) -> RunOutcome {
     };
     let reads: Vec<bool> = inputs.iter().map(Option::is_none).collect();
     let writes: Vec<bool> = outputs.iter().map(Option::is_none).collect();
-    let link = match KafkaLink::open(p, &reads, &writes) {
+    let link = match KafkaLink::open(topo, &reads, &writes) {
         Ok(link) => link,
         Err(e) => return RunOutcome::failed(e, started),
     };
@@ -631,7 +655,10 @@ fn run_threads(
         read: Mutex::new(vec![None; inputs.len()]),
         committed: Mutex::default(),
     };
-    let labels = source_labels(p, inputs);
+    let mut labels = source_labels(p, inputs);
+    let repartitions: &[RepartitionTopic] = link.map_or(&[], |l| &l.repartitions);
+    // Records read back from a repartition topic come from there.
+    labels.extend(repartitions.iter().map(|r| format!("topic `{}`", r.topic)));
     let fixture = |replaced: bool, format: LineFormat| {
         if options.fixtures && replaced {
             LineFormat::Envelope
@@ -681,6 +708,8 @@ fn run_threads(
         peers: inboxes.iter().map(|i| i.internal.clone()).collect(),
         flow: &flow,
         partitions: p.partitions,
+        repartition_topics: repartitions,
+        producer: link.and_then(|l| l.producer.as_ref()),
     };
 
     // Each JSON-lines sink's queue; tasks take a sender when they start.
@@ -767,7 +796,8 @@ fn run_threads(
             let feeder = kafka::KafkaFeeder {
                 settings: link.settings,
                 bootstrap: &link.bootstrap,
-                sources: &p.sources,
+                topo,
+                repartitions,
                 batch_size: p.batch_size,
                 workers: inboxes.clone(),
                 stop: flags.stop.clone(),

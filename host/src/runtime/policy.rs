@@ -165,9 +165,7 @@ impl Task<'_> {
     ) -> Incident {
         Incident {
             operator: operator.to_string(),
-            source: self.env.topo.pipeline.sources[origin.source as usize]
-                .name
-                .clone(),
+            source: self.source_name(origin),
             origin,
             kind,
             reason: reason.to_string(),
@@ -199,12 +197,38 @@ impl Task<'_> {
     /// Where an input record is: `file:line`, or topic, partition and offset.
     pub(super) fn location(&self, origin: Origin) -> String {
         let label = &self.env.source_labels[origin.source as usize];
-        match self.env.topo.pipeline.sources[origin.source as usize].kind {
+        let kind = self
+            .env
+            .topo
+            .pipeline
+            .sources
+            .get(origin.source as usize)
+            .map_or(SourceKind::Kafka, |s| s.kind);
+        match kind {
             SourceKind::Kafka => format!(
                 "{label} partition {} offset {}",
                 origin.partition, origin.offset
             ),
             SourceKind::File | SourceKind::Stdin => format!("{label}:{}", origin.offset),
+        }
+    }
+
+    /// The source a record came from: a source's name, or, for a record
+    /// read back from a repartition topic (an origin past the sources), the
+    /// repartition step that wrote it.
+    fn source_name(&self, origin: Origin) -> String {
+        let p = &self.env.topo.pipeline;
+        match p.sources.get(origin.source as usize) {
+            Some(s) => s.name.clone(),
+            None => {
+                let internal = origin.source as usize - p.sources.len();
+                self.env
+                    .repartition_topics
+                    .get(internal)
+                    .map_or_else(String::new, |r| {
+                        format!("repartition {}", p.steps[r.step].name)
+                    })
+            }
         }
     }
 }

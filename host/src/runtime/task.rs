@@ -29,6 +29,7 @@ use super::RunError;
 use super::merge::InputMerge;
 use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::provenance;
+use super::repartition::RepartitionTopic;
 use super::sinks::SinkWriter;
 use super::topology::{Target, Topology};
 use super::worker::Flow;
@@ -36,6 +37,7 @@ use crate::clock::Clock;
 use crate::codec::partitioner::partition_for;
 use crate::io::ack::Ack;
 use crate::io::batch::{Batch, InputId, Reject};
+use crate::io::kafka::producer::{KafkaProducer, SendError};
 use crate::metrics::Metrics;
 use crate::operators::{
     ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StepOutput, TaskId, TimeKind,
@@ -66,6 +68,18 @@ pub struct TaskEnv<'t> {
     pub flow: &'t Flow,
     /// Partitions of every sub-topology on the embedded runtime.
     pub partitions: u32,
+    /// On Kafka, the topic of each repartitioning step: its records go
+    /// there rather than through `peers` (empty on the embedded runtime).
+    pub repartition_topics: &'t [RepartitionTopic],
+    /// The run's producer, when it writes Kafka sinks or repartition topics.
+    pub producer: Option<&'t KafkaProducer>,
+}
+
+impl TaskEnv<'_> {
+    /// The topic repartitioning step `j` writes on Kafka.
+    fn repartition_topic(&self, j: usize) -> Option<&RepartitionTopic> {
+        self.repartition_topics.iter().find(|r| r.step == j)
+    }
 }
 
 /// One step's operator in a task, with what the task keeps around it.
@@ -215,7 +229,9 @@ impl<'t> Task<'t> {
             .iter()
             .map(|i| match i {
                 InputId::Source(s) => topo.pipeline.sources[*s as usize].kind.is_file(),
-                InputId::Repartition(_) => true,
+                // In process it ends when its upstream tasks have; a
+                // repartition topic never does.
+                InputId::Repartition(_) => env.repartition_topics.is_empty(),
             })
             .collect();
         Task {
@@ -251,6 +267,13 @@ impl<'t> Task<'t> {
         match message {
             TaskMessage::Batch(batch) => {
                 self.merge.push(batch);
+                self.drain_inputs(idle)?;
+            }
+            TaskMessage::EndOfInput(input @ InputId::Repartition(_))
+                if !self.env.repartition_topics.is_empty() =>
+            {
+                // A repartition topic: its consumer stopped.
+                self.merge.end(input);
                 self.drain_inputs(idle)?;
             }
             TaskMessage::EndOfInput(input @ InputId::Repartition(j)) => {
@@ -622,9 +645,14 @@ impl<'t> Task<'t> {
     }
 
     /// Sorts records to the partitions of their keys (Kafka's murmur2;
-    /// keyless records in turn), to leave at the end of the run.
+    /// keyless records in turn, from the partition after this task's), to
+    /// leave at the end of the run. On Kafka the partitions are the
+    /// repartition topic's.
     fn repartition(&mut self, j: usize, records: Vec<Record>, origins: Vec<Origin>) {
-        let partitions = self.env.partitions;
+        let partitions = match self.env.repartition_topic(j) {
+            Some(topic) => topic.partitions,
+            None => self.env.partitions,
+        };
         let out = self
             .outbound
             .entry(j)
@@ -645,6 +673,9 @@ impl<'t> Task<'t> {
     /// here: the queues between workers are unbounded, and sources wait
     /// instead while they hold too much (see [`Flow`]).
     fn send_outbound(&mut self) -> Result<(), RunError> {
+        if !self.env.repartition_topics.is_empty() {
+            return self.produce_outbound();
+        }
         let topo = self.env.topo;
         for (&j, parts) in &mut self.outbound {
             let input = InputId::Repartition(j as u16);
@@ -676,10 +707,65 @@ impl<'t> Task<'t> {
         Ok(())
     }
 
+    /// Produces re-partitioned records to their repartition topic (Kafka),
+    /// each to the partition chosen for it, holding the batch's ack: the
+    /// input offsets behind them are committed only once the broker has
+    /// them. The producer's bounded queue is the backpressure here.
+    fn produce_outbound(&mut self) -> Result<(), RunError> {
+        let env = self.env;
+        let producer = env.producer.ok_or_else(|| {
+            RunError::Setup("repartition topics are written without a producer".into())
+        })?;
+        // Kept (emptied) for the next run's records.
+        let mut outbound = std::mem::take(&mut self.outbound);
+        let mut result = Ok(());
+        'steps: for (&j, parts) in &mut outbound {
+            let Some(topic) = env.repartition_topic(j) else {
+                result = Err(RunError::Setup(format!(
+                    "step `{}` has no repartition topic",
+                    env.topo.pipeline.steps[j].name
+                )));
+                break;
+            };
+            for (q, part) in parts.iter_mut().enumerate() {
+                for (record, origin) in part.drain(..) {
+                    let sent = producer.send_to(
+                        &topic.topic,
+                        Some(q as u32),
+                        &record,
+                        &self.ack,
+                        env.stop,
+                    );
+                    result = match sent {
+                        Ok(()) => continue,
+                        Err(SendError::Stopped) => Err(RunError::Stopped),
+                        // A record the topic cannot take (too large) is
+                        // not dropped: the run stops, naming it.
+                        Err(e) => Err(RunError::Delivery(format!(
+                            "{e} (repartition step `{}`, record from {})",
+                            env.topo.pipeline.steps[j].name,
+                            self.location(origin)
+                        ))),
+                    };
+                    break 'steps;
+                }
+            }
+        }
+        for part in outbound.values_mut().flatten() {
+            part.clear();
+        }
+        self.outbound = outbound;
+        result
+    }
+
     /// Tells the tasks after each repartition this task feeds that it
     /// sends nothing more, once the inputs that reach it have ended.
     fn end_repartitions(&mut self) -> Result<(), RunError> {
         let topo = self.env.topo;
+        if !self.env.repartition_topics.is_empty() {
+            // A repartition topic has no end (nor has a Kafka source).
+            return Ok(());
+        }
         let sub = &topo.subtopologies[self.id.subtopology as usize];
         for (j, feeds) in &topo.repartition_feeds {
             if !sub.steps.contains(j)
@@ -1248,6 +1334,8 @@ mod tests {
             peers: Vec::new(),
             flow: &flow,
             partitions: 1,
+            repartition_topics: &[],
+            producer: None,
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let schedule = Schedule {

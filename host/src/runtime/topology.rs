@@ -298,6 +298,22 @@ impl Topology {
             .map_or(0, |s| s.id)
     }
 
+    /// The steps whose records move to other tasks by key (each feeds a
+    /// sub-topology of its own), in step order.
+    pub fn repartition_steps(&self) -> Vec<usize> {
+        let mut steps: Vec<usize> = self
+            .subtopologies
+            .iter()
+            .flat_map(|s| &s.inputs)
+            .filter_map(|i| match i {
+                InputId::Repartition(j) => Some(*j as usize),
+                InputId::Source(_) => None,
+            })
+            .collect();
+        steps.sort_unstable();
+        steps
+    }
+
     /// The sub-topology whose tasks read `input`.
     pub fn subtopology_reading(&self, input: InputId) -> u16 {
         self.subtopologies

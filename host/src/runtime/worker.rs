@@ -202,12 +202,21 @@ impl<'t> Worker<'t> {
         }
     }
 
+    /// Every source is done: their inputs end for the tasks here, and so
+    /// do repartition topics on Kafka (read by the same consumer, which
+    /// stopped). A task a late batch re-created after its partitions were
+    /// revoked ends this way too.
     fn end_sources(&self, tasks: &mut BTreeMap<TaskId, Task<'t>>) -> Result<(), RunError> {
         let topo = self.env.topo;
+        let from_topics = !self.env.repartition_topics.is_empty();
         let ids: Vec<TaskId> = tasks.keys().copied().collect();
         for id in ids {
             for input in &topo.subtopologies[id.subtopology as usize].inputs {
-                if let InputId::Source(_) = input {
+                let consumed = match input {
+                    InputId::Source(_) => true,
+                    InputId::Repartition(_) => from_topics,
+                };
+                if consumed && tasks.contains_key(&id) {
                     self.deliver(tasks, id, TaskMessage::EndOfInput(*input))?;
                 }
             }
@@ -307,8 +316,13 @@ impl<'t> Worker<'t> {
                 task
             }
         };
+        // Re-partitioned records moved in process (on Kafka they come
+        // from a repartition topic, through the consumer, uncounted).
+        let in_process = self.env.repartition_topics.is_empty();
         let internal_records = match &message {
-            TaskMessage::Batch(b) if matches!(b.input, InputId::Repartition(_)) => b.records.len(),
+            TaskMessage::Batch(b) if in_process && matches!(b.input, InputId::Repartition(_)) => {
+                b.records.len()
+            }
             _ => 0,
         };
         let idle = self.internal.is_empty() && self.external.is_empty();

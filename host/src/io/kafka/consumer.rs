@@ -13,6 +13,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::fetch::{Fetched, ForwardTarget};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
+use super::purge::{Purge, Purger};
 use super::{KafkaError, Role, client_config};
 use crate::codec::{Format, format_gate};
 use crate::pipeline::KafkaSettings;
@@ -45,8 +46,13 @@ pub struct GroupContext<L: RebalanceListener> {
     pub progress: GroupProgress,
     /// Where assigned partitions' messages go (see [`super::fetch`]).
     pub forward: ForwardTarget,
-    /// Each source's topic, by source index.
+    /// Each topic read, by index: the sources', then the internal
+    /// (repartition) topics'.
     pub topics: Vec<String>,
+    /// How many of `topics` are internal (at the end of the list).
+    pub internal: usize,
+    /// Deletes committed records of internal topics (when there are any).
+    pub purger: Option<Purger>,
 }
 
 impl<L: RebalanceListener> GroupContext<L> {
@@ -63,7 +69,8 @@ impl<L: RebalanceListener> GroupContext<L> {
     }
 }
 
-/// The source reading `topic` (validation allows one source per topic).
+/// The index of `topic` among those read (validation allows one source
+/// per topic; internal topics are named by the application).
 pub fn source_of(topics: &[String], topic: &[u8]) -> Option<u16> {
     topics
         .iter()
@@ -72,12 +79,53 @@ pub fn source_of(topics: &[String], topic: &[u8]) -> Option<u16> {
 }
 
 /// Commits through the group consumer (synchronously when asked to wait),
-/// unless the group already took the partitions away.
-pub struct ConsumerCommit<'c, C: ConsumerContext>(pub &'c BaseConsumer<C>, pub &'c [String]);
+/// unless the group already took the partitions away. Once a synchronous
+/// commit is taken, the committed records of internal topics are purged
+/// (an asynchronous commit's outcome is not reported for manual commits,
+/// so it purges nothing).
+pub struct ConsumerCommit<'c, C: ConsumerContext> {
+    pub consumer: &'c BaseConsumer<C>,
+    /// Each topic read, by index (see [`GroupContext::topics`]).
+    pub topics: &'c [String],
+    /// How many of `topics` are internal (at the end).
+    pub internal: usize,
+    pub purger: Option<&'c Purger>,
+}
+
+impl<L: RebalanceListener> GroupContext<L> {
+    /// Commits through `consumer`, whose context this is.
+    pub fn committer<'c>(&'c self, consumer: &'c BaseConsumer<Self>) -> ConsumerCommit<'c, Self> {
+        ConsumerCommit {
+            consumer,
+            topics: &self.topics,
+            internal: self.internal,
+            purger: self.purger.as_ref(),
+        }
+    }
+}
+
+impl<C: ConsumerContext> ConsumerCommit<'_, C> {
+    /// Hands the committed offsets of internal topics to the purger.
+    fn purge(&self, offsets: &[Committable]) {
+        let Some(purger) = self.purger else {
+            return;
+        };
+        let first_internal = self.topics.len() - self.internal;
+        let committed: Purge = offsets
+            .iter()
+            .filter(|c| c.partition.0 as usize >= first_internal && c.offset > 0)
+            .map(|c| {
+                let (topic, partition) = c.partition;
+                ((self.topics[topic as usize].clone(), partition), c.offset)
+            })
+            .collect();
+        purger.purge(committed);
+    }
+}
 
 impl<C: ConsumerContext> CommitStrategy for ConsumerCommit<'_, C> {
     fn commit(&self, offsets: &[Committable], wait: bool) -> Result<(), KafkaError> {
-        let (consumer, topics) = (self.0, self.1);
+        let (consumer, topics) = (self.consumer, self.topics);
         if offsets.is_empty() || consumer.assignment_lost() {
             return Ok(());
         }
@@ -98,7 +146,11 @@ impl<C: ConsumerContext> CommitStrategy for ConsumerCommit<'_, C> {
         };
         consumer
             .commit(&tpl, mode)
-            .map_err(|e| KafkaError::Commit(e.to_string()))
+            .map_err(|e| KafkaError::Commit(e.to_string()))?;
+        if wait {
+            self.purge(offsets);
+        }
+        Ok(())
     }
 }
 
@@ -125,7 +177,7 @@ impl<L: RebalanceListener> ConsumerContext for GroupContext<L> {
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "partitions revoked");
-                let commit = ConsumerCommit(consumer, &self.topics);
+                let commit = self.committer(consumer);
                 self.listener.revoked(&self.keys(partitions), &commit);
             }
             Rebalance::Assign(partitions) => {
@@ -162,15 +214,22 @@ pub fn create<L: RebalanceListener>(
     settings: &KafkaSettings,
     bootstrap: &str,
     topics: Vec<String>,
+    internal: usize,
     listener: L,
     progress: GroupProgress,
 ) -> Result<BaseConsumer<GroupContext<L>>, KafkaError> {
+    let purger = match internal {
+        0 => None,
+        _ => Some(Purger::start(settings, bootstrap)?),
+    };
     client_config(settings, bootstrap, Role::Consumer)
         .create_with_context(GroupContext {
             listener,
             progress,
             forward: ForwardTarget::default(),
             topics,
+            internal,
+            purger,
         })
         .map_err(|source| KafkaError::Client {
             role: "consumer",

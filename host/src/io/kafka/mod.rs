@@ -11,6 +11,7 @@ pub(crate) mod control;
 pub(crate) mod fetch;
 pub(crate) mod offsets;
 pub(crate) mod producer;
+pub(crate) mod purge;
 pub(crate) mod source;
 pub(crate) mod topics;
 
@@ -46,6 +47,18 @@ pub enum KafkaError {
         user: String,
         bootstrap: String,
     },
+    #[error(
+        "topic `{topic}` ({user}) has {found} partitions, but needs {expected} ({why}); weir never changes an existing topic: once the running instances have processed what it holds, stop them, delete the topic, and start again"
+    )]
+    InternalPartitions {
+        topic: String,
+        user: String,
+        found: usize,
+        expected: usize,
+        why: String,
+    },
+    #[error("cannot delete records of topic `{topic}`: {reason}")]
+    Purge { topic: String, reason: String },
     #[error("cannot create topic `{topic}`: {reason}")]
     CreateTopic { topic: String, reason: String },
     #[error("cannot set up producing to topic `{topic}`: {reason}")]
@@ -107,6 +120,10 @@ pub fn client_config(settings: &KafkaSettings, bootstrap: &str, role: Role) -> C
                 .set("enable.auto.offset.store", "false")
                 // Kafka Streams' default: a new application reads from the start.
                 .set("auto.offset.reset", "earliest")
+                // Partition `p` of every topic a task reads (its sources',
+                // its repartition topic's) goes to one member: the range
+                // assignor co-partitions (cooperative-sticky does not).
+                .set("partition.assignment.strategy", "range")
                 // Per-partition lag for the progress display.
                 .set("statistics.interval.ms", "1000")
                 // librdkafka stops fetching a partition whose prefetch queue
@@ -155,6 +172,7 @@ mod tests {
             application_id: "app".into(),
             threads: None,
             commit_interval_ms: 1000,
+            internal_replication_factor: None,
             properties: vec![("linger.ms".into(), "20".into())],
             consumer_properties: vec![("auto.offset.reset".into(), "latest".into())],
             producer_properties: vec![("partitioner".into(), "consistent".into())],

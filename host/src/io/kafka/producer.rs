@@ -142,8 +142,9 @@ impl KafkaProducer {
         })
     }
 
-    /// Queues `record` for `topic`; `ack` is held until the broker answers.
-    /// Waits while the queue is full, unless `stop` is set.
+    /// Queues `record` for `topic`, in the partition the partitioner picks
+    /// (the Java client's murmur2 of the key); `ack` is held until the
+    /// broker answers. Waits while the queue is full, unless `stop` is set.
     pub fn send(
         &self,
         topic: &str,
@@ -151,6 +152,21 @@ impl KafkaProducer {
         ack: &Arc<Ack>,
         stop: &AtomicBool,
     ) -> Result<(), SendError> {
+        self.send_to(topic, None, record, ack, stop)
+    }
+
+    /// [`KafkaProducer::send`] to `partition` when given (a repartition
+    /// picks it itself, whatever partitioner the file configures).
+    pub fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        record: &Record,
+        ack: &Arc<Ack>,
+        stop: &AtomicBool,
+    ) -> Result<(), SendError> {
+        // RD_KAFKA_PARTITION_UA: the partitioner picks.
+        let partition = partition.map_or(-1, |p| p as i32);
         let Some(handle) = self.topics.iter().find(|t| t.name == topic) else {
             return Err(SendError::Producer {
                 topic: topic.to_string(),
@@ -162,7 +178,7 @@ impl KafkaProducer {
         // The delivery report hands this back to `Deliveries::delivery`.
         let opaque = ack.clone().into_ptr();
         loop {
-            let code = produce(&self.inner, handle, record, &headers, opaque);
+            let code = produce(&self.inner, handle, partition, record, &headers, opaque);
             if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 // librdkafka owns the headers now.
                 std::mem::forget(headers);
@@ -257,6 +273,7 @@ impl Drop for Headers {
 fn produce(
     producer: &ThreadedProducer<Deliveries>,
     topic: &TopicHandle,
+    partition: i32,
     record: &Record,
     headers: &Headers,
     opaque: *mut c_void,
@@ -277,7 +294,7 @@ fn produce(
             RD_KAFKA_VTYPE_RKT,
             topic.ptr.as_ptr(),
             RD_KAFKA_VTYPE_PARTITION,
-            -1i32, // RD_KAFKA_PARTITION_UA: the partitioner picks
+            partition,
             RD_KAFKA_VTYPE_MSGFLAGS,
             rd::RD_KAFKA_MSG_F_COPY,
             RD_KAFKA_VTYPE_VALUE,

@@ -11,9 +11,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::KafkaError;
-use super::consumer::{
-    self, Arena, ConsumerCommit, GroupContext, GroupProgress, RebalanceListener, source_of,
-};
+use super::consumer::{self, Arena, GroupContext, GroupProgress, RebalanceListener, source_of};
 use super::fetch::{FetchQueue, Fetched};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
 use crate::codec::Format;
@@ -23,7 +21,31 @@ use crate::record::Record;
 /// Messages taken from the consumer in one read.
 const READ_AHEAD: usize = 512;
 
-/// A record read from a source partition.
+/// A topic the group consumer reads: a source's, or an internal
+/// (repartition) topic. [`with_source`] takes them in a list whose index
+/// names them in every [`PartitionKey`].
+#[derive(Debug, Clone)]
+pub struct ReadTopic {
+    pub name: String,
+    /// Values of this format are checked as they are read (see
+    /// [`consumer::to_record`]).
+    pub value_format: Format,
+    /// Written and read by the application itself: purged once committed.
+    pub internal: bool,
+}
+
+impl ReadTopic {
+    /// A Kafka source's topic.
+    pub fn source(s: &Source) -> ReadTopic {
+        ReadTopic {
+            name: s.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            value_format: s.value_format,
+            internal: false,
+        }
+    }
+}
+
+/// A record read from a topic partition.
 pub struct Fetch {
     pub partition: PartitionKey,
     pub offset: i64,
@@ -94,26 +116,31 @@ impl<L: RebalanceListener> KafkaReader<'_, L> {
 
 impl<L: RebalanceListener> CommitStrategy for KafkaReader<'_, L> {
     fn commit(&self, offsets: &[Committable], wait: bool) -> Result<(), KafkaError> {
-        ConsumerCommit(self.consumer, &self.consumer.context().topics).commit(offsets, wait)
+        self.consumer
+            .context()
+            .committer(self.consumer)
+            .commit(offsets, wait)
     }
 }
 
-/// Subscribes to every source's topic, runs `body` with the reader, then
-/// leaves the group.
+/// Subscribes to every topic of `read` (the sources' first, then the
+/// internal ones), runs `body` with the reader, then leaves the group.
 pub fn with_source<L: RebalanceListener, R>(
     settings: &KafkaSettings,
     bootstrap: &str,
-    sources: &[Source],
+    read: &[ReadTopic],
     listener: L,
     progress: GroupProgress,
     body: impl FnOnce(&mut KafkaReader<'_, L>) -> R,
 ) -> Result<R, KafkaError> {
-    let topics: Vec<String> = sources
-        .iter()
-        .map(|s| s.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default())
-        .collect();
+    debug_assert!(
+        read.is_sorted_by_key(|t| t.internal),
+        "internal topics come last"
+    );
+    let topics: Vec<String> = read.iter().map(|t| t.name.clone()).collect();
+    let internal = read.iter().filter(|t| t.internal).count();
     let subscription: Vec<String> = topics.clone();
-    let consumer = consumer::create(settings, bootstrap, topics, listener, progress)?;
+    let consumer = consumer::create(settings, bootstrap, topics, internal, listener, progress)?;
     // Before subscribing: every partition assigned from now on forwards
     // its messages to this queue.
     let fetch =
@@ -125,7 +152,7 @@ pub fn with_source<L: RebalanceListener, R>(
     let mut reader = KafkaReader {
         consumer: &consumer,
         fetch,
-        formats: sources.iter().map(|s| s.value_format).collect(),
+        formats: read.iter().map(|t| t.value_format).collect(),
         arena: Arena::default(),
     };
     let result = body(&mut reader);

@@ -24,12 +24,7 @@ pub fn ensure(
     bootstrap: &str,
     uses: &[TopicUse<'_>],
 ) -> Result<BTreeMap<String, usize>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(settings, bootstrap, Role::Admin)
-        .create()
-        .map_err(|source| KafkaError::Client {
-            role: "admin client",
-            source,
-        })?;
+    let admin = admin(settings, bootstrap)?;
     let mut partitions = BTreeMap::new();
     for u in uses {
         let name = u.topic.name.as_str();
@@ -66,6 +61,99 @@ pub fn ensure(
         partitions.insert(name.to_string(), count);
     }
     Ok(partitions)
+}
+
+fn admin(
+    settings: &KafkaSettings,
+    bootstrap: &str,
+) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    client_config(settings, bootstrap, Role::Admin)
+        .create()
+        .map_err(|source| KafkaError::Client {
+            role: "admin client",
+            source,
+        })
+}
+
+/// A topic the application itself needs (a repartition topic): weir
+/// creates it when missing, and refuses one with another partition count.
+pub struct InternalTopic<'a> {
+    pub name: &'a str,
+    /// As Kafka Streams: the most partitions among the source topics of
+    /// the sub-topology that writes it.
+    pub partitions: usize,
+    /// What writes it, for messages (`repartition step \`by-user\``).
+    pub user: String,
+    /// Why `partitions`, for messages (`the most partitions of its
+    /// sub-topology's input topics orders, payments`).
+    pub why: String,
+}
+
+/// The settings of a repartition topic weir creates, as Kafka Streams'
+/// `RepartitionTopicConfig`: records are deleted by weir once committed
+/// (DeleteRecords), never by age; small segments so that deleting frees disk.
+const REPARTITION_CONFIG: [(&str, &str); 4] = [
+    ("cleanup.policy", "delete"),
+    ("retention.ms", "-1"),
+    ("segment.bytes", "52428800"),
+    ("segment.ms", "600000"),
+];
+
+/// Makes sure every internal topic exists with its partition count,
+/// creating the missing ones (replication: `internal-replication-factor`,
+/// else the broker's default).
+pub fn ensure_internal(
+    settings: &KafkaSettings,
+    bootstrap: &str,
+    topics: &[InternalTopic<'_>],
+) -> Result<(), KafkaError> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let admin = admin(settings, bootstrap)?;
+    let replication = settings.internal_replication_factor.unwrap_or(-1);
+    for t in topics {
+        match partition_count(&admin, bootstrap, t.name)? {
+            Some(n) if n == t.partitions => {}
+            Some(found) => {
+                return Err(KafkaError::InternalPartitions {
+                    topic: t.name.to_string(),
+                    user: t.user.clone(),
+                    found,
+                    expected: t.partitions,
+                    why: t.why.clone(),
+                });
+            }
+            None => {
+                let mut new = NewTopic::new(
+                    t.name,
+                    t.partitions as i32,
+                    TopicReplication::Fixed(replication),
+                );
+                for (k, v) in REPARTITION_CONFIG {
+                    new = new.set(k, v);
+                }
+                create_topic(&admin, new, t.name)?;
+                let n = wait_for_topic(&admin, bootstrap, t.name)?;
+                if n != t.partitions {
+                    // Another instance created it first, differently.
+                    return Err(KafkaError::InternalPartitions {
+                        topic: t.name.to_string(),
+                        user: t.user.clone(),
+                        found: n,
+                        expected: t.partitions,
+                        why: t.why.clone(),
+                    });
+                }
+                tracing::info!(
+                    topic = t.name,
+                    partitions = t.partitions,
+                    "created internal topic"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The topic's partition count, or `None` when it does not exist.
