@@ -189,7 +189,10 @@ fn a_swap_on_one_member_reaches_every_member_and_later_and_restarted_ones() {
         || b.log_text().contains("applied the swap made by"),
         || b.log_text(),
     );
-    // Both switched: from here on, every output is v2.
+    // Both switched: from here on, every output is v2. A member's tasks
+    // cut over at their next batch boundary, and what v1 processed before
+    // may still be on its way to the broker: let it land first.
+    std::thread::sleep(Duration::from_secs(1));
     let switched = ends(&output);
     std::thread::sleep(Duration::from_secs(2));
 
@@ -419,6 +422,8 @@ fn weir_swap_on_the_pipeline_file_swaps_both_weir_run_members_v1_v2_v3() {
         || applied() == 2,
         || a.log_text() + &b.log_text(),
     );
+    // As above: v2's last outputs land before the cut is read.
+    std::thread::sleep(Duration::from_secs(1));
     let switched = ends(&output);
     std::thread::sleep(Duration::from_secs(2));
     a.assert_running();

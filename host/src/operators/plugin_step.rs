@@ -428,6 +428,29 @@ fn contract_kind(kind: StepKind) -> Option<Kind> {
     })
 }
 
+/// What a task hears when a plugin step cannot go on: a plugin that no
+/// longer starts is broken, not the data, so the run stops with the reason
+/// (naming the records that broke the last instance, `culprit`); an
+/// interrupted run (`interrupted`: the engine says the run is stopping)
+/// only stops.
+pub(crate) fn plugin_failure(
+    e: StartError,
+    culprit: Option<&Culprit>,
+    interrupted: bool,
+) -> super::OperatorError {
+    if interrupted || matches!(e, StartError::Interrupted { .. }) {
+        return super::OperatorError {
+            class: super::ErrorClass::Interrupted,
+            message: e.to_string(),
+            inputs: None,
+        };
+    }
+    super::OperatorError {
+        inputs: culprit.map(|c| c.inputs.clone()),
+        ..super::OperatorError::internal(e.to_string())
+    }
+}
+
 pub(super) fn fault_failure(input: u32, fault: &Fault) -> Failure {
     let kind = match fault {
         Fault::Timeout(_) => FailureKind::Timeout,
@@ -450,22 +473,13 @@ impl super::Operator for PluginStep {
         records: &[Record],
         out: &mut StepOutput,
     ) -> Result<(), super::OperatorError> {
-        // A plugin that no longer starts is broken, not the data: the run
-        // stops with the reason. An interrupted run only stops.
         self.process(records, out).map_err(|e| {
-            if matches!(e, StartError::Interrupted { .. }) || self.plugin.interrupted() {
+            let culprit = e.culprit().cloned();
+            let e = plugin_failure(e, culprit.as_ref(), self.plugin.interrupted());
+            if e.class == super::ErrorClass::Interrupted {
                 out.clear();
-                super::OperatorError {
-                    class: super::ErrorClass::Interrupted,
-                    message: e.to_string(),
-                    inputs: None,
-                }
-            } else {
-                super::OperatorError {
-                    inputs: e.culprit().map(|c| c.inputs.clone()),
-                    ..super::OperatorError::internal(e.to_string())
-                }
             }
+            e
         })
     }
 

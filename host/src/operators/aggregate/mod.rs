@@ -23,7 +23,7 @@ pub use fold::Fold;
 use super::failure::{Failure, FailureKind};
 use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
 use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator};
-use super::plugin_step::{Dropped, Emitted, StartError, StepOutput};
+use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
 use crate::codec::format_gate;
 use crate::record::Record;
 use crate::state::{KeyValueStore, StateError};
@@ -191,7 +191,7 @@ impl Aggregate {
         if let Err(e) = plugin.add(records, &groups, &mut results) {
             self.scratch = results;
             out.clear();
-            return Err(plugin_error(e, plugin));
+            return Err(plugin_failure(e, plugin.culprit(), false));
         }
         let group_of: std::collections::HashMap<u32, usize> = keyed
             .iter()
@@ -228,22 +228,6 @@ impl Aggregate {
         out.failures.append(&mut results.failures);
         self.scratch = results;
         Ok(())
-    }
-}
-
-/// A plugin that no longer starts is broken, not the data: the run stops
-/// with the reason; an interrupted run only stops.
-fn plugin_error(e: StartError, plugin: &PluginAggregator) -> OperatorError {
-    if matches!(e, StartError::Interrupted { .. }) {
-        return OperatorError {
-            class: ErrorClass::Interrupted,
-            message: e.to_string(),
-            inputs: None,
-        };
-    }
-    OperatorError {
-        inputs: plugin.culprit().map(|c| c.inputs.clone()),
-        ..OperatorError::internal(e.to_string())
     }
 }
 
