@@ -434,6 +434,19 @@ mod tests {
         assert!(err.ends_with("changed the headers"), "{err}");
     }
 
+    /// A packed result of one emitted record (key, value) per input, on
+    /// port 0.
+    fn emits(records: &[(&[u8], &[u8])]) -> Bytes {
+        let mut result = Vec::new();
+        weir_packed::put_u32(&mut result, records.len() as u32);
+        for (key, value) in records {
+            let mut w = weir_packed::EmitWriter::begin(&mut result);
+            weir_packed::put_record(w.port(0), 0, Some(key), Some(value), std::iter::empty());
+            w.finish();
+        }
+        Bytes::from(result)
+    }
+
     #[test]
     fn a_select_key_result_that_changes_the_value_is_a_contract_failure() {
         let input = Record {
@@ -441,23 +454,11 @@ mod tests {
             value: Some(Bytes::from_static(b"v")),
             ..Record::default()
         };
-        let mut result = Vec::new();
-        weir_packed::put_u32(&mut result, 2);
-        for value in [&b"v"[..], b"w"] {
-            let mut w = weir_packed::EmitWriter::begin(&mut result);
-            weir_packed::put_record(w.port(0), 0, Some(b"b"), Some(value), std::iter::empty());
-            w.finish();
-        }
+        let result = emits(&[(b"b", b"v"), (b"b", b"w")]);
         let records = [input.clone(), input];
         let (mut out, mut to_retry) = (StepOutput::default(), Vec::new());
         ResultRules::new(StepKind::SelectKey, 1, 1 << 20)
-            .read(
-                &records,
-                0..2,
-                &Bytes::from(result),
-                &mut out,
-                &mut to_retry,
-            )
+            .read(&records, 0..2, &result, &mut out, &mut to_retry)
             .unwrap();
         assert_eq!(out.emitted.len(), 1);
         assert_eq!(out.emitted[0].input, 0);
@@ -478,14 +479,7 @@ mod tests {
             ..Record::default()
         };
         // Two results: key kept with a new value, key changed.
-        let mut result = Vec::new();
-        weir_packed::put_u32(&mut result, 2);
-        for key in [&b"a"[..], b"b"] {
-            let mut w = weir_packed::EmitWriter::begin(&mut result);
-            weir_packed::put_record(w.port(0), 0, Some(key), Some(b"w"), std::iter::empty());
-            w.finish();
-        }
-        let result = Bytes::from(result);
+        let result = emits(&[(b"a", b"w"), (b"b", b"w")]);
         let records = [input.clone(), input];
         let read = |rules: ResultRules| {
             let (mut out, mut to_retry) = (StepOutput::default(), Vec::new());

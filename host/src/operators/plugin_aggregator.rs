@@ -45,13 +45,15 @@ pub struct Group<'a> {
 
 /// A batch's records grouped by key, in the order each key first appears,
 /// each key's inputs in batch order: what [`Group::inputs`] needs. Records
-/// without a key are left out (an aggregate drops them, as Kafka Streams
-/// does; the caller counts them).
+/// without a key or without a value (a tombstone) are left out: an
+/// aggregate drops them, as Kafka Streams does, and the caller counts them.
 pub fn group_by_key(records: &[Record]) -> Vec<(Bytes, Vec<u32>)> {
     let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
     let mut groups: Vec<(Bytes, Vec<u32>)> = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        let Some(key) = &r.key else { continue };
+        let (Some(key), Some(_)) = (&r.key, &r.value) else {
+            continue;
+        };
         match index.get(key.as_ref()) {
             Some(&g) => groups[g].1.push(i as u32),
             None => {
@@ -383,8 +385,18 @@ impl PluginAggregator {
         weir_packed::put_u32(&mut self.batch, 1);
         put_group_head(&mut self.batch, key, acc, 1);
         put_record(&mut self.batch, &records[input as usize]);
+        self.call_alone(input, |i, batch| i.fold(fold, batch))
+    }
+
+    /// Calls `f` with the packed batch of one record or pair, `input`, and
+    /// says what its one result means for it.
+    fn call_alone(
+        &mut self,
+        input: u32,
+        f: impl FnOnce(&mut Instance, &[u8]) -> Result<Vec<u8>, Fault>,
+    ) -> Result<Said, StartError> {
         let range = input as usize..input as usize + 1;
-        let result = match self.call(|i, batch| i.fold(fold, batch), range.clone())? {
+        let result = match self.call(f, range.clone())? {
             Ok(result) => result,
             Err(fault) => return Ok(Said::Failure(fault_failure(input, &fault))),
         };
@@ -468,18 +480,7 @@ impl PluginAggregator {
 
     fn merge_alone(&mut self, pair: &Pair<'_>, input: u32) -> Result<Said, StartError> {
         self.pack_pairs(std::slice::from_ref(pair));
-        let range = input as usize..input as usize + 1;
-        let result = match self.call(|i, batch| i.merge(batch), range.clone())? {
-            Ok(result) => result,
-            Err(fault) => return Ok(Said::Failure(fault_failure(input, &fault))),
-        };
-        Ok(match read_results(&result, 1) {
-            Ok(mut raw) => self.judge(input, raw.pop().expect("one result")),
-            Err(e) => {
-                self.discard(range, format!("returned a malformed result ({e})"));
-                Said::Failure(contract::malformed(input, &e))
-            }
-        })
+        self.call_alone(input, |i, batch| i.merge(batch))
     }
 
     fn judge(&self, input: u32, raw: Raw) -> Said {
@@ -654,6 +655,7 @@ mod tests {
     fn records_are_grouped_by_key_in_first_seen_order_without_keyless_ones() {
         let rec = |key: Option<&str>| Record {
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::from_static(b"{}")),
             ..Record::default()
         };
         let records = [
@@ -676,6 +678,12 @@ mod tests {
                 (&b""[..], &[4][..])
             ]
         );
+        // A tombstone is left out like a keyless record.
+        let tombstone = Record {
+            value: None,
+            ..rec(Some("a"))
+        };
+        assert!(group_by_key(&[tombstone]).is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use fold::Fold;
 
 use super::failure::{Failure, FailureKind};
 use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
-use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator};
+use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator, group_by_key};
 use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
 use crate::codec::format_gate;
 use crate::record::Record;
@@ -146,36 +146,33 @@ impl Aggregate {
         records: &[Record],
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        // Keys in first-seen order, each with its records in order.
-        let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
-        let mut keyed: Vec<(&[u8], Vec<u32>)> = Vec::new();
         for (i, record) in records.iter().enumerate() {
             if let Some(reason) = unaggregatable(record) {
                 out.dropped.push(Dropped {
                     input: i as u32,
                     reason,
                 });
-                continue;
             }
-            let key = record.key.as_deref().expect("checked above");
-            let g = *index.entry(key).or_insert_with(|| {
-                keyed.push((key, Vec::new()));
-                keyed.len() - 1
-            });
-            keyed[g].1.push(i as u32);
         }
+        // The others, by key in first-seen order, each key's in order.
+        let keyed = group_by_key(records);
         let mut stored = Vec::with_capacity(keyed.len());
         for (key, _) in &keyed {
             stored.push(self.store.get(key).map_err(store_error)?);
         }
-        // The running result timestamp of each group.
+        // The running result timestamp of each group, and each input's group.
         let mut timestamps: Vec<i64> = Vec::with_capacity(keyed.len());
+        let mut group_of = vec![0; records.len()];
         let groups: Vec<Group<'_>> = keyed
             .iter()
             .zip(&stored)
-            .map(|((key, inputs), stored)| {
+            .enumerate()
+            .map(|(g, ((key, inputs), stored))| {
                 let split = stored.as_deref().and_then(split_stored);
                 timestamps.push(split.map_or(i64::MIN, |(ts, _)| ts));
+                for &i in inputs {
+                    group_of[i as usize] = g;
+                }
                 Group {
                     key,
                     accumulator: split.map(|(_, acc)| acc),
@@ -193,15 +190,10 @@ impl Aggregate {
             out.clear();
             return Err(plugin_failure(e, plugin.culprit(), false));
         }
-        let group_of: std::collections::HashMap<u32, usize> = keyed
-            .iter()
-            .enumerate()
-            .flat_map(|(g, (_, inputs))| inputs.iter().map(move |&i| (i, g)))
-            .collect();
         for update in &results.updates {
             let record = &records[update.input as usize];
-            let key = record.key.clone().expect("grouped records have keys");
-            let g = group_of[&update.input];
+            let g = group_of[update.input as usize];
+            let key = keyed[g].0.clone();
             timestamps[g] = timestamps[g].max(record.timestamp);
             let timestamp = timestamps[g];
             match &update.accumulator {
