@@ -45,7 +45,7 @@ impl FieldPath {
     /// The span of the field's value in `json`; `None` when it is absent
     /// (or an object on the way is not one). `Err` when `json` is not a
     /// JSON object.
-    pub(crate) fn find(&self, json: &[u8]) -> Result<Option<Range<usize>>, String> {
+    fn find(&self, json: &[u8]) -> Result<Option<Range<usize>>, String> {
         let mut at = 0..json.len();
         let mut s = Scanner::new(json);
         s.skip_ws();
@@ -59,6 +59,19 @@ impl FieldPath {
             }
         }
         Ok(Some(at))
+    }
+}
+
+impl FieldPath {
+    /// The span of the field's value in the JSON document `json`, or what
+    /// is wrong (`is missing`, `cannot be read: ...`), for a message that
+    /// names the field.
+    pub(crate) fn locate(&self, json: &[u8]) -> Result<Range<usize>, String> {
+        match self.find(json) {
+            Ok(Some(span)) => Ok(span),
+            Ok(None) => Err("is missing".into()),
+            Err(e) => Err(format!("cannot be read: {e}")),
+        }
     }
 }
 
@@ -235,11 +248,10 @@ impl Extract {
         let Some(value) = value else {
             return Err(error("is missing: the record has no value"));
         };
-        match path.find(value) {
-            Ok(Some(span)) if &value[span.clone()] != b"null" => Ok(span),
-            Ok(Some(_)) => Err(error("is null")),
-            Ok(None) => Err(error("is missing")),
-            Err(e) => Err(error(&format!("cannot be read: {e}"))),
+        match path.locate(value) {
+            Ok(span) if &value[span.clone()] != b"null" => Ok(span),
+            Ok(_) => Err(error("is null")),
+            Err(problem) => Err(error(&problem)),
         }
     }
 }

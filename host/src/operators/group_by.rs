@@ -83,11 +83,9 @@ pub fn key_of(value: Option<&Bytes>, field: &FieldPath) -> Result<Bytes, String>
             "group-by field `{field}` is missing: the record has no value (a tombstone)"
         ));
     };
-    let span = match field.find(value) {
-        Ok(Some(span)) => span,
-        Ok(None) => return Err(format!("group-by field `{field}` is missing")),
-        Err(e) => return Err(format!("group-by field `{field}` cannot be read: {e}")),
-    };
+    let span = field
+        .locate(value)
+        .map_err(|problem| format!("group-by field `{field}` {problem}"))?;
     let raw = &value[span.clone()];
     match raw.first() {
         Some(b'"') if !raw.contains(&b'\\') => Ok(value.slice(span.start + 1..span.end - 1)),

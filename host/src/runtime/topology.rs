@@ -155,8 +155,7 @@ impl Topology {
             return Err(PipelineError(problems));
         }
         let subtopologies = split(&pipeline);
-        let repartitions: Vec<bool> = pipeline.steps.iter().map(|s| s.repartitions).collect();
-        let repartition_feeds = feeds(&repartitions, &subtopologies, &source_routes, &step_routes);
+        let repartition_feeds = feeds(&pipeline, &subtopologies, &source_routes, &step_routes);
         let versions = pipeline
             .steps
             .iter()
@@ -440,7 +439,7 @@ fn split(p: &Pipeline) -> Vec<SubTopology> {
 /// For each repartition step, the inputs of its sub-topology whose records
 /// reach it (following the routes, not crossing other repartitions).
 fn feeds(
-    repartitions: &[bool],
+    p: &Pipeline,
     subs: &[SubTopology],
     source_routes: &[Vec<Target>],
     step_routes: &[Vec<Vec<Target>>],
@@ -460,7 +459,7 @@ fn feeds(
                 }
                 seen.push(t);
                 let repartition = match t {
-                    Target::Step { step, .. } if !repartitions[step] => {
+                    Target::Step { step, .. } if !p.steps[step].repartitions => {
                         stack.extend(step_routes[step].iter().flatten().copied());
                         None
                     }

@@ -210,15 +210,11 @@ fn step(
 
 /// The number field `path` of the JSON document `value` holds, and where.
 fn number_at(value: &[u8], path: &FieldPath) -> Result<(Range<usize>, Number), String> {
-    match path.find(value) {
-        Ok(Some(span)) => {
-            let n =
-                Number::parse(&value[span.clone()]).map_err(|e| format!("field `{path}` {e}"))?;
-            Ok((span, n))
-        }
-        Ok(None) => Err(format!("field `{path}` is missing")),
-        Err(e) => Err(format!("field `{path}` cannot be read: {e}")),
-    }
+    let span = path
+        .locate(value)
+        .map_err(|problem| format!("field `{path}` {problem}"))?;
+    let n = Number::parse(&value[span.clone()]).map_err(|e| format!("field `{path}` {e}"))?;
+    Ok((span, n))
 }
 
 #[cfg(test)]
