@@ -855,8 +855,12 @@ impl<'t> Task<'t> {
         Metrics::add(&self.env.metrics.dropped, dropped.len() as u64);
         let step = &self.env.topo.pipeline.steps[j].name;
         for d in dropped {
-            let at = self.location(origins[d.input as usize]);
             let first = self.dropped_warned.insert(j);
+            if !first && !tracing::enabled!(tracing::Level::DEBUG) {
+                // Counted; nobody reads the line, so it is not written.
+                continue;
+            }
+            let at = self.location(origins[d.input as usize]);
             let message = format!(
                 "step `{step}` dropped a record with {} (as Kafka Streams does), at {at}",
                 d.reason
