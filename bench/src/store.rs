@@ -10,10 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use bytes::Bytes;
-use weir::{
-    KeyValueStore, RocksDbStores, StateMode, StateSettings, StoreKind, StoreProvider, StoreSpec,
-    TaskId,
-};
+use weir::{RocksDbStores, StateMode, StateSettings, StoreKind, StoreProvider, StoreSpec, TaskId};
 
 use crate::cpu_time;
 
@@ -55,6 +52,35 @@ pub fn store(options: &Store) -> Result<()> {
     println!(
         "| round | wall s | CPU s | updates/s | updates per CPU-second |\n|---|---:|---:|---:|---:|"
     );
+    // The floor on this machine: the same loop on a bare std HashMap.
+    {
+        let mut map: std::collections::HashMap<Bytes, Bytes> = Default::default();
+        let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+        let (wall, cpu) = (Instant::now(), cpu_time());
+        for _ in 0..options.updates {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let key = &keys[(rng % keys.len() as u64) as usize];
+            let count = map
+                .get(key)
+                .map_or(0, |v| u64::from_le_bytes(v[..].try_into().unwrap()));
+            map.insert(
+                key.clone(),
+                Bytes::copy_from_slice(&(count + 1).to_le_bytes()),
+            );
+        }
+        let (wall, cpu) = (
+            wall.elapsed().as_secs_f64(),
+            (cpu_time() - cpu).as_secs_f64(),
+        );
+        let n = options.updates as f64;
+        println!(
+            "| std HashMap, no store | {wall:.2} | {cpu:.2} | {:.0} | {:.0} |",
+            n / wall,
+            n / cpu
+        );
+    }
     for round in 1..=options.rounds {
         let dir = tempfile::tempdir()?;
         let provider = RocksDbStores::new(
