@@ -12,12 +12,15 @@
 //! * `swap` — hot-swapping a step of a pipeline running at full speed: the
 //!   time a task spends on the swap, the extra gap in the output, latency
 //!   before, during and after (see `swap.rs`).
+//! * `store` — a keyed count in the host's RocksDB stores alone: updates
+//!   per CPU-second (see `store.rs`).
 //!
 //! Plugins must be built first (`scripts/build-plugins`).
 
 mod codec;
 mod kafka;
 mod stateful;
+mod store;
 mod swap;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +68,8 @@ enum Command {
     },
     /// Hot-swapping a step while the pipeline runs at full speed.
     Swap(swap::Swap),
+    /// A keyed count in the host's RocksDB stores, without the runtime.
+    Store(store::Store),
     /// Kafka: the side-by-side comparison with Kafka Streams and its helpers.
     Kafka {
         #[command(subcommand)]
@@ -151,6 +156,7 @@ fn main() -> Result<()> {
         Command::Codec { records, rounds } => codec::codec(records, rounds),
         Command::Swap(options) => swap::swap(&options),
         Command::Stateful(options) => stateful::stateful(&options),
+        Command::Store(options) => store::store(&options),
         Command::E2e {
             records,
             partitions,

@@ -59,7 +59,8 @@ pub use runtime::{
     Topology, run, run_reporting, summary_lines,
 };
 pub use state::{
-    KeyValueStore, MemoryStore, MemoryStores, StateError, StateSettings, StoreProvider,
+    KeyValueStore, MemoryStore, MemoryStores, RocksDbStores, StateError, StateMode, StateSettings,
+    StoreProvider,
 };
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an

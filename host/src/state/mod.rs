@@ -6,11 +6,30 @@
 //! run's [`StoreProvider`]; the store's name is the step's `id` (never its
 //! position in the file, so editing a topology keeps its state). Reads and
 //! writes go through a write cache; [`KeyValueStore::flush`] (called at
-//! every commit barrier) makes them durable and, on Kafka, produces them to
-//! the store's changelog. [`MemoryStore`] keeps everything in memory, for
-//! unit tests and for runs that need no durability.
+//! every commit barrier) writes them to the store underneath and, on Kafka,
+//! produces them to the store's changelog (which, with the task's
+//! `.checkpoint`, is what makes them durable: `rocksdb_stores.rs`). [`MemoryStore`] keeps everything in memory, for
+//! unit tests and for runs that need no durability; [`RocksDbStores`] keeps
+//! each task's stores in a RocksDB database under the state directory
+//! (layout, locking and markers in `layout.rs`, memory bounds and
+//! durability in `rocksdb_stores.rs`, the write cache in `write_cache.rs`),
+//! with a [`Changelog`](changelog::Changelog) hook, a per-task
+//! [`Checkpoint`](checkpoint::Checkpoint) and a
+//! [`Restorer`](restore::Restorer) for Kafka.
+
+mod cached_store;
+pub(crate) mod changelog;
+pub(crate) mod checkpoint;
+mod layout;
+pub(crate) mod restore;
+mod rocksdb_stores;
+mod write_cache;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub use layout::{StateMode, default_state_dir};
+pub use rocksdb_stores::RocksDbStores;
 
 use bytes::Bytes;
 
@@ -39,9 +58,10 @@ pub trait KeyValueStore: Send {
     /// Removes `key` (a tombstone until flushed).
     fn delete(&mut self, key: &[u8]) -> Result<(), StateError>;
 
-    /// Makes every write so far durable (and, on Kafka, produced to the
-    /// changelog). Called at every commit barrier, before the task's
-    /// offsets are committed.
+    /// Writes every cached write to the store underneath (and, on Kafka,
+    /// produces it to the changelog). Called at every commit barrier,
+    /// before the task's offsets are committed, and before a task's stores
+    /// are closed (dropping a store loses what it has not flushed).
     fn flush(&mut self) -> Result<(), StateError>;
 
     /// Every key and value, in key order (`weir test` checks expected store
@@ -117,6 +137,17 @@ pub struct StateSettings {
     pub block_cache_bytes: u64,
     /// RocksDB's write buffer (memtable) size per store.
     pub write_buffer_bytes: u64,
+}
+
+impl StateSettings {
+    /// The application's state directory: the configured one, else
+    /// [`default_state_dir`]; `None` when there is neither (no
+    /// `XDG_STATE_HOME` and no `HOME`).
+    pub fn resolved_dir(&self, application_id: &str) -> Option<PathBuf> {
+        self.dir
+            .clone()
+            .or_else(|| default_state_dir(application_id))
+    }
 }
 
 impl Default for StateSettings {

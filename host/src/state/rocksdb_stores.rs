@@ -1,0 +1,868 @@
+//! [`RocksDbStores`]: the stores of a run's tasks in RocksDB, one database
+//! per task (`<state-dir>/<task-id>/rocksdb/`) with one column family per
+//! store (named by the stateful step's `id`).
+//!
+//! One database per task, not per store, because a task's stores move
+//! together (assigned, restored, checkpointed and wiped as one) and share
+//! one lock; column families keep their keys apart and let each be
+//! cleared, flushed and compacted on its own.
+//!
+//! Memory, all bounded by [`StateSettings`]:
+//! - the write cache in front of each store: `cache_bytes` for the whole
+//!   process, split evenly among the open stores (as Kafka Streams splits
+//!   `statestore.cache.max.bytes` among its stream threads; here the store
+//!   is the unit, since a store stays with its task wherever the task runs),
+//!   re-split whenever a store opens or closes;
+//! - one LRU block cache of `block_cache_bytes` shared by every database
+//!   of the process, holding data blocks and the index and filter blocks
+//!   too (so those are bounded as well, as in Kafka Streams' bounded-memory
+//!   RocksDB config);
+//! - per store, at most two memtables of `write_buffer_bytes` each.
+//!
+//! The write-ahead log is off: durability comes from the changelog and the
+//! `.checkpoint` on Kafka (a store whose local state is lost or behind is
+//! restored from its changelog), and an embedded run starts from empty
+//! state. So a flush at a commit writes the cache's batch into the memtable
+//! and no further: the memtable may stay in memory across commits. Only
+//! [`RocksDbStores::write_checkpoint`], which claims that the local state
+//! holds the changelog up to some offsets, first flushes the task's
+//! memtables to disk; Kafka Streams likewise checkpoints only after
+//! flushing its stores, and not at every commit. A clean close flushes the
+//! memtables too (RocksDB does, when the log is off).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
+    MultiThreaded, Options,
+};
+
+use super::cached_store::CachedStore;
+use super::changelog::ChangelogFactory;
+use super::checkpoint::Checkpoint;
+use super::layout::{StateMode, TaskDir};
+use super::restore::Restorer;
+use super::{KeyValueStore, StateError, StateSettings, StoreProvider};
+use crate::operators::{StoreSpec, TaskId};
+
+pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
+
+/// Opens the stores of a run's tasks in RocksDB under one state directory.
+/// Cheap to clone: clones share the tasks, caches and settings.
+#[derive(Clone)]
+pub struct RocksDbStores {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    dir: PathBuf,
+    application_id: String,
+    mode: StateMode,
+    pub(crate) settings: StateSettings,
+    /// Made when the first task opens (making one can fail, and `new`
+    /// cannot).
+    block_cache: OnceLock<Cache>,
+    pub(crate) budget: Arc<CacheBudget>,
+    changelog: Option<ChangelogFactory>,
+    tasks: Mutex<Tasks>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    /// The open databases, with how many handles (stores, restorers) use
+    /// each; the last one to go closes it and releases the task's lock.
+    open: HashMap<TaskId, (Arc<TaskDb>, usize)>,
+    /// Tasks a [`StateMode::Fresh`] provider has emptied already: a task
+    /// closed and opened again in the same run keeps its state.
+    wiped: HashSet<TaskId>,
+}
+
+/// The write cache's budget: `total` bytes for the process, split evenly
+/// among the open stores.
+#[derive(Debug)]
+pub(crate) struct CacheBudget {
+    total: u64,
+    open_stores: AtomicUsize,
+}
+
+impl CacheBudget {
+    /// One store's share now.
+    pub(crate) fn share(&self) -> usize {
+        let stores = self.open_stores.load(Ordering::Relaxed).max(1) as u64;
+        usize::try_from(self.total / stores).unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn store_opened(&self) {
+        self.open_stores.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn store_closed(&self) {
+        self.open_stores.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One task's open database, its lock and its checkpoint.
+pub(crate) struct TaskDb {
+    pub(crate) task: TaskId,
+    // Fields drop in order: the database closes before the lock goes.
+    pub(crate) db: Db,
+    cf_options: Options,
+    /// The column families' names; its lock serializes creating them (not
+    /// idempotent in RocksDB).
+    cf_names: Mutex<Vec<String>>,
+    /// The checkpoint as last read or written; updated under this lock
+    /// (restorers of two stores and the runtime may write it at once).
+    checkpoint: Mutex<Checkpoint>,
+    dir: TaskDir,
+}
+
+impl TaskDb {
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The column family of `store`, created if missing.
+    pub(crate) fn ensure_cf(&self, store: &str) -> Result<(), String> {
+        let mut names = self.cf_names.lock().expect("cf_names lock");
+        if names.iter().any(|name| name == store) {
+            return Ok(());
+        }
+        self.db.create_cf(store, &self.cf_options).map_err(|e| {
+            format!(
+                "cannot create column family `{store}` in {}: {e}",
+                self.dir.rocksdb_path().display()
+            )
+        })?;
+        names.push(store.to_string());
+        Ok(())
+    }
+
+    /// The handle of `store`'s column family (opened by [`TaskDb::ensure_cf`]).
+    pub(crate) fn cf(&self, store: &str) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, String> {
+        self.db.cf_handle(store).ok_or_else(|| {
+            format!(
+                "no column family `{store}` in {}",
+                self.dir.rocksdb_path().display()
+            )
+        })
+    }
+
+    /// Flushes every memtable of the task to disk: what RocksDB holds is
+    /// then on disk (the log is off, so until now it was not).
+    pub(crate) fn persist(&self) -> Result<(), String> {
+        let names = self.cf_names.lock().expect("cf_names lock").clone();
+        for name in names {
+            if let Some(cf) = self.db.cf_handle(&name) {
+                self.db.flush_cf(&cf).map_err(|e| {
+                    format!(
+                        "cannot flush `{name}` in {}: {e}",
+                        self.dir.rocksdb_path().display()
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint.lock().expect("checkpoint lock").clone()
+    }
+
+    /// Applies `change` to the checkpoint and writes it. The caller has
+    /// made the state it describes durable (see [`TaskDb::persist`]).
+    pub(crate) fn update_checkpoint(
+        &self,
+        change: impl FnOnce(&mut Checkpoint),
+    ) -> Result<(), String> {
+        let mut checkpoint = self.checkpoint.lock().expect("checkpoint lock");
+        let mut next = checkpoint.clone();
+        change(&mut next);
+        next.write(self.dir.path())?;
+        *checkpoint = next;
+        Ok(())
+    }
+}
+
+/// A use of a task's database (by a store or a restorer); dropping the
+/// last one closes the database and releases the task's lock.
+pub(crate) struct TaskHandle {
+    shared: Arc<Shared>,
+    db: Option<Arc<TaskDb>>,
+}
+
+impl TaskHandle {
+    pub(crate) fn db(&self) -> &TaskDb {
+        self.db.as_ref().expect("a live handle has its database")
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Drop for TaskHandle {
+    fn drop(&mut self) {
+        let Some(db) = self.db.take() else { return };
+        let task = db.task;
+        // Closed under the tasks lock, so a task opened again right away
+        // (revoked, then assigned back) finds its lock released.
+        let mut tasks = self.shared.tasks.lock().expect("tasks lock");
+        drop(db);
+        if let Some((_, users)) = tasks.open.get_mut(&task) {
+            *users -= 1;
+            if *users == 0 {
+                tasks.open.remove(&task);
+            }
+        }
+    }
+}
+
+impl RocksDbStores {
+    /// Stores for `application_id`'s tasks under `dir` (see
+    /// [`super::layout::default_state_dir`] and [`state_dir`](super::state_dir)),
+    /// with the memory bounds of `settings`; `mode` says whether a task's
+    /// existing state is kept or wiped when the task is first opened.
+    /// Nothing is opened on disk until a store is.
+    pub fn new(
+        dir: PathBuf,
+        application_id: &str,
+        settings: &StateSettings,
+        mode: StateMode,
+    ) -> RocksDbStores {
+        RocksDbStores {
+            shared: Arc::new(Shared {
+                dir,
+                application_id: application_id.to_string(),
+                mode,
+                settings: settings.clone(),
+                block_cache: OnceLock::new(),
+                budget: Arc::new(CacheBudget {
+                    total: settings.cache_bytes,
+                    open_stores: AtomicUsize::new(0),
+                }),
+                changelog: None,
+                tasks: Mutex::new(Tasks::default()),
+            }),
+        }
+    }
+
+    /// Every store opened from now on sends its flushed writes to the
+    /// changelog `factory` makes for its task (Kafka). Call before the
+    /// first store opens.
+    pub fn with_changelog(self, factory: ChangelogFactory) -> RocksDbStores {
+        let mut shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| panic!("with_changelog is called before the provider is shared"));
+        shared.changelog = Some(factory);
+        RocksDbStores {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The application's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The directory of `task`'s state.
+    pub fn task_dir(&self, task: TaskId) -> PathBuf {
+        self.shared.dir.join(task.to_string())
+    }
+
+    /// A handle on `task`'s database, opening it (lock, marker, fresh
+    /// start, RocksDB) if no store of the task is open.
+    fn task(&self, task: TaskId) -> Result<TaskHandle, String> {
+        let shared = &self.shared;
+        let mut tasks = shared.tasks.lock().expect("tasks lock");
+        if let Some((db, users)) = tasks.open.get_mut(&task) {
+            *users += 1;
+            return Ok(TaskHandle {
+                shared: Arc::clone(shared),
+                db: Some(Arc::clone(db)),
+            });
+        }
+        let mode = if tasks.wiped.contains(&task) {
+            StateMode::Keep
+        } else {
+            shared.mode
+        };
+        let dir = TaskDir::open(&shared.dir, task, &shared.application_id, mode)?;
+        if shared.mode == StateMode::Fresh {
+            tasks.wiped.insert(task);
+        }
+        let db = Arc::new(open_task_db(dir, task, shared)?);
+        tasks.open.insert(task, (Arc::clone(&db), 1));
+        Ok(TaskHandle {
+            shared: Arc::clone(shared),
+            db: Some(db),
+        })
+    }
+
+    /// `task`'s checkpoint as last read or written (empty when it has
+    /// none). Opens the task (taking its lock) if none of its stores is
+    /// open, and closes it again.
+    pub fn checkpoint(&self, task: TaskId) -> Result<Checkpoint, StateError> {
+        let handle = self.task(task).map_err(|m| task_error(task, m))?;
+        Ok(handle.db().checkpoint())
+    }
+
+    /// Records that `task`'s stores hold their changelogs up to `offsets`
+    /// (store name → next offset; stores not named keep their entries):
+    /// flushes the task's memtables to disk first, then writes the
+    /// `.checkpoint` atomically. The runtime calls it on Kafka after a
+    /// commit, once the changelog records are acknowledged and the input
+    /// offsets committed.
+    pub fn write_checkpoint(
+        &self,
+        task: TaskId,
+        offsets: &[(&str, u64)],
+    ) -> Result<(), StateError> {
+        let handle = self.task(task).map_err(|m| task_error(task, m))?;
+        let db = handle.db();
+        db.persist().map_err(|m| task_error(task, m))?;
+        db.update_checkpoint(|cp| {
+            for (store, offset) in offsets {
+                cp.set(store, *offset);
+            }
+        })
+        .map_err(|m| task_error(task, m))
+    }
+
+    /// A restorer that applies `store`'s changelog records to `task`'s
+    /// local state, starting where its checkpoint says (see [`Restorer`]).
+    /// Runs on a thread of its own; the store itself may be open at the
+    /// same time, but must not be read or written until the restore is done.
+    pub fn restorer(&self, task: TaskId, store: &str) -> Result<Restorer, StateError> {
+        let error = |message| StateError {
+            store: store.to_string(),
+            task,
+            message,
+        };
+        let handle = self.task(task).map_err(error)?;
+        Restorer::new(handle, store).map_err(error)
+    }
+}
+
+impl StoreProvider for RocksDbStores {
+    fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError> {
+        let error = |message| StateError {
+            store: spec.name.clone(),
+            task,
+            message,
+        };
+        let handle = self.task(task).map_err(error)?;
+        handle.db().ensure_cf(&spec.name).map_err(error)?;
+        let changelog = self.shared.changelog.as_ref().map(|make| make(task));
+        Ok(Box::new(CachedStore::new(handle, &spec.name, changelog)))
+    }
+}
+
+impl Shared {
+    /// The block cache every database shares, made on first use.
+    fn block_cache(&self) -> Result<&Cache, String> {
+        if let Some(cache) = self.block_cache.get() {
+            return Ok(cache);
+        }
+        let bytes = usize::try_from(self.settings.block_cache_bytes).unwrap_or(usize::MAX);
+        let cache = Cache::new_lru_cache(bytes)
+            .map_err(|e| format!("cannot make RocksDB's block cache of {bytes} bytes: {e}"))?;
+        Ok(self.block_cache.get_or_init(|| cache))
+    }
+}
+
+fn task_error(task: TaskId, message: String) -> StateError {
+    StateError {
+        store: "*".to_string(),
+        task,
+        message,
+    }
+}
+
+/// Opens (or creates) the task's database with every column family it
+/// has. A database RocksDB cannot open is an error naming it, never wiped
+/// here: on Kafka the runtime may remove the task's state and restore it
+/// from the changelogs.
+fn open_task_db(dir: TaskDir, task: TaskId, shared: &Shared) -> Result<TaskDb, String> {
+    let path = dir.rocksdb_path();
+    let cf_options = column_family_options(&shared.settings, shared.block_cache()?);
+    let mut db_options = cf_options.clone();
+    db_options.create_if_missing(true);
+    db_options.create_missing_column_families(true);
+    // RocksDB's own info log, in the database directory: kept small.
+    db_options.set_keep_log_file_num(2);
+    db_options.set_max_log_file_size(1 << 20);
+    let mut names = vec![rocksdb::DEFAULT_COLUMN_FAMILY_NAME.to_string()];
+    if path.join("CURRENT").exists() {
+        names = Db::list_cf(&Options::default(), &path)
+            .map_err(|e| format!("cannot open the RocksDB database {}: {e}", path.display()))?;
+    }
+    let descriptors = names
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, cf_options.clone()));
+    let db = Db::open_cf_descriptors(&db_options, &path, descriptors).map_err(|e| {
+        format!(
+            "cannot open the RocksDB database {} (corrupted? weir does not remove it; \
+             on Kafka, removing the task's directory restores it from the changelogs): {e}",
+            path.display()
+        )
+    })?;
+    let checkpoint = Checkpoint::read(dir.path())?;
+    Ok(TaskDb {
+        task,
+        db,
+        cf_options,
+        cf_names: Mutex::new(names),
+        checkpoint: Mutex::new(checkpoint),
+        dir,
+    })
+}
+
+/// The options of every store's column family.
+fn column_family_options(settings: &StateSettings, block_cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(block_cache);
+    // Index and filter blocks live in the block cache too, so they count
+    // against its bound; those of level 0 stay pinned there (hot).
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // A cache miss on a key RocksDB does not have (a new key) costs no
+    // disk read: Kafka Streams' stores use the same Bloom filter.
+    table.set_bloom_filter(10.0, false);
+    let mut options = Options::default();
+    options.set_block_based_table_factory(&table);
+    options
+        .set_write_buffer_size(usize::try_from(settings.write_buffer_bytes).unwrap_or(usize::MAX));
+    options.set_max_write_buffer_number(2);
+    // LZ4: cheap on the CPU, and the only codec built (host/Cargo.toml).
+    options.set_compression_type(DBCompressionType::Lz4);
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::operators::StoreKind;
+    use crate::state::changelog::{Changelog, ChangelogError, ChangelogRecord};
+
+    const TASK: TaskId = TaskId {
+        subtopology: 0,
+        partition: 2,
+    };
+
+    fn spec(name: &str) -> StoreSpec {
+        StoreSpec {
+            name: name.to_string(),
+            kind: StoreKind::KeyValue,
+        }
+    }
+
+    fn stores(dir: &Path, mode: StateMode) -> RocksDbStores {
+        RocksDbStores::new(dir.to_path_buf(), "app", &StateSettings::default(), mode)
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn get(store: &mut dyn KeyValueStore, key: &str) -> Option<String> {
+        store
+            .get(key.as_bytes())
+            .unwrap()
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+    }
+
+    fn entries(store: &mut dyn KeyValueStore) -> Vec<(String, String)> {
+        store
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_see_writes_before_and_after_a_flush() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = stores(tmp.path(), StateMode::Fresh);
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        s.put(b"a", b("1")).unwrap();
+        s.put(b"b", b("2")).unwrap();
+        s.delete(b"b").unwrap();
+        assert_eq!(get(&mut *s, "a").as_deref(), Some("1"));
+        assert_eq!(get(&mut *s, "b"), None);
+        assert_eq!(entries(&mut *s), pairs(&[("a", "1")]));
+        s.flush().unwrap();
+        s.put(b"c", b("3")).unwrap();
+        s.delete(b"a").unwrap();
+        assert_eq!(get(&mut *s, "a"), None);
+        assert_eq!(get(&mut *s, "c").as_deref(), Some("3"));
+        assert_eq!(entries(&mut *s), pairs(&[("c", "3")]));
+        s.flush().unwrap();
+        assert_eq!(get(&mut *s, "a"), None);
+        assert_eq!(entries(&mut *s), pairs(&[("c", "3")]));
+        // A second store of the task is a separate column family.
+        let mut other = provider.open(TASK, &spec("sums")).unwrap();
+        assert_eq!(get(&mut *other, "c"), None);
+        other.put(b"c", b("30")).unwrap();
+        other.flush().unwrap();
+        assert_eq!(get(&mut *s, "c").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_second_provider_is_refused_while_the_first_holds_the_task() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = stores(tmp.path(), StateMode::Keep);
+        let store = first.open(TASK, &spec("counts")).unwrap();
+        let second = stores(tmp.path(), StateMode::Keep);
+        let err = second
+            .open(TASK, &spec("counts"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&tmp.path().join("0_2").display().to_string()),
+            "{err}"
+        );
+        assert!(err.contains("another process holds its lock"), "{err}");
+        // Another task of the same directory is free.
+        let other_task = TaskId {
+            subtopology: 0,
+            partition: 3,
+        };
+        second.open(other_task, &spec("counts")).unwrap();
+        drop(store);
+        second.open(TASK, &spec("counts")).unwrap();
+    }
+
+    #[test]
+    fn another_applications_directory_is_refused_naming_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let billing = RocksDbStores::new(
+            tmp.path().to_path_buf(),
+            "billing",
+            &StateSettings::default(),
+            StateMode::Keep,
+        );
+        let mut s = billing.open(TASK, &spec("counts")).unwrap();
+        s.put(b"k", b("v")).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        for mode in [StateMode::Keep, StateMode::Fresh] {
+            let err = stores(tmp.path(), mode)
+                .open(TASK, &spec("counts"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains(&tmp.path().join("0_2").display().to_string()),
+                "{err}"
+            );
+            assert!(err.contains("application `billing`, not `app`"), "{err}");
+        }
+        let mut s = billing.open(TASK, &spec("counts")).unwrap();
+        assert_eq!(get(&mut *s, "k").as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn a_database_rocksdb_cannot_open_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = stores(tmp.path(), StateMode::Keep);
+        drop(provider.open(TASK, &spec("counts")).unwrap());
+        let db_dir = tmp.path().join("0_2/rocksdb");
+        std::fs::write(db_dir.join("CURRENT"), b"MANIFEST-999999\n").unwrap();
+        let err = provider
+            .open(TASK, &spec("counts"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&db_dir.display().to_string()), "{err}");
+        assert!(err.contains("cannot open the RocksDB database"), "{err}");
+        assert!(db_dir.join("CURRENT").exists(), "never removed");
+    }
+
+    #[test]
+    fn keep_keeps_values_across_a_close_and_fresh_wipes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let provider = stores(tmp.path(), StateMode::Keep);
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            s.put(b"a", b("1")).unwrap();
+            s.put(b"b", b("2")).unwrap();
+            s.flush().unwrap();
+            s.delete(b"b").unwrap();
+            s.flush().unwrap();
+        }
+        {
+            let provider = stores(tmp.path(), StateMode::Keep);
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            assert_eq!(entries(&mut *s), pairs(&[("a", "1")]));
+        }
+        let provider = stores(tmp.path(), StateMode::Fresh);
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        assert_eq!(entries(&mut *s), vec![]);
+        s.put(b"x", b("9")).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        // Within one run a fresh provider wipes a task once: closed and
+        // opened again, the task keeps what the run wrote.
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        assert_eq!(entries(&mut *s), pairs(&[("x", "9")]));
+    }
+
+    #[test]
+    fn an_overfull_cache_writes_to_rocksdb_and_keeps_every_value_readable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = StateSettings {
+            cache_bytes: 20_000,
+            ..StateSettings::default()
+        };
+        let provider =
+            RocksDbStores::new(tmp.path().to_path_buf(), "app", &settings, StateMode::Fresh);
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        for round in 0..3 {
+            for i in 0..1000 {
+                s.put(format!("key-{i:04}").as_bytes(), b(&format!("{round}-{i}")))
+                    .unwrap();
+            }
+        }
+        for i in (0..1000).step_by(100) {
+            s.delete(format!("key-{i:04}").as_bytes()).unwrap();
+        }
+        // The cache could not hold them: most went to RocksDB unflushed.
+        let in_rocksdb = {
+            let handle = provider.task(TASK).unwrap();
+            let db = handle.db();
+            let cf = db.cf("counts").unwrap();
+            db.db.iterator_cf(&cf, rocksdb::IteratorMode::Start).count()
+        };
+        assert!(in_rocksdb > 500, "{in_rocksdb} keys in RocksDB");
+        for i in 0..1000 {
+            let expected = (i % 100 != 0).then(|| format!("2-{i}"));
+            assert_eq!(get(&mut *s, &format!("key-{i:04}")), expected, "key {i}");
+        }
+        assert_eq!(entries(&mut *s).len(), 990);
+    }
+
+    #[test]
+    fn the_cache_bytes_are_split_among_the_open_stores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = StateSettings {
+            cache_bytes: 1200,
+            ..StateSettings::default()
+        };
+        let provider =
+            RocksDbStores::new(tmp.path().to_path_buf(), "app", &settings, StateMode::Fresh);
+        let budget = Arc::clone(&provider.shared.budget);
+        let a = provider.open(TASK, &spec("a")).unwrap();
+        assert_eq!(budget.share(), 1200);
+        let b = provider.open(TASK, &spec("b")).unwrap();
+        let c = provider
+            .open(
+                TaskId {
+                    subtopology: 1,
+                    partition: 0,
+                },
+                &spec("a"),
+            )
+            .unwrap();
+        assert_eq!(budget.share(), 400);
+        drop((a, b));
+        assert_eq!(budget.share(), 1200);
+        drop(c);
+    }
+
+    /// Store, partition, key, value: what a changelog was sent.
+    type Sent = (String, u32, String, Option<String>);
+
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<StdMutex<Vec<Sent>>>);
+
+    impl Changelog for Recorded {
+        fn send(
+            &mut self,
+            store: &str,
+            partition: u32,
+            key: &[u8],
+            value: Option<&[u8]>,
+        ) -> Result<(), ChangelogError> {
+            let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+            self.0
+                .lock()
+                .unwrap()
+                .push((store.to_string(), partition, text(key), value.map(text)));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flush_sends_each_dirty_entry_to_the_changelog_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sent = Recorded::default();
+        let factory_sent = sent.clone();
+        let provider = stores(tmp.path(), StateMode::Fresh)
+            .with_changelog(Arc::new(move |_task| Box::new(factory_sent.clone())));
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        s.put(b"b", b("1")).unwrap();
+        s.put(b"a", b("1")).unwrap();
+        s.put(b"b", b("2")).unwrap();
+        s.put(b"c", b("1")).unwrap();
+        s.delete(b"c").unwrap();
+        assert!(
+            sent.0.lock().unwrap().is_empty(),
+            "nothing before the flush"
+        );
+        s.flush().unwrap();
+        s.flush().unwrap();
+        let row = |k: &str, v: Option<&str>| {
+            ("counts".to_string(), 2, k.to_string(), v.map(String::from))
+        };
+        assert_eq!(
+            *sent.0.lock().unwrap(),
+            vec![row("b", Some("2")), row("a", Some("1")), row("c", None)]
+        );
+    }
+
+    #[test]
+    fn a_failed_changelog_send_keeps_the_entries_dirty() {
+        struct Failing(bool);
+        impl Changelog for Failing {
+            fn send(
+                &mut self,
+                _: &str,
+                _: u32,
+                _: &[u8],
+                _: Option<&[u8]>,
+            ) -> Result<(), ChangelogError> {
+                if self.0 {
+                    return Err("queue full".into());
+                }
+                Ok(())
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let f = Arc::clone(&fail);
+        let provider = stores(tmp.path(), StateMode::Fresh).with_changelog(Arc::new(move |_| {
+            Box::new(Failing(f.load(Ordering::SeqCst)))
+        }));
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        s.put(b"a", b("1")).unwrap();
+        let err = s.flush().unwrap_err().to_string();
+        assert!(err.contains("store `counts` of task 0_2"), "{err}");
+        assert!(err.contains("queue full"), "{err}");
+        assert_eq!(get(&mut *s, "a").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_checkpoint_written_for_a_task_is_read_back_after_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let provider = stores(tmp.path(), StateMode::Keep);
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            s.put(b"a", b("1")).unwrap();
+            s.flush().unwrap();
+            assert_eq!(provider.checkpoint(TASK).unwrap(), Checkpoint::default());
+            provider
+                .write_checkpoint(TASK, &[("counts", 42), ("sums", 7)])
+                .unwrap();
+            provider.write_checkpoint(TASK, &[("counts", 43)]).unwrap();
+        }
+        let provider = stores(tmp.path(), StateMode::Keep);
+        let cp = provider.checkpoint(TASK).unwrap();
+        assert_eq!(
+            cp.iter().collect::<Vec<_>>(),
+            vec![("counts", 43), ("sums", 7)]
+        );
+        // A fresh start forgets it with the rest.
+        let cp = stores(tmp.path(), StateMode::Fresh)
+            .checkpoint(TASK)
+            .unwrap();
+        assert_eq!(cp, Checkpoint::default());
+    }
+
+    fn rec<'a>(key: &'a str, value: Option<&'a str>, offset: u64) -> ChangelogRecord<'a> {
+        ChangelogRecord {
+            key: key.as_bytes(),
+            value: value.map(str::as_bytes),
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_restore_applies_tombstones_and_resumes_where_it_was_interrupted() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Progress is recorded after every batch (a 1-byte "memtable").
+        let settings = StateSettings {
+            write_buffer_bytes: 1,
+            ..StateSettings::default()
+        };
+        let open =
+            || RocksDbStores::new(tmp.path().to_path_buf(), "app", &settings, StateMode::Keep);
+        {
+            // Stale local state without a checkpoint: cleared, restored fully.
+            let provider = open();
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            s.put(b"stale", b("x")).unwrap();
+            s.flush().unwrap();
+        }
+        {
+            let provider = open();
+            let mut restorer = provider.restorer(TASK, "counts").unwrap();
+            assert_eq!(restorer.start_offset(), None);
+            restorer
+                .apply(&[rec("a", Some("1"), 0), rec("b", Some("1"), 1)])
+                .unwrap();
+            restorer
+                .apply(&[rec("a", Some("2"), 2), rec("b", None, 3)])
+                .unwrap();
+            assert_eq!(restorer.position(), Some(4));
+            // Interrupted: dropped without finishing.
+        }
+        let provider = open();
+        assert_eq!(provider.checkpoint(TASK).unwrap().offset("counts"), Some(4));
+        {
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            assert_eq!(entries(&mut *s), pairs(&[("a", "2")]));
+        }
+        let mut restorer = provider.restorer(TASK, "counts").unwrap();
+        assert_eq!(restorer.start_offset(), Some(4));
+        restorer
+            .apply(&[rec("c", Some("1"), 4), rec("a", None, 6)])
+            .unwrap();
+        assert_eq!(restorer.finish().unwrap(), Some(7));
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        assert_eq!(entries(&mut *s), pairs(&[("c", "1")]));
+        assert_eq!(provider.checkpoint(TASK).unwrap().offset("counts"), Some(7));
+    }
+
+    #[test]
+    fn restore_progress_waits_for_a_memtables_worth() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = stores(tmp.path(), StateMode::Keep);
+        let mut restorer = provider.restorer(TASK, "counts").unwrap();
+        restorer.apply(&[rec("a", Some("1"), 10)]).unwrap();
+        assert_eq!(provider.checkpoint(TASK).unwrap().offset("counts"), None);
+        assert_eq!(restorer.finish().unwrap(), Some(11));
+        assert_eq!(
+            provider.checkpoint(TASK).unwrap().offset("counts"),
+            Some(11)
+        );
+    }
+}
