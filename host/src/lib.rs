@@ -56,7 +56,7 @@ pub use runtime::provenance::{HEADER as PROVENANCE_HEADER, parse as parse_proven
 pub use runtime::watch::{PluginWatch, WatchError, WatchEvent, watch_plugins};
 pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
-    Topology, run, run_reporting, summary_lines,
+    Topology, default_stores, run, run_reporting, summary_lines,
 };
 pub use state::{
     KeyValueStore, MemoryStore, MemoryStores, RocksDbStores, StateError, StateMode, StateSettings,

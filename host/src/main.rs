@@ -169,6 +169,11 @@ struct EndpointArgs {
     /// (`-`) instead; repeatable.
     #[arg(long = "output", value_name = "NAME=PATH|-", value_parser = assignment)]
     outputs: Vec<(String, String)>,
+    /// Keep the stateful steps' stores under DIR (relative to the current
+    /// folder) instead of `state.dir` or the default
+    /// ($XDG_STATE_HOME/weir/<application-id>).
+    #[arg(long = "state-dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 impl EndpointArgs {
@@ -181,6 +186,7 @@ impl EndpointArgs {
         Overrides {
             inputs: places(&self.inputs),
             outputs: places(&self.outputs),
+            state_dir: self.state_dir.clone(),
         }
     }
 }

@@ -43,11 +43,15 @@ pub fn weir_bin() -> PathBuf {
     bin
 }
 
-/// Runs `weir ARGS` and returns its output.
+/// Runs `weir ARGS` and returns its output. Its default state directory
+/// (`$XDG_STATE_HOME/weir/<application-id>`) is a fresh one of its own, so
+/// tests running the same pipeline at once do not meet at a task's lock.
 pub fn weir(args: &[&str]) -> Output {
+    let state = tempfile::tempdir().expect("a state directory");
     Command::new(weir_bin())
         .args(args)
         .env("WEIR_CACHE_DIR", cache_dir())
+        .env("XDG_STATE_HOME", state.path())
         .output()
         .expect("cannot run weir")
 }
@@ -127,6 +131,13 @@ impl Fixture {
                 .outputs
                 .insert(name.clone(), SinkOutput::Capture(buf.clone()));
         }
+        // State in the fixture's own folder, not the default directory
+        // (which other tests may be using at the same time).
+        let mut pipeline = topo.pipeline.clone();
+        pipeline.state.dir = Some(self.path("state"));
+        let reads_kafka = pipeline.sources.iter().any(|s| s.topic.is_some());
+        options.stores =
+            Some(weir::default_stores(&pipeline, reads_kafka).unwrap_or_else(|e| panic!("{e}")));
         let result = weir::run(&topo, options);
         (result, Captured(captured))
     }

@@ -206,3 +206,152 @@ fn the_examples_pass_their_fixtures() {
         assert!(out.status.success(), "{example}: {}", stderr(&out));
     }
 }
+
+/// Copies `from` (a folder) to `to`, recursively.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Issue 13, item 9: `weir test` checks what a store holds at the end of a
+/// case when the case has `expected/stores/<id>.jsonl`, by key.
+#[test]
+fn weir_test_checks_expected_store_contents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = tmp.path().join("category-stats");
+    copy_tree(&repo().join("examples/category-stats"), &example);
+    let pipeline = example.join("pipeline.yaml");
+    let stores = example.join("tests/pipeline/basic/expected/stores/category-stats.jsonl");
+    let text = std::fs::read_to_string(&stores).unwrap();
+    // The same contents in another order still pass.
+    let reversed: Vec<&str> = text.lines().rev().collect();
+    std::fs::write(&stores, reversed.join("\n")).unwrap();
+    let out = weir(&["test", pipeline.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // One count wrong: the case fails naming the store and the key's line.
+    std::fs::write(
+        &stores,
+        text.replace(
+            "\"event_count\":6,\"total_amount\":570",
+            "\"event_count\":7,\"total_amount\":570",
+        ),
+    )
+    .unwrap();
+    let out = weir(&["test", pipeline.to_str().unwrap()]);
+    let report = weir_tests::stdout(&out) + &stderr(&out);
+    assert!(!out.status.success(), "{report}");
+    weir_tests::assert_contains(&report, "store `category-stats` differs (compared by key)");
+    weir_tests::assert_contains(&report, "\"event_count\":7");
+    weir_tests::assert_contains(&report, "garden");
+
+    // A key the store does not hold fails too.
+    std::fs::write(
+        &stores,
+        format!("{text}{{\"key\":\"toys\",\"value\":{{\"event_count\":1}}}}\n"),
+    )
+    .unwrap();
+    let out = weir(&["test", pipeline.to_str().unwrap()]);
+    assert!(!out.status.success());
+    weir_tests::assert_contains(&weir_tests::stdout(&out), "toys");
+}
+
+/// Issue 13, item 6: the stores live in RocksDB under the state directory,
+/// one locked directory per task; an embedded run starts from empty state
+/// each time (it re-reads its input, so it never counts a record twice).
+#[test]
+fn state_lives_under_the_state_directory_locked_and_fresh_per_embedded_run() {
+    let input = [
+        record(Some("a"), json!({"n": 1}), 10),
+        record(Some("b"), json!({"n": 2}), 20),
+        record(Some("a"), json!({"n": 3}), 30),
+    ]
+    .join("\n");
+    let f = Fixture::new(
+        "\
+name: counts
+partitions: 2
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: g, kind: group-by }
+  - { name: c, kind: aggregate, id: per-key, aggregations: { n: count, total: { sum: n } } }
+sinks:
+  out: { kind: file, path: out.jsonl, from: c }
+",
+        &[("in.jsonl", &input)],
+    );
+    let state = f.path("st");
+    let run = || {
+        let out = weir(&[
+            "run",
+            f.pipeline_path().to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = std::fs::read_to_string(f.path("out.jsonl")).unwrap();
+        let mut last = std::collections::BTreeMap::new();
+        for l in text.lines() {
+            let r: Value = serde_json::from_str(l).unwrap();
+            last.insert(r["key"].as_str().unwrap().to_string(), r["value"].clone());
+        }
+        last
+    };
+    let want = std::collections::BTreeMap::from([
+        ("a".to_string(), json!({"n": 2, "total": 4})),
+        ("b".to_string(), json!({"n": 1, "total": 2})),
+    ]);
+    assert_eq!(run(), want);
+    // Both tasks' directories, each marked as this application's.
+    for task in ["0_0", "0_1"] {
+        let marker = std::fs::read_to_string(state.join(task).join(".weir-state")).unwrap();
+        assert!(marker.contains("counts"), "{marker}");
+        assert!(state.join(task).join("rocksdb").is_dir());
+    }
+    // A second run counts from empty state again, not on top of the first.
+    assert_eq!(run(), want);
+
+    // While a process holds a task's state, another cannot use it.
+    let mut holder = std::process::Command::new(weir_tests::weir_bin())
+        .args(["run", "--quiet", f.pipeline_path().to_str().unwrap()])
+        .args(["--input", "in=-", "--output", "out=-"])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .env("WEIR_CACHE_DIR", weir_tests::cache_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    use std::io::{BufRead as _, Write as _};
+    // Both keys, so both tasks open their stores; their updates coming out
+    // says they have.
+    writeln!(stdin, "{}", record(Some("a"), json!({"n": 1}), 10)).unwrap();
+    writeln!(stdin, "{}", record(Some("b"), json!({"n": 1}), 10)).unwrap();
+    stdin.flush().unwrap();
+    let mut updates = std::io::BufReader::new(holder.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        updates.next().expect("an update").unwrap();
+    }
+    let out = weir(&[
+        "run",
+        f.pipeline_path().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let refused = stderr(&out);
+    weir_tests::assert_contains(&refused, "is in use: another process holds its lock");
+    drop(stdin);
+    let held = holder.wait_with_output().unwrap();
+    assert!(held.status.success(), "{}", stderr(&held));
+}

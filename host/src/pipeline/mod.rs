@@ -39,6 +39,7 @@ pub use overrides::{OverrideError, Overrides, Place};
 pub use step_config::read_step_config;
 
 use crate::limits::Limits;
+use crate::state::StateSettings;
 
 /// What to do with a record an operator cannot process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -289,6 +290,26 @@ pub struct Pipeline {
     pub sinks: Vec<Sink>,
     /// Present when a source or sink is a Kafka topic.
     pub kafka: Option<KafkaSettings>,
+    /// Where stateful steps keep their stores, and their memory bounds
+    /// (`state:`; the directory resolved against the file's folder).
+    pub state: StateSettings,
+}
+
+impl Pipeline {
+    /// The application id: `kafka.application-id` when the pipeline is on
+    /// Kafka, else its name. It names the consumer group, the internal
+    /// topics and the default state directory.
+    pub fn application_id(&self) -> &str {
+        match &self.kafka {
+            Some(kafka) => &kafka.application_id,
+            None => &self.name,
+        }
+    }
+
+    /// Whether any step keeps keyed state (and so opens stores).
+    pub fn is_stateful(&self) -> bool {
+        self.steps.iter().any(|s| s.kind == StepKind::Aggregate)
+    }
 }
 
 #[derive(Debug, Clone)]

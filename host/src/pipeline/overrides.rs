@@ -1,6 +1,7 @@
 //! `weir run PIPELINE --input NAME=PATH|- --output NAME=PATH|-`: sources and
 //! sinks pointed elsewhere from the command line, so one pipeline file
-//! reads a file one day and stdin the next.
+//! reads a file one day and stdin the next; `--state-dir DIR` does the same
+//! for the state directory.
 //!
 //! A replaced source becomes a file (or stdin) source, a replaced sink a
 //! file (or stdout) sink; formats, key and timestamp fields and the sink's
@@ -38,6 +39,9 @@ impl Place {
 pub struct Overrides {
     pub inputs: Vec<(String, Place)>,
     pub outputs: Vec<(String, Place)>,
+    /// `--state-dir`: where stateful steps keep their stores, instead of
+    /// `state.dir` (relative to the current folder).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A replacement the pipeline cannot take: a usage error.
@@ -47,7 +51,7 @@ pub struct OverrideError(pub String);
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty() && self.outputs.is_empty()
+        self.inputs.is_empty() && self.outputs.is_empty() && self.state_dir.is_none()
     }
 }
 
@@ -112,6 +116,9 @@ impl Pipeline {
             !kept_kafka.is_empty() || self.sinks.iter().any(|s| s.kind == SinkKind::Kafka);
         if !uses_kafka {
             self.kafka = None;
+        }
+        if let Some(dir) = &overrides.state_dir {
+            self.state.dir = Some(dir.clone());
         }
         Ok(self)
     }

@@ -35,6 +35,17 @@ pub struct RawPipeline {
     #[serde(default)]
     pub sinks: BTreeMap<String, Spanned<RawSink>>,
     pub kafka: Option<Spanned<RawKafka>>,
+    pub state: Option<Spanned<RawState>>,
+}
+
+/// `state: { dir: ./state, cache: 64MiB, block-cache: 64MiB, write-buffer: 16MiB }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawState {
+    pub dir: Option<Spanned<String>>,
+    pub cache: Option<Spanned<Quantity>>,
+    pub block_cache: Option<Spanned<Quantity>>,
+    pub write_buffer: Option<Spanned<Quantity>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -412,6 +412,7 @@ sinks:
         parse(text).unwrap().with_overrides(&Overrides {
             inputs: places(inputs),
             outputs: places(outputs),
+            state_dir: None,
         })
     };
     let e = with(&[("a", "a.jsonl")], &[]).unwrap_err();
@@ -729,4 +730,65 @@ fn a_repartition_on_kafka_needs_an_id_naming_its_topic() {
     )
     .unwrap();
     assert_eq!(embedded.repartition_topic_of(0), None);
+}
+
+/// Issue 13, item 6: `state:` says where the stores live and bounds their
+/// memory; a stateful pipeline without it keeps state under its
+/// application id, which must then be a plain directory name.
+#[test]
+fn the_state_section_sets_the_directory_and_memory_bounds() {
+    let stateful = |name: &str, state: &str| {
+        format!(
+            "name: {name}\n{state}sources:\n  e: {{ kind: stdin }}\nsteps:\n  - {{ name: g, kind: group-by }}\n  - {{ name: c, id: c, kind: aggregate, aggregations: {{ n: count }} }}\nsinks:\n  o: {{ kind: stdout, from: c }}\n"
+        )
+    };
+    let p = parse(&stateful(
+        "shop",
+        "state: { dir: st, cache: 1MiB, block-cache: 2MiB, write-buffer: 3MiB }\n",
+    ))
+    .unwrap();
+    assert_eq!(p.state.dir.as_deref(), Some(Path::new("/nonexistent/st")));
+    assert_eq!(
+        (
+            p.state.cache_bytes,
+            p.state.block_cache_bytes,
+            p.state.write_buffer_bytes
+        ),
+        (1 << 20, 2 << 20, 3 << 20)
+    );
+    assert_eq!(p.application_id(), "shop");
+    assert!(p.is_stateful());
+    let p = parse(&stateful("shop", "")).unwrap();
+    assert_eq!(p.state.dir, None);
+    assert_eq!(
+        p.state.cache_bytes,
+        crate::state::StateSettings::default().cache_bytes
+    );
+
+    let e = errors(&stateful("'my shop'", ""));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("application id `my shop`, which is not a plain directory name")),
+        "{e:#?}"
+    );
+    // With a directory of its own, any name will do.
+    parse(&stateful("'my shop'", "state: { dir: st }\n")).unwrap();
+    let e = errors(&stateful(
+        "shop",
+        "state:\n  cache: 0\n  block-cache: lots\n  write-buffer: 1MiB\n",
+    ));
+    let want = [
+        ":3:10: `state.cache` must be above zero",
+        ":4:16: `state.block-cache`: `lots` is not a size",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for w in want {
+        assert!(e.iter().any(|e| e.contains(w)), "no `{w}` in {e:#?}");
+    }
+    let e = errors(&stateful("shop", "state: { dirr: x }\n"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains(":2:10: `state` has no field `dirr`; did you mean `dir`?")),
+        "{e:#?}"
+    );
 }

@@ -7,7 +7,7 @@ use serde_saphyr::Spanned;
 
 use super::raw::{
     Names, RawAggOp, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource,
-    RawStep,
+    RawState, RawStep,
 };
 use super::{
     AggOp, Aggregation, Diagnostic, Emit, ErrorPolicy, Extract, FieldPath, Format, GroupKey, Input,
@@ -16,6 +16,7 @@ use super::{
 };
 use super::{schema, schema_check, yaml_tree};
 use crate::limits::Limits;
+use crate::state::StateSettings;
 
 const MAX_PARTITIONS: u32 = 1024;
 const MAX_BATCH: usize = 65_536;
@@ -399,6 +400,12 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         }
     }
 
+    let application_id = kafka
+        .as_ref()
+        .map_or(name.as_str(), |k| k.application_id.as_str());
+    let stateful = steps.iter().any(|s| s.kind == StepKind::Aggregate);
+    let state = check_state(c, raw.state.as_ref(), application_id, stateful);
+
     Pipeline {
         file: c.file.to_path_buf(),
         name,
@@ -413,7 +420,59 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         steps,
         sinks,
         kafka,
+        state,
     }
+}
+
+/// The `state:` section: the directory (resolved against the file's
+/// folder) and the memory bounds. A stateful pipeline without `state.dir`
+/// keeps its state under its application id in the default directory
+/// (`state::default_state_dir`), so the id must be a plain directory name.
+fn check_state(
+    c: &mut Checker,
+    raw: Option<&Spanned<RawState>>,
+    application_id: &str,
+    stateful: bool,
+) -> StateSettings {
+    let mut settings = StateSettings::default();
+    let empty = RawState::default();
+    let raw = raw.map_or(&empty, |r| &r.value);
+    if let Some(dir) = &raw.dir {
+        if dir.value.trim().is_empty() {
+            c.error(loc(dir), "`state.dir` is empty");
+        }
+        settings.dir = Some(c.resolve(&dir.value));
+    } else if stateful && !valid_topic_name(application_id) {
+        c.error(
+            Loc { line: 1, column: 1 },
+            format!(
+                "the pipeline keeps state under its application id `{application_id}`, which is not a plain directory name \
+                 (1-249 of a-z A-Z 0-9 . _ -): set `state.dir`, or `name` (or `kafka.application-id`) to such a name"
+            ),
+        );
+    }
+    let sizes = [
+        (&raw.cache, "cache", &mut settings.cache_bytes),
+        (
+            &raw.block_cache,
+            "block-cache",
+            &mut settings.block_cache_bytes,
+        ),
+        (
+            &raw.write_buffer,
+            "write-buffer",
+            &mut settings.write_buffer_bytes,
+        ),
+    ];
+    for (field, what, target) in sizes {
+        let Some(q) = field else { continue };
+        match quantity::bytes(&q.value) {
+            Ok(0) => c.error(loc(q), format!("`state.{what}` must be above zero")),
+            Ok(n) => *target = n,
+            Err(e) => c.error(loc(q), format!("`state.{what}`: {e}")),
+        }
+    }
+    settings
 }
 
 /// Every task holds an instance of each plugin step, and the engine's pool

@@ -63,6 +63,7 @@ use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
 use crate::operators::{OperatorError, TaskId};
 use crate::pipeline::{Pipeline, SinkKind, SourceKind};
+use crate::state::{RocksDbStores, StateMode, StoreProvider};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
 use repartition::RepartitionTopic;
@@ -123,6 +124,40 @@ impl RunError {
     }
 }
 
+/// The stores of a run not given its own: RocksDB under the pipeline's
+/// state directory (`state.dir`, else the default under its application
+/// id). An embedded run re-reads its inputs from the start, so its tasks
+/// start from empty state ([`StateMode::Fresh`]: never counting an input
+/// twice) until embedded checkpoints record where state and input meet; on
+/// Kafka, state is kept across runs. A pipeline without stateful steps
+/// opens nothing.
+pub fn default_stores(
+    pipeline: &Pipeline,
+    reads_kafka: bool,
+) -> Result<Arc<dyn StoreProvider>, RunError> {
+    if !pipeline.is_stateful() {
+        return Ok(Arc::new(crate::state::MemoryStores));
+    }
+    let application_id = pipeline.application_id();
+    let dir = pipeline.state.resolved_dir(application_id).ok_or_else(|| {
+        RunError::Setup(format!(
+            "{}: no state directory: set `state.dir` (or pass --state-dir), or HOME or XDG_STATE_HOME",
+            pipeline.file.display()
+        ))
+    })?;
+    let mode = if reads_kafka {
+        StateMode::Keep
+    } else {
+        StateMode::Fresh
+    };
+    Ok(Arc::new(RocksDbStores::new(
+        dir,
+        application_id,
+        &pipeline.state,
+        mode,
+    )))
+}
+
 /// Run-time choices that are not in the pipeline file.
 #[derive(Default)]
 pub struct RunOptions {
@@ -155,9 +190,9 @@ pub struct RunOptions {
     /// beside the pipeline file, or on Kafka in the application's control
     /// topic.
     pub ignore_swap_records: bool,
-    /// Where stateful steps keep their state; default: in memory (each
-    /// embedded run starts from empty state).
-    pub stores: Option<Arc<dyn crate::state::StoreProvider>>,
+    /// Where stateful steps keep their state; default: RocksDB under the
+    /// pipeline's state directory (see [`default_stores`]).
+    pub stores: Option<Arc<dyn StoreProvider>>,
 }
 
 /// What a run does with each consistent cut it takes.
@@ -692,10 +727,13 @@ fn run_threads(
     let flow = Arc::new(Flow::default());
     let checkpoints = Checkpoints::new(p.sources.len());
     let (inboxes, receivers) = worker_queues(topo, reads_kafka, worker_count);
-    let stores: Arc<dyn crate::state::StoreProvider> = options
-        .stores
-        .clone()
-        .unwrap_or_else(|| Arc::new(crate::state::MemoryStores));
+    let stores = match &options.stores {
+        Some(stores) => stores.clone(),
+        None => match default_stores(&topo.pipeline, reads_kafka) {
+            Ok(stores) => stores,
+            Err(e) => return RunOutcome::failed(e, started),
+        },
+    };
     let env = TaskEnv {
         topo,
         metrics: &metrics,

@@ -3,7 +3,10 @@
 //!
 //! A case is a folder with `input/<source>.jsonl` for every source and
 //! `expected/<sink>.jsonl` for the sinks that should receive records (a sink
-//! without an expected file must receive nothing). Each pipeline file finds
+//! without an expected file must receive nothing), and optionally
+//! `expected/stores/<id>.jsonl`, what a stateful step's store holds at the
+//! end (one `{"key", "value", "timestamp"}` line per key; each case starts
+//! from empty state in a directory of its own). Each pipeline file finds
 //! its own cases (module `cases`); records compare as JSON, a field left out
 //! of an expected record not compared at any depth (`compare`); `--bless`
 //! writes what the sinks got without the run's own details (`bless`).
@@ -16,13 +19,19 @@ pub use bless::Bless;
 pub use cases::{Case, discover, for_pipeline};
 
 use std::fmt::Write as _;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use serde_json::value::RawValue;
 
 use crate::clock::{Clock, SystemClock};
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
+use crate::operators::TaskId;
+use crate::operators::aggregate::{self, Aggregate};
 use crate::runtime::{self, RunOptions, Topology};
+use crate::state::{RocksDbStores, StateMode, StoreProvider};
 
 /// How one sink compared.
 #[derive(Debug, Clone)]
@@ -41,11 +50,18 @@ pub struct CaseResult {
     /// Whether sinks were compared in order (one partition, one source).
     pub ordered: bool,
     pub sinks: Vec<SinkResult>,
+    /// The stores whose contents the case checks (`expected/stores/`).
+    pub stores: Vec<SinkResult>,
 }
 
 impl CaseResult {
     pub fn passed(&self) -> bool {
-        self.run_error.is_none() && self.sinks.iter().all(|s| s.diff.is_none())
+        self.run_error.is_none()
+            && self
+                .sinks
+                .iter()
+                .chain(&self.stores)
+                .all(|s| s.diff.is_none())
     }
 }
 
@@ -125,6 +141,25 @@ pub fn run_case(
             .outputs
             .insert(s.name.clone(), SinkOutput::Capture(buf.clone()));
     }
+    // A stateful pipeline keeps its state in a directory of the case's
+    // own, starting empty (as Kafka Streams' test driver does), read back
+    // after the run to compare with the expected store contents.
+    let state = if p.is_stateful() {
+        let dir = tempfile::tempdir().map_err(|error| DriverError::Io {
+            path: std::env::temp_dir(),
+            error,
+        })?;
+        let stores: Arc<dyn StoreProvider> = Arc::new(RocksDbStores::new(
+            dir.path().to_path_buf(),
+            p.application_id(),
+            &p.state,
+            StateMode::Fresh,
+        ));
+        options.stores = Some(stores.clone());
+        Some((dir, stores))
+    } else {
+        None
+    };
     // The run's own wall-clock span: a timestamp within it is a detail of
     // this run (see `bless`).
     let started = SystemClock.now_ms();
@@ -137,54 +172,166 @@ pub fn run_case(
         let actual_text =
             String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
         let path = case.dir.join("expected").join(format!("{}.jsonl", s.name));
-        if let Some(bless) = bless {
-            if !actual_text.is_empty() || path.exists() {
-                write_file(&path, &bless::expected_text(&actual_text, bless, &run_span))?;
-            }
-            sinks.push(SinkResult {
-                sink: s.name.clone(),
-                diff: None,
-            });
-            continue;
-        }
-        let expected_text = if path.exists() {
-            std::fs::read_to_string(&path).map_err(|error| DriverError::Io {
-                path: path.clone(),
-                error,
-            })?
-        } else {
-            String::new()
-        };
-        let expected = parse_lines(&path, &expected_text)?;
-        let actual = match parse_lines(Path::new("(actual output)"), &actual_text) {
-            Ok(a) => a,
-            Err(e) => {
-                sinks.push(SinkResult {
-                    sink: s.name.clone(),
-                    diff: Some(format!(
-                        "the sink's output is not JSON lines: {e}\n{actual_text}"
-                    )),
-                });
+        let what = format!("sink `{}`", s.name);
+        sinks.push(check(
+            &s.name,
+            &what,
+            &path,
+            &actual_text,
+            ordered,
+            bless,
+            &run_span,
+        )?);
+    }
+    let mut stores = Vec::new();
+    if let Some(state) = &state {
+        for (id, contents) in store_contents(topo, state.1.as_ref()) {
+            let path = case
+                .dir
+                .join("expected")
+                .join("stores")
+                .join(format!("{id}.jsonl"));
+            let what = format!("store `{id}`");
+            let actual_text = match contents {
+                Ok(text) => text,
+                Err(e) => {
+                    stores.push(SinkResult {
+                        sink: id,
+                        diff: Some(format!("cannot read the store: {e}")),
+                    });
+                    continue;
+                }
+            };
+            // A store's contents are compared only where the case has
+            // them: its own expected file says it wants them checked.
+            if bless.is_none() && !path.exists() {
                 continue;
             }
-        };
-        let diff = compare::compare(&expected, &actual, ordered).map(|d| {
-            let mut out = String::new();
-            let _ = writeln!(out, "--- expected {}", path.display());
-            let _ = writeln!(out, "+++ actual sink `{}`", s.name);
-            out + &d
-        });
-        sinks.push(SinkResult {
-            sink: s.name.clone(),
-            diff,
-        });
+            // Keys are unique, so the store compares as a set, whatever
+            // order the expected file lists them in.
+            stores.push(check(
+                &id,
+                &what,
+                &path,
+                &actual_text,
+                false,
+                bless,
+                &run_span,
+            )?);
+        }
     }
     Ok(CaseResult {
         case: case.clone(),
         run_error,
         ordered,
         sinks,
+        stores,
     })
+}
+
+/// Compares one output (a sink's records, a store's contents, as JSON
+/// lines) with its expected file (none: nothing expected); with `bless`,
+/// writes it as the expected file instead (only if there is something to
+/// write or a file to replace).
+fn check(
+    name: &str,
+    what: &str,
+    path: &Path,
+    actual_text: &str,
+    ordered: bool,
+    bless: Option<Bless>,
+    run_span: &RangeInclusive<i64>,
+) -> Result<SinkResult, DriverError> {
+    let result = |diff| SinkResult {
+        sink: name.to_string(),
+        diff,
+    };
+    if let Some(bless) = bless {
+        if !actual_text.is_empty() || path.exists() {
+            write_file(path, &bless::expected_text(actual_text, bless, run_span))?;
+        }
+        return Ok(result(None));
+    }
+    let expected_text = if path.exists() {
+        std::fs::read_to_string(path).map_err(|error| DriverError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?
+    } else {
+        String::new()
+    };
+    let expected = parse_lines(path, &expected_text)?;
+    let actual = match parse_lines(Path::new("(actual output)"), actual_text) {
+        Ok(a) => a,
+        Err(e) => {
+            return Ok(result(Some(format!(
+                "the {what}'s output is not JSON lines: {e}\n{actual_text}"
+            ))));
+        }
+    };
+    Ok(result(compare::compare(&expected, &actual, ordered).map(
+        |d| {
+            let mut out = String::new();
+            let _ = writeln!(out, "--- expected {}", path.display());
+            let _ = writeln!(out, "+++ actual {what}");
+            out + &d
+        },
+    )))
+}
+
+/// Each store's contents after a case, by store id: one JSON line per key
+/// (`{"key", "value", "timestamp"}`, the value as the step last emitted
+/// it), over every task of the step, in key order.
+fn store_contents(
+    topo: &Topology,
+    stores: &dyn StoreProvider,
+) -> Vec<(String, Result<String, String>)> {
+    let p = &topo.pipeline;
+    let mut out = Vec::new();
+    for (j, step) in p.steps.iter().enumerate() {
+        let (Some(id), Some(aggregation)) = (&step.id, &step.aggregation) else {
+            continue;
+        };
+        let mut lines = Vec::new();
+        let mut read = || -> Result<(), String> {
+            for partition in 0..p.partitions {
+                let task = TaskId {
+                    subtopology: topo.subtopology_of_step(j),
+                    partition,
+                };
+                let mut store = stores
+                    .open(task, &Aggregate::store_spec(id))
+                    .map_err(|e| e.to_string())?;
+                for (key, stored) in store.entries().map_err(|e| e.to_string())? {
+                    let (value, timestamp) = aggregate::shown_stored(aggregation, &stored)
+                        .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
+                    lines.push((key, value, timestamp));
+                }
+            }
+            Ok(())
+        };
+        let read = read();
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let text = read.map(|()| {
+            lines
+                .iter()
+                .map(|(key, value, timestamp)| {
+                    // The value as the step wrote it when it is JSON (a
+                    // built-in fold's always is), else as text.
+                    let value = match serde_json::from_slice::<&RawValue>(value) {
+                        Ok(json) => json.get().to_string(),
+                        Err(_) => serde_json::to_string(&String::from_utf8_lossy(value))
+                            .expect("a string serializes"),
+                    };
+                    let key = serde_json::to_string(&String::from_utf8_lossy(key))
+                        .expect("a string serializes");
+                    format!("{{\"key\":{key},\"value\":{value},\"timestamp\":{timestamp}}}\n")
+                })
+                .collect()
+        });
+        out.push((id.clone(), text));
+    }
+    out
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), DriverError> {
@@ -228,18 +375,16 @@ pub fn report(results: &[CaseResult]) -> (String, bool) {
         if let Some(e) = &r.run_error {
             let _ = writeln!(out, "  the run failed: {e}");
         }
-        for s in &r.sinks {
+        let order = if r.ordered {
+            ""
+        } else {
+            " (compared as a multiset)"
+        };
+        let sinks = r.sinks.iter().map(|s| (s, "sink", order));
+        let stores = r.stores.iter().map(|s| (s, "store", " (compared by key)"));
+        for (s, what, order) in sinks.chain(stores) {
             if let Some(d) = &s.diff {
-                let _ = writeln!(
-                    out,
-                    "  sink `{}` differs{}:",
-                    s.sink,
-                    if r.ordered {
-                        ""
-                    } else {
-                        " (compared as a multiset)"
-                    }
-                );
+                let _ = writeln!(out, "  {what} `{}` differs{order}:", s.sink);
                 for line in d.lines() {
                     let _ = writeln!(out, "    {line}");
                 }

@@ -147,6 +147,45 @@ impl Fold {
     }
 }
 
+impl Fold {
+    /// The value an accumulator (after its timestamp) stands for: what the
+    /// fold emitted when it stored it (`weir test` shows stores this way).
+    pub fn shown(&self, state: &[u8]) -> Result<Bytes, String> {
+        let Fold::Aggregations { ops, labels } = self else {
+            // A reduction stores the value it emitted.
+            return Ok(Bytes::copy_from_slice(state));
+        };
+        let corrupt = || format!("a stored accumulator of {} bytes is too short", state.len());
+        let mut rest = state;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let (head, tail) = rest.split_at_checked(n).ok_or_else(corrupt)?;
+            rest = tail;
+            Ok(head)
+        };
+        let int = |b: &[u8]| i64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let mut out = vec![b'{'];
+        for (n, (op, label)) in ops.iter().zip(labels).enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(label);
+            let shown = match op {
+                AggOp::Count => Number::Int(int(take(8)?)),
+                AggOp::Sum(_) | AggOp::Min(_) | AggOp::Max(_) => {
+                    Number::decode(take(Number::ENCODED)?).ok_or_else(corrupt)?
+                }
+                AggOp::Avg(_) => {
+                    let sum = Number::decode(take(Number::ENCODED)?).ok_or_else(corrupt)?;
+                    Number::Float(sum.as_f64() / int(take(8)?) as f64)
+                }
+            };
+            shown.write_json(&mut out);
+        }
+        out.push(b'}');
+        Ok(Bytes::from(out))
+    }
+}
+
 impl Reduce {
     /// The field a reduction reads, if any.
     pub fn field(&self) -> Option<&FieldPath> {
@@ -236,6 +275,8 @@ mod tests {
                 String::from_utf8(folded.value.to_vec()).unwrap(),
                 folded.timestamp,
             ));
+            // What the store shows for the key is what was emitted.
+            assert_eq!(fold.shown(&folded.accumulator[TS..]), Ok(folded.value));
             acc = Some(folded.accumulator);
         }
         out

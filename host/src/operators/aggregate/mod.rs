@@ -20,11 +20,14 @@ mod number;
 
 pub use fold::Fold;
 
+use bytes::Bytes;
+
 use super::failure::{Failure, FailureKind};
 use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
 use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator, group_by_key};
 use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
 use crate::codec::format_gate;
+use crate::pipeline::Aggregation;
 use crate::record::Record;
 use crate::state::{KeyValueStore, StateError};
 
@@ -80,6 +83,20 @@ const TS: usize = 8;
 fn split_stored(stored: &[u8]) -> Option<(i64, &[u8])> {
     let (ts, acc) = stored.split_at_checked(TS)?;
     Some((i64::from_le_bytes(ts.try_into().expect("8 bytes")), acc))
+}
+
+/// What a key's stored value stands for: the value last emitted for the
+/// key and its timestamp (`weir test`'s expected store contents; Kafka
+/// Streams' test driver reads a timestamped store the same way). A
+/// plugin's accumulator is the value it emitted, as a reduction's is.
+pub fn shown_stored(aggregation: &Aggregation, stored: &[u8]) -> Result<(Bytes, i64), String> {
+    let (timestamp, acc) = split_stored(stored)
+        .ok_or_else(|| format!("a stored value of {} bytes has no timestamp", stored.len()))?;
+    let value = match Fold::of(aggregation) {
+        Some(fold) => fold.shown(acc)?,
+        None => Bytes::copy_from_slice(acc),
+    };
+    Ok((value, timestamp))
 }
 
 /// Why a record cannot be aggregated, as Kafka Streams drops it.
