@@ -7,9 +7,8 @@
 //! and every output taken on by a sink holds it until it is out. When the
 //! count reaches zero the batch is done and its offsets can be committed.
 
-use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The outstanding work of one input batch.
 #[derive(Debug)]
@@ -18,6 +17,8 @@ pub struct Ack {
     pending: AtomicUsize,
     /// Why an output could not be delivered; such a batch never completes.
     failure: OnceLock<String>,
+    /// Acks holding on until this one is done (see [`Ack::then_release`]).
+    dependents: Mutex<Vec<Arc<Ack>>>,
 }
 
 impl Ack {
@@ -26,6 +27,7 @@ impl Ack {
         Arc::new(Ack {
             pending: AtomicUsize::new(1),
             failure: OnceLock::new(),
+            dependents: Mutex::new(Vec::new()),
         })
     }
 
@@ -34,9 +36,32 @@ impl Ack {
         self.pending.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Releases one hold (processing finished, or an output is out).
+    /// Releases one hold (processing finished, or an output is out). The
+    /// last one releases the dependents' holds too.
     pub fn release(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let dependents = std::mem::take(&mut *self.lock_dependents());
+            for dependent in dependents {
+                if let Some(reason) = self.failure() {
+                    dependent.fail(reason.to_string());
+                }
+                dependent.release();
+            }
+        }
+    }
+
+    /// Makes `dependents` (each holding one hold taken for this) wait for
+    /// this ack: when it is done, each gets its hold released; when an
+    /// output of this one failed, each fails the same way. A task's state
+    /// changes use it: the batches that changed a store are done only once
+    /// the store's changelog records are acknowledged. Call while holding a
+    /// hold of this ack (so it cannot finish meanwhile).
+    pub fn then_release(&self, dependents: Vec<Arc<Ack>>) {
+        self.lock_dependents().extend(dependents);
+    }
+
+    fn lock_dependents(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Ack>>> {
+        self.dependents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records that an output failed; the batch will not count as done.
@@ -75,5 +100,29 @@ mod tests {
         failed.release();
         assert!(!failed.is_done());
         assert_eq!(failed.failure(), Some("broker said no"));
+    }
+
+    #[test]
+    fn dependents_are_released_when_the_ack_they_wait_for_is_done() {
+        let batch = Ack::new();
+        batch.hold();
+        batch.release();
+        let changelog = Ack::new();
+        changelog.hold(); // a changelog record on its way
+        changelog.then_release(vec![batch.clone()]);
+        changelog.release(); // sealed
+        assert!(!batch.is_done(), "the record is not acknowledged yet");
+        changelog.release(); // acknowledged
+        assert!(batch.is_done());
+
+        let batch = Ack::new();
+        batch.hold();
+        batch.release();
+        let changelog = Ack::new();
+        changelog.then_release(vec![batch.clone()]);
+        changelog.fail("no leader".into());
+        changelog.release();
+        assert!(!batch.is_done());
+        assert_eq!(batch.failure(), Some("no leader"));
     }
 }

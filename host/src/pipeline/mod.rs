@@ -412,6 +412,12 @@ pub fn repartition_topic(application_id: &str, step_id: &str) -> String {
     format!("{application_id}-{step_id}-repartition")
 }
 
+/// The compacted topic a stateful step's store is logged to on Kafka, and
+/// restored from: `<application-id>-<id>-changelog`, Kafka Streams' name.
+pub fn changelog_topic(application_id: &str, step_id: &str) -> String {
+    format!("{application_id}-{step_id}-changelog")
+}
+
 impl Pipeline {
     /// Reads and validates a pipeline file. Every problem found is reported,
     /// each with its line and column.
@@ -455,8 +461,41 @@ impl Pipeline {
     /// process, and for a step without an id.
     pub fn repartition_topic_of(&self, j: usize) -> Option<String> {
         let kafka = self.kafka.as_ref().filter(|_| self.reads_kafka())?;
-        let id = self.steps.get(j)?.id.as_deref()?;
+        let id = self.repartition_id(j)?;
         Some(repartition_topic(&kafka.application_id, id))
+    }
+
+    /// The id naming step `j`'s repartition topic: its own, or for a
+    /// `group-by` without one, that of the one `aggregate` reading it (as
+    /// Kafka Streams names a `groupBy`'s topic after the aggregation's
+    /// store).
+    pub fn repartition_id(&self, j: usize) -> Option<&str> {
+        let step = self.steps.get(j)?;
+        if let Some(id) = &step.id {
+            return Some(id);
+        }
+        if step.kind != StepKind::GroupBy {
+            return None;
+        }
+        let mut readers = self
+            .steps
+            .iter()
+            .filter(|s| s.inputs.iter().any(|i| i.node == Node::Step(j)));
+        match (readers.next(), readers.next()) {
+            (Some(only), None) => only.id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The changelog topic of stateful step `j` on Kafka (`None` on the
+    /// embedded runtime and for stateless steps).
+    pub fn changelog_topic_of(&self, j: usize) -> Option<String> {
+        let kafka = self.kafka.as_ref().filter(|_| self.reads_kafka())?;
+        let step = self
+            .steps
+            .get(j)
+            .filter(|s| s.kind == StepKind::Aggregate)?;
+        Some(changelog_topic(&kafka.application_id, step.id.as_deref()?))
     }
 
     /// A diagnostic against this pipeline's file.

@@ -359,16 +359,6 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     if let Some(kafka) = &kafka
         && sources.iter().any(|s| s.kind == SourceKind::Kafka)
     {
-        // Keyed state on Kafka needs changelog topics, which come next.
-        for step in steps.iter().filter(|s| s.kind == StepKind::Aggregate) {
-            c.error(
-                step.loc,
-                format!(
-                    "step `{}`: aggregations run on the embedded runtime only for now; on Kafka their state needs a changelog topic",
-                    step.name
-                ),
-            );
-        }
         // On Kafka records move between sub-topologies through a topic
         // named by the step's id (never by its position in the file).
         for step in steps
@@ -384,6 +374,53 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
                     super::repartition_topic(&kafka.application_id, &step.name)
                 ),
             );
+        }
+        // A group-by that moves records names its topic after its own id,
+        // or the one aggregate reading it.
+        for (j, step) in steps.iter().enumerate() {
+            if step.kind != StepKind::GroupBy || !step.repartitions || step.id.is_some() {
+                continue;
+            }
+            let readers = steps
+                .iter()
+                .filter(|s| s.inputs.iter().any(|i| i.node == Node::Step(j)))
+                .count();
+            if readers > 1 {
+                c.error(
+                    step.loc,
+                    format!(
+                        "step `{}`: on Kafka this group-by writes a repartition topic, and {readers} aggregate steps read it, so it needs an `id` of its own to name the topic",
+                        step.name
+                    ),
+                );
+            }
+        }
+        let internal = steps.iter().filter_map(|s| {
+            let id = s.id.as_ref()?;
+            match s.kind {
+                StepKind::Aggregate => Some((
+                    s,
+                    super::changelog_topic(&kafka.application_id, id),
+                    "changelog",
+                )),
+                StepKind::GroupBy if s.repartitions => Some((
+                    s,
+                    super::repartition_topic(&kafka.application_id, id),
+                    "repartition",
+                )),
+                _ => None,
+            }
+        });
+        for (step, topic, what) in internal {
+            if !valid_topic_name(&topic) {
+                c.error(
+                    step.loc,
+                    format!(
+                        "step `{}`: its {what} topic `{topic}` is longer than Kafka's 249 characters; shorten `id` or `kafka.application-id`",
+                        step.name
+                    ),
+                );
+            }
         }
         for step in steps.iter().filter(|s| s.kind == StepKind::Repartition) {
             let Some(id) = &step.id else { continue };

@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::SendTimeoutError;
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 
 use super::RunError;
 use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::repartition::RepartitionTopic;
+use super::state::{KafkaState, RestoreDone, Restoring};
 use super::topology::Topology;
 use super::worker::{Flow, WorkerInbox};
 use crate::clock::Clock;
@@ -88,6 +89,8 @@ pub struct KafkaFeeder<'a> {
     /// Set from a revoke until the next assignment: swaps are refused
     /// meanwhile (see [`super::control::RunControl::swap_with`]).
     pub rebalancing: Arc<AtomicBool>,
+    /// The stores and their changelogs, when the topology keeps state.
+    pub state: Option<Arc<KafkaState>>,
 }
 
 /// The batches being gathered, and the book of those handed over. Shared
@@ -112,6 +115,15 @@ struct PartitionFeed {
     /// Set when a revoke could not finish (for the poll loop to report).
     error: Option<RunError>,
     flow: Arc<Flow>,
+    state: Option<Arc<KafkaState>>,
+    /// Tasks restoring their stores: their partitions' records wait in
+    /// `pending` (and the partitions are paused) until the restore is done.
+    restoring: BTreeMap<TaskId, Restoring>,
+    /// Partitions to pause, and to resume, at the poll loop's next turn
+    /// (the consumer is busy calling the listener when they are found).
+    to_pause: Vec<PartitionKey>,
+    to_resume: Vec<PartitionKey>,
+    restores_done: (Sender<RestoreDone>, Receiver<RestoreDone>),
 }
 
 impl PartitionFeed {
@@ -138,6 +150,10 @@ impl PartitionFeed {
     /// Hands a partition's gathered records to its task (waits while the
     /// worker's queue is full: that is the backpressure on the consumer).
     fn flush(&mut self, key: PartitionKey) -> Result<(), RunError> {
+        if self.restoring.contains_key(&self.task_of(key)) {
+            // Its task is restoring its state: the records wait here.
+            return Ok(());
+        }
         let Some((batch, next)) = self.pending.remove(&key) else {
             return Ok(());
         };
@@ -180,6 +196,31 @@ impl PartitionFeed {
         outcome
     }
 
+    /// Takes note of restores that ended: a restored task's partitions
+    /// are resumed; a failed restore stops the run.
+    fn serve_restores(&mut self) -> Result<(), RunError> {
+        while let Ok(done) = self.restores_done.1.try_recv() {
+            match done.outcome {
+                Err(e) => return Err(RunError::Setup(format!("cannot restore state: {e}"))),
+                // Cancelled: the task was given up meanwhile.
+                Ok(false) => {}
+                Ok(true) => {
+                    let current = self.restoring.get(&done.task).map(|r| r.number);
+                    if current == Some(done.number)
+                        && let Some(restoring) = self.restoring.remove(&done.task)
+                    {
+                        // Ended: joined at once.
+                        restoring.cancel();
+                        tracing::info!(task = %done.task, "state restored; processing");
+                        let keys = self.assigned.get(&done.task).cloned().unwrap_or_default();
+                        self.to_resume.extend(keys);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn flush_all(&mut self) -> Result<(), RunError> {
         let keys: Vec<_> = self.pending.keys().copied().collect();
         for key in keys {
@@ -218,6 +259,11 @@ impl PartitionFeed {
                 tracing::debug!("not handed over: {e}");
             }
         }
+        if self.state.is_some() {
+            // Stores flush their caches and seal their changelog records,
+            // which the batches that changed them wait for.
+            commit_barrier(&self.workers);
+        }
         self.drain(keys);
         let offsets = self.offsets.committable(Some(keys));
         let result = commit
@@ -233,6 +279,18 @@ impl PartitionFeed {
             held.retain(|k| *k != key);
             if held.is_empty() {
                 self.assigned.remove(&task);
+                self.pending.retain(|k, _| *k != key);
+                if let Some(restoring) = self.restoring.remove(&task) {
+                    // Its progress is recorded: a later restore resumes.
+                    restoring.cancel();
+                } else if let Some(state) = &self.state
+                    && result.is_ok()
+                    && let Err(e) = state.checkpoint(task)
+                {
+                    // The next restore of the task starts from its older
+                    // checkpoint: more to read, nothing lost.
+                    tracing::warn!(task = %task, "state checkpoint not written: {e}");
+                }
                 if let Some(inbox) = self.inbox(task) {
                     let _ = self.flow.send(
                         &inbox.internal,
@@ -275,6 +333,18 @@ impl RebalanceListener for GroupListener {
                     &inbox.internal,
                     WorkerMessage::Task(task, TaskMessage::Assigned),
                 );
+            }
+            if let Some(state) = routing.state.clone()
+                && state.is_stateful(task.subtopology)
+            {
+                if new_task {
+                    let done = routing.restores_done.0.clone();
+                    let restoring = state.start_restore(task, done);
+                    routing.restoring.insert(task, restoring);
+                }
+                if routing.restoring.contains_key(&task) {
+                    routing.to_pause.push(key);
+                }
             }
         }
     }
@@ -326,6 +396,11 @@ pub fn run_consumer(mut f: KafkaFeeder<'_>) -> Result<(), RunError> {
             revoked: Vec::new(),
             error: None,
             flow: f.flow.clone(),
+            state: f.state.clone(),
+            restoring: BTreeMap::new(),
+            to_pause: Vec::new(),
+            to_resume: Vec::new(),
+            restores_done: crossbeam_channel::unbounded(),
         }),
         rebalancing: f.rebalancing.clone(),
     };
@@ -376,6 +451,17 @@ fn poll_loop(
         let mut routing = reader.listener().lock();
         if let Some(e) = routing.error.take() {
             return Err(e);
+        }
+        routing.serve_restores()?;
+        if !routing.to_pause.is_empty() {
+            reader.pause(&std::mem::take(&mut routing.to_pause))?;
+        }
+        if !routing.to_resume.is_empty() {
+            let resumed = std::mem::take(&mut routing.to_resume);
+            reader.resume(&resumed)?;
+            for key in resumed {
+                routing.flush(key)?;
+            }
         }
         if !routing.revoked.is_empty() {
             let revoked = std::mem::take(&mut routing.revoked);

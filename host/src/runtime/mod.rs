@@ -33,13 +33,14 @@ mod progress;
 pub mod provenance;
 mod repartition;
 mod sinks;
+mod state;
 mod summary;
 pub(crate) mod task;
 pub mod topology;
 pub mod watch;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,10 +50,11 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::LineFormat;
 use crate::io::batch::{Batch, InputId};
+use crate::io::kafka::changelog::KafkaChangelogs;
 use crate::io::kafka::consumer::GroupProgress;
 use crate::io::kafka::offsets::Committable;
 use crate::io::kafka::producer::KafkaProducer;
-use crate::io::kafka::topics::{self, InternalTopic, TopicUse};
+use crate::io::kafka::topics::{self, InternalKind, InternalTopic, TopicUse};
 use crate::io::kafka::{self as kafka_io, KafkaError};
 use crate::io::sink::{self, OpenedSink, SinkChunk, SinkError, SinkOutput};
 use crate::io::source::{
@@ -66,7 +68,7 @@ use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use crate::state::{RocksDbStores, StateMode, StoreProvider};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
 use message::{TaskMessage, WorkerMessage};
-use repartition::RepartitionTopic;
+use repartition::{ChangelogTopic, RepartitionTopic};
 use sinks::{KafkaWriter, LinesWriter, SinkWriter};
 pub use summary::{Ending, summary_lines};
 use task::{Task, TaskEnv};
@@ -156,6 +158,48 @@ pub fn default_stores(
         &pipeline.state,
         mode,
     )))
+}
+
+/// The stores of a stateful run on Kafka: RocksDB under the state
+/// directory, kept across runs, each store logging to its changelog topic.
+fn kafka_state(
+    p: &Pipeline,
+    link: &KafkaLink<'_>,
+    stop: &Arc<AtomicBool>,
+) -> Result<state::KafkaState, RunError> {
+    let application_id = p.application_id();
+    let dir = p.state.resolved_dir(application_id).ok_or_else(|| {
+        RunError::Setup(format!(
+            "{}: no state directory: set `state.dir` (or pass --state-dir), or HOME or XDG_STATE_HOME",
+            p.file.display()
+        ))
+    })?;
+    let producer = link
+        .producer
+        .clone()
+        .ok_or_else(|| RunError::Setup("changelog topics are written without a producer".into()))?;
+    let topics = link
+        .changelogs
+        .iter()
+        .map(|c| (c.store.clone(), c.topic.clone()))
+        .collect();
+    let changelogs = KafkaChangelogs::new(producer, topics, stop.clone());
+    let stores = RocksDbStores::new(dir, application_id, &p.state, StateMode::Keep)
+        .with_changelog(changelogs.factory());
+    let mut stores_of: BTreeMap<u16, Vec<(String, String)>> = BTreeMap::new();
+    for c in &link.changelogs {
+        stores_of
+            .entry(c.subtopology)
+            .or_default()
+            .push((c.store.clone(), c.topic.clone()));
+    }
+    Ok(state::KafkaState {
+        stores,
+        changelogs,
+        stores_of,
+        settings: link.settings.clone(),
+        bootstrap: link.bootstrap.clone(),
+    })
 }
 
 /// Run-time choices that are not in the pipeline file.
@@ -351,9 +395,11 @@ fn spawn_stopping<'scope>(
 struct KafkaLink<'p> {
     settings: &'p crate::pipeline::KafkaSettings,
     bootstrap: String,
-    producer: Option<KafkaProducer>,
+    producer: Option<Arc<KafkaProducer>>,
     /// Empty unless the run reads Kafka and repartitions.
     repartitions: Vec<RepartitionTopic>,
+    /// Empty unless the run reads Kafka and keeps state.
+    changelogs: Vec<ChangelogTopic>,
 }
 
 impl<'p> KafkaLink<'p> {
@@ -399,34 +445,55 @@ impl<'p> KafkaLink<'p> {
             true => repartition::plan(topo, &partitions),
             false => Vec::new(),
         };
+        let changelogs = match reads.iter().any(|&k| k) {
+            true => repartition::changelogs(topo, &partitions, &repartitions),
+            false => Vec::new(),
+        };
+        let step_kind = |j: usize| match p.steps[j].kind {
+            crate::pipeline::StepKind::GroupBy => "group-by",
+            _ => "repartition",
+        };
         let internal: Vec<InternalTopic<'_>> = repartitions
             .iter()
             .map(|r| InternalTopic {
                 name: &r.topic,
+                kind: InternalKind::Repartition,
                 partitions: r.partitions as usize,
-                user: format!("repartition step `{}`", p.steps[r.step].name),
+                user: format!("{} step `{}`", step_kind(r.step), p.steps[r.step].name),
                 why: r.why.clone(),
             })
+            .chain(changelogs.iter().map(|c| InternalTopic {
+                name: &c.topic,
+                kind: InternalKind::Changelog,
+                partitions: c.partitions as usize,
+                user: format!("the store of step `{}`", p.steps[c.step].name),
+                why: c.why.clone(),
+            }))
             .collect();
         topics::ensure_internal(settings, &bootstrap, &internal)?;
-        let producer = if writes.iter().any(|&k| k) || !repartitions.is_empty() {
-            let written: Vec<&str> = p
-                .sinks
-                .iter()
-                .zip(writes)
-                .filter(|&(_, &kafka)| kafka)
-                .filter_map(|(s, _)| s.topic.as_ref().map(|t| t.name.as_str()))
-                .chain(repartitions.iter().map(|r| r.topic.as_str()))
-                .collect();
-            Some(KafkaProducer::new(settings, &bootstrap, &written)?)
-        } else {
-            None
-        };
+        let producer =
+            if writes.iter().any(|&k| k) || !repartitions.is_empty() || !changelogs.is_empty() {
+                let written: Vec<&str> = p
+                    .sinks
+                    .iter()
+                    .zip(writes)
+                    .filter(|&(_, &kafka)| kafka)
+                    .filter_map(|(s, _)| s.topic.as_ref().map(|t| t.name.as_str()))
+                    .chain(repartitions.iter().map(|r| r.topic.as_str()))
+                    .chain(changelogs.iter().map(|c| c.topic.as_str()))
+                    .collect();
+                Some(Arc::new(KafkaProducer::new(
+                    settings, &bootstrap, &written,
+                )?))
+            } else {
+                None
+            };
         Ok(Some(KafkaLink {
             settings,
             bootstrap,
             producer,
             repartitions,
+            changelogs,
         }))
     }
 }
@@ -727,9 +794,17 @@ fn run_threads(
     let flow = Arc::new(Flow::default());
     let checkpoints = Checkpoints::new(p.sources.len());
     let (inboxes, receivers) = worker_queues(topo, reads_kafka, worker_count);
-    let stores = match &options.stores {
-        Some(stores) => stores.clone(),
-        None => match default_stores(&topo.pipeline, reads_kafka) {
+    let kafka_state = match link.filter(|l| reads_kafka && !l.changelogs.is_empty()) {
+        Some(link) if options.stores.is_none() => match kafka_state(p, link, &flags.stop) {
+            Ok(state) => Some(Arc::new(state)),
+            Err(e) => return RunOutcome::failed(e, started),
+        },
+        _ => None,
+    };
+    let stores: Arc<dyn StoreProvider> = match (&options.stores, &kafka_state) {
+        (Some(stores), _) => stores.clone(),
+        (None, Some(state)) => Arc::new(state.stores.clone()),
+        (None, None) => match default_stores(&topo.pipeline, reads_kafka) {
             Ok(stores) => stores,
             Err(e) => return RunOutcome::failed(e, started),
         },
@@ -747,7 +822,8 @@ fn run_threads(
         flow: &flow,
         partitions: p.partitions,
         repartition_topics: repartitions,
-        producer: link.and_then(|l| l.producer.as_ref()),
+        producer: link.and_then(|l| l.producer.as_deref()),
+        state: kafka_state.as_deref(),
     };
 
     // Each JSON-lines sink's queue; tasks take a sender when they start.
@@ -773,7 +849,7 @@ fn run_threads(
             .start_operators(id, stores.as_ref())
             .map_err(RunError::Start)?;
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let producer = link.and_then(|l| l.producer.as_ref());
+        let producer = link.and_then(|l| l.producer.as_deref());
         let writers = sink_writers(&env, id, &txs, &sink_formats, producer);
         Ok(Task::new(id, &env, operators, writers))
     };
@@ -843,10 +919,11 @@ fn run_threads(
                 alive: flags.alive.clone(),
                 records_in: &metrics.records_in,
                 progress: group_progress.clone(),
-                producer: link.producer.as_ref(),
+                producer: link.producer.as_deref(),
                 clock,
                 flow: flow.clone(),
                 committed: &stops.committed,
+                state: kafka_state.clone(),
                 rebalancing: options
                     .control
                     .as_deref()
@@ -937,7 +1014,7 @@ fn run_threads(
             progress.finish();
         }
     });
-    if let Some(producer) = link.and_then(|l| l.producer.as_ref())
+    if let Some(producer) = link.and_then(|l| l.producer.as_deref())
         && let Err(e) = producer.flush(FINAL_FLUSH)
     {
         errors.push(RunError::Delivery(e));

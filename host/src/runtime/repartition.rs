@@ -41,36 +41,8 @@ pub fn plan(topo: &Topology, topic_partitions: &BTreeMap<String, usize>) -> Vec<
         let Some(topic) = p.repartition_topic_of(j) else {
             continue;
         };
-        let writer = &topo.subtopologies[topo.subtopology_of_step(j) as usize];
-        let inputs: Vec<(String, u32)> = writer
-            .inputs
-            .iter()
-            .filter_map(|input| match input {
-                InputId::Source(s) => {
-                    let name = p.sources[*s as usize].topic.as_ref()?.name.clone();
-                    let n = *topic_partitions.get(&name)? as u32;
-                    Some((name, n))
-                }
-                // Earlier in step order: planned already.
-                InputId::Repartition(k) => out
-                    .iter()
-                    .find(|r| r.step == *k as usize)
-                    .map(|r| (r.topic.clone(), r.partitions)),
-            })
-            .collect();
-        let partitions = inputs.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
-        let names: Vec<&str> = inputs.iter().map(|(t, _)| t.as_str()).collect();
-        let why = match names.as_slice() {
-            [one] => format!(
-                "as many as topic {one}, which sub-topology {} reads",
-                writer.id
-            ),
-            _ => format!(
-                "the most partitions of topics {}, which sub-topology {} reads",
-                names.join(", "),
-                writer.id
-            ),
-        };
+        let (partitions, why) =
+            task_count(topo, topo.subtopology_of_step(j), topic_partitions, &out);
         out.push(RepartitionTopic {
             step: j,
             topic,
@@ -79,6 +51,95 @@ pub fn plan(topo: &Topology, topic_partitions: &BTreeMap<String, usize>) -> Vec<
         });
     }
     out
+}
+
+/// The changelog topic of one stateful step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogTopic {
+    /// The stateful step's index in the pipeline.
+    pub step: usize,
+    /// The store it logs (the step's id).
+    pub store: String,
+    /// The sub-topology whose tasks keep the store.
+    pub subtopology: u16,
+    pub topic: String,
+    /// One per task of the step's sub-topology.
+    pub partitions: u32,
+    /// Why that many partitions, for messages.
+    pub why: String,
+}
+
+/// Every changelog topic of the topology on Kafka, in step order: as many
+/// partitions as the stateful step's sub-topology has tasks (partition `p`
+/// logs task `<sub>_p`'s store). Empty on the embedded runtime.
+pub fn changelogs(
+    topo: &Topology,
+    topic_partitions: &BTreeMap<String, usize>,
+    repartitions: &[RepartitionTopic],
+) -> Vec<ChangelogTopic> {
+    let p = &topo.pipeline;
+    (0..p.steps.len())
+        .filter_map(|j| {
+            let topic = p.changelog_topic_of(j)?;
+            let (partitions, why) = task_count(
+                topo,
+                topo.subtopology_of_step(j),
+                topic_partitions,
+                repartitions,
+            );
+            Some(ChangelogTopic {
+                step: j,
+                store: p.steps[j].id.clone()?,
+                subtopology: topo.subtopology_of_step(j),
+                topic,
+                partitions,
+                why,
+            })
+        })
+        .collect()
+}
+
+/// How many tasks sub-topology `sub` has on Kafka, as Kafka Streams counts
+/// them: the most partitions among the topics it reads (its source topics,
+/// and the repartition topics among `planned` that feed it), and why, for
+/// messages.
+fn task_count(
+    topo: &Topology,
+    sub: u16,
+    topic_partitions: &BTreeMap<String, usize>,
+    planned: &[RepartitionTopic],
+) -> (u32, String) {
+    let p = &topo.pipeline;
+    let reader = &topo.subtopologies[sub as usize];
+    let inputs: Vec<(String, u32)> = reader
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            InputId::Source(s) => {
+                let name = p.sources[*s as usize].topic.as_ref()?.name.clone();
+                let n = *topic_partitions.get(&name)? as u32;
+                Some((name, n))
+            }
+            InputId::Repartition(k) => planned
+                .iter()
+                .find(|r| r.step == *k as usize)
+                .map(|r| (r.topic.clone(), r.partitions)),
+        })
+        .collect();
+    let partitions = inputs.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let names: Vec<&str> = inputs.iter().map(|(t, _)| t.as_str()).collect();
+    let why = match names.as_slice() {
+        [one] => format!(
+            "as many as topic {one}, which sub-topology {} reads",
+            reader.id
+        ),
+        _ => format!(
+            "the most partitions of topics {}, which sub-topology {} reads",
+            names.join(", "),
+            reader.id
+        ),
+    };
+    (partitions, why)
 }
 
 #[cfg(test)]

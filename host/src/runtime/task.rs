@@ -31,6 +31,7 @@ use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::provenance;
 use super::repartition::RepartitionTopic;
 use super::sinks::SinkWriter;
+use super::state::KafkaState;
 use super::topology::{Target, Topology};
 use super::worker::Flow;
 use crate::clock::Clock;
@@ -73,6 +74,8 @@ pub struct TaskEnv<'t> {
     pub repartition_topics: &'t [RepartitionTopic],
     /// The run's producer, when it writes Kafka sinks or repartition topics.
     pub producer: Option<&'t KafkaProducer>,
+    /// On Kafka, the stores' changelogs, when the topology keeps state.
+    pub state: Option<&'t KafkaState>,
 }
 
 impl TaskEnv<'_> {
@@ -138,6 +141,11 @@ pub struct Task<'t> {
     pub(super) tracked: bool,
     restarts_seen: u64,
     state: TaskState,
+    /// On Kafka, whether this task's stores log to changelogs; then the
+    /// batches processed since the last commit barrier are held here (one
+    /// hold each) until their changelog records are sealed.
+    logs_state: bool,
+    state_holds: Vec<Arc<Ack>>,
     /// Re-partitioned records waiting to leave, by repartition step and
     /// target partition.
     outbound: BTreeMap<usize, Vec<Vec<(Record, Origin)>>>,
@@ -250,6 +258,8 @@ impl<'t> Task<'t> {
             tracked: false,
             restarts_seen: 0,
             state: TaskState::Running,
+            logs_state: env.state.is_some_and(|s| s.is_stateful(id.subtopology)),
+            state_holds: Vec::new(),
             outbound: BTreeMap::new(),
             round_robin: id.partition,
             ended_repartitions: BTreeSet::new(),
@@ -326,10 +336,20 @@ impl<'t> Task<'t> {
         result
     }
 
-    /// Closes every operator; the task ends.
+    /// Closes every operator (stores flush their caches); the task ends.
     pub fn close(&mut self) {
         for slot in self.operators.iter_mut().flatten() {
             slot.op.close();
+        }
+        self.seal_state();
+    }
+
+    /// Seals the changelog records the task's stores sent since the last
+    /// seal: the batches held for them are done once they are acknowledged.
+    /// Call after the stores are flushed.
+    fn seal_state(&mut self) {
+        if let Some(state) = self.env.state.filter(|_| self.logs_state) {
+            state.seal(self.id, std::mem::take(&mut self.state_holds));
         }
     }
 
@@ -393,6 +413,7 @@ impl<'t> Task<'t> {
             }
         }
         if outcome.is_ok() {
+            self.seal_state();
             outcome = self.flush_sinks().map_err(|e| e.to_string());
         }
         if let Err(e) = outcome {
@@ -438,6 +459,12 @@ impl<'t> Task<'t> {
                 Ok(()) => {}
             }
             if last && self.tracked {
+                if self.logs_state {
+                    // Done only once the state it changed is in the
+                    // changelog (see `io/kafka/changelog.rs`).
+                    self.ack.hold();
+                    self.state_holds.push(self.ack.clone());
+                }
                 // Processed: what is left of the batch is its outputs' holds.
                 self.ack.release();
                 self.tracked = false;
@@ -1340,6 +1367,7 @@ mod tests {
             partitions: 1,
             repartition_topics: &[],
             producer: None,
+            state: None,
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let schedule = Schedule {

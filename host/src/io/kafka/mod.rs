@@ -6,12 +6,14 @@
 //! same application id share the input partitions through the broker's
 //! group protocol; nothing else coordinates them.
 
+pub(crate) mod changelog;
 pub(crate) mod consumer;
 pub(crate) mod control;
 pub(crate) mod fetch;
 pub(crate) mod offsets;
 pub(crate) mod producer;
 pub(crate) mod purge;
+pub(crate) mod restore;
 pub(crate) mod source;
 pub(crate) mod topics;
 
@@ -51,6 +53,16 @@ pub enum KafkaError {
         "topic `{topic}` ({user}) has {found} partitions, but needs {expected} ({why}); weir never changes an existing topic: once the running instances have processed what it holds, stop them, delete the topic, and start again"
     )]
     InternalPartitions {
+        topic: String,
+        user: String,
+        found: usize,
+        expected: usize,
+        why: String,
+    },
+    #[error(
+        "changelog topic `{topic}` ({user}) has {found} partitions, but needs {expected} ({why}): partition p holds the state of task p, so the store cannot be restored from it; if the input topics' partition counts changed, the application must be reset (stop every instance, delete its changelog and repartition topics and its state directories) and reprocess its input"
+    )]
+    ChangelogPartitions {
         topic: String,
         user: String,
         found: usize,

@@ -218,6 +218,19 @@ impl KafkaProducer {
         self.inner.context().failure.get().cloned()
     }
 
+    /// The end offset (high watermark) of `topic`'s `partition`: the
+    /// offset the next record written there gets.
+    pub fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, String> {
+        let (_, high) = self
+            .inner
+            .client()
+            .fetch_watermarks(topic, partition as i32, super::REQUEST_TIMEOUT)
+            .map_err(|e| {
+                format!("cannot read the end offset of topic `{topic}` partition {partition}: {e}")
+            })?;
+        Ok(high.max(0) as u64)
+    }
+
     /// Waits until everything queued is acknowledged (or `timeout` passes).
     pub fn flush(&self, timeout: Duration) -> Result<(), String> {
         self.inner.flush(timeout).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::KafkaError;
@@ -106,6 +107,38 @@ impl<L: RebalanceListener> KafkaReader<'_, L> {
             Some(e) => Err(KafkaError::Consumer(e.to_string())),
             None => Ok(()),
         }
+    }
+
+    /// Stops fetching `partitions` (a task restoring its state) until
+    /// [`KafkaReader::resume`]; what was fetched already still comes.
+    pub fn pause(&self, partitions: &[PartitionKey]) -> Result<(), KafkaError> {
+        let tpl = self.partition_list(partitions)?;
+        self.consumer
+            .pause(&tpl)
+            .map_err(|e| KafkaError::Consumer(format!("cannot pause partitions: {e}")))
+    }
+
+    /// Fetches `partitions` again after [`KafkaReader::pause`].
+    pub fn resume(&self, partitions: &[PartitionKey]) -> Result<(), KafkaError> {
+        let tpl = self.partition_list(partitions)?;
+        self.consumer
+            .resume(&tpl)
+            .map_err(|e| KafkaError::Consumer(format!("cannot resume partitions: {e}")))
+    }
+
+    fn partition_list(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> Result<TopicPartitionList, KafkaError> {
+        let topics = &self.consumer.context().topics;
+        let mut tpl = TopicPartitionList::new();
+        for &(topic, partition) in partitions {
+            let name = topics.get(topic as usize).ok_or_else(|| {
+                KafkaError::Consumer(format!("no topic {topic} among those read"))
+            })?;
+            tpl.add_partition(name, partition);
+        }
+        Ok(tpl)
     }
 
     /// The listener given to [`with_source`].

@@ -75,10 +75,12 @@ fn admin(
         })
 }
 
-/// A topic the application itself needs (a repartition topic): weir
-/// creates it when missing, and refuses one with another partition count.
+/// A topic the application itself needs (a repartition or changelog
+/// topic): weir creates it when missing, and refuses one with another
+/// partition count.
 pub struct InternalTopic<'a> {
     pub name: &'a str,
+    pub kind: InternalKind,
     /// As Kafka Streams: the most partitions among the source topics of
     /// the sub-topology that writes it.
     pub partitions: usize,
@@ -88,6 +90,18 @@ pub struct InternalTopic<'a> {
     /// sub-topology's input topics orders, payments`).
     pub why: String,
 }
+
+/// What an internal topic is for: it decides its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalKind {
+    Repartition,
+    Changelog,
+}
+
+/// The settings of a changelog topic weir creates, as Kafka Streams'
+/// `UnwindowedChangelogTopicConfig`: compacted, so it keeps each key's
+/// last value (or tombstone) for as long as the store needs it.
+const CHANGELOG_CONFIG: [(&str, &str); 1] = [("cleanup.policy", "compact")];
 
 /// The settings of a repartition topic weir creates, as Kafka Streams'
 /// `RepartitionTopicConfig`: records are deleted by weir once committed
@@ -115,35 +129,25 @@ pub fn ensure_internal(
     for t in topics {
         match partition_count(&admin, bootstrap, t.name)? {
             Some(n) if n == t.partitions => {}
-            Some(found) => {
-                return Err(KafkaError::InternalPartitions {
-                    topic: t.name.to_string(),
-                    user: t.user.clone(),
-                    found,
-                    expected: t.partitions,
-                    why: t.why.clone(),
-                });
-            }
+            Some(found) => return Err(wrong_partitions(t, found)),
             None => {
                 let mut new = NewTopic::new(
                     t.name,
                     t.partitions as i32,
                     TopicReplication::Fixed(replication),
                 );
-                for (k, v) in REPARTITION_CONFIG {
+                let config: &[(&str, &str)] = match t.kind {
+                    InternalKind::Repartition => &REPARTITION_CONFIG,
+                    InternalKind::Changelog => &CHANGELOG_CONFIG,
+                };
+                for &(k, v) in config {
                     new = new.set(k, v);
                 }
                 create_topic(&admin, new, t.name)?;
                 let n = wait_for_topic(&admin, bootstrap, t.name)?;
                 if n != t.partitions {
                     // Another instance created it first, differently.
-                    return Err(KafkaError::InternalPartitions {
-                        topic: t.name.to_string(),
-                        user: t.user.clone(),
-                        found: n,
-                        expected: t.partitions,
-                        why: t.why.clone(),
-                    });
+                    return Err(wrong_partitions(t, n));
                 }
                 tracing::info!(
                     topic = t.name,
@@ -154,6 +158,32 @@ pub fn ensure_internal(
         }
     }
     Ok(())
+}
+
+/// An internal topic found with `found` partitions instead of its own.
+fn wrong_partitions(t: &InternalTopic<'_>, found: usize) -> KafkaError {
+    let (topic, user, expected, why) = (
+        t.name.to_string(),
+        t.user.clone(),
+        t.partitions,
+        t.why.clone(),
+    );
+    match t.kind {
+        InternalKind::Repartition => KafkaError::InternalPartitions {
+            topic,
+            user,
+            found,
+            expected,
+            why,
+        },
+        InternalKind::Changelog => KafkaError::ChangelogPartitions {
+            topic,
+            user,
+            found,
+            expected,
+            why,
+        },
+    }
 }
 
 /// The topic's partition count, or `None` when it does not exist.
