@@ -15,11 +15,16 @@ const USERS: usize = 7;
 /// Records `from..to`, keyed by order number (so a group-by on `user`
 /// moves them), each for user `u<i % USERS>` with amount `i`.
 fn events(from: usize, to: usize) -> Vec<Rec> {
+    events_of(from, to, USERS)
+}
+
+/// [`events`] over `users` users.
+fn events_of(from: usize, to: usize, users: usize) -> Vec<Rec> {
     (from..to)
         .map(|i| {
             Rec::new(
                 &format!("order-{i}"),
-                &format!(r#"{{"user":"u{}","amount":{i}}}"#, i % USERS),
+                &format!(r#"{{"user":"u{}","amount":{i}}}"#, i % users),
             )
         })
         .collect()
@@ -27,9 +32,14 @@ fn events(from: usize, to: usize) -> Vec<Rec> {
 
 /// Each user's count and sum over records `0..n`.
 fn expected(n: usize) -> BTreeMap<String, (u64, u64)> {
+    expected_of(n, USERS)
+}
+
+/// [`expected`] over `users` users.
+fn expected_of(n: usize, users: usize) -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
     for i in 0..n {
-        let e = out.entry(format!("u{}", i % USERS)).or_insert((0, 0));
+        let e = out.entry(format!("u{}", i % users)).or_insert((0, 0));
         e.0 += 1;
         e.1 += i as u64;
     }
@@ -146,4 +156,120 @@ fn aggregates_on_kafka_survive_restarts_lost_state_and_sigkill() {
         weir.log_text()
     );
     weir.stop();
+}
+
+/// A running task checkpoints its state every 10,000 changelog records or
+/// so (as Kafka Streams does), so a restore after SIGKILL starts there,
+/// not at the changelog's beginning.
+#[test]
+fn a_restore_after_sigkill_starts_from_the_last_checkpoint() {
+    let (input, output, app) = (
+        kafka::unique("ck-in"),
+        kafka::unique("ck-out"),
+        kafka::unique("ck-app"),
+    );
+    let changelog = format!("{app}-totals-changelog");
+    let repartition = format!("{app}-totals-repartition");
+    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
+    kafka::create_topic(&input, 2);
+    kafka::create_topic(&output, 2);
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
+    let state = fixture.path("state");
+    // Every record a key of its own: one changelog record each.
+    let (n, users) = (24_000, 24_000);
+    kafka::produce(&input, &events_of(0, n, users));
+    let weir = start(&fixture, "run1.log", &state);
+    assert_eq!(
+        latest(&output, n, &weir),
+        expected_of(n, users),
+        "{}",
+        weir.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    weir.kill();
+    for task in ["1_0", "1_1"] {
+        let text = std::fs::read_to_string(state.join(task).join(".checkpoint")).unwrap();
+        let checkpoint: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let offset = checkpoint["offsets"]["totals"].as_u64().unwrap_or(0);
+        assert!(
+            offset >= 5_000,
+            "task {task} checkpointed at {offset}: {text}"
+        );
+    }
+    kafka::produce(&input, &events_of(n, n + 100, users));
+    let weir = start(&fixture, "run2.log", &state);
+    assert_eq!(
+        latest(&output, n + 100, &weir),
+        expected_of(n + 100, users),
+        "{}",
+        weir.log_text()
+    );
+    let log = weir.stop();
+    assert!(
+        log.contains("from offset "),
+        "restored from a checkpoint:\n{log}"
+    );
+    assert!(!log.contains("from the start"), "{log}");
+}
+
+/// Two processes in one group share the tasks of both sub-topologies;
+/// every user's aggregate is what one process alone computes, while
+/// tasks move between them and restore their state.
+#[test]
+fn two_processes_share_the_aggregation_and_agree_with_one() {
+    let (input, output, app) = (
+        kafka::unique("tp-in"),
+        kafka::unique("tp-out"),
+        kafka::unique("tp-app"),
+    );
+    let changelog = format!("{app}-totals-changelog");
+    let repartition = format!("{app}-totals-repartition");
+    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
+    kafka::create_topic(&input, 4);
+    kafka::create_topic(&output, 2);
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
+    kafka::produce(&input, &events(0, 1_000));
+    let first = start(&fixture, "first.log", &fixture.path("state-1"));
+    // The second joins while the first works: tasks move to it.
+    std::thread::sleep(Duration::from_millis(1500));
+    kafka::produce(&input, &events(1_000, 2_000));
+    let second = start(&fixture, "second.log", &fixture.path("state-2"));
+    std::thread::sleep(Duration::from_secs(3));
+    kafka::produce(&input, &events(2_000, 3_000));
+    let got = latest(&output, 3_000, &first);
+    let logs = || format!("{}\n{}", first.log_text(), second.log_text());
+    assert_eq!(got, expected(3_000), "{}", logs());
+    assert!(
+        second.log_text().contains("state restored"),
+        "the second process took over tasks:\n{}",
+        logs()
+    );
+    first.stop();
+    second.stop();
+}
+
+/// A changelog topic with another partition count than the store's tasks
+/// cannot hold their state: refused, naming the topic and why.
+#[test]
+fn a_changelog_with_the_wrong_partition_count_is_refused() {
+    let (input, output, app) = (
+        kafka::unique("cw-in"),
+        kafka::unique("cw-out"),
+        kafka::unique("cw-app"),
+    );
+    let changelog = format!("{app}-totals-changelog");
+    let repartition = format!("{app}-totals-repartition");
+    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
+    kafka::create_topic(&input, 3);
+    kafka::create_topic(&output, 1);
+    kafka::create_topic(&changelog, 2);
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
+    let (ok, log) = WeirProcess::start(&fixture, "refused.log").wait();
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(&format!(
+            "changelog topic `{changelog}` (the store of step `totals`) has 2 partitions, but needs 3 (as many as topic {repartition}, which sub-topology 1 reads)"
+        )),
+        "{log}"
+    );
 }

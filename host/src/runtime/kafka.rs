@@ -522,6 +522,21 @@ fn poll_loop(
                 Err(e) if sync => tracing::warn!("{e}; committed again at the next interval"),
                 result => result?,
             }
+            if let Some(state) = &f.state {
+                let routing = reader.listener().lock();
+                let running: Vec<TaskId> = routing
+                    .assigned
+                    .keys()
+                    .filter(|task| !routing.restoring.contains_key(task))
+                    .copied()
+                    .collect();
+                drop(routing);
+                for task in running {
+                    if let Err(e) = state.maybe_checkpoint(task) {
+                        tracing::warn!(task = %task, "state checkpoint not written: {e}");
+                    }
+                }
+            }
             last_commit = Instant::now();
         }
     }

@@ -42,6 +42,8 @@ pub struct KafkaChangelogs {
 struct Groups {
     open: Arc<Ack>,
     sealed: Option<Arc<Ack>>,
+    /// Records sent since the task's checkpoint was last written.
+    since_checkpoint: u64,
 }
 
 impl KafkaChangelogs {
@@ -82,7 +84,9 @@ impl KafkaChangelogs {
         let groups = groups.entry(task).or_insert_with(|| Groups {
             open: Ack::new(),
             sealed: None,
+            since_checkpoint: 0,
         });
+        groups.since_checkpoint += 1;
         Arc::clone(&groups.open)
     }
 
@@ -142,6 +146,18 @@ impl KafkaChangelogs {
                 Ok((store.clone(), end))
             })
             .collect()
+    }
+
+    /// Records sent for `task` since [`KafkaChangelogs::checkpointed`].
+    pub fn sent_since_checkpoint(&self, task: TaskId) -> u64 {
+        self.lock().get(&task).map_or(0, |g| g.since_checkpoint)
+    }
+
+    /// Notes that `task`'s checkpoint was written.
+    pub fn checkpointed(&self, task: TaskId) {
+        if let Some(group) = self.lock().get_mut(&task) {
+            group.since_checkpoint = 0;
+        }
     }
 
     /// Forgets `task` (closed): a later owner starts a new group.
