@@ -351,7 +351,9 @@ fn main() -> ExitCode {
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
+        // Restores of state on Kafka are rare and can be long: their
+        // progress shows by default.
+        0 => "warn,weir::runtime::state=info",
         1 => "info",
         2 => "debug",
         _ => "trace",
