@@ -14,7 +14,7 @@ fn main() {
         root.join("guest-sdk/rust"),
         plugins.clone(),
     ] {
-        watch(&dir);
+        watch(&dir, &root);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -53,8 +53,12 @@ fn main() {
     println!("cargo:rustc-env=WEIR_TEST_CACHE_DIR={}", cache.display());
 }
 
-/// Re-run when a source file changes, but not for build outputs.
-fn watch(dir: &Path) {
+/// Re-run when a source file changes, but not for build outputs. Paths
+/// are given relative to this package (`../plugins/...`): cargo then
+/// checks them in whichever checkout builds, so a second clone sharing the
+/// target directory (CI's fresh clones here) runs this again and points
+/// the tests at its own files, not at the first clone's.
+fn watch(dir: &Path, root: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -65,9 +69,10 @@ fn watch(dir: &Path) {
             continue;
         }
         if path.is_dir() {
-            watch(&path);
+            watch(&path, root);
         } else {
-            println!("cargo:rerun-if-changed={}", path.display());
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            println!("cargo:rerun-if-changed=../{}", relative.display());
         }
     }
 }

@@ -60,7 +60,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+pub(crate) fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
     let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
@@ -74,7 +74,7 @@ fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
 }
 
 /// Deletes a run's output topic, so runs do not pile up on the broker's disk.
-fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
+pub(crate) fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
     for r in block_on(admin.delete_topics(&[topic], &options))? {
@@ -98,6 +98,16 @@ fn count(consumer: &BaseConsumer, topic: &str) -> Result<i64> {
 
 /// Fills `topic` with `n` records unless it already holds them.
 pub fn load(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
+    load_values(bootstrap, topic, n, value)
+}
+
+/// [`load`] with record `i`'s value `value(i)` (keys as [`load`]'s).
+pub fn load_values(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    value: impl Fn(usize) -> String,
+) -> Result<()> {
     create_topic(bootstrap, topic)?;
     let probe: BaseConsumer = client(bootstrap).create()?;
     let have = wait_for_topic(&probe, topic)?;
@@ -330,7 +340,7 @@ fn plain_loop(
 }
 
 /// CPU time (user + system) and peak RSS of a running process.
-fn usage(pid: u32) -> Result<(f64, u64)> {
+pub(crate) fn usage(pid: u32) -> Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = &stat[stat.rfind(')').context("stat format")? + 2..];
@@ -349,21 +359,21 @@ fn usage(pid: u32) -> Result<(f64, u64)> {
 }
 
 /// One contestant's measured run.
-struct Measured {
-    name: String,
-    records: usize,
-    wall: f64,
-    cpu: f64,
-    rss: u64,
+pub(crate) struct Measured {
+    pub name: String,
+    pub records: usize,
+    pub wall: f64,
+    pub cpu: f64,
+    pub rss: u64,
     /// The broker's CPU seconds over the same span, when its pid is known.
-    broker_cpu: Option<f64>,
+    pub broker_cpu: Option<f64>,
 }
 
 impl Measured {
-    fn rate(&self) -> f64 {
+    pub fn rate(&self) -> f64 {
         self.records as f64 / self.wall
     }
-    fn per_cpu(&self) -> f64 {
+    pub fn per_cpu(&self) -> f64 {
         self.records as f64 / self.cpu
     }
 }
@@ -372,12 +382,37 @@ impl Measured {
 fn measure(
     c: &Compare,
     name: &str,
+    command: Command,
+    output: &str,
+    want: i64,
+    log: &Path,
+) -> Result<Measured> {
+    let run = Run {
+        bootstrap: &c.bootstrap,
+        broker: c.broker_pid,
+        records: c.records,
+    };
+    measure_run(&run, name, command, output, want, log)
+}
+
+/// Where a measured run happens and how much input it has.
+pub(crate) struct Run<'a> {
+    pub bootstrap: &'a str,
+    pub broker: Option<u32>,
+    pub records: usize,
+}
+
+/// [`measure`] for any benchmark: starts `command`, waits for `want`
+/// records in `output`, measures, stops it (SIGTERM, a clean stop).
+pub(crate) fn measure_run(
+    run: &Run<'_>,
+    name: &str,
     mut command: Command,
     output: &str,
     want: i64,
     log: &Path,
 ) -> Result<Measured> {
-    let (bootstrap, broker, input_records) = (c.bootstrap.as_str(), c.broker_pid, c.records);
+    let (bootstrap, broker, input_records) = (run.bootstrap, run.broker, run.records);
     create_topic(bootstrap, output)?;
     let probe: BaseConsumer = client(bootstrap).create()?;
     wait_for_topic(&probe, output)?;

@@ -19,6 +19,7 @@
 
 mod codec;
 mod kafka;
+mod kafka_state;
 mod stateful;
 mod store;
 mod swap;
@@ -105,6 +106,10 @@ enum KafkaCommand {
     /// Loads the input topic, runs the raw ceiling, weir and Kafka Streams
     /// each alone on it, and prints the table.
     Compare(kafka::Compare),
+    /// Keyed state: count and sum per key after a re-key, weir against
+    /// Kafka Streams, and (`--restore`) each one's restore from its
+    /// changelog.
+    Stateful(kafka_state::Stateful),
     /// Fills a topic with the benchmark's records.
     Load {
         #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
@@ -134,6 +139,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Kafka { command } => match command {
             KafkaCommand::Compare(options) => kafka::compare(&options),
+            KafkaCommand::Stateful(options) => kafka_state::stateful(&options),
             KafkaCommand::Load {
                 bootstrap,
                 topic,

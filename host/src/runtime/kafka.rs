@@ -245,6 +245,26 @@ impl PartitionFeed {
         }
     }
 
+    /// With stores: a batch that changed one is done only once the store
+    /// is flushed and its changelog records acknowledged, and a commit
+    /// barrier may reach a task before batches already queued for it
+    /// (barriers go first). So barriers go out again until the batches of
+    /// `keys` are done (or the drain timeout passes).
+    fn drain_state(&self, keys: &[PartitionKey]) {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            commit_barrier(&self.workers);
+            if !self.offsets.busy(keys)
+                || self.failed.load(Ordering::Relaxed)
+                || self.alive.load(Ordering::Relaxed) == 0
+                || Instant::now() > deadline
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Finishes `keys`, commits them synchronously, forgets them, and
     /// closes the tasks that no longer read anything here. Returns what it
     /// committed.
@@ -260,9 +280,7 @@ impl PartitionFeed {
             }
         }
         if self.state.is_some() {
-            // Stores flush their caches and seal their changelog records,
-            // which the batches that changed them wait for.
-            commit_barrier(&self.workers);
+            self.drain_state(keys);
         }
         self.drain(keys);
         let offsets = self.offsets.committable(Some(keys));
@@ -271,6 +289,9 @@ impl PartitionFeed {
             .map(|()| offsets)
             .map_err(RunError::Kafka);
         self.offsets.forget(keys);
+        // What a restoring task's partitions read meanwhile belongs to the
+        // next owner.
+        self.pending.retain(|k, _| !keys.contains(k));
         for &key in keys {
             let task = self.task_of(key);
             let Some(held) = self.assigned.get_mut(&task) else {
@@ -279,7 +300,6 @@ impl PartitionFeed {
             held.retain(|k| *k != key);
             if held.is_empty() {
                 self.assigned.remove(&task);
-                self.pending.retain(|k, _| *k != key);
                 if let Some(restoring) = self.restoring.remove(&task) {
                     // Its progress is recorded: a later restore resumes.
                     restoring.cancel();

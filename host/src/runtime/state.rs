@@ -201,7 +201,7 @@ fn restore_task(
             Restored::Complete(end, records) => tracing::info!(
                 task = %task,
                 store = %store,
-                "restored {records} changelog records ({} to {end}) in {:.1}s",
+                "restored {records} changelog records ({} to {end}) in {:.2}s",
                 from.map_or("from the start".to_string(), |f| format!("from offset {f}")),
                 started.elapsed().as_secs_f64()
             ),

@@ -20,6 +20,8 @@ final class Args {
               --threads N                 num.stream.threads (default 1)
               --commit-interval-ms MS     commit.interval.ms (default 1000)
               --close-timeout-ms MS       how long close may take after SIGTERM/SIGINT (default 30000)
+              --topology NAME             filter-enrich (default) or count-sum (group by user, count
+                                          and sum amount, every update emitted)
               --config-file FILE          Kafka Streams/client properties to add (repeatable)
               --property KEY=VALUE        one property to add (repeatable); files and properties are
                                           applied after the settings above, in order, and override them
@@ -34,6 +36,7 @@ final class Args {
     String applicationId = "weir-bench-kafka-streams";
     int threads = 1;
     long commitIntervalMs = 1000;
+    String topology = "filter-enrich";
     Duration closeTimeout = Duration.ofSeconds(30);
     final List<Path> configFiles = new ArrayList<>();
     final Map<String, String> overrides = new LinkedHashMap<>();
@@ -72,6 +75,12 @@ final class Args {
                 case "--commit-interval-ms" -> a.commitIntervalMs = positive(name, value, Long.MAX_VALUE);
                 case "--close-timeout-ms" -> a.closeTimeout = Duration.ofMillis(positive(name, value, Long.MAX_VALUE));
                 case "--config-file" -> a.configFiles.add(Path.of(nonEmpty(name, value)));
+                case "--topology" -> {
+                    if (!value.equals("filter-enrich") && !value.equals("count-sum")) {
+                        throw new IllegalArgumentException("--topology is filter-enrich or count-sum");
+                    }
+                    a.topology = value;
+                }
                 case "--property" -> {
                     int sep = value.indexOf('=');
                     if (sep <= 0) {

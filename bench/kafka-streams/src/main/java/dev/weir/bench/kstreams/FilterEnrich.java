@@ -14,6 +14,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
@@ -25,6 +26,7 @@ import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThr
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.processor.StateRestoreListener;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import sun.misc.Signal;
@@ -85,6 +87,11 @@ public final class FilterEnrich {
     }
 
     static int run(Args args) throws IOException, InterruptedException {
+        // state.dir: a fresh temporary folder, unless the command line names one (--property
+        // state.dir=...: the restore benchmark starts a second run on the first one's state).
+        if (args.overrides.containsKey(StreamsConfig.STATE_DIR_CONFIG)) {
+            return runWith(args, config(args, Path.of(args.overrides.get(StreamsConfig.STATE_DIR_CONFIG))));
+        }
         Path stateDir = Files.createTempDirectory("weir-kstreams-state-");
         try {
             return runWith(args, config(args, stateDir));
@@ -125,7 +132,9 @@ public final class FilterEnrich {
     }
 
     static int runWith(Args args, Properties props) throws InterruptedException {
-        Topology topology = topology(props, args.inputTopic, args.outputTopic);
+        Topology topology = args.topology.equals("count-sum")
+                ? CountSum.topology(props, args.inputTopic, args.outputTopic)
+                : topology(props, args.inputTopic, args.outputTopic);
         KafkaStreams streams = new KafkaStreams(topology, props);
 
         CountDownLatch stop = new CountDownLatch(1);
@@ -149,6 +158,28 @@ public final class FilterEnrich {
             return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
         installSignalHandlers(stop);
+        // When each store partition's restore starts and ends, on stdout (the restore benchmark
+        // reads them: weir-bench kafka stateful --restore).
+        streams.setGlobalStateRestoreListener(new StateRestoreListener() {
+            @Override
+            public void onRestoreStart(TopicPartition partition, String store, long start, long end) {
+                synchronized (stdout) {
+                    stdout.println("restore-start " + System.currentTimeMillis() + " " + partition);
+                    stdout.flush();
+                }
+            }
+
+            @Override
+            public void onBatchRestored(TopicPartition partition, String store, long end, long records) {}
+
+            @Override
+            public void onRestoreEnd(TopicPartition partition, String store, long total) {
+                synchronized (stdout) {
+                    stdout.println("restore-end " + System.currentTimeMillis() + " " + total + " " + partition);
+                    stdout.flush();
+                }
+            }
+        });
 
         streams.start();
         stop.await();
