@@ -124,12 +124,12 @@ pub fn stateful(c: &Stateful) -> Result<()> {
             .with_context(|| log_tail(&log))?;
         let on_disk = du(&state);
         println!(
-            "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB, state on disk {} MiB",
+            "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB, state on disk {:.1} MiB",
             m.wall,
             m.rate(),
             m.per_cpu(),
             m.rss >> 20,
-            on_disk >> 20
+            on_disk as f64 / (1 << 20) as f64
         );
         let restore = if c.restore {
             std::fs::remove_dir_all(&state)
@@ -329,14 +329,14 @@ fn print_table(c: &Stateful, results: &[(Measured, u64, Option<Restore>)]) {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (m, disk, restore) in results {
         println!(
-            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {} | {:.1} | {} | {} | {} |",
             m.name,
             m.wall,
             m.rate(),
             m.cpu,
             m.per_cpu(),
             m.rss >> 20,
-            disk >> 20,
+            *disk as f64 / (1 << 20) as f64,
             m.broker_cpu.map_or("-".to_string(), |b| format!("{b:.2}")),
             restore
                 .as_ref()

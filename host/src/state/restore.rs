@@ -67,10 +67,17 @@ impl Restorer {
         self.next
     }
 
-    /// Applies `records` (in offset order) with one write, and records
-    /// progress when a memtable's worth is unrecorded.
-    pub fn apply(&mut self, records: &[ChangelogRecord<'_>]) -> Result<(), StateError> {
-        self.write(records).map_err(|m| self.error(m))
+    /// Applies `records` with one write, and records progress when a
+    /// memtable's worth is unrecorded. A key's records are in offset order
+    /// (the last one wins); records of different keys may come in any
+    /// order (key order writes fastest). `last_offset`: the batch's
+    /// highest offset.
+    pub fn apply(
+        &mut self,
+        records: &[ChangelogRecord<'_>],
+        last_offset: u64,
+    ) -> Result<(), StateError> {
+        self.write(records, last_offset).map_err(|m| self.error(m))
     }
 
     /// Records the progress so far (the restore is complete when the
@@ -89,10 +96,10 @@ impl Restorer {
         }
     }
 
-    fn write(&mut self, records: &[ChangelogRecord<'_>]) -> Result<(), String> {
-        let Some(last) = records.last() else {
+    fn write(&mut self, records: &[ChangelogRecord<'_>], last_offset: u64) -> Result<(), String> {
+        if records.is_empty() {
             return Ok(());
-        };
+        }
         let db = self.handle.db();
         let cf = db.cf(&self.store)?;
         let mut batch = WriteBatch::default();
@@ -107,7 +114,7 @@ impl Restorer {
             .write_opt(batch, &unlogged_writes())
             .map_err(|e| format!("cannot restore into {}: {e}", db.path().display()))?;
         drop(cf);
-        self.next = Some(last.offset + 1);
+        self.next = Some(last_offset + 1);
         if self.unrecorded >= self.record_every {
             self.record_progress()?;
         }

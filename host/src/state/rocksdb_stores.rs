@@ -827,10 +827,10 @@ mod tests {
             let mut restorer = provider.restorer(TASK, "counts").unwrap();
             assert_eq!(restorer.start_offset(), None);
             restorer
-                .apply(&[rec("a", Some("1"), 0), rec("b", Some("1"), 1)])
+                .apply(&[rec("a", Some("1"), 0), rec("b", Some("1"), 1)], 1)
                 .unwrap();
             restorer
-                .apply(&[rec("a", Some("2"), 2), rec("b", None, 3)])
+                .apply(&[rec("a", Some("2"), 2), rec("b", None, 3)], 3)
                 .unwrap();
             assert_eq!(restorer.position(), Some(4));
             // Interrupted: dropped without finishing.
@@ -844,7 +844,7 @@ mod tests {
         let mut restorer = provider.restorer(TASK, "counts").unwrap();
         assert_eq!(restorer.start_offset(), Some(4));
         restorer
-            .apply(&[rec("c", Some("1"), 4), rec("a", None, 6)])
+            .apply(&[rec("c", Some("1"), 4), rec("a", None, 6)], 6)
             .unwrap();
         assert_eq!(restorer.finish().unwrap(), Some(7));
         let mut s = provider.open(TASK, &spec("counts")).unwrap();
@@ -857,7 +857,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let provider = stores(tmp.path(), StateMode::Keep);
         let mut restorer = provider.restorer(TASK, "counts").unwrap();
-        restorer.apply(&[rec("a", Some("1"), 10)]).unwrap();
+        restorer.apply(&[rec("a", Some("1"), 10)], 10).unwrap();
         assert_eq!(provider.checkpoint(TASK).unwrap().offset("counts"), None);
         assert_eq!(restorer.finish().unwrap(), Some(11));
         assert_eq!(
