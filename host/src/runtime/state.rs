@@ -93,12 +93,18 @@ impl KafkaState {
     /// it sends the changelog records, so every record below an end offset
     /// is in the store.
     pub fn maybe_checkpoint(&self, task: TaskId) -> Result<(), String> {
-        if !self.is_stateful(task.subtopology)
-            || self.changelogs.sent_since_checkpoint(task) < CHECKPOINT_DELTA
-        {
+        if !self.is_stateful(task.subtopology) {
             return Ok(());
         }
-        self.write_checkpoint(task)
+        // Counted from what is acknowledged: the end offsets then cover it
+        // (records still in flight wait for a later commit).
+        let covered = self.changelogs.acknowledged_since_checkpoint(task);
+        if covered < CHECKPOINT_DELTA {
+            return Ok(());
+        }
+        self.write_checkpoint(task)?;
+        self.changelogs.checkpointed(task, covered);
+        Ok(())
     }
 
     fn write_checkpoint(&self, task: TaskId) -> Result<(), String> {
@@ -108,9 +114,7 @@ impl KafkaState {
         let ends: Vec<(&str, u64)> = ends.iter().map(|(s, o)| (s.as_str(), *o)).collect();
         self.stores
             .write_checkpoint(task, &ends)
-            .map_err(|e| e.to_string())?;
-        self.changelogs.checkpointed(task);
-        Ok(())
+            .map_err(|e| e.to_string())
     }
 
     /// Starts restoring `task`'s stores on a thread of its own; `done`

@@ -41,9 +41,17 @@ pub struct KafkaChangelogs {
 
 struct Groups {
     open: Arc<Ack>,
-    sealed: Option<Arc<Ack>>,
+    /// Sealed groups, oldest first: those not yet acknowledged, and the
+    /// newest one that is.
+    sealed: Vec<Sealed>,
     /// Records sent since the task's checkpoint was last written.
     since_checkpoint: u64,
+}
+
+struct Sealed {
+    ack: Arc<Ack>,
+    /// `since_checkpoint` when it was sealed: the records it covers.
+    sent: u64,
 }
 
 impl KafkaChangelogs {
@@ -83,7 +91,7 @@ impl KafkaChangelogs {
         let mut groups = self.lock();
         let groups = groups.entry(task).or_insert_with(|| Groups {
             open: Ack::new(),
-            sealed: None,
+            sealed: Vec::new(),
             since_checkpoint: 0,
         });
         groups.since_checkpoint += 1;
@@ -106,13 +114,23 @@ impl KafkaChangelogs {
         let sealed = std::mem::replace(&mut group.open, Ack::new());
         sealed.then_release(batches);
         sealed.release();
-        group.sealed = Some(sealed);
+        group.sealed.push(Sealed {
+            ack: sealed,
+            sent: group.since_checkpoint,
+        });
+        // Of the acknowledged groups only the newest says anything more.
+        if let Some(newest_done) = group.sealed.iter().rposition(|s| s.ack.is_done()) {
+            group.sealed.drain(..newest_done);
+        }
     }
 
     /// Waits (at most `timeout`) until everything sealed for `task` is
     /// acknowledged; `Err` says why it is not.
     pub fn wait_delivered(&self, task: TaskId, timeout: Duration) -> Result<(), String> {
-        let sealed = self.lock().get(&task).and_then(|g| g.sealed.clone());
+        let sealed = self
+            .lock()
+            .get(&task)
+            .and_then(|g| g.sealed.last().map(|s| s.ack.clone()));
         let Some(sealed) = sealed else { return Ok(()) };
         let deadline = Instant::now() + timeout;
         while !sealed.is_done() {
@@ -148,15 +166,27 @@ impl KafkaChangelogs {
             .collect()
     }
 
-    /// Records sent for `task` since [`KafkaChangelogs::checkpointed`].
-    pub fn sent_since_checkpoint(&self, task: TaskId) -> u64 {
-        self.lock().get(&task).map_or(0, |g| g.since_checkpoint)
+    /// How many of the records sent for `task` since its last checkpoint
+    /// are acknowledged for sure: those sealed up to its newest
+    /// acknowledged group. The changelog's end offsets count at least them.
+    pub fn acknowledged_since_checkpoint(&self, task: TaskId) -> u64 {
+        self.lock().get(&task).map_or(0, |g| {
+            g.sealed
+                .iter()
+                .rev()
+                .find(|s| s.ack.is_done())
+                .map_or(0, |s| s.sent)
+        })
     }
 
-    /// Notes that `task`'s checkpoint was written.
-    pub fn checkpointed(&self, task: TaskId) {
+    /// Notes that `task`'s checkpoint was written, covering `covered` of
+    /// the records sent since the previous one.
+    pub fn checkpointed(&self, task: TaskId, covered: u64) {
         if let Some(group) = self.lock().get_mut(&task) {
-            group.since_checkpoint = 0;
+            group.since_checkpoint = group.since_checkpoint.saturating_sub(covered);
+            for sealed in &mut group.sealed {
+                sealed.sent = sealed.sent.saturating_sub(covered);
+            }
         }
     }
 
