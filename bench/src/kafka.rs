@@ -456,18 +456,24 @@ pub(crate) fn measure_run(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    stop(&mut child)?;
+    result
+}
+
+/// SIGTERM (a clean stop), then waits up to a minute before SIGKILL.
+pub(crate) fn stop(child: &mut Child) -> Result<()> {
     let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status();
-    let stop_deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait()?.is_none() {
-        if Instant::now() > stop_deadline {
+        if Instant::now() > deadline {
             child.kill()?;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    result
+    Ok(())
 }
 
 /// `weir-bench kafka compare`'s options.

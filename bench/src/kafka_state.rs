@@ -208,17 +208,7 @@ fn measure_restore(name: &str, mut command: Command, log: &Path) -> Result<Resto
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let stop = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > stop {
-            child.kill()?;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kafka::stop(&mut child)?;
     result
 }
 

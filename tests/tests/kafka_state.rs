@@ -73,37 +73,71 @@ fn latest(output: &str, want: usize, weir: &WeirProcess) -> BTreeMap<String, (u6
     out
 }
 
+/// One test's topics (input, output and the internal ones weir makes),
+/// deleted when it ends.
+struct Topics {
+    input: String,
+    output: String,
+    app: String,
+    changelog: String,
+    _cleanup: Cleanup,
+}
+
+impl Topics {
+    /// Input and output topics with these partition counts, names starting
+    /// with `prefix`.
+    fn new(prefix: &str, input_partitions: i32, output_partitions: i32) -> Topics {
+        let (input, output, app) = (
+            kafka::unique(&format!("{prefix}-in")),
+            kafka::unique(&format!("{prefix}-out")),
+            kafka::unique(&format!("{prefix}-app")),
+        );
+        let changelog = format!("{app}-totals-changelog");
+        let repartition = format!("{app}-totals-repartition");
+        let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
+        kafka::create_topic(&input, input_partitions);
+        kafka::create_topic(&output, output_partitions);
+        Topics {
+            input,
+            output,
+            app,
+            changelog,
+            _cleanup,
+        }
+    }
+
+    fn fixture(&self) -> weir_tests::Fixture {
+        kafka::pipeline(
+            &self.app,
+            &Settings::default(),
+            &body(&self.input, &self.output),
+        )
+    }
+}
+
 fn start(fixture: &weir_tests::Fixture, log: &str, state: &Path) -> WeirProcess {
     WeirProcess::start_with(fixture, log, &["--state-dir", state.to_str().unwrap()])
 }
 
 #[test]
 fn aggregates_on_kafka_survive_restarts_lost_state_and_sigkill() {
-    let (input, output, app) = (
-        kafka::unique("st-in"),
-        kafka::unique("st-out"),
-        kafka::unique("st-app"),
-    );
-    let changelog = format!("{app}-totals-changelog");
-    let repartition = format!("{app}-totals-repartition");
-    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
-    kafka::create_topic(&input, 2);
-    kafka::create_topic(&output, 2);
-    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
+    let topics = Topics::new("st", 2, 2);
+    let (input, output, changelog) = (&topics.input, &topics.output, &topics.changelog);
+    let fixture = topics.fixture();
     let (dir_a, dir_b) = (fixture.path("state-a"), fixture.path("state-b"));
 
     // 1. A first run counts and logs its state.
-    kafka::produce(&input, &events(0, 300));
+    kafka::produce(input, &events(0, 300));
     let weir = start(&fixture, "run1.log", &dir_a);
     assert_eq!(
-        latest(&output, 300, &weir),
+        latest(output, 300, &weir),
         expected(300),
         "{}",
         weir.log_text()
     );
     weir.stop();
-    assert_eq!(kafka::partitions(&changelog), 2);
-    let configs = kafka::topic_configs(&changelog);
+    assert_eq!(kafka::partitions(changelog), 2);
+    let configs = kafka::topic_configs(changelog);
     assert!(configs.contains("cleanup.policy=compact"), "{configs}");
     for task in ["1_0", "1_1"] {
         let checkpoint = std::fs::read_to_string(dir_a.join(task).join(".checkpoint")).unwrap();
@@ -111,10 +145,10 @@ fn aggregates_on_kafka_survive_restarts_lost_state_and_sigkill() {
     }
 
     // 2. Restarted on its own state: it goes on from where it was.
-    kafka::produce(&input, &events(300, 500));
+    kafka::produce(input, &events(300, 500));
     let weir = start(&fixture, "run2.log", &dir_a);
     assert_eq!(
-        latest(&output, 500, &weir),
+        latest(output, 500, &weir),
         expected(500),
         "{}",
         weir.log_text()
@@ -123,10 +157,10 @@ fn aggregates_on_kafka_survive_restarts_lost_state_and_sigkill() {
 
     // 3. Its state directory lost (another machine): restored from the
     // changelog, to the same values.
-    kafka::produce(&input, &events(500, 600));
+    kafka::produce(input, &events(500, 600));
     let weir = start(&fixture, "run3.log", &dir_b);
     assert_eq!(
-        latest(&output, 600, &weir),
+        latest(output, 600, &weir),
         expected(600),
         "{}",
         weir.log_text()
@@ -137,20 +171,20 @@ fn aggregates_on_kafka_survive_restarts_lost_state_and_sigkill() {
     // 4. SIGKILL once the work is committed (RocksDB's write-ahead log is
     // off, so what the memtables held is gone): restored from the
     // checkpoint on, to the same values.
-    kafka::produce(&input, &events(600, 700));
+    kafka::produce(input, &events(600, 700));
     let weir = start(&fixture, "run4.log", &dir_b);
     assert_eq!(
-        latest(&output, 700, &weir),
+        latest(output, 700, &weir),
         expected(700),
         "{}",
         weir.log_text()
     );
     std::thread::sleep(Duration::from_secs(2));
     weir.kill();
-    kafka::produce(&input, &events(700, 800));
+    kafka::produce(input, &events(700, 800));
     let weir = start(&fixture, "run5.log", &dir_b);
     assert_eq!(
-        latest(&output, 800, &weir),
+        latest(output, 800, &weir),
         expected(800),
         "{}",
         weir.log_text()
@@ -164,24 +198,16 @@ fn aggregates_on_kafka_survive_restarts_lost_state_and_sigkill() {
 /// checkpoint flushed what it claims to disk).
 #[test]
 fn a_restore_after_sigkill_starts_from_the_last_checkpoint() {
-    let (input, output, app) = (
-        kafka::unique("ck-in"),
-        kafka::unique("ck-out"),
-        kafka::unique("ck-app"),
-    );
-    let changelog = format!("{app}-totals-changelog");
-    let repartition = format!("{app}-totals-repartition");
-    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
-    kafka::create_topic(&input, 2);
-    kafka::create_topic(&output, 2);
-    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
+    let topics = Topics::new("ck", 2, 2);
+    let (input, output) = (&topics.input, &topics.output);
+    let fixture = topics.fixture();
     let state = fixture.path("state");
     // Every record a key of its own: one changelog record each.
     let (n, users) = (24_000, 24_000);
-    kafka::produce(&input, &events_of(0, n, users));
+    kafka::produce(input, &events_of(0, n, users));
     let weir = start(&fixture, "run1.log", &state);
     assert_eq!(
-        latest(&output, n, &weir),
+        latest(output, n, &weir),
         expected_of(n, users),
         "{}",
         weir.log_text()
@@ -197,10 +223,10 @@ fn a_restore_after_sigkill_starts_from_the_last_checkpoint() {
             "task {task} checkpointed at {offset}: {text}"
         );
     }
-    kafka::produce(&input, &events_of(n, n + 100, users));
+    kafka::produce(input, &events_of(n, n + 100, users));
     let weir = start(&fixture, "run2.log", &state);
     assert_eq!(
-        latest(&output, n + 100, &weir),
+        latest(output, n + 100, &weir),
         expected_of(n + 100, users),
         "{}",
         weir.log_text()
@@ -217,26 +243,18 @@ fn a_restore_after_sigkill_starts_from_the_last_checkpoint() {
 /// tasks move between them and restore their state.
 #[test]
 fn two_processes_share_the_aggregation_and_agree_with_one() {
-    let (input, output, app) = (
-        kafka::unique("tp-in"),
-        kafka::unique("tp-out"),
-        kafka::unique("tp-app"),
-    );
-    let changelog = format!("{app}-totals-changelog");
-    let repartition = format!("{app}-totals-repartition");
-    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
-    kafka::create_topic(&input, 4);
-    kafka::create_topic(&output, 2);
-    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
-    kafka::produce(&input, &events(0, 1_000));
+    let topics = Topics::new("tp", 4, 2);
+    let (input, output) = (&topics.input, &topics.output);
+    let fixture = topics.fixture();
+    kafka::produce(input, &events(0, 1_000));
     let first = start(&fixture, "first.log", &fixture.path("state-1"));
     // The second joins while the first works: tasks move to it.
     std::thread::sleep(Duration::from_millis(1500));
-    kafka::produce(&input, &events(1_000, 2_000));
+    kafka::produce(input, &events(1_000, 2_000));
     let second = start(&fixture, "second.log", &fixture.path("state-2"));
     std::thread::sleep(Duration::from_secs(3));
-    kafka::produce(&input, &events(2_000, 3_000));
-    let got = latest(&output, 3_000, &first);
+    kafka::produce(input, &events(2_000, 3_000));
+    let got = latest(output, 3_000, &first);
     let logs = || format!("{}\n{}", first.log_text(), second.log_text());
     assert_eq!(got, expected(3_000), "{}", logs());
     assert!(
@@ -259,23 +277,16 @@ fn two_processes_share_the_aggregation_and_agree_with_one() {
 /// cannot hold their state: refused, naming the topic and why.
 #[test]
 fn a_changelog_with_the_wrong_partition_count_is_refused() {
-    let (input, output, app) = (
-        kafka::unique("cw-in"),
-        kafka::unique("cw-out"),
-        kafka::unique("cw-app"),
-    );
-    let changelog = format!("{app}-totals-changelog");
-    let repartition = format!("{app}-totals-repartition");
-    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
-    kafka::create_topic(&input, 3);
-    kafka::create_topic(&output, 1);
-    kafka::create_topic(&changelog, 2);
-    let fixture = kafka::pipeline(&app, &Settings::default(), &body(&input, &output));
+    let topics = Topics::new("cw", 3, 1);
+    let changelog = &topics.changelog;
+    kafka::create_topic(changelog, 2);
+    let fixture = topics.fixture();
     let (ok, log) = WeirProcess::start(&fixture, "refused.log").wait();
     assert!(!ok, "{log}");
     assert!(
         log.contains(&format!(
-            "changelog topic `{changelog}` (the store of step `totals`) has 2 partitions, but needs 3 (as many as topic {repartition}, which sub-topology 1 reads)"
+            "changelog topic `{changelog}` (the store of step `totals`) has 2 partitions, but needs 3 (as many as topic {}-totals-repartition, which sub-topology 1 reads)",
+            topics.app
         )),
         "{log}"
     );
