@@ -18,6 +18,11 @@
 //! When the group revokes partitions, their batches are finished and their
 //! offsets committed (synchronously) before the consumer lets go of them,
 //! and their tasks are closed; the next owner resumes from there.
+//!
+//! With keyed state (`super::state`): a batch that changed a store is done
+//! only once the store's changelog records are acknowledged, a task given
+//! up writes its state checkpoint after its offsets are committed, and a
+//! task assigned restores its stores first, its partitions paused.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
