@@ -69,6 +69,10 @@ pub fn restore(
         // Larger fetches than a group member's (1 MiB per partition): a
         // restore reads one partition from end to end as fast as it can.
         .set("max.partition.fetch.bytes", (8 << 20).to_string())
+        // As the group consumer: librdkafka stops fetching a partition whose
+        // prefetch queue is full for a whole second by default, and a
+        // restore fills it at once.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .map_err(|source| KafkaError::Client {
             role: "restore consumer",
