@@ -460,6 +460,23 @@ pub(crate) fn measure_run(
     result
 }
 
+/// Whether run `name` is among `--only`'s comma-separated list (all runs
+/// when there is none).
+pub(crate) fn selected(only: Option<&str>, name: &str) -> bool {
+    only.is_none_or(|only| only.split(',').any(|o| o.trim() == name))
+}
+
+/// The last 30 lines of a run's log, for an error.
+pub(crate) fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    format!(
+        "log tail ({}):\n{}",
+        log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
 /// SIGTERM (a clean stop), then waits up to a minute before SIGKILL.
 pub(crate) fn stop(child: &mut Child) -> Result<()> {
     let _ = Command::new("kill")
@@ -514,10 +531,7 @@ pub fn compare(c: &Compare) -> Result<()> {
     let mut results = Vec::new();
     let runs: [&str; 4] = ["ceiling", "plain", "weir", "kafka-streams"];
     for name in runs {
-        if c.only
-            .as_deref()
-            .is_some_and(|only| !only.split(',').any(|o| o.trim() == name))
-        {
+        if !selected(c.only.as_deref(), name) {
             continue;
         }
         let output = format!("bench-out-{name}-{run_id}");
@@ -565,14 +579,8 @@ pub fn compare(c: &Compare) -> Result<()> {
             }
         };
         println!("running {name} ...");
-        let m = measure(c, name, command, &output, expected, &log).with_context(|| {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            format!(
-                "{name} log tail:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })?;
+        let m = measure(c, name, command, &output, expected, &log)
+            .with_context(|| format!("{name} {}", log_tail(&log)))?;
         delete_topic(&c.bootstrap, &output)?;
         println!(
             "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB",

@@ -77,10 +77,7 @@ pub fn stateful(c: &Stateful) -> Result<()> {
     };
     let mut results: Vec<(Measured, u64, Option<Restore>)> = Vec::new();
     for name in ["weir", "kafka-streams"] {
-        if c.only
-            .as_deref()
-            .is_some_and(|only| !only.split(',').any(|o| o.trim() == name))
-        {
+        if !kafka::selected(c.only.as_deref(), name) {
             continue;
         }
         let output = format!("bench-state-out-{name}-{run_id}");
@@ -121,7 +118,7 @@ pub fn stateful(c: &Stateful) -> Result<()> {
         println!("running {name} ...");
         let (cmd, log) = command(&format!("{name}.log"))?;
         let m = kafka::measure_run(&run, name, cmd, &output, c.records as i64, &log)
-            .with_context(|| log_tail(&log))?;
+            .with_context(|| kafka::log_tail(&log))?;
         let on_disk = du(&state);
         println!(
             "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB, state on disk {:.1} MiB",
@@ -135,7 +132,7 @@ pub fn stateful(c: &Stateful) -> Result<()> {
             std::fs::remove_dir_all(&state)
                 .with_context(|| format!("deleting {}", state.display()))?;
             let (cmd, log) = command(&format!("{name}-restore.log"))?;
-            let r = measure_restore(name, cmd, &log).with_context(|| log_tail(&log))?;
+            let r = measure_restore(name, cmd, &log).with_context(|| kafka::log_tail(&log))?;
             println!(
                 "  restored {} changelog records in {:.2} s ({:.0} per second)",
                 r.records,
@@ -290,16 +287,6 @@ fn du(path: &Path) -> u64 {
             _ => e.metadata().map_or(0, |m| m.len()),
         })
         .sum()
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-    format!(
-        "log tail ({}):\n{}",
-        log.display(),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
 }
 
 fn print_table(c: &Stateful, results: &[(Measured, u64, Option<Restore>)]) {
