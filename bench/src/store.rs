@@ -19,7 +19,7 @@ pub struct Store {
     /// Distinct keys.
     #[arg(long, default_value_t = 100_000)]
     keys: usize,
-    /// Updates (get, add one, put) per round.
+    /// Updates (read, add one, write: one `update`) per round.
     #[arg(long, default_value_t = 5_000_000)]
     updates: usize,
     /// Updates between two flushes (a commit's worth).
@@ -105,11 +105,12 @@ pub fn store(options: &Store) -> Result<()> {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let key = &keys[(rng % keys.len() as u64) as usize];
-            let count = match store.get(key)? {
-                Some(v) => u64::from_le_bytes(v[..].try_into()?),
-                None => 0,
-            };
-            store.put(key, Bytes::copy_from_slice(&(count + 1).to_le_bytes()))?;
+            // Read and write in one step, as the aggregate step does.
+            store.update(key, &mut |old, new| {
+                let count = old.map_or(0, |v| u64::from_le_bytes(v.try_into().expect("8 bytes")));
+                new.extend_from_slice(&(count + 1).to_le_bytes());
+                true
+            })?;
             if (i + 1) % options.commit_every == 0 {
                 store.flush()?;
             }

@@ -20,7 +20,7 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 use super::changelog::Changelog;
 use super::rocksdb_stores::TaskHandle;
 use super::write_cache::WriteCache;
-use super::{KeyValueStore, StateError};
+use super::{KeyValueStore, StateError, Update};
 
 pub(crate) struct CachedStore {
     name: String,
@@ -68,6 +68,20 @@ impl CachedStore {
     }
 }
 
+impl CachedStore {
+    /// What RocksDB holds for `key` (a cache miss).
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let db = self.handle.db();
+        db.cf(&self.name)
+            .and_then(|cf| {
+                db.db
+                    .get_cf(&cf, key)
+                    .map_err(|e| format!("cannot read: {e}"))
+            })
+            .map_err(|m| self.error(m))
+    }
+}
+
 /// Writes without RocksDB's write-ahead log (see `rocksdb_stores.rs`).
 pub(crate) fn unlogged_writes() -> WriteOptions {
     let mut options = WriteOptions::default();
@@ -78,27 +92,30 @@ pub(crate) fn unlogged_writes() -> WriteOptions {
 impl KeyValueStore for CachedStore {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StateError> {
         if let Some(known) = self.cache.get(key) {
-            return Ok(known);
+            return Ok(known.map(Bytes::copy_from_slice));
         }
-        let db = self.handle.db();
-        let found = db
-            .cf(&self.name)
-            .and_then(|cf| {
-                db.db
-                    .get_cf(&cf, key)
-                    .map_err(|e| format!("cannot read: {e}"))
-            })
-            .map_err(|m| self.error(m))?;
-        let Some(value) = found else { return Ok(None) };
-        let value = Bytes::from(value);
-        self.cache.insert_clean(key, value.clone());
+        let found = self.read(key)?;
+        self.cache.insert_clean(key, found.as_deref());
         self.maybe_evict()?;
-        Ok(Some(value))
+        Ok(found.map(Bytes::from))
     }
 
     fn put(&mut self, key: &[u8], value: Bytes) -> Result<(), StateError> {
-        self.cache.write(key, Some(value));
+        self.cache.write(key, Some(&value));
         self.maybe_evict()
+    }
+
+    fn update(&mut self, key: &[u8], f: &mut Update<'_>) -> Result<bool, StateError> {
+        let changed = match self.cache.update(key, f) {
+            Some(changed) => changed,
+            None => {
+                let found = self.read(key)?;
+                self.cache.insert_clean(key, found.as_deref());
+                self.cache.update(key, f).expect("the key was just cached")
+            }
+        };
+        self.maybe_evict()?;
+        Ok(changed)
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StateError> {
@@ -144,7 +161,7 @@ impl KeyValueStore for CachedStore {
         if let Some(changelog) = self.changelog.as_mut() {
             for (key, value) in self.cache.dirty_entries() {
                 changelog
-                    .send(&self.name, task.partition, key, value.map(|v| &v[..]))
+                    .send(&self.name, task.partition, key, value)
                     .map_err(|e| StateError {
                         store: self.name.clone(),
                         task,
@@ -169,7 +186,9 @@ impl KeyValueStore for CachedStore {
         // The cache's clean entries equal RocksDB's; its dirty ones win.
         for (key, value) in self.cache.entries() {
             match value {
-                Some(value) => all.insert(key.clone(), value.clone()),
+                Some(value) => {
+                    all.insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value))
+                }
                 None => all.remove(key),
             };
         }

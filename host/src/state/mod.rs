@@ -44,6 +44,11 @@ pub struct StateError {
     pub message: String,
 }
 
+/// What [`KeyValueStore::update`] runs on a key's value: it gets the value
+/// (`None`: absent) and an empty buffer, writes the new value there and
+/// says whether to store it.
+pub type Update<'a> = dyn FnMut(Option<&[u8]>, &mut Vec<u8>) -> bool + 'a;
+
 /// One task's store of one stateful step: keys and values are bytes (the
 /// operator chooses the encoding of its values; keys are the records' keys).
 pub trait KeyValueStore: Send {
@@ -54,6 +59,22 @@ pub trait KeyValueStore: Send {
     /// Sets `key` to `value` (in the cache until the next flush or until
     /// the cache is full).
     fn put(&mut self, key: &[u8], value: Bytes) -> Result<(), StateError>;
+
+    /// Replaces `key`'s value with what `f` makes of it: `f` gets the value
+    /// (`None`: absent) and an empty buffer, and when it returns true what
+    /// it wrote there becomes the value (false: the key stays as it was).
+    /// Returns what `f` returned. A cached store does this with one lookup
+    /// and no allocation, where `get` and then `put` take two lookups and a
+    /// copy of the value each way.
+    fn update(&mut self, key: &[u8], f: &mut Update<'_>) -> Result<bool, StateError> {
+        let old = self.get(key)?;
+        let mut new = Vec::new();
+        if !f(old.as_deref(), &mut new) {
+            return Ok(false);
+        }
+        self.put(key, new.into())?;
+        Ok(true)
+    }
 
     /// Removes `key` (a tombstone until flushed).
     fn delete(&mut self, key: &[u8]) -> Result<(), StateError>;

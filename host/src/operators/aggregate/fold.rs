@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::number::Number;
 use crate::codec::extract::FieldPath;
@@ -24,12 +24,15 @@ use crate::pipeline::{AggOp, Aggregation, Reduce};
 /// Bytes of the timestamp at the start of an accumulator.
 const TS: usize = 8;
 
-/// One record folded in: the accumulator to store and the value to emit.
+/// One record folded in: the value to emit and its timestamp (the
+/// accumulator to store went to the caller's buffer).
 pub struct Folded {
-    pub accumulator: Vec<u8>,
     pub value: Bytes,
     pub timestamp: i64,
 }
+
+/// Bytes an emitted-values buffer takes at a time (see [`Fold::add`]).
+const VALUES_CHUNK: usize = 64 << 10;
 
 /// A built-in fold, ready to run.
 #[derive(Debug, Clone)]
@@ -69,38 +72,46 @@ impl Fold {
     }
 
     /// Folds `value` (a JSON document) with timestamp `ts` into
-    /// `accumulator` (`None`: the key's first record). `Err` says what is
-    /// wrong with the record; the accumulator is then unchanged.
+    /// `accumulator` (`None`: the key's first record), writing the next
+    /// accumulator to `next` (empty). A value the fold writes itself goes
+    /// to `values`, from which it is split off: records emitted one after
+    /// the other share its chunks instead of taking an allocation each.
+    /// `Err` says what is wrong with the record; `next` must then be
+    /// ignored (the key's accumulator stays as it was).
     pub fn add(
         &self,
         accumulator: Option<&[u8]>,
         value: &Bytes,
         ts: i64,
+        next: &mut Vec<u8>,
+        values: &mut BytesMut,
     ) -> Result<Folded, String> {
         let accumulator = accumulator.filter(|a| a.len() >= TS);
         let timestamp = match accumulator {
             Some(a) => ts.max(i64::from_le_bytes(a[..TS].try_into().expect("8 bytes"))),
             None => ts,
         };
-        let mut next = Vec::with_capacity(accumulator.map_or(64, <[u8]>::len));
         next.extend_from_slice(&timestamp.to_le_bytes());
+        // What a failed fold left behind.
+        values.clear();
+        if values.capacity() < VALUES_CHUNK / 16 {
+            values.reserve(VALUES_CHUNK);
+        }
         match self {
             Fold::Aggregations { ops, labels } => {
                 let mut state = accumulator.map(|a| &a[TS..]);
-                let mut out = Vec::with_capacity(16 * ops.len() + 2);
-                out.push(b'{');
+                values.put_u8(b'{');
                 for (n, (op, label)) in ops.iter().zip(labels).enumerate() {
                     if n > 0 {
-                        out.push(b',');
+                        values.put_u8(b',');
                     }
-                    out.extend_from_slice(label);
-                    let shown = step(op, &mut state, value, &mut next)?;
-                    shown.write_json(&mut out);
+                    values.put_slice(label);
+                    let shown = step(op, &mut state, value, next)?;
+                    shown.write_json(values);
                 }
-                out.push(b'}');
+                values.put_u8(b'}');
                 Ok(Folded {
-                    accumulator: next,
-                    value: Bytes::from(out),
+                    value: values.split().freeze(),
                     timestamp,
                 })
             }
@@ -118,27 +129,23 @@ impl Fold {
                         let (new_span, new) = number_at(value, path)?;
                         let (old_span, old_n) = number_at(old, path)
                             .map_err(|e| format!("(in the stored value) {e}"))?;
-                        let mut text = Vec::new();
+                        values.put_slice(&value[..new_span.start]);
                         match reduce {
-                            Reduce::Sum(_) => old_n.add(new)?.write_json(&mut text),
+                            Reduce::Sum(_) => old_n.add(new)?.write_json(values),
                             Reduce::Min(_) if new.compare(old_n).is_lt() => {
-                                text.extend_from_slice(&value[new_span.clone()])
+                                values.put_slice(&value[new_span.clone()])
                             }
                             Reduce::Max(_) if new.compare(old_n).is_gt() => {
-                                text.extend_from_slice(&value[new_span.clone()])
+                                values.put_slice(&value[new_span.clone()])
                             }
-                            _ => text.extend_from_slice(&old[old_span]),
+                            _ => values.put_slice(&old[old_span]),
                         }
-                        let mut spliced = Vec::with_capacity(value.len() + text.len());
-                        spliced.extend_from_slice(&value[..new_span.start]);
-                        spliced.extend_from_slice(&text);
-                        spliced.extend_from_slice(&value[new_span.end..]);
-                        Bytes::from(spliced)
+                        values.put_slice(&value[new_span.end..]);
+                        values.split().freeze()
                     }
                 };
                 next.extend_from_slice(&emitted);
                 Ok(Folded {
-                    accumulator: next,
                     value: emitted,
                     timestamp,
                 })
@@ -267,17 +274,25 @@ mod tests {
     fn run(fold: &Fold, inputs: &[(&str, i64)]) -> Vec<(String, i64)> {
         let mut acc: Option<Vec<u8>> = None;
         let mut out = Vec::new();
+        let mut values = BytesMut::new();
         for (v, ts) in inputs {
+            let mut next = Vec::new();
             let folded = fold
-                .add(acc.as_deref(), &Bytes::copy_from_slice(v.as_bytes()), *ts)
+                .add(
+                    acc.as_deref(),
+                    &Bytes::copy_from_slice(v.as_bytes()),
+                    *ts,
+                    &mut next,
+                    &mut values,
+                )
                 .unwrap();
             out.push((
                 String::from_utf8(folded.value.to_vec()).unwrap(),
                 folded.timestamp,
             ));
             // What the store shows for the key is what was emitted.
-            assert_eq!(fold.shown(&folded.accumulator[TS..]), Ok(folded.value));
-            acc = Some(folded.accumulator);
+            assert_eq!(fold.shown(&next[TS..]), Ok(folded.value));
+            acc = Some(next);
         }
         out
     }
@@ -318,11 +333,14 @@ mod tests {
             AggOp::Sum(path("a.b")),
         )]))
         .unwrap();
-        let bad = |v: &str| {
-            fold.add(None, &Bytes::copy_from_slice(v.as_bytes()), 0)
-                .err()
-                .unwrap()
+        // One record into `acc`: the next accumulator, or the error.
+        let once = |fold: &Fold, acc: Option<&[u8]>, v: &str| {
+            let mut next = Vec::new();
+            let value = Bytes::copy_from_slice(v.as_bytes());
+            fold.add(acc, &value, 0, &mut next, &mut BytesMut::new())
+                .map(|_| next)
         };
+        let bad = |v: &str| once(&fold, None, v).err().unwrap();
         assert_eq!(bad(r#"{"a": {}}"#), "field `a.b` is missing");
         assert_eq!(
             bad(r#"{"a": {"b": "7"}}"#),
@@ -333,17 +351,8 @@ mod tests {
             AggOp::Sum(path("n")),
         )]))
         .unwrap();
-        let first = max
-            .add(None, &Bytes::from(format!(r#"{{"n": {}}}"#, i64::MAX)), 0)
-            .unwrap();
-        let e = max
-            .add(
-                Some(&first.accumulator),
-                &Bytes::from_static(br#"{"n": 1}"#),
-                0,
-            )
-            .err()
-            .unwrap();
+        let first = once(&max, None, &format!(r#"{{"n": {}}}"#, i64::MAX)).unwrap();
+        let e = once(&max, Some(&first), r#"{"n": 1}"#).err().unwrap();
         assert!(e.contains("overflows"), "{e}");
     }
 

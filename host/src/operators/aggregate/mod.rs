@@ -20,7 +20,7 @@ mod number;
 
 pub use fold::Fold;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::failure::{Failure, FailureKind};
 use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
@@ -46,6 +46,8 @@ pub struct Aggregate {
     ports: Vec<String>,
     /// A plugin's results, kept between batches for their buffers.
     scratch: AggregateOutput,
+    /// Where a built-in fold writes the values it emits (see [`Fold::add`]).
+    values: BytesMut,
 }
 
 impl Aggregate {
@@ -56,6 +58,7 @@ impl Aggregate {
             store,
             ports: vec!["out".to_string()],
             scratch: AggregateOutput::default(),
+            values: BytesMut::new(),
         }
     }
 
@@ -126,12 +129,18 @@ impl Aggregate {
             let (Some(key), Some(value)) = (&record.key, &record.value) else {
                 unreachable!("checked above")
             };
-            let old = self.store.get(key).map_err(store_error)?;
-            match fold.add(old.as_deref(), value, record.timestamp) {
+            // The store's value is read and replaced in one step.
+            let mut folded = None;
+            self.store
+                .update(key, &mut |old, next| {
+                    let result = fold.add(old, value, record.timestamp, next, &mut self.values);
+                    let ok = result.is_ok();
+                    folded = Some(result);
+                    ok
+                })
+                .map_err(store_error)?;
+            match folded.expect("update calls the fold") {
                 Ok(folded) => {
-                    self.store
-                        .put(key, folded.accumulator.into())
-                        .map_err(store_error)?;
                     let mut emitted = Record {
                         key: Some(key.clone()),
                         value: Some(folded.value),

@@ -6,6 +6,8 @@
 
 use std::cmp::Ordering;
 
+use bytes::BufMut;
+
 /// A number read from a record or kept in an accumulator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
@@ -67,14 +69,14 @@ impl Number {
     /// The JSON text of the number: integers as digits, floats as the
     /// shortest text that reads back to the same float (`83.5`, `1e21`,
     /// `2.0`), so a float stays a float for a reader.
-    pub fn write_json(self, out: &mut Vec<u8>) {
+    pub fn write_json(self, out: &mut impl BufMut) {
         match self {
-            Number::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Number::Int(i) => out.put_slice(itoa::Buffer::new().format(i).as_bytes()),
             Number::Float(f) => match serde_json::Number::from_f64(f) {
-                Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                Some(n) => out.put_slice(n.to_string().as_bytes()),
                 // Finite by construction: parse and add keep it so, except
                 // a sum that overflows f64, which JSON cannot say.
-                None => out.extend_from_slice(b"null"),
+                None => out.put_slice(b"null"),
             },
         }
     }
