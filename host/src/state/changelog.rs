@@ -30,14 +30,3 @@ pub trait Changelog: Send {
 
 /// Makes the [`Changelog`] of a task's store as it is opened.
 pub type ChangelogFactory = Arc<dyn Fn(TaskId) -> Box<dyn Changelog> + Send + Sync>;
-
-/// One changelog record to restore (read by the runtime from the
-/// changelog topic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChangelogRecord<'a> {
-    pub key: &'a [u8],
-    /// `None`: a tombstone, the key is deleted.
-    pub value: Option<&'a [u8]>,
-    /// The record's offset in its changelog partition.
-    pub offset: u64,
-}

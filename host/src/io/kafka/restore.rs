@@ -13,20 +13,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::fetch::{FetchQueue, ForwardTarget};
 use super::{KafkaError, REQUEST_TIMEOUT, Role, client_config};
 use crate::pipeline::KafkaSettings;
-use crate::state::changelog::ChangelogRecord;
 use crate::state::restore::Restorer;
 
-/// Records applied to the store with one write.
-const APPLY_BATCH: usize = 16_384;
+/// Records taken from the fetch queue between two looks at `cancel`.
+const BATCH: usize = 16_384;
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// Where one changelog record's key and value are in the batch's buffer.
-struct Span {
-    key: std::ops::Range<usize>,
-    value: Option<std::ops::Range<usize>>,
-    offset: u64,
-}
 
 /// How a restore ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +58,10 @@ pub fn restore(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Larger fetches than a group member's (1 MiB per partition): a
-        // restore reads one partition from end to end as fast as it can.
-        .set("max.partition.fetch.bytes", (8 << 20).to_string())
+        // Fetches of librdkafka's default 1 MiB per partition, not larger:
+        // it hands a fetch's records over only once it has decoded all of
+        // them, so a restore reading 8 MiB fetches waited 100-260 ms for its
+        // first records and finished later (measured, 1M-key store).
         // As the group consumer: librdkafka stops fetching a partition whose
         // prefetch queue is full for a whole second by default, and a
         // restore fills it at once.
@@ -104,24 +97,21 @@ pub fn restore(
     let mut last_report = Instant::now();
     let mut stalled_since = Instant::now();
     let mut next = start;
-    // One batch's keys and values, end to end in one buffer (no allocation
-    // per record), and where each record's bytes are.
-    let mut bytes: Vec<u8> = Vec::with_capacity(APPLY_BATCH * 64);
-    let mut spans: Vec<Span> = Vec::with_capacity(APPLY_BATCH);
     while next < high {
         if cancel.load(Ordering::Relaxed) {
             restorer.finish().map_err(|e| failed(e.to_string()))?;
             return Ok(Restored::Cancelled);
         }
-        bytes.clear();
-        spans.clear();
         let mut error = None;
-        while spans.len() < APPLY_BATCH && next < high && error.is_none() {
-            let room = APPLY_BATCH - spans.len();
-            let got = queue.consume(Duration::from_millis(100), room, |m| {
+        let mut taken = 0;
+        while taken < BATCH && next < high && error.is_none() {
+            let got = queue.consume(Duration::from_millis(100), BATCH - taken, |m| {
+                if error.is_some() {
+                    return;
+                }
                 if let Some(e) = m.error() {
                     if !matches!(e, rdkafka::error::KafkaError::PartitionEOF(_)) {
-                        error.get_or_insert(e.to_string());
+                        error = Some(e.to_string());
                     }
                     return;
                 }
@@ -133,27 +123,20 @@ pub fn restore(
                 next = offset + 1;
                 // Stores never log a keyless record; nothing to apply.
                 let Some(key) = m.key() else { return };
-                let key_at = bytes.len();
-                bytes.extend_from_slice(key);
-                let value_at = bytes.len();
-                let value = m.value().map(|v| {
-                    bytes.extend_from_slice(v);
-                    value_at..bytes.len()
-                });
-                spans.push(Span {
-                    key: key_at..value_at,
-                    value,
-                    offset,
-                });
+                match restorer.push(key, m.value(), offset) {
+                    Ok(()) => restored += 1,
+                    Err(e) => error = Some(e.to_string()),
+                }
             });
             if got == 0 {
                 break;
             }
+            taken += got;
         }
         if let Some(e) = error {
             return Err(failed(e));
         }
-        if spans.is_empty() {
+        if taken == 0 {
             if stalled_since.elapsed() > REQUEST_TIMEOUT {
                 return Err(failed(format!(
                     "no records for {}s at offset {next} of {high}",
@@ -163,23 +146,6 @@ pub fn restore(
             continue;
         }
         stalled_since = Instant::now();
-        let last_offset = spans.last().map_or(0, |s| s.offset);
-        // In key order (stable: a key's later value stays after its
-        // earlier one, and wins): RocksDB's memtable inserts a run of
-        // ascending keys far faster than keys in changelog order.
-        spans.sort_by(|a, b| bytes[a.key.clone()].cmp(&bytes[b.key.clone()]));
-        let records: Vec<ChangelogRecord<'_>> = spans
-            .iter()
-            .map(|s| ChangelogRecord {
-                key: &bytes[s.key.clone()],
-                value: s.value.clone().map(|v| &bytes[v]),
-                offset: s.offset,
-            })
-            .collect();
-        restorer
-            .apply(&records, last_offset)
-            .map_err(|e| failed(e.to_string()))?;
-        restored += records.len() as u64;
         if last_report.elapsed() >= PROGRESS_EVERY {
             progress(restored, total);
             last_report = Instant::now();
