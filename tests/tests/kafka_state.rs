@@ -107,11 +107,13 @@ impl Topics {
     }
 
     fn fixture(&self) -> weir_tests::Fixture {
-        kafka::pipeline(
-            &self.app,
-            &Settings::default(),
-            &body(&self.input, &self.output),
-        )
+        self.fixture_with("")
+    }
+
+    /// [`Topics::fixture`] with more top-level sections (`state:`).
+    fn fixture_with(&self, more: &str) -> weir_tests::Fixture {
+        let body = body(&self.input, &self.output) + more;
+        kafka::pipeline(&self.app, &Settings::default(), &body)
     }
 }
 
@@ -236,6 +238,102 @@ fn a_restore_after_sigkill_starts_from_the_last_checkpoint() {
     let log = weir.stop();
     assert!(log.contains("state restored"), "{log}");
     assert!(!log.contains("from the start"), "{log}");
+}
+
+/// The changelog offset `task`'s checkpoint records for the store, if any.
+fn checkpointed(state: &Path, task: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(state.join(task).join(".checkpoint")).ok()?;
+    let checkpoint: serde_json::Value = serde_json::from_str(&text).ok()?;
+    checkpoint["offsets"]["totals"].as_u64()
+}
+
+/// A restore killed midway resumes from the progress it recorded: a
+/// process restoring a large store (in 64 KiB chunks, each recorded in the
+/// task's checkpoint once ingested) is SIGKILLed as soon as a checkpoint
+/// shows a partial restore; restarted on the same directory, that task
+/// restores from there on, not from the start, and its state is whole.
+#[test]
+fn a_restore_killed_midway_resumes_where_it_was() {
+    let topics = Topics::new("ri", 2, 2);
+    let (input, output, changelog) = (&topics.input, &topics.output, &topics.changelog);
+    let fixture = topics.fixture_with("state: { write-buffer: 64KiB }\n");
+    // Every record a user of its own: one changelog record each.
+    let (n, users) = (100_000, 100_000);
+    kafka::produce(input, &events_of(0, n, users));
+    let weir = start(&fixture, "fill.log", &fixture.path("state-a"));
+    let filled = std::time::Instant::now();
+    while kafka::end_offsets(output).values().sum::<i64>() < n as i64 {
+        assert!(filled.elapsed() < WAIT, "{}", weir.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    weir.stop();
+    let ends = kafka::end_offsets(changelog);
+    assert!(ends.values().sum::<i64>() >= users as i64, "{ends:?}");
+
+    // Restores into an empty directory until one is caught midway (one
+    // chunk is about 1,500 records, so a task records progress about 30
+    // times; a restore that ends first is simply tried again).
+    let state = fixture.path("state-b");
+    let mut caught = None;
+    for attempt in 0..5 {
+        let _ = std::fs::remove_dir_all(&state);
+        let weir = start(&fixture, &format!("restore-{attempt}.log"), &state);
+        let started = std::time::Instant::now();
+        loop {
+            caught = [("1_0", 0), ("1_1", 1)].into_iter().find_map(|(task, p)| {
+                let at = checkpointed(&state, task)?;
+                (at > 0 && (at as i64) < ends[&p]).then_some((task, at))
+            });
+            if caught.is_some() {
+                weir.kill();
+                break;
+            }
+            if weir.log_text().matches(" restored ").count() == 2 || started.elapsed() > WAIT {
+                weir.stop();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if caught.is_some() {
+            break;
+        }
+    }
+    let (task, at) = caught.expect("a restore caught midway in five attempts");
+
+    let weir = start(&fixture, "resumed.log", &state);
+    // One more record for users spread over the whole store: each count is
+    // 2 and each sum the user's first amount plus 1.
+    let sample: Vec<usize> = (0..users).step_by(users / 500).collect();
+    let more: Vec<Rec> = sample
+        .iter()
+        .map(|u| {
+            Rec::new(
+                &format!("again-{u}"),
+                &format!(r#"{{"user":"u{u}","amount":1}}"#),
+            )
+        })
+        .collect();
+    kafka::produce(input, &more);
+    let got = latest(output, n + sample.len(), &weir);
+    let log = weir.stop();
+    for u in &sample {
+        assert_eq!(
+            got[&format!("u{u}")],
+            (2, *u as u64 + 1),
+            "user u{u}\n{log}"
+        );
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains(" restored ") && l.contains(&format!("task={task}")))
+        .unwrap_or_else(|| panic!("no restore of task {task} in\n{log}"));
+    let from: u64 = line
+        .split("from offset ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|offset| offset.parse().ok())
+        .unwrap_or_else(|| panic!("task {task} restored from the start: {line}"));
+    assert!(from >= at, "{line} (checkpointed at {at} before the kill)");
 }
 
 /// Two processes in one group share the tasks of both sub-topologies;
