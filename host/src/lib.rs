@@ -58,6 +58,7 @@ pub use runtime::{
     Ending, LogsDropped, RunError, RunOptions, RunOutcome, RunReport, SourceReport, StopPosition,
     Topology, default_stores, run, run_reporting, summary_lines,
 };
+pub use state::inspect as state_inspect;
 pub use state::{
     KeyValueStore, MemoryStore, MemoryStores, RocksDbStores, StateError, StateMode, StateSettings,
     StoreProvider,

@@ -144,6 +144,12 @@ enum Command {
         #[arg(long, conflicts_with = "bless")]
         bless_all: bool,
     },
+    /// Show or reset a stopped pipeline's state: its stateful steps'
+    /// stores under its state directory.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -155,6 +161,59 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(clap::Subcommand)]
+enum StateCommand {
+    /// Each store of each task: its keys, their bytes, and the changelog
+    /// offset it is restored up to (its checkpoint, on Kafka).
+    List {
+        #[command(flatten)]
+        target: StateTarget,
+    },
+    /// Every key of the stores as JSON lines: `{"step", "task", "key",
+    /// "value", "timestamp"}`, the value as the step last emitted it.
+    Dump {
+        #[command(flatten)]
+        target: StateTarget,
+    },
+    /// Remove the stores: every task's folder, or with --step that step's
+    /// store in each task. The next run starts them empty.
+    Reset {
+        #[command(flatten)]
+        target: StateTarget,
+        /// On Kafka, remove this machine's copy only (the next run
+        /// restores it from the changelog topics, which keep it).
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+/// Whose state `weir state` looks at.
+#[derive(clap::Args)]
+struct StateTarget {
+    /// The pipeline file (YAML).
+    pipeline: PathBuf,
+    /// Only the store of the stateful step with this id.
+    #[arg(long, value_name = "ID")]
+    step: Option<String>,
+    /// The state directory, if the pipeline was run with --state-dir.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateTarget {
+    /// The pipeline and its state directory.
+    fn open(&self) -> Result<(Topology, PathBuf)> {
+        let overrides = Overrides {
+            state_dir: self.state_dir.clone(),
+            ..Overrides::default()
+        };
+        let topo = build_with(&self.pipeline, &overrides)?;
+        let dir = weir::state_inspect::state_dir(&topo).map_err(Invalid)?;
+        weir::state_inspect::check_step(&topo, self.step.as_deref()).map_err(Invalid)?;
+        Ok((topo, dir))
+    }
 }
 
 /// Sources and sinks pointed elsewhere than the pipeline file says.
@@ -439,6 +498,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             };
             test(&pipeline, cases.as_deref(), bless)
         }
+        Command::State { command } => state(command),
         Command::Plugin {
             command: PluginCommand::Inspect { wasm },
         } => inspect(&wasm),
@@ -769,6 +829,81 @@ fn test(pipeline: &Path, cases: Option<&Path>, bless: Option<testing::Bless>) ->
     } else {
         exit::FAILED
     }))
+}
+
+/// `weir state list|dump|reset`.
+fn state(command: StateCommand) -> Result<ExitCode> {
+    use weir::state_inspect as inspect;
+    match command {
+        StateCommand::List { target } => {
+            let (topo, dir) = target.open()?;
+            let stores =
+                inspect::list(&topo, &dir, target.step.as_deref()).map_err(anyhow::Error::msg)?;
+            println!("state directory {}", dir.display());
+            if stores.is_empty() {
+                println!("no stores (the pipeline has not run here, or its state was reset)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<20} {:<6} {:>10} {:>12}  restored to",
+                "step", "task", "keys", "bytes"
+            );
+            for s in stores {
+                let restored = s
+                    .restored_to
+                    .map_or("-".to_string(), |o| format!("changelog offset {o}"));
+                println!(
+                    "{:<20} {:<6} {:>10} {:>12}  {restored}",
+                    s.step,
+                    s.task.to_string(),
+                    s.keys,
+                    s.bytes
+                );
+            }
+        }
+        StateCommand::Dump { target } => {
+            let (topo, dir) = target.open()?;
+            let mut stdout = std::io::stdout().lock();
+            let mut failed = None;
+            inspect::dump(&topo, &dir, target.step.as_deref(), &mut |line| {
+                if failed.is_none()
+                    && let Err(e) = writeln!(stdout, "{line}")
+                {
+                    failed = Some(e);
+                }
+            })
+            .map_err(anyhow::Error::msg)?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+        }
+        StateCommand::Reset { target, local } => {
+            let (topo, dir) = target.open()?;
+            let p = &topo.pipeline;
+            if p.reads_kafka() && !local {
+                let changelogs: Vec<String> = (0..p.steps.len())
+                    .filter_map(|j| p.changelog_topic_of(j))
+                    .collect();
+                return Err(Invalid(format!(
+                    "on Kafka the stores are also in their changelog topics ({}), from which the \
+                     next run restores them: `weir state reset --local` removes this machine's \
+                     copy only; to start from empty state, also delete those topics while no \
+                     process of the application runs (deleting them from weir is not there yet)",
+                    changelogs.join(", ")
+                ))
+                .into());
+            }
+            let removed =
+                inspect::reset(&topo, &dir, target.step.as_deref()).map_err(anyhow::Error::msg)?;
+            if removed.is_empty() {
+                println!("nothing to reset under {}", dir.display());
+            }
+            for r in removed {
+                println!("removed {r}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `weir plugin inspect`.

@@ -374,3 +374,143 @@ sinks:
     let held = holder.wait_with_output().unwrap();
     assert!(held.status.success(), "{}", stderr(&held));
 }
+
+/// Issue 14, item 3: `weir state list|dump|reset` show and reset a stopped
+/// pipeline's stores, step by step; a running pipeline's are refused (its
+/// tasks are locked).
+#[test]
+fn weir_state_lists_dumps_and_resets_a_stopped_pipelines_stores() {
+    let input = [
+        record(Some("a"), json!({"n": 1}), 10),
+        record(Some("b"), json!({"n": 2}), 20),
+        record(Some("a"), json!({"n": 3}), 30),
+    ]
+    .join("\n");
+    let f = Fixture::new(
+        "\
+name: inspected
+partitions: 2
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: g, id: g, kind: group-by }
+  - { name: c, kind: aggregate, id: per-key, aggregations: { n: count, total: { sum: n } } }
+  - { name: l, kind: aggregate, id: newest, from: g, reduce: latest }
+sinks:
+  out: { kind: file, path: out.jsonl, from: [c, l] }
+",
+        &[("in.jsonl", &input)],
+    );
+    let pipeline = f.pipeline_path();
+    let pipeline = pipeline.to_str().unwrap();
+    let state = f.path("st");
+    let state = state.to_str().unwrap();
+    let state_cmd = |args: &[&str]| {
+        let mut all = vec!["state"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[pipeline, "--state-dir", state]);
+        weir(&all)
+    };
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = weir(&["run", pipeline, "--state-dir", state]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Each step's store in both tasks (in the pipeline's step order), the
+    // two keys between them.
+    let listed = ok(state_cmd(&["list"]));
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let steps: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("per-key", "0_0"),
+            ("newest", "0_0"),
+            ("per-key", "0_1"),
+            ("newest", "0_1"),
+        ],
+        "{listed}"
+    );
+    for step in ["per-key", "newest"] {
+        let keys: u64 = rows
+            .iter()
+            .filter(|r| r[0] == step)
+            .map(|r| r[2].parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(keys, 2, "{listed}");
+    }
+    // On the embedded default nothing is restored from a changelog.
+    assert!(rows.iter().all(|r| r[4] == "-"), "{listed}");
+
+    let dumped = ok(state_cmd(&["dump", "--step", "per-key"]));
+    let mut lines: Vec<Value> = dumped
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|v| v["key"].as_str().unwrap().to_string());
+    for v in &mut lines {
+        let task = v.as_object_mut().unwrap().remove("task").unwrap();
+        assert!(task == "0_0" || task == "0_1", "{dumped}");
+    }
+    assert_eq!(
+        lines,
+        vec![
+            json!({"step": "per-key", "key": "a", "value": {"n": 2, "total": 4}, "timestamp": 30}),
+            json!({"step": "per-key", "key": "b", "value": {"n": 1, "total": 2}, "timestamp": 20}),
+        ]
+    );
+    let newest = ok(state_cmd(&["dump", "--step", "newest"]));
+    assert!(
+        newest.contains(r#""key":"a","value":{"n":3},"timestamp":30"#),
+        "{newest}"
+    );
+
+    // An unknown step is named with the ones there are.
+    let out = state_cmd(&["dump", "--step", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no stateful step has id `nope` (the pipeline's: per-key, newest)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Resetting one step keeps the other's store.
+    let reset = ok(state_cmd(&["reset", "--step", "per-key"]));
+    assert_eq!(
+        reset.matches("removed store `per-key` of task").count(),
+        2,
+        "{reset}"
+    );
+    let listed = ok(state_cmd(&["list"]));
+    assert!(!listed.contains("per-key"), "{listed}");
+    assert!(listed.contains("newest"), "{listed}");
+    // Resetting all removes every task's folder.
+    let reset = ok(state_cmd(&["reset"]));
+    assert_eq!(reset.matches("removed task").count(), 2, "{reset}");
+    let listed = ok(state_cmd(&["list"]));
+    assert!(listed.contains("no stores"), "{listed}");
+
+    // On Kafka the changelogs keep the state: a reset says so, and takes
+    // --local to remove this machine's copy only.
+    let kafka = repo().join("examples/category-stats/kafka.yaml");
+    let out = weir(&[
+        "state",
+        "reset",
+        kafka.to_str().unwrap(),
+        "--state-dir",
+        state,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("category-stats-category-stats-changelog")
+            && stderr(&out).contains("--local"),
+        "{}",
+        stderr(&out)
+    );
+}

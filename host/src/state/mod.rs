@@ -20,6 +20,7 @@
 mod cached_store;
 pub(crate) mod changelog;
 pub(crate) mod checkpoint;
+pub mod inspect;
 mod layout;
 pub(crate) mod restore;
 mod rocksdb_stores;

@@ -339,6 +339,63 @@ impl RocksDbStores {
         Ok(handle.db().checkpoint())
     }
 
+    /// The stores `task` holds (its column families), in name order.
+    pub fn stores(&self, task: TaskId) -> Result<Vec<String>, StateError> {
+        let handle = self.task(task).map_err(|m| task_error(task, m))?;
+        let mut names = handle.db().cf_names.lock().expect("cf_names lock").clone();
+        names.retain(|name| name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
+        names.sort();
+        Ok(names)
+    }
+
+    /// Calls `each` with every key and value `store` of `task` holds on
+    /// disk, in key order. What a running task has in its write cache is
+    /// not there: `weir state` reads the stores of a stopped pipeline.
+    pub fn scan(
+        &self,
+        task: TaskId,
+        store: &str,
+        mut each: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StateError> {
+        let error = |message| StateError {
+            store: store.to_string(),
+            task,
+            message,
+        };
+        let handle = self.task(task).map_err(error)?;
+        let db = handle.db();
+        let cf = db.cf(store).map_err(error)?;
+        for item in db.db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.map_err(|e| error(format!("cannot read: {e}")))?;
+            each(&key, &value);
+        }
+        Ok(())
+    }
+
+    /// Removes `store` from `task` (its column family and its checkpoint
+    /// entry): the next run starts it empty, or restores it in full.
+    pub fn drop_store(&self, task: TaskId, store: &str) -> Result<(), StateError> {
+        let error = |message| StateError {
+            store: store.to_string(),
+            task,
+            message,
+        };
+        let handle = self.task(task).map_err(error)?;
+        let db = handle.db();
+        db.update_checkpoint(|cp| cp.remove(store)).map_err(error)?;
+        let mut names = db.cf_names.lock().expect("cf_names lock");
+        if names.iter().any(|name| name == store) {
+            db.db.drop_cf(store).map_err(|e| {
+                error(format!(
+                    "cannot drop it from {}: {e}",
+                    db.dir.rocksdb_path().display()
+                ))
+            })?;
+            names.retain(|name| name != store);
+        }
+        Ok(())
+    }
+
     /// Records that `task`'s stores hold their changelogs up to `offsets`
     /// (store name → next offset; stores not named keep their entries):
     /// flushes the task's memtables to disk first, then writes the

@@ -23,15 +23,13 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::value::RawValue;
-
 use crate::clock::{Clock, SystemClock};
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
 use crate::operators::TaskId;
 use crate::operators::aggregate::{self, Aggregate};
 use crate::runtime::{self, RunOptions, Topology};
-use crate::state::{RocksDbStores, StateMode, StoreProvider};
+use crate::state::{RocksDbStores, StateMode, StoreProvider, inspect};
 
 /// How one sink compared.
 #[derive(Debug, Clone)]
@@ -316,16 +314,7 @@ fn store_contents(
             lines
                 .iter()
                 .map(|(key, value, timestamp)| {
-                    // The value as the step wrote it when it is JSON (a
-                    // built-in fold's always is), else as text.
-                    let value = match serde_json::from_slice::<&RawValue>(value) {
-                        Ok(json) => json.get().to_string(),
-                        Err(_) => serde_json::to_string(&String::from_utf8_lossy(value))
-                            .expect("a string serializes"),
-                    };
-                    let key = serde_json::to_string(&String::from_utf8_lossy(key))
-                        .expect("a string serializes");
-                    format!("{{\"key\":{key},\"value\":{value},\"timestamp\":{timestamp}}}\n")
+                    format!("{{{}}}\n", inspect::entry_fields(key, value, *timestamp))
                 })
                 .collect()
         });
