@@ -283,17 +283,22 @@ fn weir_test_checks_expected_store_contents() {
     weir_tests::assert_contains(&weir_tests::stdout(&out), "toys");
 }
 
+/// Three records: `a` (n 1), `b` (n 2), `a` (n 3), at 10, 20 and 30.
+fn a_b_a() -> String {
+    [
+        record(Some("a"), json!({"n": 1}), 10),
+        record(Some("b"), json!({"n": 2}), 20),
+        record(Some("a"), json!({"n": 3}), 30),
+    ]
+    .join("\n")
+}
+
 /// Issue 13, item 6: the stores live in RocksDB under the state directory,
 /// one locked directory per task; an embedded run starts from empty state
 /// each time (it re-reads its input, so it never counts a record twice).
 #[test]
 fn state_lives_under_the_state_directory_locked_and_fresh_per_embedded_run() {
-    let input = [
-        record(Some("a"), json!({"n": 1}), 10),
-        record(Some("b"), json!({"n": 2}), 20),
-        record(Some("a"), json!({"n": 3}), 30),
-    ]
-    .join("\n");
+    let input = a_b_a();
     let f = Fixture::new(
         "\
 name: counts
@@ -380,12 +385,7 @@ sinks:
 /// tasks are locked).
 #[test]
 fn weir_state_lists_dumps_and_resets_a_stopped_pipelines_stores() {
-    let input = [
-        record(Some("a"), json!({"n": 1}), 10),
-        record(Some("b"), json!({"n": 2}), 20),
-        record(Some("a"), json!({"n": 3}), 30),
-    ]
-    .join("\n");
+    let input = a_b_a();
     let f = Fixture::new(
         "\
 name: inspected

@@ -357,14 +357,10 @@ impl RocksDbStores {
         store: &str,
         mut each: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), StateError> {
-        let error = |message| StateError {
-            store: store.to_string(),
-            task,
-            message,
-        };
-        let handle = self.task(task).map_err(error)?;
+        let error = store_error(task, store);
+        let handle = self.task(task).map_err(&error)?;
         let db = handle.db();
-        let cf = db.cf(store).map_err(error)?;
+        let cf = db.cf(store).map_err(&error)?;
         for item in db.db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
             let (key, value) = item.map_err(|e| error(format!("cannot read: {e}")))?;
             each(&key, &value);
@@ -375,14 +371,11 @@ impl RocksDbStores {
     /// Removes `store` from `task` (its column family and its checkpoint
     /// entry): the next run starts it empty, or restores it in full.
     pub fn drop_store(&self, task: TaskId, store: &str) -> Result<(), StateError> {
-        let error = |message| StateError {
-            store: store.to_string(),
-            task,
-            message,
-        };
-        let handle = self.task(task).map_err(error)?;
+        let error = store_error(task, store);
+        let handle = self.task(task).map_err(&error)?;
         let db = handle.db();
-        db.update_checkpoint(|cp| cp.remove(store)).map_err(error)?;
+        db.update_checkpoint(|cp| cp.remove(store))
+            .map_err(&error)?;
         let mut names = db.cf_names.lock().expect("cf_names lock");
         if names.iter().any(|name| name == store) {
             db.db.drop_cf(store).map_err(|e| {
@@ -423,25 +416,17 @@ impl RocksDbStores {
     /// Runs on a thread of its own; the store itself may be open at the
     /// same time, but must not be read or written until the restore is done.
     pub fn restorer(&self, task: TaskId, store: &str) -> Result<Restorer, StateError> {
-        let error = |message| StateError {
-            store: store.to_string(),
-            task,
-            message,
-        };
-        let handle = self.task(task).map_err(error)?;
-        Restorer::new(handle, store).map_err(error)
+        let error = store_error(task, store);
+        let handle = self.task(task).map_err(&error)?;
+        Restorer::new(handle, store).map_err(&error)
     }
 }
 
 impl StoreProvider for RocksDbStores {
     fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError> {
-        let error = |message| StateError {
-            store: spec.name.clone(),
-            task,
-            message,
-        };
-        let handle = self.task(task).map_err(error)?;
-        handle.db().ensure_cf(&spec.name).map_err(error)?;
+        let error = store_error(task, &spec.name);
+        let handle = self.task(task).map_err(&error)?;
+        handle.db().ensure_cf(&spec.name).map_err(&error)?;
         let changelog = self.shared.changelog.as_ref().map(|make| make(task));
         Ok(Box::new(CachedStore::new(handle, &spec.name, changelog)))
     }
@@ -457,6 +442,15 @@ impl Shared {
         let cache = Cache::new_lru_cache(bytes)
             .map_err(|e| format!("cannot make RocksDB's block cache of {bytes} bytes: {e}"))?;
         Ok(self.block_cache.get_or_init(|| cache))
+    }
+}
+
+/// Makes the error of `store` of `task` from a message.
+fn store_error(task: TaskId, store: &str) -> impl Fn(String) -> StateError + '_ {
+    move |message| StateError {
+        store: store.to_string(),
+        task,
+        message,
     }
 }
 
