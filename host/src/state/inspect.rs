@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{RocksDbStores, StateMode};
+use super::{OpenTask, RocksDbStores, StateMode};
 use crate::operators::TaskId;
 use crate::operators::aggregate;
 use crate::pipeline::Aggregation;
@@ -121,18 +121,27 @@ struct Found<'a> {
 }
 
 /// The stores under `dir`: each stateful step's in each task that holds it.
-fn stores_of<'a>(
-    topo: &'a Topology,
-    dir: &Path,
-    only: Option<&str>,
-    mode: StateMode,
-) -> Result<(RocksDbStores, Vec<Found<'a>>), String> {
+/// Each task stays open while the `Stores` live, so reading or
+/// dropping its stores does not open RocksDB again.
+struct Stores<'a> {
+    stores: RocksDbStores,
+    found: Vec<Found<'a>>,
+    _open: Vec<OpenTask>,
+}
+
+fn stores_of<'a>(topo: &'a Topology, dir: &Path, only: Option<&str>) -> Result<Stores<'a>, String> {
     let steps = stateful_steps(topo, only)?;
     let p = &topo.pipeline;
-    let stores = RocksDbStores::new(dir.to_path_buf(), p.application_id(), &p.state, mode);
-    let mut found = Vec::new();
+    let stores = RocksDbStores::new(
+        dir.to_path_buf(),
+        p.application_id(),
+        &p.state,
+        StateMode::Keep,
+    );
+    let (mut found, mut open) = (Vec::new(), Vec::new());
     for task in tasks_on_disk(dir)? {
-        let held = stores.stores(task).map_err(|e| e.to_string())?;
+        let opened = stores.open_task(task).map_err(|e| e.to_string())?;
+        let held = opened.stores();
         for step in &steps {
             if step.subtopology == task.subtopology && held.iter().any(|s| s == step.id) {
                 found.push(Found {
@@ -142,14 +151,23 @@ fn stores_of<'a>(
                 });
             }
         }
+        open.push(opened);
     }
-    Ok((stores, found))
+    Ok(Stores {
+        stores,
+        found,
+        _open: open,
+    })
 }
 
 /// Every store of the pipeline's stateful steps (or of step `only`) under
 /// `dir`, task by task.
 pub fn list(topo: &Topology, dir: &Path, only: Option<&str>) -> Result<Vec<StoreListing>, String> {
-    let (stores, found) = stores_of(topo, dir, only, StateMode::Keep)?;
+    let Stores {
+        stores,
+        found,
+        _open,
+    } = stores_of(topo, dir, only)?;
     let mut out = Vec::new();
     for Found { task, step, .. } in found {
         let (mut keys, mut bytes) = (0, 0);
@@ -183,7 +201,11 @@ pub fn dump(
     only: Option<&str>,
     out: &mut dyn FnMut(&str),
 ) -> Result<u64, String> {
-    let (stores, found) = stores_of(topo, dir, only, StateMode::Keep)?;
+    let Stores {
+        stores,
+        found,
+        _open,
+    } = stores_of(topo, dir, only)?;
     let mut lines = 0;
     for Found {
         task,
@@ -231,7 +253,11 @@ pub fn dump(
 pub fn reset(topo: &Topology, dir: &Path, only: Option<&str>) -> Result<Vec<String>, String> {
     let mut removed = Vec::new();
     if only.is_some() {
-        let (stores, found) = stores_of(topo, dir, only, StateMode::Keep)?;
+        let Stores {
+            stores,
+            found,
+            _open,
+        } = stores_of(topo, dir, only)?;
         for Found { task, step, .. } in found {
             stores.drop_store(task, &step).map_err(|e| e.to_string())?;
             removed.push(format!("store `{step}` of task {task}"));

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub use layout::{StateMode, default_state_dir};
-pub use rocksdb_stores::RocksDbStores;
+pub use rocksdb_stores::{OpenTask, RocksDbStores};
 
 use bytes::Bytes;
 

@@ -209,6 +209,19 @@ impl TaskDb {
     }
 }
 
+/// A task's database held open; see [`RocksDbStores::open_task`].
+pub struct OpenTask(TaskHandle);
+
+impl OpenTask {
+    /// The stores the task holds (its column families), in name order.
+    pub fn stores(&self) -> Vec<String> {
+        let mut names = self.0.db().cf_names.lock().expect("cf_names lock").clone();
+        names.retain(|name| name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
+        names.sort();
+        names
+    }
+}
+
 /// A use of a task's database (by a store or a restorer); dropping the
 /// last one closes the database and releases the task's lock.
 pub(crate) struct TaskHandle {
@@ -339,13 +352,12 @@ impl RocksDbStores {
         Ok(handle.db().checkpoint())
     }
 
-    /// The stores `task` holds (its column families), in name order.
-    pub fn stores(&self, task: TaskId) -> Result<Vec<String>, StateError> {
+    /// `task`'s database, held open (and locked) until the [`OpenTask`] is
+    /// dropped: meanwhile this provider's calls on the task reuse it
+    /// instead of opening and closing RocksDB each time.
+    pub fn open_task(&self, task: TaskId) -> Result<OpenTask, StateError> {
         let handle = self.task(task).map_err(|m| task_error(task, m))?;
-        let mut names = handle.db().cf_names.lock().expect("cf_names lock").clone();
-        names.retain(|name| name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
-        names.sort();
-        Ok(names)
+        Ok(OpenTask(handle))
     }
 
     /// Calls `each` with every key and value `store` of `task` holds on
