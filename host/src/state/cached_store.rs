@@ -56,19 +56,6 @@ impl CachedStore {
         }
     }
 
-    /// Flushes and shrinks the cache when it is over its share.
-    fn maybe_evict(&mut self) -> Result<(), StateError> {
-        let share = self.handle.shared().budget.share();
-        if self.cache.bytes() <= share {
-            return Ok(());
-        }
-        self.flush()?;
-        self.cache.shrink_to(share / 2);
-        Ok(())
-    }
-}
-
-impl CachedStore {
     /// What RocksDB holds for `key` (a cache miss).
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let db = self.handle.db();
@@ -79,6 +66,17 @@ impl CachedStore {
                     .map_err(|e| format!("cannot read: {e}"))
             })
             .map_err(|m| self.error(m))
+    }
+
+    /// Flushes and shrinks the cache when it is over its share.
+    fn maybe_evict(&mut self) -> Result<(), StateError> {
+        let share = self.handle.shared().budget.share();
+        if self.cache.bytes() <= share {
+            return Ok(());
+        }
+        self.flush()?;
+        self.cache.shrink_to(share / 2);
+        Ok(())
     }
 }
 

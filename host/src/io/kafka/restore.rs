@@ -58,10 +58,11 @@ pub fn restore(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Fetches of librdkafka's default 1 MiB per partition, not larger:
-        // it hands a fetch's records over only once it has decoded all of
-        // them, so a restore reading 8 MiB fetches waited 100-260 ms for its
-        // first records and finished later (measured, 1M-key store).
+        // `max.partition.fetch.bytes` stays at librdkafka's 1 MiB: it hands
+        // a fetch's records over only once it has decoded all of them, so a
+        // restore reading 8 MiB fetches waited 100-260 ms for its first
+        // records and finished later (measured, 1M-key store).
+        //
         // As the group consumer: librdkafka stops fetching a partition whose
         // prefetch queue is full for a whole second by default, and a
         // restore fills it at once.
