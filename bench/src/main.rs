@@ -213,6 +213,7 @@ fn records(n: usize) -> Vec<Record> {
             timestamp: 1_700_000_000_000 + i as i64,
             headers: Vec::new(),
             value_is_json: true,
+            old_value: None,
         })
         .collect()
 }

@@ -19,6 +19,12 @@ pub struct Record {
     /// value back unchanged or extended). A `json` sink then need not check
     /// all of it again. Bookkeeping, not content: equality ignores it.
     pub value_is_json: bool,
+    /// For an update of a table (a `table: true` source, and what a
+    /// group-by makes of its updates): the key's value before this update,
+    /// which a table aggregation subtracts before it adds `value` (Kafka
+    /// Streams' `Change.oldValue`). `None` for stream records, and for a
+    /// table key seen for the first time. Never written to sinks.
+    pub old_value: Option<Bytes>,
 }
 
 impl PartialEq for Record {
@@ -27,6 +33,7 @@ impl PartialEq for Record {
             && self.value == other.value
             && self.timestamp == other.timestamp
             && self.headers == other.headers
+            && self.old_value == other.old_value
     }
 }
 

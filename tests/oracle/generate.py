@@ -50,14 +50,18 @@ def bad_value(rng):
     return rng.choice([None, {"nested": rng.randrange(3)}, [rng.randrange(3)]])
 
 
-def records(seed, n, keys, null_keys=0.02, tombstones=0.05, bad_fields=0.03, late=0.2, late_ms=5000):
+def records(seed, n, keys, null_keys=0.02, tombstones=0.05, bad_fields=0.03, late=0.2, late_ms=5000, ghosts=0.0):
     """The records, as dicts. Rates are per record (bad_fields per field)."""
     rng = random.Random(seed)
     ts = 1_700_000_000_000
-    for _ in range(n):
+    for i in range(n):
         ts += rng.randint(0, 1000)
         # Late records: up to late_ms before the newest timestamp.
         t = ts - rng.randint(1, late_ms) if rng.random() < late else ts
+        if ghosts and rng.random() < ghosts:
+            # A tombstone for a key no other record has (a table deletes a row it never had).
+            yield {"key": f"ghost{i}", "value": None, "timestamp": t}
+            continue
         key = None if rng.random() < null_keys else f"k{rng.randrange(keys)}"
         if rng.random() < tombstones:
             yield {"key": key, "value": None, "timestamp": t}
@@ -98,13 +102,16 @@ def main():
                    help="rate, per group-by field, of missing (half) or null/object/array fields (default 0.03)")
     p.add_argument("--late", type=float, default=0.2, help="rate of out-of-order records (default 0.2)")
     p.add_argument("--late-ms", type=int, default=5000, help="how late, at most (default 5000)")
+    p.add_argument("--ghosts", type=float, default=0.0,
+                   help="rate of tombstones for keys no other record has (default 0; for tables)")
     p.add_argument("--clean", action="store_true",
                    help="no null keys, tombstones or bad group-by fields: nothing Kafka Streams drops")
     a = p.parse_args()
     if a.clean:
         a.null_keys = a.tombstones = a.bad_fields = 0.0
     out = sys.stdout
-    for r in records(a.seed, a.records, a.keys, a.null_keys, a.tombstones, a.bad_fields, a.late, a.late_ms):
+    for r in records(a.seed, a.records, a.keys, a.null_keys, a.tombstones, a.bad_fields, a.late, a.late_ms,
+                     a.ghosts):
         out.write(json.dumps(r, separators=(",", ":")) + "\n")
 
 

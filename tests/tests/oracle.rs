@@ -70,6 +70,30 @@ fn ops() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// What a table can aggregate (each takes a row's old value out of its
+/// group), as oracle topologies without `group_by`.
+fn table_ops() -> Vec<(&'static str, Value)> {
+    vec![
+        ("count", json!({"op": "count"})),
+        ("sum-int", json!({"op": "sum", "field": "amount"})),
+        ("sum-mixed", json!({"op": "sum", "field": "qty"})),
+        ("sum-float", json!({"op": "sum", "field": "price"})),
+        ("avg", json!({"op": "avg", "field": "amount"})),
+        (
+            "reduce-sum",
+            json!({"op": "reduce", "field": "amount", "reducer": "sum"}),
+        ),
+        (
+            "several",
+            json!({"aggregations": {
+                "rows": "count",
+                "total_qty": {"sum": "qty"},
+                "avg_price": {"avg": "price"},
+            }}),
+        ),
+    ]
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v
@@ -185,8 +209,14 @@ impl Run<'_> {
 }
 
 /// Starts generate.py writing the input of `seed` to `path` (the seeds' inputs
-/// are generated side by side).
-fn generate(seed: u64, records: u64, keys: u32, path: &Path) -> std::process::Child {
+/// are generated side by side). A table's input deletes more, and deletes
+/// rows that never were.
+fn generate(seed: u64, records: u64, keys: u32, table: bool, path: &Path) -> std::process::Child {
+    let deletes: &[&str] = if table {
+        &["--tombstones", "0.15", "--ghosts", "0.03"]
+    } else {
+        &[]
+    };
     Command::new("python3")
         .arg(repo().join("tests/oracle/generate.py"))
         .args([
@@ -196,6 +226,7 @@ fn generate(seed: u64, records: u64, keys: u32, path: &Path) -> std::process::Ch
             &records.to_string(),
         ])
         .args(["--keys", &keys.to_string()])
+        .args(deletes)
         .stdout(std::fs::File::create(path).unwrap())
         .spawn()
         .expect("cannot run python3 (the generator needs Python 3)")
@@ -218,10 +249,28 @@ fn run_oracle(manifest: &Path) {
 
 #[test]
 fn weir_aggregates_like_kafka_streams() {
+    differential(false);
+}
+
+/// Tables (`table: true` sources) and their aggregations: rows updated,
+/// moved between groups and deleted (also rows that never were), counts
+/// that reach zero, against `builder.table()` → `groupBy` → `aggregate`
+/// with a subtractor.
+#[test]
+fn weir_aggregates_tables_like_kafka_streams() {
+    differential(true);
+}
+
+/// The suite over streams (`table` false) or tables.
+fn differential(table: bool) {
     let seeds = env_number("ORACLE_SEEDS", 25);
     let records = env_number("ORACLE_RECORDS", 2000);
     let tmp = tempfile::Builder::new()
-        .prefix("weir-oracle-")
+        .prefix(if table {
+            "weir-oracle-table-"
+        } else {
+            "weir-oracle-"
+        })
         .tempdir()
         .unwrap();
     let root = tmp.path();
@@ -231,7 +280,7 @@ fn weir_aggregates_like_kafka_streams() {
     let generators: Vec<_> = (1..=seeds)
         .map(|seed| {
             let keys = KEY_POOLS[seed as usize % KEY_POOLS.len()];
-            generate(seed, records, keys, &input(seed))
+            generate(seed, records, keys, table, &input(seed))
         })
         .collect();
     for mut g in generators {
@@ -241,10 +290,13 @@ fn weir_aggregates_like_kafka_streams() {
     for seed in 1..=seeds {
         let input = input(seed);
         let field = GROUP_FIELDS[seed as usize % GROUP_FIELDS.len()];
-        for (op, base) in ops() {
+        for (op, base) in if table { table_ops() } else { ops() } {
             for group_by in [None, Some(field)] {
                 let mut topology = base.clone();
                 topology["group_by"] = group_by.map_or(Value::Null, Value::from);
+                if table {
+                    topology["table"] = Value::Bool(true);
+                }
                 let order_dependent = matches!(op, "reduce-sum" | "reduce-max" | "latest");
                 let per_key = match group_by {
                     // A key's records stay in one partition, in input order.
@@ -310,8 +362,9 @@ fn weir_aggregates_like_kafka_streams() {
     });
     let weir_time = started.elapsed();
     println!(
-        "differential suite: {seeds} seeds x {records} records, {} cases, {} weir runs; \
+        "differential suite{}: {seeds} seeds x {records} records, {} cases, {} weir runs; \
          generator {}, oracle JVM {}, weir {} ({workers} at a time)",
+        if table { " (tables)" } else { "" },
         cases.len(),
         runs.len(),
         secs(generated),

@@ -155,6 +155,7 @@ pub fn decode(
         timestamp,
         headers,
         value_is_json: false,
+        old_value: None,
     };
     // Every member's value was checked as JSON by the envelope's parse.
     format_gate::admit_decoded(&mut record, value_format);

@@ -250,6 +250,7 @@ fn to_record(buf: &Bytes, view: &RecordView<'_>) -> Result<Record, String> {
         timestamp: view.timestamp,
         headers,
         value_is_json: false,
+        old_value: None,
     })
 }
 
@@ -306,6 +307,7 @@ mod tests {
                 })
                 .collect(),
             value_is_json: false,
+            old_value: None,
         }
     }
 
@@ -417,6 +419,7 @@ mod tests {
                 value: None,
             }],
             value_is_json: true,
+            old_value: None,
         };
         let rekeyed = Record {
             key: None,

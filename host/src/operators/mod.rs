@@ -20,6 +20,7 @@ pub mod group_by;
 pub mod operator;
 pub mod plugin_aggregator;
 pub mod plugin_step;
+pub mod table;
 pub mod versioned;
 
 pub use failure::FailureKind;

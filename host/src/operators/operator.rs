@@ -40,6 +40,16 @@ pub struct StoreSpec {
     pub kind: StoreKind,
 }
 
+impl StoreSpec {
+    /// A key-value store named `id` (an aggregate's, a table's).
+    pub fn key_value(id: &str) -> StoreSpec {
+        StoreSpec {
+            name: id.to_string(),
+            kind: StoreKind::KeyValue,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     KeyValue,

@@ -424,7 +424,7 @@ fn contract_kind(kind: StepKind) -> Option<Kind> {
         // A group-by's plugin gives each record its key, as select-key.
         StepKind::SelectKey | StepKind::GroupBy => Kind::SelectKey,
         // An aggregate's plugin is an aggregator, not a transform.
-        StepKind::Repartition | StepKind::Aggregate => return None,
+        StepKind::Repartition | StepKind::Aggregate | StepKind::Table => return None,
     })
 }
 

@@ -95,6 +95,13 @@ pub enum StepKind {
     /// `aggregate`, `reduce`): built-in aggregations run in the host, an
     /// aggregator plugin runs custom ones.
     Aggregate,
+    /// The rows of a table source (`table: true`): keeps each key's latest
+    /// value in a state store, deletes it on a tombstone, and passes every
+    /// update on with the value it replaced (Kafka Streams'
+    /// `builder.table()`). Never written in a file: validation adds one,
+    /// named after the source, for each table source.
+    #[serde(skip_deserializing)]
+    Table,
 }
 
 impl StepKind {
@@ -108,12 +115,19 @@ impl StepKind {
             StepKind::Repartition => "repartition",
             StepKind::GroupBy => "group-by",
             StepKind::Aggregate => "aggregate",
+            StepKind::Table => "table",
         }
     }
 
     /// Whether a step of this kind never runs a plugin.
     pub fn is_host_native(self) -> bool {
-        self == StepKind::Repartition
+        matches!(self, StepKind::Repartition | StepKind::Table)
+    }
+
+    /// Whether a step of this kind keeps a state store (named by its id,
+    /// logged to `<application-id>-<id>-changelog` on Kafka).
+    pub fn has_store(self) -> bool {
+        matches!(self, StepKind::Aggregate | StepKind::Table)
     }
 
     /// Whether a step of this kind may run in the host or run a plugin,
@@ -308,7 +322,7 @@ impl Pipeline {
 
     /// Whether any step keeps keyed state (and so opens stores).
     pub fn is_stateful(&self) -> bool {
-        self.steps.iter().any(|s| s.kind == StepKind::Aggregate)
+        self.steps.iter().any(|s| s.kind.has_store())
     }
 }
 
@@ -326,6 +340,10 @@ pub struct Source {
     pub format: LineFormat,
     /// Key and timestamp taken from fields of the value.
     pub extract: Extract,
+    /// Read as a table (`table: true`): each key's latest value, a
+    /// tombstone deletes. A `table` step named after the source keeps the
+    /// rows; steps and sinks that name the source read that step.
+    pub table: bool,
     pub loc: Loc,
 }
 
@@ -368,6 +386,10 @@ pub struct Step {
     /// Its outputs move to the task of their key's partition: a
     /// `repartition`, or a `group-by` whose key may have changed.
     pub repartitions: bool,
+    /// A `group-by` or `aggregate` whose input is a table's updates: each
+    /// record carries the row's old value to subtract and its new value to
+    /// add (Kafka Streams' `KTable#groupBy`, `KGroupedTable#aggregate`).
+    pub on_table: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -491,10 +513,7 @@ impl Pipeline {
     /// embedded runtime and for stateless steps).
     pub fn changelog_topic_of(&self, j: usize) -> Option<String> {
         let kafka = self.kafka.as_ref().filter(|_| self.reads_kafka())?;
-        let step = self
-            .steps
-            .get(j)
-            .filter(|s| s.kind == StepKind::Aggregate)?;
+        let step = self.steps.get(j).filter(|s| s.kind.has_store())?;
         Some(changelog_topic(&kafka.application_id, step.id.as_deref()?))
     }
 

@@ -86,6 +86,8 @@ pub struct RawSource {
     pub format: Option<Spanned<LineFormat>>,
     pub key: Option<Spanned<RawKeyField>>,
     pub timestamp: Option<Spanned<RawTimestampField>>,
+    /// Read the source as a table: the latest value per key.
+    pub table: Option<Spanned<bool>>,
 }
 
 /// `key: { field: user }`.

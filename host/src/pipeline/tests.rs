@@ -792,3 +792,77 @@ fn the_state_section_sets_the_directory_and_memory_bounds() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn a_table_source_is_read_through_a_table_step_named_after_it() {
+    let p = parse(
+        "\
+sources:
+  users: { kind: stdin, table: true }
+steps:
+  - { name: by-country, kind: group-by, key: { field: country } }
+  - { name: per-country, kind: aggregate, id: per-country, aggregations: { n: count, t: { sum: age } } }
+sinks:
+  o: { kind: stdout }
+  rows: { kind: stdout, from: users }
+",
+    )
+    .unwrap();
+    assert!(p.sources[0].table);
+    let table = &p.steps[2];
+    assert_eq!(
+        (table.name.as_str(), table.kind, table.id.as_deref()),
+        ("users", StepKind::Table, Some("users"))
+    );
+    assert_eq!(table.inputs[0].node, Node::Source(0));
+    // The group-by and the sink that name `users` read its table step.
+    assert_eq!(p.steps[0].inputs[0].node, Node::Step(2));
+    assert_eq!(p.sinks[1].inputs[0].node, Node::Step(2));
+    assert!(p.steps[0].on_table && p.steps[1].on_table);
+    assert!(p.steps[0].repartitions);
+    assert!(p.is_stateful());
+    // `kind: table` is not for files to write.
+    let e = errors(
+        "sources:\n  e: { kind: stdin }\nsteps:\n  - { name: t, kind: table }\nsinks:\n  o: { kind: stdout }\n",
+    );
+    assert!(
+        e[0].contains("`kind` is `table`, not one of filter"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_table_refuses_what_cannot_be_undone_and_steps_it_cannot_feed() {
+    let plugins = format!(
+        "plugins:\n  p: {{ path: {}/Cargo.toml }}\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let e = errors(&format!(
+        "\
+sources:
+  users: {{ kind: stdin, table: true }}
+{plugins}steps:
+  - {{ name: g, kind: group-by, key: {{ field: country }} }}
+  - {{ name: a, kind: aggregate, id: a, aggregations: {{ n: count, lo: {{ min: age }}, hi: {{ max: age }} }} }}
+  - {{ name: g2, kind: group-by, from: users }}
+  - {{ name: b, kind: aggregate, id: b, reduce: latest }}
+  - {{ name: f, kind: filter, plugin: p, from: users }}
+  - {{ name: g3, kind: group-by, plugin: p, from: users }}
+  - {{ name: c, kind: aggregate, id: users, reduce: {{ sum: age }} }}
+sinks:
+  o: {{ kind: stdout, from: [a, b, f, c] }}
+"
+    ));
+    let want = [
+        ":7:13: step `a` aggregates a table, and `lo: { min: age }` cannot be undone when a row changes or is deleted",
+        ":7:13: step `a` aggregates a table, and `hi: { max: age }` cannot be undone",
+        ":9:13: step `b` aggregates a table, and `reduce: latest` cannot be undone",
+        ":10:47: step `f` reads table `users`: a table's updates go to a `group-by` (a table aggregation) or to sinks; a `filter` step on a table is not supported yet",
+        ":11:13: group-by `g3` groups table `users` by a plugin's key, which is not supported yet",
+        ":2:10: table source `users` keeps its rows in store `users`, and step `c` (line 12) has that id",
+    ];
+    for w in want {
+        assert!(e.iter().any(|m| m.contains(w)), "missing {w:?} in {e:#?}");
+    }
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+}

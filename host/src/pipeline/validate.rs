@@ -281,9 +281,12 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         );
     }
     let plugins = check_plugins(c, &raw);
+    // A table source is read through a `table` step of its own name, after
+    // the file's steps: whatever names the source reads its rows.
+    let tables = TableSteps::new(&sources, raw.steps.len());
     let mut names: HashMap<String, (Node, Loc)> = HashMap::new();
     for (i, s) in sources.iter().enumerate() {
-        names.insert(s.name.clone(), (Node::Source(i), s.loc));
+        names.insert(s.name.clone(), (tables.node(i), s.loc));
     }
     for (i, s) in raw.steps.iter().enumerate() {
         let n = &s.value.name;
@@ -307,16 +310,19 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         }
     }
 
-    let steps = check_steps(c, &raw, &sources, &plugins, &names, error_policy);
+    let mut steps = check_steps(c, &raw, &sources, &tables, &plugins, &names, error_policy);
     let dead_letter_name = raw.dead_letter.as_ref().map(|d| d.value.clone());
     let sinks = check_sinks(
         c,
         &raw,
         &sources,
+        &tables,
         &steps,
         &names,
         dead_letter_name.as_deref(),
     );
+    tables.append(c, &sources, &mut steps, error_policy);
+    check_groups(c, &mut steps);
     let dead_letter = match &raw.dead_letter {
         Some(d) => match sinks.iter().position(|s| s.name == d.value) {
             Some(i) => Some(i),
@@ -398,7 +404,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         let internal = steps.iter().filter_map(|s| {
             let id = s.id.as_ref()?;
             match s.kind {
-                StepKind::Aggregate => Some((
+                StepKind::Aggregate | StepKind::Table => Some((
                     s,
                     super::changelog_topic(&kafka.application_id, id),
                     "changelog",
@@ -440,7 +446,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     let application_id = kafka
         .as_ref()
         .map_or(name.as_str(), |k| k.application_id.as_str());
-    let stateful = steps.iter().any(|s| s.kind == StepKind::Aggregate);
+    let stateful = steps.iter().any(|s| s.kind.has_store());
     let state = check_state(c, raw.state.as_ref(), application_id, stateful);
 
     Pipeline {
@@ -872,6 +878,7 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
             value_format: end.value_format,
             format: end.format,
             extract,
+            table: s.value.table.as_ref().is_some_and(|t| t.value),
             loc: l,
         });
     }
@@ -944,6 +951,7 @@ fn check_steps(
     c: &mut Checker,
     raw: &RawPipeline,
     sources: &[Source],
+    tables: &TableSteps,
     plugins: &[PluginRef],
     names: &HashMap<String, (Node, Loc)>,
     default_policy: ErrorPolicy,
@@ -956,7 +964,7 @@ fn check_steps(
         let inputs = match &step.from {
             Some(from) => resolve_inputs(c, from, names),
             None if i > 0 => only(Node::Step(i - 1), l),
-            None if sources.len() == 1 => only(Node::Source(0), l),
+            None if sources.len() == 1 => only(tables.node(0), l),
             None => {
                 c.error(
                     l,
@@ -997,10 +1005,93 @@ fn check_steps(
                 .map_or_else(Default::default, |e| e.value),
             keeps_key: step.keeps_key.as_ref().is_some_and(|k| k.value),
             repartitions: step.kind == StepKind::Repartition,
+            on_table: false,
         });
     }
-    check_groups(c, &mut out);
     out
+}
+
+/// Where each table source's `table` step goes: after the file's steps,
+/// in source order.
+struct TableSteps {
+    /// By source: its table step's index.
+    of_source: Vec<Option<usize>>,
+}
+
+impl TableSteps {
+    fn new(sources: &[Source], file_steps: usize) -> Self {
+        let mut next = file_steps;
+        let of_source = sources
+            .iter()
+            .map(|s| {
+                s.table.then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        TableSteps { of_source }
+    }
+
+    /// What naming source `i` reads: its table step, or the source.
+    fn node(&self, i: usize) -> Node {
+        match self.of_source[i] {
+            Some(j) => Node::Step(j),
+            None => Node::Source(i),
+        }
+    }
+
+    /// Adds the table steps, each named after its source, whose name is
+    /// also the id of its store (so it follows a step id's rules).
+    fn append(
+        &self,
+        c: &mut Checker,
+        sources: &[Source],
+        steps: &mut Vec<Step>,
+        policy: ErrorPolicy,
+    ) {
+        for (i, source) in sources.iter().enumerate() {
+            if self.of_source[i].is_none() {
+                continue;
+            }
+            let name = &source.name;
+            let legal = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-');
+            if name.is_empty() || name.len() > MAX_ID_LEN || !name.chars().all(legal) {
+                c.error(
+                    source.loc,
+                    format!(
+                        "table source `{name}`: its name is also the id of the table's state store and changelog topic, so it is 1 to {MAX_ID_LEN} characters of a-z, A-Z, 0-9, `.`, `_` and `-`"
+                    ),
+                );
+            }
+            if let Some(other) = steps.iter().find(|s| s.id.as_deref() == Some(name)) {
+                c.error(
+                    source.loc,
+                    format!(
+                        "table source `{name}` keeps its rows in store `{name}`, and step `{}` (line {}) has that id; rename one",
+                        other.name, other.loc.line
+                    ),
+                );
+            }
+            steps.push(Step {
+                name: name.clone(),
+                kind: StepKind::Table,
+                id: Some(name.clone()),
+                plugin: None,
+                config_json: "null".into(),
+                limits: check_limits(c, None, name),
+                error_policy: policy,
+                inputs: only(Node::Source(i), source.loc),
+                loc: source.loc,
+                group_key: None,
+                aggregation: None,
+                emit: Emit::default(),
+                keeps_key: false,
+                repartitions: false,
+                on_table: false,
+            });
+        }
+    }
 }
 
 /// What a `group-by` or `aggregate` step does, from its fields.
@@ -1244,12 +1335,101 @@ fn check_groups(c: &mut Checker, steps: &mut [Step]) {
                 );
             }
         }
+        for input in &steps[i].inputs {
+            if let Node::Step(t) = input.node
+                && steps[t].kind == StepKind::Table
+                && steps[i].kind != StepKind::GroupBy
+            {
+                c.error(
+                    input.loc,
+                    format!(
+                        "step `{}` reads table `{}`: a table's updates go to a `group-by` (a table aggregation) or to sinks; a `{}` step on a table is not supported yet",
+                        steps[i].name,
+                        steps[t].name,
+                        steps[i].kind.as_str()
+                    ),
+                );
+            }
+        }
         if steps[i].kind == StepKind::GroupBy {
+            check_table_group(c, steps, i);
             steps[i].repartitions = match steps[i].group_key {
                 Some(GroupKey::Existing) => key_may_have_changed(steps, i),
                 _ => true,
             };
         }
+    }
+    for i in 0..steps.len() {
+        let on_table = steps[i].kind == StepKind::Aggregate
+            && steps[i]
+                .inputs
+                .iter()
+                .any(|input| matches!(input.node, Node::Step(g) if steps[g].on_table));
+        if on_table {
+            steps[i].on_table = true;
+            check_subtractable(c, &steps[i]);
+        }
+    }
+}
+
+/// A `group-by` reading a table groups its rows (Kafka Streams'
+/// `KTable#groupBy`): it reads that one table, by a field or the key.
+fn check_table_group(c: &mut Checker, steps: &mut [Step], i: usize) {
+    let table = steps[i].inputs.iter().find_map(|input| match input.node {
+        Node::Step(t) if steps[t].kind == StepKind::Table => Some(t),
+        _ => None,
+    });
+    let Some(t) = table else { return };
+    let step = &steps[i];
+    if step.inputs.len() > 1 {
+        c.error(
+            step.loc,
+            format!(
+                "group-by `{}` reads table `{}` and other inputs; a table aggregation groups one table's rows",
+                step.name, steps[t].name
+            ),
+        );
+    }
+    if step.group_key == Some(GroupKey::Plugin) {
+        c.error(
+            step.loc,
+            format!(
+                "group-by `{}` groups table `{}` by a plugin's key, which is not supported yet; group by a field (`key: {{ field: F }}`) or by the table's key",
+                step.name, steps[t].name
+            ),
+        );
+    }
+    steps[i].on_table = true;
+}
+
+/// An aggregation of a table takes a row's old value out of its group
+/// before it adds the new one: `count`, `sum` and `avg` can, a reduction's
+/// running `sum` can; `min`, `max` and `latest` cannot (the value before
+/// the one taken out is not kept), and are refused.
+fn check_subtractable(c: &mut Checker, step: &Step) {
+    let mut refuse = |what: String| {
+        c.error(
+            step.loc,
+            format!(
+                "step `{}` aggregates a table, and {what} cannot be undone when a row changes or is deleted (the value it would fall back to is not kept; Kafka Streams' subtractor cannot do it either); use `count`, `sum` or `avg`, or an aggregator plugin that keeps the values it needs and exports `subtract`",
+                step.name
+            ),
+        )
+    };
+    match &step.aggregation {
+        Some(Aggregation::Builtin(ops)) => {
+            for (name, op) in ops {
+                match op {
+                    AggOp::Min(f) => refuse(format!("`{name}: {{ min: {f} }}`")),
+                    AggOp::Max(f) => refuse(format!("`{name}: {{ max: {f} }}`")),
+                    AggOp::Count | AggOp::Sum(_) | AggOp::Avg(_) => {}
+                }
+            }
+        }
+        Some(Aggregation::Reduce(Reduce::Latest)) => refuse("`reduce: latest`".into()),
+        Some(Aggregation::Reduce(Reduce::Min(f))) => refuse(format!("`reduce: {{ min: {f} }}`")),
+        Some(Aggregation::Reduce(Reduce::Max(f))) => refuse(format!("`reduce: {{ max: {f} }}`")),
+        Some(Aggregation::Reduce(Reduce::Sum(_)) | Aggregation::Plugin) | None => {}
     }
 }
 
@@ -1490,6 +1670,7 @@ fn check_sinks(
     c: &mut Checker,
     raw: &RawPipeline,
     sources: &[Source],
+    tables: &TableSteps,
     steps: &[Step],
     names: &HashMap<String, (Node, Loc)>,
     dead_letter: Option<&str>,
@@ -1508,7 +1689,7 @@ fn check_sinks(
             Some(from) => resolve_inputs(c, from, names),
             None if Some(name.as_str()) == dead_letter => Vec::new(),
             None if !steps.is_empty() => only(Node::Step(steps.len() - 1), l),
-            None if sources.len() == 1 => only(Node::Source(0), l),
+            None if sources.len() == 1 => only(tables.node(0), l),
             None => {
                 c.error(l, format!("sink `{name}` has no `from`; name its input"));
                 Vec::new()

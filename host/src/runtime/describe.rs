@@ -89,8 +89,14 @@ pub fn describe(topology: &Topology) -> String {
                 None => match (&step.group_key, &step.id) {
                     (Some(GroupKey::Field(f)), _) => format!("group-by field {f}"),
                     (Some(_), _) => "group-by the existing key".to_string(),
+                    (None, Some(id)) if step.kind == StepKind::Aggregate && step.on_table => {
+                        format!("aggregate of a table's rows, store {id}")
+                    }
                     (None, Some(id)) if step.kind == StepKind::Aggregate => {
                         format!("aggregate, store {id}")
+                    }
+                    (None, Some(id)) if step.kind == StepKind::Table => {
+                        format!("table (each key's latest row), store {id}")
                     }
                     _ => step.kind.as_str().to_string(),
                 },

@@ -756,13 +756,8 @@ impl<'t> Task<'t> {
             };
             for (q, part) in parts.iter_mut().enumerate() {
                 for (record, origin) in part.drain(..) {
-                    let sent = producer.send_to(
-                        &topic.topic,
-                        Some(q as u32),
-                        &record,
-                        &self.ack,
-                        env.stop,
-                    );
+                    let sent =
+                        producer.send_to(&topic.topic, q as u32, &record, &self.ack, env.stop);
                     result = match sent {
                         Ok(()) => continue,
                         Err(SendError::Stopped) => Err(RunError::Stopped),

@@ -9,10 +9,11 @@ use crate::limits::pool;
 use crate::operators::aggregate::{Aggregate, Fold, Folder};
 use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
+use crate::operators::table::Table;
 use crate::operators::versioned::{VersionCounters, VersionTag, Versioned};
-use crate::operators::{Operator, PluginAggregator, PluginStep, TaskId};
+use crate::operators::{Operator, PluginAggregator, PluginStep, StoreSpec, TaskId};
 use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
-use crate::plugin::{EngineSettings, LogGate, Plugin, PluginEngine};
+use crate::plugin::{Capability, EngineSettings, LogGate, Plugin, PluginEngine};
 use crate::state::StoreProvider;
 
 /// Where records go next: an edge of the topology.
@@ -200,10 +201,20 @@ impl Topology {
             operators[j] = match (step.kind, &step.group_key, &step.aggregation) {
                 (StepKind::Repartition, ..) => None,
                 (StepKind::GroupBy, Some(GroupKey::Existing), _) => {
-                    Some(Box::new(GroupBy::new(None)))
+                    Some(Box::new(GroupBy::new(None, step.on_table)))
                 }
                 (StepKind::GroupBy, Some(GroupKey::Field(f)), _) => {
-                    Some(Box::new(GroupBy::new(Some(f.clone()))))
+                    Some(Box::new(GroupBy::new(Some(f.clone()), step.on_table)))
+                }
+                (StepKind::Table, ..) => {
+                    let id = step.id.as_deref().expect("validated: a table has an id");
+                    let store = stores.open(task, &StoreSpec::key_value(id)).map_err(|e| {
+                        StartError::Setup {
+                            step: step.name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    Some(Box::new(Table::new(id, store)))
                 }
                 (StepKind::Aggregate, _, Some(aggregation)) => {
                     let id = step
@@ -219,17 +230,17 @@ impl Topology {
                                 version.plugin.clone(),
                                 version.config_json.clone(),
                                 step.limits,
-                                &[],
+                                needs(step),
                             )?))
                         }
                     };
-                    let store = stores.open(task, &Aggregate::store_spec(id)).map_err(|e| {
+                    let store = stores.open(task, &StoreSpec::key_value(id)).map_err(|e| {
                         StartError::Setup {
                             step: step.name.clone(),
                             message: e.to_string(),
                         }
                     })?;
-                    Some(Box::new(Aggregate::new(id, folder, store)))
+                    Some(Box::new(Aggregate::new(id, folder, store, step.on_table)))
                 }
                 _ => {
                     // Both under the warm lock, as a swap changes them together.
@@ -547,7 +558,7 @@ fn start_once(
                 plugin,
                 step.config_json.as_str().into(),
                 step.limits,
-                &[],
+                needs(step),
             );
             if let Err(e) = checked {
                 problems.push(pipeline.diagnostic(step.loc, e.to_string()));
@@ -570,6 +581,16 @@ fn start_once(
         }
     }
     warm
+}
+
+/// What an aggregator plugin must export beyond `add` for its step: a
+/// table's aggregation takes old values out with `subtract`.
+fn needs(step: &crate::pipeline::Step) -> &'static [Capability] {
+    if step.on_table {
+        &[Capability::Subtract]
+    } else {
+        &[]
+    }
 }
 
 /// Routes: `[source]` and `[step][port]` to their targets, each naming the

@@ -33,7 +33,8 @@ pub struct StoreListing {
 /// and the sub-topology whose tasks hold it.
 struct StatefulStep<'a> {
     id: &'a str,
-    aggregation: &'a Aggregation,
+    /// `None` for a table's rows.
+    aggregation: Option<&'a Aggregation>,
     subtopology: u16,
 }
 
@@ -42,7 +43,7 @@ pub fn state_dir(topo: &Topology) -> Result<PathBuf, String> {
     let p = &topo.pipeline;
     if !p.is_stateful() {
         return Err(format!(
-            "{} has no stateful step (no `aggregate`): it keeps no state",
+            "{} has no stateful step (no `aggregate`, no table source): it keeps no state",
             p.file.display()
         ));
     }
@@ -68,10 +69,11 @@ fn stateful_steps<'a>(
         .steps
         .iter()
         .enumerate()
+        .filter(|(_, step)| step.kind.has_store())
         .filter_map(|(j, step)| {
             Some(StatefulStep {
                 id: step.id.as_deref()?,
-                aggregation: step.aggregation.as_ref()?,
+                aggregation: step.aggregation.as_ref(),
                 subtopology: topo.subtopology_of_step(j),
             })
         })
@@ -117,7 +119,7 @@ fn tasks_on_disk(dir: &Path) -> Result<Vec<TaskId>, String> {
 struct Found<'a> {
     task: TaskId,
     step: String,
-    aggregation: &'a Aggregation,
+    aggregation: Option<&'a Aggregation>,
 }
 
 /// The stores under `dir`: each stateful step's in each task that holds it.

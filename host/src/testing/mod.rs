@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use crate::clock::{Clock, SystemClock};
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
-use crate::operators::TaskId;
-use crate::operators::aggregate::{self, Aggregate};
+use crate::operators::aggregate;
+use crate::operators::{StoreSpec, TaskId};
 use crate::runtime::{self, RunOptions, Topology};
 use crate::state::{RocksDbStores, StateMode, StoreProvider, inspect};
 
@@ -287,7 +287,7 @@ fn store_contents(
     let p = &topo.pipeline;
     let mut out = Vec::new();
     for (j, step) in p.steps.iter().enumerate() {
-        let (Some(id), Some(aggregation)) = (&step.id, &step.aggregation) else {
+        let Some(id) = step.id.as_ref().filter(|_| step.kind.has_store()) else {
             continue;
         };
         let mut lines = Vec::new();
@@ -298,11 +298,12 @@ fn store_contents(
                     partition,
                 };
                 let mut store = stores
-                    .open(task, &Aggregate::store_spec(id))
+                    .open(task, &StoreSpec::key_value(id))
                     .map_err(|e| e.to_string())?;
                 for (key, stored) in store.entries().map_err(|e| e.to_string())? {
-                    let (value, timestamp) = aggregate::shown_stored(aggregation, &stored)
-                        .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
+                    let (value, timestamp) =
+                        aggregate::shown_stored(step.aggregation.as_ref(), &stored)
+                            .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
                     lines.push((key, value, timestamp));
                 }
             }

@@ -226,11 +226,12 @@ impl Changelog for TaskChangelog {
             timestamp: 0,
             headers: Vec::new(),
             value_is_json: false,
+            old_value: None,
         };
         let group = changelogs.open_group(self.task);
         changelogs
             .producer
-            .send_to(topic, Some(partition), &record, &group, &changelogs.stop)
+            .send_to(topic, partition, &record, &group, &changelogs.stop)
             .map_err(|e| Box::new(e) as ChangelogError)
     }
 }

@@ -13,6 +13,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::fetch::{Fetched, ForwardTarget};
 use super::offsets::{CommitStrategy, Committable, PartitionKey};
+use super::producer::OLD_VALUE_HEADER;
 use super::purge::{Purge, Purger};
 use super::{KafkaError, Role, client_config};
 use crate::codec::{Format, format_gate};
@@ -273,6 +274,11 @@ pub fn to_record(
             value: value.map(|v| arena.copy(v)),
         })
     });
+    // A table update from a repartition topic: its old value.
+    let old_value = match headers.iter().position(|h| h.name == OLD_VALUE_HEADER) {
+        Some(at) => headers.remove(at).value,
+        None => None,
+    };
     let value = message.value();
     Record {
         key: message.key().map(|k| arena.copy(k)),
@@ -280,5 +286,6 @@ pub fn to_record(
         timestamp: message.timestamp().unwrap_or(now_ms),
         headers,
         value_is_json: format_gate::precheck(value, value_format),
+        old_value,
     }
 }

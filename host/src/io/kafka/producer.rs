@@ -142,9 +142,10 @@ impl KafkaProducer {
         })
     }
 
-    /// Queues `record` for `topic`, in the partition the partitioner picks
-    /// (the Java client's murmur2 of the key); `ack` is held until the
-    /// broker answers. Waits while the queue is full, unless `stop` is set.
+    /// Queues a sink's `record` for `topic`, in the partition the
+    /// partitioner picks (the Java client's murmur2 of the key); `ack` is
+    /// held until the broker answers. Waits while the queue is full,
+    /// unless `stop` is set. A table update's old value is not written.
     pub fn send(
         &self,
         topic: &str,
@@ -152,16 +153,31 @@ impl KafkaProducer {
         ack: &Arc<Ack>,
         stop: &AtomicBool,
     ) -> Result<(), SendError> {
-        self.send_to(topic, None, record, ack, stop)
+        self.produce_record(topic, None, record, Headers::of(record, false), ack, stop)
     }
 
-    /// [`KafkaProducer::send`] to `partition` when given (a repartition
-    /// picks it itself, whatever partitioner the file configures).
+    /// Queues a record for an internal topic (repartition, changelog), to
+    /// the `partition` the runtime picked (whatever partitioner the file
+    /// configures); a table update's old value travels in header
+    /// [`OLD_VALUE_HEADER`].
     pub fn send_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        record: &Record,
+        ack: &Arc<Ack>,
+        stop: &AtomicBool,
+    ) -> Result<(), SendError> {
+        let headers = Headers::of(record, true);
+        self.produce_record(topic, Some(partition), record, headers, ack, stop)
+    }
+
+    fn produce_record(
         &self,
         topic: &str,
         partition: Option<u32>,
         record: &Record,
+        headers: Headers,
         ack: &Arc<Ack>,
         stop: &AtomicBool,
     ) -> Result<(), SendError> {
@@ -173,7 +189,6 @@ impl KafkaProducer {
                 reason: "not a topic this producer was set up for".into(),
             });
         };
-        let headers = Headers::of(record);
         ack.hold();
         // The delivery report hands this back to `Deliveries::delivery`.
         let opaque = ack.clone().into_ptr();
@@ -241,27 +256,40 @@ impl KafkaProducer {
     }
 }
 
+/// The header a table update's old value crosses a repartition topic in
+/// (the record's value is the new one); the reader puts it back into
+/// [`Record::old_value`].
+pub const OLD_VALUE_HEADER: &str = "weir.old-value";
+
 /// A record's headers as librdkafka's list, or none.
 struct Headers(*mut rd::rd_kafka_headers_t);
 
 impl Headers {
-    fn of(record: &Record) -> Headers {
-        if record.headers.is_empty() {
+    /// The record's headers, and its old value when `old_value` says so
+    /// and it has one.
+    fn of(record: &Record, old_value: bool) -> Headers {
+        let old = record.old_value.as_ref().filter(|_| old_value);
+        if record.headers.is_empty() && old.is_none() {
             return Headers(ptr::null_mut());
         }
+        let named = record
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_ref()));
+        let old = old.map(|v| (OLD_VALUE_HEADER, Some(v)));
         // SAFETY: a new list, filled with copies of each name and value
         // (librdkafka copies them in `rd_kafka_header_add`).
         unsafe {
-            let list = rd::rd_kafka_headers_new(record.headers.len());
-            for h in &record.headers {
-                let (value, size) = match &h.value {
+            let list = rd::rd_kafka_headers_new(record.headers.len() + 1);
+            for (name, value) in named.chain(old) {
+                let (value, size) = match value {
                     Some(v) => (v.as_ptr().cast::<c_void>(), v.len() as isize),
                     None => (ptr::null(), 0),
                 };
                 rd::rd_kafka_header_add(
                     list,
-                    h.name.as_ptr().cast::<c_char>(),
-                    h.name.len() as isize,
+                    name.as_ptr().cast::<c_char>(),
+                    name.len() as isize,
                     value,
                     size,
                 );

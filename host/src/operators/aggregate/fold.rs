@@ -154,6 +154,232 @@ impl Fold {
     }
 }
 
+/// A table update folded (see [`Fold::change`]).
+pub struct Changed {
+    /// The next accumulator's value and timestamp (the accumulator went to
+    /// the caller's buffer); `None`: the accumulator stays as it was.
+    pub folded: Option<Folded>,
+    /// Why the new value could not be added; the update goes to the error
+    /// policy (its old value was still taken out: the row no longer holds
+    /// it).
+    pub failure: Option<String>,
+}
+
+/// Which value of a table update a fold could not read.
+enum Side {
+    /// The old one: it failed when it was new, so it was never added.
+    Old,
+    New(String),
+}
+
+impl Fold {
+    /// Folds an update of a table's row into its group's `accumulator`
+    /// (Kafka Streams' `KTableAggregate` and `KTableReduce`): `old`, the
+    /// row's previous value, is taken out when there is an accumulator to
+    /// take it from, then `new` is added. The next accumulator goes to
+    /// `next` (empty), the emitted value to `values` (as [`Fold::add`]).
+    /// The result's timestamp is the larger of `ts` and the accumulator's,
+    /// or `ts` for a new accumulator. A count that reaches zero stays a
+    /// zero (as in Kafka Streams); an average of nothing shows `null`.
+    ///
+    /// An old value the fold cannot read was never added (the update that
+    /// brought it failed), so it is not taken out; a new value it cannot
+    /// read is the update's failure, and the old one is still taken out.
+    /// Only folds that can be undone reach here (validation refuses `min`,
+    /// `max` and `latest` on tables).
+    pub fn change(
+        &self,
+        accumulator: Option<&[u8]>,
+        old: Option<&[u8]>,
+        new: Option<&Bytes>,
+        ts: i64,
+        next: &mut Vec<u8>,
+        values: &mut BytesMut,
+    ) -> Changed {
+        let accumulator = accumulator.filter(|a| a.len() >= TS);
+        // Nothing was added yet, so there is nothing to take out.
+        let mut old = old.filter(|_| accumulator.is_some());
+        let mut new = new;
+        let mut failure = None;
+        let start = next.len();
+        while old.is_some() || new.is_some() {
+            next.truncate(start);
+            match self.try_change(accumulator, old, new, ts, next, values) {
+                Ok(folded) => {
+                    return Changed {
+                        folded: Some(folded),
+                        failure,
+                    };
+                }
+                Err(Side::Old) => old = None,
+                Err(Side::New(reason)) => {
+                    failure = Some(reason);
+                    new = None;
+                }
+            }
+        }
+        Changed {
+            folded: None,
+            failure,
+        }
+    }
+
+    fn try_change(
+        &self,
+        accumulator: Option<&[u8]>,
+        old: Option<&[u8]>,
+        new: Option<&Bytes>,
+        ts: i64,
+        next: &mut Vec<u8>,
+        values: &mut BytesMut,
+    ) -> Result<Folded, Side> {
+        let timestamp = match accumulator {
+            Some(a) => ts.max(i64::from_le_bytes(a[..TS].try_into().expect("8 bytes"))),
+            None => ts,
+        };
+        next.extend_from_slice(&timestamp.to_le_bytes());
+        values.clear();
+        if values.capacity() < VALUES_CHUNK / 16 {
+            values.reserve(VALUES_CHUNK);
+        }
+        let state = accumulator.map(|a| &a[TS..]);
+        let value = match self {
+            Fold::Aggregations { ops, labels } => {
+                let mut state = state;
+                values.put_u8(b'{');
+                for (n, (op, label)) in ops.iter().zip(labels).enumerate() {
+                    if n > 0 {
+                        values.put_u8(b',');
+                    }
+                    values.put_slice(label);
+                    let new = new.map(|n| &n[..]);
+                    match change_step(op, &mut state, old, new, next)? {
+                        Some(shown) => shown.write_json(values),
+                        None => values.put_slice(b"null"),
+                    }
+                }
+                values.put_u8(b'}');
+                values.split().freeze()
+            }
+            Fold::Reduce(Reduce::Sum(path)) => {
+                let value = reduce_change(path, state, old, new, values)?;
+                next.extend_from_slice(&value);
+                value
+            }
+            Fold::Reduce(r) => {
+                return Err(Side::New(format!(
+                    "a `{}` reduction cannot be undone on a table",
+                    r.word()
+                )));
+            }
+        };
+        Ok(Folded { value, timestamp })
+    }
+}
+
+/// One aggregation of a table update: takes `old` out of its part of the
+/// state (advancing `state`) when both are there, adds `new`, writes the
+/// new state to `next`, and returns the number to show (`None`: `null`).
+fn change_step(
+    op: &AggOp,
+    state: &mut Option<&[u8]>,
+    old: Option<&[u8]>,
+    new: Option<&[u8]>,
+    next: &mut Vec<u8>,
+) -> Result<Option<Number>, Side> {
+    let had = state.is_some();
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let s = state.as_mut()?;
+        let (head, rest) = s.split_at_checked(n)?;
+        *s = rest;
+        Some(head)
+    };
+    let int = |b: &[u8]| i64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let old = old.filter(|_| had);
+    // A running sum with `old`'s field taken out and `new`'s added.
+    let sum = |sum: Option<Number>, path: &FieldPath| -> Result<Option<Number>, Side> {
+        let mut sum = sum;
+        if let (Some(o), Some(s)) = (old, sum) {
+            let (_, o) = number_at(o, path).map_err(|_| Side::Old)?;
+            sum = Some(s.sub(o).map_err(Side::New)?);
+        }
+        if let Some(n) = new {
+            let (_, n) = number_at(n, path).map_err(Side::New)?;
+            sum = Some(match sum {
+                Some(s) => s.add(n).map_err(Side::New)?,
+                None => n,
+            });
+        }
+        Ok(sum)
+    };
+    let count = |c: i64| c - i64::from(old.is_some()) + i64::from(new.is_some());
+    match op {
+        AggOp::Count => {
+            let c = count(take(8).map_or(0, int));
+            next.extend_from_slice(&c.to_le_bytes());
+            Ok(Some(Number::Int(c)))
+        }
+        AggOp::Sum(path) => {
+            let s = sum(take(Number::ENCODED).and_then(Number::decode), path)?
+                .ok_or_else(|| Side::New("nothing to sum".into()))?;
+            s.encode(next);
+            Ok(Some(s))
+        }
+        AggOp::Avg(path) => {
+            let s = sum(take(Number::ENCODED).and_then(Number::decode), path)?
+                .ok_or_else(|| Side::New("nothing to average".into()))?;
+            let c = count(take(8).map_or(0, int));
+            s.encode(next);
+            next.extend_from_slice(&c.to_le_bytes());
+            Ok((c != 0).then(|| Number::Float(s.as_f64() / c as f64)))
+        }
+        AggOp::Min(_) | AggOp::Max(_) => Err(Side::New(
+            "`min` and `max` cannot be undone on a table".into(),
+        )),
+    }
+}
+
+/// A reduction's running sum over a table update: the stored value (the
+/// one last emitted) with `old`'s field taken out, then the new value with
+/// the field set to that plus its own (the new value as it is when there
+/// was nothing before).
+fn reduce_change(
+    path: &FieldPath,
+    stored: Option<&[u8]>,
+    old: Option<&[u8]>,
+    new: Option<&Bytes>,
+    values: &mut BytesMut,
+) -> Result<Bytes, Side> {
+    let in_store = |e: String| Side::New(format!("(in the stored value) {e}"));
+    let mut taken_out = None;
+    if let (Some(s), Some(o)) = (stored, old) {
+        let (_, o) = number_at(o, path).map_err(|_| Side::Old)?;
+        let (span, n) = number_at(s, path).map_err(in_store)?;
+        let mut v = Vec::with_capacity(s.len() + 8);
+        v.extend_from_slice(&s[..span.start]);
+        n.sub(o).map_err(Side::New)?.write_json(&mut v);
+        v.extend_from_slice(&s[span.end..]);
+        taken_out = Some(v);
+    }
+    let before = taken_out.as_deref().or(stored);
+    match (new, before) {
+        (Some(n), None) => {
+            number_at(n, path).map_err(Side::New)?;
+            Ok(n.clone())
+        }
+        (Some(n), Some(b)) => {
+            let (span, add) = number_at(n, path).map_err(Side::New)?;
+            let (_, total) = number_at(b, path).map_err(in_store)?;
+            values.put_slice(&n[..span.start]);
+            total.add(add).map_err(Side::New)?.write_json(values);
+            values.put_slice(&n[span.end..]);
+            Ok(values.split().freeze())
+        }
+        (None, Some(b)) => Ok(Bytes::copy_from_slice(b)),
+        (None, None) => Err(Side::New("nothing to reduce".into())),
+    }
+}
+
 impl Fold {
     /// The value an accumulator (after its timestamp) stands for: what the
     /// fold emitted when it stored it (`weir test` shows stores this way).
@@ -194,6 +420,16 @@ impl Fold {
 }
 
 impl Reduce {
+    /// The reduction's word in a pipeline file.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Reduce::Latest => "latest",
+            Reduce::Sum(_) => "sum",
+            Reduce::Min(_) => "min",
+            Reduce::Max(_) => "max",
+        }
+    }
+
     /// The field a reduction reads, if any.
     pub fn field(&self) -> Option<&FieldPath> {
         match self {
@@ -354,6 +590,120 @@ mod tests {
         let first = once(&max, None, &format!(r#"{{"n": {}}}"#, i64::MAX)).unwrap();
         let e = once(&max, Some(&first), r#"{"n": 1}"#).err().unwrap();
         assert!(e.contains("overflows"), "{e}");
+    }
+
+    /// Folds table updates `(old, new, ts)` one after the other: each
+    /// result's value (`None`: unchanged) and timestamp, and its failure.
+    fn run_table(
+        fold: &Fold,
+        updates: &[(Option<&str>, Option<&str>, i64)],
+    ) -> Vec<(Option<String>, i64, Option<String>)> {
+        let mut acc: Option<Vec<u8>> = None;
+        let mut out = Vec::new();
+        let mut values = BytesMut::new();
+        for (old, new, ts) in updates {
+            let mut next = Vec::new();
+            let new = new.map(|n| Bytes::copy_from_slice(n.as_bytes()));
+            let c = fold.change(
+                acc.as_deref(),
+                old.map(str::as_bytes),
+                new.as_ref(),
+                *ts,
+                &mut next,
+                &mut values,
+            );
+            let shown = c.folded.map(|f| {
+                assert_eq!(fold.shown(&next[TS..]), Ok(f.value.clone()));
+                acc = Some(next);
+                (String::from_utf8(f.value.to_vec()).unwrap(), f.timestamp)
+            });
+            out.push((
+                shown.as_ref().map(|s| s.0.clone()),
+                shown.map_or(0, |s| s.1),
+                c.failure,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn a_table_update_takes_the_old_value_out_before_it_adds_the_new_one() {
+        let fold = Fold::of(&Aggregation::Builtin(vec![
+            ("n".into(), AggOp::Count),
+            ("t".into(), AggOp::Sum(path("a"))),
+            ("m".into(), AggOp::Avg(path("a"))),
+        ]))
+        .unwrap();
+        let v = |a: &str| format!(r#"{{"a": {a}}}"#);
+        let (v10, v4, v2_5) = (v("10"), v("4"), v("2.5"));
+        let some = |s: &str| Some(s.to_string());
+        let out = run_table(
+            &fold,
+            &[
+                (None, Some(&v10), 100),
+                (None, Some(&v4), 90),
+                // A row changes: 10 out, 2.5 in; the timestamp stays the largest.
+                (Some(&v10), Some(&v2_5), 95),
+                (Some(&v4), None, 120),
+                (Some(&v2_5), None, 130),
+                // A new value without the field fails; its old one still leaves.
+                (None, Some(&v10), 140),
+                (Some(&v10), Some(r#"{"b": 1}"#), 150),
+                // An old value without the field was never added.
+                (Some(r#"{"b": 1}"#), Some(&v4), 160),
+            ],
+        );
+        let missing = "field `a` is missing".to_string();
+        assert_eq!(
+            out,
+            vec![
+                (some(r#"{"n":1,"t":10,"m":10.0}"#), 100, None),
+                (some(r#"{"n":2,"t":14,"m":7.0}"#), 100, None),
+                (some(r#"{"n":2,"t":6.5,"m":3.25}"#), 100, None),
+                (some(r#"{"n":1,"t":2.5,"m":2.5}"#), 120, None),
+                // A count that reaches zero stays, as Kafka Streams'; an average of nothing is null.
+                (some(r#"{"n":0,"t":0.0,"m":null}"#), 130, None),
+                (some(r#"{"n":1,"t":10.0,"m":10.0}"#), 140, None),
+                (some(r#"{"n":0,"t":0.0,"m":null}"#), 150, Some(missing)),
+                (some(r#"{"n":1,"t":4.0,"m":4.0}"#), 160, None),
+            ]
+        );
+        // The first update of a group with only an old value: nothing to take it from.
+        assert_eq!(
+            run_table(&fold, &[(Some(&v10), None, 5)]),
+            vec![(None, 0, None)]
+        );
+    }
+
+    #[test]
+    fn a_table_reduction_keeps_the_newest_row_with_the_running_sum() {
+        let fold = Fold::of(&Aggregation::Reduce(Reduce::Sum(path("n")))).unwrap();
+        let some = |s: &str| Some(s.to_string());
+        let (a, b, c) = (
+            r#"{"n": 5, "x": "a"}"#,
+            r#"{"n": 2, "x": "b"}"#,
+            r#"{"n": 1, "x": "c"}"#,
+        );
+        let out = run_table(
+            &fold,
+            &[
+                (None, Some(a), 1),
+                (None, Some(b), 2),
+                // a becomes c: 7 - 5 + 1, shown on the newest row.
+                (Some(a), Some(c), 3),
+                // b leaves: the last row stays, its sum less 2.
+                (Some(b), None, 4),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                (some(a), 1, None),
+                (some(r#"{"n": 7, "x": "b"}"#), 2, None),
+                (some(r#"{"n": 3, "x": "c"}"#), 3, None),
+                (some(r#"{"n": 1, "x": "c"}"#), 4, None),
+            ]
+        );
     }
 
     #[test]

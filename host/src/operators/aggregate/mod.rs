@@ -17,13 +17,14 @@
 
 mod fold;
 mod number;
+mod plugin_table;
 
 pub use fold::Fold;
 
 use bytes::{Bytes, BytesMut};
 
 use super::failure::{Failure, FailureKind};
-use super::operator::{ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
+use super::operator::{ErrorClass, Operator, OperatorError, StoreSpec};
 use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator, group_by_key};
 use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
 use crate::codec::format_gate;
@@ -48,10 +49,14 @@ pub struct Aggregate {
     scratch: AggregateOutput,
     /// Where a built-in fold writes the values it emits (see [`Fold::add`]).
     values: BytesMut,
+    /// It aggregates a table's updates (each takes the row's old value out
+    /// of its group, then adds the new one).
+    on_table: bool,
 }
 
 impl Aggregate {
-    pub fn new(id: &str, folder: Folder, store: Box<dyn KeyValueStore>) -> Self {
+    /// An aggregate of records (`on_table` false) or of a table's updates.
+    pub fn new(id: &str, folder: Folder, store: Box<dyn KeyValueStore>, on_table: bool) -> Self {
         Aggregate {
             id: id.to_string(),
             folder,
@@ -59,14 +64,7 @@ impl Aggregate {
             ports: vec!["out".to_string()],
             scratch: AggregateOutput::default(),
             values: BytesMut::new(),
-        }
-    }
-
-    /// The store an aggregate step with this id keeps.
-    pub fn store_spec(id: &str) -> StoreSpec {
-        StoreSpec {
-            name: id.to_string(),
-            kind: StoreKind::KeyValue,
+            on_table,
         }
     }
 }
@@ -79,11 +77,13 @@ fn store_error(e: StateError) -> OperatorError {
     }
 }
 
-/// Bytes of the timestamp in front of every stored accumulator.
-const TS: usize = 8;
+/// Bytes of the timestamp in front of every stored value (an aggregate's
+/// accumulator, a table's row).
+pub(crate) const TS: usize = 8;
 
-/// A stored value: the largest timestamp folded in, and the accumulator.
-fn split_stored(stored: &[u8]) -> Option<(i64, &[u8])> {
+/// A stored value: its timestamp (for an accumulator the largest folded
+/// in, for a table's row the row's), and the rest.
+pub(crate) fn split_stored(stored: &[u8]) -> Option<(i64, &[u8])> {
     let (ts, acc) = stored.split_at_checked(TS)?;
     Some((i64::from_le_bytes(ts.try_into().expect("8 bytes")), acc))
 }
@@ -91,15 +91,44 @@ fn split_stored(stored: &[u8]) -> Option<(i64, &[u8])> {
 /// What a key's stored value stands for: the value last emitted for the
 /// key and its timestamp (`weir test`'s expected store contents; Kafka
 /// Streams' test driver reads a timestamped store the same way). A
-/// plugin's accumulator is the value it emitted, as a reduction's is.
-pub fn shown_stored(aggregation: &Aggregation, stored: &[u8]) -> Result<(Bytes, i64), String> {
+/// plugin's accumulator is the value it emitted, as a reduction's is, and
+/// a table's row (`aggregation` `None`) is its value.
+pub fn shown_stored(
+    aggregation: Option<&Aggregation>,
+    stored: &[u8],
+) -> Result<(Bytes, i64), String> {
     let (timestamp, acc) = split_stored(stored)
         .ok_or_else(|| format!("a stored value of {} bytes has no timestamp", stored.len()))?;
-    let value = match Fold::of(aggregation) {
+    let value = match aggregation.and_then(Fold::of) {
         Some(fold) => fold.shown(acc)?,
         None => Bytes::copy_from_slice(acc),
     };
     Ok((value, timestamp))
+}
+
+/// Emits a built-in fold's result for `key`, from input `record`.
+fn emit_folded(
+    out: &mut StepOutput,
+    input: u32,
+    key: &Bytes,
+    folded: fold::Folded,
+    record: &Record,
+    fold: &Fold,
+) {
+    let mut emitted = Record {
+        key: Some(key.clone()),
+        value: Some(folded.value),
+        timestamp: folded.timestamp,
+        headers: record.headers.clone(),
+        value_is_json: false,
+        old_value: None,
+    };
+    format_gate::host_written(&mut emitted, fold.writes_json(), record);
+    out.emitted.push(Emitted {
+        input,
+        port: 0,
+        record: Some(emitted),
+    });
 }
 
 /// Why a record cannot be aggregated, as Kafka Streams drops it.
@@ -140,26 +169,77 @@ impl Aggregate {
                 })
                 .map_err(store_error)?;
             match folded.expect("update calls the fold") {
-                Ok(folded) => {
-                    let mut emitted = Record {
-                        key: Some(key.clone()),
-                        value: Some(folded.value),
-                        timestamp: folded.timestamp,
-                        headers: record.headers.clone(),
-                        value_is_json: false,
-                    };
-                    format_gate::host_written(&mut emitted, fold.writes_json(), record);
-                    out.emitted.push(Emitted {
-                        input,
-                        port: 0,
-                        record: Some(emitted),
-                    });
-                }
-                Err(reason) => out.failures.push(Failure {
+                Ok(folded) => emit_folded(out, input, key, folded, record, fold),
+                Err(reason) => self.fail(out, input, reason),
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, out: &mut StepOutput, input: u32, reason: String) {
+        out.failures.push(Failure {
+            input,
+            kind: FailureKind::Field,
+            reason: format!("aggregate `{}`: {reason}", self.id),
+        });
+    }
+
+    /// A built-in fold of a table's updates, each taking the row's old
+    /// value out of its group and adding the new one (see [`Fold::change`]).
+    fn builtin_table_batch(
+        &mut self,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        let Folder::Builtin(fold) = &self.folder else {
+            unreachable!("called for a built-in fold")
+        };
+        for (i, record) in records.iter().enumerate() {
+            let input = i as u32;
+            let Some(key) = &record.key else {
+                out.dropped.push(Dropped {
                     input,
-                    kind: FailureKind::Field,
-                    reason: format!("aggregate `{}`: {reason}", self.id),
-                }),
+                    reason: "a null key",
+                });
+                continue;
+            };
+            let (new, old) = (record.value.as_ref(), record.old_value.as_deref());
+            let mut changed = None;
+            let mut absent = false;
+            self.store
+                .update(key, &mut |stored, next| {
+                    if stored.is_none() && new.is_none() {
+                        absent = true;
+                        return false;
+                    }
+                    let c = fold.change(stored, old, new, record.timestamp, next, &mut self.values);
+                    let store_it = c.folded.is_some();
+                    changed = Some(c);
+                    store_it
+                })
+                .map_err(store_error)?;
+            if absent {
+                // A row left a group that holds nothing (its state was
+                // lost): Kafka Streams stores and forwards a null.
+                out.emitted.push(Emitted {
+                    input,
+                    port: 0,
+                    record: Some(Record {
+                        key: Some(key.clone()),
+                        value: None,
+                        timestamp: record.timestamp,
+                        headers: record.headers.clone(),
+                        ..Record::default()
+                    }),
+                });
+                continue;
+            }
+            let Some(changed) = changed else { continue };
+            if let Some(folded) = changed.folded {
+                emit_folded(out, input, key, folded, record, fold);
+            }
+            if let Some(reason) = changed.failure {
+                self.fail(out, input, reason);
             }
         }
         Ok(())
@@ -240,6 +320,7 @@ impl Aggregate {
                     timestamp,
                     headers: record.headers.clone(),
                     value_is_json: false,
+                    old_value: None,
                 }),
             });
         }
@@ -257,9 +338,11 @@ impl Operator for Aggregate {
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
         out.clear();
-        match self.folder {
-            Folder::Builtin(_) => self.builtin_batch(records, out),
-            Folder::Plugin(_) => self.plugin_batch(records, out),
+        match (&self.folder, self.on_table) {
+            (Folder::Builtin(_), false) => self.builtin_batch(records, out),
+            (Folder::Builtin(_), true) => self.builtin_table_batch(records, out),
+            (Folder::Plugin(_), false) => self.plugin_batch(records, out),
+            (Folder::Plugin(_), true) => self.plugin_table_batch(records, out),
         }
     }
 
@@ -275,7 +358,7 @@ impl Operator for Aggregate {
     }
 
     fn stores(&self) -> Vec<StoreSpec> {
-        vec![Aggregate::store_spec(&self.id)]
+        vec![StoreSpec::key_value(&self.id)]
     }
 
     fn checkpoint(&mut self) -> Result<(), OperatorError> {

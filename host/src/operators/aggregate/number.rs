@@ -58,6 +58,18 @@ impl Number {
         }
     }
 
+    /// `self - other` (a table aggregation taking a row's old value out);
+    /// integer overflow is an error.
+    pub fn sub(self, other: Number) -> Result<Number, String> {
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => a
+                .checked_sub(b)
+                .map(Number::Int)
+                .ok_or_else(|| format!("the sum overflows a 64-bit integer ({a} - {b})")),
+            (a, b) => Ok(Number::Float(a.as_f64() - b.as_f64())),
+        }
+    }
+
     /// Numeric order across integers and floats.
     pub fn compare(self, other: Number) -> Ordering {
         match (self, other) {
@@ -126,6 +138,9 @@ mod tests {
         assert_eq!(a.add(b).unwrap(), Number::Int(100));
         let c = Number::parse(b"0.5").unwrap();
         assert_eq!(a.add(c).unwrap(), Number::Float(120.5));
+        assert_eq!(a.sub(b).unwrap(), Number::Int(140));
+        assert_eq!(a.sub(c).unwrap(), Number::Float(119.5));
+        assert!(Number::Int(i64::MIN).sub(Number::Int(1)).is_err());
         assert_eq!(json(Number::Float(2.0)), "2.0");
         assert_eq!(json(Number::Int(7)), "7");
         assert_eq!(Number::parse(b"1e3").unwrap(), Number::Float(1000.0));

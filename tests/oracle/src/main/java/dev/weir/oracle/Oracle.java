@@ -21,6 +21,7 @@ import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.Serializer;
 import org.apache.kafka.common.utils.Bytes;
+import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.TestInputTopic;
@@ -29,6 +30,7 @@ import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KGroupedStream;
+import org.apache.kafka.streams.kstream.KGroupedTable;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
@@ -48,7 +50,7 @@ public final class Oracle {
     static final ObjectMapper JSON = new ObjectMapper();
     static final JsonNodeFactory NODES = JsonNodeFactory.instance;
     static final Set<String> OPS = Set.of("count", "sum", "min", "max", "avg", "reduce", "latest");
-    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations");
+    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations", "table");
     /** The functions of an `aggregations` topology (weir's built-in aggregations). */
     static final Set<String> AGGREGATIONS = Set.of("count", "sum", "min", "max", "avg");
 
@@ -139,6 +141,10 @@ public final class Oracle {
                 throw new IllegalArgumentException(op + " needs \"field\"");
         }
         StreamsBuilder b = new StreamsBuilder();
+        if (t.path("table").asBoolean(false)) {
+            buildTable(b, t, multi, op, field).toStream().to("output", Produced.with(Serdes.String(), JSON_SERDE));
+            return b.build();
+        }
         KStream<String, JsonNode> s = b.stream("input", Consumed.with(Serdes.String(), JSON_SERDE));
         KGroupedStream<String, JsonNode> g;
         if (t.path("group_by").isTextual()) {
@@ -186,6 +192,67 @@ public final class Oracle {
         return b.build();
     }
 
+    /**
+     * A table aggregation: input read as a KTable, its rows grouped (KTable#groupBy, by a field or by
+     * the row's key) and aggregated with an adder and a subtractor. Only what can be subtracted:
+     * count, sum, avg, reduce with reducer sum.
+     */
+    static KTable<String, JsonNode> buildTable(StreamsBuilder b, JsonNode t, boolean multi, String op, String field) {
+        KTable<String, JsonNode> rows = b.table("input", Consumed.with(Serdes.String(), JSON_SERDE));
+        String[] path = t.path("group_by").isTextual() ? t.get("group_by").asText().split("\\.") : null;
+        // A null key (a missing or bad field) skips that side of the update, as Kafka Streams does.
+        KGroupedTable<String, JsonNode> g = rows.groupBy(
+                (k, v) -> KeyValue.pair(path == null ? k : keyOf(at(v, path)), v),
+                Grouped.with(Serdes.String(), JSON_SERDE));
+        if (multi) {
+            JsonNode aggs = t.get("aggregations");
+            aggs.fields().forEachRemaining(e -> {
+                JsonNode spec = e.getValue();
+                if (spec.isObject() && !spec.has("sum") && !spec.has("avg"))
+                    throw new IllegalArgumentException("a table cannot subtract " + spec);
+            });
+            return g.aggregate(() -> (JsonNode) NODES.objectNode(),
+                    (k, v, acc) -> addAll(aggs, (ObjectNode) acc, v),
+                    (k, v, acc) -> subtractAll(aggs, (ObjectNode) acc, v), store(JSON_SERDE))
+                    .mapValues(acc -> results(aggs, (ObjectNode) acc));
+        }
+        if (!op.equals("reduce") || !t.path("reducer").asText("sum").equals("sum"))
+            throw new IllegalArgumentException("a table cannot subtract op " + op);
+        return g.reduce((a, v) -> {
+            ObjectNode o = ((ObjectNode) v).deepCopy();
+            o.set(field, combine("sum", num(a, field), num(v, field)));
+            return o;
+        }, (a, old) -> {
+            ObjectNode o = ((ObjectNode) a).deepCopy();
+            o.set(field, subtract(num(a, field), num(old, field)));
+            return o;
+        }, store(JSON_SERDE));
+    }
+
+    /** Takes record `v` out of every aggregation's accumulator (a new object). */
+    static JsonNode subtractAll(JsonNode aggs, ObjectNode acc, JsonNode v) {
+        ObjectNode next = acc.deepCopy();
+        aggs.fields().forEachRemaining(e -> {
+            JsonNode spec = e.getValue(), a = acc.get(e.getKey());
+            if (spec.isTextual()) { next.put(e.getKey(), a.asLong() - 1); return; } // count
+            String fn = spec.fieldNames().next();
+            JsonNode x = num(v, spec.get(fn).asText());
+            if (fn.equals("sum")) { next.set(e.getKey(), subtract(a, x)); return; }
+            ObjectNode avg = NODES.objectNode(); // avg
+            avg.set("sum", subtract(a.get("sum"), x));
+            avg.put("count", a.get("count").asLong() - 1);
+            next.set(e.getKey(), avg);
+        });
+        return next;
+    }
+
+    /** acc - x: long if both are integral (overflow throws), else double. */
+    static JsonNode subtract(JsonNode acc, JsonNode x) {
+        return acc.isIntegralNumber() && x.isIntegralNumber()
+                ? NODES.numberNode(Math.subtractExact(acc.asLong(), x.asLong()))
+                : NODES.numberNode(acc.asDouble() - x.asDouble());
+    }
+
     /** `aggregations`: name -> "count" | {"sum"|"min"|"max"|"avg": field}, as in a weir pipeline file. */
     static void checkAggregations(JsonNode aggs) {
         if (aggs == null || !aggs.isObject() || aggs.isEmpty())
@@ -228,8 +295,13 @@ public final class Oracle {
     }
 
     static JsonNode result(JsonNode spec, JsonNode acc) {
-        if (spec.isObject() && spec.fieldNames().next().equals("avg"))
-            return NODES.numberNode(acc.get("sum").asDouble() / acc.get("count").asLong());
+        if (spec.isObject() && spec.fieldNames().next().equals("avg")) {
+            long count = acc.get("count").asLong();
+            // weir's average of nothing (a table group whose rows all left) is null, where a
+            // double division would give NaN, which JSON cannot hold.
+            if (count == 0) return NullNode.instance;
+            return NODES.numberNode(acc.get("sum").asDouble() / count);
+        }
         return acc;
     }
 

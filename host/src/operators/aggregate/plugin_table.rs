@@ -1,0 +1,226 @@
+//! An aggregator plugin over a table's updates: each update takes the
+//! row's old value out of its group with the plugin's `subtract`, then
+//! adds the new one with `add` (Kafka Streams' `KGroupedTable#aggregate`
+//! with a subtractor).
+//!
+//! A batch goes to the plugin in rounds, each holding at most one update
+//! per key (the first round every key's first update, and so on): one
+//! `subtract` call for the round's old values, then one `add` call for its
+//! new values, each from the accumulator the key reached in the round
+//! before. So every update's result is emitted, as Kafka Streams emits
+//! one per update, and a batch over many keys takes two calls. Results are
+//! kept aside and written to the store only once every round succeeded: a
+//! plugin that fails part way leaves the store as the batch found it.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::{Aggregate, Folder, TS, split_stored, store_error};
+use crate::operators::failure::Failure;
+use crate::operators::operator::OperatorError;
+use crate::operators::plugin_aggregator::Group;
+use crate::operators::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
+use crate::record::Record;
+
+/// A key's accumulator as the batch has it so far.
+#[derive(Clone)]
+struct Current {
+    /// `None`: the key has no accumulator (never had, or the plugin
+    /// removed it).
+    accumulator: Option<Bytes>,
+    /// The result timestamp stored with it.
+    timestamp: i64,
+    /// Whether the store holds (or will hold) the key: Kafka Streams'
+    /// timestamp rule and "nothing to take out from" both ask.
+    exists: bool,
+    /// Changed by the batch: written to the store after it.
+    dirty: bool,
+}
+
+impl Aggregate {
+    pub(super) fn plugin_table_batch(
+        &mut self,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        // Each key's updates in batch order, then the rounds they make.
+        let mut rounds: Vec<Vec<u32>> = Vec::new();
+        let mut seen: HashMap<&[u8], usize> = HashMap::new();
+        for (i, record) in records.iter().enumerate() {
+            let Some(key) = record.key.as_deref() else {
+                out.dropped.push(Dropped {
+                    input: i as u32,
+                    reason: "a null key",
+                });
+                continue;
+            };
+            if record.value.is_none() && record.old_value.is_none() {
+                continue;
+            }
+            let n = seen.entry(key).or_insert(0);
+            if rounds.len() <= *n {
+                rounds.push(Vec::new());
+            }
+            rounds[*n].push(i as u32);
+            *n += 1;
+        }
+        let mut current: HashMap<Bytes, Current> = HashMap::new();
+        for key in seen.keys() {
+            let stored = self.store.get(key).map_err(store_error)?;
+            let split = stored.as_deref().and_then(split_stored);
+            current.insert(
+                Bytes::copy_from_slice(key),
+                Current {
+                    accumulator: split.map(|(_, acc)| Bytes::copy_from_slice(acc)),
+                    timestamp: split.map_or(i64::MIN, |(ts, _)| ts),
+                    exists: split.is_some(),
+                    dirty: false,
+                },
+            );
+        }
+        // The old values, as records the plugin subtracts.
+        let olds: Vec<Record> = records
+            .iter()
+            .map(|r| Record {
+                value: r.old_value.clone(),
+                ..r.clone()
+            })
+            .collect();
+        let mut emitted: Vec<Emitted> = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
+        for round in &rounds {
+            let batch = (records, &olds[..]);
+            self.table_round(batch, round, &mut current, &mut emitted, &mut failures)
+                .inspect_err(|_| out.clear())?;
+        }
+        for (key, now) in current.iter().filter(|(_, now)| now.dirty) {
+            match &now.accumulator {
+                Some(acc) => {
+                    let mut value = Vec::with_capacity(TS + acc.len());
+                    value.extend_from_slice(&now.timestamp.to_le_bytes());
+                    value.extend_from_slice(acc);
+                    self.store.put(key, value.into()).map_err(store_error)?;
+                }
+                None => self.store.delete(key).map_err(store_error)?,
+            }
+        }
+        emitted.sort_by_key(|e| e.input);
+        failures.sort_by_key(|f| f.input);
+        out.emitted.append(&mut emitted);
+        out.failures.append(&mut failures);
+        Ok(())
+    }
+
+    /// One round: every key at most once; `subtract` for the old values
+    /// of keys that have an accumulator, then `add` for the new values.
+    fn table_round(
+        &mut self,
+        (records, olds): (&[Record], &[Record]),
+        round: &[u32],
+        current: &mut HashMap<Bytes, Current>,
+        emitted: &mut Vec<Emitted>,
+        failures: &mut Vec<Failure>,
+    ) -> Result<(), OperatorError> {
+        let Folder::Plugin(plugin) = &mut self.folder else {
+            unreachable!("called for a plugin fold")
+        };
+        let key_of = |i: u32| records[i as usize].key.clone().expect("keyed above");
+        let mut results = std::mem::take(&mut self.scratch);
+        let subtracting: Vec<u32> = round
+            .iter()
+            .copied()
+            .filter(|&i| {
+                olds[i as usize].value.is_some() && current[&key_of(i)].accumulator.is_some()
+            })
+            .collect();
+        let mut failed: Vec<u32> = Vec::new();
+        if !subtracting.is_empty() {
+            let keys: Vec<Bytes> = subtracting.iter().map(|&i| key_of(i)).collect();
+            let inputs: Vec<[u32; 1]> = subtracting.iter().map(|&i| [i]).collect();
+            let groups: Vec<Group<'_>> = keys
+                .iter()
+                .zip(&inputs)
+                .map(|(key, input)| Group {
+                    key,
+                    accumulator: current[key].accumulator.as_deref(),
+                    inputs: input,
+                })
+                .collect();
+            results.clear();
+            if let Err(e) = plugin.subtract(olds, &groups, &mut results) {
+                self.scratch = results;
+                return Err(plugin_failure(e, plugin.culprit(), false));
+            }
+            for update in &results.updates {
+                let now = current.get_mut(&key_of(update.input)).expect("read above");
+                now.accumulator = update.accumulator.clone();
+            }
+            for f in results.failures.drain(..) {
+                failed.push(f.input);
+                failures.push(f);
+            }
+        }
+        let adding: Vec<u32> = round
+            .iter()
+            .copied()
+            .filter(|&i| records[i as usize].value.is_some() && !failed.contains(&i))
+            .collect();
+        let mut added: Vec<u32> = Vec::new();
+        if !adding.is_empty() {
+            let keys: Vec<Bytes> = adding.iter().map(|&i| key_of(i)).collect();
+            let inputs: Vec<[u32; 1]> = adding.iter().map(|&i| [i]).collect();
+            let groups: Vec<Group<'_>> = keys
+                .iter()
+                .zip(&inputs)
+                .map(|(key, input)| Group {
+                    key,
+                    accumulator: current[key].accumulator.as_deref(),
+                    inputs: input,
+                })
+                .collect();
+            results.clear();
+            if let Err(e) = plugin.add(records, &groups, &mut results) {
+                self.scratch = results;
+                return Err(plugin_failure(e, plugin.culprit(), false));
+            }
+            for update in &results.updates {
+                let now = current.get_mut(&key_of(update.input)).expect("read above");
+                now.accumulator = update.accumulator.clone();
+                added.push(update.input);
+            }
+            failures.append(&mut results.failures);
+        }
+        self.scratch = results;
+        // Each update that changed its key's accumulator emits it, with
+        // Kafka Streams' timestamp: the larger of the record's and the
+        // stored one when the key had an accumulator, else the record's.
+        for &i in round {
+            let subtracted = subtracting.contains(&i) && !failed.contains(&i);
+            if !subtracted && !added.contains(&i) {
+                continue;
+            }
+            let record = &records[i as usize];
+            let key = key_of(i);
+            let now = current.get_mut(&key).expect("read above");
+            now.timestamp = match now.exists {
+                true => now.timestamp.max(record.timestamp),
+                false => record.timestamp,
+            };
+            now.exists = now.accumulator.is_some();
+            now.dirty = true;
+            emitted.push(Emitted {
+                input: i,
+                port: 0,
+                record: Some(Record {
+                    key: Some(key),
+                    value: now.accumulator.clone(),
+                    timestamp: now.timestamp,
+                    headers: record.headers.clone(),
+                    ..Record::default()
+                }),
+            });
+        }
+        Ok(())
+    }
+}
