@@ -514,3 +514,50 @@ sinks:
         stderr(&out)
     );
 }
+
+#[test]
+fn two_aggregates_of_one_group_by_run_in_one_sub_topology() {
+    let input = [
+        record(Some("a"), json!({"c": "x", "n": 1}), 1),
+        record(Some("b"), json!({"c": "y", "n": 2}), 2),
+        record(Some("c"), json!({"c": "x", "n": 4}), 3),
+    ]
+    .join("\n");
+    let f = Fixture::new(
+        "\
+partitions: 2
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: g, kind: group-by, key: { field: c } }
+  - { name: counts, kind: aggregate, id: counts, from: g, aggregations: { n: count } }
+  - { name: sums, kind: aggregate, id: sums, from: g, aggregations: { s: { sum: n } } }
+sinks:
+  o1: { kind: file, path: o1.jsonl, from: counts }
+  o2: { kind: file, path: o2.jsonl, from: sums }
+",
+        &[("in.jsonl", &input)],
+    );
+    let (result, captured) = f.run();
+    result.unwrap();
+    let mut counts = triples(&captured.records("o1"));
+    let mut sums = triples(&captured.records("o2"));
+    counts.sort_by_key(|t| t.2);
+    sums.sort_by_key(|t| t.2);
+    assert_eq!(
+        counts,
+        vec![
+            (json!("x"), json!({"n": 1}), 1),
+            (json!("y"), json!({"n": 1}), 2),
+            (json!("x"), json!({"n": 2}), 3),
+        ]
+    );
+    assert_eq!(
+        sums,
+        vec![
+            (json!("x"), json!({"s": 1}), 1),
+            (json!("y"), json!({"s": 2}), 2),
+            (json!("x"), json!({"s": 5}), 3),
+        ]
+    );
+}

@@ -374,6 +374,26 @@ fn split(p: &Pipeline) -> Vec<SubTopology> {
             }
         }
     }
+    // The readers of one repartition read the same records (on Kafka, one
+    // topic): they are one sub-topology, as the aggregates of one
+    // KGroupedStream are in Kafka Streams.
+    for j in (0..nt).filter(|&j| p.steps[j].repartitions) {
+        let reads =
+            |inputs: &[crate::pipeline::Input]| inputs.iter().any(|i| i.node == Node::Step(j));
+        let readers: Vec<usize> = (0..nt)
+            .filter(|&c| reads(&p.steps[c].inputs))
+            .map(|c| ns + c)
+            .chain(
+                (0..p.sinks.len())
+                    .filter(|&k| reads(&p.sinks[k].inputs))
+                    .map(|k| ns + nt + k),
+            )
+            .collect();
+        for pair in readers.windows(2) {
+            let (a, b) = (root(&mut parent, pair[0]), root(&mut parent, pair[1]));
+            parent[a] = b;
+        }
+    }
     let mut order: Vec<usize> = Vec::new();
     for x in 0..parent.len() {
         let r = root(&mut parent, x);
