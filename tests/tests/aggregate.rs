@@ -202,7 +202,13 @@ sinks:
 fn the_examples_pass_their_fixtures() {
     // Each on the embedded default and between Kafka topics (the test
     // driver stands in for the broker), with the same store contents.
-    for example in ["category-stats", "clicks-per-user", "event-sourcing"] {
+    for example in [
+        "category-stats",
+        "clicks-per-user",
+        "event-sourcing",
+        "users-per-country",
+        "order-totals",
+    ] {
         for file in ["pipeline.yaml", "kafka.yaml"] {
             let pipeline = repo().join(format!("examples/{example}/{file}"));
             let out = weir(&["test", pipeline.to_str().unwrap()]);

@@ -389,3 +389,108 @@ fn a_changelog_with_the_wrong_partition_count_is_refused() {
         "{log}"
     );
 }
+
+/// Issue 14, item 1: a table on Kafka. Users (keyed by id) are counted per
+/// country; the process then loses its state directory, restores the
+/// table's rows and the counts from their changelogs, and goes on with
+/// rows that move country and rows that are deleted: moving a row takes it
+/// out of its old country, which needs the restored row (the old value
+/// crosses the repartition topic with the new one), and no internal header
+/// reaches the output.
+#[test]
+fn a_table_on_kafka_keeps_its_rows_across_a_lost_state_directory() {
+    let (input, output, app) = (
+        kafka::unique("tb-in"),
+        kafka::unique("tb-out"),
+        kafka::unique("tb-app"),
+    );
+    let _cleanup = Cleanup::topics(&[
+        &input,
+        &output,
+        &format!("{app}-users-changelog"),
+        &format!("{app}-per-country-changelog"),
+        &format!("{app}-per-country-repartition"),
+    ]);
+    kafka::create_topic(&input, 2);
+    kafka::create_topic(&output, 2);
+    let body = format!(
+        "sources:
+  users: {{ kind: kafka, topic: {input}, key-format: string, value-format: json, table: true }}
+steps:
+  - {{ name: by-country, kind: group-by, key: {{ field: country }} }}
+  - {{ name: per-country, id: per-country, kind: aggregate, aggregations: {{ n: count }} }}
+sinks:
+  out: {{ kind: kafka, topic: {output}, key-format: string, value-format: json }}
+"
+    );
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+    let row = |user: usize, country: &str| {
+        Rec::new(
+            &format!("u{user}"),
+            &format!(r#"{{"country":"{country}"}}"#),
+        )
+    };
+    // Every user's country, and each country's expected count.
+    let mut countries: BTreeMap<usize, String> = BTreeMap::new();
+    let counts = |countries: &BTreeMap<usize, String>| {
+        let mut out: BTreeMap<String, u64> = ["c0", "c1", "c2", "c3", "c4", "moved"]
+            .into_iter()
+            .map(|c| (c.to_string(), 0))
+            .collect();
+        for c in countries.values() {
+            *out.get_mut(c).unwrap() += 1;
+        }
+        out
+    };
+    let latest = |want: usize, weir: &WeirProcess| {
+        let mut out = BTreeMap::new();
+        for r in weir.consume(&output, want, WAIT, SETTLE) {
+            assert!(r.rec.headers.is_empty(), "{:?}", r.rec.headers);
+            out.insert(
+                r.rec.key.clone().unwrap(),
+                r.rec.json()["n"].as_u64().unwrap(),
+            );
+        }
+        out
+    };
+
+    let first: Vec<Rec> = (0..50)
+        .map(|u| {
+            countries.insert(u, format!("c{}", u % 5));
+            row(u, &format!("c{}", u % 5))
+        })
+        .collect();
+    kafka::produce(&input, &first);
+    let weir = start(&fixture, "run1.log", &fixture.path("state-a"));
+    let mut want = counts(&countries);
+    want.remove("moved");
+    assert_eq!(latest(50, &weir), want, "{}", weir.log_text());
+    weir.stop();
+
+    // Another state directory: everything comes back from the changelogs.
+    let mut second: Vec<Rec> = (0..10)
+        .map(|u| {
+            countries.insert(u, "moved".into());
+            row(u, "moved")
+        })
+        .collect();
+    for u in 10..20 {
+        countries.remove(&u);
+        second.push(Rec {
+            value: None,
+            ..row(u, "")
+        });
+    }
+    // A delete of a row that never was changes nothing.
+    second.push(Rec {
+        value: None,
+        ..row(999, "")
+    });
+    kafka::produce(&input, &second);
+    let weir = start(&fixture, "run2.log", &fixture.path("state-b"));
+    // 50 first counts, then 2 per move (out of the old country, into
+    // `moved`) and 1 per delete.
+    assert_eq!(latest(80, &weir), counts(&countries), "{}", weir.log_text());
+    let log = weir.stop();
+    assert!(log.contains("restored"), "{log}");
+}
