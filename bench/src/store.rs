@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use bytes::Bytes;
-use weir::{RocksDbStores, StateMode, StateSettings, StoreKind, StoreProvider, StoreSpec, TaskId};
+use weir::{RocksDbStores, StateMode, StateSettings, StoreProvider, StoreSpec, TaskId};
 
 use crate::cpu_time;
 
@@ -93,10 +93,7 @@ pub fn store(options: &Store) -> Result<()> {
             subtopology: 0,
             partition: 0,
         };
-        let spec = StoreSpec {
-            name: "counts".to_string(),
-            kind: StoreKind::KeyValue,
-        };
+        let spec = StoreSpec::key_value("counts", "");
         let mut store = provider.open(task, &spec)?;
         let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
         let (wall, cpu) = (Instant::now(), cpu_time());

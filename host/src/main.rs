@@ -126,6 +126,11 @@ enum Command {
         /// sink, the internal topics and the delivery guarantee of each sink.
         #[arg(long)]
         print_topology: bool,
+        /// The file this one replaces: say, per stateful step, whether its
+        /// state carries on, starts empty, or is refused (a changed group-by
+        /// key or aggregation under the same id); exits 1 when any is refused.
+        #[arg(long, value_name = "OLD")]
+        against: Option<PathBuf>,
         #[command(flatten)]
         endpoints: EndpointArgs,
     },
@@ -483,8 +488,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Validate {
             pipeline,
             print_topology,
+            against,
             endpoints,
-        } => validate(&pipeline, print_topology, &endpoints.overrides()),
+        } => validate(
+            &pipeline,
+            print_topology,
+            against.as_deref(),
+            &endpoints.overrides(),
+        ),
         Command::Test {
             pipeline,
             cases,
@@ -776,7 +787,12 @@ fn swap(
 }
 
 /// `weir validate`: the file checked, every plugin loaded and started once.
-fn validate(pipeline: &Path, print_topology: bool, overrides: &Overrides) -> Result<ExitCode> {
+fn validate(
+    pipeline: &Path,
+    print_topology: bool,
+    against: Option<&Path>,
+    overrides: &Overrides,
+) -> Result<ExitCode> {
     let topo = build_with(pipeline, overrides)?;
     let p = &topo.pipeline;
     let tasks = if p.reads_kafka() {
@@ -800,6 +816,24 @@ fn validate(pipeline: &Path, print_topology: bool, overrides: &Overrides) -> Res
     );
     if print_topology {
         print!("{}", topo.describe());
+    }
+    if let Some(old) = against {
+        let before = Pipeline::load(old).map_err(|e| Invalid(e.to_string()))?;
+        let verdicts = weir::upgrade_check::compare(&before, p);
+        println!("state, against {}:", old.display());
+        if verdicts.is_empty() {
+            println!("  neither file has a stateful step");
+        }
+        for v in &verdicts {
+            println!("  {v}");
+        }
+        if verdicts.iter().any(|v| v.refused()) {
+            eprintln!(
+                "weir: {} refused: a stateful step changed what it stores under an id it keeps",
+                pipeline.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -567,3 +567,69 @@ sinks:
         ]
     );
 }
+
+/// `weir validate --against OLD NEW`: per stateful step, whether the
+/// change keeps its state, starts it empty, or is refused (exit 1).
+#[test]
+fn weir_validate_against_an_old_file_says_what_happens_to_each_store() {
+    let old = repo().join("examples/category-stats/pipeline.yaml");
+    let text = std::fs::read_to_string(&old).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::copy(
+            repo().join("examples/category-stats/events.jsonl"),
+            dir.path().join("events.jsonl"),
+        )
+        .unwrap();
+        path
+    };
+    let check = |new: &std::path::Path| {
+        weir(&[
+            "validate",
+            new.to_str().unwrap(),
+            "--against",
+            old.to_str().unwrap(),
+        ])
+    };
+
+    let same = write("same.yaml", &text.replace("avg_amount", "mean_amount"));
+    let out = check(&same);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = weir_tests::stdout(&out);
+    assert!(
+        said.contains("keeps    category-stats (step `category-stats`): its state carries on"),
+        "{said}"
+    );
+
+    let rekeyed = write(
+        "rekeyed.yaml",
+        &text.replace(
+            "key: { field: category }          # re-keys",
+            "key: { field: user }  # re-keys",
+        ),
+    );
+    let out = check(&rekeyed);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = weir_tests::stdout(&out);
+    assert!(said.contains("refused  category-stats (step `category-stats`): its keys change from field category to field user"), "{said}");
+
+    let new_id = write(
+        "new-id.yaml",
+        &text.replace("id: category-stats ", "id: category-stats-v2 "),
+    );
+    let out = check(&new_id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = weir_tests::stdout(&out);
+    assert!(
+        said.contains(
+            "resets   category-stats-v2 (step `category-stats`): a new id: the step starts empty"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("dropped  category-stats (step `category-stats`)"),
+        "{said}"
+    );
+}

@@ -494,3 +494,46 @@ sinks:
     let log = weir.stop();
     assert!(log.contains("restored"), "{log}");
 }
+
+/// Issue 14, item 4: a run whose stored state was made by another
+/// aggregation under the same id refuses to start, naming the step and the
+/// remedy; the same file again runs on.
+#[test]
+fn a_run_whose_stored_state_does_not_match_its_step_is_refused() {
+    let topics = Topics::new("mm", 2, 2);
+    let (input, output) = (&topics.input, &topics.output);
+    let fixture = topics.fixture();
+    let state = fixture.path("state");
+    kafka::produce(input, &events(0, 50));
+    let weir = start(&fixture, "run1.log", &state);
+    assert_eq!(
+        latest(output, 50, &weir),
+        expected(50),
+        "{}",
+        weir.log_text()
+    );
+    weir.stop();
+
+    // `totals` now averages where it summed: refused.
+    let changed = body(input, output).replace("{ sum: amount }", "{ avg: amount }");
+    let other = kafka::pipeline(&topics.app, &Settings::default(), &changed);
+    let weir = start(&other, "run2.log", &state);
+    let (ok, log) = weir.wait();
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("state store `totals`")
+            && log.contains("it holds aggregations count, sum(amount) of records, keyed by field user, and its step now stores aggregations count, avg(amount) of records")
+            && log.contains("give the step a new `id`"),
+        "{log}"
+    );
+    // Nothing was written over: the original file goes on from its state.
+    kafka::produce(input, &events(50, 60));
+    let weir = start(&fixture, "run3.log", &state);
+    assert_eq!(
+        latest(output, 60, &weir),
+        expected(60),
+        "{}",
+        weir.log_text()
+    );
+    weir.stop();
+}

@@ -38,14 +38,21 @@ pub struct StoreSpec {
     /// Unique within the pipeline; also names the changelog.
     pub name: String,
     pub kind: StoreKind,
+    /// What the store holds (its step's
+    /// [`StoreFormat`](crate::upgrade_check::StoreFormat) as text): a store
+    /// that holds something else is refused. Empty: not checked (a reader
+    /// such as `weir state`).
+    pub holds: String,
 }
 
 impl StoreSpec {
-    /// A key-value store named `id` (an aggregate's, a table's).
-    pub fn key_value(id: &str) -> StoreSpec {
+    /// A key-value store named `id` (an aggregate's, a table's) holding
+    /// `holds` (empty: whatever it holds).
+    pub fn key_value(id: &str, holds: &str) -> StoreSpec {
         StoreSpec {
             name: id.to_string(),
             kind: StoreKind::KeyValue,
+            holds: holds.to_string(),
         }
     }
 }

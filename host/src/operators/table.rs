@@ -104,7 +104,7 @@ impl Operator for Table {
     }
 
     fn stores(&self) -> Vec<StoreSpec> {
-        vec![StoreSpec::key_value(&self.id)]
+        vec![StoreSpec::key_value(&self.id, "")]
     }
 
     fn checkpoint(&mut self) -> Result<(), OperatorError> {

@@ -24,6 +24,7 @@ mod raw;
 mod schema;
 mod schema_check;
 mod step_config;
+pub mod upgrade;
 mod validate;
 mod yaml_tree;
 

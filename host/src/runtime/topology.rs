@@ -198,6 +198,9 @@ impl Topology {
             (0..self.pipeline.steps.len()).map(|_| None).collect();
         for &j in &sub.steps {
             let step = &self.pipeline.steps[j];
+            // What the step's store holds, checked against what it held.
+            let holds = crate::upgrade_check::store_format(&self.pipeline, j)
+                .map_or_else(String::new, |f| f.to_string());
             operators[j] = match (step.kind, &step.group_key, &step.aggregation) {
                 (StepKind::Repartition, ..) => None,
                 (StepKind::GroupBy, Some(GroupKey::Existing), _) => {
@@ -208,12 +211,12 @@ impl Topology {
                 }
                 (StepKind::Table, ..) => {
                     let id = step.id.as_deref().expect("validated: a table has an id");
-                    let store = stores.open(task, &StoreSpec::key_value(id)).map_err(|e| {
-                        StartError::Setup {
+                    let store = stores
+                        .open(task, &StoreSpec::key_value(id, &holds))
+                        .map_err(|e| StartError::Setup {
                             step: step.name.clone(),
                             message: e.to_string(),
-                        }
-                    })?;
+                        })?;
                     Some(Box::new(Table::new(id, store)))
                 }
                 (StepKind::Aggregate, _, Some(aggregation)) => {
@@ -234,12 +237,12 @@ impl Topology {
                             )?))
                         }
                     };
-                    let store = stores.open(task, &StoreSpec::key_value(id)).map_err(|e| {
-                        StartError::Setup {
+                    let store = stores
+                        .open(task, &StoreSpec::key_value(id, &holds))
+                        .map_err(|e| StartError::Setup {
                             step: step.name.clone(),
                             message: e.to_string(),
-                        }
-                    })?;
+                        })?;
                     Some(Box::new(Aggregate::new(id, folder, store, step.on_table)))
                 }
                 _ => {

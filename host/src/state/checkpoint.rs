@@ -8,9 +8,16 @@
 //! offset to read (the offset after the last record restored or written),
 //! so a checkpoint equal to the changelog's end offset means up to date.
 //!
-//! The file is JSON (`{"format":1,"offsets":{"category-stats":1234}}`),
-//! written atomically (a temporary file, synced, renamed over it), so a
-//! crash leaves the old checkpoint or the new one.
+//! It also says what each store holds (its step's [`StoreFormat`] as
+//! text), so a run whose step now stores something else under the same id
+//! is refused instead of misreading the state.
+//!
+//! The file is JSON (`{"format":1,"offsets":{"category-stats":1234},
+//! "stores":{"category-stats":"aggregations count of records, keyed by
+//! field category"}}`), written atomically (a temporary file, synced,
+//! renamed over it), so a crash leaves the old checkpoint or the new one.
+//!
+//! [`StoreFormat`]: crate::upgrade_check::StoreFormat
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -25,6 +32,8 @@ const CHECKPOINT_FORMAT: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     offsets: BTreeMap<String, u64>,
+    /// What each store holds, as its step said when it first opened it.
+    stores: BTreeMap<String, String>,
 }
 
 impl Checkpoint {
@@ -40,9 +49,27 @@ impl Checkpoint {
         self.offsets.insert(store.to_string(), next_offset);
     }
 
-    /// Forgets `store` (its local state can no longer be trusted).
+    /// Forgets `store`'s offset (its local state can no longer be
+    /// trusted: it is restored fully).
     pub fn remove(&mut self, store: &str) {
         self.offsets.remove(store);
+    }
+
+    /// Forgets `store` altogether: its offset and what it holds (the store
+    /// was dropped).
+    pub fn forget(&mut self, store: &str) {
+        self.offsets.remove(store);
+        self.stores.remove(store);
+    }
+
+    /// What `store` holds, as recorded when it was first opened.
+    pub fn holds(&self, store: &str) -> Option<&str> {
+        self.stores.get(store).map(String::as_str)
+    }
+
+    /// Records what `store` holds.
+    pub fn set_holds(&mut self, store: &str, format: &str) {
+        self.stores.insert(store.to_string(), format.to_string());
     }
 
     /// Every store and its offset, by store name.
@@ -76,6 +103,7 @@ impl Checkpoint {
         }
         Ok(Checkpoint {
             offsets: file.offsets,
+            stores: file.stores,
         })
     }
 
@@ -84,6 +112,7 @@ impl Checkpoint {
         let file = CheckpointFile {
             format: CHECKPOINT_FORMAT,
             offsets: self.offsets.clone(),
+            stores: self.stores.clone(),
         };
         let text = serde_json::to_string(&file).expect("a checkpoint serializes") + "\n";
         write_atomically(&Checkpoint::path(task_dir), text.as_bytes())
@@ -95,6 +124,8 @@ impl Checkpoint {
 struct CheckpointFile {
     format: u32,
     offsets: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    stores: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -386,7 +386,7 @@ impl RocksDbStores {
         let error = store_error(task, store);
         let handle = self.task(task).map_err(&error)?;
         let db = handle.db();
-        db.update_checkpoint(|cp| cp.remove(store))
+        db.update_checkpoint(|cp| cp.forget(store))
             .map_err(&error)?;
         let mut names = db.cf_names.lock().expect("cf_names lock");
         if names.iter().any(|name| name == store) {
@@ -439,6 +439,7 @@ impl StoreProvider for RocksDbStores {
         let error = store_error(task, &spec.name);
         let handle = self.task(task).map_err(&error)?;
         handle.db().ensure_cf(&spec.name).map_err(&error)?;
+        check_holds(handle.db(), spec).map_err(&error)?;
         let changelog = self.shared.changelog.as_ref().map(|make| make(task));
         Ok(Box::new(CachedStore::new(handle, &spec.name, changelog)))
     }
@@ -454,6 +455,26 @@ impl Shared {
         let cache = Cache::new_lru_cache(bytes)
             .map_err(|e| format!("cannot make RocksDB's block cache of {bytes} bytes: {e}"))?;
         Ok(self.block_cache.get_or_init(|| cache))
+    }
+}
+
+/// Whether the task's store `spec` holds what its step stores: recorded
+/// in the checkpoint the first time the store opens, compared on every
+/// later open (a spec that says nothing, as `weir state` and tests open
+/// stores, is not checked).
+fn check_holds(db: &TaskDb, spec: &StoreSpec) -> Result<(), String> {
+    if spec.holds.is_empty() {
+        return Ok(());
+    }
+    match db.checkpoint().holds(&spec.name) {
+        Some(held) if held == spec.holds => Ok(()),
+        Some(held) => Err(format!(
+            "it holds {held}, and its step now stores {} under the same id: the state was made by another version of the pipeline, and would be read as what it is not (`weir validate --against OLD NEW` says so before a run); give the step a new `id` (its state then starts empty), or remove the state (`weir state reset PIPELINE --step {}`; on Kafka also its changelog topic)",
+            spec.holds, spec.name
+        )),
+        None => db
+            .update_checkpoint(|cp| cp.set_holds(&spec.name, &spec.holds))
+            .map_err(|e| format!("cannot record what the store holds: {e}")),
     }
 }
 
@@ -541,7 +562,6 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::operators::StoreKind;
     use crate::state::changelog::{Changelog, ChangelogError};
 
     const TASK: TaskId = TaskId {
@@ -550,10 +570,7 @@ mod tests {
     };
 
     fn spec(name: &str) -> StoreSpec {
-        StoreSpec {
-            name: name.to_string(),
-            kind: StoreKind::KeyValue,
-        }
+        StoreSpec::key_value(name, "")
     }
 
     fn stores(dir: &Path, mode: StateMode) -> RocksDbStores {
@@ -889,6 +906,34 @@ mod tests {
             .checkpoint(TASK)
             .unwrap();
         assert_eq!(cp, Checkpoint::default());
+    }
+
+    #[test]
+    fn a_store_that_holds_something_else_than_its_step_stores_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let counts =
+            StoreSpec::key_value("stats", "aggregations count of records, keyed by field c");
+        {
+            let provider = stores(tmp.path(), StateMode::Keep);
+            let mut s = provider.open(TASK, &counts).unwrap();
+            s.put(b"a", b("1")).unwrap();
+            s.flush().unwrap();
+        }
+        let provider = stores(tmp.path(), StateMode::Keep);
+        // The same again, and a reader that does not say: both open it.
+        drop(provider.open(TASK, &counts).unwrap());
+        drop(provider.open(TASK, &spec("stats")).unwrap());
+        let sums =
+            StoreSpec::key_value("stats", "aggregations sum(n) of records, keyed by field c");
+        let err = provider.open(TASK, &sums).err().unwrap().to_string();
+        assert!(
+            err.starts_with("state store `stats` of task 0_2: it holds aggregations count of records, keyed by field c, and its step now stores aggregations sum(n) of records, keyed by field c under the same id"),
+            "{err}"
+        );
+        assert!(err.contains("give the step a new `id`"), "{err}");
+        // Dropped (weir state reset --step), it opens as new.
+        provider.drop_store(TASK, "stats").unwrap();
+        drop(provider.open(TASK, &sums).unwrap());
     }
 
     fn push(restorer: &mut Restorer, records: &[(&str, Option<&str>, u64)]) {

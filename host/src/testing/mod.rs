@@ -298,7 +298,7 @@ fn store_contents(
                     partition,
                 };
                 let mut store = stores
-                    .open(task, &StoreSpec::key_value(id))
+                    .open(task, &StoreSpec::key_value(id, ""))
                     .map_err(|e| e.to_string())?;
                 for (key, stored) in store.entries().map_err(|e| e.to_string())? {
                     let (value, timestamp) =

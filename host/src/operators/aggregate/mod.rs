@@ -358,7 +358,7 @@ impl Operator for Aggregate {
     }
 
     fn stores(&self) -> Vec<StoreSpec> {
-        vec![StoreSpec::key_value(&self.id)]
+        vec![StoreSpec::key_value(&self.id, "")]
     }
 
     fn checkpoint(&mut self) -> Result<(), OperatorError> {
