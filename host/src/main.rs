@@ -608,8 +608,47 @@ fn run(
         for line in summary_lines(&outcome.report, ending) {
             let _ = writeln!(stderr, "{line}");
         }
+        if let Some(line) = state_line(&topo) {
+            let _ = writeln!(stderr, "{line}");
+        }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The summary's state line of a stateful pipeline, read after the run
+/// let go of its stores: how many stores this process keeps, with
+/// RocksDB's estimates of their keys and bytes. `None` when the pipeline
+/// keeps no state, or its stores cannot be read (another process holds
+/// them).
+fn state_line(topo: &Topology) -> Option<String> {
+    if !topo.pipeline.is_stateful() {
+        return None;
+    }
+    let dir = weir::state_inspect::state_dir(topo).ok()?;
+    let totals = weir::state_inspect::totals(topo, &dir).ok()?;
+    Some(format!(
+        "weir: state: {} store{} in {}, about {} keys and {}",
+        totals.stores,
+        if totals.stores == 1 { "" } else { "s" },
+        dir.display(),
+        totals.keys,
+        byte_size(totals.bytes)
+    ))
+}
+
+/// `1.5 MiB`, `320 B`: a size for people.
+fn byte_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut size = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{size:.1} {}", UNITS[unit])
 }
 
 /// Where the admin API listens, whether over TLS, and the token guarding it.

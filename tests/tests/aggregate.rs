@@ -423,6 +423,12 @@ sinks:
     };
     let out = weir(&["run", pipeline, "--state-dir", state]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The run's summary counts them: two steps' stores in two tasks.
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("weir: state: 4 stores in {state}, about ")),
+        "{said}"
+    );
 
     // Each step's store in both tasks (in the pipeline's step order), the
     // two keys between them.

@@ -194,6 +194,39 @@ pub fn list(topo: &Topology, dir: &Path, only: Option<&str>) -> Result<Vec<Store
     Ok(out)
 }
 
+/// What a pipeline's state amounts to under a directory: for a run's
+/// summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateTotals {
+    /// Stores found: one per stateful step and task that holds it.
+    pub stores: usize,
+    /// RocksDB's estimate of their keys.
+    pub keys: u64,
+    /// RocksDB's estimate of their bytes (live data and memtables).
+    pub bytes: u64,
+}
+
+/// Every store of the pipeline under `dir`, added up from RocksDB's
+/// estimates (no scan: [`list`] counts exactly).
+pub fn totals(topo: &Topology, dir: &Path) -> Result<StateTotals, String> {
+    let Stores {
+        stores,
+        found,
+        _open,
+    } = stores_of(topo, dir, None)?;
+    let mut totals = StateTotals {
+        stores: found.len(),
+        keys: 0,
+        bytes: 0,
+    };
+    for Found { task, step, .. } in found {
+        let (keys, bytes) = stores.estimate(task, &step).map_err(|e| e.to_string())?;
+        totals.keys += keys;
+        totals.bytes += bytes;
+    }
+    Ok(totals)
+}
+
 /// Every key of the stores [`list`] finds, as one JSON line each
 /// (`{"step", "task", "key", "value", "timestamp"}`, the value as the step
 /// last emitted it), store by store in key order; returns how many.
