@@ -109,6 +109,18 @@ pub struct OperatorError {
     pub inputs: Option<std::ops::Range<u32>>,
 }
 
+/// A store that cannot be read or written stops the run: the disk (or the
+/// broker behind a changelog) failed, not the record.
+impl From<crate::state::StateError> for OperatorError {
+    fn from(e: crate::state::StateError) -> Self {
+        OperatorError {
+            class: ErrorClass::External { retryable: false },
+            message: e.to_string(),
+            inputs: None,
+        }
+    }
+}
+
 impl OperatorError {
     pub fn internal(message: impl Into<String>) -> Self {
         OperatorError {

@@ -17,7 +17,7 @@
 use bytes::Bytes;
 
 use super::aggregate::{TS, split_stored};
-use super::operator::{ErrorClass, Operator, OperatorError, StoreSpec};
+use super::operator::{Operator, OperatorError, StoreSpec};
 use super::plugin_step::{Dropped, Emitted, StepOutput};
 use crate::record::Record;
 use crate::state::KeyValueStore;
@@ -40,14 +40,6 @@ impl Table {
     }
 }
 
-fn store_error(e: crate::state::StateError) -> OperatorError {
-    OperatorError {
-        class: ErrorClass::External { retryable: false },
-        message: e.to_string(),
-        inputs: None,
-    }
-}
-
 impl Operator for Table {
     fn process_batch(
         &mut self,
@@ -65,7 +57,7 @@ impl Operator for Table {
                 });
                 continue;
             };
-            let old = self.store.get(key).map_err(store_error)?;
+            let old = self.store.get(key)?;
             let old_value = match old.as_deref().map(|o| split_stored(o).map(|(_, v)| v)) {
                 None => None,
                 Some(Some(v)) => Some(old.as_ref().expect("read").slice_ref(v)),
@@ -82,9 +74,9 @@ impl Operator for Table {
                     let mut row = Vec::with_capacity(TS + value.len());
                     row.extend_from_slice(&record.timestamp.to_le_bytes());
                     row.extend_from_slice(value);
-                    self.store.put(key, row.into()).map_err(store_error)?;
+                    self.store.put(key, row.into())?;
                 }
-                None if old_value.is_some() => self.store.delete(key).map_err(store_error)?,
+                None if old_value.is_some() => self.store.delete(key)?,
                 None => {}
             }
             out.emitted.push(Emitted {
@@ -108,7 +100,7 @@ impl Operator for Table {
     }
 
     fn checkpoint(&mut self) -> Result<(), OperatorError> {
-        self.store.flush().map_err(store_error)
+        self.store.flush().map_err(OperatorError::from)
     }
 
     fn close(&mut self) {

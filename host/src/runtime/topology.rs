@@ -198,9 +198,22 @@ impl Topology {
             (0..self.pipeline.steps.len()).map(|_| None).collect();
         for &j in &sub.steps {
             let step = &self.pipeline.steps[j];
-            // What the step's store holds, checked against what it held.
-            let holds = crate::upgrade_check::store_format(&self.pipeline, j)
-                .map_or_else(String::new, |f| f.to_string());
+            // The step's store (a table's, an aggregate's), checked against
+            // what it held.
+            let open_store = || {
+                let id = step
+                    .id
+                    .as_deref()
+                    .expect("validated: a stateful step has an id");
+                let holds = crate::upgrade_check::store_format(&self.pipeline, j)
+                    .map_or_else(String::new, |f| f.to_string());
+                stores
+                    .open(task, &StoreSpec::key_value(id, &holds))
+                    .map_err(|e| StartError::Setup {
+                        step: step.name.clone(),
+                        message: e.to_string(),
+                    })
+            };
             operators[j] = match (step.kind, &step.group_key, &step.aggregation) {
                 (StepKind::Repartition, ..) => None,
                 (StepKind::GroupBy, Some(GroupKey::Existing), _) => {
@@ -211,13 +224,7 @@ impl Topology {
                 }
                 (StepKind::Table, ..) => {
                     let id = step.id.as_deref().expect("validated: a table has an id");
-                    let store = stores
-                        .open(task, &StoreSpec::key_value(id, &holds))
-                        .map_err(|e| StartError::Setup {
-                            step: step.name.clone(),
-                            message: e.to_string(),
-                        })?;
-                    Some(Box::new(Table::new(id, store)))
+                    Some(Box::new(Table::new(id, open_store()?)))
                 }
                 (StepKind::Aggregate, _, Some(aggregation)) => {
                     let id = step
@@ -237,12 +244,7 @@ impl Topology {
                             )?))
                         }
                     };
-                    let store = stores
-                        .open(task, &StoreSpec::key_value(id, &holds))
-                        .map_err(|e| StartError::Setup {
-                            step: step.name.clone(),
-                            message: e.to_string(),
-                        })?;
+                    let store = open_store()?;
                     Some(Box::new(Aggregate::new(id, folder, store, step.on_table)))
                 }
                 _ => {

@@ -24,13 +24,13 @@ pub use fold::Fold;
 use bytes::{Bytes, BytesMut};
 
 use super::failure::{Failure, FailureKind};
-use super::operator::{ErrorClass, Operator, OperatorError, StoreSpec};
+use super::operator::{Operator, OperatorError, StoreSpec};
 use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator, group_by_key};
 use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
 use crate::codec::format_gate;
 use crate::pipeline::Aggregation;
 use crate::record::Record;
-use crate::state::{KeyValueStore, StateError};
+use crate::state::KeyValueStore;
 
 /// How an aggregate step folds.
 pub enum Folder {
@@ -66,14 +66,6 @@ impl Aggregate {
             values: BytesMut::new(),
             on_table,
         }
-    }
-}
-
-fn store_error(e: StateError) -> OperatorError {
-    OperatorError {
-        class: ErrorClass::External { retryable: false },
-        message: e.to_string(),
-        inputs: None,
     }
 }
 
@@ -160,14 +152,12 @@ impl Aggregate {
             };
             // The store's value is read and replaced in one step.
             let mut folded = None;
-            self.store
-                .update(key, &mut |old, next| {
-                    let result = fold.add(old, value, record.timestamp, next, &mut self.values);
-                    let ok = result.is_ok();
-                    folded = Some(result);
-                    ok
-                })
-                .map_err(store_error)?;
+            self.store.update(key, &mut |old, next| {
+                let result = fold.add(old, value, record.timestamp, next, &mut self.values);
+                let ok = result.is_ok();
+                folded = Some(result);
+                ok
+            })?;
             match folded.expect("update calls the fold") {
                 Ok(folded) => emit_folded(out, input, key, folded, record, fold),
                 Err(reason) => self.fail(out, input, reason),
@@ -206,18 +196,16 @@ impl Aggregate {
             let (new, old) = (record.value.as_ref(), record.old_value.as_deref());
             let mut changed = None;
             let mut absent = false;
-            self.store
-                .update(key, &mut |stored, next| {
-                    if stored.is_none() && new.is_none() {
-                        absent = true;
-                        return false;
-                    }
-                    let c = fold.change(stored, old, new, record.timestamp, next, &mut self.values);
-                    let store_it = c.folded.is_some();
-                    changed = Some(c);
-                    store_it
-                })
-                .map_err(store_error)?;
+            self.store.update(key, &mut |stored, next| {
+                if stored.is_none() && new.is_none() {
+                    absent = true;
+                    return false;
+                }
+                let c = fold.change(stored, old, new, record.timestamp, next, &mut self.values);
+                let store_it = c.folded.is_some();
+                changed = Some(c);
+                store_it
+            })?;
             if absent {
                 // A row left a group that holds nothing (its state was
                 // lost): Kafka Streams stores and forwards a null.
@@ -264,7 +252,7 @@ impl Aggregate {
         let keyed = group_by_key(records);
         let mut stored = Vec::with_capacity(keyed.len());
         for (key, _) in &keyed {
-            stored.push(self.store.get(key).map_err(store_error)?);
+            stored.push(self.store.get(key)?);
         }
         // The running result timestamp of each group, and each input's group.
         let mut timestamps: Vec<i64> = Vec::with_capacity(keyed.len());
@@ -307,9 +295,9 @@ impl Aggregate {
                     let mut value = Vec::with_capacity(TS + acc.len());
                     value.extend_from_slice(&timestamp.to_le_bytes());
                     value.extend_from_slice(acc);
-                    self.store.put(&key, value.into()).map_err(store_error)?;
+                    self.store.put(&key, value.into())?;
                 }
-                None => self.store.delete(&key).map_err(store_error)?,
+                None => self.store.delete(&key)?,
             }
             out.emitted.push(Emitted {
                 input: update.input,
@@ -362,7 +350,7 @@ impl Operator for Aggregate {
     }
 
     fn checkpoint(&mut self) -> Result<(), OperatorError> {
-        self.store.flush().map_err(store_error)
+        self.store.flush().map_err(OperatorError::from)
     }
 
     fn close(&mut self) {

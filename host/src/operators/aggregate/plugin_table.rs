@@ -16,11 +16,12 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::{Aggregate, Folder, TS, split_stored, store_error};
+use super::{Aggregate, Folder, TS, split_stored};
 use crate::operators::failure::Failure;
 use crate::operators::operator::OperatorError;
-use crate::operators::plugin_aggregator::Group;
+use crate::operators::plugin_aggregator::{AggregateOutput, Group, PluginAggregator};
 use crate::operators::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
+use crate::plugin::Fold;
 use crate::record::Record;
 
 /// A key's accumulator as the batch has it so far.
@@ -36,6 +37,46 @@ struct Current {
     exists: bool,
     /// Changed by the batch: written to the store after it.
     dirty: bool,
+}
+
+/// One plugin call (`add` or `subtract`) for `inputs` of `records`, each
+/// of a key of its own, from the accumulator the key has reached; their
+/// updates are applied to `current` and left in `results` with the
+/// failures.
+fn call(
+    plugin: &mut PluginAggregator,
+    fold: Fold,
+    records: &[Record],
+    inputs: &[u32],
+    current: &mut HashMap<Bytes, Current>,
+    results: &mut AggregateOutput,
+) -> Result<(), OperatorError> {
+    results.clear();
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    let key_of = |i: u32| records[i as usize].key.clone().expect("keyed above");
+    let keys: Vec<Bytes> = inputs.iter().map(|&i| key_of(i)).collect();
+    let alone: Vec<[u32; 1]> = inputs.iter().map(|&i| [i]).collect();
+    let groups: Vec<Group<'_>> = keys
+        .iter()
+        .zip(&alone)
+        .map(|(key, input)| Group {
+            key,
+            accumulator: current[key].accumulator.as_deref(),
+            inputs: input,
+        })
+        .collect();
+    let called = match fold {
+        Fold::Add => plugin.add(records, &groups, results),
+        Fold::Subtract => plugin.subtract(records, &groups, results),
+    };
+    called.map_err(|e| plugin_failure(e, plugin.culprit(), false))?;
+    for update in &results.updates {
+        let now = current.get_mut(&key_of(update.input)).expect("read above");
+        now.accumulator = update.accumulator.clone();
+    }
+    Ok(())
 }
 
 impl Aggregate {
@@ -67,7 +108,7 @@ impl Aggregate {
         }
         let mut current: HashMap<Bytes, Current> = HashMap::new();
         for key in seen.keys() {
-            let stored = self.store.get(key).map_err(store_error)?;
+            let stored = self.store.get(key)?;
             let split = stored.as_deref().and_then(split_stored);
             current.insert(
                 Bytes::copy_from_slice(key),
@@ -100,9 +141,9 @@ impl Aggregate {
                     let mut value = Vec::with_capacity(TS + acc.len());
                     value.extend_from_slice(&now.timestamp.to_le_bytes());
                     value.extend_from_slice(acc);
-                    self.store.put(key, value.into()).map_err(store_error)?;
+                    self.store.put(key, value.into())?;
                 }
-                None => self.store.delete(key).map_err(store_error)?,
+                None => self.store.delete(key)?,
             }
         }
         emitted.sort_by_key(|e| e.input);
@@ -135,62 +176,34 @@ impl Aggregate {
             })
             .collect();
         let mut failed: Vec<u32> = Vec::new();
-        if !subtracting.is_empty() {
-            let keys: Vec<Bytes> = subtracting.iter().map(|&i| key_of(i)).collect();
-            let inputs: Vec<[u32; 1]> = subtracting.iter().map(|&i| [i]).collect();
-            let groups: Vec<Group<'_>> = keys
-                .iter()
-                .zip(&inputs)
-                .map(|(key, input)| Group {
-                    key,
-                    accumulator: current[key].accumulator.as_deref(),
-                    inputs: input,
-                })
-                .collect();
-            results.clear();
-            if let Err(e) = plugin.subtract(olds, &groups, &mut results) {
-                self.scratch = results;
-                return Err(plugin_failure(e, plugin.culprit(), false));
-            }
-            for update in &results.updates {
-                let now = current.get_mut(&key_of(update.input)).expect("read above");
-                now.accumulator = update.accumulator.clone();
-            }
-            for f in results.failures.drain(..) {
-                failed.push(f.input);
-                failures.push(f);
-            }
+        let called = call(
+            plugin,
+            Fold::Subtract,
+            olds,
+            &subtracting,
+            current,
+            &mut results,
+        );
+        if let Err(e) = called {
+            self.scratch = results;
+            return Err(e);
+        }
+        for f in results.failures.drain(..) {
+            failed.push(f.input);
+            failures.push(f);
         }
         let adding: Vec<u32> = round
             .iter()
             .copied()
             .filter(|&i| records[i as usize].value.is_some() && !failed.contains(&i))
             .collect();
-        let mut added: Vec<u32> = Vec::new();
-        if !adding.is_empty() {
-            let keys: Vec<Bytes> = adding.iter().map(|&i| key_of(i)).collect();
-            let inputs: Vec<[u32; 1]> = adding.iter().map(|&i| [i]).collect();
-            let groups: Vec<Group<'_>> = keys
-                .iter()
-                .zip(&inputs)
-                .map(|(key, input)| Group {
-                    key,
-                    accumulator: current[key].accumulator.as_deref(),
-                    inputs: input,
-                })
-                .collect();
-            results.clear();
-            if let Err(e) = plugin.add(records, &groups, &mut results) {
-                self.scratch = results;
-                return Err(plugin_failure(e, plugin.culprit(), false));
-            }
-            for update in &results.updates {
-                let now = current.get_mut(&key_of(update.input)).expect("read above");
-                now.accumulator = update.accumulator.clone();
-                added.push(update.input);
-            }
-            failures.append(&mut results.failures);
+        let called = call(plugin, Fold::Add, records, &adding, current, &mut results);
+        if let Err(e) = called {
+            self.scratch = results;
+            return Err(e);
         }
+        let added: Vec<u32> = results.updates.iter().map(|u| u.input).collect();
+        failures.append(&mut results.failures);
         self.scratch = results;
         // Each update that changed its key's accumulator emits it, with
         // Kafka Streams' timestamp: the larger of the record's and the
