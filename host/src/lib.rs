@@ -30,6 +30,8 @@ pub mod testing;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::Format;
 pub use codec::partitioner::partition_for;
+pub use io::kafka::bootstrap as kafka_bootstrap;
+pub use io::kafka::reset::{Deleted as ChangelogDeleted, delete_changelogs};
 pub use io::sink::SinkOutput;
 pub use io::source::SourceInput;
 pub use limits::Limits;

@@ -189,8 +189,13 @@ enum StateCommand {
         target: StateTarget,
         /// On Kafka, remove this machine's copy only (the next run
         /// restores it from the changelog topics, which keep it).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "changelogs")]
         local: bool,
+        /// On Kafka, also delete the changelog topics, so the next run
+        /// starts the stores empty (refused while any process of the
+        /// application runs; the group's input offsets are kept).
+        #[arg(long)]
+        changelogs: bool,
     },
 }
 
@@ -950,21 +955,48 @@ fn state(command: StateCommand) -> Result<ExitCode> {
                 return Err(e.into());
             }
         }
-        StateCommand::Reset { target, local } => {
+        StateCommand::Reset {
+            target,
+            local,
+            changelogs,
+        } => {
             let (topo, dir) = target.open()?;
             let p = &topo.pipeline;
-            if p.reads_kafka() && !local {
-                let changelogs: Vec<String> = (0..p.steps.len())
-                    .filter_map(|j| p.changelog_topic_of(j))
-                    .collect();
+            let topics: Vec<String> = (0..p.steps.len())
+                .filter(|&j| {
+                    target.step.is_none() || p.steps[j].id.as_deref() == target.step.as_deref()
+                })
+                .filter_map(|j| p.changelog_topic_of(j))
+                .collect();
+            if p.reads_kafka() && !local && !changelogs {
                 return Err(Invalid(format!(
                     "on Kafka the stores are also in their changelog topics ({}), from which the \
-                     next run restores them: `weir state reset --local` removes this machine's \
-                     copy only; to start from empty state, also delete those topics while no \
-                     process of the application runs (deleting them from weir is not there yet)",
-                    changelogs.join(", ")
+                     next run restores them: `--local` removes this machine's copy only, \
+                     `--changelogs` deletes the topics too (once no process of the application \
+                     runs), so the next run starts the stores empty",
+                    topics.join(", ")
                 ))
                 .into());
+            }
+            if changelogs {
+                let Some(kafka) = p.kafka.as_ref().filter(|_| p.reads_kafka()) else {
+                    return Err(Invalid(
+                        "`--changelogs` is for pipelines on Kafka; this one keeps its state on this machine only".into(),
+                    )
+                    .into());
+                };
+                let bootstrap =
+                    weir::kafka_bootstrap(kafka, &p.file).map_err(|e| Invalid(e.to_string()))?;
+                let deleted =
+                    weir::delete_changelogs(kafka, &bootstrap, &topics).map_err(Invalid)?;
+                for (topic, what) in deleted {
+                    match what {
+                        weir::ChangelogDeleted::Deleted => println!("deleted topic {topic}"),
+                        weir::ChangelogDeleted::Absent => {
+                            println!("no topic {topic} (nothing to delete)")
+                        }
+                    }
+                }
             }
             let removed =
                 inspect::reset(&topo, &dir, target.step.as_deref()).map_err(anyhow::Error::msg)?;

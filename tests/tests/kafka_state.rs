@@ -537,3 +537,66 @@ fn a_run_whose_stored_state_does_not_match_its_step_is_refused() {
     );
     weir.stop();
 }
+
+/// Issue 14, item 3: `weir state reset --changelogs` deletes the changelog
+/// topics and this machine's stores, so the next run starts empty; it is
+/// refused while a process of the application runs.
+#[test]
+fn a_reset_with_changelogs_starts_the_next_run_empty_and_waits_for_the_group_to_be_empty() {
+    let topics = Topics::new("rs", 2, 2);
+    let (input, output, changelog) = (&topics.input, &topics.output, &topics.changelog);
+    let fixture = topics.fixture();
+    let state = fixture.path("state");
+    let pipeline = fixture.pipeline_path();
+    let reset = || {
+        weir_tests::weir(&[
+            "state",
+            "reset",
+            pipeline.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--changelogs",
+        ])
+    };
+    kafka::produce(input, &events(0, 70));
+    let weir = start(&fixture, "run1.log", &state);
+    assert_eq!(
+        latest(output, 70, &weir),
+        expected(70),
+        "{}",
+        weir.log_text()
+    );
+    let out = reset();
+    assert!(!out.status.success());
+    let said = weir_tests::stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "the application's consumer group `{}` has 1 member(s)",
+            topics.app
+        )) && said.contains("stop every process of the application first"),
+        "{said}"
+    );
+    weir.stop();
+    assert_eq!(kafka::partitions(changelog), 2);
+
+    let out = reset();
+    assert!(out.status.success(), "{}", weir_tests::stderr(&out));
+    let said = weir_tests::stdout(&out);
+    assert!(
+        said.contains(&format!("deleted topic {changelog}")),
+        "{said}"
+    );
+    assert!(!state.join("1_0").exists(), "{said}");
+
+    // Only what comes after the reset is counted.
+    kafka::produce(input, &events(70, 140));
+    let weir = start(&fixture, "run2.log", &state);
+    let mut want = BTreeMap::new();
+    for i in 70..140usize {
+        let e = want.entry(format!("u{}", i % USERS)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += i as u64;
+    }
+    assert_eq!(latest(output, 140, &weir), want, "{}", weir.log_text());
+    weir.stop();
+}

@@ -13,6 +13,7 @@ pub(crate) mod fetch;
 pub(crate) mod offsets;
 pub(crate) mod producer;
 pub(crate) mod purge;
+pub(crate) mod reset;
 pub(crate) mod restore;
 pub(crate) mod source;
 pub(crate) mod topics;

@@ -1,0 +1,76 @@
+//! Deleting an application's changelog topics (`weir state reset
+//! --changelogs`), so its next run starts those stores empty. Only while no
+//! process of the application runs: a running one would recreate the
+//! topics and keep its local state, so the reset is refused while the
+//! application's consumer group has members (Kafka Streams' reset tool asks
+//! the same). The input offsets the group committed are kept: processing
+//! goes on from them, with empty state.
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{REQUEST_TIMEOUT, Role, client_config};
+use crate::pipeline::KafkaSettings;
+
+/// What became of one changelog topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// It did not exist (the step never ran on this cluster).
+    Absent,
+}
+
+/// Deletes `topics` once the application's group is found empty; an error
+/// says why not (members still there, the broker refusing).
+pub fn delete_changelogs(
+    settings: &KafkaSettings,
+    bootstrap: &str,
+    topics: &[String],
+) -> Result<Vec<(String, Deleted)>, String> {
+    let group = &settings.application_id;
+    let config: ClientConfig = client_config(settings, bootstrap, Role::Admin);
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| format!("cannot create a Kafka client for {bootstrap}: {e}"))?;
+    let groups = consumer
+        .fetch_group_list(Some(group), REQUEST_TIMEOUT)
+        .map_err(|e| format!("cannot describe consumer group `{group}` on {bootstrap}: {e}"))?;
+    for g in groups.groups().iter().filter(|g| g.name() == group) {
+        if !g.members().is_empty() {
+            let mut hosts: Vec<&str> = g.members().iter().map(|m| m.client_host()).collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            return Err(format!(
+                "the application's consumer group `{group}` has {} member(s) (on {}): stop every process of the application first, then reset",
+                g.members().len(),
+                hosts.join(", ")
+            ));
+        }
+    }
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| format!("cannot create a Kafka admin client for {bootstrap}: {e}"))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("cannot start the admin client's runtime: {e}"))?;
+    let results = runtime
+        .block_on(admin.delete_topics(&names, &options))
+        .map_err(|e| format!("cannot delete topics on {bootstrap}: {e}"))?;
+    let mut out = Vec::new();
+    for result in results {
+        match result {
+            Ok(topic) => out.push((topic, Deleted::Deleted)),
+            Err((topic, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                out.push((topic, Deleted::Absent))
+            }
+            Err((topic, code)) => return Err(format!("cannot delete topic `{topic}`: {code}")),
+        }
+    }
+    Ok(out)
+}
