@@ -115,6 +115,8 @@ pub enum RunError {
     #[error(transparent)]
     Swaps(#[from] journal::JournalError),
     /// A thread gave up because the run is stopping (not a failure of its own).
+    #[error("weir's thread `{thread}` panicked (a bug in weir; please report it): {message}")]
+    Panicked { thread: String, message: String },
     #[error("stopped")]
     Stopped,
 }
@@ -368,10 +370,22 @@ fn spawn_stopping<'scope>(
         flags.alive.fetch_add(1, Ordering::Relaxed);
     }
     let on_exit = flags.clone();
+    let thread = name.clone();
     let spawned = std::thread::Builder::new()
         .name(name)
         .spawn_scoped(scope, move || {
-            let result = work();
+            // A panic (a bug) fails the run like any error: the stop flag
+            // then ends the other threads, where waiting for this one would
+            // hang the process.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    Err(RunError::Panicked { thread, message })
+                });
             if let Err(e) = &result {
                 if !e.is_echo() {
                     on_exit.failed.store(true, Ordering::Relaxed);
@@ -1307,5 +1321,33 @@ fn first_cause(mut errors: Vec<RunError>) -> Option<RunError> {
     match errors.iter().position(|e| !e.is_echo()) {
         Some(i) => Some(errors.swap_remove(i)),
         None => errors.into_iter().find(|e| !matches!(e, RunError::Stopped)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_panics_fails_the_run_and_stops_the_others() {
+        let flags = RunFlags {
+            stop: Arc::default(),
+            failed: Arc::default(),
+            alive: Arc::default(),
+        };
+        let result = std::thread::scope(|scope| {
+            let handle = spawn_stopping(scope, "worker-7".into(), &flags, Counted::Yes, || {
+                panic!("a bug")
+            })
+            .unwrap();
+            handle.join().expect("the panic is caught in the thread")
+        });
+        let e = result.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "weir's thread `worker-7` panicked (a bug in weir; please report it): a bug"
+        );
+        assert!(flags.stop.load(Ordering::Relaxed) && flags.failed.load(Ordering::Relaxed));
+        assert_eq!(flags.alive.load(Ordering::Relaxed), 0);
     }
 }
