@@ -1055,8 +1055,7 @@ impl TableSteps {
                 continue;
             }
             let name = &source.name;
-            let legal = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-');
-            if name.is_empty() || name.len() > MAX_ID_LEN || !name.chars().all(legal) {
+            if !is_legal_id(name) {
                 c.error(
                     source.loc,
                     format!(
@@ -1459,12 +1458,18 @@ fn key_may_have_changed(steps: &[Step], i: usize) -> bool {
 /// the id sits between the application id and `-repartition`.
 const MAX_ID_LEN: usize = 128;
 
+/// Whether `id` can name a store and its Kafka topics: 1 to
+/// [`MAX_ID_LEN`] characters of a topic name.
+fn is_legal_id(id: &str) -> bool {
+    let legal = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-');
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.chars().all(legal)
+}
+
 /// A step's `id`: the characters of a Kafka topic name (it names internal
 /// topics), and unique among the steps before it.
 fn check_step_id(c: &mut Checker, id: &Spanned<String>, earlier: &[Spanned<RawStep>]) -> String {
     let text = &id.value;
-    let legal = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-');
-    if text.is_empty() || text.len() > MAX_ID_LEN || !text.chars().all(legal) {
+    if !is_legal_id(text) {
         c.error(
             loc(id),
             format!(

@@ -87,16 +87,7 @@ impl Fold {
         values: &mut BytesMut,
     ) -> Result<Folded, String> {
         let accumulator = accumulator.filter(|a| a.len() >= TS);
-        let timestamp = match accumulator {
-            Some(a) => ts.max(i64::from_le_bytes(a[..TS].try_into().expect("8 bytes"))),
-            None => ts,
-        };
-        next.extend_from_slice(&timestamp.to_le_bytes());
-        // What a failed fold left behind.
-        values.clear();
-        if values.capacity() < VALUES_CHUNK / 16 {
-            values.reserve(VALUES_CHUNK);
-        }
+        let timestamp = begin(accumulator, ts, next, values);
         match self {
             Fold::Aggregations { ops, labels } => {
                 let mut state = accumulator.map(|a| &a[TS..]);
@@ -152,6 +143,22 @@ impl Fold {
             }
         }
     }
+}
+
+/// What every fold does first: the result's timestamp (the larger of `ts`
+/// and the accumulator's, or `ts` for a new one) written to `next`, and
+/// `values` emptied of what a failed fold left behind, with room for more.
+fn begin(accumulator: Option<&[u8]>, ts: i64, next: &mut Vec<u8>, values: &mut BytesMut) -> i64 {
+    let timestamp = match accumulator {
+        Some(a) => ts.max(i64::from_le_bytes(a[..TS].try_into().expect("8 bytes"))),
+        None => ts,
+    };
+    next.extend_from_slice(&timestamp.to_le_bytes());
+    values.clear();
+    if values.capacity() < VALUES_CHUNK / 16 {
+        values.reserve(VALUES_CHUNK);
+    }
+    timestamp
 }
 
 /// A table update folded (see [`Fold::change`]).
@@ -233,15 +240,7 @@ impl Fold {
         next: &mut Vec<u8>,
         values: &mut BytesMut,
     ) -> Result<Folded, Side> {
-        let timestamp = match accumulator {
-            Some(a) => ts.max(i64::from_le_bytes(a[..TS].try_into().expect("8 bytes"))),
-            None => ts,
-        };
-        next.extend_from_slice(&timestamp.to_le_bytes());
-        values.clear();
-        if values.capacity() < VALUES_CHUNK / 16 {
-            values.reserve(VALUES_CHUNK);
-        }
+        let timestamp = begin(accumulator, ts, next, values);
         let state = accumulator.map(|a| &a[TS..]);
         let value = match self {
             Fold::Aggregations { ops, labels } => {
