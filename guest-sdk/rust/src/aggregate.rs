@@ -70,6 +70,49 @@ pub trait Aggregator: Sized + 'static {
     ) -> Result<Option<Vec<u8>>, Error> {
         Err(Error::failed("this aggregator does not implement merge"))
     }
+
+    /// The version of the accumulators this code reads and writes. The
+    /// host stores it with every accumulator; raise it when the
+    /// accumulator changes shape, so that a hot swap from the older code
+    /// keeps the step's state through [`Aggregator::upgrade`] (or is
+    /// refused when it cannot).
+    const STATE_VERSION: u32 = 1;
+
+    /// Older versions [`Aggregator::upgrade`] converts from.
+    const UPGRADES_FROM: &'static [u32] = &[];
+
+    /// Older versions [`Aggregator::downgrade`] converts to: what lets a
+    /// swap to this code be rolled back after it wrote state.
+    const DOWNGRADES_TO: &'static [u32] = &[];
+
+    /// `key`'s accumulator as written by version `from` (one of
+    /// [`Aggregator::UPGRADES_FROM`]), converted to [`Aggregator::STATE_VERSION`].
+    /// The host calls it when the key is next read after a swap, before the
+    /// key's records are added. `Ok(None)` drops the accumulator (the key
+    /// starts again from none); an `Err` fails the key's records and leaves
+    /// the stored accumulator as it was.
+    fn upgrade(
+        &mut self,
+        _from: u32,
+        _key: &[u8],
+        _accumulator: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        Err(Error::failed("this aggregator does not implement upgrade"))
+    }
+
+    /// `key`'s accumulator of this version converted to version `to` (one
+    /// of [`Aggregator::DOWNGRADES_TO`]), for a rollback to the code that
+    /// reads it.
+    fn downgrade(
+        &mut self,
+        _to: u32,
+        _key: &[u8],
+        _accumulator: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        Err(Error::failed(
+            "this aggregator does not implement downgrade",
+        ))
+    }
 }
 
 /// An [`Aggregator`] whose accumulator is a serde type stored as JSON: the
@@ -129,6 +172,37 @@ pub trait JsonAggregator: Sized + 'static {
     ) -> Result<Option<Self::State>, Error> {
         Err(Error::failed("this aggregator does not implement merge"))
     }
+
+    /// As [`Aggregator::STATE_VERSION`].
+    const STATE_VERSION: u32 = 1;
+    /// As [`Aggregator::UPGRADES_FROM`].
+    const UPGRADES_FROM: &'static [u32] = &[];
+    /// As [`Aggregator::DOWNGRADES_TO`].
+    const DOWNGRADES_TO: &'static [u32] = &[];
+
+    /// As [`Aggregator::upgrade`]: the older code's state, as JSON, turned
+    /// into this code's state.
+    fn upgrade(
+        &mut self,
+        _from: u32,
+        _key: &[u8],
+        _old: serde_json::Value,
+    ) -> Result<Option<Self::State>, Error> {
+        Err(Error::failed("this aggregator does not implement upgrade"))
+    }
+
+    /// As [`Aggregator::downgrade`]: this code's state turned into the
+    /// older code's, as JSON.
+    fn downgrade(
+        &mut self,
+        _to: u32,
+        _key: &[u8],
+        _state: Self::State,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        Err(Error::failed(
+            "this aggregator does not implement downgrade",
+        ))
+    }
 }
 
 /// Runs a [`JsonAggregator`] as an [`Aggregator`] on JSON bytes.
@@ -185,6 +259,38 @@ impl<T: JsonAggregator> Aggregator for Json<T> {
         let (left, right) = (Self::state(left)?, Self::state(right)?);
         Self::bytes(self.0.merge(key, left, right)?)
     }
+
+    const STATE_VERSION: u32 = T::STATE_VERSION;
+    const UPGRADES_FROM: &'static [u32] = T::UPGRADES_FROM;
+    const DOWNGRADES_TO: &'static [u32] = T::DOWNGRADES_TO;
+
+    fn upgrade(
+        &mut self,
+        from: u32,
+        key: &[u8],
+        accumulator: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let old = serde_json::from_slice(accumulator).map_err(|e| {
+            Error::failed(format!(
+                "the stored accumulator of version {from} is not JSON: {e}"
+            ))
+        })?;
+        Self::bytes(self.0.upgrade(from, key, old)?)
+    }
+
+    fn downgrade(
+        &mut self,
+        to: u32,
+        key: &[u8],
+        accumulator: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let state = Self::state(accumulator)?;
+        self.0
+            .downgrade(to, key, state)?
+            .map(|v| serde_json::to_vec(&v))
+            .transpose()
+            .map_err(|e| Error::failed(format!("cannot serialize the state as JSON: {e}")))
+    }
 }
 
 #[cfg(test)]
@@ -194,8 +300,8 @@ mod tests {
 
     use super::*;
     use crate::testing::{
-        AggregateOutcome, TestGroup, TestRecord, run_aggregator, run_json_aggregator, run_merge,
-        run_subtract,
+        AggregateOutcome, TestGroup, TestRecord, run_aggregator, run_downgrade,
+        run_json_aggregator, run_merge, run_subtract, run_upgrade,
     };
 
     /// Sums the `n` of each value; `{"n": "x"}` is poison, `{"close": true}`
@@ -326,6 +432,82 @@ mod tests {
             out,
             vec![AggregateOutcome::Failed(
                 "this aggregator does not implement subtract".into()
+            )]
+        );
+    }
+
+    /// `Sum` with its state renamed: version 2, upgrading from and
+    /// downgrading to version 1.
+    struct SumV2;
+
+    #[derive(Serialize, Deserialize)]
+    struct TotalV2 {
+        total: i64,
+        count: u32,
+    }
+
+    impl JsonAggregator for SumV2 {
+        type State = TotalV2;
+        const STATE_VERSION: u32 = 2;
+        const UPGRADES_FROM: &'static [u32] = &[1];
+        const DOWNGRADES_TO: &'static [u32] = &[1];
+        fn init(_: Config) -> Result<Self, String> {
+            Ok(SumV2)
+        }
+        fn add(
+            &mut self,
+            _key: &[u8],
+            state: Option<TotalV2>,
+            record: &Record<'_>,
+        ) -> Result<Option<TotalV2>, Error> {
+            let event: Event = record.value_json()?;
+            let mut t = state.unwrap_or(TotalV2 { total: 0, count: 0 });
+            t.total += event.n;
+            t.count += 1;
+            Ok(Some(t))
+        }
+        fn upgrade(
+            &mut self,
+            _from: u32,
+            _key: &[u8],
+            old: serde_json::Value,
+        ) -> Result<Option<TotalV2>, Error> {
+            let old: Total = serde_json::from_value(old)
+                .map_err(|e| Error::poison(format!("not a version 1 total: {e}")))?;
+            Ok(Some(TotalV2 {
+                total: old.sum,
+                count: old.records,
+            }))
+        }
+        fn downgrade(
+            &mut self,
+            _to: u32,
+            _key: &[u8],
+            state: TotalV2,
+        ) -> Result<Option<serde_json::Value>, Error> {
+            Ok(Some(json!({"sum": state.total, "records": state.count})))
+        }
+    }
+
+    #[test]
+    fn versions_upgrade_and_downgrade_stored_accumulators() {
+        assert_eq!(<Json<Sum> as Aggregator>::STATE_VERSION, 1);
+        assert_eq!(<Json<SumV2> as Aggregator>::UPGRADES_FROM, &[1]);
+        let v1: &[u8] = br#"{"sum":7,"records":2}"#;
+        let out = run_upgrade::<Json<SumV2>>("null", 1, &[(b"a", v1), (b"b", b"[]")]).unwrap();
+        assert_eq!(out[0].json(), Some(json!({"total": 7, "count": 2})));
+        assert!(
+            matches!(&out[1], AggregateOutcome::Poison(m) if m.starts_with("not a version 1 total")),
+            "{out:?}"
+        );
+        let v2: &[u8] = br#"{"total":7,"count":2}"#;
+        let out = run_downgrade::<Json<SumV2>>("null", 1, &[(b"a", v2)]).unwrap();
+        assert_eq!(out[0].json(), Some(json!({"sum": 7, "records": 2})));
+        let out = run_upgrade::<Json<Sum>>("null", 1, &[(b"a", v1)]).unwrap();
+        assert_eq!(
+            out,
+            vec![AggregateOutcome::Failed(
+                "this aggregator does not implement upgrade".into()
             )]
         );
     }

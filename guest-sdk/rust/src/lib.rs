@@ -86,7 +86,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod aggregator_bindings {
     wit_bindgen::generate!({
-        world: "aggregator",
+        world: "versioned-aggregator",
         path: "../../wit",
         pub_export_macro: true,
         default_bindings_module: "weir_sdk::aggregator_bindings",
@@ -284,6 +284,18 @@ macro_rules! __export_aggregator {
                 }
                 fn merge(pairs: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
                     $crate::runtime::merge::<$a>(&pairs)
+                }
+            }
+            use $crate::aggregator_bindings::exports::weir::plugin::accumulator_versions as __versions;
+            impl __versions::Guest for __WeirComponent {
+                fn versions() -> __versions::Formats {
+                    $crate::runtime::versions::<$a>()
+                }
+                fn upgrade(from_version: u32, accumulators: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::convert::<$a>($crate::runtime::Convert::Upgrade, from_version, &accumulators)
+                }
+                fn downgrade(to_version: u32, accumulators: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::convert::<$a>($crate::runtime::Convert::Downgrade, to_version, &accumulators)
                 }
             }
             $crate::aggregator_bindings::export_aggregator_world!(__WeirComponent with_types_in $crate::aggregator_bindings);

@@ -9,6 +9,7 @@ use weir_packed::{
     put_u32,
 };
 
+use crate::aggregator_bindings::exports::weir::plugin::accumulator_versions::Formats;
 use crate::aggregator_bindings::exports::weir::plugin::aggregate::Capability as WitCapability;
 use crate::bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
 use crate::{Capability, Config, Emitter, Error, Record, StepKind};
@@ -327,6 +328,50 @@ pub fn merge<A: crate::Aggregator>(batch: &[u8]) -> Vec<u8> {
             let pair = reader.pair().expect("malformed batch from host");
             match aggregator.merge(pair.key, pair.left, pair.right) {
                 Ok(merged) => put_accumulator(&mut out, merged.as_deref()),
+                Err(e) => put_error(&mut out, e.is_poison(), e.message()),
+            }
+        }
+        out
+    })
+}
+
+/// Implements the `versions` export.
+pub fn versions<A: crate::Aggregator>() -> Formats {
+    Formats {
+        current: A::STATE_VERSION,
+        upgrades_from: A::UPGRADES_FROM.to_vec(),
+        downgrades_to: A::DOWNGRADES_TO.to_vec(),
+    }
+}
+
+/// Which way a batch of stored accumulators is converted.
+#[derive(Debug, Clone, Copy)]
+pub enum Convert {
+    Upgrade,
+    Downgrade,
+}
+
+/// Implements the `upgrade` and `downgrade` exports: one result per stored
+/// accumulator, in order.
+///
+/// # Panics
+/// As [`fold`].
+pub fn convert<A: crate::Aggregator>(way: Convert, version: u32, batch: &[u8]) -> Vec<u8> {
+    with_aggregator::<A, _>(|aggregator| {
+        let mut reader = Reader::new(batch);
+        let count = reader
+            .u32("accumulator count")
+            .expect("malformed batch from host");
+        let mut out = Vec::with_capacity(64 + batch.len());
+        put_u32(&mut out, count);
+        for _ in 0..count {
+            let stored = reader.stored().expect("malformed batch from host");
+            let converted = match way {
+                Convert::Upgrade => aggregator.upgrade(version, stored.key, stored.accumulator),
+                Convert::Downgrade => aggregator.downgrade(version, stored.key, stored.accumulator),
+            };
+            match converted {
+                Ok(acc) => put_accumulator(&mut out, acc.as_deref()),
                 Err(e) => put_error(&mut out, e.is_poison(), e.message()),
             }
         }

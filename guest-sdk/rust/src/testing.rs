@@ -270,6 +270,45 @@ pub fn run_merge<A: crate::Aggregator>(
     read_aggregate_results(&runtime::merge::<A>(&batch), pairs.len())
 }
 
+/// Runs `accumulators` (key, accumulator of version `from`) through the
+/// aggregator's `upgrade`, as the host does when it reads a key stored by
+/// an older version after a swap.
+pub fn run_upgrade<A: crate::Aggregator>(
+    config: &str,
+    from: u32,
+    accumulators: &[(&[u8], &[u8])],
+) -> Result<Vec<AggregateOutcome>, String> {
+    convert::<A>(runtime::Convert::Upgrade, config, from, accumulators)
+}
+
+/// Runs `accumulators` of this version through the aggregator's
+/// `downgrade` to version `to`, as the host does when it rolls a swap back.
+pub fn run_downgrade<A: crate::Aggregator>(
+    config: &str,
+    to: u32,
+    accumulators: &[(&[u8], &[u8])],
+) -> Result<Vec<AggregateOutcome>, String> {
+    convert::<A>(runtime::Convert::Downgrade, config, to, accumulators)
+}
+
+fn convert<A: crate::Aggregator>(
+    way: runtime::Convert,
+    config: &str,
+    version: u32,
+    accumulators: &[(&[u8], &[u8])],
+) -> Result<Vec<AggregateOutcome>, String> {
+    runtime::aggregate_init::<A>(config.to_string())?;
+    let mut batch = Vec::new();
+    put_u32(&mut batch, accumulators.len() as u32);
+    for (key, acc) in accumulators {
+        weir_packed::put_stored(&mut batch, key, acc);
+    }
+    read_aggregate_results(
+        &runtime::convert::<A>(way, version, &batch),
+        accumulators.len(),
+    )
+}
+
 fn fold<A: crate::Aggregator>(
     fold: runtime::Fold,
     config: &str,

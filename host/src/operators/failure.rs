@@ -51,6 +51,10 @@ pub enum FailureKind {
     /// A field a host-native step needs (a group-by key, an aggregated
     /// number) is missing or of the wrong type, or a sum overflows.
     Field,
+    /// The key's stored state cannot be used by the version of the step
+    /// that runs: an accumulator of a state version it neither reads nor
+    /// upgrades.
+    State,
 }
 
 impl FailureKind {
@@ -66,6 +70,7 @@ impl FailureKind {
             FailureKind::Decode => "decode",
             FailureKind::Encode => "encode",
             FailureKind::Field => "field",
+            FailureKind::State => "state",
         }
     }
 }

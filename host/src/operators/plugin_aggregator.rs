@@ -20,13 +20,17 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use weir_packed::{AggregateResultView, DecodeError, ResultsReader, put_group_head, put_pair};
+use weir_packed::{
+    AggregateResultView, DecodeError, ResultsReader, put_group_head, put_pair, put_stored,
+};
 
 use super::contract;
 use super::failure::{Failure, FailureKind};
 use super::plugin_step::{Culprit, StartError, fault_failure, kind_not_implemented};
 use crate::limits::Limits;
-use crate::plugin::{Capability, Fault, Fold, InitError, Instance, LogGate, Plugin};
+use crate::plugin::{
+    AccumulatorFormats, Capability, Conversion, Fault, Fold, InitError, Instance, LogGate, Plugin,
+};
 use crate::record::Record;
 
 /// One key's part of a batch: its accumulator before the batch and its
@@ -417,23 +421,72 @@ impl PluginAggregator {
         pairs: &[Pair<'_>],
         out: &mut AggregateOutput,
     ) -> Result<(), StartError> {
+        let pack = |batch: &mut Vec<u8>, items: Range<usize>| {
+            weir_packed::put_u32(batch, items.len() as u32);
+            for p in &pairs[items] {
+                put_pair(batch, p.key, p.left, p.right);
+            }
+        };
+        self.each_on_its_own(pairs.len(), pack, |i, batch| i.merge(batch), out)
+    }
+
+    /// Converts stored accumulators `(key, accumulator)` with the plugin's
+    /// `upgrade` (from `version`) or `downgrade` (to it): one update or
+    /// failure per accumulator, whose `input` is its index. Only for a
+    /// version the plugin's [`AccumulatorFormats`] name.
+    pub fn convert(
+        &mut self,
+        way: Conversion,
+        version: u32,
+        accumulators: &[(&[u8], &[u8])],
+        out: &mut AggregateOutput,
+    ) -> Result<(), StartError> {
+        let pack = |batch: &mut Vec<u8>, items: Range<usize>| {
+            weir_packed::put_u32(batch, items.len() as u32);
+            for (key, acc) in &accumulators[items] {
+                put_stored(batch, key, acc);
+            }
+        };
+        let call = |i: &mut Instance, batch: &[u8]| i.convert(way, version, batch);
+        self.each_on_its_own(accumulators.len(), pack, call, out)
+    }
+
+    /// The accumulator versions the plugin reads and writes.
+    pub fn formats(&self) -> &AccumulatorFormats {
+        self.plugin
+            .formats()
+            .expect("checked at start: an aggregator")
+    }
+
+    /// Runs `count` items that do not depend on each other (merge pairs,
+    /// stored accumulators) through `call`, packed by `pack`: one call for
+    /// all of them; after a fault or a malformed result, one call each;
+    /// a `FAILED` item once more alone on a fresh instance.
+    fn each_on_its_own(
+        &mut self,
+        count: usize,
+        pack: impl Fn(&mut Vec<u8>, Range<usize>),
+        call: impl Fn(&mut Instance, &[u8]) -> Result<Vec<u8>, Fault>,
+        out: &mut AggregateOutput,
+    ) -> Result<(), StartError> {
         out.clear();
-        if pairs.is_empty() {
+        if count == 0 {
             return Ok(());
         }
-        self.pack_pairs(pairs);
-        let whole = 0..pairs.len();
-        let said = match self.call(|i, batch| i.merge(batch), whole.clone())? {
-            Err(fault) if pairs.len() == 1 => {
+        self.batch.clear();
+        pack(&mut self.batch, 0..count);
+        let whole = 0..count;
+        let said = match self.call(&call, whole.clone())? {
+            Err(fault) if count == 1 => {
                 out.failures.push(fault_failure(0, &fault));
                 return self.finish(out);
             }
             Err(_) => None,
-            Ok(result) => match read_results(&result, pairs.len()) {
+            Ok(result) => match read_results(&result, count) {
                 Ok(said) => Some(said),
                 Err(e) => {
                     self.discard(whole, format!("returned a malformed result ({e})"));
-                    if pairs.len() == 1 {
+                    if count == 1 {
                         out.failures.push(contract::malformed(0, &e));
                         return self.finish(out);
                     }
@@ -441,16 +494,21 @@ impl PluginAggregator {
                 }
             },
         };
-        for (i, pair) in pairs.iter().enumerate() {
+        let alone = |this: &mut Self, i: usize| {
+            this.batch.clear();
+            pack(&mut this.batch, i..i + 1);
+            this.call_alone(i as u32, &call)
+        };
+        for i in 0..count {
             let input = i as u32;
             let said = match &said {
                 Some(said) => self.judge(input, said[i].clone()),
-                None => self.merge_alone(pair, input)?,
+                None => alone(self, i)?,
             };
             let said = match said {
                 Said::Retry(message) => {
                     self.discard(i..i + 1, format!("failed ({message})"));
-                    match self.merge_alone(pair, input)? {
+                    match alone(self, i)? {
                         Said::Retry(message) => Said::Failure(Failure {
                             input,
                             kind: FailureKind::Failed,
@@ -468,19 +526,6 @@ impl PluginAggregator {
             }
         }
         self.finish(out)
-    }
-
-    fn pack_pairs(&mut self, pairs: &[Pair<'_>]) {
-        self.batch.clear();
-        weir_packed::put_u32(&mut self.batch, pairs.len() as u32);
-        for p in pairs {
-            put_pair(&mut self.batch, p.key, p.left, p.right);
-        }
-    }
-
-    fn merge_alone(&mut self, pair: &Pair<'_>, input: u32) -> Result<Said, StartError> {
-        self.pack_pairs(std::slice::from_ref(pair));
-        self.call_alone(input, |i, batch| i.merge(batch))
     }
 
     fn judge(&self, input: u32, raw: Raw) -> Said {

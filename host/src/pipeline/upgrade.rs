@@ -63,7 +63,9 @@ pub fn store_format(p: &Pipeline, j: usize) -> Option<StoreFormat> {
                     Some(f) => format!("reduce {}({f}) {of}", r.word()),
                     None => format!("reduce {} {of}", r.word()),
                 },
-                Aggregation::Plugin => format!("an aggregator plugin's accumulators {of}"),
+                Aggregation::Plugin => {
+                    format!("an aggregator plugin's versioned accumulators {of}")
+                }
             };
             let group = step.inputs.first().and_then(|i| match i.node {
                 Node::Step(g) => p.steps.get(g),

@@ -16,6 +16,17 @@ pub mod aggregator {
     });
 }
 
+/// The versioned aggregator world, for its `accumulator-versions` export
+/// alone: a component of it is driven through [`aggregator`]'s bindings,
+/// with this interface looked up beside them when the component exports it.
+pub mod versioned_aggregator {
+    wasmtime::component::bindgen!({
+        world: "versioned-aggregator",
+        path: "../wit",
+        with: { "weir:plugin/host": super::weir::plugin::host },
+    });
+}
+
 use self::weir::plugin::host::{Host, LogLevel};
 use super::log_gate::LogLevel as Level;
 

@@ -26,6 +26,8 @@ pub struct PluginInfo {
     /// An aggregator's optional functions; `None` for a transformer or a
     /// component that cannot be loaded.
     pub capabilities: Option<Vec<Capability>>,
+    /// An aggregator's accumulator versions; `None` as for `capabilities`.
+    pub formats: Option<super::AccumulatorFormats>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     /// `Ok` when this host can load and link it as an operator; otherwise why not.
@@ -52,13 +54,14 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
         .exports(&engine.engine)
         .map(|(n, _)| n.to_string())
         .collect();
-    let (world, kinds, capabilities, runnable) = match engine.load(path, None) {
+    let (world, kinds, capabilities, formats, runnable) = match engine.load(path, None) {
         Ok(plugin) => (
             Some(plugin.world().to_string()),
             plugin.kinds().to_vec(),
             plugin
                 .is_aggregator()
                 .then(|| plugin.capabilities().to_vec()),
+            plugin.formats().cloned(),
             Ok(()),
         ),
         Err(e) => {
@@ -74,7 +77,7 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
                     .find(|(i, _)| exports_it(i))
                     .map(|(_, v)| format!("weir:plugin/transformer@{v} (outdated)"))
             };
-            (world, Vec::new(), None, Err(e.to_string()))
+            (world, Vec::new(), None, None, Err(e.to_string()))
         }
     };
     Ok(PluginInfo {
@@ -84,6 +87,7 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
         world,
         kinds,
         capabilities,
+        formats,
         imports,
         exports,
         runnable,
@@ -105,6 +109,19 @@ impl fmt::Display for PluginInfo {
         }
         if let Some(capabilities) = &self.capabilities {
             writeln!(f, "capabilities: {}", capability_list(capabilities))?;
+        }
+        if let Some(formats) = &self.formats {
+            let list = |v: &[u32]| match v {
+                [] => "none".to_string(),
+                v => v.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+            };
+            writeln!(
+                f,
+                "state version: {} (upgrades from: {}; downgrades to: {})",
+                formats.current,
+                list(&formats.upgrades_from),
+                list(&formats.downgrades_to)
+            )?;
         }
         writeln!(f, "exports:")?;
         for e in &self.exports {

@@ -13,6 +13,7 @@
 
 mod bindings;
 mod cache;
+mod formats;
 mod inspect;
 mod log_gate;
 mod state;
@@ -31,9 +32,11 @@ use wasmtime::{
 };
 
 use bindings::aggregator::exports::weir::plugin::aggregate::Capability as WitCapability;
-use bindings::aggregator::{Aggregator, AggregatorPre};
+use bindings::aggregator::{Aggregator, AggregatorIndices, AggregatorPre};
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
+use bindings::versioned_aggregator::exports::weir::plugin::accumulator_versions as wit_versions;
 use bindings::{Transformer, TransformerPre};
+pub use formats::AccumulatorFormats;
 pub use inspect::PluginInfo;
 pub use log_gate::LogGate;
 use state::HostState;
@@ -54,6 +57,10 @@ pub const AGGREGATE_INTERFACE: &str = "weir:plugin/aggregate@0.2.0";
 
 /// The world whose interface is [`AGGREGATE_INTERFACE`].
 pub const AGGREGATOR_WORLD: &str = "weir:plugin/aggregator@0.2.0";
+
+/// The interface an aggregator that versions its accumulators exports
+/// beside [`AGGREGATE_INTERFACE`] (world `versioned-aggregator`).
+pub const ACCUMULATOR_VERSIONS_INTERFACE: &str = "weir:plugin/accumulator-versions@0.2.0";
 
 /// Interfaces of earlier contract versions, recognised only to tell the
 /// author how to rebuild: `(interface, contract version)`.
@@ -221,6 +228,8 @@ pub enum LoadError {
     Kinds { path: PathBuf, reason: String },
     #[error("{} did not say which optional aggregator functions it implements: {reason}", path.display())]
     Capabilities { path: PathBuf, reason: String },
+    #[error("{} did not say which accumulator versions it reads and writes: {reason}", path.display())]
+    Versions { path: PathBuf, reason: String },
 }
 
 /// Why the engine itself could not be created (not a plugin's fault).
@@ -422,7 +431,7 @@ impl PluginEngine {
                 })?;
         let exports = export_names(&self.engine, &component);
         let world = WorldPre::recognise(path, &self.linker, &component, &exports)?;
-        let (kinds, capabilities) = match &world {
+        let (kinds, capabilities, formats) = match &world {
             WorldPre::Transformer(_) => {
                 let kinds = self
                     .declared_kinds(&world)
@@ -430,7 +439,7 @@ impl PluginEngine {
                         path: path.to_path_buf(),
                         reason,
                     })?;
-                (kinds, Vec::new())
+                (kinds, Vec::new(), None)
             }
             WorldPre::Aggregator(_) => {
                 let capabilities = self.declared_capabilities(&world).map_err(|reason| {
@@ -439,7 +448,13 @@ impl PluginEngine {
                         reason,
                     }
                 })?;
-                (vec![Kind::Aggregate], capabilities)
+                let formats =
+                    self.declared_formats(&world)
+                        .map_err(|reason| LoadError::Versions {
+                            path: path.to_path_buf(),
+                            reason,
+                        })?;
+                (vec![Kind::Aggregate], capabilities, Some(formats))
             }
         };
         tracing::debug!(plugin = %path.display(), %sha256, cached, kinds = %kind_list(&kinds), "plugin loaded");
@@ -450,6 +465,7 @@ impl PluginEngine {
             bytes: bytes.into(),
             kinds,
             capabilities,
+            formats,
             world,
             interrupter: self.interrupter.clone(),
         })
@@ -470,7 +486,7 @@ impl PluginEngine {
     fn declared_capabilities(&self, world: &WorldPre) -> Result<Vec<Capability>, String> {
         let mut instance = self.load_instance(world)?;
         let capabilities = match &instance.bindings {
-            Bindings::Aggregator(a) => a
+            Bindings::Aggregator(a, _) => a
                 .weir_plugin_aggregate()
                 .call_capabilities(&mut instance.store),
             Bindings::Transformer(_) => return Ok(Vec::new()),
@@ -486,13 +502,26 @@ impl PluginEngine {
         Ok(out)
     }
 
+    /// Asks an aggregator which accumulator versions it reads and writes
+    /// (version 1 and no conversions when it does not export
+    /// `accumulator-versions`).
+    fn declared_formats(&self, world: &WorldPre) -> Result<AccumulatorFormats, String> {
+        let mut instance = self.load_instance(world)?;
+        let formats = match &instance.bindings {
+            Bindings::Aggregator(_, Some(v)) => v.call_versions(&mut instance.store),
+            _ => return Ok(AccumulatorFormats::default()),
+        };
+        let f = formats.map_err(|e| format!("`versions` {}", instance.classify(e)))?;
+        AccumulatorFormats::checked(f.current, f.upgrades_from, f.downgrades_to)
+    }
+
     /// Asks a component which step kinds it implements, on an instance made
     /// for that question alone (no config, the default time limit).
     fn declared_kinds(&self, world: &WorldPre) -> Result<Vec<Kind>, String> {
         let mut instance = self.load_instance(world)?;
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
-            Bindings::Aggregator(_) => return Ok(vec![Kind::Aggregate]),
+            Bindings::Aggregator(..) => return Ok(vec![Kind::Aggregate]),
         };
         let kinds = kinds.map_err(|e| format!("`kinds` {}", instance.classify(e)))?;
         if kinds.is_empty() {
@@ -550,7 +579,15 @@ fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
 /// it was given.
 enum WorldPre {
     Transformer(TransformerPre<HostState>),
-    Aggregator(AggregatorPre<HostState>),
+    Aggregator(AggregatorWorld),
+}
+
+/// An aggregator's bindings, ready to instantiate: its `aggregate` export,
+/// and its `accumulator-versions` export when it has one.
+struct AggregatorWorld {
+    pre: AggregatorPre<HostState>,
+    aggregate: AggregatorIndices,
+    versions: Option<wit_versions::GuestIndices>,
 }
 
 impl WorldPre {
@@ -578,9 +615,17 @@ impl WorldPre {
         }
         if exports_it(AGGREGATE_INTERFACE) {
             let pre = linker.instantiate_pre(component).map_err(link)?;
-            return AggregatorPre::new(pre)
-                .map(WorldPre::Aggregator)
-                .map_err(link);
+            let versions = match exports_it(ACCUMULATOR_VERSIONS_INTERFACE) {
+                true => Some(wit_versions::GuestIndices::new(&pre).map_err(link)?),
+                false => None,
+            };
+            let aggregate = AggregatorIndices::new(&pre).map_err(link)?;
+            let pre = AggregatorPre::new(pre).map_err(link)?;
+            return Ok(WorldPre::Aggregator(AggregatorWorld {
+                pre,
+                aggregate,
+                versions,
+            }));
         }
         if let Some(&(interface, version)) = OUTDATED_INTERFACES.iter().find(|(i, _)| exports_it(i))
         {
@@ -599,7 +644,7 @@ impl WorldPre {
     fn engine(&self) -> &Engine {
         match self {
             WorldPre::Transformer(pre) => pre.engine(),
-            WorldPre::Aggregator(pre) => pre.engine(),
+            WorldPre::Aggregator(a) => a.pre.engine(),
         }
     }
 
@@ -614,7 +659,7 @@ impl WorldPre {
 /// An instance's bindings, of the world its component was recognised as.
 enum Bindings {
     Transformer(Transformer),
-    Aggregator(Aggregator),
+    Aggregator(Aggregator, Option<wit_versions::Guest>),
 }
 
 /// A loaded, type-checked operator component, ready to instantiate.
@@ -628,6 +673,8 @@ pub struct Plugin {
     kinds: Vec<Kind>,
     /// An aggregator's optional functions (empty for a transformer).
     capabilities: Vec<Capability>,
+    /// An aggregator's accumulator versions (`None` for a transformer).
+    formats: Option<AccumulatorFormats>,
     world: WorldPre,
     interrupter: Interrupter,
 }
@@ -661,6 +708,12 @@ impl Plugin {
         &self.capabilities
     }
 
+    /// An aggregator's accumulator versions, asked once at load (`None`
+    /// for a transformer).
+    pub fn formats(&self) -> Option<&AccumulatorFormats> {
+        self.formats.as_ref()
+    }
+
     /// The world it was recognised as, e.g. `weir:plugin/transformer@0.2.0`.
     pub fn world(&self) -> &'static str {
         self.world.name()
@@ -691,7 +744,7 @@ impl Plugin {
             Bindings::Transformer(t) => t
                 .weir_plugin_transform()
                 .call_init(&mut instance.store, config_json),
-            Bindings::Aggregator(a) => {
+            Bindings::Aggregator(a, _) => {
                 // One output, the accumulator: no ports to declare.
                 return match a
                     .weir_plugin_aggregate()
@@ -766,7 +819,19 @@ impl Instance {
         store.set_epoch_deadline(1);
         let bindings = match world {
             WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
-            WorldPre::Aggregator(pre) => pre.instantiate(&mut store).map(Bindings::Aggregator),
+            WorldPre::Aggregator(a) => {
+                a.pre
+                    .instance_pre()
+                    .instantiate(&mut store)
+                    .and_then(|instance| {
+                        let aggregate = a.aggregate.load(&mut store, &instance)?;
+                        let versions = match &a.versions {
+                            Some(v) => Some(v.load(&mut store, &instance)?),
+                            None => None,
+                        };
+                        Ok(Bindings::Aggregator(aggregate, versions))
+                    })
+            }
         }
         .map_err(|e| {
             if e.downcast_ref::<InterruptedCall>().is_some() {
@@ -813,7 +878,7 @@ impl Instance {
             Bindings::Transformer(t) => t
                 .weir_plugin_transform()
                 .call_process(&mut self.store, batch),
-            Bindings::Aggregator(_) => return Err(not_this_world("process", AGGREGATOR_WORLD)),
+            Bindings::Aggregator(..) => return Err(not_this_world("process", AGGREGATOR_WORLD)),
         };
         result.map_err(|e| self.classify(e))
     }
@@ -824,7 +889,7 @@ impl Instance {
     pub fn fold(&mut self, fold: Fold, groups: &[u8]) -> Result<Vec<u8>, Fault> {
         self.reset_deadline();
         let result = match &self.bindings {
-            Bindings::Aggregator(a) => match fold {
+            Bindings::Aggregator(a, _) => match fold {
                 Fold::Add => a.weir_plugin_aggregate().call_add(&mut self.store, groups),
                 Fold::Subtract => a
                     .weir_plugin_aggregate()
@@ -842,8 +907,39 @@ impl Instance {
     pub fn merge(&mut self, pairs: &[u8]) -> Result<Vec<u8>, Fault> {
         self.reset_deadline();
         let result = match &self.bindings {
-            Bindings::Aggregator(a) => a.weir_plugin_aggregate().call_merge(&mut self.store, pairs),
+            Bindings::Aggregator(a, _) => {
+                a.weir_plugin_aggregate().call_merge(&mut self.store, pairs)
+            }
             Bindings::Transformer(_) => return Err(not_this_world("merge", TRANSFORMER_WORLD)),
+        };
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Runs one packed batch of stored accumulators through an
+    /// aggregator's `upgrade` (from version `version`) or `downgrade` (to
+    /// it). Only called for versions its [`AccumulatorFormats`] name.
+    /// After a fault the instance must be dropped.
+    pub fn convert(
+        &mut self,
+        way: Conversion,
+        version: u32,
+        accumulators: &[u8],
+    ) -> Result<Vec<u8>, Fault> {
+        self.reset_deadline();
+        let result = match &self.bindings {
+            Bindings::Aggregator(_, Some(v)) => match way {
+                Conversion::Upgrade => v.call_upgrade(&mut self.store, version, accumulators),
+                Conversion::Downgrade => v.call_downgrade(&mut self.store, version, accumulators),
+            },
+            Bindings::Aggregator(_, None) => {
+                return Err(Fault::Trap(format!(
+                    "host bug: `{}` called on an aggregator without `{ACCUMULATOR_VERSIONS_INTERFACE}`",
+                    way.as_str()
+                )));
+            }
+            Bindings::Transformer(_) => {
+                return Err(not_this_world(way.as_str(), TRANSFORMER_WORLD));
+            }
         };
         result.map_err(|e| self.classify(e))
     }
@@ -878,6 +974,24 @@ impl Fold {
         match self {
             Fold::Add => "add",
             Fold::Subtract => "subtract",
+        }
+    }
+}
+
+/// Which way stored accumulators are converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// `upgrade`: from an older version to the component's own.
+    Upgrade,
+    /// `downgrade`: from the component's own to an older version.
+    Downgrade,
+}
+
+impl Conversion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Conversion::Upgrade => "upgrade",
+            Conversion::Downgrade => "downgrade",
         }
     }
 }

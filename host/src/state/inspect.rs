@@ -259,10 +259,13 @@ pub fn dump(
                     return;
                 }
                 match aggregate::shown_stored(aggregation, stored) {
-                    Ok((value, timestamp)) => {
+                    Ok(shown) => {
+                        let version = shown
+                            .state_version
+                            .map_or_else(String::new, |v| format!(",\"state_version\":{v}"));
                         out(&format!(
-                            "{prefix}{}}}",
-                            entry_fields(key, &value, timestamp)
+                            "{prefix}{}{version}}}",
+                            entry_fields(key, &shown.value, shown.timestamp)
                         ));
                         lines += 1;
                     }

@@ -301,10 +301,9 @@ fn store_contents(
                     .open(task, &StoreSpec::key_value(id, ""))
                     .map_err(|e| e.to_string())?;
                 for (key, stored) in store.entries().map_err(|e| e.to_string())? {
-                    let (value, timestamp) =
-                        aggregate::shown_stored(step.aggregation.as_ref(), &stored)
-                            .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
-                    lines.push((key, value, timestamp));
+                    let shown = aggregate::shown_stored(step.aggregation.as_ref(), &stored)
+                        .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
+                    lines.push((key, shown.value, shown.timestamp));
                 }
             }
             Ok(())

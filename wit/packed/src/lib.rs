@@ -301,6 +301,14 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Reads one stored accumulator of an `upgrade` or `downgrade` batch.
+    pub fn stored(&mut self) -> Result<StoredView<'a>, DecodeError> {
+        Ok(StoredView {
+            key: self.bytes("stored key")?,
+            accumulator: self.bytes("stored accumulator")?,
+        })
+    }
+
     /// Reads one per-record result of an `add`, `subtract` or `merge` call.
     #[inline]
     pub fn aggregate_result(&mut self) -> Result<AggregateResultView<'a>, DecodeError> {
@@ -411,6 +419,13 @@ pub struct GroupView<'a> {
     pub accumulator: Option<&'a [u8]>,
     /// The key's records in order (at least one).
     pub records: RecordsView<'a>,
+}
+
+/// A stored accumulator and its key, for `upgrade` and `downgrade`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredView<'a> {
+    pub key: &'a [u8],
+    pub accumulator: &'a [u8],
 }
 
 /// Two accumulators of one key, for `merge`.
@@ -560,6 +575,13 @@ pub fn put_pair(out: &mut Vec<u8>, key: &[u8], left: &[u8], right: &[u8]) {
     put_optional_bytes(out, Some(key));
     put_optional_bytes(out, Some(left));
     put_optional_bytes(out, Some(right));
+}
+
+/// Appends one stored accumulator of an `upgrade` or `downgrade` batch.
+#[inline]
+pub fn put_stored(out: &mut Vec<u8>, key: &[u8], accumulator: &[u8]) {
+    put_optional_bytes(out, Some(key));
+    put_optional_bytes(out, Some(accumulator));
 }
 
 /// Appends a [`TAG_ACCUMULATOR`] result; `None` removes the key's accumulator.

@@ -18,6 +18,7 @@
 mod fold;
 mod number;
 mod plugin_table;
+mod versioned_state;
 
 pub use fold::Fold;
 
@@ -82,20 +83,45 @@ pub(crate) fn split_stored(stored: &[u8]) -> Option<(i64, &[u8])> {
 
 /// What a key's stored value stands for: the value last emitted for the
 /// key and its timestamp (`weir test`'s expected store contents; Kafka
-/// Streams' test driver reads a timestamped store the same way). A
-/// plugin's accumulator is the value it emitted, as a reduction's is, and
-/// a table's row (`aggregation` `None`) is its value.
-pub fn shown_stored(
-    aggregation: Option<&Aggregation>,
-    stored: &[u8],
-) -> Result<(Bytes, i64), String> {
+/// Streams' test driver reads a timestamped store the same way), and for a
+/// plugin's accumulator the state version that wrote it. A plugin's
+/// accumulator is the value it emitted, as a reduction's is, and a table's
+/// row (`aggregation` `None`) is its value.
+pub fn shown_stored(aggregation: Option<&Aggregation>, stored: &[u8]) -> Result<Shown, String> {
+    if let Some(Aggregation::Plugin) = aggregation {
+        let (timestamp, version, acc) =
+            versioned_state::split_versioned(stored).ok_or_else(|| {
+                format!(
+                    "a stored value of {} bytes has no timestamp and state version",
+                    stored.len()
+                )
+            })?;
+        return Ok(Shown {
+            value: Bytes::copy_from_slice(acc),
+            timestamp,
+            state_version: Some(version),
+        });
+    }
     let (timestamp, acc) = split_stored(stored)
         .ok_or_else(|| format!("a stored value of {} bytes has no timestamp", stored.len()))?;
     let value = match aggregation.and_then(Fold::of) {
         Some(fold) => fold.shown(acc)?,
         None => Bytes::copy_from_slice(acc),
     };
-    Ok((value, timestamp))
+    Ok(Shown {
+        value,
+        timestamp,
+        state_version: None,
+    })
+}
+
+/// A stored value as [`shown_stored`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub value: Bytes,
+    pub timestamp: i64,
+    /// A plugin accumulator's state version.
+    pub state_version: Option<u32>,
 }
 
 /// Emits a built-in fold's result for `key`, from input `record`.
@@ -250,30 +276,30 @@ impl Aggregate {
         }
         // The others, by key in first-seen order, each key's in order.
         let keyed = group_by_key(records);
-        let mut stored = Vec::with_capacity(keyed.len());
-        for (key, _) in &keyed {
-            stored.push(self.store.get(key)?);
-        }
+        let reads = self.read_accumulators(keyed.iter().map(|(key, _)| key.as_ref()))?;
         // The running result timestamp of each group, and each input's group.
         let mut timestamps: Vec<i64> = Vec::with_capacity(keyed.len());
         let mut group_of = vec![0; records.len()];
-        let groups: Vec<Group<'_>> = keyed
-            .iter()
-            .zip(&stored)
-            .enumerate()
-            .map(|(g, ((key, inputs), stored))| {
-                let split = stored.as_deref().and_then(split_stored);
-                timestamps.push(split.map_or(i64::MIN, |(ts, _)| ts));
-                for &i in inputs {
-                    group_of[i as usize] = g;
-                }
-                Group {
-                    key,
-                    accumulator: split.map(|(_, acc)| acc),
-                    inputs,
-                }
-            })
-            .collect();
+        let mut groups: Vec<Group<'_>> = Vec::with_capacity(keyed.len());
+        for (g, ((key, inputs), read)) in keyed.iter().zip(&reads).enumerate() {
+            timestamps.push(read.timestamp);
+            if let Some((kind, reason)) = &read.unreadable {
+                out.failures.extend(inputs.iter().map(|&input| Failure {
+                    input,
+                    kind: *kind,
+                    reason: reason.clone(),
+                }));
+                continue;
+            }
+            for &i in inputs {
+                group_of[i as usize] = g;
+            }
+            groups.push(Group {
+                key,
+                accumulator: read.accumulator.as_deref(),
+                inputs,
+            });
+        }
         let Folder::Plugin(plugin) = &mut self.folder else {
             unreachable!("called for a plugin fold")
         };
@@ -284,21 +310,14 @@ impl Aggregate {
             out.clear();
             return Err(plugin_failure(e, plugin.culprit(), false));
         }
+        drop(groups);
         for update in &results.updates {
             let record = &records[update.input as usize];
             let g = group_of[update.input as usize];
             let key = keyed[g].0.clone();
             timestamps[g] = timestamps[g].max(record.timestamp);
             let timestamp = timestamps[g];
-            match &update.accumulator {
-                Some(acc) => {
-                    let mut value = Vec::with_capacity(TS + acc.len());
-                    value.extend_from_slice(&timestamp.to_le_bytes());
-                    value.extend_from_slice(acc);
-                    self.store.put(&key, value.into())?;
-                }
-                None => self.store.delete(&key)?,
-            }
+            self.write_accumulator(&key, timestamp, update.accumulator.as_deref())?;
             out.emitted.push(Emitted {
                 input: update.input,
                 port: 0,
@@ -313,6 +332,7 @@ impl Aggregate {
             });
         }
         out.failures.append(&mut results.failures);
+        out.failures.sort_by_key(|f| f.input);
         self.scratch = results;
         Ok(())
     }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::{Aggregate, Folder, TS, split_stored};
+use super::{Aggregate, Folder};
 use crate::operators::failure::Failure;
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_aggregator::{AggregateOutput, Group, PluginAggregator};
@@ -106,16 +106,35 @@ impl Aggregate {
             rounds[*n].push(i as u32);
             *n += 1;
         }
+        let keys: Vec<&[u8]> = seen.keys().copied().collect();
+        let reads = self.read_accumulators(keys.iter().copied())?;
         let mut current: HashMap<Bytes, Current> = HashMap::new();
-        for key in seen.keys() {
-            let stored = self.store.get(key)?;
-            let split = stored.as_deref().and_then(split_stored);
+        let mut failures: Vec<Failure> = Vec::new();
+        for (key, read) in keys.iter().zip(reads) {
+            if let Some((kind, reason)) = read.unreadable {
+                // Its stored accumulator cannot be used: every update of
+                // the key fails, and it stays as it is.
+                for round in &mut rounds {
+                    round.retain(|&i| {
+                        let of_key = records[i as usize].key.as_deref() == Some(*key);
+                        if of_key {
+                            failures.push(Failure {
+                                input: i,
+                                kind,
+                                reason: reason.clone(),
+                            });
+                        }
+                        !of_key
+                    });
+                }
+                continue;
+            }
             current.insert(
                 Bytes::copy_from_slice(key),
                 Current {
-                    accumulator: split.map(|(_, acc)| Bytes::copy_from_slice(acc)),
-                    timestamp: split.map_or(i64::MIN, |(ts, _)| ts),
-                    exists: split.is_some(),
+                    exists: read.accumulator.is_some(),
+                    accumulator: read.accumulator,
+                    timestamp: read.timestamp,
                     dirty: false,
                 },
             );
@@ -129,22 +148,13 @@ impl Aggregate {
             })
             .collect();
         let mut emitted: Vec<Emitted> = Vec::new();
-        let mut failures: Vec<Failure> = Vec::new();
         for round in &rounds {
             let batch = (records, &olds[..]);
             self.table_round(batch, round, &mut current, &mut emitted, &mut failures)
                 .inspect_err(|_| out.clear())?;
         }
         for (key, now) in current.iter().filter(|(_, now)| now.dirty) {
-            match &now.accumulator {
-                Some(acc) => {
-                    let mut value = Vec::with_capacity(TS + acc.len());
-                    value.extend_from_slice(&now.timestamp.to_le_bytes());
-                    value.extend_from_slice(acc);
-                    self.store.put(key, value.into())?;
-                }
-                None => self.store.delete(key)?,
-            }
+            self.write_accumulator(key, now.timestamp, now.accumulator.as_deref())?;
         }
         emitted.sort_by_key(|e| e.input);
         failures.sort_by_key(|f| f.input);

@@ -1,0 +1,177 @@
+//! An aggregator plugin's stored accumulators carry the state version of
+//! the code that wrote them, so a hot swap to code that reads them
+//! differently keeps the step's state: when a key is next read, an
+//! accumulator of an older version the running plugin upgrades from goes
+//! through its `upgrade` first (lazily: a swap never waits for the whole
+//! store), and one it cannot read fails that key's records (kind `state`)
+//! and stays as it was. Every accumulator written is of the running
+//! plugin's version.
+//!
+//! A stored value is `[timestamp: i64 LE][state version: u32 LE][accumulator]`.
+
+use bytes::Bytes;
+
+use super::{Aggregate, Folder, TS, split_stored};
+use crate::operators::failure::{Failure, FailureKind};
+use crate::operators::operator::OperatorError;
+use crate::operators::plugin_aggregator::AggregateOutput;
+use crate::operators::plugin_step::plugin_failure;
+use crate::plugin::Conversion;
+
+/// Bytes of the state version after the timestamp.
+const VERSION: usize = 4;
+
+/// A plugin's stored value: its timestamp, the state version that wrote
+/// it, and the accumulator.
+pub(crate) fn split_versioned(stored: &[u8]) -> Option<(i64, u32, &[u8])> {
+    let (ts, rest) = split_stored(stored)?;
+    let (version, acc) = rest.split_at_checked(VERSION)?;
+    let version = u32::from_le_bytes(version.try_into().expect("4 bytes"));
+    Some((ts, version, acc))
+}
+
+/// The stored value of `accumulator`, written at state `version`.
+pub(crate) fn versioned(timestamp: i64, version: u32, accumulator: &[u8]) -> Bytes {
+    let mut value = Vec::with_capacity(TS + VERSION + accumulator.len());
+    value.extend_from_slice(&timestamp.to_le_bytes());
+    value.extend_from_slice(&version.to_le_bytes());
+    value.extend_from_slice(accumulator);
+    value.into()
+}
+
+/// A key's accumulator as the running plugin reads it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Read {
+    /// The stored result timestamp (`i64::MIN` when there is none).
+    pub timestamp: i64,
+    /// `None`: the key has no accumulator (or its upgrade removed it).
+    pub accumulator: Option<Bytes>,
+    /// Why the key's records cannot be folded: its stored accumulator
+    /// could not be brought to the running version (it stays as it is).
+    pub unreadable: Option<(FailureKind, String)>,
+}
+
+impl Aggregate {
+    /// Reads `keys`' accumulators for the running plugin: as stored when
+    /// of its version, upgraded when of a version it upgrades from (one
+    /// `upgrade` call per stored version, for every such key of the
+    /// batch), else unreadable with the reason.
+    pub(super) fn read_accumulators<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Vec<Read>, OperatorError> {
+        let Folder::Plugin(plugin) = &mut self.folder else {
+            unreachable!("called for a plugin fold")
+        };
+        let formats = plugin.formats().clone();
+        let mut reads = Vec::new();
+        // (index in `reads`, stored version, key, accumulator) to upgrade.
+        let mut older: Vec<(usize, u32, Bytes, Bytes)> = Vec::new();
+        for key in keys {
+            let Some(stored) = self.store.get(key)? else {
+                reads.push(Read {
+                    timestamp: i64::MIN,
+                    ..Read::default()
+                });
+                continue;
+            };
+            let Some((timestamp, version, acc)) = split_versioned(&stored) else {
+                return Err(OperatorError::internal(format!(
+                    "aggregate `{}`: a stored value of {} bytes has no timestamp and state version",
+                    self.id,
+                    stored.len()
+                )));
+            };
+            let mut read = Read {
+                timestamp,
+                accumulator: Some(stored.slice_ref(acc)),
+                unreadable: None,
+            };
+            if version != formats.current {
+                if formats.reads(version) {
+                    let key = Bytes::copy_from_slice(key);
+                    older.push((reads.len(), version, key, stored.slice_ref(acc)));
+                } else {
+                    read.unreadable = Some((
+                        FailureKind::State,
+                        format!(
+                            "aggregate `{}`: the key's stored accumulator is of state version {version}, which the running plugin (state version {}) cannot read; swap to a version that upgrades from {version}, or reset the step's state",
+                            self.id,
+                            formats.describe_reads()
+                        ),
+                    ));
+                }
+            }
+            reads.push(read);
+        }
+        let mut versions: Vec<u32> = older.iter().map(|o| o.1).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        let mut results = AggregateOutput::default();
+        for version in versions {
+            let of_version: Vec<&(usize, u32, Bytes, Bytes)> =
+                older.iter().filter(|o| o.1 == version).collect();
+            let items: Vec<(&[u8], &[u8])> = of_version
+                .iter()
+                .map(|(_, _, key, acc)| (key.as_ref(), acc.as_ref()))
+                .collect();
+            plugin
+                .convert(Conversion::Upgrade, version, &items, &mut results)
+                .map_err(|e| plugin_failure(e, plugin.culprit(), false))?;
+            for update in &results.updates {
+                let read = &mut reads[of_version[update.input as usize].0];
+                read.accumulator = update.accumulator.clone();
+            }
+            for Failure {
+                input,
+                kind,
+                reason,
+            } in results.failures.drain(..)
+            {
+                reads[of_version[input as usize].0].unreadable = Some((
+                    kind,
+                    format!(
+                        "aggregate `{}`: upgrading the key's stored accumulator from state version {version}: {reason}",
+                        self.id
+                    ),
+                ));
+            }
+        }
+        Ok(reads)
+    }
+
+    /// Stores `key`'s accumulator after the batch (`None`: removed) at the
+    /// running plugin's state version.
+    pub(super) fn write_accumulator(
+        &mut self,
+        key: &[u8],
+        timestamp: i64,
+        accumulator: Option<&[u8]>,
+    ) -> Result<(), OperatorError> {
+        let Folder::Plugin(plugin) = &self.folder else {
+            unreachable!("called for a plugin fold")
+        };
+        let version = plugin.formats().current;
+        match accumulator {
+            Some(acc) => self.store.put(key, versioned(timestamp, version, acc))?,
+            None => self.store.delete(key)?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_value_carries_its_timestamp_and_state_version() {
+        let v = versioned(-5, 3, b"acc");
+        assert_eq!(split_versioned(&v), Some((-5, 3, &b"acc"[..])));
+        assert_eq!(
+            split_versioned(&versioned(0, 1, b"")),
+            Some((0, 1, &b""[..]))
+        );
+        assert_eq!(split_versioned(&v[..10]), None);
+    }
+}
