@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod kafka;
+pub mod live;
 pub mod oracle;
 pub mod swap;
 

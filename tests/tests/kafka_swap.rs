@@ -29,23 +29,37 @@ struct App {
 
 impl App {
     fn new(prefix: &str) -> App {
+        App::with(
+            prefix,
+            "plugins:
+  enrich: { path: '{plugin:enricher}' }
+steps:
+  - { name: tag, kind: map, plugin: enrich, config: { set: { version: v1 } } }
+",
+            &[],
+        )
+    }
+
+    /// An application whose pipeline reads `in` and writes `out` through
+    /// `steps` (the pipeline file's `plugins` and `steps`); `internal`
+    /// names the topics it creates itself (changelogs), by the part after
+    /// the application id, to delete with the others.
+    fn with(prefix: &str, steps: &str, internal: &[&str]) -> App {
         let (input, output, app) = (
             kafka::unique(&format!("{prefix}-in")),
             kafka::unique(&format!("{prefix}-out")),
             kafka::unique(&format!("{prefix}-app")),
         );
         let control_topic = format!("{app}-weir-control");
-        let cleanup = Cleanup::topics(&[&input, &output, &control_topic]);
+        let mut topics = vec![input.clone(), output.clone(), control_topic.clone()];
+        topics.extend(internal.iter().map(|t| format!("{app}-{t}")));
+        let cleanup = Cleanup::topics(&topics.iter().map(String::as_str).collect::<Vec<_>>());
         kafka::create_topic(&input, PARTITIONS);
         kafka::create_topic(&output, PARTITIONS);
         let body = format!(
             "sources:
   in: {{ kind: kafka, topic: {input} }}
-plugins:
-  enrich: {{ path: '{{plugin:enricher}}' }}
-steps:
-  - {{ name: tag, kind: map, plugin: enrich, config: {{ set: {{ version: v1 }} }} }}
-sinks:
+{steps}sinks:
   out: {{ kind: kafka, topic: {output} }}
 "
         );
@@ -343,19 +357,7 @@ fn kafka_log_has(log: &str, needle: &str) {
 
 /// `weir swap` of `fixture`'s pipeline, step `tag`, with `args`.
 fn weir_swap(fixture: &weir_tests::Fixture, token: &std::path::Path, args: &[&str]) -> String {
-    let pipeline = fixture.pipeline_path();
-    let mut all = vec![
-        "swap",
-        pipeline.to_str().unwrap(),
-        "--step",
-        "tag",
-        "--admin-token-file",
-        token.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let out = weir_tests::weir(&all);
-    assert!(out.status.success(), "{}", weir_tests::stderr(&out));
-    weir_tests::stderr(&out) + &weir_tests::stdout(&out)
+    weir_swap_step(fixture, token, "tag", args)
 }
 
 #[test]
@@ -466,5 +468,142 @@ fn weir_swap_on_the_pipeline_file_swaps_both_weir_run_members_v1_v2_v3() {
             ["v1", "v2", "v3"],
             "partition {p}\n{a_log}\n{b_log}"
         );
+    }
+}
+
+/// `weir swap` of `fixture`'s pipeline, step `step`, with `args`.
+fn weir_swap_step(
+    fixture: &weir_tests::Fixture,
+    token: &std::path::Path,
+    step: &str,
+    args: &[&str],
+) -> String {
+    let pipeline = fixture.pipeline_path();
+    let mut all = vec![
+        "swap",
+        pipeline.to_str().unwrap(),
+        "--step",
+        step,
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = weir_tests::weir(&all);
+    assert!(out.status.success(), "{}", weir_tests::stderr(&out));
+    weir_tests::stderr(&out) + &weir_tests::stdout(&out)
+}
+
+/// Issue 14, item 5 on Kafka: an aggregate step swapped, while records
+/// flow, from `tally` (state version 1, `{"n", "sum"}`) to `tally-v2`
+/// (state version 2, `{"count", "total", "v": 2}`, upgrading 1) keeps
+/// every key's totals on both members, and a member restarted after the
+/// swap (its state restored from the changelog, keys of both versions)
+/// goes on from them.
+#[test]
+fn an_aggregate_swapped_to_a_version_that_upgrades_keeps_its_totals_on_every_member() {
+    let App {
+        input,
+        output,
+        control_topic: _,
+        fixture,
+        _cleanup,
+    } = App::with(
+        "agg-swap",
+        "plugins:
+  tally: { path: '{plugin:tally}' }
+steps:
+  - { name: by-key, kind: group-by }
+  - { name: totals, id: totals, kind: aggregate, plugin: tally }
+",
+        &["totals-changelog"],
+    );
+    let token = weir_tests::admin::token_file(&fixture, "kafka-s3cret", 0o600);
+    let member = |name: &str, state: &str| {
+        let state = fixture.path(state);
+        let args = [
+            "--admin-token-file",
+            token.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        WeirProcess::start_with(&fixture, &format!("{name}.log"), &args)
+    };
+    let mut a = member("a", "state-a");
+    let mut b = member("b", "state-b");
+    wait_until(
+        "the two members share the partitions",
+        || a.assigned(&input).len() == 2 && b.assigned(&input).len() == 2,
+        || a.log_text() + &b.log_text(),
+    );
+    let feeder = Feeder::start(&input, 0);
+    wait_until(
+        "totals flow",
+        || ends(&output).values().sum::<i64>() > 300,
+        || a.log_text() + &b.log_text(),
+    );
+    let component = weir_tests::plugin("tally-v2");
+    let said = weir_swap_step(&fixture, &token, "totals", &[component.to_str().unwrap()]);
+    kafka_log_has(&said, "runs in 2 processes");
+    kafka_log_has(&said, "step totals: v1 -> v2 (sha ");
+    wait_until(
+        "the other member applies the swap",
+        || {
+            a.log_text().contains("applied the swap made by")
+                || b.log_text().contains("applied the swap made by")
+        },
+        || a.log_text() + &b.log_text(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // B stopped, and started again on an empty state directory: its
+    // tasks restore their stores from the changelog.
+    b.stop();
+    let mut b2 = member("b2", "state-b2");
+    wait_until(
+        "the restarted member owns partitions again",
+        || b2.assigned(&input).len() == 2,
+        || a.log_text() + &b2.log_text(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = feeder.finish();
+    let outputs = kafka::consume(
+        &output,
+        sent as usize,
+        Duration::from_secs(90),
+        Duration::from_secs(3),
+    );
+    a.assert_running();
+    b2.assert_running();
+    let (a_log, b2_log) = (a.stop(), b2.stop());
+    kafka_log_has(&b2_log, "running the swapped version recorded in topic");
+
+    // Per key, in offset order: the j-th total counts the key's first j
+    // records and sums their `n`; version 1's shape, then version 2's.
+    let mut sorted = outputs.clone();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    let mut totals: BTreeMap<String, (u64, u64, Vec<u64>)> = BTreeMap::new();
+    for r in &sorted {
+        let key = r.rec.key.clone().expect("a key");
+        let value = r.rec.json();
+        let (count, sum, v) = match value.get("v") {
+            Some(v) => (&value["count"], &value["total"], v.as_u64().unwrap()),
+            None => (&value["n"], &value["sum"], 1),
+        };
+        let k: u64 = key[1..].parse().unwrap();
+        let (seen, total, versions) = totals.entry(key.clone()).or_default();
+        let n = k + 16 * *seen;
+        *seen += 1;
+        *total += n;
+        assert_eq!(
+            (count.as_u64(), sum.as_u64()),
+            (Some(*seen), Some(*total)),
+            "key {key}, total number {seen}: {value}\n{a_log}\n{b2_log}"
+        );
+        if versions.last() != Some(&v) {
+            versions.push(v);
+        }
+    }
+    assert_eq!(totals.values().map(|t| t.0).sum::<u64>(), sent);
+    for (key, (_, _, versions)) in &totals {
+        assert_eq!(versions, &[1, 2], "key {key}");
     }
 }

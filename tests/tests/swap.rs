@@ -5,19 +5,15 @@
 //! the test wants; closing the writer ends it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weir::{
-    RefusedAt, Rollback, RunControl, RunError, RunOptions, RunReport, SinkOutput, SwapCause,
-    SwapError, SwapOptions, TrialOutcome, TrialStatus,
-};
+use weir::{RefusedAt, Rollback, SwapCause, SwapError, SwapOptions, TrialOutcome, TrialStatus};
+use weir_tests::live::{Feeder, Live, feed, parse, settle, wait_for_trial, wait_until};
 use weir_tests::swap::enricher_variant;
-use weir_tests::{Fixture, line, plugin};
+use weir_tests::{Fixture, plugin};
 
 const PIPELINE: &str = "\
 partitions: 2
@@ -33,136 +29,6 @@ sinks:
   out: { kind: stdout }
 ";
 
-/// A pipeline running on its own thread, fed through a FIFO.
-struct Live {
-    _fixture: Fixture,
-    control: Arc<RunControl>,
-    out: Arc<Mutex<Vec<u8>>>,
-    /// What the sink `rejected` got, when the pipeline has one.
-    rejected: Arc<Mutex<Vec<u8>>>,
-    writer: Arc<Mutex<Option<std::fs::File>>>,
-    fed: Arc<AtomicUsize>,
-    run: JoinHandle<Result<RunReport, RunError>>,
-}
-
-impl Live {
-    fn start() -> Live {
-        Live::of(PIPELINE)
-    }
-
-    fn of(pipeline: &str) -> Live {
-        let fixture = Fixture::new(pipeline, &[]);
-        let fifo = fixture.path("in.fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(made.success());
-        let control = RunControl::new();
-        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let rejected: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let topo = fixture.topology();
-        let mut outputs: std::collections::HashMap<String, SinkOutput> =
-            [("out".to_string(), SinkOutput::Capture(out.clone()))].into();
-        if topo.pipeline.sinks.iter().any(|s| s.name == "rejected") {
-            outputs.insert("rejected".into(), SinkOutput::Capture(rejected.clone()));
-        }
-        let options = RunOptions {
-            outputs,
-            control: Some(control.clone()),
-            ..RunOptions::default()
-        };
-        let run = std::thread::spawn(move || weir::run(&topo, options));
-        // Opening a FIFO for writing waits for its reader: the run's source.
-        let writer = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&fifo)
-            .expect("open the FIFO");
-        let live = Live {
-            _fixture: fixture,
-            control,
-            out,
-            rejected,
-            writer: Arc::new(Mutex::new(Some(writer))),
-            fed: Arc::default(),
-            run,
-        };
-        wait_until("the run's control is attached", || {
-            !live.control.status().is_empty()
-        });
-        live
-    }
-
-    /// Writes `n` more records, numbered on from the last.
-    fn feed(&self, n: usize) {
-        feed(&self.writer, &self.fed, n);
-    }
-
-    fn outputs(&self) -> Vec<Value> {
-        parse(&self.out)
-    }
-
-    fn rejected(&self) -> Vec<Value> {
-        parse(&self.rejected)
-    }
-
-    /// Waits until every record fed came out.
-    fn drain(&self) {
-        let fed = self.fed.load(Ordering::SeqCst);
-        wait_until("every record fed came out", || self.outputs().len() >= fed);
-    }
-
-    /// Ends the input and the run; returns every output.
-    fn finish(self) -> Vec<Value> {
-        self.finish_all().0
-    }
-
-    /// Ends the input and the run; returns every output and every
-    /// dead-lettered record.
-    fn finish_all(self) -> (Vec<Value>, Vec<Value>) {
-        self.writer.lock().unwrap().take();
-        let Live {
-            run,
-            out,
-            rejected,
-            fed,
-            ..
-        } = self;
-        let report = run.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(report.counts.records_in, fed.load(Ordering::SeqCst) as u64);
-        (parse(&out), parse(&rejected))
-    }
-}
-
-fn parse(captured: &Mutex<Vec<u8>>) -> Vec<Value> {
-    String::from_utf8(captured.lock().unwrap().clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
-        .collect()
-}
-
-fn feed(writer: &Mutex<Option<std::fs::File>>, fed: &AtomicUsize, n: usize) {
-    let mut text = String::new();
-    let mut writer = writer.lock().unwrap();
-    let w = writer.as_mut().expect("the input is open");
-    for _ in 0..n {
-        let i = fed.fetch_add(1, Ordering::SeqCst);
-        text.push_str(&line(&format!("k{}", i % 16), json!({ "n": i })));
-        text.push('\n');
-    }
-    w.write_all(text.as_bytes()).unwrap();
-    w.flush().unwrap();
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Every input came out exactly once, each from one version, versions
 /// only moving forward per partition (of 2).
 fn check_outputs(outputs: &[Value], fed: usize) -> BTreeMap<String, u64> {
@@ -171,7 +37,7 @@ fn check_outputs(outputs: &[Value], fed: usize) -> BTreeMap<String, u64> {
 
 #[test]
 fn a_map_step_swapped_v1_v2_v3_v4_while_records_flow_processes_each_record_once() {
-    let live = Live::start();
+    let live = Live::of(PIPELINE);
     live.feed(100);
     live.drain();
     // A feeder keeps records flowing through every swap.
@@ -271,7 +137,7 @@ fn a_map_step_swapped_v1_v2_v3_v4_while_records_flow_processes_each_record_once(
 
 #[test]
 fn refused_swaps_leave_v1_running_with_nothing_lost_and_say_why() {
-    let live = Live::start();
+    let live = Live::of(PIPELINE);
     live.feed(50);
     let refused = |step: &str, component: Option<Vec<u8>>, config: Option<Value>| {
         let e = live
@@ -340,7 +206,7 @@ fn refused_swaps_leave_v1_running_with_nothing_lost_and_say_why() {
 
 #[test]
 fn a_swap_asked_for_during_another_is_refused_as_busy() {
-    let live = Live::start();
+    let live = Live::of(PIPELINE);
     live.feed(50);
     let control = live.control.clone();
     // A component with new bytes is compiled: the swap takes a while.
@@ -441,22 +307,6 @@ fn one_outcome_each(outputs: &[Value], rejected: &[Value], fed: usize) -> BTreeS
     dead
 }
 
-fn wait_for_trial(live: &Live, step: usize, number: u32) -> TrialOutcome {
-    let mut outcome = TrialOutcome::Running;
-    wait_until("the trial ends", || {
-        let status = live.control.status();
-        let trial = status[step]
-            .versions
-            .iter()
-            .find(|v| v.number == number)
-            .and_then(|v| v.trial.clone())
-            .expect("the version is on trial");
-        outcome = trial.outcome;
-        outcome != TrialOutcome::Running
-    });
-    outcome
-}
-
 /// Waits until version 2 of step 0 was rolled back and records flow
 /// through the version that came back; the trial's outcome and reason.
 fn until_rolled_back(live: &Live) -> (TrialOutcome, String) {
@@ -470,46 +320,6 @@ fn until_rolled_back(live: &Live) -> (TrialOutcome, String) {
         live.outputs().len() > after + 50
     });
     (outcome, reason)
-}
-
-/// Keeps records flowing until dropped.
-struct Feeder {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Feeder {
-    fn start(live: &Live) -> Feeder {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (writer, fed, flag) = (live.writer.clone(), live.fed.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                feed(&writer, &fed, 5);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        Feeder {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Feeder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-/// Waits until every record fed came out or was dead-lettered.
-fn settle(live: &Live) {
-    let fed = live.fed.load(Ordering::SeqCst);
-    wait_until("every record fed has an outcome", || {
-        live.outputs().len() + live.rejected().len() >= fed
-    });
 }
 
 #[test]

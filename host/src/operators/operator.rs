@@ -96,6 +96,10 @@ pub enum ErrorClass {
     /// The run is stopping (Ctrl-C, SIGTERM) and cut the call short: the
     /// batch is not processed, and nobody is at fault.
     Interrupted,
+    /// The step's version is being rolled back and the batch would write
+    /// state the version coming back cannot read: nothing was processed,
+    /// and the task holds the batch for that version.
+    RollingBack,
 }
 
 /// An operator could not process a batch or handle an event.
@@ -202,6 +206,15 @@ pub trait Operator: Send {
     /// That version's counters and trial, shared by every task.
     fn version_counters(&self) -> Option<&std::sync::Arc<super::versioned::VersionCounters>> {
         None
+    }
+
+    /// A hot swap of a stateful step: runs `next`'s plugin from the next
+    /// batch on, keeping the operator's state (its stores). Only an
+    /// operator with an aggregator plugin takes one.
+    fn swap_plugin(&mut self, _next: super::versioned::NextPlugin) -> Result<(), OperatorError> {
+        Err(OperatorError::internal(
+            "this step keeps no plugin state: it is swapped whole",
+        ))
     }
 }
 

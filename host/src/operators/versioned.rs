@@ -3,7 +3,7 @@
 //! counters, which a rollback trial judges).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use super::{Operator, OperatorError, Schedule, StepOutput, StoreSpec, TaskId, TimeKind};
 use crate::record::Record;
@@ -28,6 +28,12 @@ pub struct VersionCounters {
     /// Where its rollback trial stands, as the tasks must know it: see
     /// [`VersionCounters::claim_rollback`].
     trial: AtomicU8,
+    /// Set before any task runs it: on trial, the state it writes could
+    /// not be read by the version a rollback would bring back, nor be
+    /// converted back (see [`VersionCounters::may_write_state`]).
+    irreversible_writes: AtomicBool,
+    /// It wrote state while `irreversible_writes` (or a task is about to).
+    wrote_state: AtomicBool,
 }
 
 const NO_TRIAL: u8 = 0;
@@ -67,7 +73,34 @@ impl VersionCounters {
 
     /// The version is being rolled back.
     pub fn roll_back(&self) {
-        self.trial.store(ROLLING_BACK, Ordering::Release);
+        self.trial.store(ROLLING_BACK, Ordering::SeqCst);
+    }
+
+    /// On trial, the state this version writes cannot be undone by a
+    /// rollback: called before any task runs it.
+    pub fn make_writes_irreversible(&self) {
+        self.irreversible_writes.store(true, Ordering::Release);
+    }
+
+    /// Whether a task may write this version's state now. While it is on
+    /// trial with irreversible writes, the first write ends the chance of
+    /// a rollback: a task notes the write, then looks whether a rollback
+    /// began, and the control thread begins the rollback, then looks
+    /// whether a write was noted ([`VersionCounters::wrote_state`]), both
+    /// sequentially consistent, so one of them always sees the other. A
+    /// task told no holds the batch for the version that comes back.
+    pub fn may_write_state(&self) -> bool {
+        if !self.irreversible_writes.load(Ordering::Acquire) || !self.on_trial() {
+            return true;
+        }
+        self.wrote_state.store(true, Ordering::SeqCst);
+        self.trial.load(Ordering::SeqCst) != ROLLING_BACK
+    }
+
+    /// Whether a task wrote (or was about to write) state that a rollback
+    /// could not undo. Read after [`VersionCounters::roll_back`].
+    pub fn wrote_state(&self) -> bool {
+        self.wrote_state.load(Ordering::SeqCst)
     }
 
     /// Whether the version is being rolled back.
@@ -84,6 +117,14 @@ impl VersionCounters {
     pub fn on_trial(&self) -> bool {
         self.trial.load(Ordering::Relaxed) != NO_TRIAL
     }
+}
+
+/// A new version's aggregator for a stateful step's running operator,
+/// which keeps its store ([`Operator::swap_plugin`]).
+pub struct NextPlugin {
+    pub aggregator: Box<super::PluginAggregator>,
+    pub tag: VersionTag,
+    pub counters: Arc<VersionCounters>,
 }
 
 /// Forwards every call to the operator it wraps; adds the records of each
@@ -164,5 +205,50 @@ impl Operator for Versioned {
     }
     fn restarts(&self) -> u64 {
         self.inner.restarts()
+    }
+    fn swap_plugin(&mut self, next: NextPlugin) -> Result<(), OperatorError> {
+        let (tag, counters) = (next.tag.clone(), next.counters.clone());
+        self.inner.swap_plugin(next)?;
+        self.tag = tag;
+        self.counters = counters;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_writes_are_guarded_only_on_a_trial_whose_writes_cannot_be_undone() {
+        // Not on trial, or undoable writes: always allowed, never noted.
+        let c = VersionCounters::default();
+        assert!(c.may_write_state());
+        c.start_trial();
+        assert!(c.may_write_state() && !c.wrote_state());
+
+        // Irreversible writes on trial: the first write is noted, and a
+        // rollback that begins later sees it.
+        let c = VersionCounters::default();
+        c.make_writes_irreversible();
+        c.start_trial();
+        assert!(c.may_write_state());
+        c.roll_back();
+        assert!(c.wrote_state());
+
+        // A rollback that began first: the task may not write (it holds
+        // its batch), and the rollback may go ahead only if nothing was
+        // written before, which it tells from `wrote_state` having been
+        // false when it began.
+        let c = VersionCounters::default();
+        c.make_writes_irreversible();
+        c.start_trial();
+        c.roll_back();
+        assert!(!c.may_write_state());
+
+        // Once the trial is over (kept, or the rollback refused), writes
+        // go on.
+        c.end_trial();
+        assert!(c.may_write_state());
     }
 }

@@ -64,7 +64,7 @@ use super::message::{BroadcastMessage, WorkerMessage};
 use super::topology::{StepVersion, Topology};
 use crate::operators::plugin_step::StartError;
 use crate::operators::versioned::VersionCounters;
-use crate::pipeline::ErrorPolicy;
+use crate::pipeline::{ErrorPolicy, StepKind};
 
 /// The handle a caller holds on a run to swap its steps and ask how they
 /// are doing. One run at a time; it keeps the last run's status after it
@@ -188,6 +188,9 @@ pub enum RefusedAt {
     Init,
     /// It declares other output ports than the step was wired with.
     Ports,
+    /// It cannot read the state the step's store may hold (an aggregator
+    /// of another accumulator version that does not upgrade from it).
+    State,
     /// The run is stopping.
     Stopping,
 }
@@ -199,6 +202,7 @@ impl std::fmt::Display for RefusedAt {
             RefusedAt::Kind => "kind",
             RefusedAt::Init => "init",
             RefusedAt::Ports => "ports",
+            RefusedAt::State => "state",
             RefusedAt::Stopping => "the run is stopping",
         })
     }
@@ -701,6 +705,15 @@ fn swap(
             reason: "rollback: the step stops the run on a failed record (error-policy fail), so during its trial the first failure rolls back: `max_failure_rate` must be 0".into(),
         });
     }
+    if request.options.rollback.is_some()
+        && topo.pipeline.steps[j].error_policy == ErrorPolicy::Fail
+        && topo.pipeline.steps[j].kind == StepKind::Aggregate
+    {
+        return Err(SwapError::InvalidOptions {
+            step: step.clone(),
+            reason: "rollback: an aggregate step under error-policy fail cannot be put on trial: its batch writes state as it goes, so a failed record cannot be held and run again on the version that comes back; give the step another error policy (skip or dead-letter) for the swap".into(),
+        });
+    }
     let started = Instant::now();
     let version = prepare(
         topo,
@@ -720,7 +733,11 @@ fn swap(
         })?;
     if request.options.rollback.is_some() {
         // Before any task runs it: a failure under `fail` must find it on
-        // trial.
+        // trial, a write that could not be undone must be guarded.
+        if let Some(why) = irreversible(&current, &version) {
+            tracing::info!(step = %step, "version {} is on trial, and its first accumulator written ends the chance of a rollback: {why}", version.number);
+            version.counters.make_writes_irreversible();
+        }
         version.counters.start_trial();
     }
     // The newer version passed its checks: it ends the trial of the one
@@ -753,6 +770,43 @@ fn swap(
         queued: switched.queued,
         rollback: request.options.rollback,
     })
+}
+
+/// Why the accumulators `tried` writes could not be undone by a rollback
+/// to `previous`: `previous` cannot read them and `tried` exports no
+/// downgrade to what `previous` reads. `None` for a transformer, or when
+/// they could.
+fn irreversible(previous: &StepVersion, tried: &StepVersion) -> Option<String> {
+    let (before, after) = (previous.plugin.formats()?, tried.plugin.formats()?);
+    if before.reads(after.current) || after.downgrades_to(before.current) {
+        return None;
+    }
+    Some(format!(
+        "it writes state version {}, which version {} (state version {}) cannot read, and it exports no downgrade to {}",
+        after.current, previous.number, before.current, before.current
+    ))
+}
+
+/// Why step `j`'s new `version` cannot take over its state: an aggregator
+/// that can neither read nor upgrade a state version the store may hold.
+fn unreadable_state(topo: &Topology, j: usize, version: &StepVersion) -> Option<String> {
+    let formats = version.plugin.formats()?;
+    let current = topo.version(j)?;
+    let lost: Vec<String> = current
+        .state_versions
+        .iter()
+        .filter(|&&v| !formats.reads(v))
+        .map(u32::to_string)
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the step's store may hold accumulators of state version {} (upgrades are lazy: a key keeps its version until it is next read), and the new plugin reads state version {}; give it an upgrade from {} (`upgrades-from`), or reset the step's state",
+        lost.join(", "),
+        formats.describe_reads(),
+        lost.join(", ")
+    ))
 }
 
 /// Plugin step `name`'s index and the version it runs now.
@@ -875,11 +929,12 @@ fn judge(run: &Cutover<'_>, trials: &mut Vec<TrialRun>) {
 /// a swap of its own, so whatever records completed swaps records this one
 /// too ([`SwapCause::Rollback`]).
 ///
-/// Stateful steps (keyed state comes with a later issue): once the tried
-/// version has written state migrated to its own schema, a rollback is
-/// allowed only if its plugin exports a downgrade of that state; the check
-/// belongs here, before the old version is prepared, and refuses with
-/// [`TrialOutcome::RollbackRefused`]. No step has state yet.
+/// An aggregator that writes accumulators of a state version the previous
+/// version cannot read is rolled back only while it wrote none, or when it
+/// exports a downgrade to the previous version's (each task then converts
+/// the keys it wrote on trial back at the cutover); otherwise the rollback
+/// is refused with [`TrialOutcome::RollbackRefused`] and the tried version
+/// stays.
 fn roll_back(run: &Cutover<'_>, trial: &TrialRun, reason: String) {
     let topo = run.topo;
     let j = trial.step;
@@ -899,13 +954,33 @@ fn roll_back(run: &Cutover<'_>, trial: &TrialRun, reason: String) {
         trial.end(
             run.control,
             TrialOutcome::RollbackRefused {
-                reason: format!("{reason}; the previous version did not start: {why}"),
+                reason: format!("{reason}; {why}"),
             },
         );
     };
+    if let Some(why) = irreversible(&trial.previous, &trial.tried)
+        && trial.tried.counters.wrote_state()
+    {
+        // Read after the rollback began (see `may_write_state`): from here
+        // on no task writes another such accumulator.
+        return refused(format!(
+            "version {} already wrote accumulators the previous version cannot read ({why})",
+            trial.tried.number
+        ));
+    }
+    let mut version = version;
+    if let (Some(before), Some(after)) = (
+        trial.previous.plugin.formats(),
+        trial.tried.plugin.formats(),
+    ) && !before.reads(after.current)
+    {
+        // What the tried version wrote is converted back at the cutover
+        // (or was never written): the store holds what it held before.
+        version.state_versions = trial.previous.state_versions.clone();
+    }
     match topo.start_step(j, &version) {
         Ok(checked) => drop(checked),
-        Err(e) => return refused(e.to_string()),
+        Err(e) => return refused(format!("the previous version did not start: {e}")),
     }
     trial.end(
         run.control,
@@ -1060,6 +1135,9 @@ fn prepare(
         number,
         ..current.next(plugin, config_json)
     };
+    if let Some(why) = unreadable_state(topo, j, &version) {
+        return Err(refused(RefusedAt::State, why));
+    }
     // Started once and dropped: each task starts its own at the cutover.
     let checked = topo.start_step(j, &version).map_err(|e| {
         let stage = match &e {

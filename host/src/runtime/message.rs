@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::control::SwapTicket;
 use crate::io::batch::{Batch, InputId};
-use crate::operators::{Operator, TaskId};
+use crate::operators::TaskId;
 
 /// One thing a task is told.
 pub enum TaskMessage {
@@ -26,11 +26,11 @@ pub enum TaskMessage {
     Revoked,
     /// Wall-clock time, in ms since the epoch, from the run's clock.
     Tick(i64),
-    /// Replace the operator of a step at the next batch boundary (a hot
-    /// swap, see [`super::control`]).
+    /// Replace the running version of a step at the next batch boundary
+    /// (a hot swap, see [`super::control`]).
     Swap {
         step: usize,
-        operator: Box<dyn Operator>,
+        replacement: super::topology::Replacement,
     },
     /// Make everything processed so far durable and passed on, then arrive
     /// at the barrier.

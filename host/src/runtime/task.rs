@@ -32,7 +32,7 @@ use super::provenance;
 use super::repartition::RepartitionTopic;
 use super::sinks::SinkWriter;
 use super::state::KafkaState;
-use super::topology::{Target, Topology};
+use super::topology::{Replacement, Target, Topology};
 use super::worker::Flow;
 use crate::clock::Clock;
 use crate::codec::partitioner::partition_for;
@@ -183,7 +183,10 @@ struct Held {
     ack: Arc<Ack>,
     tracked: bool,
     /// The first failure: what `fail` reports if no version comes back.
-    incident: crate::operators::failure::Incident,
+    /// The failure under `fail` that led to the rollback; `None` when the
+    /// batch was held before it was processed (it would have written state
+    /// the version coming back cannot read).
+    incident: Option<crate::operators::failure::Incident>,
 }
 
 /// A step delivering one port's outputs, with what a sink needs to blame
@@ -305,7 +308,7 @@ impl<'t> Task<'t> {
                 self.drain_inputs(idle)?;
                 self.fire_wall_clock(now)?;
             }
-            TaskMessage::Swap { step, operator } => self.swap(step, operator)?,
+            TaskMessage::Swap { step, replacement } => self.swap(step, replacement)?,
             TaskMessage::Commit(barrier) => self.commit(&barrier),
         }
         self.resume_held(idle)?;
@@ -376,13 +379,25 @@ impl<'t> Task<'t> {
         self.flush_sinks()
     }
 
-    fn swap(&mut self, step: usize, mut operator: Box<dyn Operator>) -> Result<(), RunError> {
+    fn swap(&mut self, step: usize, replacement: Replacement) -> Result<(), RunError> {
         let name = &self.env.topo.pipeline.steps[step].name;
         let Some(slot) = self.operators.get_mut(step).and_then(Option::as_mut) else {
             return Err(RunError::Setup(format!(
                 "step `{name}` does not run in task {}",
                 self.id
             )));
+        };
+        let mut operator = match replacement {
+            Replacement::Operator(operator) => operator,
+            Replacement::Plugin(next) => {
+                // A stateful step keeps its operator (and its stores).
+                slot.op
+                    .swap_plugin(next)
+                    .map_err(|e| self.env.operator_error(step, e))?;
+                slot.provenance = provenance_of(stamps(self.env.topo, step), slot.op.as_ref());
+                tracing::info!(task = %self.id, step = %name, "step swapped");
+                return Ok(());
+            }
         };
         if operator.ports() != slot.op.ports() {
             return Err(RunError::Setup(format!(
@@ -851,6 +866,19 @@ impl<'t> Task<'t> {
                 _ => break,
             }
         }
+        if let Err(OperatorError {
+            class: ErrorClass::RollingBack,
+            message,
+            ..
+        }) = &result
+            && let Some(counters) = slot.op.version_counters().cloned()
+        {
+            // Nothing was processed: the version coming back processes it.
+            tracing::info!(task = %self.id, "holding the batch for the version that comes back: {message}");
+            slot.scratch = out;
+            self.hold(j, input, counters, records, origins, None);
+            return Ok(());
+        }
         slot.counters.add(records.len(), &out, started.elapsed());
         if let Err(mut e) = result {
             slot.scratch = out;
@@ -915,7 +943,7 @@ impl<'t> Task<'t> {
         counters: Arc<crate::operators::versioned::VersionCounters>,
         records: Vec<Record>,
         origins: Vec<Origin>,
-        incident: crate::operators::failure::Incident,
+        incident: Option<crate::operators::failure::Incident>,
     ) {
         if self.tracked {
             // Its offsets wait until the held records are out.
@@ -956,8 +984,10 @@ impl<'t> Task<'t> {
         let held = self.held.take().expect("checked above");
         let outer = (self.ack.clone(), self.tracked);
         (self.ack, self.tracked) = (held.ack, held.tracked);
-        if running == Some(held.version) {
-            let e = self.fatal(held.incident);
+        if running == Some(held.version)
+            && let Some(incident) = held.incident
+        {
+            let e = self.fatal(incident);
             return Err(self.stop_on(e));
         }
         tracing::info!(task = %self.id, records = held.records.len(), "processing the held batch on the version now running");
@@ -995,7 +1025,14 @@ impl<'t> Task<'t> {
                 &first.reason,
             );
             tracing::warn!(task = %self.id, "holding the batch for the version that comes back: {incident}");
-            self.hold(j, input, counters, records, origins.to_vec(), incident);
+            self.hold(
+                j,
+                input,
+                counters,
+                records,
+                origins.to_vec(),
+                Some(incident),
+            );
             out.clear();
             if let Some(slot) = self.operators[j].as_mut() {
                 slot.scratch = out;
@@ -1387,7 +1424,7 @@ mod tests {
         task.handle(
             TaskMessage::Swap {
                 step: 0,
-                operator: probe("b", Schedule::default(), &seen),
+                replacement: Replacement::Operator(probe("b", Schedule::default(), &seen)),
             },
             false,
         )
@@ -1415,7 +1452,7 @@ mod tests {
         let refused = task.handle(
             TaskMessage::Swap {
                 step: 0,
-                operator: other,
+                replacement: Replacement::Operator(other),
             },
             false,
         );

@@ -10,7 +10,7 @@ use crate::operators::aggregate::{Aggregate, Fold, Folder};
 use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
 use crate::operators::table::Table;
-use crate::operators::versioned::{VersionCounters, VersionTag, Versioned};
+use crate::operators::versioned::{NextPlugin, VersionCounters, VersionTag, Versioned};
 use crate::operators::{Operator, PluginAggregator, PluginStep, StoreSpec, TaskId};
 use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{Capability, EngineSettings, LogGate, Plugin, PluginEngine};
@@ -87,18 +87,49 @@ pub struct StepVersion {
     pub plugin: Arc<Plugin>,
     pub config_json: Arc<str>,
     pub counters: Arc<VersionCounters>,
+    /// For an aggregator: the accumulator state versions the step's store
+    /// may hold, as far as this run knows (the version it started with,
+    /// and each one swapped to since: upgrades are lazy, so older ones
+    /// stay until their key is read). Empty for a transformer.
+    pub state_versions: Arc<[u32]>,
 }
 
 impl StepVersion {
+    /// The first version of a step: the pipeline file's `plugin`.
+    fn first(plugin: Arc<Plugin>, config_json: Arc<str>) -> StepVersion {
+        let state_versions = plugin.formats().map(|f| vec![f.current]);
+        StepVersion {
+            number: 1,
+            plugin,
+            config_json,
+            counters: Arc::default(),
+            state_versions: state_versions.unwrap_or_default().into(),
+        }
+    }
+
     /// The next version of a step: `plugin` with `config_json`, counting
-    /// from zero.
+    /// from zero; its store may hold what this one's may, and what the
+    /// new plugin writes.
     pub fn next(&self, plugin: Arc<Plugin>, config_json: Arc<str>) -> StepVersion {
+        let mut state_versions = self.state_versions.to_vec();
+        if let Some(f) = plugin.formats()
+            && !state_versions.contains(&f.current)
+        {
+            state_versions.push(f.current);
+        }
         StepVersion {
             number: self.number + 1,
             plugin,
             config_json,
             counters: Arc::default(),
+            state_versions: state_versions.into(),
         }
+    }
+
+    /// Its operator around `inner` (a task's instance of the step): counted
+    /// and tagged with the version.
+    pub fn wrap(&self, inner: Box<dyn Operator>) -> Box<dyn Operator> {
+        Box::new(Versioned::new(inner, self.tag(), self.counters.clone()))
     }
 
     /// What its operators say they run.
@@ -109,14 +140,34 @@ impl StepVersion {
         }
     }
 
-    /// `started`, an instance of this version, as a task runs it: counted.
-    pub fn operator(&self, started: PluginStep) -> Box<dyn Operator> {
-        Box::new(Versioned::new(
-            Box::new(started),
-            self.tag(),
-            self.counters.clone(),
-        ))
+    /// `started`, an instance of this version, as a task runs it in place
+    /// of the one it ran: a transformer replaces the operator, an
+    /// aggregator goes into the running operator, which keeps its store.
+    pub fn replacement(&self, started: StartedVersion) -> Replacement {
+        match started {
+            StartedVersion::Transform(step) => Replacement::Operator(self.wrap(step)),
+            StartedVersion::Aggregator(aggregator) => Replacement::Plugin(NextPlugin {
+                aggregator,
+                tag: self.tag(),
+                counters: self.counters.clone(),
+            }),
+        }
     }
+}
+
+/// A fresh instance of a plugin step's version.
+pub enum StartedVersion {
+    Transform(Box<PluginStep>),
+    Aggregator(Box<PluginAggregator>),
+}
+
+/// What a task puts in place of a swapped step's running version.
+pub enum Replacement {
+    /// A stateless step's new operator.
+    Operator(Box<dyn Operator>),
+    /// A stateful step's new plugin, for the operator that keeps its
+    /// state ([`Operator::swap_plugin`]).
+    Plugin(NextPlugin),
 }
 
 impl Topology {
@@ -161,12 +212,8 @@ impl Topology {
             .steps
             .iter()
             .map(|s| {
-                s.plugin.map(|p| StepVersion {
-                    number: 1,
-                    plugin: plugins[p].clone(),
-                    config_json: s.config_json.as_str().into(),
-                    counters: Arc::default(),
-                })
+                s.plugin
+                    .map(|p| StepVersion::first(plugins[p].clone(), s.config_json.as_str().into()))
             })
             .collect();
         Ok(Topology {
@@ -231,21 +278,27 @@ impl Topology {
                         .id
                         .as_deref()
                         .expect("validated: an aggregate has an id");
-                    let folder = match Fold::of(aggregation) {
-                        Some(fold) => Folder::Builtin(fold),
+                    let store = open_store()?;
+                    match Fold::of(aggregation) {
+                        Some(fold) => Some(Box::new(Aggregate::new(
+                            id,
+                            Folder::Builtin(fold),
+                            store,
+                            step.on_table,
+                        ))),
                         None => {
                             let version = self.version(j).expect("an aggregator plugin step");
-                            Folder::Plugin(Box::new(PluginAggregator::start(
-                                self.log_gates[j].clone(),
-                                version.plugin.clone(),
-                                version.config_json.clone(),
-                                step.limits,
-                                needs(step),
-                            )?))
+                            let StartedVersion::Aggregator(plugin) =
+                                self.start_step(j, &version)?
+                            else {
+                                unreachable!("an aggregate step starts an aggregator")
+                            };
+                            let aggregate =
+                                Aggregate::new(id, Folder::Plugin(plugin), store, step.on_table)
+                                    .with_counters(version.counters.clone());
+                            Some(version.wrap(Box::new(aggregate)))
                         }
-                    };
-                    let store = open_store()?;
-                    Some(Box::new(Aggregate::new(id, folder, store, step.on_table)))
+                    }
                 }
                 _ => {
                     // Both under the warm lock, as a swap changes them together.
@@ -254,19 +307,39 @@ impl Topology {
                     let warm = warm[j].take();
                     let started = match warm {
                         Some(step) => step,
-                        None => self.start_step(j, &version)?,
+                        None => match self.start_step(j, &version)? {
+                            StartedVersion::Transform(step) => *step,
+                            StartedVersion::Aggregator(_) => {
+                                unreachable!("only aggregate steps start aggregators")
+                            }
+                        },
                     };
-                    Some(version.operator(started))
+                    Some(version.wrap(Box::new(started)))
                 }
             };
         }
         Ok(operators)
     }
 
-    /// A fresh instance of `version` of step `j`, holding the ports it was
-    /// wired with.
-    pub fn start_step(&self, j: usize, version: &StepVersion) -> Result<PluginStep, StartError> {
+    /// A fresh instance of `version` of step `j`: a transformer holding the
+    /// ports it was wired with, or an aggregate step's aggregator with the
+    /// optional functions the step needs.
+    pub fn start_step(
+        &self,
+        j: usize,
+        version: &StepVersion,
+    ) -> Result<StartedVersion, StartError> {
         let step = &self.pipeline.steps[j];
+        if step.kind == StepKind::Aggregate {
+            let aggregator = PluginAggregator::start(
+                self.log_gates[j].clone(),
+                version.plugin.clone(),
+                version.config_json.clone(),
+                step.limits,
+                needs(step),
+            )?;
+            return Ok(StartedVersion::Aggregator(Box::new(aggregator)));
+        }
         let started = PluginStep::start(
             self.log_gates[j].clone(),
             step.kind,
@@ -275,7 +348,9 @@ impl Topology {
             step.limits,
         )?;
         started.check_ports(&self.step_ports[j])?;
-        Ok(started.keep_keys(step.keeps_key))
+        Ok(StartedVersion::Transform(Box::new(
+            started.keep_keys(step.keeps_key),
+        )))
     }
 
     /// The version of plugin step `j` that tasks start now.

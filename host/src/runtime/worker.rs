@@ -276,10 +276,10 @@ impl<'t> Worker<'t> {
                 .topo
                 .start_step(order.step, &order.version)
                 .map_err(RunError::Start)
-                .and_then(|op| {
+                .and_then(|started| {
                     let message = TaskMessage::Swap {
                         step: order.step,
-                        operator: order.version.operator(op),
+                        replacement: order.version.replacement(started),
                     };
                     self.deliver(tasks, id, message)
                 });

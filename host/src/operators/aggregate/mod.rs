@@ -22,12 +22,16 @@ mod versioned_state;
 
 pub use fold::Fold;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use super::failure::{Failure, FailureKind};
-use super::operator::{Operator, OperatorError, StoreSpec};
+use super::operator::{ErrorClass, Operator, OperatorError, StoreSpec};
 use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator, group_by_key};
 use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
+use super::versioned::{NextPlugin, VersionCounters};
 use crate::codec::format_gate;
 use crate::pipeline::Aggregation;
 use crate::record::Record;
@@ -53,6 +57,12 @@ pub struct Aggregate {
     /// It aggregates a table's updates (each takes the row's old value out
     /// of its group, then adds the new one).
     on_table: bool,
+    /// The counters and trial of the plugin version it runs (a plugin
+    /// fold's; see [`VersionCounters::may_write_state`]).
+    counters: Option<Arc<VersionCounters>>,
+    /// Keys a plugin version on rollback trial wrote: what a rollback to a
+    /// version that cannot read them converts back.
+    written_on_trial: HashSet<Bytes>,
 }
 
 impl Aggregate {
@@ -66,7 +76,15 @@ impl Aggregate {
             scratch: AggregateOutput::default(),
             values: BytesMut::new(),
             on_table,
+            counters: None,
+            written_on_trial: HashSet::new(),
         }
+    }
+
+    /// Its plugin version's counters, which say when it is on trial.
+    pub fn with_counters(mut self, counters: Arc<VersionCounters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 }
 
@@ -346,6 +364,19 @@ impl Operator for Aggregate {
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
         out.clear();
+        if let Some(counters) = &self.counters {
+            if !counters.on_trial() && !self.written_on_trial.is_empty() {
+                // The trial ended and the version stays.
+                self.written_on_trial = HashSet::new();
+            }
+            if !counters.may_write_state() {
+                return Err(OperatorError {
+                    class: ErrorClass::RollingBack,
+                    message: format!("aggregate `{}`: its version is being rolled back", self.id),
+                    inputs: None,
+                });
+            }
+        }
         match (&self.folder, self.on_table) {
             (Folder::Builtin(_), false) => self.builtin_batch(records, out),
             (Folder::Builtin(_), true) => self.builtin_table_batch(records, out),
@@ -371,6 +402,12 @@ impl Operator for Aggregate {
 
     fn checkpoint(&mut self) -> Result<(), OperatorError> {
         self.store.flush().map_err(OperatorError::from)
+    }
+
+    fn swap_plugin(&mut self, next: NextPlugin) -> Result<(), OperatorError> {
+        self.swap_aggregator(next.aggregator)?;
+        self.counters = Some(next.counters);
+        Ok(())
     }
 
     fn close(&mut self) {

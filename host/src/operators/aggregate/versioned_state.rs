@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::{Aggregate, Folder, TS, split_stored};
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
-use crate::operators::plugin_aggregator::AggregateOutput;
+use crate::operators::plugin_aggregator::{AggregateOutput, PluginAggregator};
 use crate::operators::plugin_step::plugin_failure;
 use crate::plugin::Conversion;
 
@@ -156,9 +156,109 @@ impl Aggregate {
             Some(acc) => self.store.put(key, versioned(timestamp, version, acc))?,
             None => self.store.delete(key)?,
         }
+        if self.counters.as_ref().is_some_and(|c| c.on_trial()) {
+            self.written_on_trial.insert(Bytes::copy_from_slice(key));
+        }
+        Ok(())
+    }
+
+    /// Runs `next` from the next batch on, over the same store. When
+    /// `next` cannot read the accumulators the running plugin writes (a
+    /// rollback to the version before it), the keys the running plugin
+    /// wrote on trial are converted back with its `downgrade` first; the
+    /// control thread allows such a rollback only when it can.
+    pub(super) fn swap_aggregator(
+        &mut self,
+        next: Box<PluginAggregator>,
+    ) -> Result<(), OperatorError> {
+        let Folder::Plugin(running) = &self.folder else {
+            return Err(OperatorError::internal(format!(
+                "aggregate `{}` runs a built-in aggregation: it has no plugin to swap",
+                self.id
+            )));
+        };
+        let written = self.running_version_written();
+        let to = next.formats().current;
+        if !next.formats().reads(running.formats().current) && written {
+            self.downgrade_written(to)?;
+        }
+        self.written_on_trial.clear();
+        self.folder = Folder::Plugin(next);
+        Ok(())
+    }
+
+    /// Whether the running version wrote any key while on trial.
+    fn running_version_written(&self) -> bool {
+        !self.written_on_trial.is_empty()
+    }
+
+    /// Converts the accumulators written on trial to state version `to`
+    /// with the running plugin's `downgrade`. One that does not convert is
+    /// left as it is and said loudly: its key's records then fail (kind
+    /// `state`) until a version that reads it runs.
+    fn downgrade_written(&mut self, to: u32) -> Result<(), OperatorError> {
+        let Folder::Plugin(plugin) = &mut self.folder else {
+            unreachable!("checked by the caller")
+        };
+        let from = plugin.formats().current;
+        if !plugin.formats().downgrades_to(to) {
+            return Err(OperatorError::internal(format!(
+                "aggregate `{}`: rolling back to state version {to}, but the running plugin (state version {from}) wrote accumulators on trial and exports no downgrade to {to}",
+                self.id
+            )));
+        }
+        let mut keys: Vec<Bytes> = self.written_on_trial.drain().collect();
+        keys.sort();
+        let mut items: Vec<(Bytes, i64, Bytes)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(stored) = self.store.get(&key)? else {
+                continue;
+            };
+            if let Some((ts, version, acc)) = split_versioned(&stored)
+                && version == from
+            {
+                let acc = stored.slice_ref(acc);
+                items.push((key, ts, acc));
+            }
+        }
+        let mut results = AggregateOutput::default();
+        for chunk in items.chunks(CONVERT_CHUNK) {
+            let pairs: Vec<(&[u8], &[u8])> = chunk
+                .iter()
+                .map(|(key, _, acc)| (key.as_ref(), acc.as_ref()))
+                .collect();
+            plugin
+                .convert(Conversion::Downgrade, to, &pairs, &mut results)
+                .map_err(|e| plugin_failure(e, plugin.culprit(), false))?;
+            for update in &results.updates {
+                let (key, ts, _) = &chunk[update.input as usize];
+                match &update.accumulator {
+                    Some(acc) => self.store.put(key, versioned(*ts, to, acc))?,
+                    None => self.store.delete(key)?,
+                }
+            }
+            for f in results.failures.drain(..) {
+                let key = &chunk[f.input as usize].0;
+                tracing::error!(
+                    "aggregate `{}`: the accumulator of key {} could not be downgraded from state version {from} to {to} ({}: {}); it stays at {from}, and the key's records fail until a version that reads it runs",
+                    self.id,
+                    String::from_utf8_lossy(key),
+                    f.kind.as_str(),
+                    f.reason
+                );
+            }
+        }
+        tracing::info!(
+            "aggregate `{}`: {} accumulators written on trial downgraded from state version {from} to {to}",
+            self.id,
+            items.len()
+        );
         Ok(())
     }
 }
+
+/// Accumulators per `downgrade` call.
+const CONVERT_CHUNK: usize = 4096;
 
 #[cfg(test)]
 mod tests {
