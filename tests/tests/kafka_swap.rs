@@ -529,7 +529,7 @@ steps:
         WeirProcess::start_with(&fixture, &format!("{name}.log"), &args)
     };
     let mut a = member("a", "state-a");
-    let mut b = member("b", "state-b");
+    let b = member("b", "state-b");
     wait_until(
         "the two members share the partitions",
         || a.assigned(&input).len() == 2 && b.assigned(&input).len() == 2,
