@@ -1,7 +1,9 @@
 //! `weir-bench swap`: what hot-swapping a step costs a pipeline running at
 //! full speed (issue 12, item 7).
 //!
-//! One run per plugin (the small enricher, the 8.6 MB `big-table`):
+//! One run per plugin (the small enricher, the 8.6 MB `big-table`, and
+//! `stateful`: `tally` in an aggregate step after a group-by, whose run
+//! ends with one swap to the next state version, `tally-v2`):
 //! `file source (a FIFO) → map step → file sink (a FIFO)`, started with
 //! `weir::run` and a [`RunControl`]. A writer thread fills the input FIFO
 //! as fast as the pipeline takes it (or at `--rate`); each record's value carries `t`, the
@@ -55,7 +57,9 @@ pub struct Swap {
     /// first half of the time before is warm-up and not measured).
     #[arg(long, default_value_t = 2000)]
     settle_ms: u64,
-    /// The plugins to swap: `small` (enricher), `large` (big-table).
+    /// The plugins to swap: `small` (enricher), `large` (big-table),
+    /// `stateful` (an aggregate step with `tally`, whose last swap goes
+    /// to the next state version, `tally-v2`).
     #[arg(long, value_delimiter = ',', default_values_t = ["small".to_string(), "large".to_string()])]
     plugins: Vec<String>,
     #[arg(long, default_value_t = 2)]
@@ -75,16 +79,94 @@ enum Series {
     Compile,
     Cached,
     Config,
+    /// The aggregate step (`stateful`) only, one swap, last: to `tally-v2`
+    /// (compiled into the cache before the run), a newer state version
+    /// that upgrades each key's accumulator when the key is next read.
+    Upgrade,
 }
 
 impl Series {
-    const ALL: [Series; 3] = [Series::Compile, Series::Cached, Series::Config];
+    const ALL: [Series; 4] = [
+        Series::Compile,
+        Series::Cached,
+        Series::Config,
+        Series::Upgrade,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Series::Compile => "compile",
             Series::Cached => "cached",
             Series::Config => "config",
+            Series::Upgrade => "upgrade",
+        }
+    }
+
+    /// Swaps of this series in a run of `swaps` per series.
+    fn count(self, swaps: usize, stateful: bool) -> usize {
+        match (self, stateful) {
+            (Series::Upgrade, true) => 1,
+            (Series::Upgrade, false) => 0,
+            _ => swaps,
+        }
+    }
+}
+
+/// The step a run swaps.
+#[derive(Clone, Copy)]
+struct Subject {
+    /// The plugin's file name (without `.wasm`).
+    plugin: &'static str,
+    label: &'static str,
+    /// An aggregate step keyed by the record key (`tally`): its output
+    /// carries no `t`, so a record's latency is read from the result's
+    /// timestamp, which is the latest input's `t` in ms.
+    stateful: bool,
+}
+
+impl Subject {
+    fn of(which: &str) -> Result<Subject> {
+        let (plugin, label, stateful) = match which {
+            "small" => ("enricher", "small (enricher)", false),
+            "large" => ("big_table", "large (big-table)", false),
+            "stateful" => ("tally", "stateful (tally aggregate)", true),
+            other => bail!("unknown plugin `{other}`: small, large or stateful"),
+        };
+        Ok(Subject {
+            plugin,
+            label,
+            stateful,
+        })
+    }
+
+    /// The pipeline's steps.
+    fn steps(&self, plugin: &Path) -> String {
+        match self.stateful {
+            false => format!(
+                "plugins:
+  step: {{ path: {} }}
+steps:
+  - {{ name: tag, kind: map, plugin: step, config: {{ set: {{ version: 0 }} }} }}
+",
+                plugin.display()
+            ),
+            true => format!(
+                "plugins:
+  step: {{ path: {} }}
+steps:
+  - {{ name: by-key, kind: group-by }}
+  - {{ name: tag, id: totals, kind: aggregate, plugin: step }}
+",
+                plugin.display()
+            ),
+        }
+    }
+
+    /// The config of swap `i` of the `config` series.
+    fn config(&self, i: usize) -> serde_json::Value {
+        match self.stateful {
+            false => serde_json::json!({ "set": { "version": i + 1 } }),
+            true => serde_json::json!({ "poison-every": 1_000_000_000_000u64 + i as u64 }),
         }
     }
 }
@@ -182,16 +264,16 @@ pub fn swap(options: &Swap) -> Result<()> {
     let mut rows = Vec::new();
     let mut latency_rows = Vec::new();
     for which in &options.plugins {
-        let (name, label) = match which.as_str() {
-            "small" => ("enricher", "small (enricher)"),
-            "large" => ("big_table", "large (big-table)"),
-            other => bail!("unknown plugin `{other}`: small or large"),
-        };
-        let run = run_one(options, name)?;
-        let size = std::fs::metadata(plugin_path(name)?)?.len();
+        let subject = Subject::of(which)?;
+        let label = subject.label;
+        let run = run_one(options, subject)?;
+        let size = std::fs::metadata(plugin_path(subject.plugin)?)?.len();
         let window = options.window_ms * 1_000_000;
         for series in Series::ALL {
             let swaps: Vec<&Swapped> = run.swaps.iter().filter(|s| s.series == series).collect();
+            if swaps.is_empty() {
+                continue;
+            }
             rows.push(series_row(
                 label,
                 size,
@@ -202,7 +284,10 @@ pub fn swap(options: &Swap) -> Result<()> {
             ));
         }
         latency_rows.extend(latency_table(label, &run, window));
-        for series in Series::ALL {
+        for series in Series::ALL
+            .into_iter()
+            .filter(|s| s.count(1, subject.stateful) > 0)
+        {
             let each = |f: &dyn Fn(&Swapped) -> f64| {
                 let v: Vec<String> = run
                     .swaps
@@ -325,6 +410,9 @@ fn latency_table(label: &str, run: &Run, window: u64) -> Vec<String> {
     run.outputs.latencies(run.before, &mut v);
     row("before the swaps", std::mem::take(&mut v));
     for series in Series::ALL {
+        if !run.swaps.iter().any(|s| s.series == series) {
+            continue;
+        }
         for s in run.swaps.iter().filter(|s| s.series == series) {
             run.outputs.latencies(s.swap_window(window), &mut v);
         }
@@ -356,7 +444,8 @@ struct Run {
     elapsed: Duration,
 }
 
-fn run_one(options: &Swap, plugin: &str) -> Result<Run> {
+fn run_one(options: &Swap, subject: Subject) -> Result<Run> {
+    let plugin = subject.plugin;
     let dir = tempfile::Builder::new()
         .prefix("weir-bench-swap")
         .tempdir()?;
@@ -376,26 +465,39 @@ fn run_one(options: &Swap, plugin: &str) -> Result<Run> {
 partitions: {partitions}
 batch-size: {batch}
 error-policy: fail
+state: {{ dir: {state} }}
 sources:
   in: {{ kind: file, path: {input} }}
-plugins:
-  step: {{ path: {plugin} }}
-steps:
-  - {{ name: tag, kind: map, plugin: step, config: {{ set: {{ version: 0 }} }} }}
-sinks:
+{steps}sinks:
   out: {{ kind: file, path: {output} }}
 ",
         partitions = options.partitions,
         batch = options.batch_size,
+        state = dir.path().join("state").display(),
         input = input.display(),
         output = output.display(),
-        plugin = plugin_file.display(),
+        steps = subject.steps(&plugin_file),
     );
     let file = dir.path().join("pipeline.yaml");
     std::fs::write(&file, pipeline)?;
     let spec = Pipeline::load(&file).map_err(anyhow::Error::msg)?;
     // A fresh compiled cache: a `compile` swap compiles, whatever ran before.
-    let topo = Topology::build(spec, Some(dir.path().join("cache"))).map_err(anyhow::Error::msg)?;
+    let cache = dir.path().join("cache");
+    if subject.stateful {
+        // The upgrade swap's component compiled into it first, so that
+        // swap is a cached one (the target is for cached swaps).
+        let warm = dir.path().join("warm.yaml");
+        std::fs::write(
+            &warm,
+            format!(
+                "sources:\n  in: {{ kind: stdin }}\n{}sinks:\n  out: {{ kind: stdout }}\n",
+                subject.steps(&plugin_path("tally_v2")?)
+            ),
+        )?;
+        let spec = Pipeline::load(&warm).map_err(anyhow::Error::msg)?;
+        drop(Topology::build(spec, Some(cache.clone())).map_err(anyhow::Error::msg)?);
+    }
+    let topo = Topology::build(spec, Some(cache)).map_err(anyhow::Error::msg)?;
     let control = RunControl::new();
     let options_run = RunOptions {
         control: Some(control.clone()),
@@ -407,11 +509,17 @@ sinks:
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (stop, input, rate) = (stop.clone(), input.clone(), options.rate);
-        std::thread::spawn(move || write_input(&input, &stop, rate, now))
+        let stateful = subject.stateful;
+        std::thread::spawn(move || write_input(&input, &stop, rate, stateful, now))
     };
     let reader = {
         let output = output.clone();
-        std::thread::spawn(move || read_output(&output, now))
+        let stamp = if subject.stateful {
+            stamp_from_timestamp
+        } else {
+            stamp
+        };
+        std::thread::spawn(move || read_output(&output, stamp, now))
     };
     let attached = Instant::now();
     while control.status().is_empty() {
@@ -429,8 +537,12 @@ sinks:
     let mut swaps = Vec::new();
     let mut variants: Vec<Vec<u8>> = Vec::new();
     let mut next = Instant::now() + window;
+    let upgraded = match subject.stateful {
+        true => std::fs::read(plugin_path("tally_v2")?)?,
+        false => Vec::new(),
+    };
     for series in Series::ALL {
-        for i in 0..options.swaps {
+        for i in 0..series.count(options.swaps, subject.stateful) {
             let (component, config) = match series {
                 Series::Compile => {
                     let bytes = with_custom_section(&original, &format!("bench {plugin} {i}"));
@@ -445,10 +557,8 @@ sinks:
                     let bytes = if i % 2 == 0 { &original } else { &variants[0] };
                     (Some(bytes.clone()), None)
                 }
-                Series::Config => (
-                    None,
-                    Some(serde_json::json!({ "set": { "version": i + 1 } })),
-                ),
+                Series::Config => (None, Some(subject.config(i))),
+                Series::Upgrade => (Some(upgraded.clone()), Some(serde_json::Value::Null)),
             };
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
             let asked = now();
@@ -501,7 +611,15 @@ sinks:
 /// Writes JSON lines into the FIFO at `path` until `stop`, in blocks of
 /// about 16 KiB; every record of a block carries the time taken just
 /// before the block was formatted. Returns the number of records written.
-fn write_input(path: &Path, stop: &AtomicBool, rate: u64, now: impl Fn() -> u64) -> Result<u64> {
+/// With `t_as_timestamp`, a record's timestamp is its `t` in ms (what
+/// an aggregate's result carries), else one more per record.
+fn write_input(
+    path: &Path,
+    stop: &AtomicBool,
+    rate: u64,
+    t_as_timestamp: bool,
+    now: impl Fn() -> u64,
+) -> Result<u64> {
     // Opening a FIFO for writing waits for its reader: the run's source.
     let mut fifo = std::fs::OpenOptions::new()
         .write(true)
@@ -519,7 +637,11 @@ fn write_input(path: &Path, stop: &AtomicBool, rate: u64, now: impl Fn() -> u64)
                 r#"{{"key":"c-{:05}","value":{{"t":{t},"n":{n},"amount":{},"country":"DE","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}},"timestamp":{}}}"#,
                 n % 50_000,
                 (n * 7919) % 1000,
-                1_700_000_000_000u64 + n
+                if t_as_timestamp {
+                    t / 1_000_000
+                } else {
+                    1_700_000_000_000u64 + n
+                }
             )?;
             n += 1;
         }
@@ -532,8 +654,13 @@ fn write_input(path: &Path, stop: &AtomicBool, rate: u64, now: impl Fn() -> u64)
     Ok(n)
 }
 
-/// Reads the output FIFO to its end, stamping each read.
-fn read_output(path: &Path, now: impl Fn() -> u64) -> Result<Outputs> {
+/// Reads the output FIFO to its end, stamping each read; `stamp` reads
+/// when a record was written.
+fn read_output(
+    path: &Path,
+    stamp: fn(&[u8]) -> Option<u64>,
+    now: impl Fn() -> u64,
+) -> Result<Outputs> {
     // Opening a FIFO for reading waits for its writer: the run's sink.
     let mut fifo = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut out = Outputs::default();
@@ -574,6 +701,19 @@ fn stamp(line: &[u8]) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// When the records an aggregate's result folded were last written: its
+/// timestamp (the latest input's `t`, in ms), in ns.
+fn stamp_from_timestamp(line: &[u8]) -> Option<u64> {
+    const FIELD: &[u8] = br#""timestamp":"#;
+    let at = line.windows(FIELD.len()).rposition(|w| w == FIELD)? + FIELD.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let ms: u64 = std::str::from_utf8(&line[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(ms * 1_000_000)
 }
 
 /// `component` with a custom section holding `tag` appended: the same
