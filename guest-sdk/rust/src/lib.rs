@@ -7,8 +7,13 @@
 //! shape). A `kind: aggregate` step's plugin implements [`Aggregator`] (raw
 //! accumulator bytes) or [`JsonAggregator`] (a serde state type) instead, and
 //! is exported with [`export_aggregator!`] or [`export_json_aggregator!`]:
-//! the host keeps the per-key state, the plugin only folds records into it. `cargo build --release --target wasm32-wasip2` then produces the
-//! component the host loads (plugin contract `weir:plugin@0.2.0`).
+//! the host keeps the per-key state, the plugin only folds records into it,
+//! and stores each accumulator with the plugin's
+//! [`Aggregator::STATE_VERSION`] (an aggregator is exported as world
+//! `versioned-aggregator`, so a swap to code with a newer accumulator can
+//! upgrade the stored ones). `cargo build --release --target wasm32-wasip2`
+//! then produces the component the host loads (plugin contract
+//! `weir:plugin@0.2.0`).
 //!
 //! ```ignore
 //! use weir_sdk::{Config, Error, Filter, Record};
@@ -243,8 +248,8 @@ macro_rules! export_transform {
     };
 }
 
-/// Exports an [`Aggregator`] as the plugin's operator (world `aggregator`,
-/// for `kind: aggregate` steps).
+/// Exports an [`Aggregator`] as the plugin's operator (world
+/// `versioned-aggregator`, for `kind: aggregate` steps).
 #[macro_export]
 macro_rules! export_aggregator {
     ($t:ty) => {
@@ -253,7 +258,7 @@ macro_rules! export_aggregator {
 }
 
 /// Exports a [`JsonAggregator`] as the plugin's operator (world
-/// `aggregator`, for `kind: aggregate` steps).
+/// `versioned-aggregator`, for `kind: aggregate` steps).
 #[macro_export]
 macro_rules! export_json_aggregator {
     ($t:ty) => {

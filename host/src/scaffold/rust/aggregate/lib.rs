@@ -7,6 +7,10 @@
 //! every new one downstream, so the totals survive restarts. An `Err` fails
 //! only that record, and the key's next record starts from the accumulator
 //! before it.
+//!
+//! When `Totals` changes shape, raise `STATE_VERSION` and convert the older
+//! accumulators in `upgrade` (`UPGRADES_FROM`), so a hot swap to the new
+//! code keeps every key's totals.
 
 use serde::{Deserialize, Serialize};
 use weir_sdk::{Config, Error, JsonAggregator, Record};
