@@ -64,7 +64,7 @@ pub use runtime::{
 pub use state::inspect as state_inspect;
 pub use state::{
     KeyValueStore, MemoryStore, MemoryStores, RocksDbStores, StateError, StateMode, StateSettings,
-    StoreProvider,
+    StateSize, StoreProvider, byte_size,
 };
 
 /// Internals the micro-benchmarks measure on their own (`bench/`); not an

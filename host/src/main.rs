@@ -637,23 +637,8 @@ fn state_line(topo: &Topology) -> Option<String> {
         if totals.stores == 1 { "" } else { "s" },
         dir.display(),
         totals.keys,
-        byte_size(totals.bytes)
+        weir::byte_size(totals.bytes)
     ))
-}
-
-/// `1.5 MiB`, `320 B`: a size for people.
-fn byte_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut size = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while size >= 1024.0 && unit + 1 < UNITS.len() {
-        size /= 1024.0;
-        unit += 1;
-    }
-    format!("{size:.1} {}", UNITS[unit])
 }
 
 /// Where the admin API listens, whether over TLS, and the token guarding it.

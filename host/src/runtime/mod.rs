@@ -201,6 +201,7 @@ fn kafka_state(
         stores_of,
         settings: link.settings.clone(),
         bootstrap: link.bootstrap.clone(),
+        restoring: Arc::default(),
     })
 }
 
@@ -878,7 +879,16 @@ fn run_threads(
     std::thread::scope(|scope| {
         let stop: &AtomicBool = &flags.stop;
         let progress = options.progress.then(|| {
-            progress::Progress::start(scope, &metrics, reads_kafka.then_some(&*group_progress))
+            let state = topo.pipeline.is_stateful().then(|| progress::StateWatch {
+                stores: stores.as_ref(),
+                restoring: kafka_state.as_deref().map(|k| &*k.restoring),
+            });
+            progress::Progress::start(
+                scope,
+                &metrics,
+                reads_kafka.then_some(&*group_progress),
+                state,
+            )
         });
         // Joined sources first, then workers, then sinks: the order data flows.
         let (mut feeders, mut workers) = (Vec::new(), Vec::new());

@@ -1,5 +1,6 @@
 //! Live progress on a terminal: records in, out, dead-lettered and skipped,
-//! with rates. Silent when stderr is not a terminal (piped or in CI).
+//! with rates; a stateful run's state size and restores; a Kafka run's
+//! lag. Silent when stderr is not a terminal (piped or in CI).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -10,8 +11,44 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::state::RestoreBoard;
 use crate::io::kafka::consumer::PartitionProgress;
 use crate::metrics::Metrics;
+use crate::state::{StateSize, StoreProvider, byte_size};
+
+/// What a stateful run's progress shows of its state: the size of the
+/// stores open now, and the restores under way (Kafka).
+pub struct StateWatch<'env> {
+    pub stores: &'env dyn StoreProvider,
+    pub restoring: Option<&'env RestoreBoard>,
+}
+
+impl StateWatch<'_> {
+    /// ` · state about 1234 keys, 1.5 MiB at the last commit · restoring 2
+    /// stores: 300 of 5000 changelog records` (the stores' write caches
+    /// reach RocksDB at each commit).
+    fn summary(&self, size: Option<StateSize>) -> String {
+        let mut text = String::new();
+        if let Some(size) = size {
+            text.push_str(&format!(
+                " · state about {} keys, {} at the last commit",
+                size.keys,
+                byte_size(size.bytes)
+            ));
+        }
+        if let Some((stores, done, total)) = self.restoring.and_then(RestoreBoard::now) {
+            text.push_str(&format!(
+                " · restoring {stores} store{}: {done} of {total} changelog records",
+                if stores == 1 { "" } else { "s" }
+            ));
+        }
+        text
+    }
+}
+
+/// How often the state's size is asked for (RocksDB property reads, per
+/// store of every open task).
+const STATE_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Progress<'scope> {
     done: Arc<AtomicBool>,
@@ -25,6 +62,7 @@ impl<'scope> Progress<'scope> {
         scope: &'scope Scope<'scope, 'env>,
         metrics: &'env Metrics,
         partitions: Option<&'env Mutex<Partitions>>,
+        state: Option<StateWatch<'env>>,
     ) -> Self {
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
@@ -38,6 +76,7 @@ impl<'scope> Progress<'scope> {
             let mut last = (Instant::now(), 0u64);
             let mut seen: (Instant, Partitions) = (Instant::now(), Partitions::new());
             let mut rates: BTreeMap<(String, i32), f64> = BTreeMap::new();
+            let mut size: (Option<Instant>, Option<StateSize>) = (None, None);
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
                 let s = metrics.snapshot();
@@ -54,6 +93,12 @@ impl<'scope> Progress<'scope> {
                     s.skipped,
                     s.restarts
                 );
+                if let Some(state) = &state {
+                    if size.0.is_none_or(|at| at.elapsed() >= STATE_EVERY) {
+                        size = (Some(now), state.stores.size());
+                    }
+                    message.push_str(&state.summary(size.1));
+                }
                 if let Some(partitions) = partitions {
                     let current = partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let seconds = now.duration_since(seen.0).as_secs_f64();
@@ -142,5 +187,46 @@ mod tests {
             partition_summary(&after, &rates),
             " · lag 1134 (orders[0] 900 at 100/s, orders[1] 234 at 0/s)"
         );
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use crate::operators::TaskId;
+    use crate::state::MemoryStores;
+
+    #[test]
+    fn the_state_part_says_the_size_and_the_restores_under_way() {
+        let stores = MemoryStores;
+        let board = RestoreBoard::default();
+        let watch = StateWatch {
+            stores: &stores,
+            restoring: Some(&board),
+        };
+        let size = StateSize {
+            stores: 2,
+            keys: 1234,
+            bytes: 3 << 20,
+        };
+        assert_eq!(
+            watch.summary(Some(size)),
+            " · state about 1234 keys, 3.0 MiB"
+        );
+        assert_eq!(watch.summary(None), "");
+        let task = TaskId {
+            subtopology: 0,
+            partition: 1,
+        };
+        board.set(task, "counts", 300, 5000);
+        assert_eq!(
+            watch.summary(None),
+            " · restoring 1 store: 300 of 5000 changelog records"
+        );
+        board.set(task, "totals", 0, 10);
+        assert_eq!(board.now(), Some((2, 300, 5010)));
+        board.clear(task, "counts");
+        board.clear(task, "totals");
+        assert_eq!(board.now(), None);
     }
 }

@@ -6,8 +6,8 @@
 //! of its own, while its input partitions wait and other tasks go on.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,38 @@ pub struct KafkaState {
     pub stores_of: BTreeMap<u16, Vec<(String, String)>>,
     pub settings: KafkaSettings,
     pub bootstrap: String,
+    /// The restores under way.
+    pub restoring: Arc<RestoreBoard>,
+}
+
+/// The restores under way and how far each got (changelog records done
+/// and to do), for the live progress.
+#[derive(Debug, Default)]
+pub struct RestoreBoard(Mutex<BTreeMap<(TaskId, String), (u64, u64)>>);
+
+impl RestoreBoard {
+    pub(super) fn set(&self, task: TaskId, store: &str, done: u64, total: u64) {
+        let mut board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        board.insert((task, store.to_string()), (done, total));
+    }
+
+    pub(super) fn clear(&self, task: TaskId, store: &str) {
+        let mut board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        board.remove(&(task, store.to_string()));
+    }
+
+    /// How many stores are being restored, and their changelog records
+    /// done and to do in all; `None` when none is.
+    pub fn now(&self) -> Option<(usize, u64, u64)> {
+        let board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if board.is_empty() {
+            return None;
+        }
+        let (done, total) = board
+            .values()
+            .fold((0, 0), |(d, t), (done, total)| (d + done, t + total));
+        Some((board.len(), done, total))
+    }
 }
 
 /// A restore under way.
@@ -130,12 +162,14 @@ impl KafkaState {
         let settings = self.settings.clone();
         let bootstrap = self.bootstrap.clone();
         let flag = cancel.clone();
+        let board = self.restoring.clone();
         let number = RESTORES.fetch_add(1, Ordering::Relaxed);
         let sender = done.clone();
         let thread = std::thread::Builder::new()
             .name(format!("restore-{task}"))
             .spawn(move || {
-                let outcome = restore_task(&stores, &settings, &bootstrap, task, &topics, &flag);
+                let outcome =
+                    restore_task(&stores, &settings, &bootstrap, task, &topics, &flag, &board);
                 let _ = sender.send(RestoreDone {
                     task,
                     number,
@@ -181,12 +215,14 @@ fn restore_task(
     task: TaskId,
     topics: &[(String, String)],
     cancel: &AtomicBool,
+    board: &RestoreBoard,
 ) -> Result<bool, String> {
     for (store, topic) in topics {
         let started = Instant::now();
         let restorer = stores.restorer(task, store).map_err(|e| e.to_string())?;
         let from = restorer.start_offset();
         let progress = |done: u64, total: u64| {
+            board.set(task, store, done, total);
             tracing::info!(task = %task, store = %store, "restoring: {done} of {total} changelog records");
         };
         let outcome = restore::restore(
@@ -198,7 +234,9 @@ fn restore_task(
             cancel,
             progress,
         )
-        .map_err(|e| format!("task {task}, store `{store}`: {e}"))?;
+        .map_err(|e| format!("task {task}, store `{store}`: {e}"));
+        board.clear(task, store);
+        let outcome = outcome?;
         match outcome {
             Restored::Cancelled => return Ok(false),
             Restored::Complete(_, 0) => {}

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{OpenTask, RocksDbStores, StateMode};
+use super::{OpenTask, RocksDbStores, StateMode, StateSize};
 use crate::operators::TaskId;
 use crate::operators::aggregate;
 use crate::pipeline::Aggregation;
@@ -194,27 +194,15 @@ pub fn list(topo: &Topology, dir: &Path, only: Option<&str>) -> Result<Vec<Store
     Ok(out)
 }
 
-/// What a pipeline's state amounts to under a directory: for a run's
-/// summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateTotals {
-    /// Stores found: one per stateful step and task that holds it.
-    pub stores: usize,
-    /// RocksDB's estimate of their keys.
-    pub keys: u64,
-    /// RocksDB's estimate of their bytes (live data and memtables).
-    pub bytes: u64,
-}
-
 /// Every store of the pipeline under `dir`, added up from RocksDB's
 /// estimates (no scan: [`list`] counts exactly).
-pub fn totals(topo: &Topology, dir: &Path) -> Result<StateTotals, String> {
+pub fn totals(topo: &Topology, dir: &Path) -> Result<StateSize, String> {
     let Stores {
         stores,
         found,
         _open,
     } = stores_of(topo, dir, None)?;
-    let mut totals = StateTotals {
+    let mut totals = StateSize {
         stores: found.len(),
         keys: 0,
         bytes: 0,

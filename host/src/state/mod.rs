@@ -96,6 +96,36 @@ pub trait StoreProvider: Send + Sync {
     /// The store `spec` of `task`, opened (and restored) before the task's
     /// first record.
     fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError>;
+
+    /// How much its open stores hold now, roughly (what a run's progress
+    /// shows); `None` when it cannot say.
+    fn size(&self) -> Option<StateSize> {
+        None
+    }
+}
+
+/// How much state some stores hold: how many stores (one per stateful
+/// step and task), and estimates of their keys and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    pub stores: usize,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// `1.5 MiB`, `320 B`: a size for people.
+pub fn byte_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut size = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{size:.1} {}", UNITS[unit])
 }
 
 /// A store in memory: nothing survives the run.

@@ -45,7 +45,7 @@ use super::changelog::ChangelogFactory;
 use super::checkpoint::Checkpoint;
 use super::layout::{StateMode, TaskDir};
 use super::restore::Restorer;
-use super::{KeyValueStore, StateError, StateSettings, StoreProvider};
+use super::{KeyValueStore, StateError, StateSettings, StateSize, StoreProvider};
 use crate::operators::{StoreSpec, TaskId};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
@@ -188,6 +188,39 @@ impl TaskDb {
             }
         }
         Ok(())
+    }
+
+    /// RocksDB's estimates of `store`'s keys and bytes (see
+    /// [`RocksDbStores::estimate`]).
+    pub(crate) fn estimate(&self, store: &str) -> Result<(u64, u64), String> {
+        let cf = self.cf(store)?;
+        let property = |name: &str| -> Result<u64, String> {
+            self.db
+                .property_int_value_cf(&cf, name)
+                .map(Option::unwrap_or_default)
+                .map_err(|e| format!("cannot read RocksDB's {name}: {e}"))
+        };
+        let keys = property("rocksdb.estimate-num-keys")?;
+        // A memtable's size is its arena's (kilobytes even when empty):
+        // counted only when it holds entries.
+        let mut bytes = property("rocksdb.estimate-live-data-size")?;
+        if property("rocksdb.num-entries-active-mem-table")?
+            + property("rocksdb.num-entries-imm-mem-tables")?
+            > 0
+        {
+            bytes += property("rocksdb.cur-size-all-mem-tables")?;
+        }
+        Ok((keys, bytes))
+    }
+
+    /// The stores (column families) it holds.
+    fn stores(&self) -> Vec<String> {
+        let names = self.cf_names.lock().expect("cf_names lock");
+        names
+            .iter()
+            .filter(|n| n.as_str() != rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn checkpoint(&self) -> Checkpoint {
@@ -389,25 +422,7 @@ impl RocksDbStores {
     pub fn estimate(&self, task: TaskId, store: &str) -> Result<(u64, u64), StateError> {
         let error = store_error(task, store);
         let handle = self.task(task).map_err(&error)?;
-        let db = handle.db();
-        let cf = db.cf(store).map_err(&error)?;
-        let property = |name: &str| -> Result<u64, StateError> {
-            db.db
-                .property_int_value_cf(&cf, name)
-                .map(Option::unwrap_or_default)
-                .map_err(|e| error(format!("cannot read RocksDB's {name}: {e}")))
-        };
-        let keys = property("rocksdb.estimate-num-keys")?;
-        // A memtable's size is its arena's (kilobytes even when empty):
-        // counted only when it holds entries.
-        let mut bytes = property("rocksdb.estimate-live-data-size")?;
-        if property("rocksdb.num-entries-active-mem-table")?
-            + property("rocksdb.num-entries-imm-mem-tables")?
-            > 0
-        {
-            bytes += property("rocksdb.cur-size-all-mem-tables")?;
-        }
-        Ok((keys, bytes))
+        handle.db().estimate(store).map_err(&error)
     }
 
     /// Removes `store` from `task` (its column family and its checkpoint
@@ -465,6 +480,25 @@ impl RocksDbStores {
 }
 
 impl StoreProvider for RocksDbStores {
+    /// Added up over the tasks open now, from RocksDB's estimates (what the
+    /// write caches hold until the next flush is not counted).
+    fn size(&self) -> Option<StateSize> {
+        let open: Vec<Arc<TaskDb>> = {
+            let tasks = self.shared.tasks.lock().expect("tasks lock");
+            tasks.open.values().map(|(db, _)| Arc::clone(db)).collect()
+        };
+        let mut size = StateSize::default();
+        for db in open {
+            for store in db.stores() {
+                let (keys, bytes) = db.estimate(&store).ok()?;
+                size.stores += 1;
+                size.keys += keys;
+                size.bytes += bytes;
+            }
+        }
+        Some(size)
+    }
+
     fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError> {
         let error = store_error(task, &spec.name);
         let handle = self.task(task).map_err(&error)?;
@@ -664,6 +698,31 @@ mod tests {
         other.put(b"c", b("30")).unwrap();
         other.flush().unwrap();
         assert_eq!(get(&mut *s, "c").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn the_size_adds_up_the_stores_of_the_open_tasks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = stores(tmp.path(), StateMode::Fresh);
+        assert_eq!(provider.size(), Some(StateSize::default()));
+        let mut counts = provider.open(TASK, &spec("counts")).unwrap();
+        let other = TaskId {
+            subtopology: 0,
+            partition: 3,
+        };
+        let mut totals = provider.open(other, &spec("totals")).unwrap();
+        for i in 0..10 {
+            counts.put(format!("k{i}").as_bytes(), b("1")).unwrap();
+        }
+        totals.put(b"t", b("2")).unwrap();
+        counts.flush().unwrap();
+        totals.flush().unwrap();
+        let size = provider.size().unwrap();
+        assert_eq!((size.stores, size.keys), (2, 11), "{size:?}");
+        assert!(size.bytes > 0, "{size:?}");
+        drop((counts, totals));
+        // Closed tasks are not counted.
+        assert_eq!(provider.size(), Some(StateSize::default()));
     }
 
     #[test]

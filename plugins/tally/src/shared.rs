@@ -42,7 +42,7 @@ impl Settings {
     /// The record's `n`, or poison when the config says so.
     pub fn input(&self, record: &Record<'_>) -> Result<u64, Error> {
         let input: Input = record.value_json()?;
-        if self.poison_every.is_some_and(|k| input.n % k == 0) {
+        if self.poison_every.is_some_and(|k| input.n.is_multiple_of(k)) {
             return Err(Error::poison(format!("{} is refused by config", input.n)));
         }
         Ok(input.n)
