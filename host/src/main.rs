@@ -947,12 +947,13 @@ fn state(command: StateCommand) -> Result<ExitCode> {
         } => {
             let (topo, dir) = target.open()?;
             let p = &topo.pipeline;
-            let topics: Vec<String> = (0..p.steps.len())
+            let stores: Vec<(String, String)> = (0..p.steps.len())
                 .filter(|&j| {
                     target.step.is_none() || p.steps[j].id.as_deref() == target.step.as_deref()
                 })
-                .filter_map(|j| p.changelog_topic_of(j))
+                .filter_map(|j| Some((p.steps[j].id.clone()?, p.changelog_topic_of(j)?)))
                 .collect();
+            let topics: Vec<&str> = stores.iter().map(|(_, t)| t.as_str()).collect();
             if p.reads_kafka() && !local && !changelogs {
                 return Err(Invalid(format!(
                     "on Kafka the stores are also in their changelog topics ({}), from which the \
@@ -973,7 +974,7 @@ fn state(command: StateCommand) -> Result<ExitCode> {
                 let bootstrap =
                     weir::kafka_bootstrap(kafka, &p.file).map_err(|e| Invalid(e.to_string()))?;
                 let deleted =
-                    weir::delete_changelogs(kafka, &bootstrap, &topics).map_err(Invalid)?;
+                    weir::delete_changelogs(kafka, &bootstrap, &stores).map_err(Invalid)?;
                 for (topic, what) in deleted {
                     match what {
                         weir::ChangelogDeleted::Deleted => println!("deleted topic {topic}"),

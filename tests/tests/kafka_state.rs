@@ -514,18 +514,27 @@ fn a_run_whose_stored_state_does_not_match_its_step_is_refused() {
     );
     weir.stop();
 
-    // `totals` now averages where it summed: refused.
+    // `totals` now averages where it summed: refused, with this machine's
+    // state folder and on a machine without one (whose tasks would restore
+    // the summed state from the changelog): the control topic records
+    // what each store of the application holds.
     let changed = body(input, output).replace("{ sum: amount }", "{ avg: amount }");
     let other = kafka::pipeline(&topics.app, &Settings::default(), &changed);
-    let weir = start(&other, "run2.log", &state);
-    let (ok, log) = weir.wait();
-    assert!(!ok, "{log}");
-    assert!(
-        log.contains("state store `totals`")
-            && log.contains("it holds aggregations count, sum(amount) of records, keyed by field user, and its step now stores aggregations count, avg(amount) of records")
-            && log.contains("give the step a new `id`"),
-        "{log}"
-    );
+    for (log_name, dir) in [
+        ("run2.log", &state),
+        ("run2b.log", &fixture.path("elsewhere")),
+    ] {
+        let weir = start(&other, log_name, dir);
+        let (ok, log) = weir.wait();
+        assert!(!ok, "{log}");
+        assert!(
+            log.contains("store `totals`: the application's stores of that id hold aggregations count, sum(amount) of records, keyed by field user")
+                && log.contains(&format!("{}-weir-control", topics.app))
+                && log.contains("and its step now stores aggregations count, avg(amount) of records")
+                && log.contains("give the step a new `id`"),
+            "{log}"
+        );
+    }
     // Nothing was written over: the original file goes on from its state.
     kafka::produce(input, &events(50, 60));
     let weir = start(&fixture, "run3.log", &state);
@@ -536,6 +545,25 @@ fn a_run_whose_stored_state_does_not_match_its_step_is_refused() {
         weir.log_text()
     );
     weir.stop();
+    // Once reset (changelogs and what the control topic records), the
+    // changed step starts from empty state.
+    let reset = weir_tests::weir(&[
+        "state",
+        "reset",
+        other.pipeline_path().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--changelogs",
+    ]);
+    assert!(reset.status.success(), "{}", weir_tests::stderr(&reset));
+    let mut weir = start(&other, "run4.log", &state);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    weir.assert_running();
+    let log = weir.stop();
+    assert!(
+        !log.contains("the application's stores of that id hold"),
+        "{log}"
+    );
 }
 
 /// Issue 14, item 3: `weir state reset --changelogs` deletes the changelog

@@ -866,3 +866,16 @@ sinks:
     }
     assert_eq!(e.len(), want.len(), "{e:#?}");
 }
+
+#[test]
+fn step_names_starting_with_weir_dot_are_refused() {
+    let e = errors(
+        "sources:\n  a: { kind: stdin }\nsteps:\n  - { name: weir.store/x, kind: group-by }\nsinks:\n  o: { kind: stdout }\n",
+    );
+    assert!(
+        e.iter().any(
+            |m| m.starts_with("/nonexistent/p.yaml:4:") && m.contains("`weir.` are weir's own")
+        ),
+        "{e:?}"
+    );
+}

@@ -960,6 +960,15 @@ fn check_steps(
     for (i, s) in raw.steps.iter().enumerate() {
         let step = &s.value;
         let l = loc(&step.name);
+        if step.name.value.starts_with("weir.") {
+            c.error(
+                l,
+                format!(
+                    "step `{}`: names starting with `weir.` are weir's own (they key its records in a Kafka application's control topic); rename the step",
+                    step.name.value
+                ),
+            );
+        }
         let plugin = check_step_plugin(c, step, plugins);
         let inputs = match &step.from {
             Some(from) => resolve_inputs(c, from, names),

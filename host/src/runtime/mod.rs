@@ -724,6 +724,14 @@ fn open_journal(
         )),
     };
     let refusals = control::restore(topo, journal.as_mut())?;
+    let formats: Vec<(String, String)> = (0..topo.pipeline.steps.len())
+        .filter_map(|j| {
+            let id = topo.pipeline.steps[j].id.clone()?;
+            let format = crate::upgrade_check::store_format(&topo.pipeline, j)?;
+            Some((id, format.to_string()))
+        })
+        .collect();
+    journal.check_store_formats(&formats)?;
     Ok(Some((journal, refusals)))
 }
 

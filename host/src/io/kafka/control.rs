@@ -1,7 +1,8 @@
 //! The application's control topic, `<application-id>-weir-control`: where
 //! the members of a Kafka application keep their hot swaps, so that every
-//! member, and every member that starts later, runs the same versions
-//! (`runtime::journal::kafka` says what the messages hold).
+//! member, and every member that starts later, runs the same versions, and
+//! what each of its stores holds (`runtime::journal::kafka` says what the
+//! messages hold).
 //!
 //! One partition (one order for every swap), compacted (the latest message
 //! per step is kept forever, older ones go), created by weir when missing.
@@ -29,6 +30,16 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// The control topic of application `application_id`.
 pub fn topic_name(application_id: &str) -> String {
     format!("{application_id}-weir-control")
+}
+
+/// The control topic's keys of store formats: `weir.store/<store id>`
+/// (step names starting with `weir.` are refused, so no swap record
+/// shares them).
+pub const STORE_FORMAT_PREFIX: &str = "weir.store/";
+
+/// The control topic's key of what store `store` holds.
+pub fn store_format_key(store: &str) -> String {
+    format!("{STORE_FORMAT_PREFIX}{store}")
 }
 
 /// The topic as weir creates it: 1 partition, compacted, the broker's

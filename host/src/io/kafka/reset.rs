@@ -4,7 +4,9 @@
 //! topics and keep its local state, so the reset is refused while the
 //! application's consumer group has members (Kafka Streams' reset tool asks
 //! the same). The input offsets the group committed are kept: processing
-//! goes on from them, with empty state.
+//! goes on from them, with empty state. What the control topic records the
+//! reset stores hold goes too (a tombstone each), so the next run may
+//! store something else under the same ids.
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -12,6 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::control::{ControlTopic, store_format_key};
 use super::{REQUEST_TIMEOUT, Role, client_config};
 use crate::pipeline::KafkaSettings;
 
@@ -23,13 +26,16 @@ pub enum Deleted {
     Absent,
 }
 
-/// Deletes `topics` once the application's group is found empty; an error
-/// says why not (members still there, the broker refusing).
+/// Deletes the changelog topics of `stores` (store id, topic) once the
+/// application's group is found empty, and their format records in the
+/// control topic; an error says why not (members still there, the broker
+/// refusing).
 pub fn delete_changelogs(
     settings: &KafkaSettings,
     bootstrap: &str,
-    topics: &[String],
+    stores: &[(String, String)],
 ) -> Result<Vec<(String, Deleted)>, String> {
+    let topics: Vec<String> = stores.iter().map(|(_, topic)| topic.clone()).collect();
     let group = &settings.application_id;
     let config: ClientConfig = client_config(settings, bootstrap, Role::Admin);
     let consumer: BaseConsumer = config
@@ -71,6 +77,12 @@ pub fn delete_changelogs(
             }
             Err((topic, code)) => return Err(format!("cannot delete topic `{topic}`: {code}")),
         }
+    }
+    let control = ControlTopic::open(settings, bootstrap).map_err(|e| e.to_string())?;
+    for (store, _) in stores {
+        control.write(&store_format_key(store), None).map_err(|e| {
+            format!("cannot remove what store `{store}` holds from the control topic: {e}")
+        })?;
     }
     Ok(out)
 }

@@ -6,6 +6,12 @@
 //! (no value) removes a step's record. Every member reads the topic from
 //! the start when it starts, and on while it runs.
 //!
+//! Beside the swaps, the topic keeps what each store of the application
+//! holds (key `weir.store/<store id>`, a JSON record): a member that starts
+//! on a machine without the store's folder checks the state it restores
+//! from the changelog against its step, as a task's `.checkpoint` does for
+//! a folder.
+//!
 //! When two members swap the same step at once, the topic's order decides:
 //! each member skips the messages before its own latest one of that step,
 //! and applies those after it, so every member ends on the last one
@@ -14,13 +20,17 @@
 use std::collections::HashMap;
 
 use super::{JournalError, Kept, MadeBy, SwapJournal, SwapRecord};
-use crate::io::kafka::control::{ControlMessage, ControlTopic};
+use crate::io::kafka::control::{
+    ControlMessage, ControlTopic, STORE_FORMAT_PREFIX, store_format_key,
+};
 
 pub struct KafkaJournal {
     topic: ControlTopic,
     made_by: MadeBy,
     /// Per step, the offset of this member's latest message.
     own: HashMap<String, i64>,
+    /// Per store, what it holds as recorded, and the message's offset.
+    store_formats: HashMap<String, (String, i64)>,
 }
 
 impl KafkaJournal {
@@ -29,6 +39,7 @@ impl KafkaJournal {
             topic,
             made_by,
             own: HashMap::new(),
+            store_formats: HashMap::new(),
         }
     }
 
@@ -88,6 +99,19 @@ impl SwapJournal for KafkaJournal {
         // The latest message of each step, in the topic's order.
         let mut latest: Vec<ControlMessage> = Vec::new();
         for m in messages {
+            if let Some(store) = m.key.strip_prefix(STORE_FORMAT_PREFIX) {
+                match &m.value {
+                    Some(value) => {
+                        let format = StoreFormatMessage::parse(value, &self.origin(m.offset))?;
+                        self.store_formats
+                            .insert(store.to_string(), (format.holds, m.offset));
+                    }
+                    None => {
+                        self.store_formats.remove(store);
+                    }
+                }
+                continue;
+            }
             latest.retain(|l| l.key != m.key);
             if m.value.is_some() {
                 latest.push(m);
@@ -124,7 +148,9 @@ impl SwapJournal for KafkaJournal {
             .map_err(|e| JournalError::Kafka(e.to_string()))?;
         let mut out = Vec::new();
         for m in messages {
-            if self.own.get(&m.key).is_some_and(|&own| m.offset <= own) {
+            if m.key.starts_with(STORE_FORMAT_PREFIX)
+                || self.own.get(&m.key).is_some_and(|&own| m.offset <= own)
+            {
                 continue;
             }
             let Some(value) = m.value.as_deref() else {
@@ -149,5 +175,68 @@ impl SwapJournal for KafkaJournal {
 
     fn strict(&self) -> bool {
         false
+    }
+
+    fn check_store_formats(&mut self, formats: &[(String, String)]) -> Result<(), JournalError> {
+        for (store, holds) in formats {
+            match self.store_formats.get(store) {
+                Some((held, _)) if held == holds => {}
+                Some((held, offset)) => {
+                    return Err(JournalError::StoreFormat {
+                        store: store.clone(),
+                        held: held.clone(),
+                        holds: holds.clone(),
+                        origin: format!("recorded in {}", self.origin(*offset)),
+                    });
+                }
+                None => {
+                    let message = StoreFormatMessage {
+                        format: 1,
+                        store: store.clone(),
+                        holds: holds.clone(),
+                        made_by: self.made_by.to_string(),
+                    };
+                    let value = serde_json::to_vec(&message).expect("serializes");
+                    let key = store_format_key(store);
+                    let offset = self
+                        .topic
+                        .write(&key, Some(&value))
+                        .map_err(|e| JournalError::Kafka(e.to_string()))?;
+                    self.store_formats
+                        .insert(store.clone(), (holds.clone(), offset));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a store of the application holds, as the control topic keeps it:
+/// one JSON message per store, written by the first run that opened it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoreFormatMessage {
+    format: u32,
+    store: String,
+    holds: String,
+    made_by: String,
+}
+
+impl StoreFormatMessage {
+    fn parse(value: &[u8], origin: &str) -> Result<Self, JournalError> {
+        let m: StoreFormatMessage =
+            serde_json::from_slice(value).map_err(|e| JournalError::Corrupt {
+                origin: origin.to_string(),
+                reason: format!("not a store format record: {e}"),
+            })?;
+        if m.format != 1 {
+            return Err(JournalError::Corrupt {
+                origin: origin.to_string(),
+                reason: format!(
+                    "a store format record of format {}, which this weir does not read",
+                    m.format
+                ),
+            });
+        }
+        Ok(m)
     }
 }

@@ -272,6 +272,15 @@ pub enum JournalError {
     },
     #[error("{0}")]
     Kafka(String),
+    #[error(
+        "store `{store}`: the application's stores of that id hold {held} ({origin}), and its step now stores {holds} under the same id: the state (its changelog, and every member's copy) was made by another version of the pipeline, and would be read as what it is not (`weir validate --against OLD NEW` says so before a run); give the step a new `id` (its state then starts empty), or remove the state with `weir state reset PIPELINE --changelogs --step {store}`"
+    )]
+    StoreFormat {
+        store: String,
+        held: String,
+        holds: String,
+        origin: String,
+    },
 }
 
 /// Where a run keeps its swaps. Owned by the run (its control thread);
@@ -298,6 +307,15 @@ pub trait SwapJournal: Send {
     /// disk: this machine's own record) or is refused and reported while
     /// the file's version runs (Kafka: another member's record).
     fn strict(&self) -> bool;
+    /// Checks what each store holds, `(store id, format)`, against what
+    /// the application recorded for it, and records the ones it has not
+    /// (Kafka: in the control topic, where every member, on any machine,
+    /// finds it, also one whose task folder is gone and restores from the
+    /// changelog). Called after [`SwapJournal::recorded`]. On disk a task's
+    /// `.checkpoint` does it, so nothing is kept here.
+    fn check_store_formats(&mut self, _formats: &[(String, String)]) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// What [`restore`] did with a recorded swap that could not start (only
