@@ -41,10 +41,21 @@ steps:
     }
 
     /// An application whose pipeline reads `in` and writes `out` through
-    /// `steps` (the pipeline file's `plugins` and `steps`); `internal`
-    /// names the topics it creates itself (changelogs), by the part after
-    /// the application id, to delete with the others.
+    /// `steps` (the pipeline file's `plugins` and `steps`, and any other
+    /// top-level settings); `internal` names the topics it creates itself
+    /// (changelogs), by the part after the application id, to delete with
+    /// the others. With `dead_letters`, failed records go to that topic
+    /// (sink `rejected`).
     fn with(prefix: &str, steps: &str, internal: &[&str]) -> App {
+        App::with_dead_letters(prefix, steps, internal, None)
+    }
+
+    fn with_dead_letters(
+        prefix: &str,
+        steps: &str,
+        internal: &[&str],
+        dead_letters: Option<&str>,
+    ) -> App {
         let (input, output, app) = (
             kafka::unique(&format!("{prefix}-in")),
             kafka::unique(&format!("{prefix}-out")),
@@ -53,15 +64,23 @@ steps:
         let control_topic = format!("{app}-weir-control");
         let mut topics = vec![input.clone(), output.clone(), control_topic.clone()];
         topics.extend(internal.iter().map(|t| format!("{app}-{t}")));
+        topics.extend(dead_letters.map(str::to_string));
         let cleanup = Cleanup::topics(&topics.iter().map(String::as_str).collect::<Vec<_>>());
         kafka::create_topic(&input, PARTITIONS);
         kafka::create_topic(&output, PARTITIONS);
+        let rejected = match dead_letters {
+            Some(topic) => {
+                kafka::create_topic(topic, PARTITIONS);
+                format!("  rejected: {{ kind: kafka, topic: {topic} }}\n")
+            }
+            None => String::new(),
+        };
         let body = format!(
             "sources:
   in: {{ kind: kafka, topic: {input} }}
 {steps}sinks:
   out: {{ kind: kafka, topic: {output} }}
-"
+{rejected}"
         );
         let fixture = kafka::pipeline(&app, &Settings::default(), &body);
         App {
@@ -578,8 +597,26 @@ steps:
 
     // Per key, in offset order: the j-th total counts the key's first j
     // records and sums their `n`; version 1's shape, then version 2's.
-    let mut sorted = outputs.clone();
+    let versions = check_tallies(&outputs, &BTreeSet::new(), sent, &(a_log + &b2_log));
+    for (key, versions) in &versions {
+        assert_eq!(versions, &[1, 2], "key {key}");
+    }
+}
+
+/// Checks the `tally` totals of the `sent` inputs (`n` = 0..sent, keyed
+/// `k{n % 16}`) but the `dead` ones, read back from the output in offset
+/// order per key: the j-th total of a key counts its first j records that
+/// were not dead-lettered and sums their `n`, whichever state version
+/// wrote it. Returns the state versions each key's totals went through.
+fn check_tallies(
+    outputs: &[kafka::Read],
+    dead: &BTreeSet<u64>,
+    sent: u64,
+    logs: &str,
+) -> BTreeMap<String, Vec<u64>> {
+    let mut sorted = outputs.to_vec();
     sorted.sort_by_key(|r| (r.partition, r.offset));
+    let mut next: BTreeMap<String, u64> = BTreeMap::new();
     let mut totals: BTreeMap<String, (u64, u64, Vec<u64>)> = BTreeMap::new();
     for r in &sorted {
         let key = r.rec.key.clone().expect("a key");
@@ -589,21 +626,163 @@ steps:
             None => (&value["n"], &value["sum"], 1),
         };
         let k: u64 = key[1..].parse().unwrap();
+        // The key's next record that was not dead-lettered.
+        let at = next.entry(key.clone()).or_insert(0);
+        let mut n = k + 16 * *at;
+        while dead.contains(&n) {
+            *at += 1;
+            n = k + 16 * *at;
+        }
+        *at += 1;
         let (seen, total, versions) = totals.entry(key.clone()).or_default();
-        let n = k + 16 * *seen;
         *seen += 1;
         *total += n;
         assert_eq!(
             (count.as_u64(), sum.as_u64()),
             (Some(*seen), Some(*total)),
-            "key {key}, total number {seen}: {value}\n{a_log}\n{b2_log}"
+            "key {key}, total number {seen}: {value}\n{logs}"
         );
         if versions.last() != Some(&v) {
             versions.push(v);
         }
     }
-    assert_eq!(totals.values().map(|t| t.0).sum::<u64>(), sent);
-    for (key, (_, _, versions)) in &totals {
-        assert_eq!(versions, &[1, 2], "key {key}");
+    assert_eq!(
+        totals.values().map(|t| t.0).sum::<u64>() + dead.len() as u64,
+        sent
+    );
+    totals.into_iter().map(|(k, t)| (k, t.2)).collect()
+}
+
+/// Issue 14, item 5 on Kafka: a rollback trial of an aggregate swapped to
+/// a version that writes another state version. The member that made the
+/// swap rolls it back (it failed too many records) and converts the keys
+/// its tasks wrote on trial back through the tried plugin's downgrade; the
+/// other member applies the rollback from the control topic and converts
+/// its stores back the same way. Every key's totals go on, on both. A
+/// trial of a version without a downgrade is refused on Kafka.
+#[test]
+fn an_aggregate_rolled_back_on_kafka_converts_its_state_back_on_every_member() {
+    let rejected_topic = kafka::unique("agg-rollback-rejected");
+    let App {
+        input,
+        output,
+        control_topic: _,
+        fixture,
+        _cleanup,
+    } = App::with_dead_letters(
+        "agg-rollback",
+        "error-policy: dead-letter
+dead-letter: rejected
+plugins:
+  tally: { path: '{plugin:tally}' }
+steps:
+  - { name: by-key, kind: group-by }
+  - { name: totals, id: totals, kind: aggregate, plugin: tally }
+",
+        &["totals-changelog"],
+        Some(&rejected_topic),
+    );
+    let token = weir_tests::admin::token_file(&fixture, "kafka-s3cret", 0o600);
+    let member = |name: &str| {
+        let state = fixture.path(&format!("state-{name}"));
+        let args = [
+            "--admin-token-file",
+            token.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        WeirProcess::start_with(&fixture, &format!("{name}.log"), &args)
+    };
+    let mut a = member("a");
+    let mut b = member("b");
+    wait_until(
+        "the two members share the partitions",
+        || a.assigned(&input).len() == 2 && b.assigned(&input).len() == 2,
+        || a.log_text() + &b.log_text(),
+    );
+    let feeder = Feeder::start(&input, 0);
+    wait_until(
+        "totals flow",
+        || ends(&output).values().sum::<i64>() > 300,
+        || a.log_text() + &b.log_text(),
+    );
+    let poison = fixture.path("poison.json");
+    std::fs::write(&poison, r#"{"poison-every": 3}"#).unwrap();
+    let trial = [
+        "--config",
+        poison.to_str().unwrap(),
+        "--rollback-after",
+        "60",
+        "--rollback-above",
+        "0.1",
+    ];
+    // No downgrade (tally-v3): refused before anything changes.
+    let v3 = weir_tests::plugin("tally-v3");
+    let pipeline = fixture.pipeline_path();
+    let mut args = vec![
+        "swap",
+        pipeline.to_str().unwrap(),
+        "--step",
+        "totals",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+        v3.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&trial);
+    let refused = weir_tests::weir(&args);
+    assert!(!refused.status.success());
+    kafka_log_has(
+        &weir_tests::stderr(&refused),
+        "on Kafka the other members run the tried version too",
+    );
+    // With a downgrade (tally-v2): swapped, failing every third record,
+    // rolled back.
+    let v2 = weir_tests::plugin("tally-v2");
+    let mut args = vec![v2.to_str().unwrap()];
+    args.extend_from_slice(&trial);
+    let said = weir_swap_step(&fixture, &token, "totals", &args);
+    kafka_log_has(&said, "step totals: v1 -> v2 (sha ");
+    let logs = || a.log_text() + &b.log_text();
+    wait_until(
+        "the swap is rolled back on the member that made it",
+        || logs().contains("rolling back"),
+        logs,
+    );
+    wait_until(
+        "the other member applies the rollback",
+        || logs().matches("applied the swap made by").count() >= 2,
+        logs,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = feeder.finish();
+    let dead_read = kafka::consume(
+        &rejected_topic,
+        1,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+    );
+    let dead: BTreeSet<u64> = dead_read
+        .iter()
+        .map(|r| r.rec.json()["n"].as_u64().expect("n"))
+        .collect();
+    let outputs = kafka::consume(
+        &output,
+        (sent as usize).saturating_sub(dead.len()),
+        Duration::from_secs(90),
+        Duration::from_secs(3),
+    );
+    a.assert_running();
+    b.assert_running();
+    let (a_log, b_log) = (a.stop(), b.stop());
+    // Both members converted their stores back: the one that made the swap
+    // the keys it wrote on trial, the other every key of version 2.
+    kafka_log_has(&a_log, "accumulators downgraded from state version 2 to 1");
+    kafka_log_has(&b_log, "accumulators downgraded from state version 2 to 1");
+    let all = a_log + &b_log;
+    assert!(!dead.is_empty(), "the tried version failed records\n{all}");
+    let versions = check_tallies(&outputs, &dead, sent, &all);
+    // Every key ends in version 1's shape.
+    for (key, versions) in &versions {
+        assert_eq!(versions.last(), Some(&1), "key {key}: {versions:?}");
     }
 }

@@ -144,12 +144,13 @@ fn keys_are_upgraded_when_next_read_and_a_swap_that_cannot_read_the_store_is_ref
     live.feed(160);
     settle(&live);
     live.control
-        .swap("totals", Some(component("tally-v2")), None)
+        .swap("totals", Some(component("tally-v3")), None)
         .unwrap_or_else(|e| panic!("{e}"));
     // Only k3 is read after the swap: the other keys keep version 1.
     live.feed_key("k3", 5);
     settle(&live);
-    // Back to version 1, which cannot read version 2's accumulators: refused.
+    // Back to version 1, which cannot read version 3's accumulators, and
+    // version 3 has no downgrade: refused.
     let refused = live
         .control
         .swap("totals", Some(component("tally")), None)
@@ -159,7 +160,7 @@ fn keys_are_upgraded_when_next_read_and_a_swap_that_cannot_read_the_store_is_ref
     };
     assert_eq!(*stage, RefusedAt::State);
     assert!(
-        reason.contains("may hold accumulators of state version 2")
+        reason.contains("may hold accumulators of state version 3")
             && reason.contains("reads state version 1"),
         "{reason}"
     );
@@ -184,7 +185,7 @@ fn keys_are_upgraded_when_next_read_and_a_swap_that_cannot_read_the_store_is_ref
     }
     assert_eq!(by_key.len(), 16, "{text}");
     for (key, version) in &by_key {
-        let expected = if key == "k3" { 2 } else { 1 };
+        let expected = if key == "k3" { 3 } else { 1 };
         assert_eq!(*version, expected, "key {key}: {text}");
     }
     let k3: Vec<Value> = text
@@ -195,7 +196,48 @@ fn keys_are_upgraded_when_next_read_and_a_swap_that_cannot_read_the_store_is_ref
     // k3's ten records before the swap and five after: n = 3, 19, ..., 147,
     // then 160..164.
     let sum: u64 = (0..10).map(|t| 3 + 16 * t).sum::<u64>() + (160..165).sum::<u64>();
-    assert_eq!(k3[0]["value"], json!({"count": 15, "total": sum, "v": 2}));
+    assert_eq!(k3[0]["value"], json!({"count": 15, "total": sum, "v": 3}));
+}
+
+#[test]
+fn a_swap_back_to_older_code_converts_the_state_back_through_the_newer_codes_downgrade() {
+    let live = Live::of(PIPELINE);
+    live.feed(160);
+    settle(&live);
+    let feeder = Feeder::start(&live);
+    live.control
+        .swap("totals", Some(component("tally-v2")), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let at = live.outputs().len();
+    wait_until("records flow on version 2", || {
+        live.outputs().len() > at + 100
+    });
+    // Version 1 cannot read version 2's accumulators, but version 2
+    // downgrades them: every task converts its store back at the cutover.
+    let report = live
+        .control
+        .swap("totals", Some(component("tally")), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.version, 3);
+    let at = live.outputs().len();
+    wait_until("records flow on version 3", || {
+        live.outputs().len() > at + 100
+    });
+    drop(feeder);
+    live.feed(20);
+    settle(&live);
+    let fed = live.fed.load(std::sync::atomic::Ordering::SeqCst);
+    let (outputs, rejected, fixture) = live.finish_keeping();
+    let versions = check_totals(&outputs, &rejected, fed);
+    assert!(versions.values().all(|v| v == &[1, 2, 1]), "{versions:?}");
+    let pipeline = fixture.pipeline_path().display().to_string();
+    let dump = weir(&["state", "dump", &pipeline]);
+    let text = String::from_utf8(dump.stdout).unwrap();
+    assert_eq!(text.lines().count(), 16, "{text}");
+    assert!(
+        text.lines().all(|l| l.contains("\"state_version\":1")),
+        "{text}"
+    );
 }
 
 /// Swaps `totals` to `component`, poisoning every third record, on a trial

@@ -706,6 +706,18 @@ fn swap(
         });
     }
     if request.options.rollback.is_some()
+        && topo.pipeline.reads_kafka()
+        && let Some(new) = request.component.as_deref()
+        && let Some(why) = irreversible_upload(topo, &current, new)
+    {
+        return Err(SwapError::InvalidOptions {
+            step: step.clone(),
+            reason: format!(
+                "rollback: on Kafka the other members run the tried version too, and write state this member's trial does not watch, so its rollback could not undo them: {why}; give the plugin a `downgrade` to that version, or swap without a rollback trial"
+            ),
+        });
+    }
+    if request.options.rollback.is_some()
         && topo.pipeline.steps[j].error_policy == ErrorPolicy::Fail
         && topo.pipeline.steps[j].kind == StepKind::Aggregate
     {
@@ -772,6 +784,20 @@ fn swap(
     })
 }
 
+/// [`irreversible`] for an uploaded component, loaded (the compiled
+/// cache makes the load that follows in `prepare` cheap); `None` also
+/// when it does not load (`prepare` says why).
+fn irreversible_upload(topo: &Topology, current: &StepVersion, bytes: &[u8]) -> Option<String> {
+    let plugin = topo
+        .engine
+        .load_bytes(Path::new("(uploaded component)"), bytes, None)
+        .ok()?;
+    irreversible(
+        current,
+        &current.next(Arc::new(plugin), current.config_json.clone()),
+    )
+}
+
 /// Why the accumulators `tried` writes could not be undone by a rollback
 /// to `previous`: `previous` cannot read them and `tried` exports no
 /// downgrade to what `previous` reads. `None` for a transformer, or when
@@ -787,15 +813,18 @@ fn irreversible(previous: &StepVersion, tried: &StepVersion) -> Option<String> {
     ))
 }
 
-/// Why step `j`'s new `version` cannot take over its state: an aggregator
-/// that can neither read nor upgrade a state version the store may hold.
-fn unreadable_state(topo: &Topology, j: usize, version: &StepVersion) -> Option<String> {
+/// Why a step's new `version` cannot take over the state `current` left:
+/// an aggregator
+/// that can neither read nor upgrade a state version the store may hold
+/// (the running plugin's own is fine when it downgrades it to what the
+/// new one reads: each task converts it back at the cutover).
+fn unreadable_state(current: &StepVersion, version: &StepVersion) -> Option<String> {
     let formats = version.plugin.formats()?;
-    let current = topo.version(j)?;
+    let downgraded = downgraded_by(current, version);
     let lost: Vec<String> = current
         .state_versions
         .iter()
-        .filter(|&&v| !formats.reads(v))
+        .filter(|&&v| !formats.reads(v) && Some(v) != downgraded)
         .map(u32::to_string)
         .collect();
     if lost.is_empty() {
@@ -807,6 +836,14 @@ fn unreadable_state(topo: &Topology, j: usize, version: &StepVersion) -> Option<
         formats.describe_reads(),
         lost.join(", ")
     ))
+}
+
+/// The state version a swap from `running` to `next` converts back at
+/// the cutover: the running plugin's, when `next` cannot read it and the
+/// running plugin downgrades it to what `next` writes.
+fn downgraded_by(running: &StepVersion, next: &StepVersion) -> Option<u32> {
+    let (from, to) = (running.plugin.formats()?, next.plugin.formats()?);
+    (!to.reads(from.current) && from.downgrades_to(to.current)).then_some(from.current)
 }
 
 /// Plugin step `name`'s index and the version it runs now.
@@ -1135,8 +1172,18 @@ fn prepare(
         number,
         ..current.next(plugin, config_json)
     };
-    if let Some(why) = unreadable_state(topo, j, &version) {
+    if let Some(why) = unreadable_state(current, &version) {
         return Err(refused(RefusedAt::State, why));
+    }
+    let mut version = version;
+    if let Some(gone) = downgraded_by(current, &version) {
+        // Converted back at the cutover: no longer in the store.
+        version.state_versions = version
+            .state_versions
+            .iter()
+            .copied()
+            .filter(|&v| v != gone)
+            .collect();
     }
     // Started once and dropped: each task starts its own at the cutover.
     let checked = topo.start_step(j, &version).map_err(|e| {

@@ -164,9 +164,11 @@ impl Aggregate {
 
     /// Runs `next` from the next batch on, over the same store. When
     /// `next` cannot read the accumulators the running plugin writes (a
-    /// rollback to the version before it), the keys the running plugin
-    /// wrote on trial are converted back with its `downgrade` first; the
-    /// control thread allows such a rollback only when it can.
+    /// rollback, or a swap back to older code), they are converted back
+    /// with the running plugin's `downgrade` first: on a rollback trial
+    /// here, the keys it wrote on trial; otherwise (another member's
+    /// rollback, a swap back) every key of the store at its version. The
+    /// control thread allows such a swap only when the plugin downgrades.
     pub(super) fn swap_aggregator(
         &mut self,
         next: Box<PluginAggregator>,
@@ -177,37 +179,43 @@ impl Aggregate {
                 self.id
             )));
         };
-        let written = self.running_version_written();
-        let to = next.formats().current;
-        if !next.formats().reads(running.formats().current) && written {
-            self.downgrade_written(to)?;
+        let from = running.formats().current;
+        if !next.formats().reads(from) {
+            let on_trial = self.counters.as_ref().is_some_and(|c| c.on_trial());
+            let keys: Vec<Bytes> = match on_trial {
+                true => self.written_on_trial.drain().collect(),
+                false => self
+                    .store
+                    .entries()?
+                    .into_iter()
+                    .filter(|(_, stored)| {
+                        split_versioned(stored).is_some_and(|(_, version, _)| version == from)
+                    })
+                    .map(|(key, _)| key)
+                    .collect(),
+            };
+            self.downgrade(keys, next.formats().current)?;
         }
         self.written_on_trial.clear();
         self.folder = Folder::Plugin(next);
         Ok(())
     }
 
-    /// Whether the running version wrote any key while on trial.
-    fn running_version_written(&self) -> bool {
-        !self.written_on_trial.is_empty()
-    }
-
-    /// Converts the accumulators written on trial to state version `to`
-    /// with the running plugin's `downgrade`. One that does not convert is
-    /// left as it is and said loudly: its key's records then fail (kind
-    /// `state`) until a version that reads it runs.
-    fn downgrade_written(&mut self, to: u32) -> Result<(), OperatorError> {
+    /// Converts `keys`' accumulators to state version `to` with the running
+    /// plugin's `downgrade`. One that does not convert is left as it is and
+    /// said loudly: its key's records then fail (kind `state`) until a
+    /// version that reads it runs.
+    fn downgrade(&mut self, mut keys: Vec<Bytes>, to: u32) -> Result<(), OperatorError> {
         let Folder::Plugin(plugin) = &mut self.folder else {
             unreachable!("checked by the caller")
         };
         let from = plugin.formats().current;
-        if !plugin.formats().downgrades_to(to) {
+        if !plugin.formats().downgrades_to(to) && !keys.is_empty() {
             return Err(OperatorError::internal(format!(
-                "aggregate `{}`: rolling back to state version {to}, but the running plugin (state version {from}) wrote accumulators on trial and exports no downgrade to {to}",
+                "aggregate `{}`: swapping to state version {to}, but the running plugin (state version {from}) wrote accumulators it exports no downgrade to {to} for",
                 self.id
             )));
         }
-        let mut keys: Vec<Bytes> = self.written_on_trial.drain().collect();
         keys.sort();
         let mut items: Vec<(Bytes, i64, Bytes)> = Vec::with_capacity(keys.len());
         for key in keys {
@@ -249,7 +257,7 @@ impl Aggregate {
             }
         }
         tracing::info!(
-            "aggregate `{}`: {} accumulators written on trial downgraded from state version {from} to {to}",
+            "aggregate `{}`: {} accumulators downgraded from state version {from} to {to}",
             self.id,
             items.len()
         );
