@@ -121,6 +121,12 @@ fn swaps_to_the_same_state_version_and_to_one_that_upgrades_keep_every_total_und
         .swap("totals", Some(component("tally-v2")), Some(Value::Null))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(upgraded.version, 3);
+    let states: Vec<Option<u32>> = live.control.status()[1]
+        .versions
+        .iter()
+        .map(|v| v.state_version)
+        .collect();
+    assert_eq!(states, [Some(1), Some(1), Some(2)]);
     let at = live.outputs().len();
     wait_until("records flow on version 3", || {
         live.outputs().len() > at + 200

@@ -111,6 +111,9 @@ pub struct VersionInfo {
     /// Its rollback trial, when its swap asked for one.
     #[serde(default)]
     pub trial: Option<TrialStatus>,
+    /// An aggregator's accumulator state version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_version: Option<u32>,
 }
 
 impl From<&VersionStatus> for VersionInfo {
@@ -127,6 +130,7 @@ impl From<&VersionStatus> for VersionInfo {
             failures: v.failures,
             cause: Some(v.cause.clone()),
             trial: v.trial.clone(),
+            state_version: v.state_version,
         }
     }
 }
@@ -344,23 +348,31 @@ fn swapped(step: &StepStatus) -> String {
             .cutover_us
             .map_or(String::new(), |us| format!(" (cutover {})", millis(us)));
         text.push_str(&format!(
-            " v{} (sha {}) since {since}{cutover}, {}{}",
+            " v{} (sha {}{}) since {since}{cutover}, {}{}",
             now.number,
             short(&now.sha256),
+            state_version(now),
             records(now.records),
             notes(now)
         ));
     }
     for v in versions {
         text.push_str(&format!(
-            "; v{} (sha {}) {}{}",
+            "; v{} (sha {}{}) {}{}",
             v.number,
             short(&v.sha256),
+            state_version(v),
             records(v.records),
             notes(v)
         ));
     }
     text
+}
+
+/// `, state version 2` for an aggregator's version.
+fn state_version(v: &VersionInfo) -> String {
+    v.state_version
+        .map_or_else(String::new, |n| format!(", state version {n}"))
 }
 
 /// What `weir status` adds after a version's records: its failures, a
@@ -415,7 +427,35 @@ mod tests {
             failures: 0,
             cause: None,
             trial: None,
+            state_version: None,
         }
+    }
+
+    #[test]
+    fn an_aggregators_versions_say_their_state_version() {
+        let mut step = StepStatus {
+            name: "totals".into(),
+            kind: "aggregate".into(),
+            plugin: Some("plugins/tally.wasm".into()),
+            sha256: Some("9ab1c2d3e4f5a6b7".into()),
+            tasks: 2,
+            records_in: 10,
+            records_out: 10,
+            errors: 0,
+            version: Some(2),
+            versions: vec![
+                version(1, "5f0c6e1a9b2d3c4e", 4, None),
+                version(2, "9ab1c2d3e4f5a6b7", 6, Some(850)),
+            ],
+            refused: None,
+        };
+        step.versions[0].state_version = Some(1);
+        step.versions[1].state_version = Some(2);
+        assert_eq!(
+            swapped(&step),
+            "totals: v2 (sha 9ab1c2d3e4f5, state version 2) since 12:02:07 UTC (cutover 0.8 ms), 6 records; \
+             v1 (sha 5f0c6e1a9b2d, state version 1) 4 records"
+        );
     }
 
     #[test]

@@ -290,6 +290,9 @@ pub struct VersionStatus {
     pub cause: SwapCause,
     /// Its rollback trial, when its swap asked for one.
     pub trial: Option<TrialStatus>,
+    /// An aggregator's accumulator state version (`None` for a
+    /// transformer).
+    pub state_version: Option<u32>,
 }
 
 /// How a version came to run.
@@ -535,6 +538,7 @@ fn version_state(
         cutover,
         cause,
         trial: None,
+        state_version: v.plugin.formats().map(|f| f.current),
     };
     (status, v.counters.clone())
 }
