@@ -157,6 +157,28 @@ pub fn http_with(
 }
 
 /// A token file `admin.token` in the fixture's folder with `mode`.
+/// `weir swap` of `f`'s pipeline, step `step`, through the admin API
+/// guarded by `token`, with `args` (a component, `--config`, rollback
+/// options).
+pub fn weir_swap(
+    f: &Fixture,
+    token: &std::path::Path,
+    step: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let pipeline = f.pipeline_path();
+    let mut all = vec![
+        "swap",
+        pipeline.to_str().unwrap(),
+        "--step",
+        step,
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    crate::weir(&all)
+}
+
 pub fn token_file(f: &Fixture, token: &str, mode: u32) -> PathBuf {
     let path = f.path("admin.token");
     std::fs::write(&path, format!("{token}\n")).unwrap();

@@ -490,26 +490,53 @@ fn weir_swap_on_the_pipeline_file_swaps_both_weir_run_members_v1_v2_v3() {
     }
 }
 
-/// `weir swap` of `fixture`'s pipeline, step `step`, with `args`.
+/// `weir swap` of `fixture`'s pipeline, step `step`, with `args`: what
+/// it said.
 fn weir_swap_step(
     fixture: &weir_tests::Fixture,
     token: &std::path::Path,
     step: &str,
     args: &[&str],
 ) -> String {
-    let pipeline = fixture.pipeline_path();
-    let mut all = vec![
-        "swap",
-        pipeline.to_str().unwrap(),
-        "--step",
-        step,
-        "--admin-token-file",
-        token.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let out = weir_tests::weir(&all);
+    let out = weir_tests::admin::weir_swap(fixture, token, step, args);
     assert!(out.status.success(), "{}", weir_tests::stderr(&out));
     weir_tests::stderr(&out) + &weir_tests::stdout(&out)
+}
+
+/// A `weir run` member of `fixture`'s application with the admin token
+/// `token`, its state in `state-<name>`, its log in `<name>.log`.
+fn member(fixture: &weir_tests::Fixture, token: &std::path::Path, name: &str) -> WeirProcess {
+    let state = fixture.path(&format!("state-{name}"));
+    let args = [
+        "--admin-token-file",
+        token.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    WeirProcess::start_with(fixture, &format!("{name}.log"), &args)
+}
+
+/// Members `a` and `b` of the application, sharing its partitions, and
+/// records flowing through them (at least 300 out).
+fn two_members_at_work(
+    fixture: &weir_tests::Fixture,
+    token: &std::path::Path,
+    input: &str,
+    output: &str,
+) -> (WeirProcess, WeirProcess, Feeder) {
+    let (a, b) = (member(fixture, token, "a"), member(fixture, token, "b"));
+    wait_until(
+        "the two members share the partitions",
+        || a.assigned(input).len() == 2 && b.assigned(input).len() == 2,
+        || a.log_text() + &b.log_text(),
+    );
+    let feeder = Feeder::start(input, 0);
+    wait_until(
+        "records flow",
+        || ends(output).values().sum::<i64>() > 300,
+        || a.log_text() + &b.log_text(),
+    );
+    (a, b, feeder)
 }
 
 /// Issue 14, item 5 on Kafka: an aggregate step swapped, while records
@@ -537,29 +564,7 @@ steps:
         &["totals-changelog"],
     );
     let token = weir_tests::admin::token_file(&fixture, "kafka-s3cret", 0o600);
-    let member = |name: &str, state: &str| {
-        let state = fixture.path(state);
-        let args = [
-            "--admin-token-file",
-            token.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ];
-        WeirProcess::start_with(&fixture, &format!("{name}.log"), &args)
-    };
-    let mut a = member("a", "state-a");
-    let b = member("b", "state-b");
-    wait_until(
-        "the two members share the partitions",
-        || a.assigned(&input).len() == 2 && b.assigned(&input).len() == 2,
-        || a.log_text() + &b.log_text(),
-    );
-    let feeder = Feeder::start(&input, 0);
-    wait_until(
-        "totals flow",
-        || ends(&output).values().sum::<i64>() > 300,
-        || a.log_text() + &b.log_text(),
-    );
+    let (mut a, b, feeder) = two_members_at_work(&fixture, &token, &input, &output);
     let component = weir_tests::plugin("tally-v2");
     let said = weir_swap_step(&fixture, &token, "totals", &[component.to_str().unwrap()]);
     kafka_log_has(&said, "runs in 2 processes");
@@ -576,7 +581,7 @@ steps:
     // B stopped, and started again on an empty state directory: its
     // tasks restore their stores from the changelog.
     b.stop();
-    let mut b2 = member("b2", "state-b2");
+    let mut b2 = member(&fixture, &token, "b2");
     wait_until(
         "the restarted member owns partitions again",
         || b2.assigned(&input).len() == 2,
@@ -683,29 +688,7 @@ steps:
         Some(&rejected_topic),
     );
     let token = weir_tests::admin::token_file(&fixture, "kafka-s3cret", 0o600);
-    let member = |name: &str| {
-        let state = fixture.path(&format!("state-{name}"));
-        let args = [
-            "--admin-token-file",
-            token.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ];
-        WeirProcess::start_with(&fixture, &format!("{name}.log"), &args)
-    };
-    let mut a = member("a");
-    let mut b = member("b");
-    wait_until(
-        "the two members share the partitions",
-        || a.assigned(&input).len() == 2 && b.assigned(&input).len() == 2,
-        || a.log_text() + &b.log_text(),
-    );
-    let feeder = Feeder::start(&input, 0);
-    wait_until(
-        "totals flow",
-        || ends(&output).values().sum::<i64>() > 300,
-        || a.log_text() + &b.log_text(),
-    );
+    let (mut a, mut b, feeder) = two_members_at_work(&fixture, &token, &input, &output);
     let poison = fixture.path("poison.json");
     std::fs::write(&poison, r#"{"poison-every": 3}"#).unwrap();
     let trial = [
@@ -718,18 +701,9 @@ steps:
     ];
     // No downgrade (tally-v3): refused before anything changes.
     let v3 = weir_tests::plugin("tally-v3");
-    let pipeline = fixture.pipeline_path();
-    let mut args = vec![
-        "swap",
-        pipeline.to_str().unwrap(),
-        "--step",
-        "totals",
-        "--admin-token-file",
-        token.to_str().unwrap(),
-        v3.to_str().unwrap(),
-    ];
+    let mut args = vec![v3.to_str().unwrap()];
     args.extend_from_slice(&trial);
-    let refused = weir_tests::weir(&args);
+    let refused = weir_tests::admin::weir_swap(&fixture, &token, "totals", &args);
     assert!(!refused.status.success());
     kafka_log_has(
         &weir_tests::stderr(&refused),

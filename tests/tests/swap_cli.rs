@@ -159,17 +159,7 @@ fn feed(stdin: &Mutex<Option<ChildStdin>>, fed: &AtomicUsize, n: usize) {
 
 /// `weir swap` of the fixture's pipeline with the token file.
 fn swap(f: &Fixture, token: &Path, step: &str, args: &[&str]) -> Output {
-    let pipeline = f.pipeline_path();
-    let mut all = vec![
-        "swap",
-        pipeline.to_str().unwrap(),
-        "--step",
-        step,
-        "--admin-token-file",
-        token.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    weir(&all)
+    weir_tests::admin::weir_swap(f, token, step, args)
 }
 
 /// The run's status as JSON.

@@ -6,17 +6,8 @@
 #[path = "../../tally/src/shared.rs"]
 mod shared;
 
-use serde::{Deserialize, Serialize};
-use shared::{Settings, Tally};
+use shared::{Counted, Settings};
 use weir_sdk::{Config, Error, JsonAggregator, Record};
-
-/// Version 3's accumulator.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Counted {
-    pub count: u64,
-    pub total: u64,
-    pub v: u32,
-}
 
 pub struct TallyV3(Settings);
 
@@ -35,17 +26,7 @@ impl JsonAggregator for TallyV3 {
         state: Option<Counted>,
         record: &Record<'_>,
     ) -> Result<Option<Counted>, Error> {
-        let n = self.0.input(record)?;
-        let c = state.unwrap_or(Counted {
-            count: 0,
-            total: 0,
-            v: 3,
-        });
-        Ok(Some(Counted {
-            count: c.count + 1,
-            total: c.total + n,
-            v: 3,
-        }))
+        Ok(Some(Counted::add(state, self.0.input(record)?, 3)))
     }
 
     fn upgrade(
@@ -54,13 +35,7 @@ impl JsonAggregator for TallyV3 {
         _key: &[u8],
         old: serde_json::Value,
     ) -> Result<Option<Counted>, Error> {
-        let old: Tally = serde_json::from_value(old)
-            .map_err(|e| Error::poison(format!("not a version 1 tally: {e}")))?;
-        Ok(Some(Counted {
-            count: old.n,
-            total: old.sum,
-            v: 3,
-        }))
+        Counted::upgrade(old, 3).map(Some)
     }
 }
 

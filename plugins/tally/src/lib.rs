@@ -6,7 +6,7 @@
 //! Config (optional): `{"poison-every": K}` makes every record whose `n`
 //! is a multiple of K poison (to put a swap's rollback trial to work).
 
-mod shared;
+pub mod shared;
 
 pub use shared::{Settings, Tally};
 use weir_sdk::{Config, Error, JsonAggregator, Record};

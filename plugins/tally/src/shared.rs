@@ -1,5 +1,6 @@
 //! What every version of the tally plugin shares: its input, its config,
-//! and version 1's accumulator (which later versions upgrade from).
+//! version 1's accumulator (which later versions upgrade from) and the
+//! accumulator of versions 2 and 3.
 //! Included by `tally`, `tally-v2` and `tally-v3` (`#[path]`), one file
 //! rather than a crate of its own.
 
@@ -46,5 +47,36 @@ impl Settings {
             return Err(Error::poison(format!("{} is refused by config", input.n)));
         }
         Ok(input.n)
+    }
+}
+
+/// The accumulator of versions 2 and 3: `{"count", "total", "v"}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Counted {
+    pub count: u64,
+    pub total: u64,
+    pub v: u32,
+}
+
+impl Counted {
+    /// `state` after one more `n`, at state version `v`.
+    pub fn add(state: Option<Counted>, n: u64, v: u32) -> Counted {
+        let (count, total) = state.map_or((0, 0), |c| (c.count, c.total));
+        Counted {
+            count: count + 1,
+            total: total + n,
+            v,
+        }
+    }
+
+    /// Version 1's accumulator as version `v`'s.
+    pub fn upgrade(old: serde_json::Value, v: u32) -> Result<Counted, Error> {
+        let old: Tally = serde_json::from_value(old)
+            .map_err(|e| Error::poison(format!("not a version 1 tally: {e}")))?;
+        Ok(Counted {
+            count: old.n,
+            total: old.sum,
+            v,
+        })
     }
 }
