@@ -384,3 +384,51 @@ fn failing_trial_result(live: &Live) -> SwapError {
         )
         .unwrap_err()
 }
+
+#[test]
+fn an_aggregator_without_versions_runs_at_state_version_1_and_a_failed_upgrade_keeps_the_stored_state()
+ {
+    // `plain-counter` exports `aggregate` alone (world `aggregator`), as
+    // components built before `accumulator-versions` do: its count, `2`,
+    // is stored at state version 1.
+    let live = Live::of(&PIPELINE.replace("{plugin:tally}", "{plugin:plain-counter}"));
+    live.feed(32);
+    settle(&live);
+    let status = live.control.status();
+    assert_eq!(status[1].versions[0].state_version, Some(1));
+    // tally-v2 upgrades from 1, but a count is no `{"n", "sum"}`: each
+    // key's record fails (poison, dead-lettered) and its count stays.
+    live.control
+        .swap("totals", Some(component("tally-v2")), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    live.feed(16);
+    settle(&live);
+    assert_eq!(live.rejected().len(), 16);
+    for r in live.rejected() {
+        let reason = r["headers"]["weir.error.reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            reason.contains(
+                "upgrading the key's stored accumulator from state version 1: not a version 1 tally"
+            ),
+            "{r}"
+        );
+        assert_eq!(r["headers"]["weir.error.kind"], "poison", "{r}");
+    }
+    // Back to the plain counter (tally-v2 downgrades to 1, and wrote
+    // nothing): every key counts on from 2.
+    live.control
+        .swap("totals", Some(component("plain-counter")), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    live.feed(16);
+    settle(&live);
+    let (outputs, rejected) = live.finish_all();
+    assert_eq!(rejected.len(), 16);
+    let last: BTreeMap<String, Value> = outputs
+        .iter()
+        .map(|o| (o["key"].as_str().unwrap().to_string(), o["value"].clone()))
+        .collect();
+    assert_eq!(last.len(), 16);
+    assert!(last.values().all(|v| v == &json!(3)), "{last:?}");
+}
