@@ -211,7 +211,7 @@ mod progress_tests {
         };
         assert_eq!(
             watch.summary(Some(size)),
-            " · state about 1234 keys, 3.0 MiB"
+            " · state about 1234 keys, 3.0 MiB at the last commit"
         );
         assert_eq!(watch.summary(None), "");
         let task = TaskId {
