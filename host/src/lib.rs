@@ -42,6 +42,7 @@ pub use operators::{
     AggregateOutput, ErrorClass, Group, Operator, OperatorError, Pair, PluginAggregator,
     PluginStep, Schedule, StepOutput, StoreKind, StoreSpec, TaskId, TimeKind, Update, group_by_key,
 };
+pub use pipeline::guarantee::summary as delivery_summary;
 pub use pipeline::upgrade as upgrade_check;
 pub use pipeline::{
     OverrideError, Overrides, Pipeline, PipelineError, Place, StepKind, read_step_config,

@@ -557,6 +557,10 @@ fn run(
         None => None,
     };
     let topo = build_with(pipeline, overrides)?;
+    if !quiet {
+        // What a crash would do to each sink's output, said before any.
+        eprintln!("weir: {}", weir::delivery_summary(&topo.pipeline));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let signal = watch_signals(stop.clone(), topo.engine.interrupter())?;
     let metrics = Arc::new(weir::Metrics::default());

@@ -1353,7 +1353,7 @@ dead letters: sink rejected (file out/rejected.jsonl), written by every task
 internal topics: none (repartition to-customer-task moves records between tasks in process)
 delivery:
   at-least-once: sink out is stdout (what is printed cannot be taken back)
-  at-least-once: sink rejected is file out/rejected.jsonl (a rerun over the same input writes it again)
+  at-least-once: sink rejected is file out/rejected.jsonl (a killed run starts over and writes it again; checkpoints that resume where it stopped are not built yet)
 "
     );
 }
@@ -1396,7 +1396,7 @@ sub-topology 1: tasks 1_P, one per partition P of topic shop-app-customers-repar
 internal topics:
   shop-app-customers-repartition: repartition to-customer, written by sub-topology 0, read by sub-topology 1; cleanup.policy=delete, retention.ms=-1, purged once committed; partitions: the most of sub-topology 0's input topics
 delivery:
-  at-least-once: sink out is Kafka topic by-customer (input offsets are committed only after the broker acknowledges what was produced from them)
+  at-least-once: sink out is Kafka topic by-customer (input offsets are committed only after the broker acknowledges what was produced from them; exactly-once needs Kafka transactions, not built yet)
 "
     );
     // Without an id the step is refused, naming the topic it would create.
@@ -1430,8 +1430,8 @@ sub-topology 0: tasks 0_P, one per partition P of topic orders, as the consumer 
 dead letters: sink rejected (Kafka topic orders-dead-letter), written by every task
 internal topics: none
 delivery:
-  at-least-once: sink out is Kafka topic orders-large (input offsets are committed only after the broker acknowledges what was produced from them)
-  at-least-once: sink rejected is Kafka topic orders-dead-letter (input offsets are committed only after the broker acknowledges what was produced from them)
+  at-least-once: sink out is Kafka topic orders-large (input offsets are committed only after the broker acknowledges what was produced from them; exactly-once needs Kafka transactions, not built yet)
+  at-least-once: sink rejected is Kafka topic orders-dead-letter (input offsets are committed only after the broker acknowledges what was produced from them; exactly-once needs Kafka transactions, not built yet)
 "
     );
 }

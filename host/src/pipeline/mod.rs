@@ -18,6 +18,7 @@
 //! ```
 
 mod diagnostic;
+pub mod guarantee;
 mod overrides;
 mod quantity;
 mod raw;
@@ -297,6 +298,9 @@ pub struct Pipeline {
     pub error_policy: ErrorPolicy,
     /// Output provenance headers (off unless the file asks).
     pub provenance: Provenance,
+    /// What the file asks of its sinks; validation refuses `exactly-once`
+    /// where a sink cannot have it ([`guarantee::of`]).
+    pub processing_guarantee: guarantee::ProcessingGuarantee,
     /// Index into `sinks` of the dead-letter sink.
     pub dead_letter: Option<usize>,
     pub sources: Vec<Source>,

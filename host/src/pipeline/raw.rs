@@ -26,6 +26,7 @@ pub struct RawPipeline {
     pub error_policy: Option<ErrorPolicy>,
     pub dead_letter: Option<Spanned<String>>,
     pub provenance: Option<Provenance>,
+    pub processing_guarantee: Option<Spanned<super::guarantee::ProcessingGuarantee>>,
     #[serde(default)]
     pub sources: BTreeMap<String, Spanned<RawSource>>,
     #[serde(default)]

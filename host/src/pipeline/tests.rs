@@ -879,3 +879,42 @@ fn step_names_starting_with_weir_dot_are_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn exactly_once_is_refused_at_each_sink_that_cannot_have_it_with_the_reason() {
+    let text = "\
+processing-guarantee: exactly-once
+sources:
+  a: { kind: stdin }
+sinks:
+  o: { kind: stdout }
+  f: { kind: file, path: out.jsonl }
+";
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("/nonexistent/p.yaml:5:")
+            && e[0].contains("sink `o` cannot be exactly-once, which `processing-guarantee` on line 1 asks for: what is printed cannot be taken back"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("/nonexistent/p.yaml:6:")
+            && e[1].contains("source a is stdin, which cannot be read again after a crash"),
+        "{e:#?}"
+    );
+    // At-least-once, said or not, is what every sink gets.
+    let p = parse(&text.replace("exactly-once", "at-least-once")).unwrap();
+    assert_eq!(
+        p.processing_guarantee,
+        guarantee::ProcessingGuarantee::AtLeastOnce
+    );
+    let all = guarantee::of(&p);
+    assert!(
+        all.iter()
+            .all(|g| g.guarantee == guarantee::Guarantee::AtLeastOnce)
+    );
+    assert_eq!(
+        guarantee::summary(&p),
+        "delivery: at-least-once into f (source a is stdin, which cannot be read again after a crash); at-least-once into o (what is printed cannot be taken back)"
+    );
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
+use super::guarantee::{self, Guarantee, ProcessingGuarantee};
 use super::raw::{
     Names, RawAggOp, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource,
     RawState, RawStep,
@@ -449,7 +450,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     let stateful = steps.iter().any(|s| s.kind.has_store());
     let state = check_state(c, raw.state.as_ref(), application_id, stateful);
 
-    Pipeline {
+    let pipeline = Pipeline {
         file: c.file.to_path_buf(),
         name,
         partitions,
@@ -457,6 +458,11 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         batch_size,
         error_policy,
         provenance: raw.provenance.unwrap_or_default(),
+        processing_guarantee: raw
+            .processing_guarantee
+            .as_ref()
+            .map(|g| g.value)
+            .unwrap_or_default(),
         dead_letter,
         sources,
         plugins,
@@ -464,6 +470,35 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         sinks,
         kafka,
         state,
+    };
+    check_guarantee(c, &raw, &pipeline);
+    pipeline
+}
+
+/// `processing-guarantee: exactly-once` is refused at each sink that
+/// cannot have it, with the reason.
+fn check_guarantee(c: &mut Checker, raw: &RawPipeline, p: &Pipeline) {
+    let Some(asked) = raw
+        .processing_guarantee
+        .as_ref()
+        .filter(|g| g.value == ProcessingGuarantee::ExactlyOnce)
+    else {
+        return;
+    };
+    for g in guarantee::of(p)
+        .into_iter()
+        .filter(|g| g.guarantee != Guarantee::ExactlyOnce)
+    {
+        let name = &p.sinks[g.sink].name;
+        let at = raw.sinks.get(name).map_or(loc(asked), loc);
+        c.error(
+            at,
+            format!(
+                "sink `{name}` cannot be exactly-once, which `processing-guarantee` on line {} asks for: {}",
+                loc(asked).line,
+                g.why
+            ),
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use crate::io::batch::InputId;
-use crate::pipeline::{GroupKey, Input, Node, Pipeline, Sink, SinkKind, Source, StepKind, Topic};
+use crate::pipeline::{GroupKey, Input, Node, Pipeline, Sink, Source, StepKind, Topic, guarantee};
 
 use super::topology::Topology;
 
@@ -144,8 +144,8 @@ pub fn describe(topology: &Topology) -> String {
     }
     internal_topics(topology, &mut out);
     let _ = writeln!(out, "delivery:");
-    for sink in &p.sinks {
-        let _ = writeln!(out, "  {}", delivery(sink, kafka, dir));
+    for g in guarantee::of(p) {
+        let _ = writeln!(out, "  {}", delivery(&p.sinks[g.sink], &g, dir));
     }
     out
 }
@@ -190,24 +190,14 @@ fn internal_topics(topology: &Topology, out: &mut String) {
     }
 }
 
-/// The guarantee a sink gets, and why. Every sink is at-least-once today:
-/// output is written before the input behind it counts as done (a Kafka
-/// offset is committed only after the output is acknowledged), so a crash
-/// repeats output and never loses it; exactly-once needs transactions.
-fn delivery(sink: &Sink, kafka: bool, dir: &Path) -> String {
-    let why = match (sink.kind, kafka) {
-        (SinkKind::Stdout, _) => "what is printed cannot be taken back".to_string(),
-        (SinkKind::Kafka, true) => {
-            "input offsets are committed only after the broker acknowledges what was produced from them".into()
-        }
-        (SinkKind::Kafka, false) => "a rerun over the same input produces the records again".into(),
-        (SinkKind::File, true) => "input offsets are committed only after it is written".into(),
-        (SinkKind::File, false) => "a rerun over the same input writes it again".into(),
-    };
+/// The guarantee a sink gets, and why ([`guarantee::of`]).
+fn delivery(sink: &Sink, g: &guarantee::SinkGuarantee, dir: &Path) -> String {
     format!(
-        "at-least-once: sink {} is {} ({why})",
+        "{}: sink {} is {} ({})",
+        g.guarantee.as_str(),
         sink.name,
-        sink_medium(sink, dir)
+        sink_medium(sink, dir),
+        g.why
     )
 }
 

@@ -1,0 +1,107 @@
+//! What delivery guarantee each sink of a pipeline gets, and why: one
+//! answer for validation (a file that asks for `processing-guarantee:
+//! exactly-once` where its endpoints cannot honour it is refused),
+//! `weir validate --print-topology` and the start of every run.
+//!
+//! Every sink is at-least-once today: output is written before the input
+//! behind it counts as done (a Kafka offset is committed only after the
+//! output is acknowledged), so a crash repeats output and never loses it.
+//! Exactly-once needs either checkpoints that resume a killed embedded run
+//! where its file sinks stopped (issue 15) or Kafka transactions (a later
+//! issue); until they exist, every sink says what stands in the way.
+
+use serde::Deserialize;
+
+use super::{Pipeline, SinkKind, SourceKind};
+
+/// What a pipeline file asks of its sinks (`processing-guarantee:`, Kafka
+/// Streams' `processing.guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessingGuarantee {
+    /// Output may repeat after a crash, never go missing (the default).
+    #[default]
+    AtLeastOnce,
+    /// Each input's output once, even across a killed run: refused at
+    /// validation for any sink that cannot have it.
+    ExactlyOnce,
+}
+
+/// The guarantee one sink gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+/// Sink `sink`'s guarantee, and why it is not more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkGuarantee {
+    /// Index into the pipeline's sinks.
+    pub sink: usize,
+    pub guarantee: Guarantee,
+    /// Why (what stands in the way of exactly-once, for an at-least-once
+    /// sink).
+    pub why: String,
+}
+
+/// Every sink's guarantee, in the pipeline's order.
+pub fn of(p: &Pipeline) -> Vec<SinkGuarantee> {
+    let reads_kafka = p.sources.iter().any(|s| s.kind == SourceKind::Kafka);
+    let stdin = p.sources.iter().find(|s| s.kind == SourceKind::Stdin);
+    p.sinks
+        .iter()
+        .enumerate()
+        .map(|(sink, s)| {
+            let why = match (s.kind, reads_kafka, stdin) {
+                (SinkKind::Stdout, ..) => "what is printed cannot be taken back".to_string(),
+                (SinkKind::Kafka, true, _) => "input offsets are committed only after the broker acknowledges what was produced from them; exactly-once needs Kafka transactions, not built yet".into(),
+                (SinkKind::Kafka, false, _) => "a rerun over the same input produces the records again (a Kafka sink has no transactions yet)".into(),
+                (SinkKind::File, true, _) => "input offsets are committed only after it is written; exactly-once needs Kafka transactions, not built yet".into(),
+                (SinkKind::File, false, Some(source)) => format!(
+                    "source {} is stdin, which cannot be read again after a crash",
+                    source.name
+                ),
+                (SinkKind::File, false, None) => "a killed run starts over and writes it again; checkpoints that resume where it stopped are not built yet".into(),
+            };
+            SinkGuarantee {
+                sink,
+                guarantee: Guarantee::AtLeastOnce,
+                why,
+            }
+        })
+        .collect()
+}
+
+/// The run's start line: `delivery: at-least-once into out (a killed run
+/// ...), rejected (...)`; sinks of one guarantee and reason together.
+pub fn summary(p: &Pipeline) -> String {
+    let mut groups: Vec<(Guarantee, &str, Vec<&str>)> = Vec::new();
+    let all = of(p);
+    for g in &all {
+        let name = p.sinks[g.sink].name.as_str();
+        match groups
+            .iter_mut()
+            .find(|(guarantee, why, _)| *guarantee == g.guarantee && *why == g.why)
+        {
+            Some((_, _, names)) => names.push(name),
+            None => groups.push((g.guarantee, g.why.as_str(), vec![name])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(guarantee, why, names)| {
+            format!("{} into {} ({why})", guarantee.as_str(), names.join(", "))
+        })
+        .collect();
+    format!("delivery: {}", parts.join("; "))
+}
