@@ -120,6 +120,16 @@ impl Pipeline {
         if let Some(dir) = &overrides.state_dir {
             self.state.dir = Some(dir.clone());
         }
+        if self.processing_guarantee == super::guarantee::ProcessingGuarantee::ExactlyOnce
+            && let Some(g) = super::guarantee::of(&self)
+                .into_iter()
+                .find(|g| g.guarantee != super::guarantee::Guarantee::ExactlyOnce)
+        {
+            return Err(OverrideError(format!(
+                "the pipeline asks for `processing-guarantee: exactly-once`, and with these endpoints sink {} cannot have it: {}",
+                self.sinks[g.sink].name, g.why
+            )));
+        }
         Ok(self)
     }
 }

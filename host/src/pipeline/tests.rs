@@ -918,3 +918,23 @@ sinks:
         "delivery: at-least-once into f (source a is stdin, which cannot be read again after a crash); at-least-once into o (what is printed cannot be taken back)"
     );
 }
+
+#[test]
+fn endpoints_given_on_the_command_line_are_held_to_the_files_guarantee() {
+    // No file may ask for exactly-once yet (every sink is refused at
+    // validation), so the pipeline asks for it here, after parsing: the
+    // overrides are checked again, as their endpoints may lose it.
+    let mut p = parse("sources:\n  a: { kind: stdin }\nsinks:\n  o: { kind: stdout }\n").unwrap();
+    p.processing_guarantee = guarantee::ProcessingGuarantee::ExactlyOnce;
+    let e = p
+        .with_overrides(&Overrides {
+            inputs: vec![("a".into(), Place::parse("in.jsonl"))],
+            outputs: vec![("o".into(), Place::parse("out.jsonl"))],
+            state_dir: None,
+        })
+        .unwrap_err();
+    assert!(
+        e.0.contains("`processing-guarantee: exactly-once`, and with these endpoints sink o cannot have it: a killed run starts over"),
+        "{e}"
+    );
+}
