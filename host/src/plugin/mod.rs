@@ -442,18 +442,19 @@ impl PluginEngine {
                 (kinds, Vec::new(), None)
             }
             WorldPre::Aggregator(_) => {
-                let capabilities = self.declared_capabilities(&world).map_err(|reason| {
-                    LoadError::Capabilities {
+                // Both questions on one instance.
+                let capabilities_error = |reason| LoadError::Capabilities {
+                    path: path.to_path_buf(),
+                    reason,
+                };
+                let mut instance = self.load_instance(&world).map_err(capabilities_error)?;
+                let capabilities =
+                    declared_capabilities(&mut instance).map_err(capabilities_error)?;
+                let formats =
+                    declared_formats(&mut instance).map_err(|reason| LoadError::Versions {
                         path: path.to_path_buf(),
                         reason,
-                    }
-                })?;
-                let formats =
-                    self.declared_formats(&world)
-                        .map_err(|reason| LoadError::Versions {
-                            path: path.to_path_buf(),
-                            reason,
-                        })?;
+                    })?;
                 (vec![Kind::Aggregate], capabilities, Some(formats))
             }
         };
@@ -480,39 +481,6 @@ impl PluginEngine {
         };
         let log = LogGate::new("weir-load".into(), &limits);
         Instance::start(world, log, &limits, &self.interrupter).map_err(|e| e.to_string())
-    }
-
-    /// Asks an aggregator which optional functions it implements.
-    fn declared_capabilities(&self, world: &WorldPre) -> Result<Vec<Capability>, String> {
-        let mut instance = self.load_instance(world)?;
-        let capabilities = match &instance.bindings {
-            Bindings::Aggregator(a, _) => a
-                .weir_plugin_aggregate()
-                .call_capabilities(&mut instance.store),
-            Bindings::Transformer(_) => return Ok(Vec::new()),
-        };
-        let capabilities =
-            capabilities.map_err(|e| format!("`capabilities` {}", instance.classify(e)))?;
-        let mut out: Vec<Capability> = Vec::with_capacity(capabilities.len());
-        for c in capabilities.into_iter().map(Capability::from_wit) {
-            if !out.contains(&c) {
-                out.push(c);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Asks an aggregator which accumulator versions it reads and writes
-    /// (version 1 and no conversions when it does not export
-    /// `accumulator-versions`).
-    fn declared_formats(&self, world: &WorldPre) -> Result<AccumulatorFormats, String> {
-        let mut instance = self.load_instance(world)?;
-        let formats = match &instance.bindings {
-            Bindings::Aggregator(_, Some(v)) => v.call_versions(&mut instance.store),
-            _ => return Ok(AccumulatorFormats::default()),
-        };
-        let f = formats.map_err(|e| format!("`versions` {}", instance.classify(e)))?;
-        AccumulatorFormats::checked(f.current, f.upgrades_from, f.downgrades_to)
     }
 
     /// Asks a component which step kinds it implements, on an instance made
@@ -546,6 +514,38 @@ impl Drop for PluginEngine {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Asks an aggregator, on an instance made for questions at load, which
+/// optional functions it implements.
+fn declared_capabilities(instance: &mut Instance) -> Result<Vec<Capability>, String> {
+    let capabilities = match &instance.bindings {
+        Bindings::Aggregator(a, _) => a
+            .weir_plugin_aggregate()
+            .call_capabilities(&mut instance.store),
+        Bindings::Transformer(_) => return Ok(Vec::new()),
+    };
+    let capabilities =
+        capabilities.map_err(|e| format!("`capabilities` {}", instance.classify(e)))?;
+    let mut out: Vec<Capability> = Vec::with_capacity(capabilities.len());
+    for c in capabilities.into_iter().map(Capability::from_wit) {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Asks an aggregator, on an instance made for questions at load, which
+/// accumulator versions it reads and writes (version 1 and no conversions
+/// when it does not export `accumulator-versions`).
+fn declared_formats(instance: &mut Instance) -> Result<AccumulatorFormats, String> {
+    let formats = match &instance.bindings {
+        Bindings::Aggregator(_, Some(v)) => v.call_versions(&mut instance.store),
+        _ => return Ok(AccumulatorFormats::default()),
+    };
+    let f = formats.map_err(|e| format!("`versions` {}", instance.classify(e)))?;
+    AccumulatorFormats::checked(f.current, f.upgrades_from, f.downgrades_to)
 }
 
 fn check_component_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
