@@ -710,18 +710,6 @@ fn swap(
         });
     }
     if request.options.rollback.is_some()
-        && topo.pipeline.reads_kafka()
-        && let Some(new) = request.component.as_deref()
-        && let Some(why) = irreversible_upload(topo, &current, new)
-    {
-        return Err(SwapError::InvalidOptions {
-            step: step.clone(),
-            reason: format!(
-                "rollback: on Kafka the other members run the tried version too, and write state this member's trial does not watch, so its rollback could not undo them: {why}; give the plugin a `downgrade` to that version, or swap without a rollback trial"
-            ),
-        });
-    }
-    if request.options.rollback.is_some()
         && topo.pipeline.steps[j].error_policy == ErrorPolicy::Fail
         && topo.pipeline.steps[j].kind == StepKind::Aggregate
     {
@@ -740,6 +728,22 @@ fn swap(
         current.number + 1,
     )?;
     let prepare = started.elapsed();
+    // Why a rollback could not undo what the new version writes, when it
+    // goes on trial.
+    let irreversible = request
+        .options
+        .rollback
+        .and_then(|_| irreversible(&current, &version));
+    if let Some(why) = &irreversible
+        && topo.pipeline.reads_kafka()
+    {
+        return Err(SwapError::InvalidOptions {
+            step: step.clone(),
+            reason: format!(
+                "rollback: on Kafka the other members run the tried version too, and write state this member's trial does not watch, so its rollback could not undo them: {why}; give the plugin a `downgrade` to that version, or swap without a rollback trial"
+            ),
+        });
+    }
     // Recorded before any task switches: a swap that could not be kept
     // does not happen.
     run.record(j, &version)
@@ -750,7 +754,7 @@ fn swap(
     if request.options.rollback.is_some() {
         // Before any task runs it: a failure under `fail` must find it on
         // trial, a write that could not be undone must be guarded.
-        if let Some(why) = irreversible(&current, &version) {
+        if let Some(why) = irreversible {
             tracing::info!(step = %step, "version {} is on trial, and its first accumulator written ends the chance of a rollback: {why}", version.number);
             version.counters.make_writes_irreversible();
         }
@@ -786,20 +790,6 @@ fn swap(
         queued: switched.queued,
         rollback: request.options.rollback,
     })
-}
-
-/// [`irreversible`] for an uploaded component, loaded (the compiled
-/// cache makes the load that follows in `prepare` cheap); `None` also
-/// when it does not load (`prepare` says why).
-fn irreversible_upload(topo: &Topology, current: &StepVersion, bytes: &[u8]) -> Option<String> {
-    let plugin = topo
-        .engine
-        .load_bytes(Path::new("(uploaded component)"), bytes, None)
-        .ok()?;
-    irreversible(
-        current,
-        &current.next(Arc::new(plugin), current.config_json.clone()),
-    )
 }
 
 /// Why the accumulators `tried` writes could not be undone by a rollback
@@ -1172,14 +1162,13 @@ fn prepare(
         None => current.config_json.clone(),
         Some(config) => config.to_string().into(),
     };
-    let version = StepVersion {
+    let mut version = StepVersion {
         number,
         ..current.next(plugin, config_json)
     };
     if let Some(why) = unreadable_state(current, &version) {
         return Err(refused(RefusedAt::State, why));
     }
-    let mut version = version;
     if let Some(gone) = downgraded_by(current, &version) {
         // Converted back at the cutover: no longer in the store.
         version.state_versions = version
