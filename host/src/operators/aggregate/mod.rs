@@ -328,7 +328,6 @@ impl Aggregate {
             out.clear();
             return Err(plugin_failure(e, plugin.culprit(), false));
         }
-        drop(groups);
         for update in &results.updates {
             let record = &records[update.input as usize];
             let g = group_of[update.input as usize];

@@ -63,7 +63,7 @@ impl Aggregate {
         let Folder::Plugin(plugin) = &mut self.folder else {
             unreachable!("called for a plugin fold")
         };
-        let formats = plugin.formats().clone();
+        let formats = plugin.formats();
         let mut reads = Vec::new();
         // (index in `reads`, stored version, key, accumulator) to upgrade.
         let mut older: Vec<(usize, u32, Bytes, Bytes)> = Vec::new();
