@@ -35,7 +35,6 @@ pub fn delete_changelogs(
     bootstrap: &str,
     stores: &[(String, String)],
 ) -> Result<Vec<(String, Deleted)>, String> {
-    let topics: Vec<String> = stores.iter().map(|(_, topic)| topic.clone()).collect();
     let group = &settings.application_id;
     let config: ClientConfig = client_config(settings, bootstrap, Role::Admin);
     let consumer: BaseConsumer = config
@@ -59,7 +58,7 @@ pub fn delete_changelogs(
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|e| format!("cannot create a Kafka admin client for {bootstrap}: {e}"))?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let names: Vec<&str> = stores.iter().map(|(_, topic)| topic.as_str()).collect();
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
