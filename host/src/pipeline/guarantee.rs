@@ -14,23 +14,17 @@ use serde::Deserialize;
 
 use super::{Pipeline, SinkKind, SourceKind};
 
-/// What a pipeline file asks of its sinks (`processing-guarantee:`, Kafka
-/// Streams' `processing.guarantee`).
+/// A delivery guarantee: what a pipeline file asks of its sinks
+/// (`processing-guarantee:`, Kafka Streams' `processing.guarantee`), and
+/// what one sink gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
-pub enum ProcessingGuarantee {
+pub enum Guarantee {
     /// Output may repeat after a crash, never go missing (the default).
     #[default]
     AtLeastOnce,
-    /// Each input's output once, even across a killed run: refused at
-    /// validation for any sink that cannot have it.
-    ExactlyOnce,
-}
-
-/// The guarantee one sink gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Guarantee {
-    AtLeastOnce,
+    /// Each input's output once, even across a killed run: a file asking
+    /// for it is refused at validation for any sink that cannot have it.
     ExactlyOnce,
 }
 

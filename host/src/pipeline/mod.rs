@@ -300,7 +300,7 @@ pub struct Pipeline {
     pub provenance: Provenance,
     /// What the file asks of its sinks; validation refuses `exactly-once`
     /// where a sink cannot have it ([`guarantee::of`]).
-    pub processing_guarantee: guarantee::ProcessingGuarantee,
+    pub processing_guarantee: guarantee::Guarantee,
     /// Index into `sinks` of the dead-letter sink.
     pub dead_letter: Option<usize>,
     pub sources: Vec<Source>,

@@ -120,7 +120,7 @@ impl Pipeline {
         if let Some(dir) = &overrides.state_dir {
             self.state.dir = Some(dir.clone());
         }
-        if self.processing_guarantee == super::guarantee::ProcessingGuarantee::ExactlyOnce
+        if self.processing_guarantee == super::guarantee::Guarantee::ExactlyOnce
             && let Some(g) = super::guarantee::of(&self)
                 .into_iter()
                 .find(|g| g.guarantee != super::guarantee::Guarantee::ExactlyOnce)

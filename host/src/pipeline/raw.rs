@@ -26,7 +26,7 @@ pub struct RawPipeline {
     pub error_policy: Option<ErrorPolicy>,
     pub dead_letter: Option<Spanned<String>>,
     pub provenance: Option<Provenance>,
-    pub processing_guarantee: Option<Spanned<super::guarantee::ProcessingGuarantee>>,
+    pub processing_guarantee: Option<Spanned<super::guarantee::Guarantee>>,
     #[serde(default)]
     pub sources: BTreeMap<String, Spanned<RawSource>>,
     #[serde(default)]

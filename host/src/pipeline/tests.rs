@@ -904,10 +904,7 @@ sinks:
     );
     // At-least-once, said or not, is what every sink gets.
     let p = parse(&text.replace("exactly-once", "at-least-once")).unwrap();
-    assert_eq!(
-        p.processing_guarantee,
-        guarantee::ProcessingGuarantee::AtLeastOnce
-    );
+    assert_eq!(p.processing_guarantee, guarantee::Guarantee::AtLeastOnce);
     let all = guarantee::of(&p);
     assert!(
         all.iter()
@@ -925,7 +922,7 @@ fn endpoints_given_on_the_command_line_are_held_to_the_files_guarantee() {
     // validation), so the pipeline asks for it here, after parsing: the
     // overrides are checked again, as their endpoints may lose it.
     let mut p = parse("sources:\n  a: { kind: stdin }\nsinks:\n  o: { kind: stdout }\n").unwrap();
-    p.processing_guarantee = guarantee::ProcessingGuarantee::ExactlyOnce;
+    p.processing_guarantee = guarantee::Guarantee::ExactlyOnce;
     let e = p
         .with_overrides(&Overrides {
             inputs: vec![("a".into(), Place::parse("in.jsonl"))],

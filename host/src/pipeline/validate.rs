@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::guarantee::{self, Guarantee, ProcessingGuarantee};
+use super::guarantee::{self, Guarantee};
 use super::raw::{
     Names, RawAggOp, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource,
     RawState, RawStep,
@@ -481,7 +481,7 @@ fn check_guarantee(c: &mut Checker, raw: &RawPipeline, p: &Pipeline) {
     let Some(asked) = raw
         .processing_guarantee
         .as_ref()
-        .filter(|g| g.value == ProcessingGuarantee::ExactlyOnce)
+        .filter(|g| g.value == Guarantee::ExactlyOnce)
     else {
         return;
     };
