@@ -24,34 +24,19 @@ impl Guest for PlainCounter {
     }
 
     fn add(groups: Vec<u8>) -> Vec<u8> {
-        let mut reader = Reader::new(&groups);
-        let count = reader.u32("group count").expect("a batch");
-        let mut out = Vec::new();
-        put_u32(&mut out, 0);
-        let mut results = 0u32;
-        for _ in 0..count {
-            let group = reader.group().expect("a group");
-            let mut n: u64 = match group.accumulator {
-                None => 0,
-                Some(acc) => match std::str::from_utf8(acc).ok().and_then(|t| t.parse().ok()) {
-                    Some(n) => n,
-                    None => {
-                        for _ in group.records.iter() {
-                            results += 1;
-                            put_error(&mut out, false, "the stored count is not a number");
-                        }
-                        continue;
-                    }
-                },
+        each_record(&groups, |accumulator, out| {
+            let Some(n) = accumulator.map_or(Some(0), |acc| {
+                std::str::from_utf8(acc)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+            }) else {
+                put_error(out, false, "the stored count is not a number");
+                return None;
             };
-            for _ in group.records.iter() {
-                results += 1;
-                n += 1;
-                put_accumulator(&mut out, Some(n.to_string().as_bytes()));
-            }
-        }
-        out[..4].copy_from_slice(&results.to_le_bytes());
-        out
+            let n = n + 1;
+            put_accumulator(out, Some(n.to_string().as_bytes()));
+            Some(n.to_string().into_bytes())
+        })
     }
 
     fn subtract(groups: Vec<u8>) -> Vec<u8> {
@@ -72,6 +57,19 @@ impl Guest for PlainCounter {
 
 /// `FAILED` for every record of a batch of groups.
 fn failed_all(groups: &[u8]) -> Vec<u8> {
+    each_record(groups, |_, out| {
+        put_error(out, false, "not implemented");
+        None
+    })
+}
+
+/// One result per record of a batch of groups, in order: `result` writes
+/// it from the key's accumulator so far and returns the accumulator
+/// after it (`None`: the record failed, the accumulator stays).
+fn each_record(
+    groups: &[u8],
+    mut result: impl FnMut(Option<&[u8]>, &mut Vec<u8>) -> Option<Vec<u8>>,
+) -> Vec<u8> {
     let mut reader = Reader::new(groups);
     let count = reader.u32("group count").expect("a batch");
     let mut out = Vec::new();
@@ -79,9 +77,12 @@ fn failed_all(groups: &[u8]) -> Vec<u8> {
     let mut results = 0u32;
     for _ in 0..count {
         let group = reader.group().expect("a group");
+        let mut accumulator = group.accumulator.map(<[u8]>::to_vec);
         for _ in group.records.iter() {
             results += 1;
-            put_error(&mut out, false, "not implemented");
+            if let Some(next) = result(accumulator.as_deref(), &mut out) {
+                accumulator = Some(next);
+            }
         }
     }
     out[..4].copy_from_slice(&results.to_le_bytes());
