@@ -17,6 +17,7 @@
 //!
 //! Plugins must be built first (`scripts/build-plugins`).
 
+mod checkpoints;
 mod codec;
 mod kafka;
 mod kafka_state;
@@ -78,6 +79,9 @@ enum Command {
     },
     /// Keyed state: group-by a field, aggregate, every update to a file.
     Stateful(stateful::Stateful),
+    /// Exactly-once checkpoints on the stateful benchmark: their cost at
+    /// several intervals, and the time to resume a stopped run.
+    Checkpoints(checkpoints::Checkpoints),
     /// End-to-end file → filter → map → file throughput.
     E2e {
         #[arg(long, default_value_t = 1_000_000)]
@@ -162,6 +166,7 @@ fn main() -> Result<()> {
         Command::Codec { records, rounds } => codec::codec(records, rounds),
         Command::Swap(options) => swap::swap(&options),
         Command::Stateful(options) => stateful::stateful(&options),
+        Command::Checkpoints(options) => checkpoints::checkpoints(&options),
         Command::Store(options) => store::store(&options),
         Command::E2e {
             records,

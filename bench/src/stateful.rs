@@ -30,29 +30,34 @@ pub struct Stateful {
     aggregation: String,
 }
 
+/// Writes `records` JSON events over `keys` categories to `input`: a
+/// cheap deterministic spread of keys (an LCG), so every run reads the
+/// same input.
+pub fn write_events(input: &std::path::Path, records: usize, keys: usize) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(input)?);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..records {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let key = (x >> 33) as usize % keys;
+        writeln!(
+            w,
+            r#"{{"user":"u{}","category":"c{key}","amount":{},"ts":{}}}"#,
+            i % 1000,
+            (x >> 20) % 500 + 1,
+            1_700_000_000_000u64 + i as u64
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 pub fn stateful(o: &Stateful) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("events.jsonl");
-    {
-        use std::io::Write;
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
-        // A cheap deterministic spread of keys (an LCG), so every run
-        // reads the same input.
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        for i in 0..o.records {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let key = (x >> 33) as usize % o.keys;
-            writeln!(
-                w,
-                r#"{{"user":"u{}","category":"c{key}","amount":{},"ts":{}}}"#,
-                i % 1000,
-                (x >> 20) % 500 + 1,
-                1_700_000_000_000u64 + i as u64
-            )?;
-        }
-    }
+    write_events(&input, o.records, o.keys)?;
     let size = std::fs::metadata(&input)?.len();
     let aggregations = match o.aggregation.as_str() {
         "count" => "{ n: count }",

@@ -65,6 +65,11 @@ enum Command {
         /// rebuild), swap the step to it once the file is complete.
         #[arg(long)]
         watch: bool,
+        /// With `processing-guarantee: exactly-once`: discard the
+        /// checkpoint of an interrupted run and start over, rather than
+        /// resume from it.
+        #[arg(long)]
+        from_scratch: bool,
         #[command(flatten)]
         endpoints: EndpointArgs,
         #[command(flatten)]
@@ -469,9 +474,19 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pipeline,
             quiet,
             watch,
+            from_scratch,
             endpoints,
             admin,
-        } => run(&pipeline, quiet, watch, &endpoints.overrides(), &admin),
+        } => run(
+            &pipeline,
+            RunFlags {
+                quiet,
+                watch,
+                from_scratch,
+            },
+            &endpoints.overrides(),
+            &admin,
+        ),
         Command::Status { target, token, ca } => status(&target, &token, &ca),
         Command::Swap {
             target,
@@ -536,15 +551,26 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// `weir run`'s switches.
+struct RunFlags {
+    quiet: bool,
+    watch: bool,
+    from_scratch: bool,
+}
+
 /// `weir run`: until the inputs end, a failure, or a signal; then the
 /// summary (unless `quiet`) and the exit status saying which.
 fn run(
     pipeline: &Path,
-    quiet: bool,
-    watch: bool,
+    flags: RunFlags,
     overrides: &Overrides,
     admin: &AdminArgs,
 ) -> Result<ExitCode> {
+    let RunFlags {
+        quiet,
+        watch,
+        from_scratch,
+    } = flags;
     let tls = admin.tls()?;
     let address =
         admin::parse_address(&admin.address, tls.is_some()).map_err(|e| Invalid(e.to_string()))?;
@@ -596,6 +622,13 @@ fn run(
             stop: Some(stop),
             metrics: Some(metrics),
             control: Some(control),
+            from_scratch,
+            // Whether an exactly-once run resumes, and from where.
+            announce: Some(Arc::new(move |note: &str| {
+                if !quiet {
+                    eprintln!("weir: {note}");
+                }
+            })),
             ..RunOptions::default()
         },
     );

@@ -83,6 +83,29 @@ pub struct OpenedSink {
     /// Bytes already in the file (an appended file): a checkpoint's mark
     /// notes the file's length, not this run's share of it.
     start: u64,
+    /// The file, synced to disk at each checkpoint's mark (`state.fsync`).
+    sync: Option<std::fs::File>,
+}
+
+impl OpenedSink {
+    /// Syncs the file to disk at each checkpoint's mark, before the
+    /// checkpoint counts its bytes (a file sink only).
+    pub fn synced_at_marks(
+        mut self,
+        name: &str,
+        file: &std::path::Path,
+    ) -> Result<OpenedSink, SinkError> {
+        let opened = std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map_err(|error| SinkError {
+                sink: name.to_string(),
+                what: file.display().to_string(),
+                error,
+            })?;
+        self.sync = Some(opened);
+        Ok(self)
+    }
 }
 
 impl SinkOutput {
@@ -122,6 +145,7 @@ impl SinkOutput {
                     writer: Box::new(file),
                     what,
                     start,
+                    sync: None,
                 }
             }
             SinkOutput::Stdout => OpenedSink {
@@ -131,12 +155,45 @@ impl SinkOutput {
                 )),
                 what: "stdout".into(),
                 start: 0,
+                sync: None,
             },
             SinkOutput::Capture(buf) => OpenedSink {
                 writer: Box::new(CaptureWriter(buf.clone())),
                 what: "capture".into(),
                 start: 0,
+                sync: None,
             },
+        })
+    }
+
+    /// Opens a file sink to continue an interrupted exactly-once run: cut
+    /// back to `length`, the bytes its last checkpoint counts (those after
+    /// it were written after the checkpoint, and the run writes them
+    /// again), and appended to from there.
+    pub fn open_at(&self, name: &str, length: u64) -> Result<OpenedSink, SinkError> {
+        let SinkOutput::File(path) = self else {
+            unreachable!("only file sinks resume");
+        };
+        let what = path.display().to_string();
+        let err = |error| SinkError {
+            sink: name.to_string(),
+            what: what.clone(),
+            error,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        file.set_len(length).map_err(err)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        Ok(OpenedSink {
+            writer: Box::new(file),
+            what: what.clone(),
+            start: length,
+            sync: None,
         })
     }
 }
@@ -148,6 +205,7 @@ pub fn run(name: &str, output: OpenedSink, chunks: Receiver<SinkChunk>) -> Resul
         mut writer,
         what,
         start,
+        sync,
     } = output;
     let err = |what: String| {
         move |error| SinkError {
@@ -163,6 +221,9 @@ pub fn run(name: &str, output: OpenedSink, chunks: Receiver<SinkChunk>) -> Resul
         bytes += chunk.bytes.len() as u64;
         if let Some(mark) = &chunk.mark {
             writer.flush().map_err(err(what.clone()))?;
+            if let Some(file) = &sync {
+                file.sync_data().map_err(err(what.clone()))?;
+            }
             mark.reached(bytes);
         }
         if !chunk.acks.is_empty() {

@@ -51,6 +51,9 @@ pub struct ReadTo {
 pub struct Position {
     pub bytes: u64,
     pub lines: u64,
+    /// CRC-32 of those bytes: a resumed run checks that its input still
+    /// starts with what it read before.
+    pub crc: u32,
 }
 
 /// Where a source reads from at run time; `weir test` swaps in fixture files.
@@ -119,6 +122,9 @@ pub struct SourceReader<'a> {
     pub counter: &'a std::sync::atomic::AtomicU64,
     /// Timestamps records that have none.
     pub clock: &'a dyn Clock,
+    /// Where to start: the beginning, or where a resumed run's checkpoint
+    /// says its input was read to (a file only).
+    pub start: Position,
 }
 
 const CHUNK: usize = 1 << 20;
@@ -132,7 +138,19 @@ impl SourceReader<'_> {
         outputs: &dyn PartitionOutlet,
     ) -> Result<ReadTo, SourceError> {
         let (mut reader, what): (Box<dyn Read>, String) = match input {
-            OpenedInput::File(file, path) => (Box::new(file), path.display().to_string()),
+            OpenedInput::File(mut file, path) => {
+                let what = path.display().to_string();
+                if self.start.bytes > 0 {
+                    use std::io::Seek;
+                    file.seek(std::io::SeekFrom::Start(self.start.bytes))
+                        .map_err(|error| SourceError::Io {
+                            name: self.spec.name.clone(),
+                            what: what.clone(),
+                            error,
+                        })?;
+                }
+                (Box::new(file), what)
+            }
             OpenedInput::Stdin => (
                 Box::new(StoppableStdin::start(self.stop.clone())),
                 "stdin".to_string(),
@@ -142,14 +160,14 @@ impl SourceReader<'_> {
             reader: self,
             what: &what,
             pending: (0..self.partitions).map(|_| self.new_batch()).collect(),
-            line_no: 0,
-            round_robin: 0,
+            line_no: self.start.lines,
             read: 0,
             blank: 0,
         };
         let mut buf = BytesMut::with_capacity(CHUNK);
-        // Bytes of whole lines handed to the splitter.
-        let mut consumed = 0u64;
+        // Bytes of whole lines handed to the splitter, and their CRC.
+        let mut consumed = self.start.bytes;
+        let mut crc = crc32fast::Hasher::new_with_initial(self.start.crc);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
@@ -200,12 +218,14 @@ impl SourceReader<'_> {
                 let chunk = buf.split_to(complete).freeze();
                 state.lines(&chunk, outputs)?;
                 consumed += complete as u64;
+                crc.update(&chunk);
             }
             if outputs.checkpoint_due() {
                 state.flush_all(outputs);
                 outputs.pause(Position {
                     bytes: consumed,
                     lines: state.line_no,
+                    crc: crc.clone().finalize(),
                 });
             }
             if eof {
@@ -223,6 +243,7 @@ impl SourceReader<'_> {
             position: Position {
                 bytes: consumed,
                 lines: state.line_no,
+                crc: crc.finalize(),
             },
             blank_lines: state.blank,
         })
@@ -238,7 +259,6 @@ struct Splitter<'r, 'a> {
     what: &'r str,
     pending: Vec<Batch>,
     line_no: u64,
-    round_robin: u32,
     read: u64,
     blank: u64,
 }
@@ -295,10 +315,9 @@ impl Splitter<'_, '_> {
                 Ok(Record { key: Some(k), .. }) if bad_field.is_none() => {
                     partition_for(k, partitions)
                 }
-                _ => {
-                    self.round_robin = (self.round_robin + 1) % partitions;
-                    self.round_robin
-                }
+                // Spread by line number, not by a counter: a resumed run
+                // sends each line where the run it continues did.
+                _ => (self.line_no % u64::from(partitions)) as u32,
             };
             let origin = Origin {
                 source: self.reader.index,

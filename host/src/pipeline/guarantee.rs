@@ -3,16 +3,19 @@
 //! exactly-once` where its endpoints cannot honour it is refused),
 //! `weir validate --print-topology` and the start of every run.
 //!
-//! Every sink is at-least-once today: output is written before the input
+//! A sink is at-least-once by default: output is written before the input
 //! behind it counts as done (a Kafka offset is committed only after the
 //! output is acknowledged), so a crash repeats output and never loses it.
-//! Exactly-once needs either checkpoints that resume a killed embedded run
-//! where its file sinks stopped (issue 15) or Kafka transactions (a later
-//! issue); until they exist, every sink says what stands in the way.
+//! A file sink fed by file sources is exactly-once when the file asks for
+//! it: the run checkpoints its sources' positions, its state and its
+//! sinks' lengths together, and a killed run resumes from its last
+//! checkpoint (`runtime::exactly_once`). Kafka sinks wait for Kafka
+//! transactions (a later issue); every sink that cannot be exactly-once
+//! says what stands in the way.
 
 use serde::Deserialize;
 
-use super::{Pipeline, SinkKind, SourceKind};
+use super::{Pipeline, SinkKind, SourceKind, StepKind};
 
 /// A delivery guarantee: what a pipeline file asks of its sinks
 /// (`processing-guarantee:`, Kafka Streams' `processing.guarantee`), and
@@ -52,10 +55,37 @@ pub struct SinkGuarantee {
 pub fn of(p: &Pipeline) -> Vec<SinkGuarantee> {
     let reads_kafka = p.sources.iter().any(|s| s.kind == SourceKind::Kafka);
     let stdin = p.sources.iter().find(|s| s.kind == SourceKind::Stdin);
+    let asked = p.processing_guarantee == Guarantee::ExactlyOnce;
     p.sinks
         .iter()
         .enumerate()
         .map(|(sink, s)| {
+            let checkpointed = match (s.kind, reads_kafka, stdin) {
+                (SinkKind::File, false, None) => Some(checkpoint_blocker(p)),
+                _ => None,
+            };
+            let why = match (checkpointed, asked) {
+                (Some(None), true) => {
+                    return SinkGuarantee {
+                        sink,
+                        guarantee: Guarantee::ExactlyOnce,
+                        why: format!(
+                            "checkpointed with the sources' positions and the state every {}; a killed run resumes from its last checkpoint",
+                            humantime::format_duration(p.state.checkpoint_interval)
+                        ),
+                    };
+                }
+                (Some(None), false) => "a killed run starts over and writes it again (`processing-guarantee: exactly-once` resumes it where it stopped)".to_string(),
+                (Some(Some(blocker)), _) => blocker,
+                (None, _) => String::new(),
+            };
+            if !why.is_empty() {
+                return SinkGuarantee {
+                    sink,
+                    guarantee: Guarantee::AtLeastOnce,
+                    why,
+                };
+            }
             let why = match (s.kind, reads_kafka, stdin) {
                 (SinkKind::Stdout, ..) => "what is printed cannot be taken back".to_string(),
                 (SinkKind::Kafka, true, _) => "input offsets are committed only after the broker acknowledges what was produced from them; exactly-once needs Kafka transactions, not built yet".into(),
@@ -65,7 +95,7 @@ pub fn of(p: &Pipeline) -> Vec<SinkGuarantee> {
                     "source {} is stdin, which cannot be read again after a crash",
                     source.name
                 ),
-                (SinkKind::File, false, None) => "a killed run starts over and writes it again; checkpoints that resume where it stopped are not built yet".into(),
+                (SinkKind::File, false, None) => unreachable!("a file fed by files is checkpointed"),
             };
             SinkGuarantee {
                 sink,
@@ -74,6 +104,29 @@ pub fn of(p: &Pipeline) -> Vec<SinkGuarantee> {
             }
         })
         .collect()
+}
+
+/// What keeps a pipeline of file sources and sinks from resuming a killed
+/// run exactly where it stopped, if anything does: a replay must make the
+/// same records in the same order per key as the run it replaces.
+fn checkpoint_blocker(p: &Pipeline) -> Option<String> {
+    if p.sources.len() > 1 {
+        return Some(format!(
+            "{} sources are merged by timestamp, and the records a task holds back for that at a checkpoint are not saved with it yet; exactly-once needs one source",
+            p.sources.len()
+        ));
+    }
+    let rekeys = p
+        .steps
+        .iter()
+        .find(|s| matches!(s.kind, StepKind::GroupBy | StepKind::Repartition));
+    if let Some(step) = rekeys.filter(|_| p.partitions > 1) {
+        return Some(format!(
+            "step `{}` re-keys records across {} partitions in process, and records from several partitions reach one key in an order that depends on thread timing, so a resumed run could order them differently; exactly-once needs `partitions: 1`",
+            step.name, p.partitions
+        ));
+    }
+    None
 }
 
 /// The run's start line: `delivery: at-least-once into out (a killed run

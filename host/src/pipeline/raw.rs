@@ -39,7 +39,8 @@ pub struct RawPipeline {
     pub state: Option<Spanned<RawState>>,
 }
 
-/// `state: { dir: ./state, cache: 64MiB, block-cache: 64MiB, write-buffer: 16MiB }`.
+/// `state: { dir: ./state, cache: 64MiB, block-cache: 64MiB, write-buffer: 16MiB,
+/// checkpoint-interval: 5s, fsync: false }`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawState {
@@ -47,6 +48,8 @@ pub struct RawState {
     pub cache: Option<Spanned<Quantity>>,
     pub block_cache: Option<Spanned<Quantity>>,
     pub write_buffer: Option<Spanned<Quantity>>,
+    pub checkpoint_interval: Option<Spanned<Quantity>>,
+    pub fsync: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -918,20 +918,80 @@ sinks:
 
 #[test]
 fn endpoints_given_on_the_command_line_are_held_to_the_files_guarantee() {
-    // No file may ask for exactly-once yet (every sink is refused at
-    // validation), so the pipeline asks for it here, after parsing: the
-    // overrides are checked again, as their endpoints may lose it.
-    let mut p = parse("sources:\n  a: { kind: stdin }\nsinks:\n  o: { kind: stdout }\n").unwrap();
-    p.processing_guarantee = guarantee::Guarantee::ExactlyOnce;
-    let e = p
-        .with_overrides(&Overrides {
-            inputs: vec![("a".into(), Place::parse("in.jsonl"))],
-            outputs: vec![("o".into(), Place::parse("out.jsonl"))],
+    // Files into a file: exactly-once, checkpointed; the overrides are
+    // checked again, as their endpoints may lose it.
+    let p = parse(
+        "processing-guarantee: exactly-once\nsources:\n  a: { kind: file, path: in.jsonl }\nsinks:\n  o: { kind: file, path: out.jsonl }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        guarantee::summary(&p),
+        "delivery: exactly-once into o (checkpointed with the sources' positions and the state every 5s; a killed run resumes from its last checkpoint)"
+    );
+    let elsewhere = |input: &str, output: &str| {
+        p.clone().with_overrides(&Overrides {
+            inputs: vec![("a".into(), Place::parse(input))],
+            outputs: vec![("o".into(), Place::parse(output))],
             state_dir: None,
         })
-        .unwrap_err();
+    };
+    assert!(elsewhere("other.jsonl", "other-out.jsonl").is_ok());
+    let e = elsewhere("other.jsonl", "-").unwrap_err();
     assert!(
-        e.0.contains("`processing-guarantee: exactly-once`, and with these endpoints sink o cannot have it: a killed run starts over"),
+        e.0.contains("`processing-guarantee: exactly-once`, and with these endpoints sink o cannot have it: what is printed cannot be taken back"),
         "{e}"
+    );
+    let e = elsewhere("-", "out.jsonl").unwrap_err();
+    assert!(
+        e.0.contains(
+            "sink o cannot have it: source a is stdin, which cannot be read again after a crash"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn exactly_once_is_refused_where_a_resumed_run_could_differ() {
+    let text = "\
+processing-guarantee: exactly-once
+partitions: 2
+sources:
+  a: { kind: file, path: a.jsonl }
+steps:
+  - { name: by-user, kind: group-by, key: { field: user } }
+  - { name: counts, kind: aggregate, id: counts, aggregations: { n: count } }
+sinks:
+  f: { kind: file, path: out.jsonl, from: counts }
+";
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("sink `f` cannot be exactly-once")
+            && e[0].contains("step `by-user` re-keys records across 2 partitions in process")
+            && e[0].contains("exactly-once needs `partitions: 1`"),
+        "{e:#?}"
+    );
+    assert!(parse(&text.replace("partitions: 2", "partitions: 1")).is_ok());
+    let two = text.replace(
+        "  a: { kind: file, path: a.jsonl }",
+        "  a: { kind: file, path: a.jsonl }\n  b: { kind: file, path: b.jsonl }",
+    );
+    let e = errors(&two.replace("partitions: 2", "partitions: 1"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("2 sources are merged by timestamp")),
+        "{e:#?}"
+    );
+    // Without asking, a file sink says what a crash does and how to ask.
+    let p = parse(
+        &text
+            .replace("processing-guarantee: exactly-once\n", "")
+            .replace("partitions: 2", "partitions: 1"),
+    )
+    .unwrap();
+    assert!(
+        guarantee::summary(&p).contains("a killed run starts over and writes it again (`processing-guarantee: exactly-once` resumes it where it stopped)"),
+        "{}",
+        guarantee::summary(&p)
     );
 }

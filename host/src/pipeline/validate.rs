@@ -448,7 +448,14 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         .as_ref()
         .map_or(name.as_str(), |k| k.application_id.as_str());
     let stateful = steps.iter().any(|s| s.kind.has_store());
-    let state = check_state(c, raw.state.as_ref(), application_id, stateful);
+    // An exactly-once run keeps its checkpoints in the state directory,
+    // stateful steps or not.
+    let keeps_state = stateful
+        || raw
+            .processing_guarantee
+            .as_ref()
+            .is_some_and(|g| g.value == Guarantee::ExactlyOnce);
+    let state = check_state(c, raw.state.as_ref(), application_id, keeps_state);
 
     let pipeline = Pipeline {
         file: c.file.to_path_buf(),
@@ -549,6 +556,16 @@ fn check_state(
             Ok(n) => *target = n,
             Err(e) => c.error(loc(q), format!("`state.{what}`: {e}")),
         }
+    }
+    if let Some(q) = &raw.checkpoint_interval {
+        match quantity::millis(&q.value) {
+            Ok(0) => c.error(loc(q), "`state.checkpoint-interval` must be above zero"),
+            Ok(ms) => settings.checkpoint_interval = std::time::Duration::from_millis(ms),
+            Err(e) => c.error(loc(q), format!("`state.checkpoint-interval`: {e}")),
+        }
+    }
+    if let Some(fsync) = &raw.fsync {
+        settings.fsync = fsync.value;
     }
     settings
 }

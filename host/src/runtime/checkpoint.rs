@@ -36,6 +36,8 @@ pub struct SourcePosition {
     pub bytes: u64,
     /// Lines read (the offset of the last one, for a file source).
     pub lines: u64,
+    /// CRC-32 of the bytes read.
+    pub crc: u32,
     /// The source had read all of its input.
     pub finished: bool,
 }
@@ -69,6 +71,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Checkpoints {
     asked: AtomicBool,
+    /// A store asked for a checkpoint before the interval is up (its write
+    /// cache is full of state that may only be written at one).
+    early: AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -87,6 +92,12 @@ impl Checkpoints {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the next checkpoint now rather than at the end of the
+    /// interval.
+    pub fn ask_early(&self) {
+        self.early.store(true, Ordering::Release);
     }
 
     /// Whether a source should pause at this chunk boundary.
@@ -128,38 +139,45 @@ impl Checkpoints {
         self.lock().finished.iter().all(Option::is_some)
     }
 
-    /// Takes a cut every `interval` until every source finished (or the run
-    /// stopped), handing each to `taken`. `sinks` gives the JSON-lines
-    /// sinks' queues at the time.
+    /// Takes a cut every `interval` (or sooner when [asked
+    /// early](Checkpoints::ask_early)) until every source finished (or the
+    /// run stopped), numbered from `first_id`. Each is handed to `persist`
+    /// while the run is still paused for it, then to `taken`. `sinks`
+    /// gives the JSON-lines sinks' queues at the time. An error from
+    /// `persist` ends the checkpoints with it.
+    #[allow(clippy::too_many_arguments)]
     pub fn every(
         &self,
         interval: Duration,
+        first_id: u64,
         flow: &Flow,
         workers: &[Sender<WorkerMessage>],
         sinks: impl Fn() -> Vec<Option<Sender<SinkChunk>>>,
         stop: &AtomicBool,
+        persist: &mut dyn FnMut(&Cut) -> Result<(), String>,
         mut taken: impl FnMut(&Cut),
-    ) {
-        let mut id = 0;
+    ) -> Result<(), String> {
+        let mut id = first_id;
         let mut next = Instant::now() + interval;
         while !self.all_finished() && !stop.load(Ordering::Relaxed) {
-            if Instant::now() < next {
+            if Instant::now() < next && !self.early.swap(false, Ordering::AcqRel) {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
-            id += 1;
-            if let Some(cut) = self.take(id, flow, workers, &sinks(), stop) {
+            if let Some(cut) = self.take(id, flow, workers, &sinks(), stop, persist)? {
                 tracing::debug!(id, pause = ?cut.pause, "checkpoint");
                 taken(&cut);
+                id += 1;
             }
             next = Instant::now() + interval;
         }
+        Ok(())
     }
 
     /// Takes one cut: pauses the sources, waits for the workers to be idle,
     /// passes a commit barrier through every task and a mark through every
-    /// JSON-lines sink, then lets the sources go on. `None` when the run
-    /// stopped meanwhile.
+    /// JSON-lines sink, hands the cut to `persist`, then lets the sources
+    /// go on. `None` when the run stopped meanwhile.
     pub fn take(
         &self,
         id: u64,
@@ -167,7 +185,8 @@ impl Checkpoints {
         workers: &[Sender<WorkerMessage>],
         sinks: &[Option<Sender<SinkChunk>>],
         stop: &AtomicBool,
-    ) -> Option<Cut> {
+        persist: &mut dyn FnMut(&Cut) -> Result<(), String>,
+    ) -> Result<Option<Cut>, String> {
         let started = Instant::now();
         {
             let mut state = self.lock();
@@ -175,14 +194,19 @@ impl Checkpoints {
             state.paused.iter_mut().for_each(|p| *p = None);
         }
         self.asked.store(true, Ordering::Release);
-        let cut = self.quiesced(id, flow, workers, sinks, stop);
+        let mut cut = self.quiesced(id, flow, workers, sinks, stop);
+        let persisted = match &mut cut {
+            Some(cut) => {
+                let written = persist(cut);
+                cut.pause = started.elapsed();
+                written
+            }
+            None => Ok(()),
+        };
         self.asked.store(false, Ordering::Release);
         self.lock().requested = false;
         self.changed.notify_all();
-        cut.map(|mut c| {
-            c.pause = started.elapsed();
-            c
-        })
+        persisted.map(|()| cut)
     }
 
     fn quiesced(

@@ -24,6 +24,7 @@
 pub(crate) mod checkpoint;
 pub mod control;
 mod describe;
+pub mod exactly_once;
 pub(crate) mod journal;
 mod kafka;
 mod merge;
@@ -240,7 +241,16 @@ pub struct RunOptions {
     /// Where stateful steps keep their state; default: RocksDB under the
     /// pipeline's state directory (see [`default_stores`]).
     pub stores: Option<Arc<dyn StoreProvider>>,
+    /// An exactly-once run discards the checkpoint of an interrupted run
+    /// and starts over (`weir run --from-scratch`).
+    pub from_scratch: bool,
+    /// Hears what the run says at its start (an exactly-once run: whether
+    /// it resumes, and from where).
+    pub announce: Option<Announce>,
 }
+
+/// Hears what a run says at its start.
+pub type Announce = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a run does with each consistent cut it takes.
 pub type OnCheckpoint = Arc<dyn Fn(&Cut) + Send + Sync>;
@@ -567,18 +577,31 @@ fn open_inputs(
         .collect()
 }
 
-/// Opens every JSON-lines sink's output, by its `mode` (`None`: a Kafka
-/// topic).
+/// Opens every JSON-lines sink's output (`None`: a Kafka topic): by its
+/// `mode`, or cut back to where the checkpoint of the exactly-once run it
+/// resumes counts.
 fn open_sinks(
     p: &Pipeline,
     outputs: &[Option<SinkOutput>],
+    exactly_once: Option<&exactly_once::ExactlyOnce>,
 ) -> Result<Vec<Option<OpenedSink>>, RunError> {
+    let lengths = exactly_once.and_then(|eo| eo.sink_lengths.as_ref());
     p.sinks
         .iter()
         .zip(outputs)
-        .map(|(s, output)| match output {
-            Some(o) => Ok(Some(o.open(&s.name, s.mode)?)),
-            None => Ok(None),
+        .enumerate()
+        .map(|(i, (s, output))| {
+            let Some(o) = output else { return Ok(None) };
+            let opened = match lengths {
+                Some(lengths) => o.open_at(&s.name, lengths[i])?,
+                None => o.open(&s.name, s.mode)?,
+            };
+            match (exactly_once.filter(|eo| eo.fsync()), o) {
+                (Some(_), SinkOutput::File(path)) => {
+                    Ok(Some(opened.synced_at_marks(&s.name, path)?))
+                }
+                _ => Ok(Some(opened)),
+            }
         })
         .collect()
 }
@@ -643,6 +666,7 @@ impl PartitionOutlet for SourceOutlet<'_> {
         let at = SourcePosition {
             bytes: at.bytes,
             lines: at.lines,
+            crc: at.crc,
             finished: false,
         };
         self.checkpoints.pause(self.source(), at, self.stop);
@@ -678,7 +702,12 @@ pub fn run_reporting(topo: &Topology, options: RunOptions) -> RunOutcome {
     // any sink does, so a missing input leaves existing outputs untouched;
     // every sink opens before the first input byte is read, so one that
     // cannot be written fails before stdin is consumed.
-    let opened = open_inputs(p, &inputs).and_then(|i| Ok((i, open_sinks(p, &outputs)?)));
+    let exactly_once = match start_exactly_once(p, &options) {
+        Ok(eo) => eo,
+        Err(e) => return RunOutcome::failed(e, started),
+    };
+    let opened = open_inputs(p, &inputs)
+        .and_then(|i| Ok((i, open_sinks(p, &outputs, exactly_once.as_ref())?)));
     let (opened_inputs, opened_sinks) = match opened {
         Ok(opened) => opened,
         Err(e) => return RunOutcome::failed(e, started),
@@ -688,12 +717,41 @@ pub fn run_reporting(topo: &Topology, options: RunOptions) -> RunOutcome {
         outputs: &outputs,
         opened_inputs,
         opened_sinks,
+        exactly_once,
     };
     let swaps = match open_journal(topo, &options, link.as_ref(), reads.iter().any(|&k| k)) {
         Ok(swaps) => swaps,
         Err(e) => return RunOutcome::failed(e, started),
     };
     run_threads(topo, &options, io, link.as_ref(), swaps, started)
+}
+
+/// The checkpoints of an exactly-once run (its endpoints are the file's
+/// own: `weir test` and replaced endpoints never checkpoint), opened and
+/// announced; `None` for any other run.
+fn start_exactly_once(
+    p: &Pipeline,
+    options: &RunOptions,
+) -> Result<Option<exactly_once::ExactlyOnce>, RunError> {
+    let own_endpoints = options.inputs.is_empty() && options.outputs.is_empty();
+    if !exactly_once::applies(p) || options.fixtures || !own_endpoints {
+        return Ok(None);
+    }
+    if options.stores.is_some() {
+        return Err(RunError::Setup(
+            "an exactly-once run keeps its state with its checkpoints: it cannot be given other stores".into(),
+        ));
+    }
+    let now = match &options.clock {
+        Some(clock) => clock.now_ms(),
+        None => SystemClock.now_ms(),
+    };
+    let eo = exactly_once::ExactlyOnce::start(p, options.from_scratch, now)?;
+    match &options.announce {
+        Some(announce) => announce(&eo.note),
+        None => tracing::info!("{}", eo.note),
+    }
+    Ok(Some(eo))
 }
 
 /// The run's swap records, already applied to `topo` (none for `weir
@@ -742,6 +800,8 @@ struct RunIo<'a> {
     outputs: &'a [Option<SinkOutput>],
     opened_inputs: Vec<Option<OpenedInput>>,
     opened_sinks: Vec<Option<OpenedSink>>,
+    /// The checkpoints of an exactly-once run.
+    exactly_once: Option<exactly_once::ExactlyOnce>,
 }
 
 /// What each source's thread left of where it stopped.
@@ -768,6 +828,7 @@ fn run_threads(
         outputs,
         opened_inputs,
         opened_sinks,
+        exactly_once,
     } = io;
     let metrics = options.metrics.clone().unwrap_or_default();
     let flags = RunFlags {
@@ -815,7 +876,17 @@ fn run_threads(
     .max(1) as usize;
     let group_progress = GroupProgress::default();
     let flow = Arc::new(Flow::default());
-    let checkpoints = Checkpoints::new(p.sources.len());
+    let checkpoints = Arc::new(Checkpoints::new(p.sources.len()));
+    if let Some(eo) = &exactly_once {
+        let checkpoints = checkpoints.clone();
+        eo.stores
+            .on_full_cache(Arc::new(move || checkpoints.ask_early()));
+    }
+    // Records without a timestamp take the first run's start time in an
+    // exactly-once run, so a resumed run gives them the same.
+    let first_run_clock = exactly_once
+        .as_ref()
+        .map(|eo| crate::clock::ManualClock::starting_at(eo.first_run_ms));
     let (inboxes, receivers) = worker_queues(topo, reads_kafka, worker_count);
     let kafka_state = match link.filter(|l| reads_kafka && !l.changelogs.is_empty()) {
         Some(link) if options.stores.is_none() => match kafka_state(p, link, &flags.stop) {
@@ -824,10 +895,11 @@ fn run_threads(
         },
         _ => None,
     };
-    let stores: Arc<dyn StoreProvider> = match (&options.stores, &kafka_state) {
-        (Some(stores), _) => stores.clone(),
-        (None, Some(state)) => Arc::new(state.stores.clone()),
-        (None, None) => match default_stores(&topo.pipeline, reads_kafka) {
+    let stores: Arc<dyn StoreProvider> = match (&options.stores, &kafka_state, &exactly_once) {
+        (Some(stores), ..) => stores.clone(),
+        (None, Some(state), _) => Arc::new(state.stores.clone()),
+        (None, None, Some(eo)) => Arc::new(eo.stores.clone()),
+        (None, None, None) => match default_stores(&topo.pipeline, reads_kafka) {
             Ok(stores) => stores,
             Err(e) => return RunOutcome::failed(e, started),
         },
@@ -880,6 +952,8 @@ fn run_threads(
 
     // Checkpoints taken, and the sources' pause for them in all.
     let taken = Mutex::new((0u64, Duration::ZERO));
+    // The id of the exactly-once run's last checkpoint written.
+    let last_checkpoint = AtomicU64::new(exactly_once.as_ref().map_or(0, |eo| eo.next_id - 1));
     // Set once every worker finished: the control thread then stops.
     let workers_done = AtomicBool::new(false);
     let own_control = control::RunControl::default();
@@ -974,17 +1048,22 @@ fn run_threads(
             flow: &flow,
             checkpoints: &checkpoints,
             metrics: &metrics,
-            clock,
+            clock: first_run_clock.as_ref().map_or(clock, |c| c as &dyn Clock),
             stops: &stops,
             formats: &source_formats,
             blank_lines: &blank_lines,
+            starts: exactly_once.as_ref().map(|eo| eo.starts.as_slice()),
         };
         feeders.extend(sources.spawn(scope, topo, opened_inputs, &inboxes, &flags));
         // Checkpoints of an embedded run, until its sources are done.
-        if let Some(interval) = options.checkpoint_interval.filter(|_| !reads_kafka) {
+        let interval = options
+            .checkpoint_interval
+            .or(exactly_once.as_ref().map(|_| p.state.checkpoint_interval));
+        if let Some(interval) = interval.filter(|_| !reads_kafka) {
             let peers = env.peers.clone();
             let (checkpoints, flow, taken) = (&checkpoints, &flow, &taken);
             let (sink_txs, on_checkpoint) = (&sink_txs, options.on_checkpoint.clone());
+            let (exactly_once, last_id) = (exactly_once.as_ref(), &last_checkpoint);
             feeders.push(spawn_stopping(
                 scope,
                 "checkpoints".into(),
@@ -992,16 +1071,34 @@ fn run_threads(
                 Counted::No,
                 move || {
                     let sinks = || sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    checkpoints.every(interval, flow, &peers, sinks, stop, |cut| {
-                        let mut t = taken.lock().unwrap_or_else(|p| p.into_inner());
-                        t.0 += 1;
-                        t.1 += cut.pause;
-                        drop(t);
-                        if let Some(f) = &on_checkpoint {
-                            f(cut);
+                    let first = exactly_once.map_or(1, |eo| eo.next_id);
+                    let mut persist = |cut: &Cut| match exactly_once {
+                        Some(eo) => {
+                            eo.persist(cut)?;
+                            last_id.store(cut.id, Ordering::Relaxed);
+                            Ok(())
                         }
-                    });
-                    Ok(())
+                        None => Ok(()),
+                    };
+                    let done = checkpoints.every(
+                        interval,
+                        first,
+                        flow,
+                        &peers,
+                        sinks,
+                        stop,
+                        &mut persist,
+                        |cut| {
+                            let mut t = taken.lock().unwrap_or_else(|p| p.into_inner());
+                            t.0 += 1;
+                            t.1 += cut.pause;
+                            drop(t);
+                            if let Some(f) = &on_checkpoint {
+                                f(cut);
+                            }
+                        },
+                    );
+                    done.map_err(|e| RunError::Setup(format!("cannot write a checkpoint: {e}")))
                 },
             ));
         }
@@ -1051,6 +1148,30 @@ fn run_threads(
     {
         errors.push(RunError::Delivery(e));
     }
+    let interrupted = topo.engine.interrupter().is_interrupted();
+    // A run that read all of its input (not stopped, nothing failed) marks
+    // its checkpoint complete: the next run starts fresh.
+    if let Some(eo) = &exactly_once
+        && errors.is_empty()
+        && !flags.stop.load(Ordering::Relaxed)
+        && !interrupted
+    {
+        let ends: Option<Vec<crate::io::source::Position>> = stops
+            .read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|r| r.map(|r| r.position))
+            .collect();
+        let id = last_checkpoint.load(Ordering::Relaxed) + 1;
+        if let Some(ends) = ends
+            && let Err(e) = eo.complete(id, &ends)
+        {
+            errors.push(RunError::Setup(format!(
+                "cannot mark the checkpoint complete: {e}"
+            )));
+        }
+    }
     let taken = taken.into_inner().unwrap_or_else(|p| p.into_inner());
     let logs_dropped = logs_dropped(topo);
     let report = RunReport {
@@ -1059,7 +1180,7 @@ fn run_threads(
         checkpoints: taken.0,
         checkpoint_pause: taken.1,
         elapsed: started.elapsed(),
-        interrupted: topo.engine.interrupter().is_interrupted(),
+        interrupted,
         sources: source_reports(p, inputs, &labels, stops, &blank_lines),
         dead_letter: p
             .dead_letter
@@ -1224,6 +1345,7 @@ fn read_source(
         at = SourcePosition {
             bytes: to.position.bytes,
             lines: to.position.lines,
+            crc: to.position.crc,
             finished: true,
         };
     }
@@ -1275,6 +1397,9 @@ struct SourceThreads<'a> {
     /// Each source's line format (the envelope for a test fixture).
     formats: &'a [LineFormat],
     blank_lines: &'a [AtomicU64],
+    /// Where each source starts (a resumed exactly-once run); `None`: at
+    /// the beginning.
+    starts: Option<&'a [crate::io::source::Position]>,
 }
 
 impl<'a> SourceThreads<'a> {
@@ -1306,6 +1431,7 @@ impl<'a> SourceThreads<'a> {
             let (metrics, clock, checkpoints) = (self.metrics, self.clock, self.checkpoints);
             let stops = self.stops;
             let (format, blank_lines) = (self.formats[i], &self.blank_lines[i]);
+            let start = self.starts.map_or_else(Default::default, |s| s[i]);
             let (spec, stop) = (&p.sources[i], flags.stop.clone());
             spawned.push(spawn_stopping(
                 scope,
@@ -1324,6 +1450,7 @@ impl<'a> SourceThreads<'a> {
                         stop,
                         counter: &metrics.records_in,
                         clock,
+                        start,
                     };
                     read_source(&reader, input, &outlet, checkpoints, stops)
                 },

@@ -1,5 +1,5 @@
-//! A store in a column family of its task's RocksDB database, behind a
-//! [`WriteCache`].
+//! A store in a column family of its task's RocksDB database (or of the
+//! process's, see [`Layout::Process`]), behind a [`WriteCache`].
 //!
 //! Reads look in the cache, then in RocksDB (a value found there is cached,
 //! clean). Writes touch only the cache. A flush writes the dirty entries
@@ -11,6 +11,16 @@
 //! writes from flushing again at once, and the flush sends to the
 //! changelog between commits as Kafka Streams' cache does when it evicts
 //! a dirty entry.
+//!
+//! In the process database of an embedded exactly-once run, a flush only
+//! queues the dirty entries for the run's next checkpoint, which writes
+//! them atomically with the sources' positions. Nothing may reach the
+//! database between two checkpoints, so a full cache does not flush: it
+//! drops clean entries and asks the run for an early checkpoint, staying
+//! over its share until that comes (the sources pause at their next chunk,
+//! so briefly). The entries a flush queued stay readable: they are marked
+//! clean only once queued, and queued only at a checkpoint's barrier, when
+//! no task processes anything until the checkpoint is written.
 
 use std::collections::BTreeMap;
 
@@ -18,16 +28,21 @@ use bytes::Bytes;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
 use super::changelog::Changelog;
-use super::rocksdb_stores::TaskHandle;
+use super::rocksdb_stores::{Layout, TaskHandle};
 use super::write_cache::WriteCache;
 use super::{KeyValueStore, StateError, Update};
 
 pub(crate) struct CachedStore {
     name: String,
+    /// Its column family's name.
+    cf: std::sync::Arc<str>,
     handle: TaskHandle,
     cache: WriteCache,
     changelog: Option<Box<dyn Changelog>>,
     write_options: WriteOptions,
+    /// Over its share in the process database, it asked for an early
+    /// checkpoint and waits for it (the next flush) before asking again.
+    awaiting_checkpoint: bool,
 }
 
 impl CachedStore {
@@ -41,17 +56,19 @@ impl CachedStore {
         handle.shared().budget.store_opened();
         CachedStore {
             name: name.to_string(),
+            cf: handle.cf_name(name).into(),
             handle,
             cache: WriteCache::default(),
             changelog,
             write_options: unlogged_writes(),
+            awaiting_checkpoint: false,
         }
     }
 
     fn error(&self, message: String) -> StateError {
         StateError {
             store: self.name.clone(),
-            task: self.handle.db().task,
+            task: self.handle.task(),
             message,
         }
     }
@@ -59,7 +76,7 @@ impl CachedStore {
     /// What RocksDB holds for `key` (a cache miss).
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let db = self.handle.db();
-        db.cf(&self.name)
+        db.cf(&self.cf)
             .and_then(|cf| {
                 db.db
                     .get_cf(&cf, key)
@@ -68,13 +85,21 @@ impl CachedStore {
             .map_err(|m| self.error(m))
     }
 
-    /// Flushes and shrinks the cache when it is over its share.
+    /// Flushes and shrinks the cache when it is over its share (in the
+    /// process database: asks for an early checkpoint, and drops only
+    /// clean entries).
     fn maybe_evict(&mut self) -> Result<(), StateError> {
-        let share = self.handle.shared().budget.share();
-        if self.cache.bytes() <= share {
+        let shared = self.handle.shared();
+        let share = shared.budget.share();
+        if self.cache.bytes() <= share || self.awaiting_checkpoint {
             return Ok(());
         }
-        self.flush()?;
+        if shared.layout == Layout::Process {
+            shared.ask_early_checkpoint();
+            self.awaiting_checkpoint = true;
+        } else {
+            self.flush()?;
+        }
         self.cache.shrink_to(share / 2);
         Ok(())
     }
@@ -133,10 +158,21 @@ impl KeyValueStore for CachedStore {
         if !self.cache.has_dirty() {
             return Ok(());
         }
-        let task = self.handle.db().task;
+        let task = self.handle.task();
+        self.awaiting_checkpoint = false;
+        if self.handle.shared().layout == Layout::Process {
+            let cf = &self.cf;
+            let dirty = self
+                .cache
+                .dirty_entries()
+                .map(|(key, value)| (cf.clone(), key.to_vec(), value.map(<[u8]>::to_vec)));
+            self.handle.db().queue(dirty);
+            self.cache.mark_clean();
+            return Ok(());
+        }
         {
             let db = self.handle.db();
-            let cf = db.cf(&self.name).map_err(|m| self.error(m))?;
+            let cf = db.cf(&self.cf).map_err(|m| self.error(m))?;
             // The batch in key order: RocksDB's memtable (a skip list)
             // inserts a run of ascending keys from where the last one went
             // instead of searching from the top each time. Measured
@@ -175,7 +211,7 @@ impl KeyValueStore for CachedStore {
         let mut all = BTreeMap::new();
         {
             let db = self.handle.db();
-            let cf = db.cf(&self.name).map_err(|m| self.error(m))?;
+            let cf = db.cf(&self.cf).map_err(|m| self.error(m))?;
             for item in db.db.iterator_cf(&cf, IteratorMode::Start) {
                 let (key, value) = item.map_err(|e| self.error(format!("cannot read: {e}")))?;
                 all.insert(Bytes::from(key.into_vec()), Bytes::from(value.into_vec()));

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{OpenTask, RocksDbStores, StateMode, StateSize};
+use super::{Layout, OpenTask, RocksDbStores, StateMode, StateSize};
 use crate::operators::TaskId;
 use crate::operators::aggregate;
 use crate::pipeline::Aggregation;
@@ -89,32 +89,6 @@ fn stateful_steps<'a>(
     ))
 }
 
-/// The task folders under `dir` (`<sub-topology>_<partition>`), in order;
-/// none when `dir` does not exist.
-fn tasks_on_disk(dir: &Path) -> Result<Vec<TaskId>, String> {
-    let read = match std::fs::read_dir(dir) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
-    };
-    let mut tasks = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let parsed = name
-            .split_once('_')
-            .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)));
-        if let Some((subtopology, partition)) = parsed {
-            tasks.push(TaskId {
-                subtopology,
-                partition,
-            });
-        }
-    }
-    tasks.sort();
-    Ok(tasks)
-}
-
 /// One stateful step's store in one task, found on disk.
 struct Found<'a> {
     task: TaskId,
@@ -133,15 +107,9 @@ struct Stores<'a> {
 
 fn stores_of<'a>(topo: &'a Topology, dir: &Path, only: Option<&str>) -> Result<Stores<'a>, String> {
     let steps = stateful_steps(topo, only)?;
-    let p = &topo.pipeline;
-    let stores = RocksDbStores::new(
-        dir.to_path_buf(),
-        p.application_id(),
-        &p.state,
-        StateMode::Keep,
-    );
+    let stores = provider(topo, dir, StateMode::Keep);
     let (mut found, mut open) = (Vec::new(), Vec::new());
-    for task in tasks_on_disk(dir)? {
+    for task in stores.tasks()? {
         let opened = stores.open_task(task).map_err(|e| e.to_string())?;
         let held = opened.stores();
         for step in &steps {
@@ -291,15 +259,26 @@ pub fn reset(topo: &Topology, dir: &Path, only: Option<&str>) -> Result<Vec<Stri
         return Ok(removed);
     }
     // All of it: opening each task as a fresh start empties its folder
-    // (under its lock), which is then removed.
-    let p = &topo.pipeline;
-    let stores = RocksDbStores::new(
-        dir.to_path_buf(),
-        p.application_id(),
-        &p.state,
-        StateMode::Fresh,
-    );
-    for task in tasks_on_disk(dir)? {
+    // (under its lock), which is then removed. The process database of
+    // an exactly-once run goes whole, checkpoints included.
+    let tasks = provider(topo, dir, StateMode::Keep).tasks()?;
+    let stores = provider(topo, dir, StateMode::Fresh);
+    if stores.layout() == Layout::Process {
+        let folder = stores.process_dir();
+        if folder.exists() {
+            drop(stores.open_process().map_err(|e| e.to_string())?);
+            std::fs::remove_dir_all(&folder)
+                .map_err(|e| format!("cannot remove {}: {e}", folder.display()))?;
+            let tasks: Vec<String> = tasks.iter().map(ToString::to_string).collect();
+            removed.push(format!(
+                "tasks {} and the run's checkpoint ({})",
+                tasks.join(", "),
+                folder.display()
+            ));
+        }
+        return Ok(removed);
+    }
+    for task in tasks {
         stores.checkpoint(task).map_err(|e| e.to_string())?;
         let folder = stores.task_dir(task);
         std::fs::remove_dir_all(&folder)
@@ -307,6 +286,18 @@ pub fn reset(topo: &Topology, dir: &Path, only: Option<&str>) -> Result<Vec<Stri
         removed.push(format!("task {task} ({})", folder.display()));
     }
     Ok(removed)
+}
+
+/// The provider of `topo`'s stores under `dir`, laid out as its runs keep
+/// them: in one database with the checkpoints for an exactly-once run,
+/// else a database per task.
+fn provider(topo: &Topology, dir: &Path, mode: StateMode) -> RocksDbStores {
+    let p = &topo.pipeline;
+    let stores = RocksDbStores::new(dir.to_path_buf(), p.application_id(), &p.state, mode);
+    match crate::runtime::exactly_once::applies(p) {
+        true => stores.in_one_database(),
+        false => stores,
+    }
 }
 
 /// `"key":…,"value":…,"timestamp":…` of one store entry: the key as a

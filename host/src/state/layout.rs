@@ -7,6 +7,10 @@
 //!     .weir-state              marker: application id and state format version
 //!     .checkpoint              changelog offsets per store (Kafka; checkpoint.rs)
 //!     rocksdb/                 one RocksDB database, one column family per store
+//!   embedded/                  instead, for an embedded exactly-once run: its
+//!     .lock, .weir-state       one database, a column family per task and store
+//!     .checkpoint              (`0_1/counts`) and one for the run's checkpoint
+//!     rocksdb/
 //! ```
 //!
 //! The lock keeps two processes (two `weir run`s pointed at one state
@@ -21,8 +25,6 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use crate::operators::TaskId;
-
 /// The version of a task directory's layout and encoding, written in its
 /// marker; bumped by any incompatible change. A weir refuses (with
 /// [`StateMode::Keep`]) a directory of any other version: a newer one it
@@ -32,6 +34,10 @@ pub const STATE_FORMAT: u32 = 1;
 const LOCK_FILE: &str = ".lock";
 const MARKER_FILE: &str = ".weir-state";
 const ROCKSDB_DIR: &str = "rocksdb";
+
+/// The folder of an embedded exactly-once run's one database (every task's
+/// stores and the run's checkpoint; see `rocksdb_stores.rs`).
+pub(crate) const PROCESS_DIR: &str = "embedded";
 
 /// The default state directory of `application_id`:
 /// `$XDG_STATE_HOME/weir/<application-id>` (the XDG base directory
@@ -88,15 +94,16 @@ pub(crate) struct TaskDir {
 }
 
 impl TaskDir {
-    /// Locks `<state_dir>/<task>/` (creating it) and checks its marker;
-    /// with [`StateMode::Fresh`] also empties it. Errors name the path.
+    /// Locks `<state_dir>/<name>/` (creating it; `name` is a task id, or
+    /// [`PROCESS_DIR`]) and checks its marker; with [`StateMode::Fresh`]
+    /// also empties it. Errors name the path.
     pub(crate) fn open(
         state_dir: &Path,
-        task: TaskId,
+        name: &str,
         application_id: &str,
         mode: StateMode,
     ) -> Result<TaskDir, String> {
-        let path = state_dir.join(task.to_string());
+        let path = state_dir.join(name);
         std::fs::create_dir_all(&path)
             .map_err(|e| format!("cannot create the state directory {}: {e}", path.display()))?;
         let lock_path = path.join(LOCK_FILE);
@@ -275,6 +282,8 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), Strin
 mod tests {
     use super::*;
 
+    use crate::operators::TaskId;
+
     const TASK: TaskId = TaskId {
         subtopology: 1,
         partition: 3,
@@ -302,25 +311,25 @@ mod tests {
     #[test]
     fn a_task_directory_is_locked_while_open() {
         let tmp = tempfile::tempdir().unwrap();
-        let first = TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap();
+        let first = TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap();
         assert_eq!(first.path(), tmp.path().join("1_3"));
-        let err = TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap_err();
+        let err = TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap_err();
         assert!(
             err.contains(&tmp.path().join("1_3").display().to_string()),
             "{err}"
         );
         assert!(err.contains("another process holds its lock"), "{err}");
         drop(first);
-        TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap();
+        TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap();
     }
 
     #[test]
     fn another_applications_directory_is_refused_even_for_a_fresh_start() {
         let tmp = tempfile::tempdir().unwrap();
-        drop(TaskDir::open(tmp.path(), TASK, "billing", StateMode::Keep).unwrap());
+        drop(TaskDir::open(tmp.path(), &TASK.to_string(), "billing", StateMode::Keep).unwrap());
         std::fs::write(tmp.path().join("1_3/precious"), b"x").unwrap();
         for mode in [StateMode::Keep, StateMode::Fresh] {
-            let err = TaskDir::open(tmp.path(), TASK, "orders", mode).unwrap_err();
+            let err = TaskDir::open(tmp.path(), &TASK.to_string(), "orders", mode).unwrap_err();
             assert!(err.contains("application `billing`, not `orders`"), "{err}");
             assert!(
                 err.contains(&tmp.path().join("1_3").display().to_string()),
@@ -335,7 +344,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("1_3")).unwrap();
         std::fs::write(tmp.path().join("1_3/notes.txt"), b"x").unwrap();
-        let err = TaskDir::open(tmp.path(), TASK, "app", StateMode::Fresh).unwrap_err();
+        let err =
+            TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Fresh).unwrap_err();
         assert!(err.contains("is not a weir state directory"), "{err}");
         assert!(err.contains("notes.txt"), "{err}");
         assert!(tmp.path().join("1_3/notes.txt").exists());
@@ -347,20 +357,20 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("1_3")).unwrap();
         let marker = tmp.path().join("1_3").join(MARKER_FILE);
         std::fs::write(&marker, r#"{"application-id":"app","format":99}"#).unwrap();
-        let err = TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap_err();
+        let err = TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap_err();
         assert!(err.contains("a newer weir (state format 99"), "{err}");
-        drop(TaskDir::open(tmp.path(), TASK, "app", StateMode::Fresh).unwrap());
-        TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap();
+        drop(TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Fresh).unwrap());
+        TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap();
     }
 
     #[test]
     fn a_fresh_start_empties_the_directory_and_keep_does_not() {
         let tmp = tempfile::tempdir().unwrap();
-        drop(TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap());
+        drop(TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap());
         std::fs::write(tmp.path().join("1_3/.checkpoint"), b"{}").unwrap();
-        drop(TaskDir::open(tmp.path(), TASK, "app", StateMode::Keep).unwrap());
+        drop(TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Keep).unwrap());
         assert!(tmp.path().join("1_3/.checkpoint").exists());
-        drop(TaskDir::open(tmp.path(), TASK, "app", StateMode::Fresh).unwrap());
+        drop(TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Fresh).unwrap());
         assert!(!tmp.path().join("1_3/.checkpoint").exists());
         assert!(tmp.path().join("1_3").join(MARKER_FILE).exists());
     }

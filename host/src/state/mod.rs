@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub use layout::{StateMode, default_state_dir};
-pub use rocksdb_stores::{OpenTask, RocksDbStores};
+pub use rocksdb_stores::{Layout, OpenTask, RocksDbStores};
 
 use bytes::Bytes;
 
@@ -189,6 +189,13 @@ pub struct StateSettings {
     pub block_cache_bytes: u64,
     /// RocksDB's write buffer (memtable) size per store.
     pub write_buffer_bytes: u64,
+    /// How often an embedded exactly-once run checkpoints (its sources'
+    /// positions, its state and its sinks' lengths; `runtime::exactly_once`).
+    pub checkpoint_interval: std::time::Duration,
+    /// Each checkpoint is synced to disk (the sinks' files and the
+    /// database's log) before the run goes on: it then survives the
+    /// machine losing power, not just the process being killed.
+    pub fsync: bool,
 }
 
 impl StateSettings {
@@ -209,6 +216,8 @@ impl Default for StateSettings {
             cache_bytes: 64 << 20,
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 16 << 20,
+            checkpoint_interval: std::time::Duration::from_secs(5),
+            fsync: false,
         }
     }
 }

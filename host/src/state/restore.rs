@@ -124,7 +124,7 @@ impl Restorer {
     fn error(&self, message: String) -> StateError {
         StateError {
             store: self.store.clone(),
-            task: self.handle.db().task,
+            task: self.handle.task(),
             message,
         }
     }

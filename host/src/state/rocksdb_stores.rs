@@ -29,6 +29,20 @@
 //! memtables to disk; Kafka Streams likewise checkpoints only after
 //! flushing its stores, and not at every commit. A clean close flushes the
 //! memtables too (RocksDB does, when the log is off).
+//!
+//! An embedded exactly-once run ([`Layout::Process`]) keeps every task's
+//! stores in one database instead (`<state-dir>/embedded/rocksdb/`, a
+//! column family per task and store, `0_1/counts`), with the log on: a
+//! store's flush only queues its writes, and the run's checkpoint writes
+//! them together with every source's position and every sink's length in
+//! one write batch ([`RocksDbStores::commit`]), which RocksDB applies
+//! atomically across column families. A killed run then finds the state of
+//! its last checkpoint, never a part of one, nor writes made after it (a
+//! full write cache asks for an early checkpoint instead of writing; see
+//! `cached_store.rs`). One database per process rather than a manifest
+//! over per-task databases: RocksDB's log makes the one write atomic and
+//! durable, where a manifest would need every task's database to roll back
+//! to it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -37,18 +51,52 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBWithThreadMode,
-    MultiThreaded, Options,
+    MultiThreaded, Options, WriteBatch, WriteOptions,
 };
 
 use super::cached_store::CachedStore;
 use super::changelog::ChangelogFactory;
 use super::checkpoint::Checkpoint;
-use super::layout::{StateMode, TaskDir};
+use super::layout::{PROCESS_DIR, StateMode, TaskDir};
 use super::restore::Restorer;
 use super::{KeyValueStore, StateError, StateSettings, StateSize, StoreProvider};
 use crate::operators::{StoreSpec, TaskId};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
+
+/// Where the tasks' stores live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A database per task: on Kafka a task's state moves between
+    /// processes, and is restored and checkpointed on its own.
+    PerTask,
+    /// One database for every task of the process, written only at the
+    /// run's checkpoints (an embedded exactly-once run).
+    Process,
+}
+
+/// Which database: a task's, or the process's one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum DbId {
+    Task(TaskId),
+    Process,
+}
+
+impl std::fmt::Display for DbId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbId::Task(task) => write!(f, "{task}"),
+            DbId::Process => f.write_str(PROCESS_DIR),
+        }
+    }
+}
+
+/// The column family of the run's checkpoint in the process database.
+const META_CF: &str = "weir.meta";
+
+/// A write a store queued for the next checkpoint of the process database:
+/// its column family, the key, and the value (`None`: a delete).
+type PendingWrite = (Arc<str>, Vec<u8>, Option<Vec<u8>>);
 
 /// Opens the stores of a run's tasks in RocksDB under one state directory.
 /// Cheap to clone: clones share the tasks, caches and settings.
@@ -61,6 +109,10 @@ pub(crate) struct Shared {
     dir: PathBuf,
     application_id: String,
     mode: StateMode,
+    pub(crate) layout: Layout,
+    /// Asks the run for an early checkpoint (a store's write cache is full
+    /// of writes that may reach the process database only at one).
+    early_checkpoint: OnceLock<Arc<dyn Fn() + Send + Sync>>,
     pub(crate) settings: StateSettings,
     /// Made when the first task opens (making one can fail, and `new`
     /// cannot).
@@ -74,25 +126,26 @@ pub(crate) struct Shared {
 struct Tasks {
     /// The open databases, with how many handles (stores, restorers) use
     /// each; the last one to go closes it and releases the task's lock.
-    open: HashMap<TaskId, (Arc<TaskDb>, usize)>,
+    open: HashMap<DbId, (Arc<TaskDb>, usize)>,
     /// Tasks a [`StateMode::Fresh`] provider has emptied already: a task
     /// closed and opened again in the same run keeps its state.
-    wiped: HashSet<TaskId>,
+    wiped: HashSet<DbId>,
     /// Held while a task's database opens, which happens outside the tasks
     /// lock: tasks assigned together open in parallel (measured: four
     /// restores' databases opening one after the other under the lock
     /// took the last one 75 ms), and a task still opens only once.
-    opening: HashMap<TaskId, Arc<Mutex<()>>>,
+    opening: HashMap<DbId, Arc<Mutex<()>>>,
 }
 
 impl Tasks {
-    /// A new handle on `task`'s database if it is open.
-    fn reuse(&mut self, task: TaskId, shared: &Arc<Shared>) -> Option<TaskHandle> {
-        let (db, users) = self.open.get_mut(&task)?;
+    /// A new handle of `task` on database `id` if it is open.
+    fn reuse(&mut self, id: DbId, task: TaskId, shared: &Arc<Shared>) -> Option<TaskHandle> {
+        let (db, users) = self.open.get_mut(&id)?;
         *users += 1;
         Some(TaskHandle {
             shared: Arc::clone(shared),
             db: Some(Arc::clone(db)),
+            task,
         })
     }
 }
@@ -121,9 +174,10 @@ impl CacheBudget {
     }
 }
 
-/// One task's open database, its lock and its checkpoint.
+/// One task's open database (or the process's), its lock and its
+/// checkpoint.
 pub(crate) struct TaskDb {
-    pub(crate) task: TaskId,
+    pub(crate) id: DbId,
     // Fields drop in order: the database closes before the lock goes.
     pub(crate) db: Db,
     cf_options: Options,
@@ -133,6 +187,9 @@ pub(crate) struct TaskDb {
     /// The checkpoint as last read or written; updated under this lock
     /// (restorers of two stores and the runtime may write it at once).
     checkpoint: Mutex<Checkpoint>,
+    /// The process database's writes queued for the next checkpoint, in
+    /// the order the stores flushed them.
+    pending: Mutex<Vec<PendingWrite>>,
     dir: TaskDir,
 }
 
@@ -213,12 +270,18 @@ impl TaskDb {
         Ok((keys, bytes))
     }
 
-    /// The stores (column families) it holds.
+    /// Queues writes of the process database for the next checkpoint.
+    pub(crate) fn queue(&self, writes: impl IntoIterator<Item = PendingWrite>) {
+        self.pending.lock().expect("pending lock").extend(writes);
+    }
+
+    /// The column families it holds (every store's, in the process
+    /// database every task's).
     fn stores(&self) -> Vec<String> {
         let names = self.cf_names.lock().expect("cf_names lock");
         names
             .iter()
-            .filter(|n| n.as_str() != rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .filter(|n| n.as_str() != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && n.as_str() != META_CF)
             .cloned()
             .collect()
     }
@@ -248,18 +311,24 @@ pub struct OpenTask(TaskHandle);
 impl OpenTask {
     /// The stores the task holds (its column families), in name order.
     pub fn stores(&self) -> Vec<String> {
-        let mut names = self.0.db().cf_names.lock().expect("cf_names lock").clone();
-        names.retain(|name| name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
+        let handle = &self.0;
+        let mut names: Vec<String> = handle
+            .db()
+            .stores()
+            .into_iter()
+            .filter_map(|cf| handle.store_of(&cf).map(str::to_string))
+            .collect();
         names.sort();
         names
     }
 }
 
-/// A use of a task's database (by a store or a restorer); dropping the
-/// last one closes the database and releases the task's lock.
+/// A task's use of its database (by a store or a restorer); dropping the
+/// last one closes the database and releases its lock.
 pub(crate) struct TaskHandle {
     shared: Arc<Shared>,
     db: Option<Arc<TaskDb>>,
+    task: TaskId,
 }
 
 impl TaskHandle {
@@ -270,20 +339,44 @@ impl TaskHandle {
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }
+
+    pub(crate) fn task(&self) -> TaskId {
+        self.task
+    }
+
+    /// The column family of the task's store `store`: named after the
+    /// store in a task's database, prefixed with the task in the process's.
+    pub(crate) fn cf_name(&self, store: &str) -> String {
+        match self.db().id {
+            DbId::Task(_) => store.to_string(),
+            DbId::Process => format!("{}/{store}", self.task),
+        }
+    }
+
+    /// The store a column family of this database holds for the task, if
+    /// it is one of the task's.
+    fn store_of<'c>(&self, cf: &'c str) -> Option<&'c str> {
+        match self.db().id {
+            DbId::Task(_) => Some(cf),
+            DbId::Process => cf
+                .strip_prefix(&self.task.to_string())
+                .and_then(|rest| rest.strip_prefix('/')),
+        }
+    }
 }
 
 impl Drop for TaskHandle {
     fn drop(&mut self) {
         let Some(db) = self.db.take() else { return };
-        let task = db.task;
+        let id = db.id;
         // Closed under the tasks lock, so a task opened again right away
         // (revoked, then assigned back) finds its lock released.
         let mut tasks = self.shared.tasks.lock().expect("tasks lock");
         drop(db);
-        if let Some((_, users)) = tasks.open.get_mut(&task) {
+        if let Some((_, users)) = tasks.open.get_mut(&id) {
             *users -= 1;
             if *users == 0 {
-                tasks.open.remove(&task);
+                tasks.open.remove(&id);
             }
         }
     }
@@ -306,6 +399,8 @@ impl RocksDbStores {
                 dir,
                 application_id: application_id.to_string(),
                 mode,
+                layout: Layout::PerTask,
+                early_checkpoint: OnceLock::new(),
                 settings: settings.clone(),
                 block_cache: OnceLock::new(),
                 budget: Arc::new(CacheBudget {
@@ -316,6 +411,30 @@ impl RocksDbStores {
                 tasks: Mutex::new(Tasks::default()),
             }),
         }
+    }
+
+    /// Every task's stores in one database, written only by
+    /// [`RocksDbStores::commit`] (an embedded exactly-once run; see the
+    /// module's documentation). Call before the provider is shared.
+    pub fn in_one_database(self) -> RocksDbStores {
+        let mut shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| panic!("in_one_database is called before the provider is shared"));
+        shared.layout = Layout::Process;
+        RocksDbStores {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// How the tasks' stores are laid out.
+    pub fn layout(&self) -> Layout {
+        self.shared.layout
+    }
+
+    /// What a store whose write cache is full of writes that must wait for
+    /// a checkpoint calls (the process database only): the run takes one
+    /// early.
+    pub fn on_full_cache(&self, ask: Arc<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.early_checkpoint.set(ask);
     }
 
     /// Every store opened from now on sends its flushed writes to the
@@ -335,46 +454,146 @@ impl RocksDbStores {
         &self.shared.dir
     }
 
-    /// The directory of `task`'s state.
+    /// The folder of `task`'s state (the process database's, for every
+    /// task, in [`Layout::Process`]).
     pub fn task_dir(&self, task: TaskId) -> PathBuf {
-        self.shared.dir.join(task.to_string())
+        self.shared.dir.join(self.db_id(task).to_string())
     }
 
-    /// A handle on `task`'s database, opening it (lock, marker, fresh
-    /// start, RocksDB) if no store of the task is open.
+    /// The folder of the process database ([`Layout::Process`]).
+    pub fn process_dir(&self) -> PathBuf {
+        self.shared.dir.join(PROCESS_DIR)
+    }
+
+    fn db_id(&self, task: TaskId) -> DbId {
+        match self.shared.layout {
+            Layout::PerTask => DbId::Task(task),
+            Layout::Process => DbId::Process,
+        }
+    }
+
+    /// The tasks with state on disk, in order: the task folders, or the
+    /// tasks of the process database's column families.
+    pub fn tasks(&self) -> Result<Vec<TaskId>, String> {
+        let names: Vec<String> = match self.shared.layout {
+            Layout::PerTask => folders(&self.shared.dir)?,
+            Layout::Process => {
+                if !self.task_dir(PROCESS_TASK).join("rocksdb").exists() {
+                    return Ok(Vec::new());
+                }
+                let handle = self.task(PROCESS_TASK)?;
+                let stores = handle.db().stores();
+                stores
+                    .iter()
+                    .filter_map(|cf| cf.split_once('/').map(|(task, _)| task.to_string()))
+                    .collect()
+            }
+        };
+        let mut tasks: Vec<TaskId> = names.iter().filter_map(|n| parse_task(n)).collect();
+        tasks.sort();
+        tasks.dedup();
+        Ok(tasks)
+    }
+
+    /// A handle of `task` on its database, opening it (lock, marker, fresh
+    /// start, RocksDB) if nothing holds it open.
     fn task(&self, task: TaskId) -> Result<TaskHandle, String> {
         let shared = &self.shared;
+        let id = self.db_id(task);
         let gate = {
             let mut tasks = shared.tasks.lock().expect("tasks lock");
-            if let Some(handle) = tasks.reuse(task, shared) {
+            if let Some(handle) = tasks.reuse(id, task, shared) {
                 return Ok(handle);
             }
-            Arc::clone(tasks.opening.entry(task).or_default())
+            Arc::clone(tasks.opening.entry(id).or_default())
         };
         let _opening = gate.lock().expect("opening lock");
         let mode = {
             let mut tasks = shared.tasks.lock().expect("tasks lock");
             // Opened by another thread while this one waited at the gate.
-            if let Some(handle) = tasks.reuse(task, shared) {
+            if let Some(handle) = tasks.reuse(id, task, shared) {
                 return Ok(handle);
             }
-            if tasks.wiped.contains(&task) {
+            if tasks.wiped.contains(&id) {
                 StateMode::Keep
             } else {
                 shared.mode
             }
         };
-        let dir = TaskDir::open(&shared.dir, task, &shared.application_id, mode)?;
+        let dir = TaskDir::open(&shared.dir, &id.to_string(), &shared.application_id, mode)?;
         if shared.mode == StateMode::Fresh {
-            shared.tasks.lock().expect("tasks lock").wiped.insert(task);
+            shared.tasks.lock().expect("tasks lock").wiped.insert(id);
         }
-        let db = Arc::new(open_task_db(dir, task, shared)?);
+        let db = Arc::new(open_task_db(dir, id, shared)?);
         let mut tasks = shared.tasks.lock().expect("tasks lock");
-        tasks.open.insert(task, (Arc::clone(&db), 1));
+        tasks.open.insert(id, (Arc::clone(&db), 1));
         Ok(TaskHandle {
             shared: Arc::clone(shared),
             db: Some(db),
+            task,
         })
+    }
+
+    /// Holds the process database open (and locked) until the handle is
+    /// dropped, so the run's checkpoints can be read and written whether
+    /// or not a store is open.
+    pub fn open_process(&self) -> Result<OpenTask, StateError> {
+        self.open_task(PROCESS_TASK)
+    }
+
+    /// The value of `key` in the process database's checkpoint column
+    /// family, as the last [`RocksDbStores::commit`] left it.
+    pub fn checkpoint_record(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let error = |m| task_error(PROCESS_TASK, m);
+        let handle = self.task(PROCESS_TASK).map_err(error)?;
+        let db = handle.db();
+        if !db
+            .cf_names
+            .lock()
+            .expect("cf_names lock")
+            .iter()
+            .any(|cf| cf == META_CF)
+        {
+            return Ok(None);
+        }
+        let cf = db.cf(META_CF).map_err(error)?;
+        db.db
+            .get_cf(&cf, key)
+            .map_err(|e| error(format!("cannot read the checkpoint: {e}")))
+    }
+
+    /// A checkpoint of the process database: every write the stores queued
+    /// since the last one, and `records` (key, value) in the checkpoint
+    /// column family, in one atomic write through RocksDB's log, synced to
+    /// disk when `sync` (else it survives the process being killed, not the
+    /// machine losing power).
+    pub fn commit(&self, records: &[(&str, &[u8])], sync: bool) -> Result<(), StateError> {
+        let error = |m| task_error(PROCESS_TASK, m);
+        let handle = self.task(PROCESS_TASK).map_err(error)?;
+        let db = handle.db();
+        db.ensure_cf(META_CF).map_err(error)?;
+        let pending = std::mem::take(&mut *db.pending.lock().expect("pending lock"));
+        let mut batch = WriteBatch::default();
+        let mut handles: HashMap<Arc<str>, Arc<rocksdb::BoundColumnFamily<'_>>> = HashMap::new();
+        for (cf, key, value) in &pending {
+            if !handles.contains_key(cf) {
+                handles.insert(cf.clone(), db.cf(cf).map_err(error)?);
+            }
+            let cf = &handles[cf];
+            match value {
+                Some(value) => batch.put_cf(cf, key, value),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        let meta = db.cf(META_CF).map_err(error)?;
+        for (key, value) in records {
+            batch.put_cf(&meta, key, value);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        db.db
+            .write_opt(batch, &options)
+            .map_err(|e| error(format!("cannot write the checkpoint: {e}")))
     }
 
     /// `task`'s checkpoint as last read or written (empty when it has
@@ -405,7 +624,7 @@ impl RocksDbStores {
         let error = store_error(task, store);
         let handle = self.task(task).map_err(&error)?;
         let db = handle.db();
-        let cf = db.cf(store).map_err(&error)?;
+        let cf = db.cf(&handle.cf_name(store)).map_err(&error)?;
         for item in db.db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
             let (key, value) = item.map_err(|e| error(format!("cannot read: {e}")))?;
             each(&key, &value);
@@ -422,7 +641,7 @@ impl RocksDbStores {
     pub fn estimate(&self, task: TaskId, store: &str) -> Result<(u64, u64), StateError> {
         let error = store_error(task, store);
         let handle = self.task(task).map_err(&error)?;
-        handle.db().estimate(store).map_err(&error)
+        handle.db().estimate(&handle.cf_name(store)).map_err(&error)
     }
 
     /// Removes `store` from `task` (its column family and its checkpoint
@@ -431,17 +650,17 @@ impl RocksDbStores {
         let error = store_error(task, store);
         let handle = self.task(task).map_err(&error)?;
         let db = handle.db();
-        db.update_checkpoint(|cp| cp.forget(store))
-            .map_err(&error)?;
+        let cf = handle.cf_name(store);
+        db.update_checkpoint(|cp| cp.forget(&cf)).map_err(&error)?;
         let mut names = db.cf_names.lock().expect("cf_names lock");
-        if names.iter().any(|name| name == store) {
-            db.db.drop_cf(store).map_err(|e| {
+        if names.contains(&cf) {
+            db.db.drop_cf(&cf).map_err(|e| {
                 error(format!(
                     "cannot drop it from {}: {e}",
                     db.dir.rocksdb_path().display()
                 ))
             })?;
-            names.retain(|name| name != store);
+            names.retain(|name| *name != cf);
         }
         Ok(())
     }
@@ -473,6 +692,7 @@ impl RocksDbStores {
     /// Runs on a thread of its own; the store itself may be open at the
     /// same time, but must not be read or written until the restore is done.
     pub fn restorer(&self, task: TaskId, store: &str) -> Result<Restorer, StateError> {
+        debug_assert_eq!(self.shared.layout, Layout::PerTask, "restores are Kafka's");
         let error = store_error(task, store);
         let handle = self.task(task).map_err(&error)?;
         Restorer::new(handle, store).map_err(&error)
@@ -502,14 +722,22 @@ impl StoreProvider for RocksDbStores {
     fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError> {
         let error = store_error(task, &spec.name);
         let handle = self.task(task).map_err(&error)?;
-        handle.db().ensure_cf(&spec.name).map_err(&error)?;
-        check_holds(handle.db(), spec).map_err(&error)?;
+        let cf = handle.cf_name(&spec.name);
+        handle.db().ensure_cf(&cf).map_err(&error)?;
+        check_holds(handle.db(), &cf, spec).map_err(&error)?;
         let changelog = self.shared.changelog.as_ref().map(|make| make(task));
         Ok(Box::new(CachedStore::new(handle, &spec.name, changelog)))
     }
 }
 
 impl Shared {
+    /// Asks the run for an early checkpoint, if it listens.
+    pub(crate) fn ask_early_checkpoint(&self) {
+        if let Some(ask) = self.early_checkpoint.get() {
+            ask();
+        }
+    }
+
     /// The block cache every database shares, made on first use.
     fn block_cache(&self) -> Result<&Cache, String> {
         if let Some(cache) = self.block_cache.get() {
@@ -526,18 +754,18 @@ impl Shared {
 /// in the checkpoint the first time the store opens, compared on every
 /// later open (a spec that says nothing, as `weir state` and tests open
 /// stores, is not checked).
-fn check_holds(db: &TaskDb, spec: &StoreSpec) -> Result<(), String> {
+fn check_holds(db: &TaskDb, cf: &str, spec: &StoreSpec) -> Result<(), String> {
     if spec.holds.is_empty() {
         return Ok(());
     }
-    match db.checkpoint().holds(&spec.name) {
+    match db.checkpoint().holds(cf) {
         Some(held) if held == spec.holds => Ok(()),
         Some(held) => Err(format!(
             "it holds {held}, and its step now stores {} under the same id: the state was made by another version of the pipeline, and would be read as what it is not (`weir validate --against OLD NEW` says so before a run); give the step a new `id` (its state then starts empty), or remove the state (`weir state reset PIPELINE --step {}`; on Kafka also its changelog topic)",
             spec.holds, spec.name
         )),
         None => db
-            .update_checkpoint(|cp| cp.set_holds(&spec.name, &spec.holds))
+            .update_checkpoint(|cp| cp.set_holds(cf, &spec.holds))
             .map_err(|e| format!("cannot record what the store holds: {e}")),
     }
 }
@@ -549,6 +777,37 @@ fn store_error(task: TaskId, store: &str) -> impl Fn(String) -> StateError + '_ 
         task,
         message,
     }
+}
+
+/// The task the process database's own calls are made for (any task
+/// opens the one database).
+const PROCESS_TASK: TaskId = TaskId {
+    subtopology: 0,
+    partition: 0,
+};
+
+/// The names of the folders in `dir` (none when it does not exist).
+fn folders(dir: &Path) -> Result<Vec<String>, String> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
+}
+
+/// `1_3` as the task it names.
+fn parse_task(name: &str) -> Option<TaskId> {
+    let (subtopology, partition) = name.split_once('_')?;
+    Some(TaskId {
+        subtopology: subtopology.parse().ok()?,
+        partition: partition.parse().ok()?,
+    })
 }
 
 fn task_error(task: TaskId, message: String) -> StateError {
@@ -563,7 +822,7 @@ fn task_error(task: TaskId, message: String) -> StateError {
 /// has. A database RocksDB cannot open is an error naming it, never wiped
 /// here: on Kafka the runtime may remove the task's state and restore it
 /// from the changelogs.
-fn open_task_db(dir: TaskDir, task: TaskId, shared: &Shared) -> Result<TaskDb, String> {
+fn open_task_db(dir: TaskDir, id: DbId, shared: &Shared) -> Result<TaskDb, String> {
     let path = dir.rocksdb_path();
     let cf_options = column_family_options(&shared.settings, shared.block_cache()?);
     let mut db_options = cf_options.clone();
@@ -589,11 +848,12 @@ fn open_task_db(dir: TaskDir, task: TaskId, shared: &Shared) -> Result<TaskDb, S
     })?;
     let checkpoint = Checkpoint::read(dir.path())?;
     Ok(TaskDb {
-        task,
+        id,
         db,
         cf_options,
         cf_names: Mutex::new(names),
         checkpoint: Mutex::new(checkpoint),
+        pending: Mutex::default(),
         dir,
     })
 }
