@@ -110,12 +110,6 @@ pub fn of(p: &Pipeline) -> Vec<SinkGuarantee> {
 /// run exactly where it stopped, if anything does: a replay must make the
 /// same records in the same order per key as the run it replaces.
 fn checkpoint_blocker(p: &Pipeline) -> Option<String> {
-    if p.sources.len() > 1 {
-        return Some(format!(
-            "{} sources are merged by timestamp, and the records a task holds back for that at a checkpoint are not saved with it yet; exactly-once needs one source",
-            p.sources.len()
-        ));
-    }
     let rekeys = p
         .steps
         .iter()

@@ -972,15 +972,21 @@ sinks:
         "{e:#?}"
     );
     assert!(parse(&text.replace("partitions: 2", "partitions: 1")).is_ok());
-    let two = text.replace(
-        "  a: { kind: file, path: a.jsonl }",
-        "  a: { kind: file, path: a.jsonl }\n  b: { kind: file, path: b.jsonl }",
-    );
-    let e = errors(&two.replace("partitions: 2", "partitions: 1"));
-    assert!(
-        e.iter()
-            .any(|e| e.contains("2 sources are merged by timestamp")),
-        "{e:#?}"
+    // Several sources are merged by timestamp, which a replay repeats.
+    let two = text
+        .replace(
+            "  a: { kind: file, path: a.jsonl }",
+            "  a: { kind: file, path: a.jsonl }\n  b: { kind: file, path: b.jsonl }",
+        )
+        .replace(
+            "key: { field: user } }",
+            "key: { field: user }, from: [a, b] }",
+        )
+        .replace("partitions: 2", "partitions: 1");
+    let p = parse(&two).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        guarantee::of(&p)[0].guarantee,
+        guarantee::Guarantee::ExactlyOnce
     );
     // Without asking, a file sink says what a crash does and how to ask.
     let p = parse(

@@ -61,6 +61,10 @@ pub struct Cut {
 struct State {
     /// A checkpoint is asked for: sources pause at their next chunk.
     requested: bool,
+    /// Counts the checkpoints asked for: a source paused for one goes on
+    /// when it is over, even if the next is asked for before it woke up
+    /// (an early checkpoint right after another).
+    round: u64,
     /// Where each source paused (or finished), for the checkpoint asked.
     paused: Vec<Option<SourcePosition>>,
     /// Sources that read their whole input, and where that was.
@@ -83,6 +87,7 @@ impl Checkpoints {
         Checkpoints {
             state: Mutex::new(State {
                 requested: false,
+                round: 0,
                 paused: vec![None; sources],
                 finished: vec![None; sources],
             }),
@@ -114,7 +119,8 @@ impl Checkpoints {
         }
         state.paused[source] = Some(at);
         self.changed.notify_all();
-        while state.requested && !stop.load(Ordering::Relaxed) {
+        let round = state.round;
+        while state.requested && state.round == round && !stop.load(Ordering::Relaxed) {
             state = self
                 .changed
                 .wait_timeout(state, Duration::from_millis(50))
@@ -191,6 +197,7 @@ impl Checkpoints {
         {
             let mut state = self.lock();
             state.requested = true;
+            state.round += 1;
             state.paused.iter_mut().for_each(|p| *p = None);
         }
         self.asked.store(true, Ordering::Release);

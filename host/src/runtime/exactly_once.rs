@@ -36,7 +36,9 @@ use std::path::{Path, PathBuf};
 
 use super::RunError;
 use super::checkpoint::Cut;
+use crate::io::batch::Batch;
 use crate::io::source::Position;
+use crate::operators::TaskId;
 use crate::pipeline::guarantee::{self, Guarantee};
 use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use crate::state::{OpenTask, RocksDbStores, StateMode};
@@ -224,6 +226,31 @@ impl ExactlyOnce {
         })
     }
 
+    /// What task `task` held at the checkpoint this run resumes from
+    /// (nothing for a fresh run: its database was emptied).
+    pub fn held(&self, task: TaskId) -> Result<Vec<Batch>, String> {
+        match self
+            .stores
+            .checkpoint_record(&held_key(task))
+            .map_err(|e| e.to_string())?
+        {
+            Some(bytes) => super::held::decode(&bytes).map_err(|e| {
+                format!(
+                    "task {task}: what it held at the checkpoint in {} cannot be read ({e}); run with --from-scratch to start over",
+                    self.stores.dir().display()
+                )
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Saves with the next checkpoint what task `task` holds (none: it
+    /// holds nothing any more).
+    pub fn hold(&self, task: TaskId, batches: &[Batch]) {
+        let bytes = (!batches.is_empty()).then(|| super::held::encode(batches));
+        self.stores.queue_checkpoint_record(&held_key(task), bytes);
+    }
+
     /// Whether sinks sync their files at each checkpoint.
     pub fn fsync(&self) -> bool {
         self.fsync
@@ -317,6 +344,11 @@ impl ExactlyOnce {
             .commit(&[(RECORD_KEY, &text)], self.fsync)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Where the records task `task` held at a checkpoint are kept.
+fn held_key(task: TaskId) -> String {
+    format!("held/{task}")
 }
 
 /// How often `p` checkpoints, for people.

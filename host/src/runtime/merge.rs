@@ -119,6 +119,23 @@ impl InputMerge {
             .all(|q| q.ended && q.batches.is_empty())
     }
 
+    /// Copies of what waits to be taken, batch by batch, in order (what a
+    /// checkpoint of an exactly-once run saves of the task).
+    pub fn held_batches(&self) -> Vec<Batch> {
+        self.queues
+            .iter()
+            .flat_map(|q| &q.batches)
+            .map(|p| {
+                let b = &p.batch;
+                let mut copy = Batch::new(b.input, b.records.len() - p.pos);
+                copy.records.extend_from_slice(&b.records[p.pos..]);
+                copy.origins.extend_from_slice(&b.origins[p.pos..]);
+                copy.rejects.extend_from_slice(&b.rejects);
+                copy
+            })
+            .collect()
+    }
+
     /// Records waiting to be taken.
     pub fn held(&self) -> usize {
         self.queues

@@ -25,6 +25,7 @@ pub(crate) mod checkpoint;
 pub mod control;
 mod describe;
 pub mod exactly_once;
+mod held;
 pub(crate) mod journal;
 mod kafka;
 mod merge;
@@ -919,6 +920,7 @@ fn run_threads(
         repartition_topics: repartitions,
         producer: link.and_then(|l| l.producer.as_deref()),
         state: kafka_state.as_deref(),
+        exactly_once: exactly_once.as_ref(),
     };
 
     // Each JSON-lines sink's queue; tasks take a sender when they start.
@@ -946,7 +948,9 @@ fn run_threads(
         let txs = sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let producer = link.and_then(|l| l.producer.as_deref());
         let writers = sink_writers(&env, id, &txs, &sink_formats, producer);
-        Ok(Task::new(id, &env, operators, writers))
+        let mut task = Task::new(id, &env, operators, writers);
+        task.take_back_held()?;
+        Ok(task)
     };
     let make_task = &make_task;
 

@@ -76,6 +76,9 @@ pub struct TaskEnv<'t> {
     pub producer: Option<&'t KafkaProducer>,
     /// On Kafka, the stores' changelogs, when the topology keeps state.
     pub state: Option<&'t KafkaState>,
+    /// The checkpoints of an exactly-once run, which save what each task's
+    /// input merge holds.
+    pub exactly_once: Option<&'t super::exactly_once::ExactlyOnce>,
 }
 
 impl TaskEnv<'_> {
@@ -345,6 +348,10 @@ impl<'t> Task<'t> {
             slot.op.close();
         }
         self.seal_state();
+        if let Some(eo) = self.env.exactly_once {
+            // What an earlier checkpoint saved of it is not held any more.
+            eo.hold(self.id, &[]);
+        }
     }
 
     /// Seals the changelog records the task's stores sent since the last
@@ -417,8 +424,23 @@ impl<'t> Task<'t> {
         Ok(())
     }
 
+    /// Takes back what the task held at the checkpoint a resumed
+    /// exactly-once run continues from, before anything new.
+    pub fn take_back_held(&mut self) -> Result<(), RunError> {
+        let Some(eo) = self.env.exactly_once else {
+            return Ok(());
+        };
+        for batch in eo.held(self.id).map_err(RunError::Setup)? {
+            self.merge.push(batch);
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, barrier: &CommitBarrier) {
         let mut outcome = Ok(());
+        if let Some(eo) = self.env.exactly_once {
+            eo.hold(self.id, &self.merge.held_batches());
+        }
         for (j, slot) in self.operators.iter_mut().enumerate() {
             if let Some(slot) = slot
                 && let Err(e) = slot.op.checkpoint()
@@ -1400,6 +1422,7 @@ mod tests {
             repartition_topics: &[],
             producer: None,
             state: None,
+            exactly_once: None,
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let schedule = Schedule {

@@ -562,6 +562,21 @@ impl RocksDbStores {
             .map_err(|e| error(format!("cannot read the checkpoint: {e}")))
     }
 
+    /// Queues `key` of the checkpoint column family (`None`: removed) for
+    /// the next [`RocksDbStores::commit`], with the stores' writes.
+    pub fn queue_checkpoint_record(&self, key: &str, value: Option<Vec<u8>>) {
+        match self.task(PROCESS_TASK) {
+            Ok(handle) => {
+                handle
+                    .db()
+                    .queue([(Arc::<str>::from(META_CF), key.as_bytes().to_vec(), value)])
+            }
+            // The run holds the database open (`open_process`) while its
+            // tasks run: not reached.
+            Err(e) => tracing::error!("cannot queue {key} for the next checkpoint: {e}"),
+        }
+    }
+
     /// A checkpoint of the process database: every write the stores queued
     /// since the last one, and `records` (key, value) in the checkpoint
     /// column family, in one atomic write through RocksDB's log, synced to
