@@ -84,7 +84,7 @@ sinks:
             cut.id
         );
         // Line `n` (1-based) holds seq n-1.
-        let expected: BTreeMap<i64, usize> = (0..at.lines as usize)
+        let expected: BTreeMap<i64, usize> = (0..at.read.lines as usize)
             .filter(|&i| kept(i))
             .map(|i| (i as i64, 1))
             .collect();
@@ -94,10 +94,10 @@ sinks:
             expected.len(),
             "cut {} at line {}: {} outputs in the first {len} bytes",
             cut.id,
-            at.lines,
+            at.read.lines,
             got.len()
         );
-        assert_eq!(got, expected, "cut {} at line {}", cut.id, at.lines);
+        assert_eq!(got, expected, "cut {} at line {}", cut.id, at.read.lines);
         assert_eq!(cut.held_records, 0, "one input per task: nothing held");
     }
 }

@@ -47,7 +47,7 @@ pub struct ReadTo {
 }
 
 /// How far a source has read: whole lines only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub bytes: u64,
     pub lines: u64,

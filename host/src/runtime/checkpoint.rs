@@ -28,16 +28,14 @@ use crossbeam_channel::Sender;
 use super::message::{CommitBarrier, WorkerMessage};
 use super::worker::Flow;
 use crate::io::sink::{SinkChunk, SinkMark};
+use crate::io::source::Position;
 
 /// How far a source had read at a cut.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourcePosition {
-    /// Bytes of the input read and handed over (whole lines only).
-    pub bytes: u64,
-    /// Lines read (the offset of the last one, for a file source).
-    pub lines: u64,
-    /// CRC-32 of the bytes read.
-    pub crc: u32,
+    /// The whole lines read and handed over: bytes, lines (the offset of
+    /// the last one, for a file source) and the bytes' CRC-32.
+    pub read: Position,
     /// The source had read all of its input.
     pub finished: bool,
 }
@@ -204,8 +202,10 @@ impl Checkpoints {
         let mut cut = self.quiesced(id, flow, workers, sinks, stop);
         let persisted = match &mut cut {
             Some(cut) => {
+                let quiesced = started.elapsed();
                 let written = persist(cut);
                 cut.pause = started.elapsed();
+                tracing::debug!(id, ?quiesced, written = ?(cut.pause - quiesced), "checkpoint taken");
                 written
             }
             None => Ok(()),

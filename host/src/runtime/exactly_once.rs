@@ -69,13 +69,12 @@ pub struct CheckpointRecord {
 
 /// Where a file source had read to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceAt {
     pub name: String,
     pub path: PathBuf,
-    pub bytes: u64,
-    pub lines: u64,
-    pub crc: u32,
+    /// Bytes, lines and the bytes' CRC-32.
+    #[serde(flatten)]
+    pub read: Position,
     pub finished: bool,
     /// The file's device and inode when the run started.
     pub device: u64,
@@ -201,15 +200,7 @@ impl ExactlyOnce {
         }
         let record = last.expect("no record starts fresh");
         check_resume(p, &record, &sources, &sinks)?;
-        let starts = record
-            .sources
-            .iter()
-            .map(|s| Position {
-                bytes: s.bytes,
-                lines: s.lines,
-                crc: s.crc,
-            })
-            .collect();
+        let starts = record.sources.iter().map(|s| s.read).collect();
         let note = resume_note(&record);
         Ok(ExactlyOnce {
             stores,
@@ -263,15 +254,7 @@ impl ExactlyOnce {
             .iter()
             .map(|s| s.expect("every sink of an exactly-once run is a file"))
             .collect();
-        let sources: Vec<Position> = cut
-            .sources
-            .iter()
-            .map(|s| Position {
-                bytes: s.bytes,
-                lines: s.lines,
-                crc: s.crc,
-            })
-            .collect();
+        let sources: Vec<Position> = cut.sources.iter().map(|s| s.read).collect();
         let finished: Vec<bool> = cut.sources.iter().map(|s| s.finished).collect();
         self.write(cut.id, false, &sources, &finished, &sinks)
     }
@@ -317,12 +300,10 @@ impl ExactlyOnce {
                 .sources
                 .iter()
                 .zip(sources.iter().zip(finished))
-                .map(|(input, (at, &finished))| SourceAt {
+                .map(|(input, (&read, &finished))| SourceAt {
                     name: input.name.clone(),
                     path: input.path.clone(),
-                    bytes: at.bytes,
-                    lines: at.lines,
-                    crc: at.crc,
+                    read,
                     finished,
                     device: input.identity.0,
                     inode: input.identity.1,
@@ -503,14 +484,14 @@ fn input_changed(at: &SourceAt, path: &Path, identity: (u64, u64)) -> Option<Str
         Err(e) => return Some(format!("cannot read {shown}: {e}")),
     };
     let length = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if length < at.bytes {
+    if length < at.read.bytes {
         return Some(format!(
             "{shown} has {length} bytes, fewer than the {} already read (truncated or rewritten)",
-            at.bytes
+            at.read.bytes
         ));
     }
     let mut crc = crc32fast::Hasher::new();
-    let mut left = at.bytes;
+    let mut left = at.read.bytes;
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -524,10 +505,10 @@ fn input_changed(at: &SourceAt, path: &Path, identity: (u64, u64)) -> Option<Str
             Err(e) => return Some(format!("cannot read {shown}: {e}")),
         }
     }
-    if crc.finalize() != at.crc {
+    if crc.finalize() != at.read.crc {
         return Some(format!(
             "{shown} changed in its first {} bytes, the part already read (line {} and before): rewritten since",
-            at.bytes, at.lines
+            at.read.bytes, at.read.lines
         ));
     }
     None
@@ -540,8 +521,11 @@ fn resume_note(record: &CheckpointRecord) -> String {
         .sources
         .iter()
         .map(|s| match s.finished {
-            true => format!("source `{}` read to its end ({} lines)", s.name, s.lines),
-            false => format!("source `{}` after line {}", s.name, s.lines),
+            true => format!(
+                "source `{}` read to its end ({} lines)",
+                s.name, s.read.lines
+            ),
+            false => format!("source `{}` after line {}", s.name, s.read.lines),
         })
         .collect();
     let sinks: Vec<String> = record

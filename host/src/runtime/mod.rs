@@ -665,9 +665,7 @@ impl PartitionOutlet for SourceOutlet<'_> {
 
     fn pause(&self, at: Position) {
         let at = SourcePosition {
-            bytes: at.bytes,
-            lines: at.lines,
-            crc: at.crc,
+            read: at,
             finished: false,
         };
         self.checkpoints.pause(self.source(), at, self.stop);
@@ -1347,9 +1345,7 @@ fn read_source(
             );
         }
         at = SourcePosition {
-            bytes: to.position.bytes,
-            lines: to.position.lines,
-            crc: to.position.crc,
+            read: to.position,
             finished: true,
         };
     }

@@ -161,10 +161,13 @@ impl KeyValueStore for CachedStore {
         let task = self.handle.task();
         self.awaiting_checkpoint = false;
         if self.handle.shared().layout == Layout::Process {
+            // In key order, as below: the checkpoint's batch inserts them
+            // into the memtable in the order queued.
+            let mut dirty: Vec<_> = self.cache.dirty_entries().collect();
+            dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let cf = &self.cf;
-            let dirty = self
-                .cache
-                .dirty_entries()
+            let dirty = dirty
+                .into_iter()
                 .map(|(key, value)| (cf.clone(), key.to_vec(), value.map(<[u8]>::to_vec)));
             self.handle.db().queue(dirty);
             self.cache.mark_clean();
