@@ -508,3 +508,60 @@ fn from_scratch_discards_an_interrupted_runs_checkpoint_and_weir_test_never_chec
         "weir test wrote a checkpoint"
     );
 }
+
+#[test]
+fn the_examples_kill_and_resume_script_ends_as_an_uninterrupted_run() {
+    let script = weir_tests::repo().join("examples/exactly-once/kill-and-resume");
+    let out = Command::new(&script)
+        .env("WEIR", weir_bin())
+        .env("RECORDS", "600000")
+        .env("KILLS", "3")
+        .env("WEIR_CACHE_DIR", cache_dir())
+        .output()
+        .expect("cannot run the example's script");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("dead letters and state as the uninterrupted run"),
+        "{said}{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_run_stopped_by_ctrl_c_keeps_its_checkpoint_and_the_topology_says_exactly_once() {
+    let mut rng = Rng(13);
+    let f = Fixture::new(STATEFUL, &[("in.jsonl", &events(600_000, &mut rng))]);
+    let topology = run_to_end(
+        f.dir.path(),
+        &["validate", "pipeline.yaml", "--print-topology"],
+    );
+    let shown = String::from_utf8_lossy(&topology.stdout);
+    assert!(
+        shown.contains("exactly-once: sink out is file out.jsonl (checkpointed with the sources' positions and the state every 50ms"),
+        "{shown}"
+    );
+    let mut child = weir(f.dir.path(), &["run", "pipeline.yaml", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::fs::metadata(f.path("out.jsonl")).map_or(0, |m| m.len()) < 2_000_000 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "a run stopped by SIGINT says so: {status}"
+    );
+    let said = stderr(&run_to_end(f.dir.path(), &["run", "pipeline.yaml"]));
+    assert!(said.contains("resuming the interrupted run"), "{said}");
+}
