@@ -331,8 +331,8 @@ sinks:
 }
 
 /// Runs the stateful pipeline in `f` and kills it once it has written a
-/// checkpoint (its output has grown past a checkpoint's worth); returns
-/// what the next run said.
+/// checkpoint (its output has grown well past a checkpoint's worth: at
+/// 50 ms between checkpoints, 15 MB of output is several).
 fn interrupt(f: &Fixture) {
     let mut child = weir(f.dir.path(), &["run", "pipeline.yaml", "--quiet"])
         .stdout(Stdio::null())
@@ -343,7 +343,7 @@ fn interrupt(f: &Fixture) {
     // The run starts fresh: what an earlier run wrote is not this one's.
     let _ = std::fs::remove_file(&out);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 2_000_000 {
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 15_000_000 {
         assert!(Instant::now() < deadline, "the run wrote nothing");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -545,7 +545,7 @@ fn a_run_stopped_by_ctrl_c_keeps_its_checkpoint_and_the_topology_says_exactly_on
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    while std::fs::metadata(f.path("out.jsonl")).map_or(0, |m| m.len()) < 2_000_000 {
+    while std::fs::metadata(f.path("out.jsonl")).map_or(0, |m| m.len()) < 15_000_000 {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended too soon"
