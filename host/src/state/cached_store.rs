@@ -28,7 +28,7 @@ use bytes::Bytes;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
 use super::changelog::Changelog;
-use super::rocksdb_stores::{Layout, TaskHandle};
+use super::rocksdb_stores::{Layout, PendingFlush, TaskHandle};
 use super::write_cache::WriteCache;
 use super::{KeyValueStore, StateError, Update};
 
@@ -165,11 +165,11 @@ impl KeyValueStore for CachedStore {
             // into the memtable in the order queued.
             let mut dirty: Vec<_> = self.cache.dirty_entries().collect();
             dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            let cf = &self.cf;
-            let dirty = dirty
-                .into_iter()
-                .map(|(key, value)| (cf.clone(), key.to_vec(), value.map(<[u8]>::to_vec)));
-            self.handle.db().queue(dirty);
+            let mut flush = PendingFlush::new(self.cf.clone(), dirty.len());
+            for (key, value) in dirty {
+                flush.push(key, value);
+            }
+            self.handle.db().queue(flush);
             self.cache.mark_clean();
             return Ok(());
         }

@@ -94,9 +94,49 @@ impl std::fmt::Display for DbId {
 /// The column family of the run's checkpoint in the process database.
 const META_CF: &str = "weir.meta";
 
-/// A write a store queued for the next checkpoint of the process database:
-/// its column family, the key, and the value (`None`: a delete).
-type PendingWrite = (Arc<str>, Vec<u8>, Option<Vec<u8>>);
+/// The writes of one flush queued for the next checkpoint of the process
+/// database: one column family's entries, keys and values back to back in
+/// one buffer (one allocation a flush, where three an entry made the
+/// flush at a checkpoint's barrier the larger part of its pause).
+#[derive(Debug)]
+pub(crate) struct PendingFlush {
+    cf: Arc<str>,
+    bytes: Vec<u8>,
+    /// Each entry's key length and value length (`None`: a delete).
+    lens: Vec<(usize, Option<usize>)>,
+}
+
+impl PendingFlush {
+    pub(crate) fn new(cf: Arc<str>, entries: usize) -> PendingFlush {
+        PendingFlush {
+            cf,
+            bytes: Vec::new(),
+            lens: Vec::with_capacity(entries),
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
+        self.bytes.extend_from_slice(key);
+        if let Some(value) = value {
+            self.bytes.extend_from_slice(value);
+        }
+        self.lens.push((key.len(), value.map(<[u8]>::len)));
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        let mut at = 0;
+        self.lens.iter().map(move |&(key, value)| {
+            let k = &self.bytes[at..at + key];
+            at += key;
+            let v = value.map(|len| {
+                let v = &self.bytes[at..at + len];
+                at += len;
+                v
+            });
+            (k, v)
+        })
+    }
+}
 
 /// Opens the stores of a run's tasks in RocksDB under one state directory.
 /// Cheap to clone: clones share the tasks, caches and settings.
@@ -189,7 +229,7 @@ pub(crate) struct TaskDb {
     checkpoint: Mutex<Checkpoint>,
     /// The process database's writes queued for the next checkpoint, in
     /// the order the stores flushed them.
-    pending: Mutex<Vec<PendingWrite>>,
+    pending: Mutex<Vec<PendingFlush>>,
     dir: TaskDir,
 }
 
@@ -271,8 +311,8 @@ impl TaskDb {
     }
 
     /// Queues writes of the process database for the next checkpoint.
-    pub(crate) fn queue(&self, writes: impl IntoIterator<Item = PendingWrite>) {
-        self.pending.lock().expect("pending lock").extend(writes);
+    pub(crate) fn queue(&self, flush: PendingFlush) {
+        self.pending.lock().expect("pending lock").push(flush);
     }
 
     /// The column families it holds (every store's, in the process
@@ -566,11 +606,11 @@ impl RocksDbStores {
     /// the next [`RocksDbStores::commit`], with the stores' writes.
     pub fn queue_checkpoint_record(&self, key: &str, value: Option<Vec<u8>>) {
         match self.task(PROCESS_TASK) {
-            Ok(handle) => {
-                handle
-                    .db()
-                    .queue([(Arc::<str>::from(META_CF), key.as_bytes().to_vec(), value)])
-            }
+            Ok(handle) => handle.db().queue({
+                let mut flush = PendingFlush::new(META_CF.into(), 1);
+                flush.push(key.as_bytes(), value.as_deref());
+                flush
+            }),
             // The run holds the database open (`open_process`) while its
             // tasks run: not reached.
             Err(e) => tracing::error!("cannot queue {key} for the next checkpoint: {e}"),
@@ -589,15 +629,13 @@ impl RocksDbStores {
         db.ensure_cf(META_CF).map_err(error)?;
         let pending = std::mem::take(&mut *db.pending.lock().expect("pending lock"));
         let mut batch = WriteBatch::default();
-        let mut handles: HashMap<Arc<str>, Arc<rocksdb::BoundColumnFamily<'_>>> = HashMap::new();
-        for (cf, key, value) in &pending {
-            if !handles.contains_key(cf) {
-                handles.insert(cf.clone(), db.cf(cf).map_err(error)?);
-            }
-            let cf = &handles[cf];
-            match value {
-                Some(value) => batch.put_cf(cf, key, value),
-                None => batch.delete_cf(cf, key),
+        for flush in &pending {
+            let cf = db.cf(&flush.cf).map_err(error)?;
+            for (key, value) in flush.entries() {
+                match value {
+                    Some(value) => batch.put_cf(&cf, key, value),
+                    None => batch.delete_cf(&cf, key),
+                }
             }
         }
         let meta = db.cf(META_CF).map_err(error)?;
@@ -1421,5 +1459,56 @@ mod tests {
             leftovers.retain(|name| name.ends_with(".sst"));
             assert!(leftovers.is_empty(), "{leftovers:?}");
         }
+    }
+
+    #[test]
+    fn the_process_database_keeps_only_what_a_commit_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |mode| stores(tmp.path(), mode).in_one_database();
+        let other = TaskId {
+            subtopology: 1,
+            partition: 0,
+        };
+        {
+            let provider = open(StateMode::Fresh);
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            s.put(b"a", b("1")).unwrap();
+            s.flush().unwrap();
+            // Flushed, never committed: a killed run left nothing.
+        }
+        {
+            let provider = open(StateMode::Keep);
+            let _held = provider.open_process().unwrap();
+            let mut s = provider.open(TASK, &spec("counts")).unwrap();
+            assert_eq!(entries(&mut *s), pairs(&[]));
+            s.put(b"a", b("1")).unwrap();
+            s.put(b"b", b("2")).unwrap();
+            s.delete(b"b").unwrap();
+            s.flush().unwrap();
+            let mut t = provider.open(other, &spec("counts")).unwrap();
+            t.put(b"a", b("10")).unwrap();
+            t.flush().unwrap();
+            provider.queue_checkpoint_record("held/0_2", Some(b"x".to_vec()));
+            provider.commit(&[("checkpoint", b"42")], false).unwrap();
+            // After the commit: not in the checkpoint.
+            s.put(b"c", b("3")).unwrap();
+            s.flush().unwrap();
+        }
+        let provider = open(StateMode::Keep);
+        let _held = provider.open_process().unwrap();
+        assert_eq!(provider.tasks().unwrap(), vec![TASK, other]);
+        let mut s = provider.open(TASK, &spec("counts")).unwrap();
+        assert_eq!(entries(&mut *s), pairs(&[("a", "1")]));
+        let mut t = provider.open(other, &spec("counts")).unwrap();
+        assert_eq!(entries(&mut *t), pairs(&[("a", "10")]), "each task its own");
+        assert_eq!(
+            provider.checkpoint_record("checkpoint").unwrap().as_deref(),
+            Some(&b"42"[..])
+        );
+        assert_eq!(
+            provider.checkpoint_record("held/0_2").unwrap().as_deref(),
+            Some(&b"x"[..])
+        );
+        assert_eq!(provider.checkpoint_record("other").unwrap(), None);
     }
 }
