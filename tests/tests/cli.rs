@@ -1353,7 +1353,7 @@ dead letters: sink rejected (file out/rejected.jsonl), written by every task
 internal topics: none (repartition to-customer-task moves records between tasks in process)
 delivery:
   at-least-once: sink out is stdout (what is printed cannot be taken back)
-  at-least-once: sink rejected is file out/rejected.jsonl (step `to-customer-task` re-keys records across 3 partitions in process, and records from several partitions reach one key in an order that depends on thread timing, so a resumed run could order them differently; exactly-once needs `partitions: 1`)
+  at-least-once: sink rejected is file out/rejected.jsonl (a killed run starts over and writes it again (`processing-guarantee: exactly-once` resumes it where it stopped))
 "
     );
 }

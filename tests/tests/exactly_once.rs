@@ -287,6 +287,15 @@ fn a_stateful_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_stateful_pipeline_re_keyed_across_partitions_killed_at_random_moments_ends_as_an_uninterrupted_run()
+ {
+    // Re-keyed records reach each key from three upstream tasks; they are
+    // taken in the order of their input lines, whichever task sent them.
+    let pipeline = STATEFUL.replace("partitions: 1", "partitions: 3");
+    killed_and_resumed_matches_uninterrupted(&pipeline, &["out.jsonl", "rejected.jsonl"], false);
+}
+
+#[test]
 fn two_sources_merged_by_time_killed_at_random_moments_end_as_an_uninterrupted_run() {
     // What the merge holds back at a checkpoint (records of one file
     // waiting for the other's) is saved with it.

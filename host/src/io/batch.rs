@@ -30,6 +30,10 @@ pub struct Batch {
     /// The records are raw bytes not yet held to the source's formats
     /// (Kafka): the task does that through the format gate.
     pub needs_format_check: bool,
+    /// For records another task re-partitioned in process, that task's
+    /// partition (an exactly-once run takes them in the order of their
+    /// input lines, whichever task sent them; `merge.rs`).
+    pub from: Option<u32>,
 }
 
 impl Batch {
@@ -42,6 +46,7 @@ impl Batch {
             rejects: Vec::new(),
             ack: None,
             needs_format_check: false,
+            from: None,
         }
     }
 }

@@ -114,10 +114,14 @@ fn checkpoint_blocker(p: &Pipeline) -> Option<String> {
         .steps
         .iter()
         .find(|s| matches!(s.kind, StepKind::GroupBy | StepKind::Repartition));
-    if let Some(step) = rekeys.filter(|_| p.partitions > 1) {
+    // A re-key across partitions is taken in input-line order (the
+    // records' origins), which needs the lines of one source.
+    if let Some(step) = rekeys.filter(|_| p.partitions > 1 && p.sources.len() > 1) {
         return Some(format!(
-            "step `{}` re-keys records across {} partitions in process, and records from several partitions reach one key in an order that depends on thread timing, so a resumed run could order them differently; exactly-once needs `partitions: 1`",
-            step.name, p.partitions
+            "step `{}` re-keys the records of {} sources across {} partitions, and a resumed run takes re-keyed records in the order of their input lines, which only one source gives; exactly-once needs one source or `partitions: 1`",
+            step.name,
+            p.sources.len(),
+            p.partitions
         ));
     }
     None

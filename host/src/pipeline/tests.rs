@@ -963,16 +963,14 @@ steps:
 sinks:
   f: { kind: file, path: out.jsonl, from: counts }
 ";
-    let e = errors(text);
-    assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(
-        e[0].contains("sink `f` cannot be exactly-once")
-            && e[0].contains("step `by-user` re-keys records across 2 partitions in process")
-            && e[0].contains("exactly-once needs `partitions: 1`"),
-        "{e:#?}"
+    // One source re-keyed across partitions: taken in input-line order.
+    let p = parse(text).unwrap();
+    assert_eq!(
+        guarantee::of(&p)[0].guarantee,
+        guarantee::Guarantee::ExactlyOnce
     );
-    assert!(parse(&text.replace("partitions: 2", "partitions: 1")).is_ok());
-    // Several sources are merged by timestamp, which a replay repeats.
+    // Several sources are merged by timestamp, which a replay repeats; but
+    // re-keyed across partitions their records have no one line order.
     let two = text
         .replace(
             "  a: { kind: file, path: a.jsonl }",
@@ -981,9 +979,17 @@ sinks:
         .replace(
             "key: { field: user } }",
             "key: { field: user }, from: [a, b] }",
-        )
-        .replace("partitions: 2", "partitions: 1");
-    let p = parse(&two).unwrap_or_else(|e| panic!("{e:?}"));
+        );
+    let e = errors(&two);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("sink `f` cannot be exactly-once")
+            && e[0].contains("step `by-user` re-keys the records of 2 sources across 2 partitions")
+            && e[0].contains("exactly-once needs one source or `partitions: 1`"),
+        "{e:#?}"
+    );
+    let p =
+        parse(&two.replace("partitions: 2", "partitions: 1")).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(
         guarantee::of(&p)[0].guarantee,
         guarantee::Guarantee::ExactlyOnce

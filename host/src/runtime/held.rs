@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! held    = version:u8 count:u32 batch*
-//! batch   = input records:u32 (record origin)* rejects:u32 (origin record reason:str)*
+//! batch   = input from records:u32 (record origin)* rejects:u32 (origin record reason:str)*
+//! from    = 0 | 1 partition:u32    (the upstream task of a repartition's records)
 //! input   = kind:u8 (0 source, 1 repartition) index:u16
 //! record  = key:opt value:opt timestamp:i64 json:u8 old_value:opt headers:u32 (name:str value:opt)*
 //! origin  = source:u16 partition:u32 offset:u64
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use crate::io::batch::{Batch, InputId, Reject};
 use crate::record::{Header, Origin, Record};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Encodes `batches` (what a task's merge holds).
 pub fn encode(batches: &[Batch]) -> Vec<u8> {
@@ -34,6 +35,13 @@ pub fn encode(batches: &[Batch]) -> Vec<u8> {
         };
         out.push(kind);
         out.extend_from_slice(&index.to_le_bytes());
+        match b.from {
+            None => out.push(0),
+            Some(p) => {
+                out.push(1);
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+        }
         put_u32(&mut out, b.records.len());
         for (record, origin) in b.records.iter().zip(&b.origins) {
             put_record(&mut out, record);
@@ -66,8 +74,14 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Batch>, String> {
             (1, i) => InputId::Repartition(i),
             (kind, _) => return Err(format!("an input of kind {kind}")),
         };
+        let from = match r.u8()? {
+            0 => None,
+            1 => Some(u32::from_le_bytes(r.array()?)),
+            other => return Err(format!("an upstream marked {other}")),
+        };
         let records = r.u32()?;
         let mut batch = Batch::new(input, records.min(1 << 16));
+        batch.from = from;
         for _ in 0..records {
             batch.records.push(r.record()?);
             batch.origins.push(r.origin()?);
@@ -251,7 +265,8 @@ mod tests {
             },
             reason: "not JSON".into(),
         });
-        let b = Batch::new(InputId::Repartition(4), 0);
+        let mut b = Batch::new(InputId::Repartition(4), 0);
+        b.from = Some(2);
         let bytes = encode(&[a, b]);
         let back = decode(&bytes).unwrap();
         assert_eq!(back.len(), 2);
@@ -262,6 +277,7 @@ mod tests {
         assert_eq!(back[0].origins[0].offset, 77);
         assert_eq!(back[0].rejects[0].reason, "not JSON");
         assert_eq!(back[1].input, InputId::Repartition(4));
+        assert_eq!((back[0].from, back[1].from), (None, Some(2)));
         assert_eq!(encode(&back), bytes, "decoding loses nothing");
         assert!(
             decode(&bytes[..bytes.len() - 1])

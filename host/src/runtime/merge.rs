@@ -44,6 +44,71 @@ struct InputQueue {
     bounded: bool,
     /// Since when the input has been empty while others had records.
     empty_since: Option<Instant>,
+    /// A repartition taken in input-line order: what its upstream tasks
+    /// sent, until it may go to `batches`.
+    ordered: Option<Upstreams>,
+}
+
+/// The upstream tasks of a repartition an exactly-once run takes in the
+/// order of the records' input lines (their origin offsets; one source),
+/// whichever task sent them, so a replay takes them in the same order: a
+/// record goes on once every other upstream task has sent a later line or
+/// said it processed every line up to its own ([`InputMerge::progress`]),
+/// ties going to the lower partition. Each upstream task sends its records
+/// in line order, as it takes its own input in line order.
+struct Upstreams {
+    /// By upstream partition: records sent and not yet released.
+    queues: Vec<VecDeque<(Record, Origin)>>,
+    /// By upstream partition: the input line it processed everything up to.
+    through: Vec<u64>,
+}
+
+impl Upstreams {
+    /// The records that may go on now, in order (none: wait).
+    fn release(&mut self, input: InputId) -> Option<Batch> {
+        let mut out = Batch::new(input, 0);
+        loop {
+            let next = self
+                .queues
+                .iter()
+                .enumerate()
+                .filter_map(|(u, q)| q.front().map(|(_, o)| (o.offset, u)))
+                .min();
+            let Some((line, u)) = next else { break };
+            let safe = self
+                .queues
+                .iter()
+                .zip(&self.through)
+                .enumerate()
+                .all(|(v, (q, &through))| v == u || !q.is_empty() || through >= line);
+            if !safe {
+                break;
+            }
+            let (record, origin) = self.queues[u].pop_front().expect("a head");
+            out.records.push(record);
+            out.origins.push(origin);
+        }
+        (!out.records.is_empty()).then_some(out)
+    }
+
+    fn held(&self, input: InputId) -> Vec<Batch> {
+        let mut held = Vec::new();
+        for (u, q) in self
+            .queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.is_empty())
+        {
+            let mut batch = Batch::new(input, q.len());
+            batch.from = Some(u as u32);
+            for (record, origin) in q {
+                batch.records.push(record.clone());
+                batch.origins.push(*origin);
+            }
+            held.push(batch);
+        }
+        held
+    }
 }
 
 impl InputQueue {
@@ -78,9 +143,33 @@ impl InputMerge {
                     ended: false,
                     bounded,
                     empty_since: None,
+                    ordered: None,
                 })
                 .collect(),
             max_idle,
+        }
+    }
+
+    /// Takes repartition `input`, sent by `upstreams` tasks, in input-line
+    /// order (see [`Upstreams`]).
+    pub fn in_line_order(mut self, input: InputId, upstreams: u32) -> Self {
+        self.queue(input).ordered = Some(Upstreams {
+            queues: (0..upstreams).map(|_| VecDeque::new()).collect(),
+            through: vec![0; upstreams as usize],
+        });
+        self
+    }
+
+    /// The upstream task of partition `from` processed every input line up
+    /// to `through` (and sent what it re-partitioned from them).
+    pub fn progress(&mut self, input: InputId, from: u32, through: u64) {
+        let q = self.queue(input);
+        if let Some(up) = &mut q.ordered {
+            let seen = &mut up.through[from as usize];
+            *seen = (*seen).max(through);
+            if let Some(batch) = up.release(input) {
+                q.batches.push_back(Pending { batch, pos: 0 });
+            }
         }
     }
 
@@ -96,6 +185,15 @@ impl InputMerge {
     pub fn push(&mut self, batch: Batch) {
         let q = self.queue(batch.input);
         q.empty_since = None;
+        if let (Some(up), Some(from)) = (&mut q.ordered, batch.from) {
+            let input = batch.input;
+            let queue = &mut up.queues[from as usize];
+            queue.extend(batch.records.into_iter().zip(batch.origins));
+            if let Some(batch) = up.release(input) {
+                q.batches.push_back(Pending { batch, pos: 0 });
+            }
+            return;
+        }
         if !batch.records.is_empty() || !batch.rejects.is_empty() || batch.ack.is_some() {
             q.batches.push_back(Pending { batch, pos: 0 });
         }
@@ -120,9 +218,12 @@ impl InputMerge {
     }
 
     /// Copies of what waits to be taken, batch by batch, in order (what a
-    /// checkpoint of an exactly-once run saves of the task).
+    /// checkpoint of an exactly-once run saves of the task): what may be
+    /// taken, then what an ordered repartition's upstream tasks sent and it
+    /// has not released (each with the task it came from).
     pub fn held_batches(&self) -> Vec<Batch> {
-        self.queues
+        let mut held: Vec<Batch> = self
+            .queues
             .iter()
             .flat_map(|q| &q.batches)
             .map(|p| {
@@ -133,16 +234,30 @@ impl InputMerge {
                 copy.rejects.extend_from_slice(&b.rejects);
                 copy
             })
-            .collect()
+            .collect();
+        for q in &self.queues {
+            if let Some(up) = &q.ordered {
+                held.extend(up.held(q.input));
+            }
+        }
+        held
     }
 
     /// Records waiting to be taken.
     pub fn held(&self) -> usize {
+        let unreleased: usize = self
+            .queues
+            .iter()
+            .filter_map(|q| q.ordered.as_ref())
+            .flat_map(|up| &up.queues)
+            .map(VecDeque::len)
+            .sum();
         self.queues
             .iter()
             .flat_map(|q| &q.batches)
             .map(|p| p.batch.records.len() - p.pos)
-            .sum()
+            .sum::<usize>()
+            + unreleased
     }
 
     /// Nothing is waiting to be taken.
@@ -317,6 +432,52 @@ mod tests {
         let mut eager = InputMerge::new(&[A, B], &[false, false], Some(Duration::ZERO));
         eager.push(batch(B, &[7]));
         assert_eq!(order(&mut eager), vec![(B, vec![7])]);
+    }
+
+    #[test]
+    fn an_ordered_repartition_goes_on_in_input_line_order_whoever_sent_it() {
+        const R: InputId = InputId::Repartition(1);
+        // Records at input lines `lines`, sent by upstream task `from`.
+        let sent = |from: u32, lines: &[u64]| {
+            let mut b = Batch::new(R, lines.len());
+            b.from = Some(from);
+            for &offset in lines {
+                b.records.push(Record::default());
+                b.origins.push(Origin {
+                    source: 0,
+                    partition: from,
+                    offset,
+                });
+            }
+            b
+        };
+        let taken = |m: &mut InputMerge| -> Vec<u64> {
+            std::iter::from_fn(|| m.next_run())
+                .flat_map(|r| r.origins.into_iter().map(|o| o.offset))
+                .collect()
+        };
+        let mut m = InputMerge::new(&[R], &[true], None).in_line_order(R, 2);
+        m.push(sent(1, &[2, 5]));
+        assert!(taken(&mut m).is_empty(), "task 0 may still send line 1");
+        m.progress(R, 0, 1);
+        assert!(taken(&mut m).is_empty(), "task 0 may still send line 2");
+        m.progress(R, 0, 3);
+        assert_eq!(taken(&mut m), vec![2], "task 0 sent all up to line 3");
+        m.push(sent(0, &[4, 5, 9]));
+        // 4 (task 0), then line 5 from task 0 before task 1's (the lower
+        // partition first); 9 waits for task 1.
+        assert_eq!(taken(&mut m), vec![4, 5, 5]);
+        assert_eq!(m.held(), 1);
+        let held = m.held_batches();
+        assert_eq!(
+            (held.len(), held[0].from),
+            (1, Some(0)),
+            "kept with its sender"
+        );
+        m.progress(R, 1, u64::MAX);
+        m.end(R);
+        assert_eq!(taken(&mut m), vec![9]);
+        assert!(m.all_ended());
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum TaskMessage {
     /// Make everything processed so far durable and passed on, then arrive
     /// at the barrier.
     Commit(Arc<CommitBarrier>),
+    /// The upstream task of partition `from` processed every input line up
+    /// to `through` and sent what it re-partitioned from them (`u64::MAX`:
+    /// all; an exactly-once run's ordered repartitions, `merge.rs`).
+    Progress {
+        input: InputId,
+        from: u32,
+        through: u64,
+    },
 }
 
 impl std::fmt::Debug for TaskMessage {
@@ -43,6 +51,11 @@ impl std::fmt::Debug for TaskMessage {
             TaskMessage::Batch(b) => write!(f, "Batch({:?}, {} records)", b.input, b.records.len()),
             TaskMessage::EndOfInput(i) => write!(f, "EndOfInput({i:?})"),
             TaskMessage::Assigned => f.write_str("Assigned"),
+            TaskMessage::Progress {
+                input,
+                from,
+                through,
+            } => write!(f, "Progress({input:?} from {from} through {through})"),
             TaskMessage::Revoked => f.write_str("Revoked"),
             TaskMessage::Tick(t) => write!(f, "Tick({t})"),
             TaskMessage::Swap { step, .. } => write!(f, "Swap(step {step})"),

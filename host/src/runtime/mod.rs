@@ -919,6 +919,7 @@ fn run_threads(
         producer: link.and_then(|l| l.producer.as_deref()),
         state: kafka_state.as_deref(),
         exactly_once: exactly_once.as_ref(),
+        ordered_repartitions: exactly_once.is_some() && !reads_kafka && p.partitions > 1,
     };
 
     // Each JSON-lines sink's queue; tasks take a sender when they start.

@@ -79,6 +79,10 @@ pub struct TaskEnv<'t> {
     /// The checkpoints of an exactly-once run, which save what each task's
     /// input merge holds.
     pub exactly_once: Option<&'t super::exactly_once::ExactlyOnce>,
+    /// Repartitions in process are taken in input-line order, whichever
+    /// upstream task sent them, and tasks say how far they processed (an
+    /// exactly-once run over several partitions; `merge.rs`).
+    pub ordered_repartitions: bool,
 }
 
 impl TaskEnv<'_> {
@@ -253,7 +257,14 @@ impl<'t> Task<'t> {
             env,
             operators,
             sinks,
-            merge: InputMerge::new(&sub.inputs, &bounded, env.max_idle),
+            merge: sub
+                .inputs
+                .iter()
+                .filter(|i| env.ordered_repartitions && matches!(i, InputId::Repartition(_)))
+                .fold(
+                    InputMerge::new(&sub.inputs, &bounded, env.max_idle),
+                    |merge, &input| merge.in_line_order(input, env.partitions),
+                ),
             stream_time: i64::MIN,
             last_origin: Origin {
                 source: 0,
@@ -313,6 +324,14 @@ impl<'t> Task<'t> {
             }
             TaskMessage::Swap { step, replacement } => self.swap(step, replacement)?,
             TaskMessage::Commit(barrier) => self.commit(&barrier),
+            TaskMessage::Progress {
+                input,
+                from,
+                through,
+            } => {
+                self.merge.progress(input, from, through);
+                self.drain_inputs(idle)?;
+            }
         }
         self.resume_held(idle)?;
         self.end_repartitions()?;
@@ -481,6 +500,7 @@ impl<'t> Task<'t> {
                 continue;
             }
             let cuts = first_origins(&run.origins);
+            let through = run.origins.last().map(|o| o.offset);
             let result = self
                 .process_run(run.input, run.records, run.origins, run.rejects)
                 .and_then(|()| self.end_of_run(idle && self.merge.is_empty()));
@@ -494,6 +514,9 @@ impl<'t> Task<'t> {
                 }
                 Err(e) => return Err(self.stop_on(e)),
                 Ok(()) => {}
+            }
+            if let Some(through) = through.filter(|_| self.env.ordered_repartitions) {
+                self.send_progress(through)?;
             }
             if last && self.tracked {
                 if self.logs_state {
@@ -749,6 +772,7 @@ impl<'t> Task<'t> {
                     continue;
                 }
                 let mut batch = Batch::new(input, part.len());
+                batch.from = Some(self.id.partition);
                 for (record, origin) in part.drain(..) {
                     batch.records.push(record);
                     batch.origins.push(origin);
@@ -817,6 +841,50 @@ impl<'t> Task<'t> {
         result
     }
 
+    /// Tells the tasks after each repartition this task feeds, and has not
+    /// ended, that it processed its input up to line `through` and sent
+    /// what it re-partitioned from it (see `merge.rs`, ordered upstreams).
+    fn send_progress(&mut self, through: u64) -> Result<(), RunError> {
+        let topo = self.env.topo;
+        let sub = &topo.subtopologies[self.id.subtopology as usize];
+        for (j, _) in &topo.repartition_feeds {
+            if sub.steps.contains(j) && !self.ended_repartitions.contains(j) {
+                self.tell_downstream(*j, |input, from| TaskMessage::Progress {
+                    input,
+                    from,
+                    through,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every task reading repartition `j` the message `make` makes
+    /// of the repartition's input and this task's partition.
+    fn tell_downstream(
+        &self,
+        j: usize,
+        make: impl Fn(InputId, u32) -> TaskMessage,
+    ) -> Result<(), RunError> {
+        let input = InputId::Repartition(j as u16);
+        let subtopology = self.env.topo.subtopology_reading(input);
+        let peers = &self.env.peers;
+        for q in 0..self.env.partitions {
+            let task = TaskId {
+                subtopology,
+                partition: q,
+            };
+            self.env
+                .flow
+                .send(
+                    &peers[q as usize % peers.len()],
+                    WorkerMessage::Task(task, make(input, self.id.partition)),
+                )
+                .map_err(|_| RunError::Stopped)?;
+        }
+        Ok(())
+    }
+
     /// Tells the tasks after each repartition this task feeds that it
     /// sends nothing more, once the inputs that reach it have ended.
     fn end_repartitions(&mut self) -> Result<(), RunError> {
@@ -834,22 +902,14 @@ impl<'t> Task<'t> {
                 continue;
             }
             self.send_outbound()?;
-            let input = InputId::Repartition(*j as u16);
-            let subtopology = topo.subtopology_reading(input);
-            for q in 0..self.env.partitions {
-                let task = TaskId {
-                    subtopology,
-                    partition: q,
-                };
-                let peers = &self.env.peers;
-                self.env
-                    .flow
-                    .send(
-                        &peers[q as usize % peers.len()],
-                        WorkerMessage::Task(task, TaskMessage::EndOfInput(input)),
-                    )
-                    .map_err(|_| RunError::Stopped)?;
+            if self.env.ordered_repartitions {
+                self.tell_downstream(*j, |input, from| TaskMessage::Progress {
+                    input,
+                    from,
+                    through: u64::MAX,
+                })?;
             }
+            self.tell_downstream(*j, |input, _| TaskMessage::EndOfInput(input))?;
             self.ended_repartitions.insert(*j);
         }
         Ok(())
@@ -1423,6 +1483,7 @@ mod tests {
             producer: None,
             state: None,
             exactly_once: None,
+            ordered_repartitions: false,
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let schedule = Schedule {
