@@ -156,8 +156,6 @@ pub struct Task<'t> {
     /// Re-partitioned records waiting to leave, by repartition step and
     /// target partition.
     outbound: BTreeMap<usize, Vec<Vec<(Record, Origin)>>>,
-    /// Where the next keyless re-partitioned record goes.
-    round_robin: u32,
     /// Repartitions this task told it sends nothing more.
     ended_repartitions: BTreeSet<usize>,
     /// Ends received per repartition input, one from each upstream task.
@@ -278,7 +276,6 @@ impl<'t> Task<'t> {
             logs_state: env.state.is_some_and(|s| s.is_stateful(id.subtopology)),
             state_holds: Vec::new(),
             outbound: BTreeMap::new(),
-            round_robin: id.partition,
             ended_repartitions: BTreeSet::new(),
             upstream_ends: BTreeMap::new(),
             interrupted: false,
@@ -732,8 +729,8 @@ impl<'t> Task<'t> {
     }
 
     /// Sorts records to the partitions of their keys (Kafka's murmur2;
-    /// keyless records in turn, from the partition after this task's), to
-    /// leave at the end of the run. On Kafka the partitions are the
+    /// keyless records by their input record's offset), to leave at the
+    /// end of the run. On Kafka the partitions are the
     /// repartition topic's.
     fn repartition(&mut self, j: usize, records: Vec<Record>, origins: Vec<Origin>) {
         let partitions = match self.env.repartition_topic(j) {
@@ -747,10 +744,10 @@ impl<'t> Task<'t> {
         for (record, origin) in records.into_iter().zip(origins) {
             let q = match &record.key {
                 Some(key) => partition_for(key, partitions),
-                None => {
-                    self.round_robin = (self.round_robin + 1) % partitions;
-                    self.round_robin
-                }
+                // By the input record's offset (its line, for a file),
+                // not by a counter: a resumed run sends it where the run
+                // it continues did.
+                None => (origin.offset % u64::from(partitions)) as u32,
             };
             out[q as usize].push((record, origin));
         }
