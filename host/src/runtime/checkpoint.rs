@@ -145,7 +145,7 @@ impl Checkpoints {
 
     /// Takes a cut every `interval` (or sooner when [asked
     /// early](Checkpoints::ask_early)) until every source finished (or the
-    /// run stopped), numbered from `first_id`. Each is handed to `persist`
+    /// run stopped), numbered from 1. Each is handed to `persist`
     /// while the run is still paused for it, then to `taken`. `sinks`
     /// gives the JSON-lines sinks' queues at the time. An error from
     /// `persist` ends the checkpoints with it.
@@ -153,7 +153,6 @@ impl Checkpoints {
     pub fn every(
         &self,
         interval: Duration,
-        first_id: u64,
         flow: &Flow,
         workers: &[Sender<WorkerMessage>],
         sinks: impl Fn() -> Vec<Option<Sender<SinkChunk>>>,
@@ -161,7 +160,7 @@ impl Checkpoints {
         persist: &mut dyn FnMut(&Cut) -> Result<(), String>,
         mut taken: impl FnMut(&Cut),
     ) -> Result<(), String> {
-        let mut id = first_id;
+        let mut id = 1;
         let mut next = Instant::now() + interval;
         while !self.all_finished() && !stop.load(Ordering::Relaxed) {
             if Instant::now() < next && !self.early.swap(false, Ordering::AcqRel) {

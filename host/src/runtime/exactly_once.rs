@@ -33,14 +33,15 @@
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::RunError;
-use super::checkpoint::Cut;
+use super::checkpoint::{Cut, SourcePosition};
 use crate::io::batch::Batch;
 use crate::io::source::Position;
 use crate::operators::TaskId;
 use crate::pipeline::guarantee::{self, Guarantee};
-use crate::pipeline::{Pipeline, SinkKind, SourceKind};
+use crate::pipeline::{Pipeline, SourceKind};
 use crate::state::{OpenTask, RocksDbStores, StateMode};
 
 /// The key of the [`CheckpointRecord`] in the state database.
@@ -121,8 +122,9 @@ pub struct ExactlyOnce {
     /// `None` for a fresh run (sinks open by their `mode`).
     pub sink_lengths: Option<Vec<u64>>,
     pub first_run_ms: i64,
-    /// The id of the next checkpoint.
-    pub next_id: u64,
+    /// The id of the next checkpoint record, counted on from the run it
+    /// resumes.
+    next_id: AtomicU64,
     /// What the run says at its start: resuming, or starting fresh.
     pub note: String,
     sources: Vec<InputFile>,
@@ -180,35 +182,32 @@ impl ExactlyOnce {
             )),
             Some(_) => None,
         };
-        if let Some(note) = fresh {
-            // Emptied under the lock the fresh provider takes again.
-            drop((held, stores));
-            let (stores, held) = open(StateMode::Fresh)?;
-            return Ok(ExactlyOnce {
-                stores,
-                _open: held,
-                starts: vec![Position::default(); sources.len()],
-                sink_lengths: None,
-                first_run_ms: now_ms,
-                next_id: 1,
-                note,
-                sources,
-                sinks,
-                partitions: p.partitions,
-                fsync: p.state.fsync,
-            });
-        }
-        let record = last.expect("no record starts fresh");
-        check_resume(p, &record, &sources, &sinks)?;
-        let starts = record.sources.iter().map(|s| s.read).collect();
-        let note = resume_note(&record);
+        let (stores, held, resumed, note) = match fresh {
+            Some(note) => {
+                // Emptied under the lock the fresh provider takes again.
+                drop((held, stores));
+                let (stores, held) = open(StateMode::Fresh)?;
+                (stores, held, None, note)
+            }
+            None => {
+                let record = last.expect("no record starts fresh");
+                check_resume(p, &record, &sources, &sinks)?;
+                let note = resume_note(&record);
+                (stores, held, Some(record), note)
+            }
+        };
         Ok(ExactlyOnce {
             stores,
             _open: held,
-            starts,
-            sink_lengths: Some(record.sinks.iter().map(|s| s.length).collect()),
-            first_run_ms: record.first_run_ms,
-            next_id: record.id + 1,
+            starts: match &resumed {
+                Some(r) => r.sources.iter().map(|s| s.read).collect(),
+                None => vec![Position::default(); sources.len()],
+            },
+            sink_lengths: resumed
+                .as_ref()
+                .map(|r| r.sinks.iter().map(|s| s.length).collect()),
+            first_run_ms: resumed.as_ref().map_or(now_ms, |r| r.first_run_ms),
+            next_id: AtomicU64::new(resumed.as_ref().map_or(1, |r| r.id + 1)),
             note,
             sources,
             sinks,
@@ -254,16 +253,14 @@ impl ExactlyOnce {
             .iter()
             .map(|s| s.expect("every sink of an exactly-once run is a file"))
             .collect();
-        let sources: Vec<Position> = cut.sources.iter().map(|s| s.read).collect();
-        let finished: Vec<bool> = cut.sources.iter().map(|s| s.finished).collect();
-        self.write(cut.id, false, &sources, &finished, &sinks)
+        self.write(false, &cut.sources, &sinks)
     }
 
     /// Marks the run complete once it read all of its input and every sink
     /// wrote all of its output: `ends` are where the sources stopped, and
     /// the sinks' lengths are their files' now. Writes the state the tasks
     /// flushed as they finished.
-    pub fn complete(&self, id: u64, ends: &[Position]) -> Result<(), String> {
+    pub fn complete(&self, ends: &[Position]) -> Result<(), String> {
         let mut lengths = Vec::new();
         for (_, path) in &self.sinks {
             let file = std::fs::File::open(path)
@@ -278,20 +275,27 @@ impl ExactlyOnce {
                 .len();
             lengths.push(length);
         }
-        self.write(id, true, ends, &vec![true; ends.len()], &lengths)
+        let ends: Vec<SourcePosition> = ends
+            .iter()
+            .map(|&read| SourcePosition {
+                read,
+                finished: true,
+            })
+            .collect();
+        self.write(true, &ends, &lengths)
     }
 
+    /// Writes the next checkpoint record, with the state queued since the
+    /// last one.
     fn write(
         &self,
-        id: u64,
         complete: bool,
-        sources: &[Position],
-        finished: &[bool],
+        sources: &[SourcePosition],
         sinks: &[u64],
     ) -> Result<(), String> {
         let record = CheckpointRecord {
             format: RECORD_FORMAT,
-            id,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
             complete,
             written_ms: crate::clock::Clock::now_ms(&crate::clock::SystemClock),
             first_run_ms: self.first_run_ms,
@@ -299,12 +303,12 @@ impl ExactlyOnce {
             sources: self
                 .sources
                 .iter()
-                .zip(sources.iter().zip(finished))
-                .map(|(input, (&read, &finished))| SourceAt {
+                .zip(sources)
+                .map(|(input, at)| SourceAt {
                     name: input.name.clone(),
                     path: input.path.clone(),
-                    read,
-                    finished,
+                    read: at.read,
+                    finished: at.finished,
                     device: input.identity.0,
                     inode: input.identity.1,
                 })
@@ -410,51 +414,22 @@ fn check_resume(
             p.partitions, record.partitions
         ));
     }
-    let names = |v: Vec<(&str, &Path)>| {
-        v.iter()
-            .map(|(n, path)| format!("`{n}` ({})", path.display()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let was: Vec<(&str, &Path)> = record
-        .sources
-        .iter()
-        .map(|s| (s.name.as_str(), s.path.as_path()))
-        .collect();
-    let now: Vec<(&str, &Path)> = sources
-        .iter()
-        .map(|i| (i.name.as_str(), i.path.as_path()))
-        .collect();
-    if was != now {
-        return refuse(format!(
-            "the pipeline now reads {}, the checkpoint was taken reading {}",
-            names(now),
-            names(was)
-        ));
+    let sources_were = record.sources.iter().map(|s| (&*s.name, &*s.path));
+    let sources_are = sources.iter().map(|i| (&*i.name, &*i.path));
+    if let Some(why) = other_endpoints(("reads", "reading"), sources_were, sources_are) {
+        return refuse(why);
     }
-    let was: Vec<(&str, &Path)> = record
-        .sinks
-        .iter()
-        .map(|s| (s.name.as_str(), s.path.as_path()))
-        .collect();
-    let now: Vec<(&str, &Path)> = sinks
-        .iter()
-        .map(|(n, path)| (n.as_str(), path.as_path()))
-        .collect();
-    if was != now {
-        return refuse(format!(
-            "the pipeline now writes {}, the checkpoint was taken writing {}",
-            names(now),
-            names(was)
-        ));
+    let sinks_were = record.sinks.iter().map(|s| (&*s.name, &*s.path));
+    let sinks_are = sinks.iter().map(|(n, path)| (&**n, &**path));
+    if let Some(why) = other_endpoints(("writes", "writing"), sinks_were, sinks_are) {
+        return refuse(why);
     }
     for (at, input) in record.sources.iter().zip(sources) {
         if let Some(why) = input_changed(at, &input.path, input.identity) {
             return refuse(format!("source `{}`: {why}", input.name));
         }
     }
-    for (at, s) in record.sinks.iter().zip(&p.sinks) {
-        debug_assert_eq!(s.kind, SinkKind::File);
+    for at in &record.sinks {
         let length = std::fs::metadata(&at.path).map(|m| m.len()).unwrap_or(0);
         if length < at.length {
             return refuse(format!(
@@ -466,6 +441,31 @@ fn check_resume(
         }
     }
     Ok(())
+}
+
+/// Why the pipeline's sources or sinks (`verb`: what it does with them,
+/// and its participle) are not those a checkpoint was taken with, by name
+/// and path, if not.
+fn other_endpoints<'a>(
+    (verb, doing): (&str, &str),
+    were: impl Iterator<Item = (&'a str, &'a Path)>,
+    are: impl Iterator<Item = (&'a str, &'a Path)>,
+) -> Option<String> {
+    let (were, are): (Vec<_>, Vec<_>) = (were.collect(), are.collect());
+    if were == are {
+        return None;
+    }
+    let names = |v: &[(&str, &Path)]| {
+        v.iter()
+            .map(|(n, path)| format!("`{n}` ({})", path.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "the pipeline now {verb} {}, the checkpoint was taken {doing} {}",
+        names(&are),
+        names(&were)
+    ))
 }
 
 /// Why input `path` is not what the checkpoint read, if it is not: another

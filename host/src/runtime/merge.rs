@@ -122,6 +122,14 @@ impl InputQueue {
     fn has_batch(&self) -> bool {
         !self.batches.is_empty()
     }
+
+    /// Moves what an ordered repartition may release to the batches taken.
+    fn release_ordered(&mut self) {
+        let input = self.input;
+        if let Some(batch) = self.ordered.as_mut().and_then(|up| up.release(input)) {
+            self.batches.push_back(Pending { batch, pos: 0 });
+        }
+    }
 }
 
 /// The inputs of one task.
@@ -167,9 +175,7 @@ impl InputMerge {
         if let Some(up) = &mut q.ordered {
             let seen = &mut up.through[from as usize];
             *seen = (*seen).max(through);
-            if let Some(batch) = up.release(input) {
-                q.batches.push_back(Pending { batch, pos: 0 });
-            }
+            q.release_ordered();
         }
     }
 
@@ -186,12 +192,9 @@ impl InputMerge {
         let q = self.queue(batch.input);
         q.empty_since = None;
         if let (Some(up), Some(from)) = (&mut q.ordered, batch.from) {
-            let input = batch.input;
             let queue = &mut up.queues[from as usize];
             queue.extend(batch.records.into_iter().zip(batch.origins));
-            if let Some(batch) = up.release(input) {
-                q.batches.push_back(Pending { batch, pos: 0 });
-            }
+            q.release_ordered();
             return;
         }
         if !batch.records.is_empty() || !batch.rejects.is_empty() || batch.ack.is_some() {

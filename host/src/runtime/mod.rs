@@ -955,8 +955,6 @@ fn run_threads(
 
     // Checkpoints taken, and the sources' pause for them in all.
     let taken = Mutex::new((0u64, Duration::ZERO));
-    // The id of the exactly-once run's last checkpoint written.
-    let last_checkpoint = AtomicU64::new(exactly_once.as_ref().map_or(0, |eo| eo.next_id - 1));
     // Set once every worker finished: the control thread then stops.
     let workers_done = AtomicBool::new(false);
     let own_control = control::RunControl::default();
@@ -1066,7 +1064,7 @@ fn run_threads(
             let peers = env.peers.clone();
             let (checkpoints, flow, taken) = (&checkpoints, &flow, &taken);
             let (sink_txs, on_checkpoint) = (&sink_txs, options.on_checkpoint.clone());
-            let (exactly_once, last_id) = (exactly_once.as_ref(), &last_checkpoint);
+            let exactly_once = exactly_once.as_ref();
             feeders.push(spawn_stopping(
                 scope,
                 "checkpoints".into(),
@@ -1074,18 +1072,9 @@ fn run_threads(
                 Counted::No,
                 move || {
                     let sinks = || sink_txs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    let first = exactly_once.map_or(1, |eo| eo.next_id);
-                    let mut persist = |cut: &Cut| match exactly_once {
-                        Some(eo) => {
-                            eo.persist(cut)?;
-                            last_id.store(cut.id, Ordering::Relaxed);
-                            Ok(())
-                        }
-                        None => Ok(()),
-                    };
+                    let mut persist = |cut: &Cut| exactly_once.map_or(Ok(()), |eo| eo.persist(cut));
                     let done = checkpoints.every(
                         interval,
-                        first,
                         flow,
                         &peers,
                         sinks,
@@ -1166,9 +1155,8 @@ fn run_threads(
             .iter()
             .map(|r| r.map(|r| r.position))
             .collect();
-        let id = last_checkpoint.load(Ordering::Relaxed) + 1;
         if let Some(ends) = ends
-            && let Err(e) = eo.complete(id, &ends)
+            && let Err(e) = eo.complete(&ends)
         {
             errors.push(RunError::Setup(format!(
                 "cannot mark the checkpoint complete: {e}"

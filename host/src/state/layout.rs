@@ -33,7 +33,7 @@ pub const STATE_FORMAT: u32 = 1;
 
 const LOCK_FILE: &str = ".lock";
 const MARKER_FILE: &str = ".weir-state";
-const ROCKSDB_DIR: &str = "rocksdb";
+pub(crate) const ROCKSDB_DIR: &str = "rocksdb";
 
 /// The folder of an embedded exactly-once run's one database (every task's
 /// stores and the run's checkpoint; see `rocksdb_stores.rs`).

@@ -57,7 +57,7 @@ use rocksdb::{
 use super::cached_store::CachedStore;
 use super::changelog::ChangelogFactory;
 use super::checkpoint::Checkpoint;
-use super::layout::{PROCESS_DIR, StateMode, TaskDir};
+use super::layout::{PROCESS_DIR, ROCKSDB_DIR, StateMode, TaskDir};
 use super::restore::Restorer;
 use super::{KeyValueStore, StateError, StateSettings, StateSize, StoreProvider};
 use crate::operators::{StoreSpec, TaskId};
@@ -518,7 +518,7 @@ impl RocksDbStores {
         let names: Vec<String> = match self.shared.layout {
             Layout::PerTask => folders(&self.shared.dir)?,
             Layout::Process => {
-                if !self.task_dir(PROCESS_TASK).join("rocksdb").exists() {
+                if !self.process_dir().join(ROCKSDB_DIR).exists() {
                     return Ok(Vec::new());
                 }
                 let handle = self.task(PROCESS_TASK)?;
