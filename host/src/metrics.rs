@@ -21,6 +21,12 @@ pub struct Metrics {
     /// Records a step dropped as Kafka Streams does: an aggregation's
     /// records with a null key or a null value.
     pub dropped: AtomicU64,
+    /// Records a windowed step did not aggregate because every window
+    /// they fall in had closed (dropped or dead-lettered as it says).
+    pub late: AtomicU64,
+    /// Windows windowed steps skipped for records because they had closed
+    /// (Kafka Streams' `dropped-records` of its window aggregations).
+    pub late_windows: AtomicU64,
     /// Plugin instances replaced after a trap, timeout or memory bomb.
     pub restarts: AtomicU64,
     /// Records read but left unprocessed because the run was interrupted
@@ -50,6 +56,8 @@ pub struct Snapshot {
     pub dead_lettered: u64,
     pub skipped: u64,
     pub dropped: u64,
+    pub late: u64,
+    pub late_windows: u64,
     pub restarts: u64,
     pub not_processed: u64,
 }
@@ -64,6 +72,8 @@ impl Metrics {
             dead_lettered: get(&self.dead_lettered),
             skipped: get(&self.skipped),
             dropped: get(&self.dropped),
+            late: get(&self.late),
+            late_windows: get(&self.late_windows),
             restarts: get(&self.restarts),
             not_processed: get(&self.not_processed),
         }

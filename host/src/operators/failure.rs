@@ -55,6 +55,9 @@ pub enum FailureKind {
     /// that runs: an accumulator of a state version it neither reads nor
     /// upgrades.
     State,
+    /// Every window it falls in had closed when it came (a windowed step
+    /// with `late: dead-letter`).
+    Late,
 }
 
 impl FailureKind {
@@ -71,6 +74,7 @@ impl FailureKind {
             FailureKind::Encode => "encode",
             FailureKind::Field => "field",
             FailureKind::State => "state",
+            FailureKind::Late => "late",
         }
     }
 }

@@ -189,6 +189,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Every input of the task has ended (file sources; a Kafka topic
+    /// never ends): records emitted go downstream like batch outputs, and
+    /// are reported against the last record processed. A windowed
+    /// aggregate closes its windows here when its step asks.
+    fn on_end_of_input(&mut self, _out: &mut StepOutput) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
     /// The run is over for this task.
     fn close(&mut self) {}
 

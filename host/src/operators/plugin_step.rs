@@ -22,6 +22,13 @@ pub struct StepOutput {
     /// aggregation's null key or tombstone): counted and logged by the
     /// task, not a failure.
     pub dropped: Vec<Dropped>,
+    /// Records a windowed step did not aggregate because every window
+    /// they fall in had closed: dropped or dead-lettered as the step says.
+    pub late: Vec<Late>,
+    /// Windows a windowed step skipped for a record because they had
+    /// closed (a late record's, and those a partly late record missed):
+    /// Kafka Streams counts these in `dropped-records`.
+    pub late_windows: u64,
 }
 
 impl StepOutput {
@@ -29,7 +36,17 @@ impl StepOutput {
         self.emitted.clear();
         self.failures.clear();
         self.dropped.clear();
+        self.late.clear();
+        self.late_windows = 0;
     }
+}
+
+/// A record that came after every window it falls in had closed, and
+/// why (the window, the grace, how far behind stream time it was).
+#[derive(Debug, Clone)]
+pub struct Late {
+    pub input: u32,
+    pub reason: String,
 }
 
 /// A record a step dropped, and why.

@@ -153,12 +153,91 @@ impl StepKind {
 #[serde(rename_all = "kebab-case")]
 pub enum Emit {
     /// Every update, one output per input record (Kafka Streams with
-    /// record caches off).
+    /// record caches off). Also written `changes`.
     #[default]
+    #[serde(alias = "changes")]
     EveryUpdate,
     /// At most one update per key per commit: the latest (Kafka Streams'
     /// default, with caching).
     OnCommit,
+    /// A windowed aggregate's one result per window, when the window
+    /// closes (Kafka Streams' `suppress(untilWindowCloses)`).
+    Final,
+}
+
+/// The windows of a windowed `aggregate` (Kafka Streams' `windowedBy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windowing {
+    pub windows: WindowKind,
+    /// How long after its end a window still takes records (0 unless
+    /// stated: never Kafka Streams' old 24 h default).
+    pub grace_ms: i64,
+    /// How long a window is kept after its start: at least its size plus
+    /// its grace (Kafka Streams' `retention`, for reads of closed windows).
+    pub retention_ms: i64,
+    pub late: Late,
+    pub end_of_input: EndOfInput,
+}
+
+/// Which windows a record falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `TimeWindows`: windows of `size_ms` starting every `advance_ms`
+    /// from the epoch (tumbling when the two are equal), each including
+    /// its start and excluding its end.
+    Time { size_ms: i64, advance_ms: i64 },
+}
+
+impl WindowKind {
+    /// How long each window is.
+    pub fn size_ms(&self) -> i64 {
+        match *self {
+            WindowKind::Time { size_ms, .. } => size_ms,
+        }
+    }
+
+    /// `tumbling 60000 ms` or `hopping 600000 ms every 60000 ms`: how a
+    /// store's format names its windows.
+    pub fn describe(&self) -> String {
+        match *self {
+            WindowKind::Time {
+                size_ms,
+                advance_ms,
+            } if size_ms == advance_ms => format!("tumbling {size_ms} ms"),
+            WindowKind::Time {
+                size_ms,
+                advance_ms,
+            } => format!("hopping {size_ms} ms every {advance_ms} ms"),
+        }
+    }
+}
+
+/// What happens to a record that comes after every window it falls in
+/// has closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Late {
+    /// Dropped, counted and logged, as Kafka Streams does.
+    #[default]
+    Drop,
+    /// Written to the dead-letter sink with a reason naming the step, the
+    /// window and the lateness (whatever the error policy: late records
+    /// never stop a run).
+    DeadLetter,
+}
+
+/// What a windowed aggregate does when its input ends (file sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndOfInput {
+    /// Nothing: windows still open stay open (Kafka Streams never closes
+    /// a window without a record past it), so `emit: final` leaves them
+    /// unwritten.
+    #[default]
+    KeepOpen,
+    /// Closes every open window, as if stream time had gone past them
+    /// all: `emit: final` writes their results.
+    CloseWindows,
 }
 
 /// What a `group-by` groups by.
@@ -385,6 +464,8 @@ pub struct Step {
     /// An `aggregate`'s fold.
     pub aggregation: Option<Aggregation>,
     pub emit: Emit,
+    /// A windowed `aggregate`'s windows.
+    pub window: Option<Windowing>,
     /// A map or flat-map that declares it keeps every key (checked per
     /// record).
     pub keeps_key: bool,

@@ -12,7 +12,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::{
-    Emit, ErrorPolicy, Format, LineFormat, Provenance, SinkKind, SinkMode, SourceKind, StepKind,
+    Emit, EndOfInput, ErrorPolicy, Format, Late, LineFormat, Provenance, SinkKind, SinkMode,
+    SourceKind, StepKind,
 };
 use crate::codec::extract::TimeUnit;
 
@@ -136,9 +137,26 @@ pub struct RawStep {
     /// `aggregate`: `latest` or `{ sum: amount }`.
     pub reduce: Option<Spanned<RawAggOp>>,
     pub emit: Option<Spanned<Emit>>,
+    /// `aggregate`: `{ tumbling: 1h, grace: 10m }`.
+    pub window: Option<Spanned<RawWindow>>,
     /// A key-changing step (map, flat-map) that leaves every key as it was:
     /// a later `group-by` by the existing key then need not repartition.
     pub keeps_key: Option<Spanned<bool>>,
+}
+
+/// A windowed aggregate's `window:` block: one of `tumbling: SIZE` or
+/// `hopping: SIZE` with `advance: STEP`, and optionally `grace`,
+/// `retention`, `late` and `end-of-input`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawWindow {
+    pub tumbling: Option<Spanned<Quantity>>,
+    pub hopping: Option<Spanned<Quantity>>,
+    pub advance: Option<Spanned<Quantity>>,
+    pub grace: Option<Spanned<Quantity>>,
+    pub retention: Option<Spanned<Quantity>>,
+    pub late: Option<Spanned<Late>>,
+    pub end_of_input: Option<Spanned<EndOfInput>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,6 +79,10 @@ pub fn store_format(p: &Pipeline, j: usize) -> Option<StoreFormat> {
                 },
                 Some(GroupKey::Existing) | None => "the existing key".into(),
             };
+            let values = match &step.window {
+                Some(w) => format!("{values} in {} windows", w.windows.describe()),
+                None => values,
+            };
             Some(StoreFormat { values, keys })
         }
         _ => None,

@@ -347,6 +347,19 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
             "the dead-letter error policy is used but no `dead-letter` sink is named",
         );
     }
+    if raw.dead_letter.is_none()
+        && let Some(s) = steps
+            .iter()
+            .find(|s| s.window.is_some_and(|w| w.late == super::Late::DeadLetter))
+    {
+        c.error(
+            s.loc,
+            format!(
+                "step `{}` dead-letters its late records (`late: dead-letter`), but no `dead-letter` sink is named",
+                s.name
+            ),
+        );
+    }
     if sources.is_empty() {
         c.error(Loc { line: 1, column: 1 }, "the pipeline has no `sources`");
     }
@@ -1064,12 +1077,138 @@ fn check_steps(
                 .emit
                 .as_ref()
                 .map_or_else(Default::default, |e| e.value),
+            window: step
+                .window
+                .as_ref()
+                .and_then(|w| check_window(c, &step.name.value, w)),
             keeps_key: step.keeps_key.as_ref().is_some_and(|k| k.value),
             repartitions: step.kind == StepKind::Repartition,
             on_table: false,
         });
     }
     out
+}
+
+/// A `window:` block: exactly one kind of window with sizes above zero, a
+/// hop no longer than its window, grace and retention in milliseconds.
+fn check_window(
+    c: &mut Checker,
+    step: &str,
+    raw: &Spanned<super::raw::RawWindow>,
+) -> Option<super::Windowing> {
+    let w = &raw.value;
+    let millis = |c: &mut Checker, q: &Spanned<super::raw::Quantity>, what: &str, zero_ok: bool| {
+        match quantity::millis(&q.value) {
+            Ok(0) if !zero_ok => {
+                c.error(
+                    loc(q),
+                    format!("step `{step}`: `{what}` must be above zero"),
+                );
+                None
+            }
+            Ok(n) => match i64::try_from(n) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    c.error(loc(q), format!("step `{step}`: `{what}` is too large"));
+                    None
+                }
+            },
+            Err(e) => {
+                c.error(loc(q), format!("step `{step}`: `{what}`: {e}"));
+                None
+            }
+        }
+    };
+    let windows = match (&w.tumbling, &w.hopping) {
+        (Some(size), None) => {
+            if let Some(a) = &w.advance {
+                c.error(
+                    loc(a),
+                    format!(
+                        "step `{step}`: tumbling windows do not overlap, so they take no `advance`; for windows that overlap write `hopping: SIZE` with `advance: STEP`"
+                    ),
+                );
+            }
+            let size = millis(c, size, "tumbling", false)?;
+            super::WindowKind::Time {
+                size_ms: size,
+                advance_ms: size,
+            }
+        }
+        (None, Some(size)) => {
+            let Some(advance) = &w.advance else {
+                c.error(
+                    loc(size),
+                    format!(
+                        "step `{step}`: hopping windows need `advance`, how far apart they start (for example `advance: 1m`)"
+                    ),
+                );
+                return None;
+            };
+            let (size_ms, advance_ms) = (
+                millis(c, size, "hopping", false)?,
+                millis(c, advance, "advance", false)?,
+            );
+            if advance_ms > size_ms {
+                c.error(
+                    loc(advance),
+                    format!(
+                        "step `{step}`: `advance` ({advance_ms} ms) is longer than the window ({size_ms} ms), which would leave records in no window; Kafka Streams refuses it too"
+                    ),
+                );
+                return None;
+            }
+            super::WindowKind::Time {
+                size_ms,
+                advance_ms,
+            }
+        }
+        (Some(_), Some(h)) => {
+            c.error(
+                loc(h),
+                format!("step `{step}`: a window is `tumbling` or `hopping`, not both"),
+            );
+            return None;
+        }
+        (None, None) => {
+            c.error(
+                loc(raw),
+                format!(
+                    "step `{step}`: `window` needs its kind and size: `tumbling: 1m`, or `hopping: 10m` with `advance: 1m`"
+                ),
+            );
+            return None;
+        }
+    };
+    let grace_ms = match &w.grace {
+        Some(g) => millis(c, g, "grace", true)?,
+        None => 0,
+    };
+    let super::WindowKind::Time { size_ms, .. } = windows;
+    let least = size_ms.saturating_add(grace_ms);
+    let retention_ms = match &w.retention {
+        Some(r) => {
+            let retention = millis(c, r, "retention", false)?;
+            if retention < least {
+                c.error(
+                    loc(r),
+                    format!(
+                        "step `{step}`: `retention` ({retention} ms) is shorter than the window and its grace ({least} ms): a window must be kept until it closes"
+                    ),
+                );
+                return None;
+            }
+            retention
+        }
+        None => least,
+    };
+    Some(super::Windowing {
+        windows,
+        grace_ms,
+        retention_ms,
+        late: w.late.as_ref().map(|l| l.value).unwrap_or_default(),
+        end_of_input: w.end_of_input.as_ref().map(|e| e.value).unwrap_or_default(),
+    })
 }
 
 /// Where each table source's `table` step goes: after the file's steps,
@@ -1146,6 +1285,7 @@ impl TableSteps {
                 group_key: None,
                 aggregation: None,
                 emit: Emit::default(),
+                window: None,
                 keeps_key: false,
                 repartitions: false,
                 on_table: false,
@@ -1190,6 +1330,9 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
         }
         if let Some(e) = &step.emit {
             misplaced("emit", loc(e), "an `aggregate` step");
+        }
+        if let Some(w) = &step.window {
+            misplaced("window", loc(w), "an `aggregate` step");
         }
     }
     if let Some(k) = &step.keeps_key
@@ -1236,6 +1379,26 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
                     loc(e),
                     format!(
                         "step `{name}`: `emit: on-commit` is not supported by this build yet; every update is emitted (`emit: every-update`)"
+                    ),
+                );
+            }
+            if let Some(e) = step.emit.as_ref().filter(|e| e.value == Emit::Final)
+                && step.window.is_none()
+            {
+                c.error(
+                    loc(e),
+                    format!(
+                        "step `{name}`: `emit: final` gives one result per window when it closes, and this step has no `window`; without windows every update is the result (`emit: changes`)"
+                    ),
+                );
+            }
+            if let Some(w) = &step.window
+                && has_plugin
+            {
+                c.error(
+                    loc(w),
+                    format!(
+                        "step `{name}`: windows over an aggregator plugin are not supported by this build yet; use built-in `aggregations` or `reduce`"
                     ),
                 );
             }
@@ -1428,6 +1591,15 @@ fn check_groups(c: &mut Checker, steps: &mut [Step]) {
         if on_table {
             steps[i].on_table = true;
             check_subtractable(c, &steps[i]);
+            if steps[i].window.is_some() {
+                c.error(
+                    steps[i].loc,
+                    format!(
+                        "step `{}` aggregates a table's rows in windows; tables are not windowed (as in Kafka Streams): window the stream of records instead",
+                        steps[i].name
+                    ),
+                );
+            }
         }
     }
 }

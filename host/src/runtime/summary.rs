@@ -62,6 +62,13 @@ fn counts_line(report: &RunReport, ending: Ending) -> String {
             records(c.dropped)
         ));
     }
+    if c.late > 0 || c.late_windows > 0 {
+        parts.push(format!(
+            "{} late (every window of theirs had closed; {} closed windows skipped)",
+            records(c.late),
+            c.late_windows
+        ));
+    }
     if c.rejected_lines > 0 {
         parts.push(format!("{} not records", lines(c.rejected_lines, "input")));
     }

@@ -173,6 +173,8 @@ pub struct Task<'t> {
     held: Option<Held>,
     /// Steps whose first dropped record was logged at WARN.
     dropped_warned: BTreeSet<usize>,
+    /// Every input ended and the steps had their end-of-input call.
+    inputs_closed: bool,
 }
 
 /// A step's input held back while its version is rolled back.
@@ -282,6 +284,7 @@ impl<'t> Task<'t> {
             producer: None,
             held: None,
             dropped_warned: BTreeSet::new(),
+            inputs_closed: false,
         }
     }
 
@@ -331,6 +334,7 @@ impl<'t> Task<'t> {
             }
         }
         self.resume_held(idle)?;
+        self.end_of_input()?;
         self.end_repartitions()?;
         if self.state == TaskState::Running && self.merge.all_ended() && self.held.is_none() {
             self.flush_sinks()?;
@@ -882,8 +886,47 @@ impl<'t> Task<'t> {
         Ok(())
     }
 
+    /// Once every input of the task has ended (and nothing is held), gives
+    /// each step its end-of-input call, upstream steps first, and sends
+    /// what they emit on (a windowed step closing its windows).
+    fn end_of_input(&mut self) -> Result<(), RunError> {
+        if self.inputs_closed
+            || self.state != TaskState::Running
+            || !self.merge.all_ended()
+            || self.held.is_some()
+        {
+            return Ok(());
+        }
+        self.inputs_closed = true;
+        let topo = self.env.topo;
+        let sub = &topo.subtopologies[self.id.subtopology as usize];
+        for j in upstream_first(&topo.pipeline.steps, &sub.steps) {
+            let Some(slot) = self.operators[j].as_mut() else {
+                continue;
+            };
+            let mut out = std::mem::take(&mut slot.scratch);
+            let started = Instant::now();
+            let result = slot.op.on_end_of_input(&mut out);
+            slot.counters.add(0, &out, started.elapsed());
+            if let Err(e) = result {
+                slot.scratch = out;
+                return Err(self.env.operator_error(j, e));
+            }
+            // Reported against the last record processed, as timer outputs.
+            for e in &mut out.emitted {
+                e.input = 0;
+            }
+            out.emitted.retain(|e| e.record.is_some());
+            self.route_outputs(j, 0, Vec::new(), &[self.last_origin], out)?;
+        }
+        self.send_outbound()?;
+        self.pass_on(true)
+    }
+
     /// Tells the tasks after each repartition this task feeds that it
-    /// sends nothing more, once the inputs that reach it have ended.
+    /// sends nothing more, once the inputs that reach it have ended (and,
+    /// when a step of the task closes windows at the end of its input,
+    /// once it has).
     fn end_repartitions(&mut self) -> Result<(), RunError> {
         let topo = self.env.topo;
         if !self.env.repartition_topics.is_empty() {
@@ -891,6 +934,14 @@ impl<'t> Task<'t> {
             return Ok(());
         }
         let sub = &topo.subtopologies[self.id.subtopology as usize];
+        let closes_windows = sub.steps.iter().any(|&s| {
+            topo.pipeline.steps[s]
+                .window
+                .is_some_and(|w| w.end_of_input == crate::pipeline::EndOfInput::CloseWindows)
+        });
+        if closes_windows && !self.inputs_closed {
+            return Ok(());
+        }
         for (j, feeds) in &topo.repartition_feeds {
             if !sub.steps.contains(j)
                 || self.ended_repartitions.contains(j)
@@ -969,7 +1020,54 @@ impl<'t> Task<'t> {
         if !out.dropped.is_empty() {
             self.dropped(j, &out.dropped, &origins);
         }
+        Metrics::add(&self.env.metrics.late_windows, out.late_windows);
+        if !out.late.is_empty() {
+            self.late(j, &mut out, &records, &origins)?;
+        }
         self.route_outputs(j, input, records, &origins, out)
+    }
+
+    /// Counts the records a windowed step `j` found late, and drops them
+    /// (logged as [`Task::dropped`] logs) or dead-letters them, as the
+    /// step says. Never the error policy: late records do not stop a run.
+    fn late(
+        &mut self,
+        j: usize,
+        out: &mut StepOutput,
+        records: &[Record],
+        origins: &[Origin],
+    ) -> Result<(), RunError> {
+        let late = std::mem::take(&mut out.late);
+        Metrics::add(&self.env.metrics.late, late.len() as u64);
+        let step = &self.env.topo.pipeline.steps[j];
+        let dead_letter = step
+            .window
+            .is_some_and(|w| w.late == crate::pipeline::Late::DeadLetter);
+        for l in &late {
+            let incident = self.incident(
+                &step.name,
+                origins[l.input as usize],
+                crate::operators::FailureKind::Late,
+                &l.reason,
+            );
+            if dead_letter {
+                self.apply_policy(
+                    ErrorPolicy::DeadLetter,
+                    incident,
+                    records[l.input as usize].clone(),
+                )?;
+                continue;
+            }
+            let first = self.dropped_warned.insert(j);
+            if first {
+                tracing::warn!(task = %self.id, "dropped a late record (as Kafka Streams does): {incident}; further drops of this step are logged at debug level and counted in the summary");
+            } else {
+                tracing::debug!(task = %self.id, "dropped a late record: {incident}");
+            }
+        }
+        out.late = late;
+        out.late.clear();
+        Ok(())
     }
 
     /// Counts and logs records step `j` dropped as Kafka Streams would (an
@@ -1294,6 +1392,27 @@ impl<'t> Task<'t> {
         }
         Ok(())
     }
+}
+
+/// `steps` (a sub-topology's) ordered so that every step comes after the
+/// steps it reads.
+fn upstream_first(all: &[crate::pipeline::Step], steps: &[usize]) -> Vec<usize> {
+    fn visit(all: &[crate::pipeline::Step], steps: &[usize], j: usize, order: &mut Vec<usize>) {
+        if order.contains(&j) || !steps.contains(&j) {
+            return;
+        }
+        for input in &all[j].inputs {
+            if let crate::pipeline::Node::Step(g) = input.node {
+                visit(all, steps, g, order);
+            }
+        }
+        order.push(j);
+    }
+    let mut order = Vec::with_capacity(steps.len());
+    for &j in steps {
+        visit(all, steps, j, &mut order);
+    }
+    order
 }
 
 /// The step name provenance headers give step `j`'s outputs, when the

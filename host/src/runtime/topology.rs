@@ -11,6 +11,7 @@ use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
 use crate::operators::table::Table;
 use crate::operators::versioned::{NextPlugin, VersionCounters, VersionTag, Versioned};
+use crate::operators::windowed_aggregate::WindowedAggregate;
 use crate::operators::{Operator, PluginAggregator, PluginStep, StoreSpec, TaskId};
 use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{Capability, EngineSettings, LogGate, Plugin, PluginEngine};
@@ -272,6 +273,26 @@ impl Topology {
                 (StepKind::Table, ..) => {
                     let id = step.id.as_deref().expect("validated: a table has an id");
                     Some(Box::new(Table::new(id, open_store()?)))
+                }
+                (StepKind::Aggregate, _, Some(aggregation)) if step.window.is_some() => {
+                    let id = step
+                        .id
+                        .as_deref()
+                        .expect("validated: an aggregate has an id");
+                    let holds = crate::upgrade_check::store_format(&self.pipeline, j)
+                        .map_or_else(String::new, |f| f.to_string());
+                    let store = stores
+                        .open_sorted(task, &WindowedAggregate::store_spec(id, &holds))
+                        .map_err(|e| StartError::Setup {
+                            step: step.name.clone(),
+                            message: e.to_string(),
+                        })?;
+                    let fold = Fold::of(aggregation)
+                        .expect("validated: windows are over built-in aggregations");
+                    let window = step.window.expect("checked");
+                    Some(Box::new(WindowedAggregate::new(
+                        id, fold, window, step.emit, store,
+                    )))
                 }
                 (StepKind::Aggregate, _, Some(aggregation)) => {
                     let id = step

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::{Layout, OpenTask, RocksDbStores, StateMode, StateSize};
 use crate::operators::TaskId;
 use crate::operators::aggregate;
-use crate::pipeline::Aggregation;
+use crate::pipeline::{Aggregation, Windowing};
 use crate::runtime::Topology;
 
 /// One store of one task, as [`list`] finds it.
@@ -35,6 +35,7 @@ struct StatefulStep<'a> {
     id: &'a str,
     /// `None` for a table's rows.
     aggregation: Option<&'a Aggregation>,
+    window: Option<Windowing>,
     subtopology: u16,
 }
 
@@ -74,6 +75,7 @@ fn stateful_steps<'a>(
             Some(StatefulStep {
                 id: step.id.as_deref()?,
                 aggregation: step.aggregation.as_ref(),
+                window: step.window,
                 subtopology: topo.subtopology_of_step(j),
             })
         })
@@ -94,6 +96,7 @@ struct Found<'a> {
     task: TaskId,
     step: String,
     aggregation: Option<&'a Aggregation>,
+    window: Option<Windowing>,
 }
 
 /// The stores under `dir`: each stateful step's in each task that holds it.
@@ -118,6 +121,7 @@ fn stores_of<'a>(topo: &'a Topology, dir: &Path, only: Option<&str>) -> Result<S
                     task,
                     step: step.id.to_string(),
                     aggregation: step.aggregation,
+                    window: step.window,
                 });
             }
         }
@@ -202,6 +206,7 @@ pub fn dump(
         task,
         step,
         aggregation,
+        window,
     } in found
     {
         let prefix = format!(
@@ -214,14 +219,15 @@ pub fn dump(
                 if failed.is_some() {
                     return;
                 }
-                match aggregate::shown_stored(aggregation, stored) {
-                    Ok(shown) => {
+                match aggregate::shown_entry(aggregation, window.as_ref(), key, stored) {
+                    Ok(None) => {}
+                    Ok(Some((key, shown))) => {
                         let version = shown
                             .state_version
                             .map_or_else(String::new, |v| format!(",\"state_version\":{v}"));
                         out(&format!(
                             "{prefix}{}{version}}}",
-                            entry_fields(key, &shown.value, shown.timestamp)
+                            entry_fields(&key, &shown.value, shown.timestamp)
                         ));
                         lines += 1;
                     }

@@ -24,9 +24,10 @@ pub mod inspect;
 mod layout;
 pub(crate) mod restore;
 mod rocksdb_stores;
+mod sorted_store;
 mod write_cache;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 pub use layout::{StateMode, default_state_dir};
@@ -91,11 +92,34 @@ pub trait KeyValueStore: Send {
     fn entries(&mut self) -> Result<Vec<(Bytes, Bytes)>, StateError>;
 }
 
+/// A store that is also read, and deleted from, by ranges of keys in key
+/// order (a window store: `sorted_store.rs`).
+pub trait SortedStore: KeyValueStore {
+    /// Calls `each` with every key in `[from, to)` and its value, in key
+    /// order, until it returns false. An empty `to` is no upper bound.
+    fn range(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        each: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StateError>;
+
+    /// Removes every key in `[from, to)`.
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), StateError>;
+}
+
 /// Opens the stores of a run's tasks.
 pub trait StoreProvider: Send + Sync {
     /// The store `spec` of `task`, opened (and restored) before the task's
     /// first record.
     fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError>;
+
+    /// The same, as a [`SortedStore`] (a step that reads ranges of keys).
+    fn open_sorted(
+        &self,
+        task: TaskId,
+        spec: &StoreSpec,
+    ) -> Result<Box<dyn SortedStore>, StateError>;
 
     /// How much its open stores hold now, roughly (what a run's progress
     /// shows); `None` when it cannot say.
@@ -164,13 +188,84 @@ impl KeyValueStore for MemoryStore {
     }
 }
 
-/// Opens [`MemoryStore`]s.
+/// A [`SortedStore`] in memory: nothing survives the run.
+#[derive(Debug, Default)]
+pub struct MemorySortedStore {
+    map: BTreeMap<Bytes, Bytes>,
+}
+
+impl KeyValueStore for MemorySortedStore {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StateError> {
+        Ok(self.map.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: Bytes) -> Result<(), StateError> {
+        self.map.insert(Bytes::copy_from_slice(key), value);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StateError> {
+        self.map.remove(key);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    fn entries(&mut self) -> Result<Vec<(Bytes, Bytes)>, StateError> {
+        Ok(self
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl SortedStore for MemorySortedStore {
+    fn range(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        each: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StateError> {
+        use std::ops::Bound;
+        let upper = if to.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(to)
+        };
+        for (k, v) in self.map.range::<[u8], _>((Bound::Included(from), upper)) {
+            if !each(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), StateError> {
+        let mut tail = self.map.split_off(from);
+        let mut rest = tail.split_off(to);
+        self.map.append(&mut rest);
+        Ok(())
+    }
+}
+
+/// Opens [`MemoryStore`]s and [`MemorySortedStore`]s.
 #[derive(Debug, Default)]
 pub struct MemoryStores;
 
 impl StoreProvider for MemoryStores {
     fn open(&self, _task: TaskId, _spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError> {
         Ok(Box::<MemoryStore>::default())
+    }
+
+    fn open_sorted(
+        &self,
+        _task: TaskId,
+        _spec: &StoreSpec,
+    ) -> Result<Box<dyn SortedStore>, StateError> {
+        Ok(Box::<MemorySortedStore>::default())
     }
 }
 

@@ -59,7 +59,8 @@ use super::changelog::ChangelogFactory;
 use super::checkpoint::Checkpoint;
 use super::layout::{PROCESS_DIR, ROCKSDB_DIR, StateMode, TaskDir};
 use super::restore::Restorer;
-use super::{KeyValueStore, StateError, StateSettings, StateSize, StoreProvider};
+use super::sorted_store::{SortedCachedStore, drop_files_in_range};
+use super::{KeyValueStore, SortedStore, StateError, StateSettings, StateSize, StoreProvider};
 use crate::operators::{StoreSpec, TaskId};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
@@ -104,6 +105,9 @@ pub(crate) struct PendingFlush {
     bytes: Vec<u8>,
     /// Each entry's key length and value length (`None`: a delete).
     lens: Vec<(usize, Option<usize>)>,
+    /// Key ranges `[from, to)` deleted before the entries are written (a
+    /// window store's expired segments; `sorted_store.rs`).
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl PendingFlush {
@@ -112,7 +116,13 @@ impl PendingFlush {
             cf,
             bytes: Vec::new(),
             lens: Vec::with_capacity(entries),
+            ranges: Vec::new(),
         }
+    }
+
+    /// Deletes the keys in `[from, to)`, before any entry is written.
+    pub(crate) fn delete_range(&mut self, from: &[u8], to: &[u8]) {
+        self.ranges.push((from.to_vec(), to.to_vec()));
     }
 
     pub(crate) fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
@@ -631,6 +641,9 @@ impl RocksDbStores {
         let mut batch = WriteBatch::default();
         for flush in &pending {
             let cf = db.cf(&flush.cf).map_err(error)?;
+            for (from, to) in &flush.ranges {
+                batch.delete_range_cf(&cf, from, to);
+            }
             for (key, value) in flush.entries() {
                 match value {
                     Some(value) => batch.put_cf(&cf, key, value),
@@ -646,7 +659,14 @@ impl RocksDbStores {
         options.set_sync(sync);
         db.db
             .write_opt(batch, &options)
-            .map_err(|e| error(format!("cannot write the checkpoint: {e}")))
+            .map_err(|e| error(format!("cannot write the checkpoint: {e}")))?;
+        for flush in pending.iter().filter(|f| !f.ranges.is_empty()) {
+            let cf = db.cf(&flush.cf).map_err(error)?;
+            for (from, to) in &flush.ranges {
+                drop_files_in_range(db, &cf, from, to);
+            }
+        }
+        Ok(())
     }
 
     /// `task`'s checkpoint as last read or written (empty when it has
@@ -773,13 +793,37 @@ impl StoreProvider for RocksDbStores {
     }
 
     fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn KeyValueStore>, StateError> {
+        let (handle, changelog) = self.open_cf(task, spec)?;
+        Ok(Box::new(CachedStore::new(handle, &spec.name, changelog)))
+    }
+
+    fn open_sorted(
+        &self,
+        task: TaskId,
+        spec: &StoreSpec,
+    ) -> Result<Box<dyn SortedStore>, StateError> {
+        let (handle, changelog) = self.open_cf(task, spec)?;
+        Ok(Box::new(SortedCachedStore::new(
+            handle, &spec.name, changelog,
+        )))
+    }
+}
+
+impl RocksDbStores {
+    /// The column family of store `spec` of `task`, created if missing and
+    /// checked to hold what the spec says, and its changelog.
+    fn open_cf(
+        &self,
+        task: TaskId,
+        spec: &StoreSpec,
+    ) -> Result<(TaskHandle, Option<Box<dyn super::changelog::Changelog>>), StateError> {
         let error = store_error(task, &spec.name);
         let handle = self.task(task).map_err(&error)?;
         let cf = handle.cf_name(&spec.name);
         handle.db().ensure_cf(&cf).map_err(&error)?;
         check_holds(handle.db(), &cf, spec).map_err(&error)?;
         let changelog = self.shared.changelog.as_ref().map(|make| make(task));
-        Ok(Box::new(CachedStore::new(handle, &spec.name, changelog)))
+        Ok((handle, changelog))
     }
 }
 
@@ -1459,6 +1503,98 @@ mod tests {
             leftovers.retain(|name| name.ends_with(".sst"));
             assert!(leftovers.is_empty(), "{leftovers:?}");
         }
+    }
+
+    fn sorted(store: &mut dyn SortedStore, from: &str, to: &str) -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        store
+            .range(from.as_bytes(), to.as_bytes(), &mut |k, v| {
+                all.push((
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                ));
+                true
+            })
+            .unwrap();
+        all
+    }
+
+    #[test]
+    fn a_sorted_store_reads_ranges_across_its_cache_and_rocksdb_and_deletes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = stores(tmp.path(), StateMode::Fresh);
+        let mut s = provider.open_sorted(TASK, &spec("windows")).unwrap();
+        for (k, v) in [("a1", "1"), ("a3", "3"), ("b1", "4"), ("c1", "5")] {
+            s.put(k.as_bytes(), b(v)).unwrap();
+        }
+        s.flush().unwrap();
+        // In the cache only: a new key, a changed one, a deleted one.
+        s.put(b"a2", b("2")).unwrap();
+        s.put(b"a3", b("33")).unwrap();
+        s.delete(b"b1").unwrap();
+        assert_eq!(
+            sorted(&mut *s, "a", "c"),
+            pairs(&[("a1", "1"), ("a2", "2"), ("a3", "33")])
+        );
+        assert_eq!(
+            sorted(&mut *s, "a2", ""),
+            pairs(&[("a2", "2"), ("a3", "33"), ("c1", "5")])
+        );
+        s.delete_range(b"a", b"a3").unwrap();
+        assert_eq!(
+            s.get(b"a1").unwrap(),
+            None,
+            "deleted, still in RocksDB until a flush"
+        );
+        assert_eq!(sorted(&mut *s, "", ""), pairs(&[("a3", "33"), ("c1", "5")]));
+        s.put(b"a0", b("0")).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let mut s = provider.open_sorted(TASK, &spec("windows")).unwrap();
+        assert_eq!(
+            sorted(&mut *s, "", ""),
+            pairs(&[("a0", "0"), ("a3", "33"), ("c1", "5")]),
+            "a write after a range delete stays"
+        );
+        let mut stop_after_one = Vec::new();
+        s.range(b"", b"", &mut |k, _| {
+            stop_after_one.push(k.to_vec());
+            false
+        })
+        .unwrap();
+        assert_eq!(stop_after_one, vec![b"a0".to_vec()]);
+    }
+
+    #[test]
+    fn a_sorted_store_in_the_process_database_deletes_ranges_at_the_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |mode| stores(tmp.path(), mode).in_one_database();
+        {
+            let provider = open(StateMode::Fresh);
+            let _held = provider.open_process().unwrap();
+            let mut s = provider.open_sorted(TASK, &spec("windows")).unwrap();
+            s.put(b"a", b("1")).unwrap();
+            s.put(b"b", b("2")).unwrap();
+            s.flush().unwrap();
+            provider.commit(&[], false).unwrap();
+            s.delete_range(b"a", b"b").unwrap();
+            s.put(b"c", b("3")).unwrap();
+            s.flush().unwrap();
+            // Queued, never committed: a killed run.
+        }
+        {
+            let provider = open(StateMode::Keep);
+            let _held = provider.open_process().unwrap();
+            let mut s = provider.open_sorted(TASK, &spec("windows")).unwrap();
+            assert_eq!(sorted(&mut *s, "", ""), pairs(&[("a", "1"), ("b", "2")]));
+            s.delete_range(b"a", b"b").unwrap();
+            s.flush().unwrap();
+            provider.commit(&[], false).unwrap();
+        }
+        let provider = open(StateMode::Keep);
+        let _held = provider.open_process().unwrap();
+        let mut s = provider.open_sorted(TASK, &spec("windows")).unwrap();
+        assert_eq!(sorted(&mut *s, "", ""), pairs(&[("b", "2")]));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
 use crate::operators::aggregate;
+use crate::operators::windowed_aggregate::WindowedAggregate;
 use crate::operators::{StoreSpec, TaskId};
 use crate::runtime::{self, RunOptions, Topology};
 use crate::state::{RocksDbStores, StateMode, StoreProvider, inspect};
@@ -297,13 +298,26 @@ fn store_contents(
                     subtopology: topo.subtopology_of_step(j),
                     partition,
                 };
-                let mut store = stores
-                    .open(task, &StoreSpec::key_value(id, ""))
-                    .map_err(|e| e.to_string())?;
-                for (key, stored) in store.entries().map_err(|e| e.to_string())? {
-                    let shown = aggregate::shown_stored(step.aggregation.as_ref(), &stored)
-                        .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
-                    lines.push((key, shown.value, shown.timestamp));
+                let entries = match step.window {
+                    Some(_) => stores
+                        .open_sorted(task, &WindowedAggregate::store_spec(id, ""))
+                        .and_then(|mut s| s.entries()),
+                    None => stores
+                        .open(task, &StoreSpec::key_value(id, ""))
+                        .and_then(|mut s| s.entries()),
+                }
+                .map_err(|e| e.to_string())?;
+                for (key, stored) in entries {
+                    let shown = aggregate::shown_entry(
+                        step.aggregation.as_ref(),
+                        step.window.as_ref(),
+                        &key,
+                        &stored,
+                    )
+                    .map_err(|e| format!("key {}: {e}", String::from_utf8_lossy(&key)))?;
+                    if let Some((key, shown)) = shown {
+                        lines.push((key, shown.value, shown.timestamp));
+                    }
                 }
             }
             Ok(())

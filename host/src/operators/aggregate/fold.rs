@@ -65,6 +65,15 @@ impl Fold {
         }
     }
 
+    /// Whether it reads a record's value (a count does not, and so counts
+    /// a tombstone, as Kafka Streams' windowed `count` does).
+    pub fn reads_values(&self) -> bool {
+        match self {
+            Fold::Aggregations { ops, .. } => ops.iter().any(|op| !matches!(op, AggOp::Count)),
+            Fold::Reduce(_) => true,
+        }
+    }
+
     /// Whether every value it emits is JSON it wrote itself (a reduction
     /// emits the input's value, or the input's with a number replaced).
     pub fn writes_json(&self) -> bool {

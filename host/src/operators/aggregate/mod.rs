@@ -133,6 +133,37 @@ pub fn shown_stored(aggregation: Option<&Aggregation>, stored: &[u8]) -> Result<
     })
 }
 
+/// A store's entry as `weir state` and `weir test` show it: the key (a
+/// window's as its windowed key, see [`windowed_json_key`]) and the
+/// stored value as [`shown_stored`] reads it; `None` for a windowed step's
+/// own entries (its stream time), which are not keys of records.
+///
+/// [`windowed_json_key`]: super::windowed_aggregate::windowed_json_key
+pub fn shown_entry(
+    aggregation: Option<&Aggregation>,
+    window: Option<&crate::pipeline::Windowing>,
+    key: &[u8],
+    stored: &[u8],
+) -> Result<Option<(Bytes, Shown)>, String> {
+    use super::windowed_aggregate as windowed;
+    let Some(window) = window else {
+        return Ok(Some((
+            Bytes::copy_from_slice(key),
+            shown_stored(aggregation, stored)?,
+        )));
+    };
+    if windowed::is_meta_key(key) {
+        return Ok(None);
+    }
+    let (start, key) = windowed::split_window_key(key)
+        .ok_or_else(|| "a window's key without its start".to_string())?;
+    let end = start.saturating_add(window.windows.size_ms());
+    Ok(Some((
+        windowed::windowed_json_key(key, start, end),
+        shown_stored(aggregation, stored)?,
+    )))
+}
+
 /// A stored value as [`shown_stored`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shown {
