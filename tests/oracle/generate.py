@@ -50,14 +50,18 @@ def bad_value(rng):
     return rng.choice([None, {"nested": rng.randrange(3)}, [rng.randrange(3)]])
 
 
-def records(seed, n, keys, null_keys=0.02, tombstones=0.05, bad_fields=0.03, late=0.2, late_ms=5000, ghosts=0.0):
-    """The records, as dicts. Rates are per record (bad_fields per field)."""
+def records(seed, n, keys, null_keys=0.02, tombstones=0.05, bad_fields=0.03, late=0.2, late_ms=5000, ghosts=0.0,
+            round_ms=1):
+    """The records, as dicts. Rates are per record (bad_fields per field). Timestamps are
+    rounded down to a multiple of round_ms (1: as drawn): on a coarse grid, records often fall
+    exactly on window starts, ends and grace edges."""
     rng = random.Random(seed)
     ts = 1_700_000_000_000
     for i in range(n):
         ts += rng.randint(0, 1000)
         # Late records: up to late_ms before the newest timestamp.
         t = ts - rng.randint(1, late_ms) if rng.random() < late else ts
+        t -= t % round_ms
         if ghosts and rng.random() < ghosts:
             # A tombstone for a key no other record has (a table deletes a row it never had).
             yield {"key": f"ghost{i}", "value": None, "timestamp": t}
@@ -104,6 +108,8 @@ def main():
     p.add_argument("--late-ms", type=int, default=5000, help="how late, at most (default 5000)")
     p.add_argument("--ghosts", type=float, default=0.0,
                    help="rate of tombstones for keys no other record has (default 0; for tables)")
+    p.add_argument("--round-ms", type=int, default=1,
+                   help="round timestamps down to a multiple of this (default 1: as drawn)")
     p.add_argument("--clean", action="store_true",
                    help="no null keys, tombstones or bad group-by fields: nothing Kafka Streams drops")
     a = p.parse_args()
@@ -111,7 +117,7 @@ def main():
         a.null_keys = a.tombstones = a.bad_fields = 0.0
     out = sys.stdout
     for r in records(a.seed, a.records, a.keys, a.null_keys, a.tombstones, a.bad_fields, a.late, a.late_ms,
-                     a.ghosts):
+                     a.ghosts, a.round_ms):
         out.write(json.dumps(r, separators=(",", ":")) + "\n")
 
 

@@ -291,6 +291,11 @@ pub fn oracle_topology(topology: &Value) -> Result<Value, String> {
     if let Some(table) = table {
         out["table"] = table;
     }
+    for kept in ["window", "emit"] {
+        if let Some(v) = topology.get(kept) {
+            out[kept] = v.clone();
+        }
+    }
     Ok(out)
 }
 
@@ -299,6 +304,86 @@ fn field(topology: &Value) -> Result<&str, String> {
         .get("field")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("topology {topology} needs a string \"field\""))
+}
+
+/// Whether weir found late exactly the records Kafka Streams did, in a
+/// windowed case: `dropped` holds the oracle's `{"input", "dropped"}`
+/// lines (how much `dropped-records-total` rose at each input record: one
+/// per window it skipped as closed, or one for a null key), `late` weir's
+/// dead letters (each record's line in `input` in `weir.error.offset`).
+/// A record is late when Kafka Streams skipped every window it falls in;
+/// a partly late one (some windows skipped) is aggregated into the others,
+/// which the outputs, compared record for record, check.
+pub fn compare_late(
+    topology: &Value,
+    input: &Path,
+    late: &Path,
+    dropped: &Path,
+) -> Result<(), String> {
+    let window = topology
+        .get("window")
+        .ok_or("not a windowed topology")?;
+    let ms = |name: &str| window.get(name).and_then(Value::as_i64);
+    let size = ms("size").ok_or("a window needs a size")?;
+    let advance = ms("advance").unwrap_or(size);
+    let windows_of = |ts: i64| {
+        let first = (ts - size + advance).max(0) / advance * advance;
+        (first..=ts).step_by(advance as usize).count() as u64
+    };
+    let by_key = matches!(topology.get("group_by"), None | Some(Value::Null));
+    let records = read_records(input)?;
+    let text = std::fs::read_to_string(dropped).map_err(|e| format!("{}: {e}", dropped.display()))?;
+    let mut expected = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", dropped.display()))?;
+        let (Some(i), Some(d)) = (
+            v.get("input").and_then(Value::as_u64),
+            v.get("dropped").and_then(Value::as_u64),
+        ) else {
+            return Err(format!("{}: not an input and a count: {line}", dropped.display()));
+        };
+        let record = records
+            .get(i as usize)
+            .ok_or_else(|| format!("{}: no input record {i}", dropped.display()))?;
+        if by_key && record.key.is_null() {
+            continue; // dropped for its null key, not late
+        }
+        let windows = windows_of(record.timestamp);
+        if d > windows {
+            return Err(format!(
+                "Kafka Streams dropped input record {i} {d} times, and it falls in {windows} windows"
+            ));
+        }
+        if d == windows {
+            expected.insert(i + 1);
+        }
+    }
+    let text = std::fs::read_to_string(late).unwrap_or_default();
+    let mut actual = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", late.display()))?;
+        let header = |name: &str| v.get("headers").and_then(|h| h.get(name)).and_then(Value::as_str);
+        if header("weir.error.kind") != Some("late") {
+            return Err(format!("{}: a dead letter that is not late: {line}", late.display()));
+        }
+        let line_number = header("weir.error.offset")
+            .and_then(|o| o.parse::<u64>().ok())
+            .ok_or_else(|| format!("{}: no offset: {line}", late.display()))?;
+        actual.insert(line_number);
+    }
+    if expected == actual {
+        return Ok(());
+    }
+    let only = |a: &std::collections::BTreeSet<u64>, b: &std::collections::BTreeSet<u64>| {
+        a.difference(b).take(10).map(u64::to_string).collect::<Vec<_>>().join(", ")
+    };
+    Err(format!(
+        "late records differ: Kafka Streams {} (only it: lines {}), weir {} (only it: lines {})",
+        expected.len(),
+        only(&expected, &actual),
+        actual.len(),
+        only(&actual, &expected)
+    ))
 }
 
 /// A JSON string or number as YAML: JSON's flow scalars are YAML.
@@ -314,6 +399,8 @@ pub struct RunFiles<'a> {
     pub input: &'a Path,
     /// The file sink's output (JSON lines of envelopes).
     pub output: &'a Path,
+    /// A windowed case's dead-letter sink, where its late records go.
+    pub late: Option<&'a Path>,
 }
 
 /// The weir pipeline (YAML, design-i13.md's syntax) of an oracle topology:
@@ -370,6 +457,41 @@ pub fn weir_pipeline(
         }
     };
     let path = |p: &Path| yaml(p.display().to_string());
+    let (window, dead_letter) = match topology.get("window") {
+        None => (String::new(), String::new()),
+        Some(w) => {
+            let ms = |name: &str| w.get(name).and_then(Value::as_i64);
+            let size = ms("size").ok_or_else(|| format!("window {w} needs a \"size\""))?;
+            let kind = match ms("advance") {
+                Some(advance) if advance != size => format!("hopping: {size}, advance: {advance}"),
+                _ => format!("tumbling: {size}"),
+            };
+            let late = files
+                .late
+                .ok_or("a windowed case needs a file for its late records")?;
+            let emit = match topology.get("emit").and_then(Value::as_str) {
+                Some("final") => "    emit: final\n",
+                _ => "",
+            };
+            (
+                format!(
+                    "    window: {{ {kind}, grace: {}, late: dead-letter }}\n{emit}",
+                    ms("grace").unwrap_or(0)
+                ),
+                format!(
+                    "dead-letter: late\n\
+                     sinks:\n  \
+                       late: {{ kind: file, path: {} }}\n",
+                    path(late)
+                ),
+            )
+        }
+    };
+    let sinks = if dead_letter.is_empty() {
+        "sinks:\n".to_string()
+    } else {
+        dead_letter
+    };
     Ok(format!(
         "# Generated by the differential suite (tests/src/oracle.rs) from the oracle topology\n\
          # {topology}\n\
@@ -385,8 +507,9 @@ pub fn weir_pipeline(
            - name: agg\n    \
              kind: aggregate\n    \
              id: agg\n\
+         {window}\
          {aggregate}\
-         sinks:\n  \
+         {sinks}  \
            output: {{ kind: file, path: {output}, format: envelope }}\n",
         input = path(files.input),
         output = path(files.output),
@@ -595,6 +718,7 @@ mod tests {
         let files = RunFiles {
             input: Path::new("/t/in.jsonl"),
             output: Path::new("/t/out.jsonl"),
+            late: None,
         };
         let t = json!({"op": "sum", "group_by": "user.id", "field": "amount"});
         let yaml = weir_pipeline(&t, &files, 4).unwrap();

@@ -70,6 +70,46 @@ fn ops() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Windowed aggregations (`TimeWindows`, grace, emit changes or final),
+/// as oracle topologies without `group_by`. Sizes, advances and graces are
+/// multiples of the windowed input's 500 ms grid (`--round-ms 500`), so
+/// records fall exactly on window starts, ends and grace edges.
+fn window_ops() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "tumbling-count",
+            json!({"op": "count", "window": {"size": 5000}}),
+        ),
+        (
+            "tumbling-several-final",
+            json!({"aggregations": {
+                "n": "count",
+                "total": {"sum": "amount"},
+                "avg_price": {"avg": "price"},
+                "low": {"min": "qty"},
+            }, "window": {"size": 5000, "grace": 2000}, "emit": "final"}),
+        ),
+        (
+            "hopping-sum",
+            json!({"op": "sum", "field": "amount",
+                   "window": {"size": 10000, "advance": 3000, "grace": 1000}}),
+        ),
+        (
+            "hopping-count-final",
+            json!({"op": "count", "window": {"size": 10000, "advance": 2500}, "emit": "final"}),
+        ),
+        (
+            "tumbling-reduce-max-final",
+            json!({"op": "reduce", "field": "price", "reducer": "max",
+                   "window": {"size": 4000, "grace": 1500}, "emit": "final"}),
+        ),
+        (
+            "hopping-latest",
+            json!({"op": "latest", "window": {"size": 6000, "advance": 2000, "grace": 500}}),
+        ),
+    ]
+}
+
 /// What a table can aggregate (each takes a row's old value out of its
 /// group), as oracle topologies without `group_by`.
 fn table_ops() -> Vec<(&'static str, Value)> {
@@ -111,8 +151,10 @@ struct Case {
     dir: PathBuf,
     topology: Value,
     input: PathBuf,
-    /// What the run with four partitions can check per key.
-    per_key: PerKey,
+    /// What the run with four partitions can check per key; `None`: only
+    /// the run with one partition compares (a windowed case: stream time,
+    /// and so which records are late, depends on how records are spread).
+    per_key: Option<PerKey>,
 }
 
 impl Case {
@@ -135,9 +177,12 @@ impl Run<'_> {
         let dir = case.dir.join(format!("p{}", self.partitions));
         std::fs::create_dir_all(&dir).unwrap();
         let (pipeline, output) = (dir.join("pipeline.yaml"), dir.join("out.jsonl"));
+        let late = dir.join("late.jsonl");
+        let windowed = case.topology.get("window").is_some();
         let files = oracle::RunFiles {
             input: &case.input,
             output: &output,
+            late: windowed.then_some(late.as_path()),
         };
         // Its own state directory (the default, `$XDG_STATE_HOME/weir/<app>`),
         // so runs side by side never share, or lock, one.
@@ -190,11 +235,20 @@ impl Run<'_> {
             ));
         }
         let actual = oracle::read_records(&output)?;
-        let compared = if self.partitions == 1 {
-            oracle::compare_records(&expected, &actual)
-        } else {
-            oracle::compare_per_key(&expected, &actual, case.per_key)
+        let compared = match case.per_key {
+            _ if self.partitions == 1 => oracle::compare_records(&expected, &actual),
+            Some(per_key) => oracle::compare_per_key(&expected, &actual, per_key),
+            None => unreachable!("windowed cases run on one partition"),
         };
+        let compared = compared.map_err(|d| d.to_string()).and_then(|()| match windowed {
+            true => oracle::compare_late(
+                &case.topology,
+                &case.input,
+                &late,
+                &oracle_dropped(&case.oracle_output()),
+            ),
+            false => Ok(()),
+        });
         if compared.is_ok() {
             std::fs::remove_dir_all(&dir).unwrap(); // disk: only failing runs keep their files
         }
@@ -208,14 +262,33 @@ impl Run<'_> {
     }
 }
 
+/// What the oracle wrote of a windowed case's dropped records: the file
+/// next to its output.
+fn oracle_dropped(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".dropped");
+    PathBuf::from(name)
+}
+
+/// Which kind of input and cases a differential suite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suite {
+    Streams,
+    Tables,
+    Windows,
+}
+
 /// Starts generate.py writing the input of `seed` to `path` (the seeds' inputs
 /// are generated side by side). A table's input deletes more, and deletes
-/// rows that never were.
-fn generate(seed: u64, records: u64, keys: u32, table: bool, path: &Path) -> std::process::Child {
-    let deletes: &[&str] = if table {
-        &["--tombstones", "0.15", "--ghosts", "0.03"]
-    } else {
-        &[]
+/// rows that never were. A windowed input has its timestamps on a 500 ms
+/// grid, records up to 8 s late (past the windows' graces), and no
+/// tombstones (Kafka Streams' windowed aggregations give them to the
+/// aggregator, which cannot add a null).
+fn generate(seed: u64, records: u64, keys: u32, suite: Suite, path: &Path) -> std::process::Child {
+    let deletes: &[&str] = match suite {
+        Suite::Tables => &["--tombstones", "0.15", "--ghosts", "0.03"],
+        Suite::Windows => &["--tombstones", "0", "--round-ms", "500", "--late-ms", "8000"],
+        Suite::Streams => &[],
     };
     Command::new("python3")
         .arg(repo().join("tests/oracle/generate.py"))
@@ -249,7 +322,17 @@ fn run_oracle(manifest: &Path) {
 
 #[test]
 fn weir_aggregates_like_kafka_streams() {
-    differential(false);
+    differential(Suite::Streams);
+}
+
+/// Windowed aggregations: tumbling and hopping windows, with and without
+/// grace, emitting every change or only final results, against
+/// `windowedBy(TimeWindows)` (and `suppress(untilWindowCloses)`); outputs
+/// record for record, and which records were late (dead-lettered by weir;
+/// Kafka Streams' `dropped-records` rose by each of the record's windows).
+#[test]
+fn weir_windows_like_kafka_streams() {
+    differential(Suite::Windows);
 }
 
 /// Tables (`table: true` sources) and their aggregations: rows updated,
@@ -258,18 +341,19 @@ fn weir_aggregates_like_kafka_streams() {
 /// with a subtractor.
 #[test]
 fn weir_aggregates_tables_like_kafka_streams() {
-    differential(true);
+    differential(Suite::Tables);
 }
 
-/// The suite over streams (`table` false) or tables.
-fn differential(table: bool) {
+/// One suite.
+fn differential(suite: Suite) {
+    let table = suite == Suite::Tables;
     let seeds = env_number("ORACLE_SEEDS", 25);
     let records = env_number("ORACLE_RECORDS", 2000);
     let tmp = tempfile::Builder::new()
-        .prefix(if table {
-            "weir-oracle-table-"
-        } else {
-            "weir-oracle-"
+        .prefix(match suite {
+            Suite::Tables => "weir-oracle-table-",
+            Suite::Windows => "weir-oracle-window-",
+            Suite::Streams => "weir-oracle-",
         })
         .tempdir()
         .unwrap();
@@ -280,7 +364,7 @@ fn differential(table: bool) {
     let generators: Vec<_> = (1..=seeds)
         .map(|seed| {
             let keys = KEY_POOLS[seed as usize % KEY_POOLS.len()];
-            generate(seed, records, keys, table, &input(seed))
+            generate(seed, records, keys, suite, &input(seed))
         })
         .collect();
     for mut g in generators {
@@ -290,7 +374,12 @@ fn differential(table: bool) {
     for seed in 1..=seeds {
         let input = input(seed);
         let field = GROUP_FIELDS[seed as usize % GROUP_FIELDS.len()];
-        for (op, base) in if table { table_ops() } else { ops() } {
+        let ops = match suite {
+            Suite::Streams => ops(),
+            Suite::Tables => table_ops(),
+            Suite::Windows => window_ops(),
+        };
+        for (op, base) in ops {
             for group_by in [None, Some(field)] {
                 let mut topology = base.clone();
                 topology["group_by"] = group_by.map_or(Value::Null, Value::from);
@@ -299,11 +388,12 @@ fn differential(table: bool) {
                 }
                 let order_dependent = matches!(op, "reduce-sum" | "reduce-max" | "latest");
                 let per_key = match group_by {
+                    _ if suite == Suite::Windows => None,
                     // A key's records stay in one partition, in input order.
-                    None => PerKey::Sequences,
+                    None => Some(PerKey::Sequences),
                     // Re-keyed records of a key come from four upstream partitions.
-                    Some(_) if order_dependent => PerKey::Counts,
-                    Some(_) => PerKey::Finals,
+                    Some(_) if order_dependent => Some(PerKey::Counts),
+                    Some(_) => Some(PerKey::Finals),
                 };
                 let label = format!("seed {seed} {op} by {}", group_by.unwrap_or("key"));
                 let kind = format!("{op} by {}", group_by.map_or("key", |_| "field"));
@@ -340,10 +430,17 @@ fn differential(table: bool) {
     run_oracle(&manifest_path);
     let oracle_time = started.elapsed();
 
-    // Every case with one partition and with four, on a few threads.
+    // Every case with one partition and (unless windowed) with four, on a
+    // few threads.
     let runs: Vec<Run> = cases
         .iter()
-        .flat_map(|case| [1, 4].map(|partitions| Run { case, partitions }))
+        .flat_map(|case| {
+            let partitions: &[u32] = match case.per_key {
+                Some(_) => &[1, 4],
+                None => &[1],
+            };
+            partitions.iter().map(move |&partitions| Run { case, partitions })
+        })
         .collect();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -364,7 +461,11 @@ fn differential(table: bool) {
     println!(
         "differential suite{}: {seeds} seeds x {records} records, {} cases, {} weir runs; \
          generator {}, oracle JVM {}, weir {} ({workers} at a time)",
-        if table { " (tables)" } else { "" },
+        match suite {
+            Suite::Tables => " (tables)",
+            Suite::Windows => " (windows)",
+            Suite::Streams => "",
+        },
         cases.len(),
         runs.len(),
         secs(generated),

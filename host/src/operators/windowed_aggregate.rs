@@ -378,6 +378,7 @@ impl Operator for WindowedAggregate {
         records: &[Record],
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
+        out.clear();
         self.load()?;
         let before = self.stream_time;
         let empty = Bytes::new();
@@ -429,6 +430,7 @@ impl Operator for WindowedAggregate {
 
     /// `end-of-input: close-windows` closes every window left open.
     fn on_end_of_input(&mut self, out: &mut StepOutput) -> Result<(), OperatorError> {
+        out.clear();
         if self.window.end_of_input != EndOfInput::CloseWindows {
             return Ok(());
         }

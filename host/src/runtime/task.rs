@@ -917,6 +917,7 @@ impl<'t> Task<'t> {
                 e.input = 0;
             }
             out.emitted.retain(|e| e.record.is_some());
+            out.failures.clear();
             self.route_outputs(j, 0, Vec::new(), &[self.last_origin], out)?;
         }
         self.send_outbound()?;

@@ -12,6 +12,7 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
@@ -35,8 +36,14 @@ import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Suppressed;
+import org.apache.kafka.streams.kstream.TimeWindowedKStream;
+import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.kstream.Windowed;
+import org.apache.kafka.streams.kstream.WindowedSerdes;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.Stores;
+import org.apache.kafka.streams.state.WindowStore;
 import org.apache.kafka.streams.test.TestRecord;
 
 /**
@@ -50,7 +57,9 @@ public final class Oracle {
     static final ObjectMapper JSON = new ObjectMapper();
     static final JsonNodeFactory NODES = JsonNodeFactory.instance;
     static final Set<String> OPS = Set.of("count", "sum", "min", "max", "avg", "reduce", "latest");
-    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations", "table");
+    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations", "table",
+            "window", "emit");
+    static final Set<String> WINDOW_KEYS = Set.of("size", "advance", "grace");
     /** The functions of an `aggregations` topology (weir's built-in aggregations). */
     static final Set<String> AGGREGATIONS = Set.of("count", "sum", "min", "max", "avg");
 
@@ -106,8 +115,25 @@ public final class Oracle {
                     "input", Serdes.String().serializer(), JSON_SERDE.serializer());
             TestOutputTopic<String, JsonNode> out = driver.createOutputTopic(
                     "output", Serdes.String().deserializer(), JSON_SERDE.deserializer());
-            for (TestRecord<String, JsonNode> rec : input(inputPath))
+            // A windowed case also writes, per input record that raised Kafka Streams' task-level
+            // `dropped-records-total` (a window skipped as closed, a null key), how much it rose.
+            boolean windowed = topology.has("window");
+            StringBuilder drops = new StringBuilder();
+            double droppedBefore = 0;
+            int index = 0;
+            for (TestRecord<String, JsonNode> rec : input(inputPath)) {
                 in.pipeInput(rec.key(), rec.value(), rec.timestamp());
+                if (windowed) {
+                    double now = droppedTotal(driver);
+                    if (now > droppedBefore)
+                        drops.append("{\"input\":").append(index).append(",\"dropped\":")
+                                .append((long) (now - droppedBefore)).append("}\n");
+                    droppedBefore = now;
+                }
+                index++;
+            }
+            if (windowed && !outputPath.equals("-"))
+                Files.writeString(Path.of(outputPath + ".dropped"), drops.toString(), StandardCharsets.UTF_8);
             boolean stdout = outputPath.equals("-");
             OutputStream os = stdout ? System.out : Files.newOutputStream(Path.of(outputPath));
             PrintStream ps = new PrintStream(os, false, StandardCharsets.UTF_8);
@@ -121,6 +147,95 @@ public final class Oracle {
             ps.flush();
             if (!stdout) ps.close();
         }
+    }
+
+    /** The sum of every task's `dropped-records-total` metric. */
+    static double droppedTotal(TopologyTestDriver driver) {
+        double total = 0;
+        for (var e : driver.metrics().entrySet()) {
+            var name = e.getKey();
+            if (name.name().equals("dropped-records-total") && name.group().equals("stream-task-metrics"))
+                total += ((Number) e.getValue().metricValue()).doubleValue();
+        }
+        return total;
+    }
+
+    /**
+     * A windowed aggregation: `window` {"size", "advance" (default: size), "grace" (default 0)} in ms
+     * gives TimeWindows; `emit` "final" adds suppress(untilWindowCloses(unbounded())). The output key
+     * is weir's windowed key, {"key":K,"start":S,"end":E}.
+     */
+    static KTable<Windowed<String>, JsonNode> buildWindowed(KGroupedStream<String, JsonNode> g, JsonNode t,
+            boolean multi, String op, String field) {
+        JsonNode w = t.get("window");
+        w.fieldNames().forEachRemaining(k -> {
+            if (!WINDOW_KEYS.contains(k)) throw new IllegalArgumentException("unknown window key: " + k);
+        });
+        long size = w.get("size").asLong();
+        long advance = w.path("advance").asLong(size);
+        long grace = w.path("grace").asLong(0);
+        TimeWindowedKStream<String, JsonNode> tw = g.windowedBy(
+                TimeWindows.ofSizeAndGrace(Duration.ofMillis(size), Duration.ofMillis(grace))
+                        .advanceBy(Duration.ofMillis(advance)));
+        Serde<Windowed<String>> wkSerde = WindowedSerdes.timeWindowedSerdeFrom(String.class, size);
+        Materialized<Windowed<String>, JsonNode, KeyValueStore<Bytes, byte[]>> shown =
+                Materialized.with(wkSerde, JSON_SERDE);
+        Duration retention = Duration.ofMillis(size + grace);
+        KTable<Windowed<String>, JsonNode> table;
+        if (multi) {
+            JsonNode aggs = t.get("aggregations");
+            table = tw.aggregate(() -> (JsonNode) NODES.objectNode(),
+                    (k, v, acc) -> addAll(aggs, (ObjectNode) acc, v), windowStore(JSON_SERDE, retention, size))
+                    .mapValues(acc -> results(aggs, (ObjectNode) acc), shown);
+        } else switch (op) {
+            case "count":
+                table = tw.count(windowStore(Serdes.Long(), retention, size))
+                        .mapValues(n -> (JsonNode) NODES.numberNode(n), shown);
+                break;
+            case "sum": case "min": case "max":
+                table = tw.aggregate(() -> NullNode.instance,
+                        (k, v, acc) -> combine(op, acc, num(v, field)), windowStore(JSON_SERDE, retention, size));
+                break;
+            case "avg": {
+                JsonNode spec = NODES.objectNode().put("avg", field);
+                table = tw.aggregate(() -> NullNode.instance, (k, v, acc) -> add(spec, acc, v),
+                        windowStore(JSON_SERDE, retention, size)).mapValues(acc -> result(spec, acc), shown);
+                break;
+            }
+            case "reduce": {
+                String red = t.path("reducer").asText("sum");
+                table = tw.reduce((a, v) -> {
+                    ObjectNode o = ((ObjectNode) v).deepCopy();
+                    o.set(field, combine(red, num(a, field), num(v, field)));
+                    return o;
+                }, windowStore(JSON_SERDE, retention, size));
+                break;
+            }
+            default: // latest
+                table = tw.reduce((a, v) -> v, windowStore(JSON_SERDE, retention, size));
+        }
+        String emit = t.path("emit").asText("changes");
+        if (emit.equals("final"))
+            return table.suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()));
+        if (!emit.equals("changes")) throw new IllegalArgumentException("unknown emit: " + emit);
+        return table;
+    }
+
+    static <V> Materialized<String, V, WindowStore<Bytes, byte[]>> windowStore(Serde<V> vs, Duration retention,
+            long size) {
+        return Materialized.<String, V>as(
+                        Stores.inMemoryWindowStore("agg", retention, Duration.ofMillis(size), false))
+                .withKeySerde(Serdes.String()).withValueSerde(vs);
+    }
+
+    /** weir's windowed key: {"key":K,"start":S,"end":E}, compact, in that order. */
+    static String windowedKey(Windowed<String> wk) {
+        ObjectNode o = NODES.objectNode();
+        o.put("key", wk.key());
+        o.put("start", wk.window().start());
+        o.put("end", wk.window().end());
+        try { return JSON.writeValueAsString(o); }
+        catch (IOException e) { throw new RuntimeException(e); }
     }
 
     /** Builds input -> groupBy/groupByKey -> aggregation -> output from the topology description. */
@@ -154,6 +269,13 @@ public final class Oracle {
         } else {
             g = s.groupByKey(Grouped.with(Serdes.String(), JSON_SERDE));
         }
+        if (t.has("window")) {
+            buildWindowed(g, t, multi, op, field).toStream()
+                    .map((wk, v) -> KeyValue.pair(windowedKey(wk), v))
+                    .to("output", Produced.with(Serdes.String(), JSON_SERDE));
+            return b.build();
+        }
+        if (t.has("emit")) throw new IllegalArgumentException("\"emit\" needs \"window\"");
         KTable<String, JsonNode> table;
         if (multi) {
             JsonNode aggs = t.get("aggregations");
@@ -295,6 +417,8 @@ public final class Oracle {
     }
 
     static JsonNode result(JsonNode spec, JsonNode acc) {
+        // A windowed aggregation's old value is its initializer's (nothing aggregated yet).
+        if (acc == null || acc.isNull()) return NullNode.instance;
         if (spec.isObject() && spec.fieldNames().next().equals("avg")) {
             long count = acc.get("count").asLong();
             // weir's average of nothing (a table group whose rows all left) is null, where a
