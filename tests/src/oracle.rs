@@ -320,9 +320,7 @@ pub fn compare_late(
     late: &Path,
     dropped: &Path,
 ) -> Result<(), String> {
-    let window = topology
-        .get("window")
-        .ok_or("not a windowed topology")?;
+    let window = topology.get("window").ok_or("not a windowed topology")?;
     let ms = |name: &str| window.get(name).and_then(Value::as_i64);
     let size = ms("size").ok_or("a window needs a size")?;
     let advance = ms("advance").unwrap_or(size);
@@ -332,15 +330,20 @@ pub fn compare_late(
     };
     let by_key = matches!(topology.get("group_by"), None | Some(Value::Null));
     let records = read_records(input)?;
-    let text = std::fs::read_to_string(dropped).map_err(|e| format!("{}: {e}", dropped.display()))?;
+    let text =
+        std::fs::read_to_string(dropped).map_err(|e| format!("{}: {e}", dropped.display()))?;
     let mut expected = std::collections::BTreeSet::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", dropped.display()))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("{}: {e}", dropped.display()))?;
         let (Some(i), Some(d)) = (
             v.get("input").and_then(Value::as_u64),
             v.get("dropped").and_then(Value::as_u64),
         ) else {
-            return Err(format!("{}: not an input and a count: {line}", dropped.display()));
+            return Err(format!(
+                "{}: not an input and a count: {line}",
+                dropped.display()
+            ));
         };
         let record = records
             .get(i as usize)
@@ -361,10 +364,18 @@ pub fn compare_late(
     let text = std::fs::read_to_string(late).unwrap_or_default();
     let mut actual = std::collections::BTreeSet::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", late.display()))?;
-        let header = |name: &str| v.get("headers").and_then(|h| h.get(name)).and_then(Value::as_str);
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("{}: {e}", late.display()))?;
+        let header = |name: &str| {
+            v.get("headers")
+                .and_then(|h| h.get(name))
+                .and_then(Value::as_str)
+        };
         if header("weir.error.kind") != Some("late") {
-            return Err(format!("{}: a dead letter that is not late: {line}", late.display()));
+            return Err(format!(
+                "{}: a dead letter that is not late: {line}",
+                late.display()
+            ));
         }
         let line_number = header("weir.error.offset")
             .and_then(|o| o.parse::<u64>().ok())
@@ -375,7 +386,11 @@ pub fn compare_late(
         return Ok(());
     }
     let only = |a: &std::collections::BTreeSet<u64>, b: &std::collections::BTreeSet<u64>| {
-        a.difference(b).take(10).map(u64::to_string).collect::<Vec<_>>().join(", ")
+        a.difference(b)
+            .take(10)
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     Err(format!(
         "late records differ: Kafka Streams {} (only it: lines {}), weir {} (only it: lines {})",

@@ -240,15 +240,17 @@ impl Run<'_> {
             Some(per_key) => oracle::compare_per_key(&expected, &actual, per_key),
             None => unreachable!("windowed cases run on one partition"),
         };
-        let compared = compared.map_err(|d| d.to_string()).and_then(|()| match windowed {
-            true => oracle::compare_late(
-                &case.topology,
-                &case.input,
-                &late,
-                &oracle_dropped(&case.oracle_output()),
-            ),
-            false => Ok(()),
-        });
+        let compared = compared
+            .map_err(|d| d.to_string())
+            .and_then(|()| match windowed {
+                true => oracle::compare_late(
+                    &case.topology,
+                    &case.input,
+                    &late,
+                    &oracle_dropped(&case.oracle_output()),
+                ),
+                false => Ok(()),
+            });
         if compared.is_ok() {
             std::fs::remove_dir_all(&dir).unwrap(); // disk: only failing runs keep their files
         }
@@ -287,7 +289,14 @@ enum Suite {
 fn generate(seed: u64, records: u64, keys: u32, suite: Suite, path: &Path) -> std::process::Child {
     let deletes: &[&str] = match suite {
         Suite::Tables => &["--tombstones", "0.15", "--ghosts", "0.03"],
-        Suite::Windows => &["--tombstones", "0", "--round-ms", "500", "--late-ms", "8000"],
+        Suite::Windows => &[
+            "--tombstones",
+            "0",
+            "--round-ms",
+            "500",
+            "--late-ms",
+            "8000",
+        ],
         Suite::Streams => &[],
     };
     Command::new("python3")
@@ -439,7 +448,9 @@ fn differential(suite: Suite) {
                 Some(_) => &[1, 4],
                 None => &[1],
             };
-            partitions.iter().map(move |&partitions| Run { case, partitions })
+            partitions
+                .iter()
+                .map(move |&partitions| Run { case, partitions })
         })
         .collect();
     let next = AtomicUsize::new(0);

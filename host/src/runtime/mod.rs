@@ -490,7 +490,12 @@ impl<'p> KafkaLink<'p> {
             })
             .chain(changelogs.iter().map(|c| InternalTopic {
                 name: &c.topic,
-                kind: InternalKind::Changelog,
+                kind: match p.steps[c.step].window {
+                    Some(w) => InternalKind::WindowedChangelog {
+                        retention_ms: w.retention_ms,
+                    },
+                    None => InternalKind::Changelog,
+                },
                 partitions: c.partitions as usize,
                 user: format!("the store of step `{}`", p.steps[c.step].name),
                 why: c.why.clone(),

@@ -96,12 +96,22 @@ pub struct InternalTopic<'a> {
 pub enum InternalKind {
     Repartition,
     Changelog,
+    /// A window store's changelog, whose windows expire after
+    /// `retention_ms`.
+    WindowedChangelog {
+        retention_ms: i64,
+    },
 }
 
 /// The settings of a changelog topic weir creates, as Kafka Streams'
 /// `UnwindowedChangelogTopicConfig`: compacted, so it keeps each key's
 /// last value (or tombstone) for as long as the store needs it.
 const CHANGELOG_CONFIG: [(&str, &str); 1] = [("cleanup.policy", "compact")];
+
+/// How long a window store's changelog keeps records past the store's
+/// retention: Kafka Streams' `windowstore.changelog.additional.retention.ms`
+/// default (a day), so a restore finds every window the store still keeps.
+const WINDOWED_CHANGELOG_MARGIN_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The settings of a repartition topic weir creates, as Kafka Streams'
 /// `RepartitionTopicConfig`: records are deleted by weir once committed
@@ -136,9 +146,22 @@ pub fn ensure_internal(
                     t.partitions as i32,
                     TopicReplication::Fixed(replication),
                 );
+                // As Kafka Streams' `WindowedChangelogTopicConfig`: compacted
+                // for each window's last value, and deleted by age once the
+                // window is past the store's retention.
+                let retention;
                 let config: &[(&str, &str)] = match t.kind {
                     InternalKind::Repartition => &REPARTITION_CONFIG,
                     InternalKind::Changelog => &CHANGELOG_CONFIG,
+                    InternalKind::WindowedChangelog { retention_ms } => {
+                        retention = retention_ms
+                            .saturating_add(WINDOWED_CHANGELOG_MARGIN_MS)
+                            .to_string();
+                        &[
+                            ("cleanup.policy", "compact,delete"),
+                            ("retention.ms", &retention),
+                        ]
+                    }
                 };
                 for &(k, v) in config {
                     new = new.set(k, v);
@@ -176,13 +199,15 @@ fn wrong_partitions(t: &InternalTopic<'_>, found: usize) -> KafkaError {
             expected,
             why,
         },
-        InternalKind::Changelog => KafkaError::ChangelogPartitions {
-            topic,
-            user,
-            found,
-            expected,
-            why,
-        },
+        InternalKind::Changelog | InternalKind::WindowedChangelog { .. } => {
+            KafkaError::ChangelogPartitions {
+                topic,
+                user,
+                found,
+                expected,
+                why,
+            }
+        }
     }
 }
 
