@@ -208,6 +208,7 @@ fn the_examples_pass_their_fixtures() {
         "event-sourcing",
         "users-per-country",
         "order-totals",
+        "hourly-revenue",
     ] {
         for file in ["pipeline.yaml", "kafka.yaml"] {
             let pipeline = repo().join(format!("examples/{example}/{file}"));
