@@ -70,7 +70,8 @@ fn ops() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// Windowed aggregations (`TimeWindows`, grace, emit changes or final),
+/// Windowed aggregations (`TimeWindows`, `SessionWindows`, grace, emit
+/// changes or final),
 /// as oracle topologies without `group_by`. Sizes, advances and graces are
 /// multiples of the windowed input's 500 ms grid (`--round-ms 500`), so
 /// records fall exactly on window starts, ends and grace edges.
@@ -106,6 +107,39 @@ fn window_ops() -> Vec<(&'static str, Value)> {
         (
             "hopping-latest",
             json!({"op": "latest", "window": {"size": 6000, "advance": 2000, "grace": 500}}),
+        ),
+        (
+            "session-count",
+            json!({"op": "count", "window": {"gap": 3000}}),
+        ),
+        (
+            "session-sum-kept-longer",
+            json!({"op": "sum", "field": "amount",
+                   "window": {"gap": 3000, "grace": 1000, "retention": 4001}}),
+        ),
+        (
+            "session-avg-final-kept-longer",
+            json!({"op": "avg", "field": "price",
+                   "window": {"gap": 2000, "retention": 60000}, "emit": "final"}),
+        ),
+        (
+            "session-several-final",
+            json!({"aggregations": {
+                "n": "count",
+                "total": {"sum": "qty"},
+                "avg_amount": {"avg": "amount"},
+                "low": {"min": "price"},
+                "high": {"max": "qty"},
+            }, "window": {"gap": 2000, "grace": 1000}, "emit": "final"}),
+        ),
+        (
+            "session-reduce-sum",
+            json!({"op": "reduce", "field": "amount", "reducer": "sum",
+                   "window": {"gap": 2500, "grace": 500}}),
+        ),
+        (
+            "session-latest-final",
+            json!({"op": "latest", "window": {"gap": 1500}, "emit": "final"}),
         ),
     ]
 }

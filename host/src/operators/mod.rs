@@ -22,7 +22,7 @@ pub mod plugin_aggregator;
 pub mod plugin_step;
 pub mod table;
 pub mod versioned;
-pub mod windowed_aggregate;
+pub mod windowed;
 
 pub use failure::FailureKind;
 pub use operator::{

@@ -186,13 +186,20 @@ pub enum WindowKind {
     /// from the epoch (tumbling when the two are equal), each including
     /// its start and excluding its end.
     Time { size_ms: i64, advance_ms: i64 },
+    /// `SessionWindows`: a key's records less than `gap_ms` apart (or
+    /// exactly that) make one session, from its first record's time to its
+    /// last's, both included; a record that bridges two sessions merges them.
+    Session { gap_ms: i64 },
 }
 
 impl WindowKind {
-    /// How long each window is.
-    pub fn size_ms(&self) -> i64 {
+    /// How long after its first record a window can close, at the least:
+    /// a time window's size, a session's gap (a retention shorter than this
+    /// plus grace would drop windows still open).
+    pub fn span_ms(&self) -> i64 {
         match *self {
             WindowKind::Time { size_ms, .. } => size_ms,
+            WindowKind::Session { gap_ms } => gap_ms,
         }
     }
 
@@ -208,6 +215,7 @@ impl WindowKind {
                 size_ms,
                 advance_ms,
             } => format!("hopping {size_ms} ms every {advance_ms} ms"),
+            WindowKind::Session { gap_ms } => format!("session ({gap_ms} ms gap)"),
         }
     }
 }

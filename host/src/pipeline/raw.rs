@@ -144,8 +144,8 @@ pub struct RawStep {
     pub keeps_key: Option<Spanned<bool>>,
 }
 
-/// A windowed aggregate's `window:` block: one of `tumbling: SIZE` or
-/// `hopping: SIZE` with `advance: STEP`, and optionally `grace`,
+/// A windowed aggregate's `window:` block: one of `tumbling: SIZE`,
+/// `hopping: SIZE` with `advance: STEP`, or `session: GAP`, and optionally `grace`,
 /// `retention`, `late` and `end-of-input`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -153,6 +153,8 @@ pub struct RawWindow {
     pub tumbling: Option<Spanned<Quantity>>,
     pub hopping: Option<Spanned<Quantity>>,
     pub advance: Option<Spanned<Quantity>>,
+    /// Session windows: the inactivity gap.
+    pub session: Option<Spanned<Quantity>>,
     pub grace: Option<Spanned<Quantity>>,
     pub retention: Option<Spanned<Quantity>>,
     pub late: Option<Spanned<Late>>,

@@ -1119,7 +1119,39 @@ fn check_window(
             }
         }
     };
+    let kinds: Vec<&str> = [
+        w.tumbling.as_ref().map(|_| "`tumbling`"),
+        w.hopping.as_ref().map(|_| "`hopping`"),
+        w.session.as_ref().map(|_| "`session`"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if kinds.len() > 1 {
+        c.error(
+            loc(raw),
+            format!(
+                "step `{step}`: a window is one of `tumbling`, `hopping` or `session`; this one has {}",
+                kinds.join(" and ")
+            ),
+        );
+        return None;
+    }
     let windows = match (&w.tumbling, &w.hopping) {
+        _ if w.session.is_some() => {
+            let gap = w.session.as_ref().expect("checked");
+            if let Some(a) = &w.advance {
+                c.error(
+                    loc(a),
+                    format!(
+                        "step `{step}`: session windows take no `advance`: a session lasts while its key's records come less than `session` apart"
+                    ),
+                );
+            }
+            super::WindowKind::Session {
+                gap_ms: millis(c, gap, "session", false)?,
+            }
+        }
         (Some(size), None) => {
             if let Some(a) = &w.advance {
                 c.error(
@@ -1163,18 +1195,12 @@ fn check_window(
                 advance_ms,
             }
         }
-        (Some(_), Some(h)) => {
-            c.error(
-                loc(h),
-                format!("step `{step}`: a window is `tumbling` or `hopping`, not both"),
-            );
-            return None;
-        }
+        (Some(_), Some(_)) => unreachable!("checked: one kind"),
         (None, None) => {
             c.error(
                 loc(raw),
                 format!(
-                    "step `{step}`: `window` needs its kind and size: `tumbling: 1m`, or `hopping: 10m` with `advance: 1m`"
+                    "step `{step}`: `window` needs its kind and size: `tumbling: 1m`, `hopping: 10m` with `advance: 1m`, or `session: 30m` (the inactivity gap)"
                 ),
             );
             return None;
@@ -1184,8 +1210,7 @@ fn check_window(
         Some(g) => millis(c, g, "grace", true)?,
         None => 0,
     };
-    let super::WindowKind::Time { size_ms, .. } = windows;
-    let least = size_ms.saturating_add(grace_ms);
+    let least = windows.span_ms().saturating_add(grace_ms);
     let retention_ms = match &w.retention {
         Some(r) => {
             let retention = millis(c, r, "retention", false)?;

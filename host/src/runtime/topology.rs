@@ -11,7 +11,7 @@ use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
 use crate::operators::table::Table;
 use crate::operators::versioned::{NextPlugin, VersionCounters, VersionTag, Versioned};
-use crate::operators::windowed_aggregate::WindowedAggregate;
+use crate::operators::windowed::{self, WindowedAggregate};
 use crate::operators::{Operator, PluginAggregator, PluginStep, StoreSpec, TaskId};
 use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{Capability, EngineSettings, LogGate, Plugin, PluginEngine};
@@ -282,7 +282,7 @@ impl Topology {
                     let holds = crate::upgrade_check::store_format(&self.pipeline, j)
                         .map_or_else(String::new, |f| f.to_string());
                     let store = stores
-                        .open_sorted(task, &WindowedAggregate::store_spec(id, &holds))
+                        .open_sorted(task, &windowed::store_spec(id, &holds))
                         .map_err(|e| StartError::Setup {
                             step: step.name.clone(),
                             message: e.to_string(),

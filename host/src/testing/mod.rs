@@ -27,7 +27,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
 use crate::operators::aggregate;
-use crate::operators::windowed_aggregate::WindowedAggregate;
 use crate::operators::{StoreSpec, TaskId};
 use crate::runtime::{self, RunOptions, Topology};
 use crate::state::{RocksDbStores, StateMode, StoreProvider, inspect};
@@ -300,7 +299,7 @@ fn store_contents(
                 };
                 let entries = match step.window {
                     Some(_) => stores
-                        .open_sorted(task, &WindowedAggregate::store_spec(id, ""))
+                        .open_sorted(task, &crate::operators::windowed::store_spec(id, ""))
                         .and_then(|mut s| s.entries()),
                     None => stores
                         .open(task, &StoreSpec::key_value(id, ""))

@@ -154,6 +154,103 @@ impl Fold {
     }
 }
 
+impl Fold {
+    /// Merges two accumulators of the same key (two sessions a record
+    /// bridges, Kafka Streams' session `Merger`): `earlier`'s then
+    /// `later`'s, into `next` (empty), the merged value to `values` (as
+    /// [`Fold::add`]). Counts and sums add, a minimum or maximum keeps the
+    /// winner (`earlier`'s on a tie), an average adds sums and counts; a
+    /// reduction reduces `later`'s value into `earlier`'s, as Kafka Streams
+    /// merges with the reducer.
+    pub fn merge(
+        &self,
+        earlier: &[u8],
+        later: &[u8],
+        next: &mut Vec<u8>,
+        values: &mut BytesMut,
+    ) -> Result<Folded, String> {
+        let short = || "a stored accumulator is too short".to_string();
+        let later_ts = i64::from_le_bytes(
+            later
+                .get(..TS)
+                .ok_or_else(short)?
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let Fold::Aggregations { ops, labels } = self else {
+            let value = Bytes::copy_from_slice(&later[TS..]);
+            return self.add(Some(earlier), &value, later_ts, next, values);
+        };
+        if earlier.len() < TS {
+            return Err(short());
+        }
+        let timestamp = begin(Some(earlier), later_ts, next, values);
+        let (mut a, mut b) = (&earlier[TS..], &later[TS..]);
+        values.put_u8(b'{');
+        for (n, (op, label)) in ops.iter().zip(labels).enumerate() {
+            if n > 0 {
+                values.put_u8(b',');
+            }
+            values.put_slice(label);
+            let shown = merge_step(op, &mut a, &mut b, next).ok_or_else(short)??;
+            shown.write_json(values);
+        }
+        values.put_u8(b'}');
+        Ok(Folded {
+            value: values.split().freeze(),
+            timestamp,
+        })
+    }
+}
+
+/// One aggregation of [`Fold::merge`]: reads its part of both states
+/// (advancing them), writes the merged state to `next`, and returns the
+/// number to show; `None` when a state is too short.
+fn merge_step(
+    op: &AggOp,
+    a: &mut &[u8],
+    b: &mut &[u8],
+    next: &mut Vec<u8>,
+) -> Option<Result<Number, String>> {
+    fn take<'s>(s: &mut &'s [u8], n: usize) -> Option<&'s [u8]> {
+        let (head, rest) = s.split_at_checked(n)?;
+        *s = rest;
+        Some(head)
+    }
+    let int = |bytes: &[u8]| i64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+    let number = |s: &mut &[u8]| take(s, Number::ENCODED).and_then(Number::decode);
+    Some(match op {
+        AggOp::Count => {
+            let count = int(take(a, 8)?) + int(take(b, 8)?);
+            next.extend_from_slice(&count.to_le_bytes());
+            Ok(Number::Int(count))
+        }
+        AggOp::Sum(_) | AggOp::Min(_) | AggOp::Max(_) => {
+            let (x, y) = (number(a)?, number(b)?);
+            let merged = match op {
+                AggOp::Sum(_) => x.add(y),
+                AggOp::Min(_) if y.compare(x).is_lt() => Ok(y),
+                AggOp::Max(_) if y.compare(x).is_gt() => Ok(y),
+                _ => Ok(x),
+            };
+            if let Ok(n) = merged {
+                n.encode(next);
+            }
+            merged
+        }
+        AggOp::Avg(_) => {
+            let (sa, ca) = (number(a)?, int(take(a, 8)?));
+            let (sb, cb) = (number(b)?, int(take(b, 8)?));
+            let count = ca + cb;
+            sa.add(sb).map(|sum| {
+                sum.encode(next);
+                next.extend_from_slice(&count.to_le_bytes());
+                Number::Float(sum.as_f64() / count as f64)
+            })
+        }
+    })
+}
+
 /// What every fold does first: the result's timestamp (the larger of `ts`
 /// and the accumulator's, or `ts` for a new one) written to `next`, and
 /// `values` emptied of what a failed fold left behind, with room for more.

@@ -138,30 +138,23 @@ pub fn shown_stored(aggregation: Option<&Aggregation>, stored: &[u8]) -> Result<
 /// stored value as [`shown_stored`] reads it; `None` for a windowed step's
 /// own entries (its stream time), which are not keys of records.
 ///
-/// [`windowed_json_key`]: super::windowed_aggregate::windowed_json_key
+/// [`windowed_json_key`]: super::windowed::windowed_json_key
 pub fn shown_entry(
     aggregation: Option<&Aggregation>,
     window: Option<&crate::pipeline::Windowing>,
     key: &[u8],
     stored: &[u8],
 ) -> Result<Option<(Bytes, Shown)>, String> {
-    use super::windowed_aggregate as windowed;
     let Some(window) = window else {
         return Ok(Some((
             Bytes::copy_from_slice(key),
             shown_stored(aggregation, stored)?,
         )));
     };
-    if windowed::is_meta_key(key) {
-        return Ok(None);
+    match super::windowed::shown_key(window, key) {
+        None => Ok(None),
+        Some(key) => Ok(Some((key?, shown_stored(aggregation, stored)?))),
     }
-    let (start, key) = windowed::split_window_key(key)
-        .ok_or_else(|| "a window's key without its start".to_string())?;
-    let end = start.saturating_add(window.windows.size_ms());
-    Ok(Some((
-        windowed::windowed_json_key(key, start, end),
-        shown_stored(aggregation, stored)?,
-    )))
 }
 
 /// A stored value as [`shown_stored`] reads it.

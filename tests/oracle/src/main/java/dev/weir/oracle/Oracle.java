@@ -36,6 +36,8 @@ import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.SessionWindowedKStream;
+import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
@@ -43,6 +45,7 @@ import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.kstream.WindowedSerdes;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.Stores;
+import org.apache.kafka.streams.state.SessionStore;
 import org.apache.kafka.streams.state.WindowStore;
 import org.apache.kafka.streams.test.TestRecord;
 
@@ -59,7 +62,7 @@ public final class Oracle {
     static final Set<String> OPS = Set.of("count", "sum", "min", "max", "avg", "reduce", "latest");
     static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations", "table",
             "window", "emit");
-    static final Set<String> WINDOW_KEYS = Set.of("size", "advance", "grace");
+    static final Set<String> WINDOW_KEYS = Set.of("size", "advance", "grace", "gap", "retention");
     /** The functions of an `aggregations` topology (weir's built-in aggregations). */
     static final Set<String> AGGREGATIONS = Set.of("count", "sum", "min", "max", "avg");
 
@@ -171,6 +174,7 @@ public final class Oracle {
         w.fieldNames().forEachRemaining(k -> {
             if (!WINDOW_KEYS.contains(k)) throw new IllegalArgumentException("unknown window key: " + k);
         });
+        if (w.has("gap")) return buildSessions(g, t, multi, op, field);
         long size = w.get("size").asLong();
         long advance = w.path("advance").asLong(size);
         long grace = w.path("grace").asLong(0);
@@ -180,7 +184,7 @@ public final class Oracle {
         Serde<Windowed<String>> wkSerde = WindowedSerdes.timeWindowedSerdeFrom(String.class, size);
         Materialized<Windowed<String>, JsonNode, KeyValueStore<Bytes, byte[]>> shown =
                 Materialized.with(wkSerde, JSON_SERDE);
-        Duration retention = Duration.ofMillis(size + grace);
+        Duration retention = Duration.ofMillis(w.path("retention").asLong(size + grace));
         KTable<Windowed<String>, JsonNode> table;
         if (multi) {
             JsonNode aggs = t.get("aggregations");
@@ -214,11 +218,97 @@ public final class Oracle {
             default: // latest
                 table = tw.reduce((a, v) -> v, windowStore(JSON_SERDE, retention, size));
         }
+        return emitted(t, table);
+    }
+
+    /** `emit`: "changes" as it is, "final" through suppress(untilWindowCloses(unbounded())). */
+    static KTable<Windowed<String>, JsonNode> emitted(JsonNode t, KTable<Windowed<String>, JsonNode> table) {
         String emit = t.path("emit").asText("changes");
         if (emit.equals("final"))
             return table.suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()));
         if (!emit.equals("changes")) throw new IllegalArgumentException("unknown emit: " + emit);
         return table;
+    }
+
+    /**
+     * Session windows: `window` {"gap", "grace" (default 0)} in ms gives SessionWindows; merged
+     * sessions are emitted as tombstones (with `emit` "changes"). The merger of each op is what
+     * weir's Fold::merge does: counts and sums add, min/max keep the winner (the earlier on a tie),
+     * avg adds sums and counts; reduce merges with its reducer (Kafka Streams' own).
+     */
+    static KTable<Windowed<String>, JsonNode> buildSessions(KGroupedStream<String, JsonNode> g, JsonNode t,
+            boolean multi, String op, String field) {
+        JsonNode w = t.get("window");
+        long gap = w.get("gap").asLong();
+        long grace = w.path("grace").asLong(0);
+        SessionWindowedKStream<String, JsonNode> sw = g.windowedBy(
+                SessionWindows.ofInactivityGapAndGrace(Duration.ofMillis(gap), Duration.ofMillis(grace)));
+        Serde<Windowed<String>> wkSerde = WindowedSerdes.sessionWindowedSerdeFrom(String.class);
+        Materialized<Windowed<String>, JsonNode, KeyValueStore<Bytes, byte[]>> shown =
+                Materialized.with(wkSerde, JSON_SERDE);
+        Duration retention = Duration.ofMillis(w.path("retention").asLong(gap + grace));
+        KTable<Windowed<String>, JsonNode> table;
+        if (multi) {
+            JsonNode aggs = t.get("aggregations");
+            table = sw.aggregate(() -> (JsonNode) NODES.objectNode(),
+                    (k, v, acc) -> addAll(aggs, (ObjectNode) acc, v),
+                    (k, a, b) -> mergeAll(aggs, (ObjectNode) a, (ObjectNode) b), sessionStore(JSON_SERDE, retention))
+                    .mapValues(acc -> results(aggs, (ObjectNode) acc), shown);
+        } else switch (op) {
+            case "count":
+                table = sw.count(sessionStore(Serdes.Long(), retention))
+                        .mapValues(n -> n == null ? null : (JsonNode) NODES.numberNode(n), shown);
+                break;
+            case "sum": case "min": case "max":
+                table = sw.aggregate(() -> NullNode.instance,
+                        (k, v, acc) -> combine(op, acc, num(v, field)),
+                        (k, a, b) -> combine(op, a, b), sessionStore(JSON_SERDE, retention));
+                break;
+            case "avg": {
+                JsonNode spec = NODES.objectNode().put("avg", field);
+                table = sw.aggregate(() -> NullNode.instance, (k, v, acc) -> add(spec, acc, v),
+                        (k, a, b) -> merge(spec, a, b), sessionStore(JSON_SERDE, retention))
+                        .mapValues(acc -> result(spec, acc), shown);
+                break;
+            }
+            case "reduce": {
+                String red = t.path("reducer").asText("sum");
+                table = sw.reduce((a, v) -> {
+                    ObjectNode o = ((ObjectNode) v).deepCopy();
+                    o.set(field, combine(red, num(a, field), num(v, field)));
+                    return o;
+                }, sessionStore(JSON_SERDE, retention));
+                break;
+            }
+            default: // latest
+                table = sw.reduce((a, v) -> v, sessionStore(JSON_SERDE, retention));
+        }
+        return emitted(t, table);
+    }
+
+    static <V> Materialized<String, V, SessionStore<Bytes, byte[]>> sessionStore(Serde<V> vs, Duration retention) {
+        return Materialized.<String, V>as(Stores.inMemorySessionStore("agg", retention))
+                .withKeySerde(Serdes.String()).withValueSerde(vs);
+    }
+
+    /** Merges two sessions' accumulators of every aggregation (a new object). */
+    static JsonNode mergeAll(JsonNode aggs, ObjectNode a, ObjectNode b) {
+        ObjectNode next = NODES.objectNode();
+        aggs.fields().forEachRemaining(e -> next.set(e.getKey(), merge(e.getValue(), a.get(e.getKey()), b.get(e.getKey()))));
+        return next;
+    }
+
+    /** One aggregation's accumulators merged: count and sum add, min/max combine, avg adds both parts. */
+    static JsonNode merge(JsonNode spec, JsonNode a, JsonNode b) {
+        if (a == null || a.isNull()) return b;
+        if (b == null || b.isNull()) return a;
+        if (spec.isTextual()) return NODES.numberNode(a.asLong() + b.asLong()); // count
+        String fn = spec.fieldNames().next();
+        if (!fn.equals("avg")) return combine(fn, a, b);
+        ObjectNode m = NODES.objectNode();
+        m.set("sum", combine("sum", a.get("sum"), b.get("sum")));
+        m.put("count", a.get("count").asLong() + b.get("count").asLong());
+        return m;
     }
 
     static <V> Materialized<String, V, WindowStore<Bytes, byte[]>> windowStore(Serde<V> vs, Duration retention,

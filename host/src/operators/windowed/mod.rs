@@ -1,0 +1,404 @@
+//! Windowed `aggregate` steps (Kafka Streams' `windowedBy(...)` then
+//! `count`, `aggregate` or `reduce`), on event time: time windows
+//! (tumbling and hopping, [`time_windows`]) and session windows
+//! ([`session_windows`]).
+//!
+//! What every kind shares lives here, in [`WindowedAggregate`]:
+//!
+//! - **Stream time** is the largest timestamp the step has seen in its
+//!   task (records with a key; Kafka Streams' `observedStreamTime`). It is
+//!   kept in the step's store, so a restarted task goes on from it; the
+//!   wall clock never closes a window.
+//! - **Late records**: a window a record falls in that has closed is
+//!   skipped (counted, as Kafka Streams' `dropped-records`); a record none
+//!   of whose windows is open is late, and is dropped or dead-lettered as
+//!   the step says (never a failure: late records do not stop a run).
+//! - **Emit**: `changes` emits every window's new value at each record (as
+//!   Kafka Streams with caches off); `final` emits each window once, when
+//!   it closes, in the order of their ends, then keys (as
+//!   `suppress(untilWindowCloses)`), read back from the store: the store is
+//!   the buffer of pending results, so a restart neither loses nor repeats
+//!   one beyond what the run's checkpoints allow.
+//! - **Expiry**: windows are kept for the step's retention, in segments of
+//!   time dropped whole with one range delete (see `state/sorted_store.rs`).
+//!
+//! A window store is a [`SortedStore`]: each kind lays out its keys so
+//! that what it reads together is a range. Values are the fold's
+//! accumulators (a timestamp, then the fold's state), as in a key-value
+//! aggregate. The step's own entries begin with [`META`].
+
+mod session_windows;
+mod time_windows;
+
+use bytes::{Bytes, BytesMut};
+
+use super::aggregate::Fold;
+use super::operator::{Operator, OperatorError, StoreKind, StoreSpec};
+use super::plugin_step::{Dropped, Emitted, StepOutput};
+use crate::codec::format_gate;
+use crate::pipeline::{Emit, EndOfInput, WindowKind, Windowing};
+use crate::record::Record;
+use crate::state::SortedStore;
+
+/// The first byte of the step's own entries (stream time, what it emitted).
+const META: u8 = 0;
+const STREAM_TIME: &[u8] = b"\0stream-time";
+
+/// Kafka Streams' smallest segment of a window or session store
+/// (`segmentInterval` is the retention's half, at least a minute).
+const MIN_SEGMENT_MS: i64 = 60_000;
+
+/// How long a segment of a store with `retention_ms` is.
+fn segment_ms(retention_ms: i64) -> i64 {
+    (retention_ms / 2).max(MIN_SEGMENT_MS)
+}
+
+/// The first time kept by a store with `retention_ms` at `stream_time`:
+/// the retention's horizon rounded down to a segment boundary, so times
+/// before it go a whole segment at once.
+fn expiry_cutoff(stream_time: i64, retention_ms: i64) -> i64 {
+    let segment = segment_ms(retention_ms);
+    let horizon = stream_time.saturating_sub(retention_ms).saturating_add(1);
+    horizon.div_euclid(segment) * segment
+}
+
+/// A timestamp as 8 bytes that sort as the numbers do (sign bit flipped,
+/// big-endian).
+fn sortable(ts: i64) -> [u8; 8] {
+    ((ts as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_sortable(bytes: &[u8]) -> i64 {
+    (u64::from_be_bytes(bytes.try_into().expect("8 bytes")) ^ (1 << 63)) as i64
+}
+
+/// The spec of a windowed step's store.
+pub fn store_spec(id: &str, holds: &str) -> StoreSpec {
+    StoreSpec {
+        name: id.to_string(),
+        kind: StoreKind::Window,
+        holds: holds.to_string(),
+    }
+}
+
+/// The windowed key downstream: `{"key":"k1","start":0,"end":60000}` (the
+/// record's key as a JSON string, the window's bounds in milliseconds). A
+/// key that is not UTF-8 text is written `{"base64":"..."}`, as envelope
+/// headers write such bytes.
+pub fn windowed_json_key(key: &[u8], start: i64, end: i64) -> Bytes {
+    use base64::Engine as _;
+    let mut out = Vec::with_capacity(key.len() + 48);
+    out.extend_from_slice(b"{\"key\":");
+    match std::str::from_utf8(key) {
+        Ok(text) => serde_json::to_writer(&mut out, text).expect("a string serializes"),
+        Err(_) => {
+            out.extend_from_slice(b"{\"base64\":\"");
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(key)
+                    .as_bytes(),
+            );
+            out.extend_from_slice(b"\"}");
+        }
+    }
+    out.extend_from_slice(format!(",\"start\":{start},\"end\":{end}}}").as_bytes());
+    out.into()
+}
+
+/// A stored key as `weir state` and `weir test` show it: a window's
+/// windowed key, or `None` for the step's own entries (its stream time,
+/// the sessions it has still to emit).
+pub fn shown_key(window: &Windowing, stored: &[u8]) -> Option<Result<Bytes, String>> {
+    if stored.first() == Some(&META) || session_windows::is_pending(stored) {
+        return None;
+    }
+    let split = match window.windows {
+        WindowKind::Time { size_ms, .. } => time_windows::split_window_key(stored)
+            .map(|(start, key)| (key, start, start.saturating_add(size_ms))),
+        WindowKind::Session { .. } => session_windows::split_stored_key(stored),
+    };
+    Some(
+        split
+            .map(|(key, start, end)| windowed_json_key(key, start, end))
+            .ok_or_else(|| "a window's key without its bounds".to_string()),
+    )
+}
+
+/// A time read from the store (`i64::MIN` when absent).
+fn read_time(store: &mut dyn SortedStore, key: &[u8]) -> Result<i64, OperatorError> {
+    match store.get(key)? {
+        Some(v) if v.len() == 8 => Ok(i64::from_le_bytes(v[..].try_into().expect("8 bytes"))),
+        Some(v) => Err(OperatorError::internal(format!(
+            "a stored time of {} bytes (8 expected)",
+            v.len()
+        ))),
+        None => Ok(i64::MIN),
+    }
+}
+
+fn write_time(store: &mut dyn SortedStore, key: &[u8], time: i64) -> Result<(), OperatorError> {
+    store
+        .put(key, Bytes::copy_from_slice(&time.to_le_bytes()))
+        .map_err(OperatorError::from)
+}
+
+/// What every kind of window works with: the fold, the settings, the
+/// store, stream time, and buffers reused from record to record.
+pub(crate) struct Shared {
+    fold: Fold,
+    window: Windowing,
+    emit: Emit,
+    store: Box<dyn SortedStore>,
+    /// The largest timestamp seen (`i64::MIN`: none yet).
+    stream_time: i64,
+    /// Where a fold writes the values it emits (see [`Fold::add`]).
+    values: BytesMut,
+    /// Where a fold writes the next accumulator.
+    next: Vec<u8>,
+}
+
+impl Shared {
+    /// Emits `value` (`None`: a tombstone, a session merged into another)
+    /// as `key`'s result for `window` (its start and end), at `timestamp`,
+    /// with `from`'s headers.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        out: &mut StepOutput,
+        input: u32,
+        key: &[u8],
+        window: (i64, i64),
+        value: Option<Bytes>,
+        timestamp: i64,
+        from: &Record,
+    ) {
+        let mut emitted = Record {
+            key: Some(windowed_json_key(key, window.0, window.1)),
+            value,
+            timestamp,
+            headers: from.headers.clone(),
+            value_is_json: false,
+            old_value: None,
+        };
+        format_gate::host_written(&mut emitted, self.fold.writes_json(), from);
+        out.emitted.push(Emitted {
+            input,
+            port: 0,
+            record: Some(emitted),
+        });
+    }
+}
+
+/// The kinds of window, each with what it keeps of its own.
+enum Windows {
+    Time(time_windows::TimeWindows),
+    Session(session_windows::SessionWindows),
+}
+
+/// One task's instance of a windowed `aggregate` step.
+pub struct WindowedAggregate {
+    id: String,
+    shared: Shared,
+    windows: Windows,
+    ports: Vec<String>,
+    /// Stream time (and what each kind keeps) read from the store at the
+    /// first batch.
+    loaded: bool,
+}
+
+impl WindowedAggregate {
+    pub fn new(
+        id: &str,
+        fold: Fold,
+        window: Windowing,
+        emit: Emit,
+        store: Box<dyn SortedStore>,
+    ) -> Self {
+        let windows = match window.windows {
+            WindowKind::Time {
+                size_ms,
+                advance_ms,
+            } => Windows::Time(time_windows::TimeWindows::new(size_ms, advance_ms)),
+            WindowKind::Session { gap_ms } => {
+                Windows::Session(session_windows::SessionWindows::new(gap_ms))
+            }
+        };
+        WindowedAggregate {
+            id: id.to_string(),
+            shared: Shared {
+                fold,
+                window,
+                emit,
+                store,
+                stream_time: i64::MIN,
+                values: BytesMut::new(),
+                next: Vec::new(),
+            },
+            windows,
+            ports: vec!["out".to_string()],
+            loaded: false,
+        }
+    }
+
+    fn load(&mut self) -> Result<(), OperatorError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let s = &mut self.shared;
+        s.stream_time = read_time(&mut *s.store, STREAM_TIME)?;
+        match &mut self.windows {
+            Windows::Time(w) => w.load(s)?,
+            Windows::Session(w) => w.load(s),
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Emits what stream time has closed (`emit: final`).
+    fn emit_closed(&mut self, input: u32, out: &mut StepOutput) -> Result<(), OperatorError> {
+        if self.shared.emit != Emit::Final {
+            return Ok(());
+        }
+        match &mut self.windows {
+            Windows::Time(w) => w.emit_closed(&mut self.shared, None, input, out),
+            Windows::Session(w) => w.emit_closed(&mut self.shared, None, input, out),
+        }
+    }
+}
+
+impl Operator for WindowedAggregate {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        out.clear();
+        self.load()?;
+        let before = self.shared.stream_time;
+        let empty = Bytes::new();
+        for (i, record) in records.iter().enumerate() {
+            let input = i as u32;
+            let Some(key) = &record.key else {
+                out.dropped.push(Dropped {
+                    input,
+                    reason: "a null key",
+                });
+                continue;
+            };
+            let s = &mut self.shared;
+            s.stream_time = s.stream_time.max(record.timestamp);
+            // Kafka Streams' windowed count counts tombstones; a fold that
+            // reads values cannot take one.
+            let value = match &record.value {
+                Some(value) => value,
+                None if !s.fold.reads_values() => &empty,
+                None => {
+                    out.dropped.push(Dropped {
+                        input,
+                        reason: "a null value (a tombstone)",
+                    });
+                    continue;
+                }
+            };
+            match &mut self.windows {
+                Windows::Time(w) => w.add(s, input, record, key, value, out)?,
+                Windows::Session(w) => w.add(s, input, record, key, value, out)?,
+            }
+            self.emit_closed(input, out)?;
+        }
+        if self.shared.stream_time != before {
+            let s = &mut self.shared;
+            write_time(&mut *s.store, STREAM_TIME, s.stream_time)?;
+            let cutoff = expiry_cutoff(s.stream_time, s.window.retention_ms);
+            match &mut self.windows {
+                Windows::Time(w) => w.expire(s, cutoff)?,
+                Windows::Session(w) => w.expire(s, cutoff)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn ports(&self) -> &[String] {
+        &self.ports
+    }
+
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![store_spec(&self.id, "")]
+    }
+
+    /// `end-of-input: close-windows` closes every window left open.
+    fn on_end_of_input(&mut self, out: &mut StepOutput) -> Result<(), OperatorError> {
+        out.clear();
+        if self.shared.window.end_of_input != EndOfInput::CloseWindows
+            || self.shared.emit != Emit::Final
+        {
+            return Ok(());
+        }
+        self.load()?;
+        let s = &mut self.shared;
+        match &mut self.windows {
+            Windows::Time(w) => w.emit_closed(s, Some(i64::MAX), 0, out),
+            Windows::Session(w) => w.emit_closed(s, Some(i64::MAX), 0, out),
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), OperatorError> {
+        self.shared.store.flush().map_err(OperatorError::from)
+    }
+
+    fn close(&mut self) {
+        if let Err(e) = self.shared.store.flush() {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::pipeline::{AggOp, Aggregation, Late};
+    use crate::state::MemorySortedStore;
+
+    /// A windowed count (`n`) of `windows` over a store in memory.
+    pub fn count(windows: WindowKind, grace_ms: i64, emit: Emit) -> WindowedAggregate {
+        let fold = Fold::of(&Aggregation::Builtin(vec![("n".into(), AggOp::Count)])).unwrap();
+        let window = Windowing {
+            windows,
+            grace_ms,
+            retention_ms: windows.span_ms().saturating_add(grace_ms),
+            late: Late::Drop,
+            end_of_input: EndOfInput::CloseWindows,
+        };
+        WindowedAggregate::new("w", fold, window, emit, Box::<MemorySortedStore>::default())
+    }
+
+    pub fn rec(key: &str, ts: i64) -> Record {
+        Record {
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: Some(Bytes::from_static(b"{}")),
+            timestamp: ts,
+            headers: Vec::new(),
+            value_is_json: true,
+            old_value: None,
+        }
+    }
+
+    /// Each output as `KEY VALUE @TIMESTAMP` (`null` for a tombstone).
+    pub fn shown(out: &StepOutput) -> Vec<String> {
+        out.emitted
+            .iter()
+            .map(|e| {
+                let r = e.record.as_ref().unwrap();
+                format!(
+                    "{} {} @{}",
+                    String::from_utf8_lossy(r.key.as_deref().unwrap()),
+                    r.value
+                        .as_deref()
+                        .map_or("null".into(), String::from_utf8_lossy),
+                    r.timestamp
+                )
+            })
+            .collect()
+    }
+}
