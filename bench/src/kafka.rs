@@ -25,7 +25,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-const PARTITIONS: i32 = 4;
+pub(crate) const PARTITIONS: i32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Record `i`'s amount: spread over 0..1000, so 90% pass the filter.
@@ -108,6 +108,36 @@ pub fn load_values(
     n: usize,
     value: impl Fn(usize) -> String,
 ) -> Result<()> {
+    // Current timestamps: the broker's time-based retention would delete
+    // records stamped years ago as soon as their segment closes.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    load_records(bootstrap, topic, n, |i| Loaded {
+        key: format!("c-{:05}", i % 50_000),
+        value: value(i),
+        timestamp: base + i as i64 / 1000,
+        partition: None,
+    })
+}
+
+/// One record [`load_records`] writes.
+pub(crate) struct Loaded {
+    pub key: String,
+    pub value: String,
+    pub timestamp: i64,
+    /// `None`: the partitioner's choice for the key.
+    pub partition: Option<i32>,
+}
+
+/// Fills `topic` (created with [`PARTITIONS`] partitions) with the `n`
+/// records `record` makes, unless it holds them already.
+pub(crate) fn load_records(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    record: impl Fn(usize) -> Loaded,
+) -> Result<()> {
     create_topic(bootstrap, topic)?;
     let probe: BaseConsumer = client(bootstrap).create()?;
     let have = wait_for_topic(&probe, topic)?;
@@ -125,19 +155,16 @@ pub fn load_values(
         .set("compression.type", "none")
         .create()?;
     let started = Instant::now();
-    // Current timestamps: the broker's time-based retention would delete
-    // records stamped years ago as soon as their segment closes.
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
     for i in 0..n {
-        let key = format!("c-{:05}", i % 50_000);
-        let v = value(i);
-        let record = BaseRecord::<str, str>::to(topic)
-            .key(&key)
-            .payload(&v)
-            .timestamp(base + i as i64 / 1000);
-        send(&producer, record);
+        let r = record(i);
+        let mut to = BaseRecord::<str, str>::to(topic)
+            .key(&r.key)
+            .payload(&r.value)
+            .timestamp(r.timestamp);
+        if let Some(p) = r.partition {
+            to = to.partition(p);
+        }
+        send(&producer, to);
     }
     producer.flush(Duration::from_secs(300))?;
     println!(

@@ -21,6 +21,7 @@ mod checkpoints;
 mod codec;
 mod kafka;
 mod kafka_state;
+mod kafka_windows;
 mod stateful;
 mod store;
 mod swap;
@@ -114,6 +115,9 @@ enum KafkaCommand {
     /// Kafka Streams, and (`--restore`) each one's restore from its
     /// changelog.
     Stateful(kafka_state::Stateful),
+    /// Windows: a tumbling count and a hopping sum per key with final
+    /// results, weir against Kafka Streams, with their state's size.
+    Windows(kafka_windows::Windows),
     /// Fills a topic with the benchmark's records.
     Load {
         #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:19092")]
@@ -144,6 +148,7 @@ fn main() -> Result<()> {
         Command::Kafka { command } => match command {
             KafkaCommand::Compare(options) => kafka::compare(&options),
             KafkaCommand::Stateful(options) => kafka_state::stateful(&options),
+            KafkaCommand::Windows(options) => kafka_windows::windows(&options),
             KafkaCommand::Load {
                 bootstrap,
                 topic,

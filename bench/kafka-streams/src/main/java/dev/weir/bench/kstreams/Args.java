@@ -20,8 +20,9 @@ final class Args {
               --threads N                 num.stream.threads (default 1)
               --commit-interval-ms MS     commit.interval.ms (default 1000)
               --close-timeout-ms MS       how long close may take after SIGTERM/SIGINT (default 30000)
-              --topology NAME             filter-enrich (default) or count-sum (group by user, count
-                                          and sum amount, every update emitted)
+              --topology NAME             filter-enrich (default), count-sum (group by user, count
+                                          and sum amount, every update emitted), tumbling-count or
+                                          hopping-sum (windows per key, final results: WindowedTopologies.java)
               --config-file FILE          Kafka Streams/client properties to add (repeatable)
               --property KEY=VALUE        one property to add (repeatable); files and properties are
                                           applied after the settings above, in order, and override them
@@ -76,8 +77,10 @@ final class Args {
                 case "--close-timeout-ms" -> a.closeTimeout = Duration.ofMillis(positive(name, value, Long.MAX_VALUE));
                 case "--config-file" -> a.configFiles.add(Path.of(nonEmpty(name, value)));
                 case "--topology" -> {
-                    if (!value.equals("filter-enrich") && !value.equals("count-sum")) {
-                        throw new IllegalArgumentException("--topology is filter-enrich or count-sum");
+                    if (!java.util.Set.of("filter-enrich", "count-sum", "tumbling-count", "hopping-sum")
+                            .contains(value)) {
+                        throw new IllegalArgumentException(
+                                "--topology is filter-enrich, count-sum, tumbling-count or hopping-sum");
                     }
                     a.topology = value;
                 }

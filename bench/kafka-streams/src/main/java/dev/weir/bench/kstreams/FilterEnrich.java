@@ -132,9 +132,12 @@ public final class FilterEnrich {
     }
 
     static int runWith(Args args, Properties props) throws InterruptedException {
-        Topology topology = args.topology.equals("count-sum")
-                ? CountSum.topology(props, args.inputTopic, args.outputTopic)
-                : topology(props, args.inputTopic, args.outputTopic);
+        Topology topology = switch (args.topology) {
+            case "count-sum" -> CountSum.topology(props, args.inputTopic, args.outputTopic);
+            case "tumbling-count", "hopping-sum" ->
+                    WindowedTopologies.topology(props, args.topology, args.inputTopic, args.outputTopic);
+            default -> topology(props, args.inputTopic, args.outputTopic);
+        };
         KafkaStreams streams = new KafkaStreams(topology, props);
 
         CountDownLatch stop = new CountDownLatch(1);
