@@ -85,7 +85,7 @@ fn record(c: &Windows, base: i64, i: usize) -> (usize, i64, i64) {
     let step = c.minutes * 60_000 / c.records as i64;
     let user = (i.wrapping_mul(2_654_435_761)) % c.keys;
     // One record in five a little late (up to 3 s), the rest in order.
-    let back = if i % 5 == 0 {
+    let back = if i.is_multiple_of(5) {
         (i as i64 * 7919) % DISORDER_MS
     } else {
         0
