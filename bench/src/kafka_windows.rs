@@ -32,8 +32,9 @@ pub struct Windows {
     /// Distinct users (keys).
     #[arg(long, default_value_t = 100_000)]
     pub keys: usize,
-    /// The event time the records span, in minutes.
-    #[arg(long, default_value_t = 100)]
+    /// The event time the records span, in minutes (20: 250k records a
+    /// minute, 2.5 per key per minute on average at 100k keys).
+    #[arg(long, default_value_t = 20)]
     pub minutes: i64,
     /// The Kafka Streams peer (bench/kafka-streams/build prints it).
     #[arg(long)]
@@ -82,8 +83,8 @@ const PIPELINES: [Pipeline; 2] = [
 
 /// Record `i` of the input: its user, amount and time.
 fn record(c: &Windows, base: i64, i: usize) -> (usize, i64, i64) {
-    let step = c.minutes * 60_000 / c.records as i64;
-    let user = (i.wrapping_mul(2_654_435_761)) % c.keys;
+    let step_us = c.minutes * 60_000_000 / c.records as i64;
+    let user = (splitmix64(i as u64) % c.keys as u64) as usize;
     // One record in five a little late (up to 3 s), the rest in order.
     let back = if i.is_multiple_of(5) {
         (i as i64 * 7919) % DISORDER_MS
@@ -93,8 +94,17 @@ fn record(c: &Windows, base: i64, i: usize) -> (usize, i64, i64) {
     (
         user,
         (i as i64 * 7919) % 1000,
-        base + i as i64 * step - back,
+        base + i as i64 * step_us / 1000 - back,
     )
+}
+
+/// A well-mixed hash of `x` (splitmix64's finalizer): users drawn at
+/// random, each record's independent of its neighbours'.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn user_key(user: usize) -> String {

@@ -109,6 +109,23 @@ fn window_ops() -> Vec<(&'static str, Value)> {
             json!({"op": "latest", "window": {"size": 6000, "advance": 2000, "grace": 500}}),
         ),
         (
+            "sliding-count",
+            json!({"op": "count", "window": {"difference": 3000, "grace": 1000}}),
+        ),
+        (
+            "sliding-several-final",
+            json!({"aggregations": {
+                "n": "count",
+                "total": {"sum": "amount"},
+                "avg_price": {"avg": "price"},
+                "high": {"max": "qty"},
+            }, "window": {"difference": 2000, "grace": 2000}, "emit": "final"}),
+        ),
+        (
+            "sliding-latest",
+            json!({"op": "latest", "window": {"difference": 1500}}),
+        ),
+        (
             "session-count",
             json!({"op": "count", "window": {"gap": 3000}}),
         ),

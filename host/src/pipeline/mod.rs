@@ -190,6 +190,10 @@ pub enum WindowKind {
     /// exactly that) make one session, from its first record's time to its
     /// last's, both included; a record that bridges two sessions merges them.
     Session { gap_ms: i64 },
+    /// `SlidingWindows`: windows `[start, start + difference_ms]`, both
+    /// ends included, where a key's records are (each record's left window
+    /// ends at it, its right window starts just after it).
+    Sliding { difference_ms: i64 },
 }
 
 impl WindowKind {
@@ -200,6 +204,9 @@ impl WindowKind {
         match *self {
             WindowKind::Time { size_ms, .. } => size_ms,
             WindowKind::Session { gap_ms } => gap_ms,
+            // A sliding window is built from records up to twice the
+            // difference apart (Kafka Streams' least retention).
+            WindowKind::Sliding { difference_ms } => difference_ms.saturating_mul(2),
         }
     }
 
@@ -216,6 +223,9 @@ impl WindowKind {
                 advance_ms,
             } => format!("hopping {size_ms} ms every {advance_ms} ms"),
             WindowKind::Session { gap_ms } => format!("session ({gap_ms} ms gap)"),
+            WindowKind::Sliding { difference_ms } => {
+                format!("sliding ({difference_ms} ms difference)")
+            }
         }
     }
 }

@@ -145,7 +145,8 @@ pub struct RawStep {
 }
 
 /// A windowed aggregate's `window:` block: one of `tumbling: SIZE`,
-/// `hopping: SIZE` with `advance: STEP`, or `session: GAP`, and optionally `grace`,
+/// `hopping: SIZE` with `advance: STEP`, `session: GAP` or `sliding:
+/// DIFFERENCE`, and optionally `grace`,
 /// `retention`, `late` and `end-of-input`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -155,6 +156,8 @@ pub struct RawWindow {
     pub advance: Option<Spanned<Quantity>>,
     /// Session windows: the inactivity gap.
     pub session: Option<Spanned<Quantity>>,
+    /// Sliding windows: the largest time difference within a window.
+    pub sliding: Option<Spanned<Quantity>>,
     pub grace: Option<Spanned<Quantity>>,
     pub retention: Option<Spanned<Quantity>>,
     pub late: Option<Spanned<Late>>,

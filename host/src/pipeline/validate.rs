@@ -1123,6 +1123,7 @@ fn check_window(
         w.tumbling.as_ref().map(|_| "`tumbling`"),
         w.hopping.as_ref().map(|_| "`hopping`"),
         w.session.as_ref().map(|_| "`session`"),
+        w.sliding.as_ref().map(|_| "`sliding`"),
     ]
     .into_iter()
     .flatten()
@@ -1131,13 +1132,27 @@ fn check_window(
         c.error(
             loc(raw),
             format!(
-                "step `{step}`: a window is one of `tumbling`, `hopping` or `session`; this one has {}",
+                "step `{step}`: a window is one of `tumbling`, `hopping`, `session` or `sliding`; this one has {}",
                 kinds.join(" and ")
             ),
         );
         return None;
     }
     let windows = match (&w.tumbling, &w.hopping) {
+        _ if w.sliding.is_some() => {
+            let difference = w.sliding.as_ref().expect("checked");
+            if let Some(a) = &w.advance {
+                c.error(
+                    loc(a),
+                    format!(
+                        "step `{step}`: sliding windows take no `advance`: they slide with the records, one ending at each record and one starting just after it"
+                    ),
+                );
+            }
+            super::WindowKind::Sliding {
+                difference_ms: millis(c, difference, "sliding", false)?,
+            }
+        }
         _ if w.session.is_some() => {
             let gap = w.session.as_ref().expect("checked");
             if let Some(a) = &w.advance {
@@ -1200,7 +1215,7 @@ fn check_window(
             c.error(
                 loc(raw),
                 format!(
-                    "step `{step}`: `window` needs its kind and size: `tumbling: 1m`, `hopping: 10m` with `advance: 1m`, or `session: 30m` (the inactivity gap)"
+                    "step `{step}`: `window` needs its kind and size: `tumbling: 1m`, `hopping: 10m` with `advance: 1m`, `session: 30m` (the inactivity gap) or `sliding: 5m` (the largest time difference in a window)"
                 ),
             );
             return None;

@@ -1,7 +1,7 @@
 //! Windowed `aggregate` steps (Kafka Streams' `windowedBy(...)` then
 //! `count`, `aggregate` or `reduce`), on event time: time windows
-//! (tumbling and hopping, [`time_windows`]) and session windows
-//! ([`session_windows`]).
+//! (tumbling and hopping, [`time_windows`]), session windows
+//! ([`session_windows`]) and sliding windows ([`sliding_windows`]).
 //!
 //! What every kind shares lives here, in [`WindowedAggregate`]:
 //!
@@ -28,6 +28,7 @@
 //! aggregate. The step's own entries begin with [`META`].
 
 mod session_windows;
+mod sliding_windows;
 mod time_windows;
 
 use bytes::{Bytes, BytesMut};
@@ -109,13 +110,18 @@ pub fn windowed_json_key(key: &[u8], start: i64, end: i64) -> Bytes {
 /// windowed key, or `None` for the step's own entries (its stream time,
 /// the sessions it has still to emit).
 pub fn shown_key(window: &Windowing, stored: &[u8]) -> Option<Result<Bytes, String>> {
-    if stored.first() == Some(&META) || session_windows::is_pending(stored) {
+    if stored.first() == Some(&META)
+        || session_windows::is_pending(stored)
+        || sliding_windows::is_pending(stored)
+    {
         return None;
     }
     let split = match window.windows {
         WindowKind::Time { size_ms, .. } => time_windows::split_window_key(stored)
             .map(|(start, key)| (key, start, start.saturating_add(size_ms))),
         WindowKind::Session { .. } => session_windows::split_stored_key(stored),
+        WindowKind::Sliding { difference_ms } => sliding_windows::split_stored_key(stored)
+            .map(|(key, start)| (key, start, start.saturating_add(difference_ms))),
     };
     Some(
         split
@@ -193,6 +199,7 @@ impl Shared {
 enum Windows {
     Time(time_windows::TimeWindows),
     Session(session_windows::SessionWindows),
+    Sliding(sliding_windows::SlidingWindows),
 }
 
 /// One task's instance of a windowed `aggregate` step.
@@ -222,6 +229,9 @@ impl WindowedAggregate {
             WindowKind::Session { gap_ms } => {
                 Windows::Session(session_windows::SessionWindows::new(gap_ms))
             }
+            WindowKind::Sliding { difference_ms } => {
+                Windows::Sliding(sliding_windows::SlidingWindows::new(difference_ms))
+            }
         };
         WindowedAggregate {
             id: id.to_string(),
@@ -249,6 +259,7 @@ impl WindowedAggregate {
         match &mut self.windows {
             Windows::Time(w) => w.load(s)?,
             Windows::Session(w) => w.load(s),
+            Windows::Sliding(w) => w.load(s),
         }
         self.loaded = true;
         Ok(())
@@ -262,6 +273,7 @@ impl WindowedAggregate {
         match &mut self.windows {
             Windows::Time(w) => w.emit_closed(&mut self.shared, None, input, out),
             Windows::Session(w) => w.emit_closed(&mut self.shared, None, input, out),
+            Windows::Sliding(w) => w.emit_closed(&mut self.shared, None, input, out),
         }
     }
 }
@@ -287,12 +299,17 @@ impl Operator for WindowedAggregate {
                 continue;
             };
             let s = &mut self.shared;
-            s.stream_time = s.stream_time.max(record.timestamp);
-            // Kafka Streams' windowed count counts tombstones; a fold that
-            // reads values cannot take one.
+            let sliding = matches!(self.windows, Windows::Sliding(_));
+            // Kafka Streams' time and session windows give a tombstone to
+            // the aggregator (their `count` counts it; a fold that reads
+            // values cannot take one); its sliding windows drop it before
+            // it counts for stream time.
+            if !(sliding && record.value.is_none()) {
+                s.stream_time = s.stream_time.max(record.timestamp);
+            }
             let value = match &record.value {
                 Some(value) => value,
-                None if !s.fold.reads_values() => &empty,
+                None if !sliding && !s.fold.reads_values() => &empty,
                 None => {
                     out.dropped.push(Dropped {
                         input,
@@ -304,6 +321,7 @@ impl Operator for WindowedAggregate {
             match &mut self.windows {
                 Windows::Time(w) => w.add(s, input, record, key, value, out)?,
                 Windows::Session(w) => w.add(s, input, record, key, value, out)?,
+                Windows::Sliding(w) => w.add(s, input, record, key, value, out)?,
             }
             self.emit_closed(input, out)?;
         }
@@ -314,6 +332,7 @@ impl Operator for WindowedAggregate {
             match &mut self.windows {
                 Windows::Time(w) => w.expire(s, cutoff)?,
                 Windows::Session(w) => w.expire(s, cutoff)?,
+                Windows::Sliding(w) => w.expire(s, cutoff)?,
             }
         }
         Ok(())
@@ -340,6 +359,7 @@ impl Operator for WindowedAggregate {
         match &mut self.windows {
             Windows::Time(w) => w.emit_closed(s, Some(i64::MAX), 0, out),
             Windows::Session(w) => w.emit_closed(s, Some(i64::MAX), 0, out),
+            Windows::Sliding(w) => w.emit_closed(s, Some(i64::MAX), 0, out),
         }
     }
 

@@ -38,6 +38,7 @@ import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.SessionWindowedKStream;
 import org.apache.kafka.streams.kstream.SessionWindows;
+import org.apache.kafka.streams.kstream.SlidingWindows;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
@@ -62,7 +63,7 @@ public final class Oracle {
     static final Set<String> OPS = Set.of("count", "sum", "min", "max", "avg", "reduce", "latest");
     static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations", "table",
             "window", "emit");
-    static final Set<String> WINDOW_KEYS = Set.of("size", "advance", "grace", "gap", "retention");
+    static final Set<String> WINDOW_KEYS = Set.of("size", "advance", "grace", "gap", "retention", "difference");
     /** The functions of an `aggregations` topology (weir's built-in aggregations). */
     static final Set<String> AGGREGATIONS = Set.of("count", "sum", "min", "max", "avg");
 
@@ -175,16 +176,27 @@ public final class Oracle {
             if (!WINDOW_KEYS.contains(k)) throw new IllegalArgumentException("unknown window key: " + k);
         });
         if (w.has("gap")) return buildSessions(g, t, multi, op, field);
-        long size = w.get("size").asLong();
-        long advance = w.path("advance").asLong(size);
         long grace = w.path("grace").asLong(0);
-        TimeWindowedKStream<String, JsonNode> tw = g.windowedBy(
-                TimeWindows.ofSizeAndGrace(Duration.ofMillis(size), Duration.ofMillis(grace))
-                        .advanceBy(Duration.ofMillis(advance)));
+        TimeWindowedKStream<String, JsonNode> tw;
+        long size;
+        Duration retention;
+        if (w.has("difference")) {
+            // SlidingWindows: windows [start, start + difference], both ends included.
+            long difference = w.get("difference").asLong();
+            size = difference;
+            tw = g.windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(
+                    Duration.ofMillis(difference), Duration.ofMillis(grace)));
+            retention = Duration.ofMillis(w.path("retention").asLong(2 * difference + grace));
+        } else {
+            size = w.get("size").asLong();
+            long advance = w.path("advance").asLong(size);
+            tw = g.windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(size), Duration.ofMillis(grace))
+                    .advanceBy(Duration.ofMillis(advance)));
+            retention = Duration.ofMillis(w.path("retention").asLong(size + grace));
+        }
         Serde<Windowed<String>> wkSerde = WindowedSerdes.timeWindowedSerdeFrom(String.class, size);
         Materialized<Windowed<String>, JsonNode, KeyValueStore<Bytes, byte[]>> shown =
                 Materialized.with(wkSerde, JSON_SERDE);
-        Duration retention = Duration.ofMillis(w.path("retention").asLong(size + grace));
         KTable<Windowed<String>, JsonNode> table;
         if (multi) {
             JsonNode aggs = t.get("aggregations");
