@@ -487,6 +487,69 @@ pub(crate) fn measure_run(
     result
 }
 
+/// Bytes under `path` (a state directory).
+pub(crate) fn du(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => du(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// What both contestants of a run are given.
+pub(crate) struct Contest<'a> {
+    pub bootstrap: &'a str,
+    pub input: &'a str,
+    pub output: &'a str,
+    pub app: &'a str,
+    pub threads: u32,
+    pub commit_ms: u64,
+    pub state: &'a Path,
+}
+
+/// The Kafka Streams peer's command for `topology` (`--ks-jar`, see
+/// bench/kafka-streams), with `properties` (KEY=VALUE) added.
+pub(crate) fn kafka_streams_command(
+    jar: &Path,
+    c: &Contest<'_>,
+    topology: &str,
+    properties: &[&str],
+) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args(["-Xms512m", "-Xmx2g", "-jar"])
+        .arg(jar)
+        .args(["--bootstrap-servers", c.bootstrap])
+        .args(["--input-topic", c.input, "--output-topic", c.output])
+        .args(["--application-id", c.app])
+        .args(["--threads", &c.threads.to_string()])
+        .args(["--commit-interval-ms", &c.commit_ms.to_string()])
+        .args(["--topology", topology])
+        .arg("--property")
+        .arg(format!("state.dir={}", c.state.display()));
+    for p in properties {
+        cmd.args(["--property", p]);
+    }
+    cmd
+}
+
+/// weir's command for the pipeline `yaml`, written to `file`, with its
+/// state in the contest's directory.
+pub(crate) fn weir_command(c: &Contest<'_>, file: &Path, yaml: &str) -> Result<Command> {
+    std::fs::write(file, yaml)?;
+    let weir_bin = std::env::current_exe()?
+        .parent()
+        .context("exe folder")?
+        .join("weir");
+    let mut cmd = Command::new(weir_bin);
+    cmd.arg("run").arg(file).arg("--state-dir").arg(c.state);
+    Ok(cmd)
+}
+
 /// Whether run `name` is among `--only`'s comma-separated list (all runs
 /// when there is none).
 pub(crate) fn selected(only: Option<&str>, name: &str) -> bool {

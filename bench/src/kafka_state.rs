@@ -69,7 +69,6 @@ pub fn stateful(c: &Stateful) -> Result<()> {
     let run_id = std::process::id();
     let dir = tempfile::tempdir()?;
     let commit_ms = 1000;
-    let self_exe = std::env::current_exe()?;
     let run = Run {
         bootstrap: &c.bootstrap,
         broker: c.broker_pid,
@@ -83,35 +82,29 @@ pub fn stateful(c: &Stateful) -> Result<()> {
         let output = format!("bench-state-out-{name}-{run_id}");
         let app = format!("bench-state-{name}-{run_id}");
         let state = dir.path().join(format!("{name}-state"));
+        let contest = kafka::Contest {
+            bootstrap: &c.bootstrap,
+            input: &input,
+            output: &output,
+            app: &app,
+            threads: c.threads,
+            commit_ms,
+            state: &state,
+        };
         let command = |log_name: &str| -> Result<(Command, std::path::PathBuf)> {
             let log = dir.path().join(log_name);
             let cmd = match name {
-                "weir" => {
-                    let pipeline = dir.path().join("pipeline.yaml");
-                    std::fs::write(
-                        &pipeline,
-                        weir_pipeline(c, &input, &output, &app, commit_ms),
-                    )?;
-                    let weir_bin = self_exe.parent().context("exe folder")?.join("weir");
-                    let mut cmd = Command::new(weir_bin);
-                    cmd.arg("run").arg(&pipeline).arg("--state-dir").arg(&state);
-                    cmd
-                }
-                _ => {
-                    let mut cmd = Command::new("java");
-                    cmd.args(["-Xms512m", "-Xmx2g", "-jar"])
-                        .arg(&c.ks_jar)
-                        .args(["--bootstrap-servers", &c.bootstrap])
-                        .args(["--input-topic", &input, "--output-topic", &output])
-                        .args(["--application-id", &app])
-                        .args(["--threads", &c.threads.to_string()])
-                        .args(["--commit-interval-ms", &commit_ms.to_string()])
-                        .args(["--topology", "count-sum"])
-                        .args(["--property", "statestore.cache.max.bytes=0"])
-                        .arg("--property")
-                        .arg(format!("state.dir={}", state.display()));
-                    cmd
-                }
+                "weir" => kafka::weir_command(
+                    &contest,
+                    &dir.path().join("pipeline.yaml"),
+                    &weir_pipeline(c, &input, &output, &app, commit_ms),
+                )?,
+                _ => kafka::kafka_streams_command(
+                    &c.ks_jar,
+                    &contest,
+                    "count-sum",
+                    &["statestore.cache.max.bytes=0"],
+                ),
             };
             Ok((cmd, log))
         };
@@ -119,7 +112,7 @@ pub fn stateful(c: &Stateful) -> Result<()> {
         let (cmd, log) = command(&format!("{name}.log"))?;
         let m = kafka::measure_run(&run, name, cmd, &output, c.records as i64, &log)
             .with_context(|| kafka::log_tail(&log))?;
-        let on_disk = du(&state);
+        let on_disk = kafka::du(&state);
         println!(
             "  {:.2} s, {:.0} records/s, {:.0} per CPU-second, peak RSS {} MiB, state on disk {:.1} MiB",
             m.wall,
@@ -273,20 +266,6 @@ fn restore_span(spans: &[(f64, f64)], records: u64) -> Option<Restore> {
         records,
         seconds: end - start,
     })
-}
-
-/// Bytes under `path`.
-fn du(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => du(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }
 
 fn print_table(c: &Stateful, results: &[(Measured, u64, Option<Restore>)]) {

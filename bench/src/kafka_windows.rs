@@ -12,8 +12,6 @@
 //! contestants write the same, known number of results.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -151,7 +149,7 @@ impl Sampler {
             let started = Instant::now();
             let mut samples = Vec::new();
             while !stopping.load(Ordering::Relaxed) {
-                samples.push((started.elapsed().as_secs_f64(), du(&dir)));
+                samples.push((started.elapsed().as_secs_f64(), kafka::du(&dir)));
                 std::thread::sleep(Duration::from_millis(250));
             }
             samples
@@ -215,7 +213,6 @@ pub fn windows(c: &Windows) -> Result<()> {
     let run_id = std::process::id();
     let dir = tempfile::tempdir()?;
     let commit_ms = 1000;
-    let self_exe = std::env::current_exe()?;
     let run = Run {
         bootstrap: &c.bootstrap,
         broker: c.broker_pid,
@@ -238,32 +235,22 @@ pub fn windows(c: &Windows) -> Result<()> {
                 let app = format!("bench-windows-{tag}");
                 let state = dir.path().join(format!("{tag}-state"));
                 let log = dir.path().join(format!("{tag}.log"));
+                let contest = kafka::Contest {
+                    bootstrap: &c.bootstrap,
+                    input: &input,
+                    output: &output,
+                    app: &app,
+                    threads: c.threads,
+                    commit_ms,
+                    state: &state,
+                };
                 let cmd = match name {
-                    "weir" => {
-                        let pipeline = dir.path().join(format!("{tag}.yaml"));
-                        std::fs::write(
-                            &pipeline,
-                            weir_pipeline(c, p, &input, &output, &app, commit_ms),
-                        )?;
-                        let weir_bin = self_exe.parent().context("exe folder")?.join("weir");
-                        let mut cmd = Command::new(weir_bin);
-                        cmd.arg("run").arg(&pipeline).arg("--state-dir").arg(&state);
-                        cmd
-                    }
-                    _ => {
-                        let mut cmd = Command::new("java");
-                        cmd.args(["-Xms512m", "-Xmx2g", "-jar"])
-                            .arg(&c.ks_jar)
-                            .args(["--bootstrap-servers", &c.bootstrap])
-                            .args(["--input-topic", &input, "--output-topic", &output])
-                            .args(["--application-id", &app])
-                            .args(["--threads", &c.threads.to_string()])
-                            .args(["--commit-interval-ms", &commit_ms.to_string()])
-                            .args(["--topology", p.name])
-                            .arg("--property")
-                            .arg(format!("state.dir={}", state.display()));
-                        cmd
-                    }
+                    "weir" => kafka::weir_command(
+                        &contest,
+                        &dir.path().join(format!("{tag}.yaml")),
+                        &weir_pipeline(c, p, &input, &output, &app, commit_ms),
+                    )?,
+                    _ => kafka::kafka_streams_command(&c.ks_jar, &contest, p.name, &[]),
                 };
                 println!("{} round {round}: running {name} ...", p.name);
                 std::fs::create_dir_all(&state)?;
@@ -283,7 +270,7 @@ pub fn windows(c: &Windows) -> Result<()> {
                     pipeline: p.name,
                     round,
                     results: want,
-                    state: [at(0.25), at(0.5), at(0.75), du(&state)],
+                    state: [at(0.25), at(0.5), at(0.75), kafka::du(&state)],
                     peak_state: samples.iter().map(|s| s.1).max().unwrap_or(0),
                     measured,
                 };
@@ -350,20 +337,6 @@ sinks:
         bootstrap = c.bootstrap,
         threads = c.threads,
     )
-}
-
-/// Bytes under `path`.
-fn du(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => du(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }
 
 fn print_table(c: &Windows, all: &[Result1]) {

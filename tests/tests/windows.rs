@@ -86,7 +86,7 @@ fn validation_says_what_is_wrong_with_a_window() {
         ),
         (
             "window: { tumbling: 1m, session: 5m }",
-            "one of `tumbling`, `hopping` or `session`",
+            "one of `tumbling`, `hopping`, `session` or `sliding`",
         ),
         ("window: { grace: 5m }", "needs its kind and size"),
         ("window: { tumbling: 0s }", "must be above zero"),

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use super::layout::write_atomically;
 
-const CHECKPOINT_FILE: &str = ".checkpoint";
+pub(crate) const CHECKPOINT_FILE: &str = ".checkpoint";
 const CHECKPOINT_FORMAT: u32 = 1;
 
 /// Changelog offsets per store name.

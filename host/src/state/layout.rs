@@ -33,6 +33,10 @@ pub const STATE_FORMAT: u32 = 1;
 
 const LOCK_FILE: &str = ".lock";
 const MARKER_FILE: &str = ".weir-state";
+/// Where a fresh start moves a task's old state before deleting it, so a
+/// process killed while deleting leaves a directory the next run can use:
+/// removed whole when found.
+const WIPING_DIR: &str = ".wiping";
 pub(crate) const ROCKSDB_DIR: &str = "rocksdb";
 
 /// The folder of an embedded exactly-once run's one database (every task's
@@ -128,6 +132,7 @@ impl TaskDir {
             }
         }
         let dir = TaskDir { path, _lock: lock };
+        dir.finish_wiping()?;
         dir.check_marker(application_id, mode)?;
         if mode == StateMode::Fresh {
             dir.wipe()?;
@@ -152,12 +157,16 @@ impl TaskDir {
             Ok(text) => text,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Without a marker the directory must be empty but for our
-                // lock: a crash between creating it and writing the marker
-                // leaves just that. Anything else is not ours to use or wipe.
+                // lock and the marker's temporary file: a crash between
+                // creating it and writing the marker (found killing runs a
+                // few milliseconds in) leaves just those, and the marker is
+                // written again over its temporary file. Anything else is
+                // not ours to use or wipe.
+                let marker_tmp = format!("{MARKER_FILE}.tmp");
                 let others = self
                     .entries()?
                     .into_iter()
-                    .filter(|name| name != LOCK_FILE)
+                    .filter(|name| name != LOCK_FILE && *name != marker_tmp)
                     .collect::<Vec<_>>();
                 if others.is_empty() {
                     return Ok(());
@@ -217,22 +226,42 @@ impl TaskDir {
         write_atomically(&marker_path, text.as_bytes())
     }
 
-    /// Removes everything but the lock file (which this process holds).
+    /// Removes everything but the lock file (which this process holds) and
+    /// the marker (it stays the same): each entry is first moved into
+    /// [`WIPING_DIR`], the checkpoint first, so a process killed at any
+    /// point leaves a marked directory whose state is whole or gone (a
+    /// store without its checkpoint is restored in full), never a database
+    /// half deleted; then that folder is removed.
     fn wipe(&self) -> Result<(), String> {
-        for name in self.entries()? {
-            if name == LOCK_FILE {
-                continue;
-            }
-            let entry = self.path.join(&name);
-            let removed = if entry.is_dir() {
-                std::fs::remove_dir_all(&entry)
-            } else {
-                std::fs::remove_file(&entry)
-            };
-            removed
-                .map_err(|e| format!("cannot remove {} (a fresh start): {e}", entry.display()))?;
+        let wiping = self.path.join(WIPING_DIR);
+        std::fs::create_dir_all(&wiping)
+            .map_err(|e| format!("cannot create {} (a fresh start): {e}", wiping.display()))?;
+        let mut names: Vec<String> = self
+            .entries()?
+            .into_iter()
+            .filter(|n| n != LOCK_FILE && n != MARKER_FILE && n != WIPING_DIR)
+            .collect();
+        names.sort_by_key(|n| n != super::checkpoint::CHECKPOINT_FILE);
+        for name in names {
+            let (from, to) = (self.path.join(&name), wiping.join(&name));
+            std::fs::rename(&from, &to).map_err(|e| {
+                format!("cannot move {} aside (a fresh start): {e}", from.display())
+            })?;
         }
-        Ok(())
+        self.finish_wiping()
+    }
+
+    /// Removes what a fresh start moved aside ([`WIPING_DIR`]), if anything.
+    fn finish_wiping(&self) -> Result<(), String> {
+        let wiping = self.path.join(WIPING_DIR);
+        match std::fs::remove_dir_all(&wiping) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!(
+                "cannot remove {} (a fresh start): {e}",
+                wiping.display()
+            )),
+        }
     }
 
     fn entries(&self) -> Result<Vec<String>, String> {
@@ -344,6 +373,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("1_3")).unwrap();
         std::fs::write(tmp.path().join("1_3/notes.txt"), b"x").unwrap();
+        // The temporary file of a marker a killed run was writing is ours.
+        std::fs::create_dir_all(tmp.path().join("0_0")).unwrap();
+        std::fs::write(tmp.path().join("0_0/.weir-state.tmp"), b"{\"appl").unwrap();
+        TaskDir::open(tmp.path(), "0_0", "app", StateMode::Keep).unwrap();
+        assert!(tmp.path().join("0_0/.weir-state").exists());
         let err =
             TaskDir::open(tmp.path(), &TASK.to_string(), "app", StateMode::Fresh).unwrap_err();
         assert!(err.contains("is not a weir state directory"), "{err}");

@@ -27,7 +27,7 @@ mod rocksdb_stores;
 mod sorted_store;
 mod write_cache;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use layout::{StateMode, default_state_dir};
@@ -152,49 +152,14 @@ pub fn byte_size(bytes: u64) -> String {
     format!("{size:.1} {}", UNITS[unit])
 }
 
-/// A store in memory: nothing survives the run.
+/// A store in memory, in key order (so it is a [`SortedStore`] too):
+/// nothing survives the run.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    map: HashMap<Bytes, Bytes>,
-}
-
-impl KeyValueStore for MemoryStore {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StateError> {
-        Ok(self.map.get(key).cloned())
-    }
-
-    fn put(&mut self, key: &[u8], value: Bytes) -> Result<(), StateError> {
-        self.map.insert(Bytes::copy_from_slice(key), value);
-        Ok(())
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<(), StateError> {
-        self.map.remove(key);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), StateError> {
-        Ok(())
-    }
-
-    fn entries(&mut self) -> Result<Vec<(Bytes, Bytes)>, StateError> {
-        let mut all: Vec<(Bytes, Bytes)> = self
-            .map
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.sort();
-        Ok(all)
-    }
-}
-
-/// A [`SortedStore`] in memory: nothing survives the run.
-#[derive(Debug, Default)]
-pub struct MemorySortedStore {
     map: BTreeMap<Bytes, Bytes>,
 }
 
-impl KeyValueStore for MemorySortedStore {
+impl KeyValueStore for MemoryStore {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StateError> {
         Ok(self.map.get(key).cloned())
     }
@@ -222,7 +187,7 @@ impl KeyValueStore for MemorySortedStore {
     }
 }
 
-impl SortedStore for MemorySortedStore {
+impl SortedStore for MemoryStore {
     fn range(
         &mut self,
         from: &[u8],
@@ -251,7 +216,7 @@ impl SortedStore for MemorySortedStore {
     }
 }
 
-/// Opens [`MemoryStore`]s and [`MemorySortedStore`]s.
+/// Opens [`MemoryStore`]s.
 #[derive(Debug, Default)]
 pub struct MemoryStores;
 
@@ -265,7 +230,7 @@ impl StoreProvider for MemoryStores {
         _task: TaskId,
         _spec: &StoreSpec,
     ) -> Result<Box<dyn SortedStore>, StateError> {
-        Ok(Box::<MemorySortedStore>::default())
+        Ok(Box::<MemoryStore>::default())
     }
 }
 

@@ -73,6 +73,125 @@ fn from_sortable(bytes: &[u8]) -> i64 {
     (u64::from_be_bytes(bytes.try_into().expect("8 bytes")) ^ (1 << 63)) as i64
 }
 
+/// The prefix of the store keys of `key`'s windows in `segment`, for the
+/// kinds that read a key's windows together (sessions, sliding windows):
+/// `[tag][segment][key length][key]`, then each window's times, so a key's
+/// windows in a segment are one range.
+fn keyed_prefix(tag: u8, segment: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13 + key.len() + 16);
+    k.push(tag);
+    k.extend_from_slice(&sortable(segment));
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// What [`scan_keyed`] calls for each window: its store key, its times
+/// (what follows the prefix) and its value.
+type EachKeyed<'a> = dyn FnMut(&[u8], &[u8], &[u8]) + 'a;
+
+/// Calls `each` with the store key, the times (what follows the prefix)
+/// and the value of `key`'s windows under `tag` in `segments` whose first
+/// time is `from` or later (and, with `to`, before it), in key order.
+fn scan_keyed(
+    s: &mut Shared,
+    tag: u8,
+    key: &[u8],
+    segments: std::ops::RangeInclusive<i64>,
+    from: i64,
+    to: Option<i64>,
+    each: &mut EachKeyed<'_>,
+) -> Result<(), OperatorError> {
+    for segment in segments {
+        let prefix = keyed_prefix(tag, segment, key);
+        let lo = [&prefix[..], &sortable(from)].concat();
+        let hi = match to {
+            Some(to) => [&prefix[..], &sortable(to)].concat(),
+            None => after_prefix(&prefix),
+        };
+        s.store.range(&lo, &hi, &mut |k, v| {
+            each(k, &k[prefix.len()..], v);
+            true
+        })?;
+    }
+    Ok(())
+}
+
+/// The first key after every key that starts with `prefix`.
+fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    while let Some(last) = k.pop() {
+        if last < u8::MAX {
+            k.push(last + 1);
+            return k;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+/// A window's entry in the pending index under `tag` (`emit: final`): its
+/// end, then its key as Kafka Streams serializes it for `suppress` (the
+/// record key, then `times` big-endian), so windows ending together come
+/// out in the same order as there.
+fn pending_key(tag: u8, end: i64, key: &[u8], times: &[i64]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.len() + 8 * times.len());
+    k.push(tag);
+    k.extend_from_slice(&sortable(end));
+    k.extend_from_slice(key);
+    for t in times {
+        k.extend_from_slice(&t.to_be_bytes());
+    }
+    k
+}
+
+/// The pending index's entries under `tag` of windows ending by `close`,
+/// in order.
+fn pending_through(s: &mut Shared, tag: u8, close: i64) -> Result<Vec<Vec<u8>>, OperatorError> {
+    let to = match close.checked_add(1) {
+        Some(after) => [&[tag][..], &sortable(after)].concat(),
+        None => vec![tag + 1],
+    };
+    let mut pending = Vec::new();
+    s.store.range(&[tag], &to, &mut |k, _| {
+        pending.push(k.to_vec());
+        true
+    })?;
+    Ok(pending)
+}
+
+/// Emits the pending window of `key` over `window`, whose accumulator is
+/// stored under `stored`, at `timestamp` (`None`: its accumulator's), and
+/// removes its `pending` entry.
+#[allow(clippy::too_many_arguments)]
+fn emit_pending(
+    s: &mut Shared,
+    out: &mut StepOutput,
+    input: u32,
+    key: &[u8],
+    window: (i64, i64),
+    stored: &[u8],
+    timestamp: Option<i64>,
+    pending: &[u8],
+) -> Result<(), OperatorError> {
+    let value = s
+        .store
+        .get(stored)?
+        .ok_or_else(|| OperatorError::internal("a pending window not in the store"))?;
+    let (acc_time, acc) = super::aggregate::split_stored(&value)
+        .ok_or_else(|| OperatorError::internal("a window's value without its timestamp"))?;
+    let shown = s.fold.shown(acc).map_err(OperatorError::internal)?;
+    s.emit(
+        out,
+        input,
+        key,
+        window,
+        Some(shown),
+        timestamp.unwrap_or(acc_time),
+        &Record::default(),
+    );
+    s.store.delete(pending).map_err(OperatorError::from)
+}
+
 /// The spec of a windowed step's store.
 pub fn store_spec(id: &str, holds: &str) -> StoreSpec {
     StoreSpec {
@@ -378,7 +497,7 @@ impl Operator for WindowedAggregate {
 pub(crate) mod test_support {
     use super::*;
     use crate::pipeline::{AggOp, Aggregation, Late};
-    use crate::state::MemorySortedStore;
+    use crate::state::MemoryStore;
 
     /// A windowed count (`n`) of `windows` over a store in memory.
     pub fn count(windows: WindowKind, grace_ms: i64, emit: Emit) -> WindowedAggregate {
@@ -390,7 +509,7 @@ pub(crate) mod test_support {
             late: Late::Drop,
             end_of_input: EndOfInput::CloseWindows,
         };
-        WindowedAggregate::new("w", fold, window, emit, Box::<MemorySortedStore>::default())
+        WindowedAggregate::new("w", fold, window, emit, Box::<MemoryStore>::default())
     }
 
     pub fn rec(key: &str, ts: i64) -> Record {

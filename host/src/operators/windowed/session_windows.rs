@@ -22,8 +22,10 @@
 
 use bytes::Bytes;
 
-use super::{Shared, from_sortable, segment_ms, sortable};
-use crate::operators::aggregate::split_stored;
+use super::{
+    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, scan_keyed, segment_ms,
+    sortable,
+};
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_step::{Late, StepOutput};
@@ -33,49 +35,18 @@ use crate::record::Record;
 const SESSION: u8 = 3;
 const PENDING: u8 = 4;
 
-/// The sessions of `key` whose end falls in `segment`: the prefix of their
-/// store keys.
-fn key_prefix(segment: i64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(13 + key.len() + 16);
-    k.push(SESSION);
-    k.extend_from_slice(&sortable(segment));
-    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// The first key after every key that starts with `prefix`.
-fn after_prefix(prefix: &[u8]) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    while let Some(last) = k.pop() {
-        if last < u8::MAX {
-            k.push(last + 1);
-            return k;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
-}
-
 /// A session's store key (`segment` of its end).
 fn session_key(segment: i64, key: &[u8], start: i64, end: i64) -> Vec<u8> {
-    let mut k = key_prefix(segment, key);
+    let mut k = keyed_prefix(SESSION, segment, key);
     k.extend_from_slice(&sortable(end));
     k.extend_from_slice(&sortable(start));
     k
 }
 
-/// A session not yet emitted (`emit: final`): its end, then the session's
-/// key as Kafka Streams serializes it for `suppress` (the record key, then
-/// end and start big-endian), so sessions ending together come out in the
-/// same order as there.
+/// A session not yet emitted (`emit: final`); Kafka Streams serializes a
+/// session's key as the record key, its end, then its start.
 fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(25 + key.len());
-    k.push(PENDING);
-    k.extend_from_slice(&sortable(end));
-    k.extend_from_slice(key);
-    k.extend_from_slice(&end.to_be_bytes());
-    k.extend_from_slice(&start.to_be_bytes());
-    k
+    super::pending_key(PENDING, end, key, &[end, start])
 }
 
 /// Whether a stored key is a pending session's (`emit: final`).
@@ -166,13 +137,15 @@ impl SessionWindows {
         // No session ends after stream time (its end is a record's time).
         let last = self.segment_of(s, s.stream_time);
         let mut found = Vec::new();
-        for segment in first..=last {
-            let prefix = key_prefix(segment, key);
-            let mut from = prefix.clone();
-            from.extend_from_slice(&sortable(earliest_end));
-            let to = after_prefix(&prefix);
-            s.store.range(&from, &to, &mut |k, v| {
-                let times = &k[prefix.len()..];
+        let segments = first..=last;
+        scan_keyed(
+            s,
+            SESSION,
+            key,
+            segments,
+            earliest_end,
+            None,
+            &mut |k, times, v| {
                 let (end, start) = (from_sortable(&times[..8]), from_sortable(&times[8..]));
                 if start <= latest_start {
                     found.push(Found {
@@ -182,9 +155,8 @@ impl SessionWindows {
                         acc: Bytes::copy_from_slice(v),
                     });
                 }
-                true
-            })?;
-        }
+            },
+        )?;
         Ok(found)
     }
 
@@ -315,32 +287,13 @@ impl SessionWindows {
                 .saturating_sub(s.window.grace_ms)
                 .saturating_sub(self.gap_ms)
         });
-        // Every pending key with an end up to `close`.
-        let to = match close.checked_add(1) {
-            Some(after) => [&[PENDING][..], &sortable(after)].concat(),
-            None => vec![PENDING + 1],
-        };
-        let mut pending = Vec::new();
-        s.store.range(&[PENDING], &to, &mut |k, _| {
-            pending.push(k.to_vec());
-            true
-        })?;
-        let no_record = Record::default();
-        for p in pending {
+        for p in pending_through(s, PENDING, close)? {
             let (key, start, end) = split_stored_key(&p).ok_or_else(|| {
                 OperatorError::internal("a pending session's key without its bounds")
             })?;
-            let stored = s
-                .store
-                .get(&session_key(self.segment_of(s, end), key, start, end))?
-                .ok_or_else(|| OperatorError::internal("a pending session not in the store"))?;
-            let (_, acc) = split_stored(&stored).ok_or_else(|| {
-                OperatorError::internal("a session's value without its timestamp")
-            })?;
-            let value = s.fold.shown(acc).map_err(OperatorError::internal)?;
-            let key = key.to_vec();
-            s.emit(out, input, &key, (start, end), Some(value), end, &no_record);
-            s.store.delete(&p)?;
+            let stored = session_key(self.segment_of(s, end), key, start, end);
+            // A session's result takes its end as its timestamp.
+            emit_pending(s, out, input, key, (start, end), &stored, Some(end), &p)?;
         }
         Ok(())
     }

@@ -23,7 +23,10 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
-use super::{Shared, from_sortable, segment_ms, sortable};
+use super::{
+    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, scan_keyed, segment_ms,
+    sortable,
+};
 use crate::operators::aggregate::split_stored;
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
@@ -34,23 +37,10 @@ use crate::record::Record;
 const WINDOW: u8 = 5;
 const PENDING: u8 = 6;
 
-/// The prefix of the store keys of `key`'s windows starting in `segment`.
-fn key_prefix(segment: i64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(13 + key.len() + 8);
-    k.push(WINDOW);
-    k.extend_from_slice(&sortable(segment));
-    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
+/// A window not yet emitted (`emit: final`); Kafka Streams serializes a
+/// time window's key as the record key, then its start.
 fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17 + key.len());
-    k.push(PENDING);
-    k.extend_from_slice(&sortable(end));
-    k.extend_from_slice(key);
-    k.extend_from_slice(&start.to_be_bytes());
-    k
+    super::pending_key(PENDING, end, key, &[start])
 }
 
 /// Whether a stored key is a pending window's (`emit: final`).
@@ -134,7 +124,7 @@ impl SlidingWindows {
     }
 
     fn window_key(&self, s: &Shared, key: &[u8], start: i64) -> Vec<u8> {
-        let mut k = key_prefix(self.segment_of(s, start), key);
+        let mut k = keyed_prefix(WINDOW, self.segment_of(s, start), key);
         k.extend_from_slice(&sortable(start));
         k
     }
@@ -156,20 +146,18 @@ impl SlidingWindows {
         if from > to {
             return Ok(found);
         }
-        for segment in self.segment_of(s, from)..=self.segment_of(s, to) {
-            let prefix = key_prefix(segment, key);
-            let mut lo = prefix.clone();
-            lo.extend_from_slice(&sortable(from));
-            let mut hi = prefix.clone();
-            match to.checked_add(1) {
-                Some(after) => hi.extend_from_slice(&sortable(after)),
-                None => hi.push(u8::MAX),
-            }
-            s.store.range(&lo, &hi, &mut |k, v| {
-                found.push((from_sortable(&k[prefix.len()..]), Bytes::copy_from_slice(v)));
-                true
-            })?;
-        }
+        let segments = self.segment_of(s, from)..=self.segment_of(s, to);
+        scan_keyed(
+            s,
+            WINDOW,
+            key,
+            segments,
+            from,
+            to.checked_add(1),
+            &mut |_, start, v| {
+                found.push((from_sortable(start), Bytes::copy_from_slice(v)));
+            },
+        )?;
         Ok(found)
     }
 
@@ -459,38 +447,13 @@ impl SlidingWindows {
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
         let close = until.unwrap_or_else(|| s.stream_time.saturating_sub(s.window.grace_ms));
-        let to = match close.checked_add(1) {
-            Some(after) => [&[PENDING][..], &sortable(after)].concat(),
-            None => vec![PENDING + 1],
-        };
-        let mut pending = Vec::new();
-        s.store.range(&[PENDING], &to, &mut |k, _| {
-            pending.push(k.to_vec());
-            true
-        })?;
-        let no_record = Record::default();
-        for p in pending {
+        for p in pending_through(s, PENDING, close)? {
             let (key, start) = split_stored_key(&p).ok_or_else(|| {
                 OperatorError::internal("a pending window's key without its start")
             })?;
-            let key = key.to_vec();
-            let stored = s
-                .store
-                .get(&self.window_key(s, &key, start))?
-                .ok_or_else(|| OperatorError::internal("a pending window not in the store"))?;
-            let (timestamp, acc) = split_stored(&stored)
-                .ok_or_else(|| OperatorError::internal("a window's value without its timestamp"))?;
-            let value = s.fold.shown(acc).map_err(OperatorError::internal)?;
-            s.emit(
-                out,
-                input,
-                &key,
-                (start, start + self.td),
-                Some(value),
-                timestamp,
-                &no_record,
-            );
-            s.store.delete(&p)?;
+            let stored = self.window_key(s, key, start);
+            let window = (start, start + self.td);
+            emit_pending(s, out, input, key, window, &stored, None, &p)?;
         }
         Ok(())
     }
