@@ -192,6 +192,28 @@ fn emit_pending(
     s.store.delete(pending).map_err(OperatorError::from)
 }
 
+/// Reports the record `input` (at `ts`) late: its `window` (as the reason
+/// writes it) closed when stream time reached `closed_at`, its end plus
+/// `margin` (the grace, and for a session the gap).
+fn push_late(
+    out: &mut StepOutput,
+    s: &Shared,
+    input: u32,
+    ts: i64,
+    window: String,
+    closed_at: i64,
+    margin: String,
+) {
+    out.late.push(super::plugin_step::Late {
+        input,
+        reason: format!(
+            "late: its {window} closed when stream time reached {closed_at} (its end plus {margin}); stream time is {}, {} ms after the record's timestamp {ts}",
+            s.stream_time,
+            s.stream_time.saturating_sub(ts),
+        ),
+    });
+}
+
 /// The spec of a windowed step's store.
 pub fn store_spec(id: &str, holds: &str) -> StoreSpec {
     StoreSpec {

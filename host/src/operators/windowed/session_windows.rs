@@ -23,12 +23,12 @@
 use bytes::Bytes;
 
 use super::{
-    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, scan_keyed, segment_ms,
-    sortable,
+    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, push_late, scan_keyed,
+    segment_ms, sortable,
 };
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
-use crate::operators::plugin_step::{Late, StepOutput};
+use crate::operators::plugin_step::StepOutput;
 use crate::pipeline::Emit;
 use crate::record::Record;
 
@@ -189,18 +189,19 @@ impl SessionWindows {
         }
         if end < close {
             out.late_windows += 1;
-            out.late.push(Late {
+            push_late(
+                out,
+                s,
                 input,
-                reason: format!(
-                    "late: its session [{start},{end}] closed when stream time reached {} (its end plus {} ms of gap and {} ms of grace); stream time is {}, {} ms after the record's timestamp {ts}",
-                    end.saturating_add(self.gap_ms)
-                        .saturating_add(s.window.grace_ms),
-                    self.gap_ms,
-                    s.window.grace_ms,
-                    s.stream_time,
-                    s.stream_time.saturating_sub(ts),
+                ts,
+                format!("session [{start},{end}]"),
+                end.saturating_add(self.gap_ms)
+                    .saturating_add(s.window.grace_ms),
+                format!(
+                    "{} ms of gap and {} ms of grace",
+                    self.gap_ms, s.window.grace_ms
                 ),
-            });
+            );
             return Ok(());
         }
         let fail = |out: &mut StepOutput, reason: String| {

@@ -24,13 +24,13 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::{
-    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, scan_keyed, segment_ms,
-    sortable,
+    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, push_late, scan_keyed,
+    segment_ms, sortable,
 };
 use crate::operators::aggregate::split_stored;
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
-use crate::operators::plugin_step::{Late, StepOutput};
+use crate::operators::plugin_step::StepOutput;
 use crate::pipeline::Emit;
 use crate::record::Record;
 
@@ -273,17 +273,15 @@ impl SlidingWindows {
         let close = s.stream_time.saturating_sub(s.window.grace_ms);
         if ts.saturating_add(self.td) < close {
             out.late_windows += 1;
-            out.late.push(Late {
+            push_late(
+                out,
+                s,
                 input,
-                reason: format!(
-                    "late: its window [{},{ts}] closed when stream time reached {} (its end plus {} ms of grace); stream time is {}, {} ms after the record's timestamp {ts}",
-                    ts - self.td,
-                    ts.saturating_add(s.window.grace_ms),
-                    s.window.grace_ms,
-                    s.stream_time,
-                    s.stream_time.saturating_sub(ts),
-                ),
-            });
+                ts,
+                format!("window [{},{ts}]", ts - self.td),
+                ts.saturating_add(s.window.grace_ms),
+                format!("{} ms of grace", s.window.grace_ms),
+            );
             return Ok(());
         }
         let r = Current {

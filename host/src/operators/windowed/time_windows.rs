@@ -10,10 +10,10 @@
 
 use bytes::Bytes;
 
-use super::{Shared, from_sortable, read_time, sortable, write_time};
+use super::{Shared, from_sortable, push_late, read_time, sortable, write_time};
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
-use crate::operators::plugin_step::{Late, StepOutput};
+use crate::operators::plugin_step::StepOutput;
 use crate::record::Record;
 
 /// The first byte of a stored window's key.
@@ -134,16 +134,15 @@ impl TimeWindows {
             }
         }
         if !folded_any && let Some((start, end)) = late {
-            out.late.push(Late {
+            push_late(
+                out,
+                s,
                 input,
-                reason: format!(
-                    "late: its window [{start},{end}) closed when stream time reached {} (its end plus {} ms of grace); stream time is {}, {} ms after the record's timestamp {ts}",
-                    end.saturating_add(s.window.grace_ms),
-                    s.window.grace_ms,
-                    s.stream_time,
-                    s.stream_time.saturating_sub(ts),
-                ),
-            });
+                ts,
+                format!("window [{start},{end})"),
+                end.saturating_add(s.window.grace_ms),
+                format!("{} ms of grace", s.window.grace_ms),
+            );
         }
         Ok(())
     }
