@@ -1038,13 +1038,12 @@ impl<'t> Task<'t> {
         records: &[Record],
         origins: &[Origin],
     ) -> Result<(), RunError> {
-        let late = std::mem::take(&mut out.late);
-        Metrics::add(&self.env.metrics.late, late.len() as u64);
+        Metrics::add(&self.env.metrics.late, out.late.len() as u64);
         let step = &self.env.topo.pipeline.steps[j];
         let dead_letter = step
             .window
             .is_some_and(|w| w.late == crate::pipeline::Late::DeadLetter);
-        for l in &late {
+        for l in out.late.drain(..) {
             let incident = self.incident(
                 &step.name,
                 origins[l.input as usize],
@@ -1066,8 +1065,6 @@ impl<'t> Task<'t> {
                 tracing::debug!(task = %self.id, "dropped a late record: {incident}");
             }
         }
-        out.late = late;
-        out.late.clear();
         Ok(())
     }
 

@@ -157,7 +157,14 @@ impl TimeWindows {
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
         let close = until.unwrap_or_else(|| s.stream_time.saturating_sub(s.window.grace_ms));
-        if close <= self.emitted_through {
+        // Windows start on multiples of `advance`: unless `close - size`
+        // reached another one since the last scan, no window closed (Kafka
+        // Streams' `shouldRangeFetch`), and the store is not read.
+        let closed_starts = |t: i64| t.saturating_sub(self.size_ms).div_euclid(self.advance_ms);
+        if close <= self.emitted_through
+            || (self.emitted_through != i64::MIN
+                && closed_starts(close) == closed_starts(self.emitted_through))
+        {
             return Ok(());
         }
         // Windows ending by `close` start by `close - size`; those ending by
