@@ -10,6 +10,7 @@
 //! runs them longer.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -189,21 +190,33 @@ fn killed_and_resumed_matches_uninterrupted(pipeline: &str, outputs: &[&str], id
 
     let killed = Fixture::new(pipeline, &files);
     let (mut resumed, mut kills_done) = (0, 0);
-    for _ in 0..kills() {
-        let child = weir(killed.dir.path(), &["run", "pipeline.yaml"])
+    for i in 0..kills() {
+        let mut child = weir(killed.dir.path(), &["run", "pipeline.yaml"])
+            // The checkpoint thread's debug line says when a checkpoint
+            // is on disk.
+            .env("RUST_LOG", "weir::runtime::checkpoint=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot run weir");
-        let wait = Duration::from_millis(rng.below(full.as_millis() as u64 + 50));
+        let (checkpointed, said) = watch_checkpoints(child.stderr.take().unwrap());
+        // Every other kill comes after the run's first checkpoint, so some
+        // restarts resume whatever the machine's speed (a loaded machine
+        // can spend the whole of a random wait starting up); the others at
+        // any moment, start-up included.
+        let mut span = full.as_millis() as u64;
+        if i % 2 == 1 {
+            let _ = checkpointed.recv_timeout(Duration::from_secs(60));
+            span /= 2;
+        }
+        let wait = Duration::from_millis(rng.below(span + 50));
         std::thread::sleep(wait);
-        let mut child = child;
         if child.try_wait().unwrap().is_none() {
             child.kill().expect("SIGKILL");
             kills_done += 1;
         }
-        let out = child.wait_with_output().unwrap();
-        let said = stderr(&out);
+        child.wait().unwrap();
+        let said = said.join().unwrap();
         if said.contains("resuming the interrupted run") {
             resumed += 1;
         }
@@ -381,6 +394,31 @@ sinks:
   rejected: { kind: file, path: rejected.jsonl }
 ";
     killed_and_resumed_matches_uninterrupted(pipeline, &["out.jsonl", "rejected.jsonl"], false);
+}
+
+/// Reads a run's stderr to its end on a thread, which returns it; the
+/// receiver hears once the run has taken its first checkpoint.
+fn watch_checkpoints(
+    stderr: std::process::ChildStderr,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut said = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("checkpoint taken") {
+                let _ = tx.send(());
+            } else {
+                said.push_str(&line);
+                said.push('\n');
+            }
+        }
+        said
+    });
+    (rx, reader)
 }
 
 /// Runs the stateful pipeline in `f` and kills it once it has written a
