@@ -27,6 +27,9 @@ pub struct Metrics {
     /// Windows windowed steps skipped for records because they had closed
     /// (Kafka Streams' `dropped-records` of its window aggregations).
     pub late_windows: AtomicU64,
+    /// Records whose source could not take their time and gave them
+    /// their partition's (`on-invalid: partition-time`).
+    pub partition_times: AtomicU64,
     /// Plugin instances replaced after a trap, timeout or memory bomb.
     pub restarts: AtomicU64,
     /// Records read but left unprocessed because the run was interrupted
@@ -58,6 +61,7 @@ pub struct Snapshot {
     pub dropped: u64,
     pub late: u64,
     pub late_windows: u64,
+    pub partition_times: u64,
     pub restarts: u64,
     pub not_processed: u64,
 }
@@ -74,6 +78,7 @@ impl Metrics {
             dropped: get(&self.dropped),
             late: get(&self.late),
             late_windows: get(&self.late_windows),
+            partition_times: get(&self.partition_times),
             restarts: get(&self.restarts),
             not_processed: get(&self.not_processed),
         }

@@ -158,7 +158,42 @@ fn window_ops() -> Vec<(&'static str, Value)> {
             "session-latest-final",
             json!({"op": "latest", "window": {"gap": 1500}, "emit": "final"}),
         ),
+        // The time from a field of the value (`at`), through weir's
+        // timestamp extractor plugin and Kafka Streams' TimestampExtractor;
+        // records without one take the partition's time. They read the
+        // input with the times moved into the values (`with_time_field`).
+        (
+            "extracted-tumbling-sum-final",
+            json!({"op": "sum", "field": "amount", "time_field": "at",
+                   "window": {"size": 5000, "grace": 1000}, "emit": "final"}),
+        ),
+        (
+            "extracted-session-count",
+            json!({"op": "count", "time_field": "at", "window": {"gap": 2000}}),
+        ),
     ]
+}
+
+/// The input `from` with each record's time moved into its value's field
+/// `at` (every 17th record has none, and JSON values that are not objects
+/// have nowhere to put it), and its own timestamp replaced by its line
+/// number: a case that used the record's timestamp instead of the field's
+/// would see other windows altogether.
+fn with_time_field(from: &Path, to: &Path) {
+    let mut out = String::new();
+    for (i, line) in std::fs::read_to_string(from).unwrap().lines().enumerate() {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        let time = record["timestamp"].clone();
+        if let Some(value) = record["value"].as_object_mut()
+            && i % 17 != 16
+        {
+            value.insert("at".into(), time);
+        }
+        record["timestamp"] = Value::from(i as i64);
+        out.push_str(&record.to_string());
+        out.push('\n');
+    }
+    std::fs::write(to, out).unwrap();
 }
 
 /// What a table can aggregate (each takes a row's old value out of its
@@ -439,7 +474,15 @@ fn differential(suite: Suite) {
             Suite::Tables => table_ops(),
             Suite::Windows => window_ops(),
         };
+        let extracted = root.join(format!("in-{seed}-at.jsonl"));
+        if suite == Suite::Windows {
+            with_time_field(&input, &extracted);
+        }
         for (op, base) in ops {
+            let input = match base.get("time_field") {
+                Some(_) => extracted.clone(),
+                None => input.clone(),
+            };
             for group_by in [None, Some(field)] {
                 let mut topology = base.clone();
                 topology["group_by"] = group_by.map_or(Value::Null, Value::from);

@@ -55,6 +55,10 @@
 //! and outputs are written straight into the result buffer. The same code
 //! compiles natively, so an operator's logic is unit-tested with `cargo test`
 //! through [`testing`].
+//!
+//! A source's `timestamp: { plugin }` is a [`TimestampExtractor`],
+//! exported with [`export_timestamp_extractor!`] (world
+//! `timestamp-extractor`): it gives each record its event time.
 
 mod aggregate;
 mod config;
@@ -96,6 +100,19 @@ pub mod aggregator_bindings {
         pub_export_macro: true,
         default_bindings_module: "weir_sdk::aggregator_bindings",
         export_macro_name: "export_aggregator_world",
+    });
+}
+
+/// The generated bindings of the timestamp-extractor world. Only
+/// [`export_timestamp_extractor!`] uses them.
+#[doc(hidden)]
+pub mod extractor_bindings {
+    wit_bindgen::generate!({
+        world: "timestamp-extractor",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_sdk::extractor_bindings",
+        export_macro_name: "export_extractor_world",
     });
 }
 
@@ -198,6 +215,46 @@ pub trait Transform: Sized + 'static {
     }
     /// Handles one record, emitting through `out`.
     fn process<'a>(&mut self, record: &Record<'a>, out: &mut Emitter<'_, 'a>) -> Result<(), Error>;
+}
+
+/// A source's timestamp extractor (`timestamp: { plugin: NAME }` in the
+/// pipeline file; Kafka Streams' `TimestampExtractor`): gives each record
+/// its event time, which windows, joins and the merge of several sources
+/// then use. It is not a step: it sees every record of its source as the
+/// record reaches its task, and changes nothing but the time.
+///
+/// Returning [`Error::poison`] (or a negative time) says the record has no
+/// valid time: the source's `on-invalid` then gives it its partition's
+/// time or sends it to the error policy. The plugin is not told the
+/// partition's time: the host keeps it.
+pub trait TimestampExtractor: Sized + 'static {
+    /// Builds the extractor from the source's `timestamp.config`; an
+    /// `Err` refuses it.
+    fn init(config: Config) -> Result<Self, String>;
+    /// The record's time, in milliseconds since the Unix epoch.
+    fn extract(&mut self, record: &Record<'_>) -> Result<i64, Error>;
+}
+
+/// Exports a [`TimestampExtractor`] as the plugin (world
+/// `timestamp-extractor`).
+#[macro_export]
+macro_rules! export_timestamp_extractor {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::extractor_bindings::exports::weir::plugin::timestamps as __wit;
+            struct __WeirComponent;
+            impl __wit::Guest for __WeirComponent {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::runtime::extractor_init::<$t>(config)
+                }
+                fn extract(batch: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::runtime::extract::<$t>(&batch)
+                }
+            }
+            $crate::extractor_bindings::export_extractor_world!(__WeirComponent with_types_in $crate::extractor_bindings);
+        };
+    };
 }
 
 /// Exports a [`Filter`] as the plugin's operator.

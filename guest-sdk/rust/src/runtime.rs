@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use weir_packed::{
     EmitWriter, Reader, RecordView, put_accumulator, put_error, put_forward, put_record_view,
-    put_u32,
+    put_time, put_u32,
 };
 
 use crate::aggregator_bindings::exports::weir::plugin::accumulator_versions::Formats;
@@ -372,6 +372,41 @@ pub fn convert<A: crate::Aggregator>(way: Convert, version: u32, batch: &[u8]) -
             };
             match converted {
                 Ok(acc) => put_accumulator(&mut out, acc.as_deref()),
+                Err(e) => put_error(&mut out, e.is_poison(), e.message()),
+            }
+        }
+        out
+    })
+}
+
+/// Implements a timestamp extractor's `init` export.
+pub fn extractor_init<X: crate::TimestampExtractor>(config: String) -> Result<(), String> {
+    let extractor = X::init(Config::from_json(config))?;
+    OPERATOR.with(|cell| *cell.borrow_mut() = Some(Box::new(extractor)));
+    Ok(())
+}
+
+/// Implements the `extract` export: one time (or error) per record.
+///
+/// # Panics
+/// As [`fold`].
+pub fn extract<X: crate::TimestampExtractor>(batch: &[u8]) -> Vec<u8> {
+    OPERATOR.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let extractor = guard
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<X>())
+            .expect("extract called before init");
+        let mut reader = Reader::new(batch);
+        let count = reader
+            .u32("record count")
+            .expect("malformed batch from host");
+        let mut out = Vec::with_capacity(4 + count as usize * 9);
+        put_u32(&mut out, count);
+        for _ in 0..count {
+            let view = reader.record().expect("malformed batch from host");
+            match extractor.extract(&Record::new(view)) {
+                Ok(t) => put_time(&mut out, t),
                 Err(e) => put_error(&mut out, e.is_poison(), e.message()),
             }
         }

@@ -354,3 +354,47 @@ fn read_aggregate_results(out: &[u8], records: usize) -> Result<Vec<AggregateOut
     results.finish().map_err(|e| e.to_string())?;
     Ok(outcomes)
 }
+
+/// What a timestamp extractor returned for one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeOutcome {
+    /// The record's time (negative: invalid, as the host reads it).
+    Time(i64),
+    /// The record has no valid time.
+    Poison(String),
+    /// The extractor failed on the record.
+    Failed(String),
+}
+
+/// Runs a [`crate::TimestampExtractor`] over `inputs` as one batch, with
+/// `config` (JSON text): one outcome per record.
+pub fn run_extractor<X: crate::TimestampExtractor>(
+    config: &str,
+    inputs: &[TestRecord],
+) -> Result<Vec<TimeOutcome>, String> {
+    runtime::extractor_init::<X>(config.to_string())?;
+    let mut batch = Vec::new();
+    put_u32(&mut batch, inputs.len() as u32);
+    for r in inputs {
+        put_record(
+            &mut batch,
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(n, v)| (n.as_slice(), v.as_deref())),
+        );
+    }
+    let out = runtime::extract::<X>(&batch);
+    let mut results =
+        weir_packed::ResultsReader::new(&out, inputs.len()).map_err(|e| e.to_string())?;
+    let mut outcomes = Vec::with_capacity(inputs.len());
+    while let Some(r) = results.next_time_result() {
+        outcomes.push(match r.map_err(|e| e.to_string())? {
+            weir_packed::TimeResultView::Time(t) => TimeOutcome::Time(t),
+            weir_packed::TimeResultView::Poison(m) => TimeOutcome::Poison(m.to_string()),
+            weir_packed::TimeResultView::Failed(m) => TimeOutcome::Failed(m.to_string()),
+        });
+    }
+    results.finish().map_err(|e| e.to_string())?;
+    Ok(outcomes)
+}

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::ack::Ack;
+use crate::operators::FailureKind;
 use crate::record::{Origin, Record};
 
 /// Which input of a task a batch arrived on.
@@ -81,4 +82,7 @@ pub struct Reject {
     /// without key; a Kafka record is kept as it came.
     pub record: Record,
     pub reason: String,
+    /// [`FailureKind::Decode`] for input that is not a record;
+    /// [`FailureKind::Timestamp`] for a record without a valid time.
+    pub kind: FailureKind,
 }

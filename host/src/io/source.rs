@@ -350,6 +350,7 @@ impl Splitter<'_, '_> {
                 }
                 Some(bad) => batch.rejects.push(Reject {
                     origin,
+                    kind: crate::operators::FailureKind::Decode,
                     record: Record {
                         value: Some(chunk.slice_ref(line)),
                         timestamp: now,

@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use weir_packed::{DecodeError, RecordView, ResultView, ResultsReader};
+use weir_packed::{DecodeError, RecordView, ResultView, ResultsReader, TimeResultView};
 
 use super::failure::{Failure, FailureKind};
 use super::plugin_step::{Emitted, StepOutput};
@@ -28,6 +28,9 @@ pub(crate) struct ResultRules {
     max_output_bytes: usize,
     /// The step said `keeps-key: true`: every output keeps its input's key.
     keeps_key: bool,
+    /// The results are a timestamp extractor's (one time per record), not
+    /// a step's.
+    times: bool,
 }
 
 impl ResultRules {
@@ -42,6 +45,19 @@ impl ResultRules {
             ports,
             max_output_bytes,
             keeps_key: false,
+            times: false,
+        }
+    }
+
+    /// A timestamp extractor's results: each record's time, read as the
+    /// record itself re-stamped (emitted on port 0), or a failure; an
+    /// invalid time (`POISON`, or negative as Kafka Streams has it) is a
+    /// [`FailureKind::Timestamp`] failure, which the source's `on-invalid`
+    /// handles.
+    pub(crate) fn times() -> Self {
+        ResultRules {
+            times: true,
+            ..ResultRules::new(StepKind::Map, 1, usize::MAX)
         }
     }
 
@@ -65,6 +81,9 @@ impl ResultRules {
         out: &mut StepOutput,
         to_retry: &mut Vec<(usize, String)>,
     ) -> Result<(), DecodeError> {
+        if self.times {
+            return read_times(records, range, result, out, to_retry);
+        }
         let mut results = ResultsReader::new(result, range.len())?;
         let mut i = range.start;
         while let Some(next) = results.next_result() {
@@ -188,6 +207,44 @@ impl ResultRules {
 }
 
 /// The failure of a record whose result buffer (when it ran alone) was malformed.
+/// Reads a timestamp extractor's results for `records[range]` (see
+/// [`ResultRules::times`]).
+fn read_times(
+    records: &[Record],
+    range: Range<usize>,
+    result: &Bytes,
+    out: &mut StepOutput,
+    to_retry: &mut Vec<(usize, String)>,
+) -> Result<(), DecodeError> {
+    let mut results = ResultsReader::new(result, range.len())?;
+    let mut i = range.start;
+    while let Some(next) = results.next_time_result() {
+        let input = i as u32;
+        let invalid = |reason: String| Failure {
+            input,
+            kind: FailureKind::Timestamp,
+            reason,
+        };
+        match next? {
+            TimeResultView::Time(t) if t >= 0 => out.emitted.push(Emitted {
+                input,
+                port: 0,
+                record: Some(Record {
+                    timestamp: t,
+                    ..records[i].clone()
+                }),
+            }),
+            TimeResultView::Time(t) => out.failures.push(invalid(format!(
+                "the extractor gave a negative time ({t}), which is invalid"
+            ))),
+            TimeResultView::Poison(m) => out.failures.push(invalid(m.to_string())),
+            TimeResultView::Failed(m) => to_retry.push((i, m.to_string())),
+        }
+        i += 1;
+    }
+    results.finish()
+}
+
 pub(crate) fn malformed(input: u32, e: &DecodeError) -> Failure {
     Failure {
         input,

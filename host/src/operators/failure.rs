@@ -58,6 +58,9 @@ pub enum FailureKind {
     /// Every window it falls in had closed when it came (a windowed step
     /// with `late: dead-letter`).
     Late,
+    /// Its source's timestamp extractor found no valid time in it (and
+    /// its partition had no time to give it instead).
+    Timestamp,
 }
 
 impl FailureKind {
@@ -75,6 +78,7 @@ impl FailureKind {
             FailureKind::Field => "field",
             FailureKind::State => "state",
             FailureKind::Late => "late",
+            FailureKind::Timestamp => "timestamp",
         }
     }
 }

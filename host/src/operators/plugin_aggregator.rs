@@ -29,7 +29,8 @@ use super::failure::{Failure, FailureKind};
 use super::plugin_step::{Culprit, StartError, fault_failure, kind_not_implemented};
 use crate::limits::Limits;
 use crate::plugin::{
-    AccumulatorFormats, Capability, Conversion, Fault, Fold, InitError, Instance, LogGate, Plugin,
+    AGGREGATOR_WORLD, AccumulatorFormats, Capability, Conversion, Fault, Fold, InitError, Instance,
+    LogGate, Plugin,
 };
 use crate::record::Record;
 
@@ -147,7 +148,12 @@ impl PluginAggregator {
     ) -> Result<Self, StartError> {
         let name = log.step().clone();
         if !plugin.is_aggregator() {
-            return Err(kind_not_implemented(&name, "aggregate", &plugin, true));
+            return Err(kind_not_implemented(
+                &name,
+                "aggregate",
+                &plugin,
+                AGGREGATOR_WORLD,
+            ));
         }
         if let Some(missing) = needs.iter().find(|c| !plugin.capabilities().contains(c)) {
             return Err(StartError::Init {

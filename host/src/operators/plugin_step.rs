@@ -10,7 +10,10 @@ use super::contract::{self, ResultRules};
 use super::failure::{Failure, FailureKind};
 use crate::limits::Limits;
 use crate::pipeline::StepKind;
-use crate::plugin::{Fault, InitError, Instance, Kind, LogGate, Plugin, kind_list};
+use crate::plugin::{
+    EXTRACTOR_WORLD, Fault, InitError, Instance, Kind, LogGate, Plugin, TRANSFORMER_WORLD,
+    kind_list,
+};
 use crate::record::Record;
 
 /// What a step produced for one batch, in input order.
@@ -96,6 +99,14 @@ pub enum StartError {
         /// (`" (a component of world …)"`), else empty.
         world: String,
     },
+    #[error(
+        "{step}: timestamp plugin {plugin} is a component of world `{world}`, not a timestamp extractor (world `{EXTRACTOR_WORLD}`: build it with `weir_sdk::export_timestamp_extractor!`)"
+    )]
+    NotAnExtractor {
+        step: String,
+        plugin: String,
+        world: &'static str,
+    },
     /// The run is stopping and interrupted the plugin (see
     /// [`crate::plugin::Interrupter`]): the batch is not processed.
     #[error("step `{step}`: plugin call interrupted, the run is stopping")]
@@ -165,7 +176,12 @@ impl PluginStep {
     ) -> Result<Self, StartError> {
         let name = log.step().clone();
         if !contract_kind(kind).is_some_and(|k| plugin.kinds().contains(&k)) {
-            return Err(kind_not_implemented(&name, kind.as_str(), &plugin, false));
+            return Err(kind_not_implemented(
+                &name,
+                kind.as_str(),
+                &plugin,
+                TRANSFORMER_WORLD,
+            ));
         }
         let mut step = PluginStep {
             name,
@@ -192,6 +208,42 @@ impl PluginStep {
         step.rules = ResultRules::new(kind, ports.len(), limits.max_output_bytes);
         step.ports = ports;
         step.instance = Some(instance);
+        Ok(step)
+    }
+
+    /// Starts a source's timestamp extractor (world
+    /// `timestamp-extractor`), named by `log` (`source NAME`): `process`
+    /// then gives each record, re-stamped with its time, on port 0, or a
+    /// failure ([`FailureKind::Timestamp`] when the plugin found no valid
+    /// time). Faults, retries and restarts are a step's.
+    pub fn extractor(
+        log: Arc<LogGate>,
+        plugin: Arc<Plugin>,
+        config_json: Arc<str>,
+        limits: Limits,
+    ) -> Result<Self, StartError> {
+        let name = log.step().clone();
+        if !plugin.is_extractor() {
+            return Err(StartError::NotAnExtractor {
+                step: name.to_string(),
+                plugin: plugin.path().display().to_string(),
+                world: plugin.world(),
+            });
+        }
+        let mut step = PluginStep {
+            name,
+            log,
+            plugin,
+            config_json,
+            limits,
+            instance: None,
+            ports: Vec::new(),
+            rules: ResultRules::times(),
+            batch: Vec::new(),
+            restarts: 0,
+            culprit: None,
+        };
+        step.instance = Some(step.spawn()?);
         Ok(step)
     }
 
@@ -399,21 +451,20 @@ impl PluginStep {
     }
 }
 
-/// A plugin that does not implement the step's kind; `aggregate` says
-/// whether the step needs an aggregator (else a transformer), so a plugin of
-/// the other world is named as such.
+/// A plugin that does not implement the step's kind; `world` is the world
+/// the step needs, so a plugin of another world is named as such.
 pub(super) fn kind_not_implemented(
     step: &str,
     kind: &'static str,
     plugin: &Plugin,
-    aggregate: bool,
+    world: &str,
 ) -> StartError {
     StartError::KindNotImplemented {
         step: step.to_string(),
         kind,
         plugin: plugin.path().display().to_string(),
         declared: kind_list(plugin.kinds()),
-        world: if plugin.is_aggregator() != aggregate {
+        world: if plugin.world() != world {
             format!(" (a component of world `{}`)", plugin.world())
         } else {
             String::new()

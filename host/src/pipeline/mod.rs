@@ -244,6 +244,49 @@ pub enum Late {
     DeadLetter,
 }
 
+/// What a source does with a record whose time cannot be taken (a missing
+/// or bad field, or a timestamp extractor plugin that finds none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInvalid {
+    /// The pipeline's error policy, with the reason (Kafka Streams'
+    /// `FailOnInvalidTimestamp`, or `LogAndSkip` under `skip`).
+    #[default]
+    ErrorPolicy,
+    /// The largest valid time seen so far in the record's partition (Kafka
+    /// Streams' `UsePartitionTimeOnInvalidTimestamp`); the error policy
+    /// when the partition has none yet.
+    PartitionTime,
+}
+
+impl OnInvalid {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInvalid::ErrorPolicy => "error-policy",
+            OnInvalid::PartitionTime => "partition-time",
+        }
+    }
+}
+
+/// Where a source's records get their time when the task does it (a
+/// plugin, or a field with `on-invalid: partition-time`, both of which
+/// need the partition's history); a plain field is read where the record
+/// is decoded ([`Extract`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTime {
+    pub from: TimeFrom,
+    pub on_invalid: OnInvalid,
+}
+
+/// What gives a record its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeFrom {
+    /// A field of the JSON value.
+    Field(TimestampField),
+    /// A timestamp extractor plugin (`plugins[plugin]`) with its config.
+    Plugin { plugin: usize, config_json: String },
+}
+
 /// What a windowed aggregate does when its input ends (file sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -440,8 +483,12 @@ pub struct Source {
     pub value_format: Format,
     /// What a line holds, for file and stdin sources.
     pub format: LineFormat,
-    /// Key and timestamp taken from fields of the value.
+    /// Key and timestamp taken from fields of the value where the record
+    /// is decoded.
     pub extract: Extract,
+    /// The time the task gives each record instead (`timestamp: { plugin }`,
+    /// or a field with `on-invalid: partition-time`).
+    pub event_time: Option<EventTime>,
     /// Read as a table (`table: true`): each key's latest value, a
     /// tombstone deletes. A `table` step named after the source keeps the
     /// rows; steps and sinks that name the source read that step.

@@ -12,8 +12,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::{
-    Emit, EndOfInput, ErrorPolicy, Format, Late, LineFormat, Provenance, SinkKind, SinkMode,
-    SourceKind, StepKind,
+    Emit, EndOfInput, ErrorPolicy, Format, Late, LineFormat, OnInvalid, Provenance, SinkKind,
+    SinkMode, SourceKind, StepKind,
 };
 use crate::codec::extract::TimeUnit;
 
@@ -102,13 +102,17 @@ pub struct RawKeyField {
     pub field: Spanned<String>,
 }
 
-/// `timestamp: { field: ts, unit: ms }`; the unit is required (checked
-/// with a message saying why).
+/// `timestamp: { field: ts, unit: ms }` or `timestamp: { plugin: NAME,
+/// config: {...} }`, either with `on-invalid`; a field's unit is required
+/// (checked with a message saying why).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawTimestampField {
-    pub field: Spanned<String>,
+    pub field: Option<Spanned<String>>,
     pub unit: Option<TimeUnit>,
+    pub plugin: Option<Spanned<String>>,
+    pub config: Option<serde_json::Value>,
+    pub on_invalid: Option<Spanned<OnInvalid>>,
 }
 
 #[derive(Debug, Deserialize)]

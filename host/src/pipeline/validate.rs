@@ -11,9 +11,10 @@ use super::raw::{
     RawState, RawStep,
 };
 use super::{
-    AggOp, Aggregation, Diagnostic, Emit, ErrorPolicy, Extract, FieldPath, Format, GroupKey, Input,
-    KafkaSettings, LineFormat, Loc, Node, Pipeline, PipelineError, PluginRef, Reduce, Sink,
-    SinkKind, Source, SourceKind, Step, StepKind, TimestampField, Topic, TopicCreate, quantity,
+    AggOp, Aggregation, Diagnostic, Emit, ErrorPolicy, EventTime, Extract, FieldPath, Format,
+    GroupKey, Input, KafkaSettings, LineFormat, Loc, Node, OnInvalid, Pipeline, PipelineError,
+    PluginRef, Reduce, Sink, SinkKind, Source, SourceKind, Step, StepKind, TimeFrom,
+    TimestampField, Topic, TopicCreate, quantity,
 };
 use super::{schema, schema_check, yaml_tree};
 use crate::limits::Limits;
@@ -270,7 +271,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
     };
     let error_policy = raw.error_policy.unwrap_or_default();
 
-    let sources = check_sources(c, &raw);
+    let mut sources = check_sources(c, &raw);
     let reads_kafka = sources.iter().any(|s| s.kind == SourceKind::Kafka);
     check_instances(c, &raw, partitions, reads_kafka);
     if let Some(p) = &raw.partitions
@@ -282,6 +283,7 @@ fn check(c: &mut Checker, raw: RawPipeline) -> Pipeline {
         );
     }
     let plugins = check_plugins(c, &raw);
+    resolve_extractors(c, &raw, &mut sources, &plugins);
     // A table source is read through a `table` step of its own name, after
     // the file's steps: whatever names the source reads its rows.
     let tables = TableSteps::new(&sources, raw.steps.len());
@@ -825,8 +827,11 @@ fn check_endpoint(
 
 /// `key: { field }` and `timestamp: { field, unit }` of a source: fields
 /// of a JSON value; a key only where weir decides the partition (not on a
-/// Kafka topic, whose records keep the key that placed them).
-fn check_extract(c: &mut Checker, raw: &RawSource, end: &Endpoint) -> Extract {
+/// Kafka topic, whose records keep the key that placed them). A timestamp
+/// from a plugin, or from a field with `on-invalid: partition-time`, is
+/// the task's to give ([`EventTime`]; its plugin is resolved with the
+/// others, in [`resolve_extractors`]), not the decoder's.
+fn check_extract(c: &mut Checker, raw: &RawSource, end: &Endpoint) -> (Extract, Option<EventTime>) {
     let describe = &end.describe;
     let mut path = |field: &Spanned<String>, what: &str| {
         let parsed = FieldPath::parse(&field.value);
@@ -845,8 +850,37 @@ fn check_extract(c: &mut Checker, raw: &RawSource, end: &Endpoint) -> Extract {
     let timestamp_field = raw
         .timestamp
         .as_ref()
-        .map(|t| path(&t.value.field, "timestamp"));
+        .and_then(|t| t.value.field.as_ref())
+        .map(|field| path(field, "timestamp"));
     let timestamp = raw.timestamp.as_ref().and_then(|t| {
+        if t.value.plugin.is_some() {
+            if t.value.field.is_some() || t.value.unit.is_some() {
+                c.error(
+                    loc(t),
+                    format!(
+                        "{describe}: `timestamp` takes a `field` (with its `unit`) or a `plugin` (with its `config`), not both"
+                    ),
+                );
+            }
+            return None;
+        }
+        if t.value.config.is_some() {
+            c.error(
+                loc(t),
+                format!(
+                    "{describe}: `timestamp.config` is for a timestamp extractor plugin (`timestamp: {{ plugin: NAME, config: ... }}`)"
+                ),
+            );
+        }
+        if t.value.field.is_none() {
+            c.error(
+                loc(t),
+                format!(
+                    "{describe}: `timestamp` needs a `field` (with its `unit`) or a `plugin` (a timestamp extractor)"
+                ),
+            );
+            return None;
+        }
         let field = timestamp_field.flatten();
         let unit = t.value.unit;
         if unit.is_none() {
@@ -872,11 +906,11 @@ fn check_extract(c: &mut Checker, raw: &RawSource, end: &Endpoint) -> Extract {
             ),
         );
     }
-    let first = raw
-        .key
+    let first = raw.key.as_ref().map(loc).or(raw
+        .timestamp
         .as_ref()
-        .map(loc)
-        .or(raw.timestamp.as_ref().map(loc));
+        .filter(|t| t.value.plugin.is_none())
+        .map(loc));
     if let Some(at) = first
         && end.value_format != Format::Json
     {
@@ -887,7 +921,92 @@ fn check_extract(c: &mut Checker, raw: &RawSource, end: &Endpoint) -> Extract {
             ),
         );
     }
-    Extract { key, timestamp }
+    let on_invalid = raw
+        .timestamp
+        .as_ref()
+        .and_then(|t| t.value.on_invalid.as_ref())
+        .map_or(OnInvalid::ErrorPolicy, |o| o.value);
+    let plugin = raw.timestamp.as_ref().and_then(|t| t.value.plugin.as_ref());
+    let event_time = match (plugin, timestamp) {
+        (Some(_), _) => Some(EventTime {
+            // Resolved once the plugins are known.
+            from: TimeFrom::Plugin {
+                plugin: usize::MAX,
+                config_json: raw
+                    .timestamp
+                    .as_ref()
+                    .and_then(|t| t.value.config.as_ref())
+                    .map_or_else(|| "null".to_string(), |v| v.to_string()),
+            },
+            on_invalid,
+        }),
+        (None, Some(field)) if on_invalid == OnInvalid::PartitionTime => {
+            return (
+                Extract {
+                    key,
+                    timestamp: None,
+                },
+                Some(EventTime {
+                    from: TimeFrom::Field(field),
+                    on_invalid,
+                }),
+            );
+        }
+        (None, timestamp) => return (Extract { key, timestamp }, None),
+    };
+    (
+        Extract {
+            key,
+            timestamp: None,
+        },
+        event_time,
+    )
+}
+
+/// Gives each source's timestamp extractor its plugin's index, once the
+/// plugins are known: a name that is not among them is an error at the
+/// source's `timestamp.plugin`.
+fn resolve_extractors(
+    c: &mut Checker,
+    raw: &RawPipeline,
+    sources: &mut [Source],
+    plugins: &[PluginRef],
+) {
+    for source in sources {
+        let Some(EventTime {
+            from: TimeFrom::Plugin { plugin, .. },
+            ..
+        }) = &mut source.event_time
+        else {
+            continue;
+        };
+        let wanted = raw.sources[&source.name]
+            .value
+            .timestamp
+            .as_ref()
+            .and_then(|t| t.value.plugin.as_ref())
+            .expect("a plugin extractor names its plugin");
+        match plugins.iter().position(|p| p.name == wanted.value) {
+            Some(found) => *plugin = found,
+            None => {
+                let known: Vec<_> = plugins.iter().map(|p| p.name.as_str()).collect();
+                c.error(
+                    loc(wanted),
+                    format!(
+                        "source `{}`: timestamp plugin `{}` is not in `plugins` (known: {})",
+                        source.name,
+                        wanted.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                source.event_time = None;
+            }
+        }
+    }
 }
 
 /// A file sink's `mode` (truncate or append an existing file); other kinds
@@ -926,7 +1045,7 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
             SourceKind::Kafka => Medium::Kafka,
         };
         let end = check_endpoint(c, medium, Side::Source, name, s.value.endpoint(), l);
-        let extract = check_extract(c, &s.value, &end);
+        let (extract, event_time) = check_extract(c, &s.value, &end);
         if kind == SourceKind::Stdin {
             if stdin_seen {
                 c.error(l, "only one source can read stdin");
@@ -943,6 +1062,7 @@ fn check_sources(c: &mut Checker, raw: &RawPipeline) -> Vec<Source> {
             value_format: end.value_format,
             format: end.format,
             extract,
+            event_time,
             table: s.value.table.as_ref().is_some_and(|t| t.value),
             loc: l,
         });

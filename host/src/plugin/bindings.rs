@@ -27,6 +27,15 @@ pub mod versioned_aggregator {
     });
 }
 
+/// The timestamp-extractor world, sharing the transformer world's `host`.
+pub mod extractor {
+    wasmtime::component::bindgen!({
+        world: "timestamp-extractor",
+        path: "../wit",
+        with: { "weir:plugin/host": super::weir::plugin::host },
+    });
+}
+
 use self::weir::plugin::host::{Host, LogLevel};
 use super::log_gate::LogLevel as Level;
 

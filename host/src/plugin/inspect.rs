@@ -7,8 +7,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::{
-    AGGREGATE_INTERFACE, AGGREGATOR_WORLD, Capability, Kind, LoadError, OUTDATED_INTERFACES,
-    PluginEngine, TRANSFORM_INTERFACE, TRANSFORMER_WORLD, capability_list, kind_list,
+    AGGREGATE_INTERFACE, AGGREGATOR_WORLD, Capability, EXTRACTOR_WORLD, Kind, LoadError,
+    OUTDATED_INTERFACES, PluginEngine, TIMESTAMPS_INTERFACE, TRANSFORM_INTERFACE,
+    TRANSFORMER_WORLD, capability_list, kind_list,
 };
 
 /// What `weir plugin inspect` reports about a component.
@@ -71,6 +72,8 @@ pub(super) fn inspect(engine: &PluginEngine, path: &Path) -> Result<PluginInfo, 
                 Some(TRANSFORMER_WORLD.to_string())
             } else if exports_it(AGGREGATE_INTERFACE) {
                 Some(AGGREGATOR_WORLD.to_string())
+            } else if exports_it(TIMESTAMPS_INTERFACE) {
+                Some(EXTRACTOR_WORLD.to_string())
             } else {
                 OUTDATED_INTERFACES
                     .iter()

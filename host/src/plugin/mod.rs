@@ -34,6 +34,7 @@ use wasmtime::{
 use bindings::aggregator::exports::weir::plugin::aggregate::Capability as WitCapability;
 use bindings::aggregator::{Aggregator, AggregatorIndices, AggregatorPre};
 use bindings::exports::weir::plugin::transform::StepKind as WitStepKind;
+use bindings::extractor::{TimestampExtractor, TimestampExtractorPre};
 use bindings::versioned_aggregator::exports::weir::plugin::accumulator_versions as wit_versions;
 use bindings::{Transformer, TransformerPre};
 pub use formats::AccumulatorFormats;
@@ -57,6 +58,12 @@ pub const AGGREGATE_INTERFACE: &str = "weir:plugin/aggregate@0.2.0";
 
 /// The world whose interface is [`AGGREGATE_INTERFACE`].
 pub const AGGREGATOR_WORLD: &str = "weir:plugin/aggregator@0.2.0";
+
+/// The interface a component of world `timestamp-extractor` exports.
+pub const TIMESTAMPS_INTERFACE: &str = "weir:plugin/timestamps@0.2.0";
+
+/// The world whose interface is [`TIMESTAMPS_INTERFACE`].
+pub const EXTRACTOR_WORLD: &str = "weir:plugin/timestamp-extractor@0.2.0";
 
 /// The interface an aggregator that versions its accumulators exports
 /// beside [`AGGREGATE_INTERFACE`] (world `versioned-aggregator`).
@@ -93,6 +100,9 @@ pub enum Kind {
     SelectKey,
     /// The one kind of a component of world `aggregator`.
     Aggregate,
+    /// The one kind of a component of world `timestamp-extractor`: a
+    /// source's `timestamp: { plugin }`, not a step.
+    Timestamp,
 }
 
 impl Kind {
@@ -105,6 +115,7 @@ impl Kind {
             Kind::Branch => "branch",
             Kind::SelectKey => "select-key",
             Kind::Aggregate => "aggregate",
+            Kind::Timestamp => "timestamp",
         }
     }
 
@@ -457,6 +468,7 @@ impl PluginEngine {
                     })?;
                 (vec![Kind::Aggregate], capabilities, Some(formats))
             }
+            WorldPre::Extractor(_) => (vec![Kind::Timestamp], Vec::new(), None),
         };
         tracing::debug!(plugin = %path.display(), %sha256, cached, kinds = %kind_list(&kinds), "plugin loaded");
         Ok(Plugin {
@@ -490,6 +502,7 @@ impl PluginEngine {
         let kinds = match &instance.bindings {
             Bindings::Transformer(t) => t.weir_plugin_transform().call_kinds(&mut instance.store),
             Bindings::Aggregator(..) => return Ok(vec![Kind::Aggregate]),
+            Bindings::Extractor(_) => return Ok(vec![Kind::Timestamp]),
         };
         let kinds = kinds.map_err(|e| format!("`kinds` {}", instance.classify(e)))?;
         if kinds.is_empty() {
@@ -523,7 +536,7 @@ fn declared_capabilities(instance: &mut Instance) -> Result<Vec<Capability>, Str
         Bindings::Aggregator(a, _) => a
             .weir_plugin_aggregate()
             .call_capabilities(&mut instance.store),
-        Bindings::Transformer(_) => return Ok(Vec::new()),
+        Bindings::Transformer(_) | Bindings::Extractor(_) => return Ok(Vec::new()),
     };
     let capabilities =
         capabilities.map_err(|e| format!("`capabilities` {}", instance.classify(e)))?;
@@ -580,6 +593,7 @@ fn export_names(engine: &Engine, component: &Component) -> Vec<String> {
 enum WorldPre {
     Transformer(TransformerPre<HostState>),
     Aggregator(AggregatorWorld),
+    Extractor(TimestampExtractorPre<HostState>),
 }
 
 /// An aggregator's bindings, ready to instantiate: its `aggregate` export,
@@ -627,6 +641,12 @@ impl WorldPre {
                 versions,
             }));
         }
+        if exports_it(TIMESTAMPS_INTERFACE) {
+            let pre = linker.instantiate_pre(component).map_err(link)?;
+            return TimestampExtractorPre::new(pre)
+                .map(WorldPre::Extractor)
+                .map_err(link);
+        }
         if let Some(&(interface, version)) = OUTDATED_INTERFACES.iter().find(|(i, _)| exports_it(i))
         {
             return Err(LoadError::Outdated {
@@ -645,6 +665,7 @@ impl WorldPre {
         match self {
             WorldPre::Transformer(pre) => pre.engine(),
             WorldPre::Aggregator(a) => a.pre.engine(),
+            WorldPre::Extractor(pre) => pre.engine(),
         }
     }
 
@@ -652,6 +673,7 @@ impl WorldPre {
         match self {
             WorldPre::Transformer(_) => TRANSFORMER_WORLD,
             WorldPre::Aggregator(_) => AGGREGATOR_WORLD,
+            WorldPre::Extractor(_) => EXTRACTOR_WORLD,
         }
     }
 }
@@ -660,6 +682,7 @@ impl WorldPre {
 enum Bindings {
     Transformer(Transformer),
     Aggregator(Aggregator, Option<wit_versions::Guest>),
+    Extractor(TimestampExtractor),
 }
 
 /// A loaded, type-checked operator component, ready to instantiate.
@@ -719,9 +742,14 @@ impl Plugin {
         self.world.name()
     }
 
-    /// Whether it is a component of world `aggregator` (else `transformer`).
+    /// Whether it is a component of world `aggregator`.
     pub fn is_aggregator(&self) -> bool {
         matches!(self.world, WorldPre::Aggregator(_))
+    }
+
+    /// Whether it is a component of world `timestamp-extractor`.
+    pub fn is_extractor(&self) -> bool {
+        matches!(self.world, WorldPre::Extractor(_))
     }
 
     /// Whether its engine was interrupted: every call fails with
@@ -748,6 +776,17 @@ impl Plugin {
                 // One output, the accumulator: no ports to declare.
                 return match a
                     .weir_plugin_aggregate()
+                    .call_init(&mut instance.store, config_json)
+                {
+                    Ok(Ok(())) => Ok(instance),
+                    Ok(Err(msg)) => Err(InitError::Refused(msg)),
+                    Err(e) => Err(InitError::Fault(instance.classify(e))),
+                };
+            }
+            Bindings::Extractor(x) => {
+                // One answer per record, a time: no ports either.
+                return match x
+                    .weir_plugin_timestamps()
                     .call_init(&mut instance.store, config_json)
                 {
                     Ok(Ok(())) => Ok(instance),
@@ -819,6 +858,7 @@ impl Instance {
         store.set_epoch_deadline(1);
         let bindings = match world {
             WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
+            WorldPre::Extractor(pre) => pre.instantiate(&mut store).map(Bindings::Extractor),
             WorldPre::Aggregator(a) => {
                 a.pre
                     .instance_pre()
@@ -870,14 +910,19 @@ impl Instance {
         &self.ports
     }
 
-    /// Runs one packed batch (see `wit/README.md`). After a fault the
-    /// instance must be dropped: its state is unknown.
+    /// Runs one packed batch of records (see `wit/README.md`): a
+    /// transformer's `process`, or a timestamp extractor's `extract`,
+    /// which take the same batch layout. After a fault the instance must
+    /// be dropped: its state is unknown.
     pub fn process(&mut self, batch: &[u8]) -> Result<Vec<u8>, Fault> {
         self.reset_deadline();
         let result = match &self.bindings {
             Bindings::Transformer(t) => t
                 .weir_plugin_transform()
                 .call_process(&mut self.store, batch),
+            Bindings::Extractor(x) => x
+                .weir_plugin_timestamps()
+                .call_extract(&mut self.store, batch),
             Bindings::Aggregator(..) => return Err(not_this_world("process", AGGREGATOR_WORLD)),
         };
         result.map_err(|e| self.classify(e))
@@ -895,8 +940,8 @@ impl Instance {
                     .weir_plugin_aggregate()
                     .call_subtract(&mut self.store, groups),
             },
-            Bindings::Transformer(_) => {
-                return Err(not_this_world(fold.as_str(), TRANSFORMER_WORLD));
+            Bindings::Transformer(_) | Bindings::Extractor(_) => {
+                return Err(not_this_world(fold.as_str(), self.world_name()));
             }
         };
         result.map_err(|e| self.classify(e))
@@ -910,7 +955,9 @@ impl Instance {
             Bindings::Aggregator(a, _) => {
                 a.weir_plugin_aggregate().call_merge(&mut self.store, pairs)
             }
-            Bindings::Transformer(_) => return Err(not_this_world("merge", TRANSFORMER_WORLD)),
+            Bindings::Transformer(_) | Bindings::Extractor(_) => {
+                return Err(not_this_world("merge", self.world_name()));
+            }
         };
         result.map_err(|e| self.classify(e))
     }
@@ -937,11 +984,19 @@ impl Instance {
                     way.as_str()
                 )));
             }
-            Bindings::Transformer(_) => {
-                return Err(not_this_world(way.as_str(), TRANSFORMER_WORLD));
+            Bindings::Transformer(_) | Bindings::Extractor(_) => {
+                return Err(not_this_world(way.as_str(), self.world_name()));
             }
         };
         result.map_err(|e| self.classify(e))
+    }
+
+    fn world_name(&self) -> &'static str {
+        match self.bindings {
+            Bindings::Transformer(_) => TRANSFORMER_WORLD,
+            Bindings::Aggregator(..) => AGGREGATOR_WORLD,
+            Bindings::Extractor(_) => EXTRACTOR_WORLD,
+        }
     }
 
     fn classify(&self, e: wasmtime::Error) -> Fault {

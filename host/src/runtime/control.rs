@@ -1181,7 +1181,9 @@ fn prepare(
     // Started once and dropped: each task starts its own at the cutover.
     let checked = topo.start_step(j, &version).map_err(|e| {
         let stage = match &e {
-            StartError::KindNotImplemented { .. } => RefusedAt::Kind,
+            StartError::KindNotImplemented { .. } | StartError::NotAnExtractor { .. } => {
+                RefusedAt::Kind
+            }
             StartError::Init { .. } | StartError::Setup { .. } => RefusedAt::Init,
             StartError::Ports { .. } | StartError::PortsChanged { .. } => RefusedAt::Ports,
             StartError::Interrupted { .. } => RefusedAt::Stopping,

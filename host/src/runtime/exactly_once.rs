@@ -241,6 +241,20 @@ impl ExactlyOnce {
         self.stores.queue_checkpoint_record(&held_key(task), bytes);
     }
 
+    /// The partition times task `task` kept at the checkpoint the run
+    /// resumes from (see `event_time.rs`), if it kept any.
+    pub fn partition_times(&self, task: TaskId) -> Result<Option<Vec<u8>>, String> {
+        self.stores
+            .checkpoint_record(&partition_times_key(task))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Queues `task`'s partition times for the checkpoint being taken.
+    pub fn keep_partition_times(&self, task: TaskId, times: Vec<u8>) {
+        self.stores
+            .queue_checkpoint_record(&partition_times_key(task), Some(times));
+    }
+
     /// Whether sinks sync their files at each checkpoint.
     pub fn fsync(&self) -> bool {
         self.fsync
@@ -334,6 +348,10 @@ impl ExactlyOnce {
 /// Where the records task `task` held at a checkpoint are kept.
 fn held_key(task: TaskId) -> String {
     format!("held/{task}")
+}
+
+fn partition_times_key(task: TaskId) -> String {
+    format!("partition-times/{task}")
 }
 
 /// How often `p` checkpoints, for people.

@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! held    = version:u8 count:u32 batch*
-//! batch   = input from records:u32 (record origin)* rejects:u32 (origin record reason:str)*
+//! batch   = input from records:u32 (record origin)* rejects:u32 (origin record reason:str kind:u8)*
+//! kind    = 0 decode | 1 timestamp    (layout 3; layout 2 had no kind: decode)
 //! from    = 0 | 1 partition:u32    (the upstream task of a repartition's records)
 //! input   = kind:u8 (0 source, 1 repartition) index:u16
 //! record  = key:opt value:opt timestamp:i64 json:u8 old_value:opt headers:u32 (name:str value:opt)*
@@ -20,9 +21,10 @@
 use bytes::Bytes;
 
 use crate::io::batch::{Batch, InputId, Reject};
+use crate::operators::FailureKind;
 use crate::record::{Header, Origin, Record};
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// Encodes `batches` (what a task's merge holds).
 pub fn encode(batches: &[Batch]) -> Vec<u8> {
@@ -52,6 +54,10 @@ pub fn encode(batches: &[Batch]) -> Vec<u8> {
             put_origin(&mut out, &reject.origin);
             put_record(&mut out, &reject.record);
             put_str(&mut out, &reject.reason);
+            out.push(match reject.kind {
+                FailureKind::Timestamp => 1,
+                _ => 0,
+            });
         }
     }
     out
@@ -61,7 +67,7 @@ pub fn encode(batches: &[Batch]) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Vec<Batch>, String> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u8()?;
-    if version != VERSION {
+    if version != VERSION && version != 2 {
         return Err(format!(
             "held records of layout {version} (this weir reads {VERSION})"
         ));
@@ -90,10 +96,19 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Batch>, String> {
             let origin = r.origin()?;
             let record = r.record()?;
             let reason = r.str()?;
+            let kind = match version {
+                2 => FailureKind::Decode,
+                _ => match r.u8()? {
+                    0 => FailureKind::Decode,
+                    1 => FailureKind::Timestamp,
+                    other => return Err(format!("a rejected record of kind {other}")),
+                },
+            };
             batch.rejects.push(Reject {
                 origin,
                 record,
                 reason,
+                kind,
             });
         }
         batches.push(batch);
@@ -264,6 +279,17 @@ mod tests {
                 ..Record::default()
             },
             reason: "not JSON".into(),
+            kind: FailureKind::Decode,
+        });
+        a.rejects.push(Reject {
+            origin: Origin {
+                source: 1,
+                partition: 0,
+                offset: 79,
+            },
+            record: Record::default(),
+            reason: "no order time".into(),
+            kind: FailureKind::Timestamp,
         });
         let mut b = Batch::new(InputId::Repartition(4), 0);
         b.from = Some(2);
@@ -276,6 +302,7 @@ mod tests {
         assert_eq!(back[0].records[0].old_value.as_deref(), Some(&b"old"[..]));
         assert_eq!(back[0].origins[0].offset, 77);
         assert_eq!(back[0].rejects[0].reason, "not JSON");
+        assert_eq!(back[0].rejects[1].kind, FailureKind::Timestamp);
         assert_eq!(back[1].input, InputId::Repartition(4));
         assert_eq!((back[0].from, back[1].from), (None, Some(2)));
         assert_eq!(encode(&back), bytes, "decoding loses nothing");

@@ -24,6 +24,7 @@
 pub(crate) mod checkpoint;
 pub mod control;
 mod describe;
+mod event_time;
 pub mod exactly_once;
 mod held;
 pub(crate) mod journal;
@@ -953,6 +954,7 @@ fn run_threads(
         let producer = link.and_then(|l| l.producer.as_deref());
         let writers = sink_writers(&env, id, &txs, &sink_formats, producer);
         let mut task = Task::new(id, &env, operators, writers);
+        task.start_event_times()?;
         task.take_back_held()?;
         Ok(task)
     };

@@ -73,6 +73,7 @@ impl Task<'_> {
             match bad.next_if(|(b, _)| *b == i) {
                 Some((_, reason)) => self.rejected(Reject {
                     origin,
+                    kind: FailureKind::Decode,
                     record,
                     reason,
                 })?,
@@ -89,12 +90,14 @@ impl Task<'_> {
 
     /// Input that is not a record goes to the pipeline's policy.
     pub(super) fn rejected(&mut self, reject: Reject) -> Result<(), RunError> {
-        Metrics::add(&self.env.metrics.rejected_lines, 1);
+        if reject.kind == FailureKind::Decode {
+            Metrics::add(&self.env.metrics.rejected_lines, 1);
+        }
         let source = &self.env.topo.pipeline.sources[reject.origin.source as usize];
         let incident = self.incident(
             &format!("source {}", source.name),
             reject.origin,
-            FailureKind::Decode,
+            reject.kind,
             &reject.reason,
         );
         self.apply_policy(self.env.topo.pipeline.error_policy, incident, reject.record)

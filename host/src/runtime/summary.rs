@@ -69,6 +69,12 @@ fn counts_line(report: &RunReport, ending: Ending) -> String {
             c.late_windows
         ));
     }
+    if c.partition_times > 0 {
+        parts.push(format!(
+            "{} given their partition's time (no valid time of their own)",
+            records(c.partition_times)
+        ));
+    }
     if c.rejected_lines > 0 {
         parts.push(format!("{} not records", lines(c.rejected_lines, "input")));
     }

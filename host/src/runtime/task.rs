@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::RunError;
+use super::event_time::EventTimes;
 use super::merge::InputMerge;
 use super::message::{CommitBarrier, TaskMessage, WorkerMessage};
 use super::provenance;
@@ -175,6 +176,9 @@ pub struct Task<'t> {
     dropped_warned: BTreeSet<usize>,
     /// Every input ended and the steps had their end-of-input call.
     inputs_closed: bool,
+    /// The time it gives its sources' records (timestamp plugins, fields
+    /// with `on-invalid: partition-time`), before they are merged.
+    event_times: EventTimes,
 }
 
 /// A step's input held back while its version is rolled back.
@@ -285,16 +289,44 @@ impl<'t> Task<'t> {
             held: None,
             dropped_warned: BTreeSet::new(),
             inputs_closed: false,
+            event_times: EventTimes::default(),
         }
+    }
+
+    /// Starts the extractors of the task's sources that need one, going
+    /// on from the partition times an exactly-once checkpoint kept.
+    pub fn start_event_times(&mut self) -> Result<(), RunError> {
+        let sources = self.env.topo.subtopologies[self.id.subtopology as usize]
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                InputId::Source(s) => Some(*s),
+                InputId::Repartition(_) => None,
+            });
+        self.event_times = EventTimes::start(self.env.topo, sources).map_err(RunError::Start)?;
+        if let Some(eo) = self.env.exactly_once
+            && !self.event_times.is_empty()
+            && let Some(kept) = eo.partition_times(self.id).map_err(RunError::Setup)?
+        {
+            self.event_times
+                .restore(&kept)
+                .map_err(|e| RunError::Setup(format!("task {}: {e}", self.id)))?;
+        }
+        Ok(())
     }
 
     /// Handles one message. `idle`: nothing more is queued for the task's
     /// worker (sinks then hand over what they hold).
     pub fn handle(&mut self, message: TaskMessage, idle: bool) -> Result<TaskState, RunError> {
         match message {
-            TaskMessage::Batch(batch) => {
+            TaskMessage::Batch(mut batch) => {
+                let stopped_at = self.stamp_event_time(&mut batch)?;
                 self.merge.push(batch);
                 self.drain_inputs(idle)?;
+                if let Some(incident) = stopped_at {
+                    let e = self.fatal(incident);
+                    return Err(self.stop_on(e));
+                }
             }
             TaskMessage::EndOfInput(input @ InputId::Repartition(_))
                 if !self.env.repartition_topics.is_empty() =>
@@ -460,6 +492,9 @@ impl<'t> Task<'t> {
         let mut outcome = Ok(());
         if let Some(eo) = self.env.exactly_once {
             eo.hold(self.id, &self.merge.held_batches());
+            if !self.event_times.is_empty() {
+                eo.keep_partition_times(self.id, self.event_times.partition_times());
+            }
         }
         for (j, slot) in self.operators.iter_mut().enumerate() {
             if let Some(slot) = slot
@@ -480,6 +515,94 @@ impl<'t> Task<'t> {
             .flow
             .held
             .fetch_add(self.merge.held(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Gives the records of a source batch their time when the task does
+    /// (see `event_time.rs`). Records without one become the batch's
+    /// rejects (the error policy takes them with the batch's first run);
+    /// under `fail` the batch is cut before the first, whose incident is
+    /// returned to stop the run once what came before it is processed.
+    fn stamp_event_time(
+        &mut self,
+        batch: &mut Batch,
+    ) -> Result<Option<crate::operators::failure::Incident>, RunError> {
+        let InputId::Source(s) = batch.input else {
+            return Ok(None);
+        };
+        if !self.event_times.applies(s) || batch.records.is_empty() {
+            return Ok(None);
+        }
+        let stamped = match self
+            .event_times
+            .stamp(s, &mut batch.records, &batch.origins)
+        {
+            Ok(stamped) => stamped,
+            Err(e) if e.class == ErrorClass::Interrupted => {
+                // The run is stopping: the batch is not processed.
+                self.interrupted = true;
+                Metrics::add(&self.env.metrics.not_processed, batch.records.len() as u64);
+                if let Some(ack) = &batch.ack {
+                    ack.fail("not processed: the run was interrupted".into());
+                }
+                batch.records.clear();
+                batch.origins.clear();
+                return Ok(None);
+            }
+            Err(e) => {
+                let source = &self.env.topo.pipeline.sources[s as usize].name;
+                return Err(RunError::Operator {
+                    step: format!("source {source} (its timestamp plugin)"),
+                    error: e,
+                });
+            }
+        };
+        self.note_restarts();
+        Metrics::add(&self.env.metrics.partition_times, stamped.from_partition);
+        if stamped.invalid.is_empty() {
+            return Ok(None);
+        }
+        let source = &self.env.topo.pipeline.sources[s as usize].name;
+        if self.env.topo.pipeline.error_policy == ErrorPolicy::Fail {
+            let first = &stamped.invalid[0];
+            let at = first.input as usize;
+            let incident = self.incident(
+                &format!("source {source}"),
+                batch.origins[at],
+                first.kind,
+                &first.reason,
+            );
+            batch.records.truncate(at);
+            batch.origins.truncate(at);
+            if let Some(ack) = &batch.ack {
+                // What follows the bad record is never processed: the
+                // batch's offsets must not be committed.
+                ack.fail(format!(
+                    "stopped at a record without a valid time: {}",
+                    first.reason
+                ));
+            }
+            return Ok(Some(incident));
+        }
+        let mut invalid = stamped.invalid.into_iter().peekable();
+        let (records, origins) = (
+            std::mem::take(&mut batch.records),
+            std::mem::take(&mut batch.origins),
+        );
+        for (i, (record, origin)) in records.into_iter().zip(origins).enumerate() {
+            match invalid.next_if(|f| f.input as usize == i) {
+                Some(f) => batch.rejects.push(Reject {
+                    origin,
+                    record,
+                    reason: f.reason,
+                    kind: f.kind,
+                }),
+                None => {
+                    batch.records.push(record);
+                    batch.origins.push(origin);
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Processes what the input merge lets go, in timestamp order.
@@ -693,7 +816,8 @@ impl<'t> Task<'t> {
             .iter()
             .flatten()
             .map(|s| s.op.restarts())
-            .sum();
+            .sum::<u64>()
+            + self.event_times.restarts();
         Metrics::add(&self.env.metrics.restarts, total - self.restarts_seen);
         self.restarts_seen = total;
     }

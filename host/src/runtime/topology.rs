@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::io::batch::InputId;
+use crate::limits::Limits;
 use crate::limits::pool;
 use crate::operators::aggregate::{Aggregate, Fold, Folder};
 use crate::operators::group_by::GroupBy;
@@ -13,7 +14,7 @@ use crate::operators::table::Table;
 use crate::operators::versioned::{NextPlugin, VersionCounters, VersionTag, Versioned};
 use crate::operators::windowed::{self, WindowedAggregate};
 use crate::operators::{Operator, PluginAggregator, PluginStep, StoreSpec, TaskId};
-use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
+use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind, TimeFrom};
 use crate::plugin::{Capability, EngineSettings, LogGate, Plugin, PluginEngine};
 use crate::state::StoreProvider;
 
@@ -74,6 +75,10 @@ pub struct Topology {
     /// The instances started for checking, handed to the first task.
     /// By step index; taken by the first task that runs the step.
     warm: Mutex<Vec<Option<PluginStep>>>,
+    /// Each source's timestamp extractor plugin, if it has one: its log
+    /// gate (`source NAME`) and the instance started for checking, which
+    /// the first task takes.
+    extractors: Vec<Option<SourceExtractor>>,
     /// The version of each plugin step that tasks start now (`None` for
     /// host-native steps); a hot swap replaces it ([`super::control`]).
     versions: Mutex<Vec<Option<StepVersion>>>,
@@ -187,6 +192,7 @@ impl Topology {
             .map(|s| LogGate::new(s.name.as_str().into(), &s.limits))
             .collect();
         let warm = start_once(&pipeline, &plugins, &log_gates, &mut problems);
+        let extractors = start_extractors(&pipeline, &plugins, &mut problems);
         if !problems.is_empty() {
             return Err(PipelineError(problems));
         }
@@ -228,8 +234,38 @@ impl Topology {
             step_routes,
             log_gates,
             warm: Mutex::new(warm),
+            extractors,
             versions: Mutex::new(versions),
         })
+    }
+
+    /// An instance of source `s`'s timestamp extractor plugin: the one
+    /// started while checking for the first task, a fresh one after.
+    pub fn start_extractor(&self, s: usize) -> Result<PluginStep, StartError> {
+        let (log, warm) = self.extractors[s]
+            .as_ref()
+            .expect("a source with a timestamp plugin");
+        if let Some(warm) = warm.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Ok(warm);
+        }
+        let source = &self.pipeline.sources[s];
+        let Some(crate::pipeline::EventTime {
+            from:
+                TimeFrom::Plugin {
+                    plugin,
+                    config_json,
+                },
+            ..
+        }) = &source.event_time
+        else {
+            unreachable!("a source with a timestamp plugin")
+        };
+        PluginStep::extractor(
+            log.clone(),
+            self.plugins[*plugin].clone(),
+            config_json.as_str().into(),
+            Limits::default(),
+        )
     }
 
     /// The operators of one task, by step index (`None` for steps of other
@@ -652,6 +688,48 @@ fn load_plugins(
             Err(e) => {
                 problems.push(pipeline.diagnostic(p.loc, format!("plugin `{}`: {e}", p.name)));
                 None
+            }
+        })
+        .collect()
+}
+
+/// A source's timestamp extractor plugin: the log gate its instances share
+/// (`source NAME`), and the instance started while checking, until the
+/// first task takes it.
+type SourceExtractor = (Arc<LogGate>, Mutex<Option<PluginStep>>);
+
+/// One instance of every source's timestamp extractor plugin, started now
+/// so a plugin of another world or a refused config is reported (at the
+/// source) before any record flows.
+fn start_extractors(
+    pipeline: &Pipeline,
+    plugins: &[Option<Arc<Plugin>>],
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<Option<SourceExtractor>> {
+    pipeline
+        .sources
+        .iter()
+        .map(|source| {
+            let Some(crate::pipeline::EventTime {
+                from:
+                    TimeFrom::Plugin {
+                        plugin,
+                        config_json,
+                    },
+                ..
+            }) = &source.event_time
+            else {
+                return None;
+            };
+            let plugin = plugins.get(*plugin).cloned().flatten()?;
+            let limits = Limits::default();
+            let log = LogGate::new(format!("source {}", source.name).into(), &limits);
+            match PluginStep::extractor(log.clone(), plugin, config_json.as_str().into(), limits) {
+                Ok(started) => Some((log, Mutex::new(Some(started)))),
+                Err(e) => {
+                    problems.push(pipeline.diagnostic(source.loc, e.to_string()));
+                    None
+                }
             }
         })
         .collect()

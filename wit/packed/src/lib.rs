@@ -29,6 +29,11 @@ pub const TAG_FAILED: u8 = 3;
 /// `POISON` and `FAILED` keep their values from `process` results.
 pub const TAG_ACCUMULATOR: u8 = 0;
 
+/// Timestamp-extractor result tag: the record's time, an `i64` of
+/// milliseconds since the epoch. `POISON` and `FAILED` keep their values
+/// from `process` results.
+pub const TAG_TIME: u8 = 0;
+
 /// A malformed buffer: where it broke and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
@@ -325,6 +330,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads one per-record result of a timestamp extractor's `extract`.
+    #[inline]
+    pub fn time_result(&mut self) -> Result<TimeResultView<'a>, DecodeError> {
+        match self.u8("result tag")? {
+            TAG_TIME => Ok(TimeResultView::Time(self.i64("timestamp")?)),
+            TAG_POISON => Ok(TimeResultView::Poison(self.text("poison message")?)),
+            TAG_FAILED => Ok(TimeResultView::Failed(self.text("failure message")?)),
+            _ => Err(DecodeError {
+                offset: self.pos - 1,
+                expected: "timestamp result tag 0, 2 or 3",
+            }),
+        }
+    }
+
     fn text(&mut self, expected: &'static str) -> Result<&'a str, DecodeError> {
         let offset = self.pos;
         let b = self.bytes(expected)?;
@@ -376,6 +395,16 @@ impl<'a> ResultsReader<'a> {
         }
         self.left -= 1;
         Some(self.reader.aggregate_result())
+    }
+
+    /// The next result of an `extract` call (the same framing as
+    /// `process` results); `None` after the last one.
+    pub fn next_time_result(&mut self) -> Option<Result<TimeResultView<'a>, DecodeError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.reader.time_result())
     }
 
     /// Checks that every result was read and nothing follows the last one.
@@ -471,6 +500,17 @@ pub enum AggregateResultView<'a> {
     /// The record is bad data; the accumulator stays as it was.
     Poison(&'a str),
     /// The operator failed on this record; the accumulator stays as it was.
+    Failed(&'a str),
+}
+
+/// What a timestamp extractor said about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeResultView<'a> {
+    /// The record's time (negative: invalid, as in Kafka Streams).
+    Time(i64),
+    /// The record has no valid time.
+    Poison(&'a str),
+    /// The operator failed on this record.
     Failed(&'a str),
 }
 
@@ -589,6 +629,13 @@ pub fn put_stored(out: &mut Vec<u8>, key: &[u8], accumulator: &[u8]) {
 pub fn put_accumulator(out: &mut Vec<u8>, accumulator: Option<&[u8]>) {
     out.push(TAG_ACCUMULATOR);
     put_optional_bytes(out, accumulator);
+}
+
+/// Appends a [`TAG_TIME`] result.
+#[inline]
+pub fn put_time(out: &mut Vec<u8>, timestamp: i64) {
+    out.push(TAG_TIME);
+    out.extend_from_slice(&timestamp.to_le_bytes());
 }
 
 /// Appends a [`TAG_FORWARD`] result.
@@ -804,5 +851,33 @@ mod tests {
         huge.extend_from_slice(&0i64.to_le_bytes());
         put_u32(&mut huge, u32::MAX - 1);
         assert!(Reader::new(&huge).record().is_err());
+    }
+
+    #[test]
+    fn time_results_round_trip_and_refuse_other_tags() {
+        let mut buf = Vec::new();
+        put_u32(&mut buf, 3);
+        put_time(&mut buf, -1);
+        put_error(&mut buf, true, "no order time");
+        put_time(&mut buf, 1_700_000_000_123);
+        let mut r = ResultsReader::new(&buf, 3).unwrap();
+        assert_eq!(r.next_time_result(), Some(Ok(TimeResultView::Time(-1))));
+        assert_eq!(
+            r.next_time_result(),
+            Some(Ok(TimeResultView::Poison("no order time")))
+        );
+        assert_eq!(
+            r.next_time_result(),
+            Some(Ok(TimeResultView::Time(1_700_000_000_123)))
+        );
+        assert_eq!(r.next_time_result(), None);
+        r.finish().unwrap();
+        // FORWARD has no meaning here; a cut timestamp is malformed.
+        assert!(
+            Reader::new(&[TAG_FORWARD, 0, 0, 0, 0])
+                .time_result()
+                .is_err()
+        );
+        assert!(Reader::new(&[TAG_TIME, 1, 2, 3]).time_result().is_err());
     }
 }

@@ -61,7 +61,7 @@ public final class Oracle {
     static final ObjectMapper JSON = new ObjectMapper();
     static final JsonNodeFactory NODES = JsonNodeFactory.instance;
     static final Set<String> OPS = Set.of("count", "sum", "min", "max", "avg", "reduce", "latest");
-    static final Set<String> TOPOLOGY_KEYS = Set.of("op", "group_by", "field", "reducer", "aggregations", "table",
+    static final Set<String> TOPOLOGY_KEYS = Set.of("time_field", "op", "group_by", "field", "reducer", "aggregations", "table",
             "window", "emit");
     static final Set<String> WINDOW_KEYS = Set.of("size", "advance", "grace", "gap", "retention", "difference");
     /** The functions of an `aggregations` topology (weir's built-in aggregations). */
@@ -362,7 +362,19 @@ public final class Oracle {
             buildTable(b, t, multi, op, field).toStream().to("output", Produced.with(Serdes.String(), JSON_SERDE));
             return b.build();
         }
-        KStream<String, JsonNode> s = b.stream("input", Consumed.with(Serdes.String(), JSON_SERDE));
+        Consumed<String, JsonNode> consumed = Consumed.with(Serdes.String(), JSON_SERDE);
+        if (t.path("time_field").isTextual()) {
+            // The seed's custom TimestampExtractor: the time in a field of the value; a record
+            // without one takes the partition's time (UsePartitionTimeOnInvalidTimestamp's rule),
+            // or is dropped while the partition has none (-1).
+            String timeField = t.get("time_field").asText();
+            consumed = consumed.withTimestampExtractor((rec, partitionTime) -> {
+                JsonNode at = rec.value() instanceof JsonNode v ? v.get(timeField) : null;
+                return at != null && at.canConvertToLong() && at.isIntegralNumber() && at.asLong() >= 0
+                        ? at.asLong() : partitionTime;
+            });
+        }
+        KStream<String, JsonNode> s = b.stream("input", consumed);
         KGroupedStream<String, JsonNode> g;
         if (t.path("group_by").isTextual()) {
             String[] path = t.get("group_by").asText().split("\\.");
