@@ -300,3 +300,69 @@ fn plugin_inspect_names_the_world_and_kind() {
         "{said}"
     );
 }
+
+/// A broken extractor is a broken plugin, not bad data: the record that
+/// broke it goes to the error policy with the fault's kind (never to
+/// `on-invalid`), the instance is replaced, and every other record of the
+/// batch keeps its time.
+#[test]
+fn a_trapping_or_runaway_extractor_fails_only_its_record_and_the_run_goes_on() {
+    for (mode, kind) in [
+        ("panic", "trap"),
+        ("loop", "timeout"),
+        ("fail", "failed"),
+        ("negative", "timestamp"),
+    ] {
+        let f = Fixture::new(
+            &format!(
+                "
+partitions: 1
+error-policy: dead-letter
+dead-letter: rejected
+plugins:
+  bad: {{ path: '{{plugin:time_misbehave}}' }}
+sources:
+  in:
+    kind: file
+    path: in.jsonl
+    format: json
+    key: {{ field: k }}
+    timestamp: {{ plugin: bad, config: {{ mode: {mode}, trigger: boom }}, on-invalid: error-policy }}
+sinks:
+  out: {{ kind: file, path: out.jsonl }}
+  rejected: {{ kind: file, path: rejected.jsonl }}
+"
+            )
+            .replace("{mode}", mode),
+            &[(
+                "in.jsonl",
+                "{\"k\":\"a\",\"t\":1000}\n{\"k\":\"a\",\"t\":2000,\"x\":\"boom\"}\n{\"k\":\"a\",\"t\":3000}\n",
+            )],
+        );
+        let out = run(&f);
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        let times: Vec<i64> = std::fs::read_to_string(f.path("out.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(times, vec![1000, 3000], "{mode}");
+        let rejected = std::fs::read_to_string(f.path("rejected.jsonl")).unwrap();
+        assert_eq!(rejected.lines().count(), 1, "{mode}: {rejected}");
+        assert!(
+            rejected.contains(&format!("\"weir.error.kind\":\"{kind}\"")),
+            "{mode}: {rejected}"
+        );
+        if kind != "timestamp" {
+            assert!(
+                !stderr(&out).contains("0 instance restarts"),
+                "{mode}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}

@@ -146,3 +146,87 @@ sinks:
         "a result for a window still open: {seen:?}"
     );
 }
+
+/// A timestamp extractor plugin on a Kafka source: each order's time is
+/// in its value (`at`, epoch milliseconds), while the Kafka timestamps say
+/// the opposite order; orders without a time take their topic partition's
+/// (`on-invalid: partition-time`). Final counts per 10-second window follow
+/// the values' times.
+#[test]
+fn an_extractor_plugin_times_a_kafka_source_and_gives_timeless_records_the_partition_time() {
+    let (input, output, app) = (
+        kafka::unique("ext-in"),
+        kafka::unique("ext-out"),
+        kafka::unique("ext-app"),
+    );
+    let changelog = format!("{app}-per-window-changelog");
+    let repartition = format!("{app}-per-window-repartition");
+    let _cleanup = Cleanup::topics(&[&input, &output, &changelog, &repartition]);
+    kafka::create_topic(&input, 1);
+    kafka::create_topic(&output, 1);
+    let plugin = weir_tests::plugin("order_time");
+    let body = format!(
+        "plugins:
+  order-time: {{ path: '{}' }}
+sources:
+  in:
+    kind: kafka
+    topic: {input}
+    value-format: json
+    timestamp: {{ plugin: order-time, config: {{ fields: [at] }}, on-invalid: partition-time }}
+steps:
+  - {{ name: by-user, kind: group-by, key: {{ field: user }} }}
+  - name: per-window
+    id: per-window
+    kind: aggregate
+    window: {{ tumbling: 10s }}
+    emit: final
+    aggregations: {{ n: count }}
+sinks:
+  out: {{ kind: kafka, topic: {output}, key-format: json, value-format: json, from: per-window }}
+",
+        plugin.display()
+    );
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+    let base = (kafka::now_ms() / WINDOW_MS) * WINDOW_MS;
+    // Seconds 1, 2, (none: partition time 2), 5, 12, (none: 12), 13, 25:
+    // window 0-9 holds 4, window 10-19 holds 3; 25 closes both.
+    let times = [
+        Some(1),
+        Some(2),
+        None,
+        Some(5),
+        Some(12),
+        None,
+        Some(13),
+        Some(25),
+    ];
+    let records: Vec<Rec> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let at = t.map_or(String::new(), |s| format!(r#","at":{}"#, base + s * 1000));
+            let mut r = Rec::new(&format!("o{i}"), &format!(r#"{{"user":"u"{at}}}"#));
+            // Kafka timestamps running backwards, a minute apart: windows
+            // by them would hold one record each.
+            r.timestamp = base - i as i64 * 60_000;
+            r
+        })
+        .collect();
+    kafka::produce(&input, &records);
+    let weir = kafka::WeirProcess::start(&fixture, "run.log");
+    let got: Vec<(i64, u64)> = weir
+        .consume(&output, 2, WAIT, SETTLE)
+        .iter()
+        .map(|r| {
+            let key: serde_json::Value =
+                serde_json::from_str(r.rec.key.as_deref().expect("a key")).unwrap();
+            (
+                key["start"].as_i64().unwrap() - base,
+                r.rec.json()["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let log = weir.stop();
+    assert_eq!(got, vec![(0, 4), (10_000, 3)], "{log}");
+}
