@@ -128,3 +128,97 @@ sinks:
         );
     }
 }
+
+/// `weir test` cases say which end of input applies (`case.yaml`'s
+/// `end-of-input`, else the pipeline's) and may advance stream time with
+/// no record (`advance-stream-time-to`), closing the windows it passes.
+#[test]
+fn weir_test_cases_choose_the_end_of_input_and_advance_stream_time() {
+    let pipeline = "
+partitions: 1
+sources:
+  in: { kind: file, path: in.jsonl }
+steps:
+  - { name: by-key, kind: group-by }
+  - name: per-10s
+    kind: aggregate
+    id: per-10s
+    window: { tumbling: 10s }
+    emit: final
+    aggregations: { n: count }
+sinks:
+  out: { kind: file, path: out.jsonl, key-format: json }
+";
+    let input = "{\"key\":\"a\",\"value\":{},\"timestamp\":1000}\n{\"key\":\"a\",\"value\":{},\"timestamp\":12000}\n{\"key\":\"a\",\"value\":{},\"timestamp\":25000}\n";
+    let result = |start: i64, n: u64| {
+        format!(
+            "{{\"key\":{{\"key\":\"a\",\"start\":{start},\"end\":{}}},\"value\":{{\"n\":{n}}}}}\n",
+            start + 10_000
+        )
+    };
+    let two = result(0, 1) + &result(10_000, 1);
+    let three = two.clone() + &result(20_000, 1);
+    let cases: [(&str, Option<&str>, &str); 5] = [
+        // The pipeline keeps the last window open, as Kafka Streams.
+        ("as-the-pipeline-says", None, &two),
+        ("closed", Some("end-of-input: close-windows\n"), &three),
+        // Stream time 29.999 s: [20 s, 30 s) is still open.
+        (
+            "advanced-short",
+            Some("advance-stream-time-to: 29999\n"),
+            &two,
+        ),
+        (
+            "advanced-past",
+            Some("advance-stream-time-to: 1970-01-01T00:00:30Z\n"),
+            &three,
+        ),
+        // What a case expects is what is checked: this one fails.
+        ("expects-too-much", None, &three),
+    ];
+    let mut files: Vec<(String, String)> = vec![("in.jsonl".into(), String::new())];
+    for (name, settings, expected) in &cases {
+        files.push((format!("tests/{name}/input/in.jsonl"), input.to_string()));
+        files.push((
+            format!("tests/{name}/expected/out.jsonl"),
+            expected.to_string(),
+        ));
+        if let Some(s) = settings {
+            files.push((format!("tests/{name}/case.yaml"), s.to_string()));
+        }
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let f = Fixture::new(pipeline, &files);
+    let p = f.pipeline_path();
+    let out = weir(&["test", p.to_str().unwrap()]);
+    let said = weir_tests::stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for (name, ..) in &cases[..4] {
+        assert!(
+            said.lines().any(|l| l.contains(name) && l.contains("ok")),
+            "{name} should pass: {said}"
+        );
+    }
+    assert!(
+        said.lines()
+            .any(|l| l.contains("expects-too-much") && l.contains("FAIL")),
+        "{said}"
+    );
+
+    // A case file weir cannot read names itself.
+    std::fs::write(
+        f.path("tests/closed/case.yaml"),
+        "end-of-input: close-everything\n",
+    )
+    .unwrap();
+    let out = weir(&["test", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("case.yaml") && stderr(&out).contains("close-windows"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -26,8 +26,8 @@ pub mod windowed;
 
 pub use failure::FailureKind;
 pub use operator::{
-    ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StoreKind, StoreSpec, TaskId,
-    TimeKind,
+    AtEnd, ErrorClass, Operator, OperatorCounters, OperatorError, Schedule, StoreKind, StoreSpec,
+    TaskId, TimeKind,
 };
 pub use plugin_aggregator::{AggregateOutput, Group, Pair, PluginAggregator, Update, group_by_key};
 pub use plugin_step::{PluginStep, StepOutput};

@@ -192,8 +192,12 @@ pub trait Operator: Send {
     /// Every input of the task has ended (file sources; a Kafka topic
     /// never ends): records emitted go downstream like batch outputs, and
     /// are reported against the last record processed. A windowed
-    /// aggregate closes its windows here when its step asks.
-    fn on_end_of_input(&mut self, _out: &mut StepOutput) -> Result<(), OperatorError> {
+    /// aggregate closes its windows here when its step (or `at_end`) asks.
+    fn on_end_of_input(
+        &mut self,
+        _at_end: &AtEnd,
+        _out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
         Ok(())
     }
 
@@ -247,4 +251,16 @@ impl OperatorCounters {
         add(&self.errors, out.failures.len() as u64);
         add(&self.busy_nanos, busy.as_nanos() as u64);
     }
+}
+
+/// What a run asks of its operators when a task's input ends, beyond what
+/// their steps say: a `weir test` case's `case.yaml`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AtEnd {
+    /// Close every open window (`Some(true)`), keep them open
+    /// (`Some(false)`), or as each step's `end-of-input` says (`None`).
+    pub close_windows: Option<bool>,
+    /// First advance stream time to this, with no record: windows it
+    /// closes are emitted (and expire) as if a record had come then.
+    pub advance_stream_time_to: Option<i64>,
 }

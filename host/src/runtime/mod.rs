@@ -66,7 +66,7 @@ use crate::io::source::{
 use crate::metrics::{Metrics, OperatorReport, Snapshot};
 use crate::operators::failure::Incident;
 use crate::operators::plugin_step::StartError;
-use crate::operators::{OperatorError, TaskId};
+use crate::operators::{AtEnd, OperatorError, TaskId};
 use crate::pipeline::{Pipeline, SinkKind, SourceKind};
 use crate::state::{RocksDbStores, StateMode, StoreProvider};
 use checkpoint::{Checkpoints, Cut, SourcePosition};
@@ -249,6 +249,9 @@ pub struct RunOptions {
     /// Hears what the run says at its start (an exactly-once run: whether
     /// it resumes, and from where).
     pub announce: Option<Announce>,
+    /// What windowed steps do when a task's input ends, beyond what the
+    /// file says (a `weir test` case's `case.yaml`).
+    pub at_end: AtEnd,
 }
 
 /// Hears what a run says at its start.
@@ -926,6 +929,7 @@ fn run_threads(
         state: kafka_state.as_deref(),
         exactly_once: exactly_once.as_ref(),
         ordered_repartitions: exactly_once.is_some() && !reads_kafka && p.partitions > 1,
+        at_end: options.at_end,
     };
 
     // Each JSON-lines sink's queue; tasks take a sender when they start.

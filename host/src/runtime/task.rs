@@ -84,6 +84,8 @@ pub struct TaskEnv<'t> {
     /// upstream task sent them, and tasks say how far they processed (an
     /// exactly-once run over several partitions; `merge.rs`).
     pub ordered_repartitions: bool,
+    /// What the run asks of operators when a task's input ends.
+    pub at_end: crate::operators::AtEnd,
 }
 
 impl TaskEnv<'_> {
@@ -1030,7 +1032,7 @@ impl<'t> Task<'t> {
             };
             let mut out = std::mem::take(&mut slot.scratch);
             let started = Instant::now();
-            let result = slot.op.on_end_of_input(&mut out);
+            let result = slot.op.on_end_of_input(&self.env.at_end, &mut out);
             slot.counters.add(0, &out, started.elapsed());
             if let Err(e) = result {
                 slot.scratch = out;
@@ -1059,10 +1061,16 @@ impl<'t> Task<'t> {
             return Ok(());
         }
         let sub = &topo.subtopologies[self.id.subtopology as usize];
+        // Windowed steps emit at the end of the input when they close
+        // their windows then, or when the run advances stream time then.
+        let at_end = self.env.at_end;
         let closes_windows = sub.steps.iter().any(|&s| {
-            topo.pipeline.steps[s]
-                .window
-                .is_some_and(|w| w.end_of_input == crate::pipeline::EndOfInput::CloseWindows)
+            topo.pipeline.steps[s].window.is_some_and(|w| {
+                at_end.advance_stream_time_to.is_some()
+                    || at_end
+                        .close_windows
+                        .unwrap_or(w.end_of_input == crate::pipeline::EndOfInput::CloseWindows)
+            })
         });
         if closes_windows && !self.inputs_closed {
             return Ok(());
@@ -1722,6 +1730,7 @@ mod tests {
             state: None,
             exactly_once: None,
             ordered_repartitions: false,
+            at_end: Default::default(),
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let schedule = Schedule {

@@ -6,11 +6,15 @@
 //! keep its cases directly in `tests/<case>/` (the first layout); in a
 //! folder with several, such cases belong to none of them and are refused
 //! rather than run for each. `--cases DIR` names the cases outright: `DIR`
-//! itself, or each of its subfolders, that has an `input/` folder.
+//! itself, or each of its subfolders, that has an `input/` folder. A
+//! case's optional `case.yaml` ([`CaseSettings`]) says how it runs.
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use super::DriverError;
+use crate::pipeline::EndOfInput;
 
 /// One fixture folder.
 #[derive(Debug, Clone)]
@@ -212,5 +216,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tests/other/<case>/input"), "{err}");
+    }
+}
+
+/// What a case's `case.yaml` (optional, beside `input/`) says about how it
+/// runs: what happens to windows still open when its input ends, and a
+/// stream time to reach then, with no record (Kafka Streams' test driver
+/// would need one piped in).
+///
+/// ```yaml
+/// end-of-input: close-windows                  # or keep-open; default: as the pipeline says
+/// advance-stream-time-to: 2026-11-30T11:00:00Z # or epoch milliseconds
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaseSettings {
+    pub end_of_input: Option<EndOfInput>,
+    pub advance_stream_time_to: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCaseSettings {
+    end_of_input: Option<EndOfInput>,
+    advance_stream_time_to: Option<serde_json::Value>,
+}
+
+/// The file that holds a case's settings.
+pub const CASE_FILE: &str = "case.yaml";
+
+impl Case {
+    /// The case's `case.yaml`, or the defaults when it has none. A file
+    /// that does not parse is an error naming it.
+    pub fn settings(&self) -> Result<CaseSettings, DriverError> {
+        let path = self.dir.join(CASE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CaseSettings::default());
+            }
+            Err(error) => return Err(DriverError::Io { path, error }),
+        };
+        let bad = |error: String| DriverError::BadCaseFile {
+            path: path.clone(),
+            error,
+        };
+        let raw: RawCaseSettings = serde_saphyr::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let advance_stream_time_to = match raw.advance_stream_time_to {
+            None => None,
+            Some(serde_json::Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
+                bad(format!(
+                    "`advance-stream-time-to` must be epoch milliseconds (an integer) or an RFC 3339 time, got {n}"
+                ))
+            })?),
+            Some(serde_json::Value::String(s)) => Some(
+                s.parse::<jiff::Timestamp>()
+                    .map_err(|e| {
+                        bad(format!(
+                            "`advance-stream-time-to` must be an RFC 3339 time with an offset or epoch milliseconds, got {s:?} ({e})"
+                        ))
+                    })?
+                    .as_millisecond(),
+            ),
+            Some(other) => {
+                return Err(bad(format!(
+                    "`advance-stream-time-to` must be epoch milliseconds or an RFC 3339 time, got {other}"
+                )));
+            }
+        };
+        Ok(CaseSettings {
+            end_of_input: raw.end_of_input,
+            advance_stream_time_to,
+        })
     }
 }

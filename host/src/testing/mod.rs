@@ -16,7 +16,7 @@ mod cases;
 mod compare;
 
 pub use bless::Bless;
-pub use cases::{Case, discover, for_pipeline};
+pub use cases::{CASE_FILE, Case, CaseSettings, discover, for_pipeline};
 
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use crate::clock::{Clock, SystemClock};
 use crate::io::sink::SinkOutput;
 use crate::io::source::SourceInput;
+use crate::operators::AtEnd;
 use crate::operators::aggregate;
 use crate::operators::{StoreSpec, TaskId};
 use crate::runtime::{self, RunOptions, Topology};
@@ -91,6 +92,8 @@ pub enum DriverError {
         source_name: String,
         path: PathBuf,
     },
+    #[error("{}: {error}", path.display())]
+    BadCaseFile { path: PathBuf, error: String },
     #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
@@ -115,9 +118,16 @@ pub fn run_case(
     // Fixtures are envelope lines whatever the sources' and sinks' `format`.
     // Cases test the pipeline file as written: swaps made while it ran
     // elsewhere do not apply.
+    let settings = case.settings()?;
     let mut options = RunOptions {
         fixtures: true,
         ignore_swap_records: true,
+        at_end: AtEnd {
+            close_windows: settings
+                .end_of_input
+                .map(|e| e == crate::pipeline::EndOfInput::CloseWindows),
+            advance_stream_time_to: settings.advance_stream_time_to,
+        },
         ..RunOptions::default()
     };
     for s in &p.sources {

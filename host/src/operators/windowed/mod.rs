@@ -34,7 +34,7 @@ mod time_windows;
 use bytes::{Bytes, BytesMut};
 
 use super::aggregate::Fold;
-use super::operator::{Operator, OperatorError, StoreKind, StoreSpec};
+use super::operator::{AtEnd, Operator, OperatorError, StoreKind, StoreSpec};
 use super::plugin_step::{Dropped, Emitted, StepOutput};
 use crate::codec::format_gate;
 use crate::pipeline::{Emit, EndOfInput, WindowKind, Windowing};
@@ -417,6 +417,19 @@ impl WindowedAggregate {
             Windows::Sliding(w) => w.emit_closed(&mut self.shared, None, input, out),
         }
     }
+
+    /// Stream time moved on: it is kept, and windows past the retention
+    /// expire.
+    fn stream_time_moved(&mut self) -> Result<(), OperatorError> {
+        let s = &mut self.shared;
+        write_time(&mut *s.store, STREAM_TIME, s.stream_time)?;
+        let cutoff = expiry_cutoff(s.stream_time, s.window.retention_ms);
+        match &mut self.windows {
+            Windows::Time(w) => w.expire(s, cutoff),
+            Windows::Session(w) => w.expire(s, cutoff),
+            Windows::Sliding(w) => w.expire(s, cutoff),
+        }
+    }
 }
 
 impl Operator for WindowedAggregate {
@@ -467,14 +480,7 @@ impl Operator for WindowedAggregate {
             self.emit_closed(input, out)?;
         }
         if self.shared.stream_time != before {
-            let s = &mut self.shared;
-            write_time(&mut *s.store, STREAM_TIME, s.stream_time)?;
-            let cutoff = expiry_cutoff(s.stream_time, s.window.retention_ms);
-            match &mut self.windows {
-                Windows::Time(w) => w.expire(s, cutoff)?,
-                Windows::Session(w) => w.expire(s, cutoff)?,
-                Windows::Sliding(w) => w.expire(s, cutoff)?,
-            }
+            self.stream_time_moved()?;
         }
         Ok(())
     }
@@ -487,15 +493,31 @@ impl Operator for WindowedAggregate {
         vec![store_spec(&self.id, "")]
     }
 
-    /// `end-of-input: close-windows` closes every window left open.
-    fn on_end_of_input(&mut self, out: &mut StepOutput) -> Result<(), OperatorError> {
+    /// A `weir test` case may first advance stream time (windows it
+    /// closes are emitted as a record then would close them); then
+    /// `end-of-input: close-windows` (the step's, or the case's) closes
+    /// every window left open.
+    fn on_end_of_input(
+        &mut self,
+        at_end: &AtEnd,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
         out.clear();
-        if self.shared.window.end_of_input != EndOfInput::CloseWindows
-            || self.shared.emit != Emit::Final
+        self.load()?;
+        if let Some(t) = at_end.advance_stream_time_to
+            && t > self.shared.stream_time
         {
+            self.shared.stream_time = t;
+            // Emitted before they expire, as a record's batch does.
+            self.emit_closed(0, out)?;
+            self.stream_time_moved()?;
+        }
+        let close = at_end
+            .close_windows
+            .unwrap_or(self.shared.window.end_of_input == EndOfInput::CloseWindows);
+        if !close || self.shared.emit != Emit::Final {
             return Ok(());
         }
-        self.load()?;
         let s = &mut self.shared;
         match &mut self.windows {
             Windows::Time(w) => w.emit_closed(s, Some(i64::MAX), 0, out),

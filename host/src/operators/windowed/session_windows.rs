@@ -317,8 +317,8 @@ impl SessionWindows {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{count, rec, shown};
-    use crate::operators::Operator;
     use crate::operators::plugin_step::StepOutput;
+    use crate::operators::{AtEnd, Operator};
     use crate::pipeline::{Emit, WindowKind};
 
     #[test]
@@ -377,7 +377,7 @@ mod tests {
             ]
         );
         out.clear();
-        w.on_end_of_input(&mut out).unwrap();
+        w.on_end_of_input(&AtEnd::default(), &mut out).unwrap();
         assert_eq!(
             shown(&out),
             vec![

@@ -211,7 +211,7 @@ impl TimeWindows {
 mod tests {
     use super::super::test_support::{count, rec, shown};
     use super::*;
-    use crate::operators::Operator;
+    use crate::operators::{AtEnd, Operator};
     use crate::pipeline::{Emit, WindowKind};
 
     fn count_windows(
@@ -291,7 +291,7 @@ mod tests {
         );
         assert_eq!(out.emitted[0].input, 3);
         out.clear();
-        w.on_end_of_input(&mut out).unwrap();
+        w.on_end_of_input(&AtEnd::default(), &mut out).unwrap();
         assert_eq!(
             shown(&out),
             vec![
