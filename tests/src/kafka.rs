@@ -376,6 +376,8 @@ impl Rec {
 #[derive(Debug, Clone)]
 pub struct Read {
     pub rec: Rec,
+    /// The key's bytes as they are (`rec.key` is them as lossy text).
+    pub raw_key: Option<Vec<u8>>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -502,6 +504,7 @@ fn to_read(m: &BorrowedMessage<'_>) -> Read {
             timestamp: m.timestamp().to_millis().unwrap_or(-1),
             headers,
         },
+        raw_key: m.key().map(<[u8]>::to_vec),
         partition: m.partition(),
         offset: m.offset(),
     }

@@ -230,3 +230,110 @@ sinks:
     let log = weir.stop();
     assert_eq!(got, vec![(0, 4), (10_000, 3)], "{log}");
 }
+
+/// The keys of `reads`, decoded by Kafka Streams' own `WindowedSerdes`
+/// (the oracle's `--windowed-keys`), as weir's JSON windowed keys.
+fn decoded_by_kafka_streams(reads: &[kafka::Read], form: &str, size_ms: i64) -> Vec<String> {
+    use std::io::Write;
+    let oracle = weir_tests::repo().join("tests/oracle/run");
+    let mut child = std::process::Command::new(oracle)
+        .args(["--windowed-keys", form, &size_ms.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run the oracle");
+    let mut stdin = child.stdin.take().unwrap();
+    for r in reads {
+        let key = r.raw_key.as_deref().expect("a key");
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(stdin, "{hex}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the oracle failed to decode the keys");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `windowed-key: kafka-streams`: a Java consumer reads the results' keys
+/// with Kafka Streams' `WindowedSerdes` (time windows: key and start;
+/// sessions: key, end and start), checked by decoding them with Kafka
+/// Streams itself.
+#[test]
+fn windowed_keys_in_kafka_streams_form_decode_with_its_windowed_serdes() {
+    let (input, app) = (kafka::unique("wk-in"), kafka::unique("wk-app"));
+    let (time_out, session_out) = (kafka::unique("wk-time"), kafka::unique("wk-session"));
+    let topics: Vec<String> = ["tumbling", "sessions"]
+        .iter()
+        .map(|id| format!("{app}-{id}-changelog"))
+        .chain([
+            format!("{app}-by-user-repartition"),
+            input.clone(),
+            time_out.clone(),
+            session_out.clone(),
+        ])
+        .collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let _cleanup = Cleanup::topics(&names);
+    kafka::create_topic(&input, 1);
+    kafka::create_topic(&time_out, 1);
+    kafka::create_topic(&session_out, 1);
+    let body = format!(
+        "sources:
+  in: {{ kind: kafka, topic: {input}, value-format: json }}
+steps:
+  - {{ name: by-user, id: by-user, kind: group-by, key: {{ field: user }} }}
+  - name: tumbling
+    id: tumbling
+    kind: aggregate
+    window: {{ tumbling: 10s }}
+    emit: final
+    aggregations: {{ n: count }}
+  - name: sessions
+    id: sessions
+    from: by-user
+    kind: aggregate
+    window: {{ session: 5s }}
+    emit: final
+    aggregations: {{ n: count }}
+sinks:
+  time-keys: {{ kind: kafka, topic: {time_out}, value-format: json, from: tumbling, windowed-key: kafka-streams }}
+  session-keys: {{ kind: kafka, topic: {session_out}, value-format: json, from: sessions, windowed-key: kafka-streams }}
+"
+    );
+    let fixture = kafka::pipeline(&app, &Settings::default(), &body);
+    let base = (kafka::now_ms() / WINDOW_MS) * WINDOW_MS;
+    // ann at 1 s and 3 s (one session [1 s, 3 s], window [0, 10 s)), then
+    // 30 s closes both.
+    let records: Vec<Rec> = [(1, "ann"), (3, "ann"), (30, "ann")]
+        .iter()
+        .map(|&(s, user)| {
+            let mut r = Rec::new(user, &format!(r#"{{"user":"{user}"}}"#));
+            r.timestamp = base + s * 1000;
+            r
+        })
+        .collect();
+    kafka::produce(&input, &records);
+    let weir = kafka::WeirProcess::start(&fixture, "run.log");
+    let time_keys = weir.consume(&time_out, 1, WAIT, SETTLE);
+    let session_keys = weir.consume(&session_out, 1, WAIT, SETTLE);
+    weir.stop();
+    assert_eq!(
+        decoded_by_kafka_streams(&time_keys, "time", WINDOW_MS),
+        vec![format!(
+            r#"{{"key":"ann","start":{base},"end":{}}}"#,
+            base + WINDOW_MS
+        )]
+    );
+    assert_eq!(
+        decoded_by_kafka_streams(&session_keys, "session", 0),
+        vec![format!(
+            r#"{{"key":"ann","start":{},"end":{}}}"#,
+            base + 1000,
+            base + 3000
+        )]
+    );
+}

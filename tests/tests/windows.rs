@@ -222,3 +222,51 @@ sinks:
         stderr(&out)
     );
 }
+
+/// `windowed-key: kafka-streams` is for Kafka sinks fed by windowed
+/// aggregates of one form.
+#[test]
+fn validation_says_where_a_kafka_streams_windowed_key_cannot_be_written() {
+    let base = "
+name: wk
+sources:
+  in: { kind: kafka, topic: in, value-format: json }
+steps:
+  - { name: by-user, kind: group-by, key: { field: user } }
+  - { name: per-minute, id: per-minute, kind: aggregate, window: { tumbling: 1m }, aggregations: { n: count } }
+sinks:
+  out: { kind: kafka, topic: out, from: per-minute, windowed-key: kafka-streams }
+";
+    let cases = [
+        (
+            base.replace("from: per-minute, windowed", "from: by-user, windowed"),
+            "whose keys a step may change",
+        ),
+        (
+            base.replace(
+                "  out: { kind: kafka, topic: out,",
+                "  out: { kind: file, path: out.jsonl,",
+            ),
+            "is for Kafka sinks",
+        ),
+        (
+            base.replace("windowed-key: kafka-streams", "windowed-key: java"),
+            "kafka-streams",
+        ),
+    ];
+    for (text, want) in cases {
+        let f = Fixture::new(&text, &[]);
+        let p = f.pipeline_path();
+        let out = weir(&["validate", p.to_str().unwrap()]);
+        assert!(!out.status.success(), "validated: {text}");
+        assert!(
+            stderr(&out).contains(want),
+            "want {want:?}: {}",
+            stderr(&out)
+        );
+    }
+    let f = Fixture::new(base, &[]);
+    let p = f.pipeline_path();
+    let out = weir(&["validate", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

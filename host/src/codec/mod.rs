@@ -14,6 +14,7 @@ pub mod json_syntax;
 pub mod jsonl;
 pub mod lines;
 pub mod partitioner;
+pub mod windowed_key;
 
 use serde::Deserialize;
 

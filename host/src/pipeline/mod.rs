@@ -556,8 +556,23 @@ pub struct Sink {
     pub format: LineFormat,
     /// What a file sink does with an existing file.
     pub mode: SinkMode,
+    /// A Kafka sink that writes windowed keys in Kafka Streams' binary
+    /// form (`windowed-key: kafka-streams`), and which form its records'
+    /// windows take.
+    pub windowed_key: Option<WindowedKey>,
     pub inputs: Vec<Input>,
     pub loc: Loc,
+}
+
+/// Kafka Streams' binary windowed keys (`WindowedSerdes`): the inner key's
+/// bytes, then big-endian times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WindowedKey {
+    /// `timeWindowedSerdeFrom`: the window's start (time and sliding
+    /// windows; a reader knows the size).
+    Time,
+    /// `sessionWindowedSerdeFrom`: the session's end, then its start.
+    Session,
 }
 
 /// One upstream of a step or sink: a source, or a step's port.

@@ -190,6 +190,19 @@ pub struct RawSink {
     pub value_format: Option<Format>,
     pub format: Option<Spanned<LineFormat>>,
     pub mode: Option<Spanned<SinkMode>>,
+    /// How a Kafka sink writes windowed keys: weir's JSON, or Kafka
+    /// Streams' binary form.
+    pub windowed_key: Option<Spanned<RawWindowedKey>>,
+}
+
+/// `windowed-key:` of a Kafka sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawWindowedKey {
+    /// `{"key": ..., "start": ..., "end": ...}` (the default).
+    Json,
+    /// Kafka Streams' `WindowedSerdes` layout.
+    KafkaStreams,
 }
 
 /// The part sources and sinks share: where records are and their formats.

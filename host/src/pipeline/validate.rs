@@ -8,13 +8,13 @@ use serde_saphyr::Spanned;
 use super::guarantee::{self, Guarantee};
 use super::raw::{
     Names, RawAggOp, RawCreate, RawEndpoint, RawKafka, RawLimits, RawPipeline, RawSink, RawSource,
-    RawState, RawStep,
+    RawState, RawStep, RawWindowedKey,
 };
 use super::{
     AggOp, Aggregation, Diagnostic, Emit, ErrorPolicy, EventTime, Extract, FieldPath, Format,
     GroupKey, Input, KafkaSettings, LineFormat, Loc, Node, OnInvalid, Pipeline, PipelineError,
     PluginRef, Reduce, Sink, SinkKind, Source, SourceKind, Step, StepKind, TimeFrom,
-    TimestampField, Topic, TopicCreate, quantity,
+    TimestampField, Topic, TopicCreate, WindowedKey, quantity,
 };
 use super::{schema, schema_check, yaml_tree};
 use crate::limits::Limits;
@@ -2102,11 +2102,87 @@ fn check_sinks(
             value_format: end.value_format,
             format: end.format,
             mode: s.value.mode.as_ref().map(|m| m.value).unwrap_or_default(),
+            windowed_key: check_windowed_key(c, name, &s.value, &inputs, steps),
             inputs,
             loc: l,
         });
     }
     out
+}
+
+/// `windowed-key: kafka-streams` on a Kafka sink: the form of its windows
+/// comes from the windowed aggregate upstream (through steps that keep
+/// keys: filters, maps, branches), which must be one of a single form.
+fn check_windowed_key(
+    c: &mut Checker,
+    name: &str,
+    raw: &RawSink,
+    inputs: &[Input],
+    steps: &[Step],
+) -> Option<WindowedKey> {
+    let asked = raw.windowed_key.as_ref()?;
+    if asked.value == RawWindowedKey::Json {
+        return None;
+    }
+    if raw.kind != SinkKind::Kafka {
+        c.error(
+            loc(asked),
+            format!(
+                "sink `{name}`: `windowed-key: kafka-streams` is for Kafka sinks (other sinks write the window as JSON)"
+            ),
+        );
+        return None;
+    }
+    // The windowed aggregates whose results reach the sink.
+    let mut forms = std::collections::BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<Node> = inputs.iter().map(|i| i.node).collect();
+    let mut unwindowed = false;
+    while let Some(node) = todo.pop() {
+        let Node::Step(j) = node else {
+            unwindowed = true;
+            continue;
+        };
+        let Some(step) = steps.get(j) else { continue };
+        if !seen.insert(j) {
+            continue;
+        }
+        match (step.kind, step.window) {
+            (StepKind::Aggregate, Some(w)) => {
+                forms.insert(match w.windows {
+                    super::WindowKind::Session { .. } => WindowedKey::Session,
+                    _ => WindowedKey::Time,
+                });
+            }
+            (
+                StepKind::Aggregate | StepKind::Table | StepKind::GroupBy | StepKind::SelectKey,
+                _,
+            )
+            | (StepKind::Repartition, _) => unwindowed = true,
+            _ => todo.extend(step.inputs.iter().map(|i| i.node)),
+        }
+    }
+    match (forms.len(), unwindowed) {
+        (1, false) => forms.into_iter().next(),
+        (0, _) | (_, true) => {
+            c.error(
+                loc(asked),
+                format!(
+                    "sink `{name}`: `windowed-key: kafka-streams` writes the keys of a windowed aggregate's results, but records reach the sink that are not (or whose keys a step may change)"
+                ),
+            );
+            None
+        }
+        _ => {
+            c.error(
+                loc(asked),
+                format!(
+                    "sink `{name}`: its records come from session windows and from time windows, whose Kafka Streams keys differ; give each its own sink"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A step whose output nobody reads would drop records without a trace.

@@ -1305,14 +1305,17 @@ fn sink_writers<'t>(
                 dead_letter,
                 written,
             )),
-            None => Box::new(KafkaWriter::new(
-                producer.expect("created for Kafka sinks"),
-                &sink.topic.as_ref().expect("validated").name,
-                formats,
-                dead_letter,
-                env.stop,
-                written,
-            )),
+            None => Box::new(
+                KafkaWriter::new(
+                    producer.expect("created for Kafka sinks"),
+                    &sink.topic.as_ref().expect("validated").name,
+                    formats,
+                    dead_letter,
+                    env.stop,
+                    written,
+                )
+                .with_windowed_key(sink.windowed_key),
+            ),
         });
     }
     writers

@@ -18,11 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use crossbeam_channel::Sender;
 
 use super::RunError;
-use crate::codec::{Format, LineFormat, format_gate, jsonl, lines};
+use crate::codec::{Format, LineFormat, format_gate, jsonl, lines, windowed_key};
 use crate::io::ack::Ack;
 use crate::io::kafka::producer::{KafkaProducer, SendError};
 use crate::io::sink::SinkChunk;
 use crate::metrics::Metrics;
+use crate::pipeline::WindowedKey;
 use crate::record::{Origin, Record};
 
 /// Encoded bytes are handed to the writer thread once they reach this size.
@@ -214,12 +215,22 @@ pub struct KafkaWriter<'t> {
     key_format: Format,
     value_format: Format,
     dead_letter: bool,
+    /// Keys go out in Kafka Streams' binary windowed form.
+    windowed_key: Option<WindowedKey>,
     pending: InputOrder,
     stop: &'t AtomicBool,
     written: &'t AtomicU64,
 }
 
 impl<'t> KafkaWriter<'t> {
+    /// Writes each record's windowed key in Kafka Streams' binary `form`
+    /// (`windowed-key: kafka-streams`); a key that is not windowed is an
+    /// encode failure for its record.
+    pub fn with_windowed_key(mut self, form: Option<WindowedKey>) -> Self {
+        self.windowed_key = form;
+        self
+    }
+
     pub fn new(
         producer: &'t KafkaProducer,
         topic: &'t str,
@@ -234,6 +245,7 @@ impl<'t> KafkaWriter<'t> {
             key_format,
             value_format,
             dead_letter,
+            windowed_key: None,
             pending: InputOrder::default(),
             stop,
             written,
@@ -248,7 +260,11 @@ impl SinkWriter for KafkaWriter<'_> {
         if !self.dead_letter {
             format_gate::release(record, self.key_format, self.value_format)?;
         }
-        self.pending.push(record.clone(), origin);
+        let mut record = record.clone();
+        if let (Some(form), Some(key)) = (self.windowed_key, &record.key) {
+            record.key = Some(windowed_key::kafka_streams_key(key, form)?);
+        }
+        self.pending.push(record, origin);
         Ok(())
     }
 

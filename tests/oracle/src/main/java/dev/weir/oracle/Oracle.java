@@ -76,11 +76,35 @@ public final class Oracle {
                 if (p.length != 3) throw new IllegalArgumentException("manifest line needs 3 paths: " + line);
                 runCase(Path.of(p[0]), Path.of(p[1]), p[2]);
             }
+        } else if (args.length == 3 && args[0].equals("--windowed-keys")) {
+            decodeWindowedKeys(args[1], Long.parseLong(args[2]));
         } else if (args.length == 2 || args.length == 3) {
             runCase(Path.of(args[0]), Path.of(args[1]), args.length == 3 ? args[2] : "-");
         } else {
-            System.err.println("usage: Oracle TOPOLOGY INPUT [OUTPUT|-]  |  Oracle --manifest FILE");
+            System.err.println("usage: Oracle TOPOLOGY INPUT [OUTPUT|-]  |  Oracle --manifest FILE"
+                    + "  |  Oracle --windowed-keys time|session WINDOW_SIZE_MS < HEX_KEYS");
             System.exit(2);
+        }
+    }
+
+    /**
+     * Reads windowed keys (hex, one per line) from stdin with Kafka Streams' own {@code WindowedSerdes}
+     * (String inner keys; time windows of {@code size} ms, or sessions) and prints each as weir's JSON
+     * windowed key: what a Java consumer of a weir sink with {@code windowed-key: kafka-streams} sees.
+     */
+    static void decodeWindowedKeys(String form, long size) throws IOException {
+        Deserializer<Windowed<String>> d = switch (form) {
+            case "time" -> WindowedSerdes.timeWindowedSerdeFrom(String.class, size).deserializer();
+            case "session" -> WindowedSerdes.sessionWindowedSerdeFrom(String.class).deserializer();
+            default -> throw new IllegalArgumentException("form must be time or session: " + form);
+        };
+        BufferedReader in = new BufferedReader(new java.io.InputStreamReader(System.in, StandardCharsets.UTF_8));
+        for (String line = in.readLine(); line != null; line = in.readLine()) {
+            String hex = line.strip();
+            if (hex.isEmpty()) continue;
+            byte[] bytes = java.util.HexFormat.of().parseHex(hex);
+            Windowed<String> w = d.deserialize("topic", bytes);
+            System.out.println(windowedKey(w));
         }
     }
 
