@@ -432,3 +432,34 @@ fn an_aggregator_without_versions_runs_at_state_version_1_and_a_failed_upgrade_k
     assert_eq!(last.len(), 16);
     assert!(last.values().all(|v| v == &json!(3)), "{last:?}");
 }
+
+/// The plugin of a windowed aggregate is not swapped (its windows'
+/// accumulators are not converted between versions yet): refused before
+/// anything changes, and the run goes on with the version it has.
+#[test]
+fn a_windowed_plugin_step_refuses_a_swap_and_keeps_running() {
+    let pipeline = PIPELINE.replace(
+        "  - { name: totals, id: totals, kind: aggregate, plugin: tally }",
+        "  - { name: totals, id: totals, kind: aggregate, plugin: tally, window: { tumbling: 1m } }",
+    );
+    assert!(pipeline.contains("window:"));
+    let live = Live::of(&pipeline);
+    live.feed(20);
+    settle(&live);
+    let refused = live
+        .control
+        .swap("totals", Some(component("tally-v2")), None)
+        .unwrap_err();
+    let SwapError::Refused { stage, reason, .. } = &refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(*stage, RefusedAt::State);
+    assert!(
+        reason.contains("windowed aggregate cannot be swapped yet"),
+        "{reason}"
+    );
+    assert_eq!(live.control.status()[1].versions.len(), 1);
+    live.feed(20);
+    let (outputs, _rejected, _) = live.finish_keeping();
+    assert_eq!(outputs.len(), 40, "every record updated its window");
+}

@@ -135,8 +135,8 @@ pub fn run_transform<T: crate::Transform>(
     run::<runtime::TransformOp<T>>(config, inputs)
 }
 
-fn run<O: Operator>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
-    let ports = runtime::init::<O>(config.to_string())?;
+/// `inputs` as the host packs a batch of records.
+fn packed(inputs: &[TestRecord]) -> Vec<u8> {
     let mut batch = Vec::new();
     put_u32(&mut batch, inputs.len() as u32);
     for r in inputs {
@@ -148,7 +148,12 @@ fn run<O: Operator>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>,
             r.headers.iter().map(|(n, v)| (n.as_slice(), v.as_deref())),
         );
     }
-    let out = runtime::process::<O>(&batch);
+    batch
+}
+
+fn run<O: Operator>(config: &str, inputs: &[TestRecord]) -> Result<Vec<Outcome>, String> {
+    let ports = runtime::init::<O>(config.to_string())?;
+    let out = runtime::process::<O>(&packed(inputs));
     let mut reader = Reader::new(&out);
     let count = reader.u32("result count").map_err(|e| e.to_string())?;
     assert_eq!(count as usize, inputs.len(), "one result per input");
@@ -373,18 +378,7 @@ pub fn run_extractor<X: crate::TimestampExtractor>(
     inputs: &[TestRecord],
 ) -> Result<Vec<TimeOutcome>, String> {
     runtime::extractor_init::<X>(config.to_string())?;
-    let mut batch = Vec::new();
-    put_u32(&mut batch, inputs.len() as u32);
-    for r in inputs {
-        put_record(
-            &mut batch,
-            r.timestamp,
-            r.key.as_deref(),
-            r.value.as_deref(),
-            r.headers.iter().map(|(n, v)| (n.as_slice(), v.as_deref())),
-        );
-    }
-    let out = runtime::extract::<X>(&batch);
+    let out = runtime::extract::<X>(&packed(inputs));
     let mut results =
         weir_packed::ResultsReader::new(&out, inputs.len()).map_err(|e| e.to_string())?;
     let mut outcomes = Vec::with_capacity(inputs.len());

@@ -174,28 +174,16 @@ impl PluginStep {
         config_json: Arc<str>,
         limits: Limits,
     ) -> Result<Self, StartError> {
-        let name = log.step().clone();
         if !contract_kind(kind).is_some_and(|k| plugin.kinds().contains(&k)) {
             return Err(kind_not_implemented(
-                &name,
+                log.step(),
                 kind.as_str(),
                 &plugin,
                 TRANSFORMER_WORLD,
             ));
         }
-        let mut step = PluginStep {
-            name,
-            log,
-            plugin,
-            config_json,
-            limits,
-            instance: None,
-            ports: Vec::new(),
-            rules: ResultRules::new(kind, 0, limits.max_output_bytes),
-            batch: Vec::new(),
-            restarts: 0,
-            culprit: None,
-        };
+        let rules = ResultRules::new(kind, 0, limits.max_output_bytes);
+        let mut step = PluginStep::unstarted(log, plugin, config_json, limits, rules);
         let instance = step.spawn()?;
         let ports = instance.ports().to_vec();
         if kind != StepKind::Branch && ports.len() != 1 {
@@ -222,29 +210,40 @@ impl PluginStep {
         config_json: Arc<str>,
         limits: Limits,
     ) -> Result<Self, StartError> {
-        let name = log.step().clone();
         if !plugin.is_extractor() {
             return Err(StartError::NotAnExtractor {
-                step: name.to_string(),
+                step: log.step().to_string(),
                 plugin: plugin.path().display().to_string(),
                 world: plugin.world(),
             });
         }
-        let mut step = PluginStep {
-            name,
+        let mut step =
+            PluginStep::unstarted(log, plugin, config_json, limits, ResultRules::times());
+        step.instance = Some(step.spawn()?);
+        Ok(step)
+    }
+
+    /// The step before its first instance starts.
+    fn unstarted(
+        log: Arc<LogGate>,
+        plugin: Arc<Plugin>,
+        config_json: Arc<str>,
+        limits: Limits,
+        rules: ResultRules,
+    ) -> PluginStep {
+        PluginStep {
+            name: log.step().clone(),
             log,
             plugin,
             config_json,
             limits,
             instance: None,
             ports: Vec::new(),
-            rules: ResultRules::times(),
+            rules,
             batch: Vec::new(),
             restarts: 0,
             culprit: None,
-        };
-        step.instance = Some(step.spawn()?);
-        Ok(step)
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -200,6 +200,13 @@ impl Operator for Versioned {
     fn checkpoint(&mut self) -> Result<(), OperatorError> {
         self.inner.checkpoint()
     }
+    fn on_end_of_input(
+        &mut self,
+        at_end: &super::AtEnd,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        self.inner.on_end_of_input(at_end, out)
+    }
     fn close(&mut self) {
         self.inner.close()
     }

@@ -496,6 +496,24 @@ pub struct Source {
     pub loc: Loc,
 }
 
+impl Source {
+    /// Its timestamp extractor plugin (an index into `plugins`) and that
+    /// plugin's config, when `timestamp: { plugin }` names one.
+    pub fn timestamp_plugin(&self) -> Option<(usize, &str)> {
+        match &self.event_time {
+            Some(EventTime {
+                from:
+                    TimeFrom::Plugin {
+                        plugin,
+                        config_json,
+                    },
+                ..
+            }) => Some((*plugin, config_json)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PluginRef {
     pub name: String,

@@ -471,8 +471,8 @@ sinks:
             "/nonexistent/p.yaml:14:15: step `big`, `limits` has no field `memroy`; did you mean `memory`?",
             "/nonexistent/p.yaml:15:5: step 2 needs `name` (text)",
             "/nonexistent/p.yaml:15:11: step 2: `kind` is `mapp`, not one of filter | map | flat-map | branch | select-key | repartition | group-by | aggregate; did you mean `map`?",
-            "/nonexistent/p.yaml:17:3: sink `out` is empty: it must be a mapping with kind, path, topic, create, from, key-format, value-format, format, mode; if `kind` below belongs to it, indent it under `out`",
-            "/nonexistent/p.yaml:18:9: sink `kind` must be a mapping with kind, path, topic, create, from, key-format, value-format, format, mode, not text `stdout`; `kind` is a field of a sink: indent it under `out`",
+            "/nonexistent/p.yaml:17:3: sink `out` is empty: it must be a mapping with kind, path, topic, create, from, key-format, value-format, format, mode, windowed-key; if `kind` below belongs to it, indent it under `out`",
+            "/nonexistent/p.yaml:18:9: sink `kind` must be a mapping with kind, path, topic, create, from, key-format, value-format, format, mode, windowed-key, not text `stdout`; `kind` is a field of a sink: indent it under `out`",
         ]
     );
 }

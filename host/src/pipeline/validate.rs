@@ -1554,11 +1554,12 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
             }
             if let Some(w) = &step.window
                 && has_plugin
+                && (w.value.session.is_some() || w.value.sliding.is_some())
             {
                 c.error(
                     loc(w),
                     format!(
-                        "step `{name}`: windows over an aggregator plugin are not supported by this build yet; use built-in `aggregations` or `reduce`"
+                        "step `{name}`: session and sliding windows over an aggregator plugin are not supported by this build yet (tumbling and hopping windows are); use built-in `aggregations` or `reduce`"
                     ),
                 );
             }

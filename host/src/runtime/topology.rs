@@ -12,9 +12,9 @@ use crate::operators::group_by::GroupBy;
 use crate::operators::plugin_step::StartError;
 use crate::operators::table::Table;
 use crate::operators::versioned::{NextPlugin, VersionCounters, VersionTag, Versioned};
-use crate::operators::windowed::{self, WindowedAggregate};
+use crate::operators::windowed::{self, WindowFold, WindowedAggregate};
 use crate::operators::{Operator, PluginAggregator, PluginStep, StoreSpec, TaskId};
-use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind, TimeFrom};
+use crate::pipeline::{Diagnostic, GroupKey, Node, Pipeline, PipelineError, StepKind};
 use crate::plugin::{Capability, EngineSettings, LogGate, Plugin, PluginEngine};
 use crate::state::StoreProvider;
 
@@ -248,22 +248,13 @@ impl Topology {
         if let Some(warm) = warm.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Ok(warm);
         }
-        let source = &self.pipeline.sources[s];
-        let Some(crate::pipeline::EventTime {
-            from:
-                TimeFrom::Plugin {
-                    plugin,
-                    config_json,
-                },
-            ..
-        }) = &source.event_time
-        else {
-            unreachable!("a source with a timestamp plugin")
-        };
+        let (plugin, config_json) = self.pipeline.sources[s]
+            .timestamp_plugin()
+            .expect("a source with a timestamp plugin");
         PluginStep::extractor(
             log.clone(),
-            self.plugins[*plugin].clone(),
-            config_json.as_str().into(),
+            self.plugins[plugin].clone(),
+            config_json.into(),
             Limits::default(),
         )
     }
@@ -323,12 +314,32 @@ impl Topology {
                             step: step.name.clone(),
                             message: e.to_string(),
                         })?;
-                    let fold = Fold::of(aggregation)
-                        .expect("validated: windows are over built-in aggregations");
                     let window = step.window.expect("checked");
-                    Some(Box::new(WindowedAggregate::new(
-                        id, fold, window, step.emit, store,
-                    )))
+                    match Fold::of(aggregation) {
+                        Some(fold) => Some(Box::new(WindowedAggregate::new(
+                            id,
+                            WindowFold::Builtin(fold),
+                            window,
+                            step.emit,
+                            store,
+                        ))),
+                        None => {
+                            let version = self.version(j).expect("an aggregator plugin step");
+                            let StartedVersion::Aggregator(plugin) =
+                                self.start_step(j, &version)?
+                            else {
+                                unreachable!("an aggregate step starts an aggregator")
+                            };
+                            let windowed = WindowedAggregate::new(
+                                id,
+                                WindowFold::Plugin(plugin),
+                                window,
+                                step.emit,
+                                store,
+                            );
+                            Some(version.wrap(Box::new(windowed)))
+                        }
+                    }
                 }
                 (StepKind::Aggregate, _, Some(aggregation)) => {
                     let id = step
@@ -710,21 +721,11 @@ fn start_extractors(
         .sources
         .iter()
         .map(|source| {
-            let Some(crate::pipeline::EventTime {
-                from:
-                    TimeFrom::Plugin {
-                        plugin,
-                        config_json,
-                    },
-                ..
-            }) = &source.event_time
-            else {
-                return None;
-            };
-            let plugin = plugins.get(*plugin).cloned().flatten()?;
+            let (plugin, config_json) = source.timestamp_plugin()?;
+            let plugin = plugins.get(plugin).cloned().flatten()?;
             let limits = Limits::default();
             let log = LogGate::new(format!("source {}", source.name).into(), &limits);
-            match PluginStep::extractor(log.clone(), plugin, config_json.as_str().into(), limits) {
+            match PluginStep::extractor(log.clone(), plugin, config_json.into(), limits) {
                 Ok(started) => Some((log, Mutex::new(Some(started)))),
                 Err(e) => {
                     problems.push(pipeline.diagnostic(source.loc, e.to_string()));

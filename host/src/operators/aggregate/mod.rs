@@ -21,6 +21,7 @@ mod plugin_table;
 mod versioned_state;
 
 pub use fold::Fold;
+pub(crate) use versioned_state::{split_versioned, versioned};
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -27,6 +27,7 @@
 //! accumulators (a timestamp, then the fold's state), as in a key-value
 //! aggregate. The step's own entries begin with [`META`].
 
+mod plugin_windows;
 mod session_windows;
 mod sliding_windows;
 mod time_windows;
@@ -35,6 +36,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::aggregate::Fold;
 use super::operator::{AtEnd, Operator, OperatorError, StoreKind, StoreSpec};
+use super::plugin_aggregator::PluginAggregator;
 use super::plugin_step::{Dropped, Emitted, StepOutput};
 use crate::codec::format_gate;
 use crate::pipeline::{Emit, EndOfInput, WindowKind, Windowing};
@@ -177,9 +179,7 @@ fn emit_pending(
         .store
         .get(stored)?
         .ok_or_else(|| OperatorError::internal("a pending window not in the store"))?;
-    let (acc_time, acc) = super::aggregate::split_stored(&value)
-        .ok_or_else(|| OperatorError::internal("a window's value without its timestamp"))?;
-    let shown = s.fold.shown(acc).map_err(OperatorError::internal)?;
+    let (acc_time, shown) = s.shown(&value)?;
     s.emit(
         out,
         input,
@@ -289,10 +289,19 @@ fn write_time(store: &mut dyn SortedStore, key: &[u8], time: i64) -> Result<(), 
         .map_err(OperatorError::from)
 }
 
+/// How a windowed step folds its records.
+pub enum WindowFold {
+    /// A built-in fold, record by record.
+    Builtin(Fold),
+    /// An aggregator plugin, a batch at a time (`plugin_windows.rs`);
+    /// its accumulators are stored with the plugin's state version.
+    Plugin(Box<PluginAggregator>),
+}
+
 /// What every kind of window works with: the fold, the settings, the
 /// store, stream time, and buffers reused from record to record.
 pub(crate) struct Shared {
-    fold: Fold,
+    fold: WindowFold,
     window: Windowing,
     emit: Emit,
     store: Box<dyn SortedStore>,
@@ -304,7 +313,42 @@ pub(crate) struct Shared {
     next: Vec<u8>,
 }
 
+impl WindowFold {
+    /// The built-in fold, for the kinds of window only it folds
+    /// (validation refuses sessions and sliding windows over a plugin).
+    fn builtin(&self) -> &Fold {
+        match self {
+            WindowFold::Builtin(fold) => fold,
+            WindowFold::Plugin(_) => {
+                unreachable!("validated: only time windows are folded by a plugin")
+            }
+        }
+    }
+}
+
 impl Shared {
+    /// A stored window's result timestamp and the value emitted for it.
+    fn shown(&self, stored: &[u8]) -> Result<(i64, Bytes), OperatorError> {
+        match &self.fold {
+            WindowFold::Builtin(fold) => {
+                let (timestamp, acc) = super::aggregate::split_stored(stored).ok_or_else(|| {
+                    OperatorError::internal("a window's value without its timestamp")
+                })?;
+                let value = fold.shown(acc).map_err(OperatorError::internal)?;
+                Ok((timestamp, value))
+            }
+            WindowFold::Plugin(_) => {
+                let (timestamp, _, acc) =
+                    super::aggregate::split_versioned(stored).ok_or_else(|| {
+                        OperatorError::internal(
+                            "a window's value without its timestamp and state version",
+                        )
+                    })?;
+                Ok((timestamp, Bytes::copy_from_slice(acc)))
+            }
+        }
+    }
+
     /// Emits `value` (`None`: a tombstone, a session merged into another)
     /// as `key`'s result for `window` (its start and end), at `timestamp`,
     /// with `from`'s headers.
@@ -327,7 +371,10 @@ impl Shared {
             value_is_json: false,
             old_value: None,
         };
-        format_gate::host_written(&mut emitted, self.fold.writes_json(), from);
+        // A plugin's accumulator is checked where it leaves, as any
+        // plugin output.
+        let vouched = matches!(&self.fold, WindowFold::Builtin(fold) if fold.writes_json());
+        format_gate::host_written(&mut emitted, vouched, from);
         out.emitted.push(Emitted {
             input,
             port: 0,
@@ -357,7 +404,7 @@ pub struct WindowedAggregate {
 impl WindowedAggregate {
     pub fn new(
         id: &str,
-        fold: Fold,
+        fold: WindowFold,
         window: Windowing,
         emit: Emit,
         store: Box<dyn SortedStore>,
@@ -442,6 +489,13 @@ impl Operator for WindowedAggregate {
         out.clear();
         self.load()?;
         let before = self.shared.stream_time;
+        if matches!(self.shared.fold, WindowFold::Plugin(_)) {
+            self.plugin_batch(records, out)?;
+            if self.shared.stream_time != before {
+                self.stream_time_moved()?;
+            }
+            return Ok(());
+        }
         let empty = Bytes::new();
         for (i, record) in records.iter().enumerate() {
             let input = i as u32;
@@ -463,7 +517,7 @@ impl Operator for WindowedAggregate {
             }
             let value = match &record.value {
                 Some(value) => value,
-                None if !sliding && !s.fold.reads_values() => &empty,
+                None if !sliding && !s.fold.builtin().reads_values() => &empty,
                 None => {
                     out.dropped.push(Dropped {
                         input,
@@ -530,6 +584,20 @@ impl Operator for WindowedAggregate {
         self.shared.store.flush().map_err(OperatorError::from)
     }
 
+    fn restarts(&self) -> u64 {
+        match &self.shared.fold {
+            WindowFold::Plugin(p) => p.restarts(),
+            WindowFold::Builtin(_) => 0,
+        }
+    }
+
+    fn swap_plugin(&mut self, _next: super::versioned::NextPlugin) -> Result<(), OperatorError> {
+        Err(OperatorError::internal(format!(
+            "step `{}`: the plugin of a windowed aggregate cannot be swapped yet",
+            self.id
+        )))
+    }
+
     fn close(&mut self) {
         if let Err(e) = self.shared.store.flush() {
             tracing::warn!("{e}");
@@ -553,7 +621,13 @@ pub(crate) mod test_support {
             late: Late::Drop,
             end_of_input: EndOfInput::CloseWindows,
         };
-        WindowedAggregate::new("w", fold, window, emit, Box::<MemoryStore>::default())
+        WindowedAggregate::new(
+            "w",
+            WindowFold::Builtin(fold),
+            window,
+            emit,
+            Box::<MemoryStore>::default(),
+        )
     }
 
     pub fn rec(key: &str, ts: i64) -> Record {

@@ -219,7 +219,10 @@ impl SessionWindows {
                 None => f.acc.to_vec(),
                 Some(earlier) => {
                     s.next.clear();
-                    if let Err(reason) = s.fold.merge(&earlier, &f.acc, &mut s.next, &mut s.values)
+                    if let Err(reason) =
+                        s.fold
+                            .builtin()
+                            .merge(&earlier, &f.acc, &mut s.next, &mut s.values)
                     {
                         fail(out, reason);
                         return Ok(());
@@ -229,16 +232,18 @@ impl SessionWindows {
             });
         }
         s.next.clear();
-        let folded = match s
-            .fold
-            .add(acc.as_deref(), value, ts, &mut s.next, &mut s.values)
-        {
-            Ok(folded) => folded,
-            Err(reason) => {
-                fail(out, reason);
-                return Ok(());
-            }
-        };
+        let folded =
+            match s
+                .fold
+                .builtin()
+                .add(acc.as_deref(), value, ts, &mut s.next, &mut s.values)
+            {
+                Ok(folded) => folded,
+                Err(reason) => {
+                    fail(out, reason);
+                    return Ok(());
+                }
+            };
         let merged = (start, end) != (ts, ts);
         for f in &found {
             if !merged {

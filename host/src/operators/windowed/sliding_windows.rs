@@ -198,20 +198,22 @@ impl SlidingWindows {
             return Ok(true);
         }
         s.next.clear();
-        let folded = match s
-            .fold
-            .add(acc, r.value, r.record.timestamp, &mut s.next, &mut s.values)
-        {
-            Ok(folded) => folded,
-            Err(reason) => {
-                out.failures.push(Failure {
-                    input: r.input,
-                    kind: FailureKind::Field,
-                    reason,
-                });
-                return Ok(false);
-            }
-        };
+        let folded =
+            match s
+                .fold
+                .builtin()
+                .add(acc, r.value, r.record.timestamp, &mut s.next, &mut s.values)
+            {
+                Ok(folded) => folded,
+                Err(reason) => {
+                    out.failures.push(Failure {
+                        input: r.input,
+                        kind: FailureKind::Field,
+                        reason,
+                    });
+                    return Ok(false);
+                }
+            };
         let next = Bytes::copy_from_slice(&s.next);
         self.put(s, r.key, start, next)?;
         if s.emit != Emit::Final {
@@ -241,7 +243,7 @@ impl SlidingWindows {
         let start = r.record.timestamp + 1;
         let timestamp = acc_time(&right)?;
         let shown = split_stored(&right)
-            .map(|(_, state)| s.fold.shown(state))
+            .map(|(_, state)| s.fold.builtin().shown(state))
             .expect("checked by acc_time")
             .map_err(OperatorError::internal)?;
         self.put(s, r.key, start, right)?;

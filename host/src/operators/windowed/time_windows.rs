@@ -21,7 +21,7 @@ const WINDOW: u8 = 1;
 const EMITTED_THROUGH: &[u8] = b"\0emitted-through";
 
 /// The store key of `key`'s window starting at `start`.
-fn window_key(start: i64, key: &[u8]) -> Vec<u8> {
+pub(super) fn window_key(start: i64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + key.len());
     k.push(WINDOW);
     k.extend_from_slice(&sortable(start));
@@ -73,6 +73,15 @@ impl TimeWindows {
         }
     }
 
+    /// The starts of the windows holding `ts`, in order.
+    pub(super) fn starts(&self, ts: i64) -> impl Iterator<Item = i64> {
+        windows_for(self.size_ms, self.advance_ms, ts)
+    }
+
+    pub(super) fn size_ms(&self) -> i64 {
+        self.size_ms
+    }
+
     pub(super) fn load(&mut self, s: &mut Shared) -> Result<(), OperatorError> {
         self.emitted_through = read_time(&mut *s.store, EMITTED_THROUGH)?;
         Ok(())
@@ -102,22 +111,24 @@ impl TimeWindows {
             let stored = window_key(start, key);
             let old = s.store.get(&stored)?;
             s.next.clear();
-            let folded = match s
-                .fold
-                .add(old.as_deref(), value, ts, &mut s.next, &mut s.values)
-            {
-                Ok(folded) => folded,
-                Err(reason) => {
-                    // The record's value cannot be folded: it fails once,
-                    // whichever window found it out.
-                    out.failures.push(Failure {
-                        input,
-                        kind: FailureKind::Field,
-                        reason,
-                    });
-                    return Ok(());
-                }
-            };
+            let folded =
+                match s
+                    .fold
+                    .builtin()
+                    .add(old.as_deref(), value, ts, &mut s.next, &mut s.values)
+                {
+                    Ok(folded) => folded,
+                    Err(reason) => {
+                        // The record's value cannot be folded: it fails once,
+                        // whichever window found it out.
+                        out.failures.push(Failure {
+                            input,
+                            kind: FailureKind::Field,
+                            reason,
+                        });
+                        return Ok(());
+                    }
+                };
             s.store.put(&stored, Bytes::copy_from_slice(&s.next))?;
             folded_any = true;
             if s.emit != crate::pipeline::Emit::Final {
@@ -183,9 +194,7 @@ impl TimeWindows {
         for (k, stored) in found {
             let (start, key) = split_window_key(&k)
                 .ok_or_else(|| OperatorError::internal("a window's key without its start"))?;
-            let (timestamp, acc) = crate::operators::aggregate::split_stored(&stored)
-                .ok_or_else(|| OperatorError::internal("a window's value without its timestamp"))?;
-            let value = s.fold.shown(acc).map_err(OperatorError::internal)?;
+            let (timestamp, value) = s.shown(&stored)?;
             let window = (start, start + self.size_ms);
             s.emit(out, input, key, window, Some(value), timestamp, &no_record);
         }
