@@ -386,3 +386,60 @@ sinks:
         stderr(&out)
     );
 }
+
+/// `max-pending` bounds the windows awaiting their final result in a
+/// task: one more stops the run with the count and the bound (Kafka
+/// Streams' suppression buffer with `shutDownWhenFull`); under it the run
+/// is as without it. Time windows count the windows not yet emitted,
+/// sessions and sliding windows their pending index.
+#[test]
+fn max_pending_stops_a_run_whose_windows_await_more_results_than_it_allows() {
+    // 40 keys, one record each per second for 10 s: with 1 s windows and
+    // 5 s of grace, about 6 windows per key are open at a time (240).
+    let input = per_second(40, 10);
+    for (window, enough) in [
+        ("tumbling: 1s, grace: 5s", 300),
+        ("session: 500ms, grace: 5s", 300),
+        ("sliding: 500ms, grace: 5s", 600),
+    ] {
+        let run = |max: u64| {
+            let pipeline = WINDOWED.replace(
+                "window: { tumbling: 1s }",
+                &format!("window: {{ {window}, max-pending: {max} }}"),
+            );
+            assert!(pipeline.contains("max-pending"), "{pipeline}");
+            let f = Fixture::new(&pipeline, &[("in.jsonl", &input)]);
+            let p = f.pipeline_path();
+            let out = weir(&["run", p.to_str().unwrap()]);
+            let results = std::fs::read_to_string(f.path("out.jsonl")).unwrap_or_default();
+            (out, results.lines().count())
+        };
+        let (out, results) = run(enough);
+        assert!(out.status.success(), "{window}: {}", stderr(&out));
+        assert!(results > 0, "{window}");
+        let (out, _) = run(100);
+        assert!(!out.status.success(), "{window}: ran with max-pending: 100");
+        let said = stderr(&out);
+        assert!(
+            said.contains(
+                "await their final result in this task, more than `max-pending: 100` allows"
+            ),
+            "{window}: {said}"
+        );
+    }
+    // Only for `emit: final`.
+    let pipeline = WINDOWED
+        .replace(
+            "window: { tumbling: 1s }",
+            "window: { tumbling: 1s, max-pending: 10 }",
+        )
+        .replace("emit: final", "emit: changes");
+    let f = Fixture::new(&pipeline, &[("in.jsonl", "")]);
+    let p = f.pipeline_path();
+    let out = weir(&["validate", p.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("say `emit: final`"),
+        "{}",
+        stderr(&out)
+    );
+}

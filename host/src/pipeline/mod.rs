@@ -177,6 +177,11 @@ pub struct Windowing {
     pub retention_ms: i64,
     pub late: Late,
     pub end_of_input: EndOfInput,
+    /// `emit: final`: the most windows a task may hold whose final result
+    /// is still to come; one more stops the run (Kafka Streams'
+    /// `BufferConfig.maxRecords(n).shutDownWhenFull()`). `None`: bounded
+    /// only by the retention (`unbounded()`).
+    pub max_pending: Option<u64>,
 }
 
 /// Which windows a record falls in.

@@ -166,6 +166,8 @@ pub struct RawWindow {
     pub retention: Option<Spanned<Quantity>>,
     pub late: Option<Spanned<Late>>,
     pub end_of_input: Option<Spanned<EndOfInput>>,
+    /// `emit: final`: the most windows awaiting their result per task.
+    pub max_pending: Option<Spanned<Quantity>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1368,6 +1368,21 @@ fn check_window(
         retention_ms,
         late: w.late.as_ref().map(|l| l.value).unwrap_or_default(),
         end_of_input: w.end_of_input.as_ref().map(|e| e.value).unwrap_or_default(),
+        max_pending: match &w.max_pending {
+            None => None,
+            Some(m) => match quantity::count(&m.value) {
+                Ok(0) | Err(_) => {
+                    c.error(
+                        loc(m),
+                        format!(
+                            "step `{step}`: `max-pending` must be a whole number of windows, 1 or more"
+                        ),
+                    );
+                    return None;
+                }
+                Ok(n) => Some(n),
+            },
+        },
     })
 }
 
@@ -1539,6 +1554,19 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
                     loc(e),
                     format!(
                         "step `{name}`: `emit: on-commit` is not supported by this build yet; every update is emitted (`emit: every-update`)"
+                    ),
+                );
+            }
+            if let Some(m) = step
+                .window
+                .as_ref()
+                .and_then(|w| w.value.max_pending.as_ref())
+                && step.emit.as_ref().is_none_or(|e| e.value != Emit::Final)
+            {
+                c.error(
+                    loc(m),
+                    format!(
+                        "step `{name}`: `max-pending` bounds the windows awaiting their final result, and this step emits every update (`emit: changes`): say `emit: final`, or leave it out"
                     ),
                 );
             }

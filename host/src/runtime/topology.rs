@@ -324,12 +324,7 @@ impl Topology {
                             store,
                         ))),
                         None => {
-                            let version = self.version(j).expect("an aggregator plugin step");
-                            let StartedVersion::Aggregator(plugin) =
-                                self.start_step(j, &version)?
-                            else {
-                                unreachable!("an aggregate step starts an aggregator")
-                            };
+                            let (version, plugin) = self.start_aggregator(j)?;
                             let windowed = WindowedAggregate::new(
                                 id,
                                 WindowFold::Plugin(plugin),
@@ -355,12 +350,7 @@ impl Topology {
                             step.on_table,
                         ))),
                         None => {
-                            let version = self.version(j).expect("an aggregator plugin step");
-                            let StartedVersion::Aggregator(plugin) =
-                                self.start_step(j, &version)?
-                            else {
-                                unreachable!("an aggregate step starts an aggregator")
-                            };
+                            let (version, plugin) = self.start_aggregator(j)?;
                             let aggregate =
                                 Aggregate::new(id, Folder::Plugin(plugin), store, step.on_table)
                                     .with_counters(version.counters.clone());
@@ -419,6 +409,19 @@ impl Topology {
         Ok(StartedVersion::Transform(Box::new(
             started.keep_keys(step.keeps_key),
         )))
+    }
+
+    /// A fresh instance of aggregate step `j`'s plugin, of the version
+    /// tasks start now.
+    fn start_aggregator(
+        &self,
+        j: usize,
+    ) -> Result<(StepVersion, Box<PluginAggregator>), StartError> {
+        let version = self.version(j).expect("an aggregator plugin step");
+        let StartedVersion::Aggregator(plugin) = self.start_step(j, &version)? else {
+            unreachable!("an aggregate step starts an aggregator")
+        };
+        Ok((version, plugin))
     }
 
     /// The version of plugin step `j` that tasks start now.

@@ -180,6 +180,7 @@ fn emit_pending(
         .get(stored)?
         .ok_or_else(|| OperatorError::internal("a pending window not in the store"))?;
     let (acc_time, shown) = s.shown(&value)?;
+    s.pending_changed(-1);
     s.emit(
         out,
         input,
@@ -311,6 +312,9 @@ pub(crate) struct Shared {
     values: BytesMut,
     /// Where a fold writes the next accumulator.
     next: Vec<u8>,
+    /// With `max-pending`: how many windows await their final result
+    /// (counted at the first batch, then kept up to date).
+    pending: Option<u64>,
 }
 
 impl WindowFold {
@@ -327,6 +331,44 @@ impl WindowFold {
 }
 
 impl Shared {
+    /// Whether windows awaiting their result are counted (`max-pending`).
+    fn counts_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The pending index gets `entry` (before it is written): counted
+    /// unless it was there already (a window updated again).
+    fn pending_put(&mut self, entry: &[u8]) -> Result<(), OperatorError> {
+        if self.counts_pending() && self.store.get(entry)?.is_none() {
+            self.pending = self.pending.map(|n| n + 1);
+        }
+        Ok(())
+    }
+
+    /// The pending index loses `entry` (before it is deleted), if it had it.
+    fn pending_delete(&mut self, entry: &[u8]) -> Result<(), OperatorError> {
+        if self.counts_pending() && self.store.get(entry)?.is_some() {
+            self.pending = self.pending.map(|n| n.saturating_sub(1));
+        }
+        Ok(())
+    }
+
+    /// `n` windows more (or fewer) await their result.
+    fn pending_changed(&mut self, by: i64) {
+        self.pending = self.pending.map(|n| n.saturating_add_signed(by));
+    }
+
+    /// More windows awaiting their result than `max-pending` allows stop
+    /// the run, as Kafka Streams' suppression buffer `shutDownWhenFull`.
+    fn check_pending(&self, id: &str) -> Result<(), OperatorError> {
+        match (self.pending, self.window.max_pending) {
+            (Some(n), Some(max)) if n > max => Err(OperatorError::internal(format!(
+                "aggregate `{id}`: {n} windows await their final result in this task, more than `max-pending: {max}` allows (as Kafka Streams' suppress with shutDownWhenFull); raise the bound, or shorten the windows or their grace"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// A stored window's result timestamp and the value emitted for it.
     fn shown(&self, stored: &[u8]) -> Result<(i64, Bytes), OperatorError> {
         match &self.fold {
@@ -431,6 +473,7 @@ impl WindowedAggregate {
                 stream_time: i64::MIN,
                 values: BytesMut::new(),
                 next: Vec::new(),
+                pending: None,
             },
             windows,
             ports: vec!["out".to_string()],
@@ -448,6 +491,20 @@ impl WindowedAggregate {
             Windows::Time(w) => w.load(s)?,
             Windows::Session(w) => w.load(s),
             Windows::Sliding(w) => w.load(s),
+        }
+        if s.window.max_pending.is_some() && s.emit == Emit::Final {
+            // Counted once from the store (a restarted task's are there).
+            let (from, to) = match &self.windows {
+                Windows::Time(w) => w.pending_range(),
+                Windows::Session(_) => session_windows::pending_range(),
+                Windows::Sliding(_) => sliding_windows::pending_range(),
+            };
+            let mut n = 0u64;
+            s.store.range(&from, &to, &mut |_, _| {
+                n += 1;
+                true
+            })?;
+            s.pending = Some(n);
         }
         self.loaded = true;
         Ok(())
@@ -494,7 +551,7 @@ impl Operator for WindowedAggregate {
             if self.shared.stream_time != before {
                 self.stream_time_moved()?;
             }
-            return Ok(());
+            return self.shared.check_pending(&self.id);
         }
         let empty = Bytes::new();
         for (i, record) in records.iter().enumerate() {
@@ -536,7 +593,7 @@ impl Operator for WindowedAggregate {
         if self.shared.stream_time != before {
             self.stream_time_moved()?;
         }
-        Ok(())
+        self.shared.check_pending(&self.id)
     }
 
     fn ports(&self) -> &[String] {
@@ -620,6 +677,7 @@ pub(crate) mod test_support {
             retention_ms: windows.span_ms().saturating_add(grace_ms),
             late: Late::Drop,
             end_of_input: EndOfInput::CloseWindows,
+            max_pending: None,
         };
         WindowedAggregate::new(
             "w",

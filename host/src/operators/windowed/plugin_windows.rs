@@ -25,8 +25,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::time_windows::window_key;
-use super::{WindowFold, WindowedAggregate, Windows, push_late};
+use super::time_windows::{report_late, window_key};
+use super::{WindowFold, WindowedAggregate, Windows};
 use crate::operators::aggregate::{split_versioned, versioned};
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
@@ -111,16 +111,8 @@ impl WindowedAggregate {
                 groups[group].entries.push(entries.len() as u32);
                 entries.push(Entry { input, group });
             }
-            if !open && let Some((start, end)) = late {
-                push_late(
-                    out,
-                    s,
-                    input,
-                    ts,
-                    format!("window [{start},{end})"),
-                    end.saturating_add(s.window.grace_ms),
-                    format!("{} ms of grace", s.window.grace_ms),
-                );
+            if !open && let Some(window) = late {
+                report_late(out, s, input, ts, window);
             }
         }
         // 2. One plugin call: each window's accumulator and its records.
@@ -191,9 +183,18 @@ impl WindowedAggregate {
             after[update.input as usize] = Some(state.clone());
             last[e.group] = Some(state);
         }
-        for (g, state) in groups.iter().zip(&last) {
+        for ((g, state), (_, had, _)) in groups.iter().zip(&last).zip(&stored) {
             let Some((ts, acc)) = state else { continue };
             let at = window_key(g.start, &g.key);
+            // An open window made or removed: one more or one fewer to
+            // emit at its close.
+            if s.emit == Emit::Final {
+                match (had, acc) {
+                    (None, Some(_)) => s.pending_changed(1),
+                    (Some(_), None) => s.pending_changed(-1),
+                    _ => {}
+                }
+            }
             match acc {
                 Some(acc) => s.store.put(&at, versioned(*ts, current, acc))?,
                 None => s.store.delete(&at)?,

@@ -49,6 +49,11 @@ fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
     super::pending_key(PENDING, end, key, &[end, start])
 }
 
+/// The store range of the pending sessions.
+pub(super) fn pending_range() -> (Vec<u8>, Vec<u8>) {
+    (vec![PENDING], vec![PENDING + 1])
+}
+
 /// Whether a stored key is a pending session's (`emit: final`).
 pub(super) fn is_pending(stored: &[u8]) -> bool {
     stored.first() == Some(&PENDING)
@@ -252,7 +257,9 @@ impl SessionWindows {
             }
             s.store.delete(&f.stored)?;
             if s.emit == Emit::Final {
-                s.store.delete(&pending_key(key, f.start, f.end))?;
+                let pending = pending_key(key, f.start, f.end);
+                s.pending_delete(&pending)?;
+                s.store.delete(&pending)?;
             } else {
                 s.emit(out, input, key, (f.start, f.end), None, f.end, record);
             }
@@ -264,7 +271,9 @@ impl SessionWindows {
             Bytes::copy_from_slice(&s.next),
         )?;
         if s.emit == Emit::Final {
-            s.store.put(&pending_key(key, start, end), Bytes::new())?;
+            let pending = pending_key(key, start, end);
+            s.pending_put(&pending)?;
+            s.store.put(&pending, Bytes::new())?;
         } else {
             s.emit(
                 out,

@@ -43,6 +43,11 @@ fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
     super::pending_key(PENDING, end, key, &[start])
 }
 
+/// The store range of the pending windows.
+pub(super) fn pending_range() -> (Vec<u8>, Vec<u8>) {
+    (vec![PENDING], vec![PENDING + 1])
+}
+
 /// Whether a stored key is a pending window's (`emit: final`).
 pub(super) fn is_pending(stored: &[u8]) -> bool {
     stored.first() == Some(&PENDING)
@@ -173,8 +178,9 @@ impl SlidingWindows {
         self.store_time = self.store_time.max(start);
         s.store.put(&self.window_key(s, key, start), acc)?;
         if s.emit == Emit::Final {
-            s.store
-                .put(&pending_key(key, start, start + self.td), Bytes::new())?;
+            let pending = pending_key(key, start, start + self.td);
+            s.pending_put(&pending)?;
+            s.store.put(&pending, Bytes::new())?;
         }
         Ok(())
     }

@@ -53,6 +53,27 @@ fn windows_for(size_ms: i64, advance_ms: i64, ts: i64) -> impl Iterator<Item = i
         .take_while(move |start| *start <= ts)
 }
 
+/// Reports the record `input` (at `ts`) late: every window of its had
+/// closed, the latest of them `window` (start, end).
+pub(super) fn report_late(
+    out: &mut StepOutput,
+    s: &Shared,
+    input: u32,
+    ts: i64,
+    window: (i64, i64),
+) {
+    let (start, end) = window;
+    push_late(
+        out,
+        s,
+        input,
+        ts,
+        format!("window [{start},{end})"),
+        end.saturating_add(s.window.grace_ms),
+        format!("{} ms of grace", s.window.grace_ms),
+    );
+}
+
 /// Time windows, and what they keep beyond the shared state.
 pub(super) struct TimeWindows {
     size_ms: i64,
@@ -76,6 +97,16 @@ impl TimeWindows {
     /// The starts of the windows holding `ts`, in order.
     pub(super) fn starts(&self, ts: i64) -> impl Iterator<Item = i64> {
         windows_for(self.size_ms, self.advance_ms, ts)
+    }
+
+    /// The store range of the windows whose result is still to come:
+    /// those not closed by the stream time emitted through.
+    pub(super) fn pending_range(&self) -> (Vec<u8>, Vec<u8>) {
+        let from = match self.emitted_through {
+            i64::MIN => windows_from(i64::MIN),
+            through => windows_from(through.saturating_sub(self.size_ms).saturating_add(1)),
+        };
+        (from, vec![WINDOW + 1])
     }
 
     pub(super) fn size_ms(&self) -> i64 {
@@ -110,6 +141,9 @@ impl TimeWindows {
             }
             let stored = window_key(start, key);
             let old = s.store.get(&stored)?;
+            if old.is_none() && s.emit == crate::pipeline::Emit::Final {
+                s.pending_changed(1);
+            }
             s.next.clear();
             let folded =
                 match s
@@ -144,16 +178,8 @@ impl TimeWindows {
                 );
             }
         }
-        if !folded_any && let Some((start, end)) = late {
-            push_late(
-                out,
-                s,
-                input,
-                ts,
-                format!("window [{start},{end})"),
-                end.saturating_add(s.window.grace_ms),
-                format!("{} ms of grace", s.window.grace_ms),
-            );
+        if !folded_any && let Some(window) = late {
+            report_late(out, s, input, ts, window);
         }
         Ok(())
     }
@@ -191,6 +217,7 @@ impl TimeWindows {
             true
         })?;
         let no_record = Record::default();
+        s.pending_changed(-(found.len() as i64));
         for (k, stored) in found {
             let (start, key) = split_window_key(&k)
                 .ok_or_else(|| OperatorError::internal("a window's key without its start"))?;
