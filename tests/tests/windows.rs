@@ -443,3 +443,73 @@ fn max_pending_stops_a_run_whose_windows_await_more_results_than_it_allows() {
         stderr(&out)
     );
 }
+
+/// A plugin that traps on a record in hopping windows fails that record
+/// once (to the error policy, kind `trap`), whichever of its windows found
+/// it out; every window goes on from its last good accumulator, and the
+/// instance is replaced.
+#[test]
+fn a_trapping_plugin_in_hopping_windows_fails_only_its_record_once() {
+    let f = Fixture::new(
+        "
+partitions: 1
+error-policy: dead-letter
+dead-letter: rejected
+plugins:
+  bad: { path: '{plugin:agg_misbehave}' }
+sources:
+  in: { kind: file, path: in.jsonl, value-format: string }
+steps:
+  - { name: by-key, kind: group-by }
+  - name: windows
+    kind: aggregate
+    id: windows
+    plugin: bad
+    window: { hopping: 2s, advance: 1s }
+sinks:
+  out: { kind: file, path: out.jsonl, key-format: json, value-format: json }
+  rejected: { kind: file, path: rejected.jsonl }
+",
+        &[(
+            "in.jsonl",
+            "{\"key\":\"a\",\"value\":\"1\",\"timestamp\":1100}\n\
+             {\"key\":\"a\",\"value\":\"2\",\"timestamp\":1200}\n\
+             {\"key\":\"a\",\"value\":\"panic\",\"timestamp\":1300}\n\
+             {\"key\":\"a\",\"value\":\"3\",\"timestamp\":1400}\n",
+        )],
+    );
+    let p = f.pipeline_path();
+    let out = weir(&["run", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Vec<(i64, serde_json::Value)> = std::fs::read_to_string(f.path("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["key"]["start"].as_i64().unwrap(), v["value"].clone())
+        })
+        .collect();
+    let tally = |count: u64, sum: i64| serde_json::json!({ "count": count, "sum": sum });
+    assert_eq!(
+        got,
+        vec![
+            (0, tally(1, 1)),
+            (1000, tally(1, 1)),
+            (0, tally(2, 3)),
+            (1000, tally(2, 3)),
+            (0, tally(3, 6)),
+            (1000, tally(3, 6)),
+        ]
+    );
+    let rejected = std::fs::read_to_string(f.path("rejected.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    assert!(
+        rejected.contains("\"weir.error.kind\":\"trap\""),
+        "{rejected}"
+    );
+    assert!(
+        !stderr(&out).contains("0 instance restarts"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -36,7 +36,8 @@ use crate::record::Record;
 
 /// One key's part of a batch: its accumulator before the batch and its
 /// records, given as indices into the batch's records, in the order they
-/// are folded (offset order). Each key appears in at most one group.
+/// are folded (offset order). A group is one accumulator: a key has one
+/// group per window of its in a windowed step, and one in all otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct Group<'a> {
     /// The group key (every record's key).
