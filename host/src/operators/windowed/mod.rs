@@ -119,6 +119,17 @@ fn scan_keyed(
     Ok(())
 }
 
+/// Deletes the store's keys under `tag` whose first time (`[tag][time]`:
+/// a window's start, or a segment) is before `before`: what expiry drops,
+/// from the front, not from the last cutoff (a store restored from its
+/// changelog gets expired windows back).
+fn delete_before(s: &mut Shared, tag: u8, before: i64) -> Result<(), OperatorError> {
+    let bound = |t: i64| [&[tag][..], &sortable(t)].concat();
+    s.store
+        .delete_range(&bound(i64::MIN), &bound(before))
+        .map_err(OperatorError::from)
+}
+
 /// The first key after every key that starts with `prefix`.
 fn after_prefix(prefix: &[u8]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -522,37 +533,12 @@ impl WindowedAggregate {
         }
     }
 
-    /// Stream time moved on: it is kept, and windows past the retention
-    /// expire.
-    fn stream_time_moved(&mut self) -> Result<(), OperatorError> {
-        let s = &mut self.shared;
-        write_time(&mut *s.store, STREAM_TIME, s.stream_time)?;
-        let cutoff = expiry_cutoff(s.stream_time, s.window.retention_ms);
-        match &mut self.windows {
-            Windows::Time(w) => w.expire(s, cutoff),
-            Windows::Session(w) => w.expire(s, cutoff),
-            Windows::Sliding(w) => w.expire(s, cutoff),
-        }
-    }
-}
-
-impl Operator for WindowedAggregate {
-    fn process_batch(
+    /// Folds a batch record by record with the built-in fold.
+    fn builtin_batch(
         &mut self,
-        _input: usize,
         records: &[Record],
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        out.clear();
-        self.load()?;
-        let before = self.shared.stream_time;
-        if matches!(self.shared.fold, WindowFold::Plugin(_)) {
-            self.plugin_batch(records, out)?;
-            if self.shared.stream_time != before {
-                self.stream_time_moved()?;
-            }
-            return self.shared.check_pending(&self.id);
-        }
         let empty = Bytes::new();
         for (i, record) in records.iter().enumerate() {
             let input = i as u32;
@@ -589,6 +575,37 @@ impl Operator for WindowedAggregate {
                 Windows::Sliding(w) => w.add(s, input, record, key, value, out)?,
             }
             self.emit_closed(input, out)?;
+        }
+        Ok(())
+    }
+
+    /// Stream time moved on: it is kept, and windows past the retention
+    /// expire.
+    fn stream_time_moved(&mut self) -> Result<(), OperatorError> {
+        let s = &mut self.shared;
+        write_time(&mut *s.store, STREAM_TIME, s.stream_time)?;
+        let cutoff = expiry_cutoff(s.stream_time, s.window.retention_ms);
+        match &mut self.windows {
+            Windows::Time(w) => w.expire(s, cutoff),
+            Windows::Session(w) => w.expire(s, cutoff),
+            Windows::Sliding(w) => w.expire(s, cutoff),
+        }
+    }
+}
+
+impl Operator for WindowedAggregate {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        out.clear();
+        self.load()?;
+        let before = self.shared.stream_time;
+        match self.shared.fold {
+            WindowFold::Plugin(_) => self.plugin_batch(records, out)?,
+            WindowFold::Builtin(_) => self.builtin_batch(records, out)?,
         }
         if self.shared.stream_time != before {
             self.stream_time_moved()?;

@@ -23,8 +23,8 @@
 use bytes::Bytes;
 
 use super::{
-    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, push_late, scan_keyed,
-    segment_ms, sortable,
+    Shared, delete_before, emit_pending, from_sortable, keyed_prefix, pending_through, push_late,
+    scan_keyed, segment_ms, sortable,
 };
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
@@ -318,11 +318,7 @@ impl SessionWindows {
         if cutoff <= self.expired_before {
             return Ok(());
         }
-        let mut from = vec![SESSION];
-        from.extend_from_slice(&sortable(i64::MIN));
-        let mut to = vec![SESSION];
-        to.extend_from_slice(&sortable(self.segment_of(s, cutoff)));
-        s.store.delete_range(&from, &to)?;
+        delete_before(s, SESSION, self.segment_of(s, cutoff))?;
         self.expired_before = cutoff;
         Ok(())
     }

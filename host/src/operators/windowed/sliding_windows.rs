@@ -24,8 +24,8 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::{
-    Shared, emit_pending, from_sortable, keyed_prefix, pending_through, push_late, scan_keyed,
-    segment_ms, sortable,
+    Shared, delete_before, emit_pending, from_sortable, keyed_prefix, pending_through, push_late,
+    scan_keyed, segment_ms, sortable,
 };
 use crate::operators::aggregate::split_stored;
 use crate::operators::failure::{Failure, FailureKind};
@@ -469,9 +469,7 @@ impl SlidingWindows {
         if cutoff <= self.expired_before {
             return Ok(());
         }
-        let from = [&[WINDOW][..], &sortable(i64::MIN)].concat();
-        let to = [&[WINDOW][..], &sortable(self.segment_of(s, cutoff))].concat();
-        s.store.delete_range(&from, &to)?;
+        delete_before(s, WINDOW, self.segment_of(s, cutoff))?;
         self.expired_before = cutoff;
         Ok(())
     }

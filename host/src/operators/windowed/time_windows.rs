@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use super::{Shared, from_sortable, push_late, read_time, sortable, write_time};
+use super::{Shared, delete_before, from_sortable, push_late, read_time, sortable, write_time};
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_step::StepOutput;
@@ -234,10 +234,7 @@ impl TimeWindows {
         if cutoff <= self.expired_before {
             return Ok(());
         }
-        // From the front of the windows, not from the last cutoff: a store
-        // restored from its changelog gets expired windows back.
-        s.store
-            .delete_range(&windows_from(i64::MIN), &windows_from(cutoff))?;
+        delete_before(s, WINDOW, cutoff)?;
         self.expired_before = cutoff;
         Ok(())
     }
