@@ -317,7 +317,7 @@ fn a_transformer_is_refused_as_an_aggregator_and_the_other_way_round() {
 #[test]
 fn a_capability_the_plugin_does_not_declare_is_refused_and_merge_isolates_failures() {
     let engine = engine();
-    let plugin = load(&engine, "agg-misbehave");
+    let plugin = load(&engine, "account-state");
     let err = start(&plugin, "null", Limits::default(), &[Capability::Merge])
         .err()
         .unwrap()
@@ -333,8 +333,8 @@ fn a_capability_the_plugin_does_not_declare_is_refused_and_merge_isolates_failur
     let mut out = AggregateOutput::default();
     let pairs = [Pair {
         key: b"k",
-        left: br#"{"count":1,"sum":1}"#,
-        right: br#"{"count":2,"sum":5}"#,
+        left: br#"{"owner":"ann","balance":1,"status":"open","version":1}"#,
+        right: br#"{"owner":"ann","balance":5,"status":"open","version":2}"#,
     }];
     agg.merge(&pairs, &mut out).unwrap();
     assert_eq!(out.failures.len(), 1);

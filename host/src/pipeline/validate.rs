@@ -1582,12 +1582,12 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
             }
             if let Some(w) = &step.window
                 && has_plugin
-                && (w.value.session.is_some() || w.value.sliding.is_some())
+                && w.value.sliding.is_some()
             {
                 c.error(
                     loc(w),
                     format!(
-                        "step `{name}`: session and sliding windows over an aggregator plugin are not supported by this build yet (tumbling and hopping windows are); use built-in `aggregations` or `reduce`"
+                        "step `{name}`: sliding windows over an aggregator plugin are not supported by this build yet (tumbling, hopping and session windows are); use built-in `aggregations` or `reduce`"
                     ),
                 );
             }

@@ -787,10 +787,16 @@ fn start_once(
 }
 
 /// What an aggregator plugin must export beyond `add` for its step: a
-/// table's aggregation takes old values out with `subtract`.
+/// table's aggregation takes old values out with `subtract`; session
+/// windows that grow together combine their accumulators with `merge`.
 fn needs(step: &crate::pipeline::Step) -> &'static [Capability] {
+    let sessions = step
+        .window
+        .is_some_and(|w| matches!(w.windows, crate::pipeline::WindowKind::Session { .. }));
     if step.on_table {
         &[Capability::Subtract]
+    } else if sessions {
+        &[Capability::Merge]
     } else {
         &[]
     }

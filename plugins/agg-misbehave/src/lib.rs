@@ -6,10 +6,11 @@
 //! (FAILED unless it is the first record this instance sees, so a retry on
 //! a fresh instance succeeds), `remove` (removes the accumulator). The
 //! accumulator is `{"count": n, "sum": s}` as JSON text.
-//! It declares no capability (no `subtract`, no `merge`).
+//! It declares `merge` (the tallies added up, for session windows), and
+//! no `subtract`.
 
 use serde::{Deserialize, Serialize};
-use weir_sdk::{Config, Error, JsonAggregator, Record};
+use weir_sdk::{Capability, Config, Error, JsonAggregator, Record};
 
 #[derive(Serialize, Deserialize, Default)]
 pub struct Tally {
@@ -23,6 +24,7 @@ pub struct Misbehave {
 
 impl JsonAggregator for Misbehave {
     type State = Tally;
+    const CAPABILITIES: &'static [Capability] = &[Capability::Merge];
 
     fn init(_config: Config) -> Result<Self, String> {
         Ok(Misbehave { seen: 0 })
@@ -62,6 +64,13 @@ impl JsonAggregator for Misbehave {
         t.count += 1;
         t.sum += n;
         Ok(Some(t))
+    }
+
+    fn merge(&mut self, _key: &[u8], left: Tally, right: Tally) -> Result<Option<Tally>, Error> {
+        Ok(Some(Tally {
+            count: left.count + right.count,
+            sum: left.sum + right.sum,
+        }))
     }
 }
 

@@ -27,6 +27,8 @@
 //! accumulators (a timestamp, then the fold's state), as in a key-value
 //! aggregate. The step's own entries begin with [`META`].
 
+mod fold_graph;
+mod plugin_sessions;
 mod plugin_windows;
 mod session_windows;
 mod sliding_windows;

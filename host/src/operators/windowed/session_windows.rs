@@ -23,8 +23,8 @@
 use bytes::Bytes;
 
 use super::{
-    Shared, delete_before, emit_pending, from_sortable, keyed_prefix, pending_through, push_late,
-    scan_keyed, segment_ms, sortable,
+    Shared, delete_before, emit_pending, from_sortable, keyed_prefix, pending_through, scan_keyed,
+    segment_ms, sortable,
 };
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
@@ -36,7 +36,7 @@ const SESSION: u8 = 3;
 const PENDING: u8 = 4;
 
 /// A session's store key (`segment` of its end).
-fn session_key(segment: i64, key: &[u8], start: i64, end: i64) -> Vec<u8> {
+pub(super) fn session_key(segment: i64, key: &[u8], start: i64, end: i64) -> Vec<u8> {
     let mut k = keyed_prefix(SESSION, segment, key);
     k.extend_from_slice(&sortable(end));
     k.extend_from_slice(&sortable(start));
@@ -45,7 +45,7 @@ fn session_key(segment: i64, key: &[u8], start: i64, end: i64) -> Vec<u8> {
 
 /// A session not yet emitted (`emit: final`); Kafka Streams serializes a
 /// session's key as the record key, its end, then its start.
-fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+pub(super) fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
     super::pending_key(PENDING, end, key, &[end, start])
 }
 
@@ -82,21 +82,26 @@ pub(super) fn split_stored_key(stored: &[u8]) -> Option<(&[u8], i64, i64)> {
 
 /// Session windows, and what they keep beyond the shared state.
 pub(super) struct SessionWindows {
-    gap_ms: i64,
+    pub(super) gap_ms: i64,
     /// The largest end of a session written: the store's own stream time,
     /// which (as in Kafka Streams' session stores) a record's own time
     /// reaches only once its session is written.
-    store_time: i64,
+    pub(super) store_time: i64,
     /// Sessions ending before it were dropped (a segment boundary).
     expired_before: i64,
 }
 
 /// A session found for a record: its store key, bounds and accumulator.
-struct Found {
-    stored: Vec<u8>,
-    start: i64,
-    end: i64,
-    acc: Bytes,
+pub(super) struct Found {
+    pub stored: Vec<u8>,
+    pub start: i64,
+    pub end: i64,
+    pub acc: Bytes,
+}
+
+/// The first end of a session a store at `store_time` shows.
+pub(super) fn horizon(store_time: i64, retention_ms: i64) -> i64 {
+    store_time.saturating_sub(retention_ms).saturating_add(1)
 }
 
 impl SessionWindows {
@@ -114,27 +119,25 @@ impl SessionWindows {
         self.store_time = s.stream_time;
     }
 
-    fn segment_of(&self, s: &Shared, end: i64) -> i64 {
+    pub(super) fn segment_of(&self, s: &Shared, end: i64) -> i64 {
         end.div_euclid(segment_ms(s.window.retention_ms))
     }
 
     /// `key`'s sessions that end at or after `earliest_end` and start at or
-    /// before `latest_start`, in order of end, then start. Sessions past the
-    /// retention (ending before the store's time less the retention, plus
-    /// one) are not found even while their segment is kept, as Kafka
-    /// Streams' session stores hide them: a record after a closed session
-    /// starts a new one.
-    fn find(
+    /// before `latest_start`, in order of end, then start, when the store's
+    /// time is `store_time`. Sessions past the retention (ending before the
+    /// store's time less the retention, plus one) are not found even while
+    /// their segment is kept, as Kafka Streams' session stores hide them: a
+    /// record after a closed session starts a new one.
+    pub(super) fn find(
         &self,
         s: &mut Shared,
+        store_time: i64,
         key: &[u8],
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<Vec<Found>, OperatorError> {
-        let horizon = self
-            .store_time
-            .saturating_sub(s.window.retention_ms)
-            .saturating_add(1);
+        let horizon = horizon(store_time, s.window.retention_ms);
         let earliest_end = earliest_end.max(horizon);
         let first = self
             .segment_of(s, earliest_end)
@@ -183,6 +186,7 @@ impl SessionWindows {
             .saturating_sub(self.gap_ms);
         let found = self.find(
             s,
+            self.store_time,
             key,
             ts.saturating_sub(self.gap_ms),
             ts.saturating_add(self.gap_ms),
@@ -193,20 +197,7 @@ impl SessionWindows {
             end = end.max(f.end);
         }
         if end < close {
-            out.late_windows += 1;
-            push_late(
-                out,
-                s,
-                input,
-                ts,
-                format!("session [{start},{end}]"),
-                end.saturating_add(self.gap_ms)
-                    .saturating_add(s.window.grace_ms),
-                format!(
-                    "{} ms of gap and {} ms of grace",
-                    self.gap_ms, s.window.grace_ms
-                ),
-            );
+            self.report_late(s, input, ts, start, end, out);
             return Ok(());
         }
         let fail = |out: &mut StepOutput, reason: String| {

@@ -1,0 +1,430 @@
+//! Session windows folded by an aggregator plugin: Kafka Streams'
+//! `windowedBy(SessionWindows...).aggregate(init, aggregator, merger)` with
+//! the plugin's `add` as the aggregator and its `merge` as the merger.
+//!
+//! Which sessions a record finds, merges and makes depends only on times,
+//! so a batch is planned first, record by record in batch order, against
+//! the store as it was before the batch and what the plan has changed
+//! since (per key, the stored sessions merged away and the sessions
+//! made). Each record's new accumulator is a value of a [`FoldGraph`]: the
+//! sessions it bridges merged in the order found (end, then start), then
+//! the record added, exactly as the built-in folds do it. The graph is
+//! computed in as few plugin calls as its dependencies allow (one, for
+//! records in time order), then the plan is applied record by record, as
+//! the built-in path would have: sessions merged away deleted (and
+//! emitted as tombstones, `emit: changes`), the new session stored and
+//! emitted, stream time replayed so `emit: final` emits what each record
+//! closes.
+//!
+//! The plan assumes every fold succeeds. When one does not (a failed
+//! record, which changes nothing, or an accumulator the plugin removed,
+//! which deletes its session), the plan holds up to that record, and the
+//! rest of the batch is planned again from there; values already computed
+//! are reused (see [`FoldGraph`]).
+//!
+//! Sessions are stored as built-in sessions are, the value being the
+//! session's end, the plugin's state version and its accumulator.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+
+use super::fold_graph::{FoldGraph, NONE, Value, ValueId};
+use super::plugin_windows::{stream_times, version_mismatch};
+use super::session_windows::{SessionWindows, horizon, pending_key, session_key};
+use super::{Shared, WindowFold, push_late};
+use crate::operators::aggregate::{split_versioned, versioned};
+use crate::operators::failure::{Failure, FailureKind};
+use crate::operators::operator::OperatorError;
+use crate::operators::plugin_step::StepOutput;
+use crate::pipeline::Emit;
+use crate::record::Record;
+
+/// A session as the plan sees it.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    start: i64,
+    end: i64,
+    /// Its accumulator.
+    value: ValueId,
+    /// Whether it is in the store (else the batch made it).
+    stored: bool,
+}
+
+/// What a record does to its key's sessions.
+enum Op {
+    /// Nothing: it has no key or no value (dropped and counted already).
+    Skip,
+    /// It is late: its session `[start, end]` has closed.
+    Late { start: i64, end: i64 },
+    /// It failed, and changed nothing.
+    Failed { kind: FailureKind, reason: String },
+    /// It merges `found` (in order) into a session `[start, end]` with it,
+    /// whose accumulator is `value`.
+    Fold {
+        found: Vec<Planned>,
+        start: i64,
+        end: i64,
+        value: ValueId,
+    },
+}
+
+/// What the plan has changed of one key's sessions.
+#[derive(Debug, Clone, Default)]
+struct KeyChanges {
+    /// Stored sessions merged away, by bounds.
+    gone: HashSet<(i64, i64)>,
+    /// Sessions the batch made and still has.
+    made: Vec<Planned>,
+}
+
+/// The store as the plan sees it: what changed, and the store's time.
+#[derive(Debug, Clone)]
+struct Overlay {
+    keys: HashMap<Bytes, KeyChanges>,
+    store_time: i64,
+}
+
+impl Overlay {
+    /// `key`'s `found` sessions replaced by `made` (`None`: by nothing,
+    /// the plugin removed its accumulator) ending at `end`.
+    fn replace(&mut self, key: &Bytes, found: &[Planned], made: Option<Planned>, end: i64) {
+        let changes = self.keys.entry(key.clone()).or_default();
+        for f in found {
+            if f.stored {
+                changes.gone.insert((f.start, f.end));
+            } else {
+                changes
+                    .made
+                    .retain(|m| (m.start, m.end) != (f.start, f.end));
+            }
+        }
+        changes.made.extend(made);
+        self.store_time = self.store_time.max(end);
+    }
+}
+
+impl SessionWindows {
+    /// Folds a batch into its sessions with the step's plugin.
+    pub(super) fn plugin_batch(
+        &mut self,
+        s: &mut Shared,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        let stream_times = stream_times(s, records, out);
+        let reached = s.stream_time;
+        let current = match &s.fold {
+            WindowFold::Plugin(plugin) => plugin.formats().current,
+            WindowFold::Builtin(_) => unreachable!("called for a plugin fold"),
+        };
+        let mut graph = FoldGraph::new();
+        let mut fixed: Vec<Op> = Vec::with_capacity(records.len());
+        let mut kept = Overlay {
+            keys: HashMap::new(),
+            store_time: self.store_time,
+        };
+        while fixed.len() < records.len() {
+            // Plan the rest of the batch, assuming every fold succeeds.
+            let from = fixed.len();
+            let mut overlay = kept.clone();
+            let mut ops = Vec::with_capacity(records.len() - from);
+            for (i, record) in records.iter().enumerate().skip(from) {
+                let (stream_time, folded) = stream_times[i];
+                let op = match (&record.key, folded) {
+                    (Some(key), true) => {
+                        s.stream_time = stream_time;
+                        self.plan(s, &mut graph, &mut overlay, current, i as u32, record, key)?
+                    }
+                    _ => Op::Skip,
+                };
+                ops.push(op);
+            }
+            let wanted: Vec<ValueId> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Fold { value, .. } => Some(*value),
+                    _ => None,
+                })
+                .collect();
+            let WindowFold::Plugin(plugin) = &mut s.fold else {
+                unreachable!("called for a plugin fold")
+            };
+            if let Err(e) = graph.evaluate(&wanted, plugin, records) {
+                out.clear();
+                return Err(e);
+            }
+            // Keep the plan up to its first surprise, which takes what
+            // really happened.
+            for (i, op) in (from..).zip(ops) {
+                let key = records[i].key.as_ref();
+                let Op::Fold {
+                    found,
+                    start,
+                    end,
+                    value,
+                } = op
+                else {
+                    fixed.push(op);
+                    continue;
+                };
+                let key = key.expect("a folded record has a key");
+                match graph.value(value) {
+                    Value::Ok(Some(_)) => {
+                        let made = Planned {
+                            start,
+                            end,
+                            value,
+                            stored: false,
+                        };
+                        kept.replace(key, &found, Some(made), end);
+                        fixed.push(Op::Fold {
+                            found,
+                            start,
+                            end,
+                            value,
+                        });
+                    }
+                    Value::Ok(None) => {
+                        kept.replace(key, &found, None, end);
+                        fixed.push(Op::Fold {
+                            found,
+                            start,
+                            end,
+                            value,
+                        });
+                        break;
+                    }
+                    Value::Failed { kind, reason } => {
+                        fixed.push(Op::Failed {
+                            kind: *kind,
+                            reason: reason.clone(),
+                        });
+                        break;
+                    }
+                    Value::Pending => {
+                        return Err(OperatorError::internal(
+                            "a session's fold was planned and not computed",
+                        ));
+                    }
+                }
+            }
+        }
+        // Apply the plan as the built-in path would have, record by record.
+        for (i, op) in fixed.into_iter().enumerate() {
+            let input = i as u32;
+            let record = &records[i];
+            s.stream_time = stream_times[i].0;
+            match op {
+                Op::Skip => continue,
+                Op::Late { start, end } => {
+                    self.report_late(s, input, record.timestamp, start, end, out)
+                }
+                Op::Failed { kind, reason } => out.failures.push(Failure {
+                    input,
+                    kind,
+                    reason,
+                }),
+                Op::Fold {
+                    found,
+                    start,
+                    end,
+                    value,
+                } => {
+                    let Value::Ok(acc) = graph.value(value) else {
+                        unreachable!("kept folds succeeded")
+                    };
+                    let key = record.key.as_ref().expect("a folded record has a key");
+                    let made = (start, end);
+                    self.apply(
+                        s,
+                        input,
+                        record,
+                        key,
+                        &found,
+                        made,
+                        acc.clone(),
+                        current,
+                        out,
+                    )?;
+                }
+            }
+            if s.emit == Emit::Final {
+                self.emit_closed(s, None, input, out)?;
+            }
+        }
+        s.stream_time = reached;
+        Ok(())
+    }
+
+    /// Plans record `input` (with a key and a value) at stream time.
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &self,
+        s: &mut Shared,
+        graph: &mut FoldGraph,
+        overlay: &mut Overlay,
+        current: u32,
+        input: u32,
+        record: &Record,
+        key: &Bytes,
+    ) -> Result<Op, OperatorError> {
+        let ts = record.timestamp;
+        let (earliest_end, latest_start) = (
+            ts.saturating_sub(self.gap_ms),
+            ts.saturating_add(self.gap_ms),
+        );
+        let changes = overlay.keys.get(key);
+        let mut found: Vec<Planned> = Vec::new();
+        for f in self.find(s, overlay.store_time, key, earliest_end, latest_start)? {
+            if changes.is_some_and(|c| c.gone.contains(&(f.start, f.end))) {
+                continue;
+            }
+            let value = graph.stored(&f.stored, || stored_value(&f.acc, current));
+            found.push(Planned {
+                start: f.start,
+                end: f.end,
+                value,
+                stored: true,
+            });
+        }
+        let shown_from = earliest_end.max(horizon(overlay.store_time, s.window.retention_ms));
+        if let Some(c) = changes {
+            found.extend(
+                c.made
+                    .iter()
+                    .filter(|m| m.end >= shown_from && m.start <= latest_start),
+            );
+        }
+        found.sort_by_key(|f| (f.end, f.start));
+        let (mut start, mut end) = (ts, ts);
+        for f in &found {
+            start = start.min(f.start);
+            end = end.max(f.end);
+        }
+        let close = s
+            .stream_time
+            .saturating_sub(s.window.grace_ms)
+            .saturating_sub(self.gap_ms);
+        if end < close {
+            return Ok(Op::Late { start, end });
+        }
+        let mut acc = found.first().map_or(NONE, |f| f.value);
+        for f in found.iter().skip(1) {
+            acc = graph.merge(acc, f.value, input);
+        }
+        let value = graph.add(acc, input);
+        let made = Planned {
+            start,
+            end,
+            value,
+            stored: false,
+        };
+        overlay.replace(key, &found, Some(made), end);
+        Ok(Op::Fold {
+            found,
+            start,
+            end,
+            value,
+        })
+    }
+
+    /// Stores and emits what record `input` did: the sessions it merged
+    /// deleted, and its session `made` with accumulator `acc` (`None`: the
+    /// plugin removed it).
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        s: &mut Shared,
+        input: u32,
+        record: &Record,
+        key: &Bytes,
+        found: &[Planned],
+        made: (i64, i64),
+        acc: Option<Bytes>,
+        current: u32,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        let ts = record.timestamp;
+        let (start, end) = made;
+        let merged = made != (ts, ts);
+        for f in found {
+            if !merged && acc.is_some() {
+                // A session of exactly this record's time: replaced below.
+                break;
+            }
+            s.store
+                .delete(&session_key(self.segment_of(s, f.end), key, f.start, f.end))?;
+            if s.emit == Emit::Final {
+                let pending = pending_key(key, f.start, f.end);
+                s.pending_delete(&pending)?;
+                s.store.delete(&pending)?;
+            } else if merged {
+                s.emit(out, input, key, (f.start, f.end), None, f.end, record);
+            }
+        }
+        self.store_time = self.store_time.max(end);
+        match acc {
+            Some(acc) => {
+                let at = session_key(self.segment_of(s, end), key, start, end);
+                s.store.put(&at, versioned(end, current, &acc))?;
+                if s.emit == Emit::Final {
+                    let pending = pending_key(key, start, end);
+                    s.pending_put(&pending)?;
+                    s.store.put(&pending, Bytes::new())?;
+                } else {
+                    s.emit(out, input, key, made, Some(acc), end, record);
+                }
+            }
+            None if s.emit != Emit::Final => {
+                s.emit(out, input, key, made, None, end, record);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Reports record `input` late: its session `[start, end]` has closed.
+    pub(super) fn report_late(
+        &self,
+        s: &Shared,
+        input: u32,
+        ts: i64,
+        start: i64,
+        end: i64,
+        out: &mut StepOutput,
+    ) {
+        out.late_windows += 1;
+        push_late(
+            out,
+            s,
+            input,
+            ts,
+            format!("session [{start},{end}]"),
+            end.saturating_add(self.gap_ms)
+                .saturating_add(s.window.grace_ms),
+            format!(
+                "{} ms of gap and {} ms of grace",
+                self.gap_ms, s.window.grace_ms
+            ),
+        );
+    }
+}
+
+/// A stored session's accumulator, as the running plugin (writing state
+/// version `current`) reads it.
+fn stored_value(stored: &[u8], current: u32) -> Value {
+    match split_versioned(stored) {
+        Some((_, version, acc)) if version == current => {
+            Value::Ok(Some(Bytes::copy_from_slice(acc)))
+        }
+        Some((_, version, _)) => Value::Failed {
+            kind: FailureKind::State,
+            reason: version_mismatch(version, current),
+        },
+        None => Value::Failed {
+            kind: FailureKind::State,
+            reason: "the session's stored value has no state version: it was not written by an aggregator plugin; reset the step's state".into(),
+        },
+    }
+}
