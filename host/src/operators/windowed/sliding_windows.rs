@@ -91,18 +91,8 @@ pub(super) struct SlidingWindows {
     expired_before: i64,
 }
 
-/// What a record does to its key's windows (the state of Kafka Streams'
-/// `processReverse` and `processEarly`).
-struct Scan {
-    start_times: HashSet<i64>,
-    left: Option<Bytes>,
-    right: Option<Bytes>,
-    left_created: bool,
-    right_created: bool,
-    previous: Option<i64>,
-}
-
-/// The record being processed, for the window updates it makes.
+/// The record being folded by the built-in fold, for the window updates it
+/// makes.
 struct Current<'r> {
     input: u32,
     record: &'r Record,
@@ -124,26 +114,33 @@ impl SlidingWindows {
         self.store_time = s.stream_time;
     }
 
+    /// The time difference: every window is `[start, start + td]`.
+    pub(super) fn td(&self) -> i64 {
+        self.td
+    }
+
     fn segment_of(&self, s: &Shared, start: i64) -> i64 {
         start.div_euclid(segment_ms(s.window.retention_ms))
     }
 
-    fn window_key(&self, s: &Shared, key: &[u8], start: i64) -> Vec<u8> {
+    pub(super) fn window_key(&self, s: &Shared, key: &[u8], start: i64) -> Vec<u8> {
         let mut k = keyed_prefix(WINDOW, self.segment_of(s, start), key);
         k.extend_from_slice(&sortable(start));
         k
     }
 
-    /// `key`'s windows starting in `[from, to]`, by start, ascending.
-    fn fetch(
+    /// `key`'s windows starting in `[from, to]`, by start, ascending, with
+    /// their store keys, when the store's time is `store_time` (windows
+    /// starting before it less the retention, plus one, are hidden).
+    pub(super) fn fetch(
         &self,
         s: &mut Shared,
+        store_time: i64,
         key: &[u8],
         from: i64,
         to: i64,
-    ) -> Result<Vec<(i64, Bytes)>, OperatorError> {
-        let horizon = self
-            .store_time
+    ) -> Result<Vec<(i64, Vec<u8>, Bytes)>, OperatorError> {
+        let horizon = store_time
             .saturating_sub(s.window.retention_ms)
             .saturating_add(1);
         let from = from.max(horizon);
@@ -159,8 +156,8 @@ impl SlidingWindows {
             segments,
             from,
             to.checked_add(1),
-            &mut |_, start, v| {
-                found.push((from_sortable(start), Bytes::copy_from_slice(v)));
+            &mut |k, start, v| {
+                found.push((from_sortable(start), k.to_vec(), Bytes::copy_from_slice(v)));
             },
         )?;
         Ok(found)
@@ -168,7 +165,7 @@ impl SlidingWindows {
 
     /// Writes window `start` of `key` with accumulator `acc` (and, with
     /// `emit: final`, marks it pending).
-    fn put(
+    pub(super) fn put(
         &mut self,
         s: &mut Shared,
         key: &[u8],
@@ -185,89 +182,47 @@ impl SlidingWindows {
         Ok(())
     }
 
-    /// Kafka Streams' `updateWindowAndForward`: folds the record into window
-    /// `start` (whose accumulator is `acc`, `None` for a new one) if the
-    /// window is still open, else counts it skipped. `false`: the record
-    /// could not be folded (a failure was written).
-    fn update(
+    /// Deletes window `start` of `key` (an aggregator plugin removed its
+    /// accumulator): a tombstone downstream, or nothing to emit at its
+    /// close.
+    pub(super) fn delete(
         &mut self,
         s: &mut Shared,
-        r: &Current<'_>,
+        key: &[u8],
         start: i64,
-        acc: Option<&[u8]>,
-        out: &mut StepOutput,
-    ) -> Result<bool, OperatorError> {
-        let end = start + self.td;
-        let close = s.stream_time.saturating_sub(s.window.grace_ms);
-        if end < close {
-            out.late_windows += 1;
-            return Ok(true);
-        }
-        s.next.clear();
-        let folded =
-            match s
-                .fold
-                .builtin()
-                .add(acc, r.value, r.record.timestamp, &mut s.next, &mut s.values)
-            {
-                Ok(folded) => folded,
-                Err(reason) => {
-                    out.failures.push(Failure {
-                        input: r.input,
-                        kind: FailureKind::Field,
-                        reason,
-                    });
-                    return Ok(false);
-                }
-            };
-        let next = Bytes::copy_from_slice(&s.next);
-        self.put(s, r.key, start, next)?;
-        if s.emit != Emit::Final {
-            s.emit(
-                out,
-                r.input,
-                r.key,
-                (start, end),
-                Some(folded.value),
-                folded.timestamp,
-                r.record,
-            );
-        }
-        Ok(true)
-    }
-
-    /// Kafka Streams' `createCurrentRecordRightWindow`: the record's right
-    /// window starts with the aggregate of the window found after it (the
-    /// records there are the ones after this record), without this record.
-    fn create_right_window(
-        &mut self,
-        s: &mut Shared,
-        r: &Current<'_>,
-        right: Bytes,
-        out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        let start = r.record.timestamp + 1;
-        let timestamp = acc_time(&right)?;
-        let shown = split_stored(&right)
-            .map(|(_, state)| s.fold.builtin().shown(state))
-            .expect("checked by acc_time")
-            .map_err(OperatorError::internal)?;
-        self.put(s, r.key, start, right)?;
-        if s.emit != Emit::Final {
-            s.emit(
-                out,
-                r.input,
-                r.key,
-                (start, start + self.td),
-                Some(shown),
-                timestamp,
-                r.record,
-            );
+        self.store_time = self.store_time.max(start);
+        s.store.delete(&self.window_key(s, key, start))?;
+        if s.emit == Emit::Final {
+            let pending = pending_key(key, start, start + self.td);
+            s.pending_delete(&pending)?;
+            s.store.delete(&pending)?;
         }
         Ok(())
     }
 
-    /// Folds one record (with a key and a value) into its key's windows.
+    /// Whether a record at `ts` is late: its own window `[ts - td, ts]`
+    /// closed (stream time passed its end plus grace). Reported if so.
+    pub(super) fn is_late(&self, s: &Shared, input: u32, ts: i64, out: &mut StepOutput) -> bool {
+        let close = s.stream_time.saturating_sub(s.window.grace_ms);
+        if ts.saturating_add(self.td) >= close {
+            return false;
+        }
+        out.late_windows += 1;
+        push_late(
+            out,
+            s,
+            input,
+            ts,
+            format!("window [{},{ts}]", ts - self.td),
+            ts.saturating_add(s.window.grace_ms),
+            format!("{} ms of grace", s.window.grace_ms),
+        );
+        true
+    }
+
+    /// Folds one record (with a key and a value) into its key's windows
+    /// with the built-in fold.
     pub(super) fn add(
         &mut self,
         s: &mut Shared,
@@ -277,172 +232,327 @@ impl SlidingWindows {
         value: &Bytes,
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        let ts = record.timestamp;
-        let close = s.stream_time.saturating_sub(s.window.grace_ms);
-        if ts.saturating_add(self.td) < close {
-            out.late_windows += 1;
-            push_late(
-                out,
-                s,
-                input,
-                ts,
-                format!("window [{},{ts}]", ts - self.td),
-                ts.saturating_add(s.window.grace_ms),
-                format!("{} ms of grace", s.window.grace_ms),
-            );
+        if self.is_late(s, input, record.timestamp, out) {
             return Ok(());
         }
+        let (td, ts) = (self.td, record.timestamp);
+        let close = s.stream_time.saturating_sub(s.window.grace_ms);
         let r = Current {
             input,
             record,
             key,
             value,
         };
-        if ts < self.td {
-            return self.add_early(s, &r, out);
-        }
-        let mut scan = Scan {
-            start_times: HashSet::new(),
-            left: None,
-            right: None,
-            left_created: false,
-            right_created: false,
-            previous: None,
-        };
-        let windows = self.fetch(s, key, (ts - 2 * self.td).max(0), ts + 1)?;
-        for (start, acc) in windows.into_iter().rev() {
-            scan.start_times.insert(start);
-            let end = start + self.td;
-            let max_ts = acc_time(&acc)?;
-            if start == ts + 1 {
-                scan.right_created = true;
-            } else if end > ts {
-                if scan.right.is_none() {
-                    scan.right = Some(acc.clone());
-                }
-                if !self.update(s, &r, start, Some(&acc[..]), out)? {
-                    return Ok(());
-                }
-            } else if end == ts {
-                scan.left_created = true;
-                if !self.update(s, &r, start, Some(&acc[..]), out)? {
-                    return Ok(());
-                }
-                if max_ts < ts {
-                    scan.previous = Some(max_ts);
-                } else {
-                    return Ok(());
-                }
-            } else {
-                scan.left = Some(acc);
+        slide(
+            &mut Folding {
+                w: self,
+                s,
+                r: &r,
+                out,
+            },
+            td,
+            ts,
+            close,
+        )
+    }
+}
+
+/// The steps of Kafka Streams' sliding-window algorithm, reaching one
+/// key's windows through this: the built-in fold ([`Folding`]) folds and
+/// writes as it goes, an aggregator plugin's planner
+/// (`plugin_sliding.rs`) plans the values to compute. Both run the same
+/// steps, so both find, update and create the same windows in the same
+/// order.
+pub(super) trait KeyWindows {
+    /// A window's accumulator.
+    type Acc: Clone;
+    /// The key's windows starting in `[from, to]`, by start, ascending.
+    fn fetch(&mut self, from: i64, to: i64) -> Result<Vec<(i64, Self::Acc)>, OperatorError>;
+    /// The largest record time folded into `acc`.
+    fn acc_time(&self, acc: &Self::Acc) -> Result<i64, OperatorError>;
+    /// `acc` as the start of the record's left window: the same
+    /// aggregate, with the record's time `ts`.
+    fn restamped(&self, acc: &Self::Acc, ts: i64) -> Self::Acc;
+    /// A window the record falls in has closed: counted, skipped.
+    fn skipped(&mut self);
+    /// Folds the record into window `start` (from `acc`; `None`: a new
+    /// window). `false`: the record could not be folded, and stops.
+    fn fold(&mut self, start: i64, acc: Option<&Self::Acc>) -> Result<bool, OperatorError>;
+    /// Writes window `start` as `acc`, without the record (its right
+    /// window, whose records are the ones after it).
+    fn create_right(&mut self, start: i64, acc: Self::Acc) -> Result<(), OperatorError>;
+}
+
+/// What a record does to its key's windows (the state of Kafka Streams'
+/// `processReverse`).
+struct Scan<A> {
+    start_times: HashSet<i64>,
+    left: Option<A>,
+    right: Option<A>,
+    left_created: bool,
+    right_created: bool,
+    previous: Option<i64>,
+}
+
+/// Kafka Streams' `updateWindowAndForward`: folds the record into window
+/// `start` if it is still open (its end at or after `close`), else counts
+/// it skipped. `false`: the record could not be folded.
+fn update<W: KeyWindows>(
+    w: &mut W,
+    td: i64,
+    close: i64,
+    start: i64,
+    acc: Option<&W::Acc>,
+) -> Result<bool, OperatorError> {
+    if start + td < close {
+        w.skipped();
+        return Ok(true);
+    }
+    w.fold(start, acc)
+}
+
+/// Folds a record at `ts` (not late) into its key's windows of time
+/// difference `td`, when windows ending before `close` have closed:
+/// Kafka Streams' `processReverse`, or `processEarly` for a record before
+/// `td`.
+pub(super) fn slide<W: KeyWindows>(
+    w: &mut W,
+    td: i64,
+    ts: i64,
+    close: i64,
+) -> Result<(), OperatorError> {
+    if ts < td {
+        return slide_early(w, td, ts, close);
+    }
+    let mut scan = Scan {
+        start_times: HashSet::new(),
+        left: None,
+        right: None,
+        left_created: false,
+        right_created: false,
+        previous: None,
+    };
+    let windows = w.fetch((ts - 2 * td).max(0), ts + 1)?;
+    for (start, acc) in windows.into_iter().rev() {
+        scan.start_times.insert(start);
+        let end = start + td;
+        let max_ts = w.acc_time(&acc)?;
+        if start == ts + 1 {
+            scan.right_created = true;
+        } else if end > ts {
+            if scan.right.is_none() {
+                scan.right = Some(acc.clone());
+            }
+            if !update(w, td, close, start, Some(&acc))? {
+                return Ok(());
+            }
+        } else if end == ts {
+            scan.left_created = true;
+            if !update(w, td, close, start, Some(&acc))? {
+                return Ok(());
+            }
+            if max_ts < ts {
                 scan.previous = Some(max_ts);
-                break;
-            }
-        }
-        self.create_windows(s, &r, scan, out)
-    }
-
-    /// Kafka Streams' `createWindows`: the previous record's right window,
-    /// this record's left window, and its right window, as needed.
-    fn create_windows(
-        &mut self,
-        s: &mut Shared,
-        r: &Current<'_>,
-        scan: Scan,
-        out: &mut StepOutput,
-    ) -> Result<(), OperatorError> {
-        let ts = r.record.timestamp;
-        if let Some(previous) = scan.previous {
-            let start = previous + 1;
-            if !scan.start_times.contains(&start)
-                && start + self.td >= ts
-                && !self.update(s, r, start, None, out)?
-            {
-                return Ok(());
-            }
-        }
-        if !scan.left_created {
-            let left_not_empty = scan.previous.is_some_and(|p| ts - self.td <= p);
-            let acc = match (&scan.left, left_not_empty) {
-                // The window before, as the start of this one, with this
-                // record's time.
-                (Some(left), true) => {
-                    let mut acc = left.to_vec();
-                    acc[..8].copy_from_slice(&ts.to_le_bytes());
-                    Some(acc)
-                }
-                _ => None,
-            };
-            if !self.update(s, r, ts - self.td, acc.as_deref(), out)? {
-                return Ok(());
-            }
-        }
-        if !scan.right_created
-            && let Some(right) = scan.right
-            && acc_time(&right)? > ts
-        {
-            self.create_right_window(s, r, right, out)?;
-        }
-        Ok(())
-    }
-
-    /// Kafka Streams' `processEarly`: a record before `td`, whose windows
-    /// share `[0, td]`.
-    fn add_early(
-        &mut self,
-        s: &mut Shared,
-        r: &Current<'_>,
-        out: &mut StepOutput,
-    ) -> Result<(), OperatorError> {
-        let ts = r.record.timestamp;
-        let mut combined: Option<Bytes> = None;
-        let mut right: Option<Bytes> = None;
-        let mut right_created = false;
-        let mut start_times = HashSet::new();
-        let mut previous = None;
-        for (start, acc) in self.fetch(s, r.key, 0, ts + 1)? {
-            start_times.insert(start);
-            let max_ts = acc_time(&acc)?;
-            if start == 0 {
-                if max_ts < ts {
-                    previous = Some(max_ts);
-                }
-                combined = Some(acc);
-            } else if start <= ts {
-                right = Some(acc.clone());
-                if !self.update(s, r, start, Some(&acc[..]), out)? {
-                    return Ok(());
-                }
-            } else if start == ts + 1 {
-                right_created = true;
             } else {
-                return Err(OperatorError::internal(format!(
-                    "a sliding window starting at {start} found for a record at {ts}"
-                )));
+                return Ok(());
             }
+        } else {
+            scan.left = Some(acc);
+            scan.previous = Some(max_ts);
+            break;
         }
-        if right.is_none()
-            && let Some(c) = &combined
-            && acc_time(c)? > ts
-        {
-            right = Some(c.clone());
-        }
-        if !right_created
-            && let Some(right) = right
-            && acc_time(&right)? > ts
-        {
-            self.create_right_window(s, r, right, out)?;
-        }
-        if let Some(previous) = previous
-            && !start_times.contains(&(previous + 1))
-            && !self.update(s, r, previous + 1, None, out)?
+    }
+    create_windows(w, td, ts, close, scan)
+}
+
+/// Kafka Streams' `createWindows`: the previous record's right window,
+/// this record's left window, and its right window, as needed.
+fn create_windows<W: KeyWindows>(
+    w: &mut W,
+    td: i64,
+    ts: i64,
+    close: i64,
+    scan: Scan<W::Acc>,
+) -> Result<(), OperatorError> {
+    if let Some(previous) = scan.previous {
+        let start = previous + 1;
+        if !scan.start_times.contains(&start)
+            && start + td >= ts
+            && !update(w, td, close, start, None)?
         {
             return Ok(());
         }
-        self.update(s, r, 0, combined.as_deref(), out)?;
-        Ok(())
+    }
+    if !scan.left_created {
+        let left_not_empty = scan.previous.is_some_and(|p| ts - td <= p);
+        // The window before, as the start of this one, with this record's
+        // time.
+        let acc = match (&scan.left, left_not_empty) {
+            (Some(left), true) => Some(w.restamped(left, ts)),
+            _ => None,
+        };
+        if !update(w, td, close, ts - td, acc.as_ref())? {
+            return Ok(());
+        }
+    }
+    if !scan.right_created
+        && let Some(right) = scan.right
+        && w.acc_time(&right)? > ts
+    {
+        w.create_right(ts + 1, right)?;
+    }
+    Ok(())
+}
+
+/// Kafka Streams' `processEarly`: a record before `td`, whose windows
+/// share `[0, td]`.
+fn slide_early<W: KeyWindows>(
+    w: &mut W,
+    td: i64,
+    ts: i64,
+    close: i64,
+) -> Result<(), OperatorError> {
+    let mut combined: Option<W::Acc> = None;
+    let mut right: Option<W::Acc> = None;
+    let mut right_created = false;
+    let mut start_times = HashSet::new();
+    let mut previous = None;
+    for (start, acc) in w.fetch(0, ts + 1)? {
+        start_times.insert(start);
+        let max_ts = w.acc_time(&acc)?;
+        if start == 0 {
+            if max_ts < ts {
+                previous = Some(max_ts);
+            }
+            combined = Some(acc);
+        } else if start <= ts {
+            right = Some(acc.clone());
+            if !update(w, td, close, start, Some(&acc))? {
+                return Ok(());
+            }
+        } else if start == ts + 1 {
+            right_created = true;
+        } else {
+            return Err(OperatorError::internal(format!(
+                "a sliding window starting at {start} found for a record at {ts}"
+            )));
+        }
+    }
+    if right.is_none()
+        && let Some(c) = &combined
+        && w.acc_time(c)? > ts
+    {
+        right = Some(c.clone());
+    }
+    if !right_created
+        && let Some(right) = right
+        && w.acc_time(&right)? > ts
+    {
+        w.create_right(ts + 1, right)?;
+    }
+    if let Some(previous) = previous
+        && !start_times.contains(&(previous + 1))
+        && !update(w, td, close, previous + 1, None)?
+    {
+        return Ok(());
+    }
+    update(w, td, close, 0, combined.as_ref())?;
+    Ok(())
+}
+
+/// The built-in fold's reach into one key's windows: folds and writes as
+/// it goes.
+struct Folding<'a, 'r> {
+    w: &'a mut SlidingWindows,
+    s: &'a mut Shared,
+    r: &'a Current<'r>,
+    out: &'a mut StepOutput,
+}
+
+impl KeyWindows for Folding<'_, '_> {
+    type Acc = Bytes;
+
+    fn fetch(&mut self, from: i64, to: i64) -> Result<Vec<(i64, Bytes)>, OperatorError> {
+        let found = self
+            .w
+            .fetch(self.s, self.w.store_time, self.r.key, from, to)?;
+        Ok(found.into_iter().map(|(start, _, acc)| (start, acc)).collect())
     }
 
+    fn acc_time(&self, acc: &Bytes) -> Result<i64, OperatorError> {
+        acc_time(acc)
+    }
+
+    fn restamped(&self, acc: &Bytes, ts: i64) -> Bytes {
+        let mut acc = acc.to_vec();
+        acc[..8].copy_from_slice(&ts.to_le_bytes());
+        acc.into()
+    }
+
+    fn skipped(&mut self) {
+        self.out.late_windows += 1;
+    }
+
+    fn fold(&mut self, start: i64, acc: Option<&Bytes>) -> Result<bool, OperatorError> {
+        let (s, r) = (&mut *self.s, self.r);
+        s.next.clear();
+        let folded = match s.fold.builtin().add(
+            acc.map(|a| &a[..]),
+            r.value,
+            r.record.timestamp,
+            &mut s.next,
+            &mut s.values,
+        ) {
+            Ok(folded) => folded,
+            Err(reason) => {
+                self.out.failures.push(Failure {
+                    input: r.input,
+                    kind: FailureKind::Field,
+                    reason,
+                });
+                return Ok(false);
+            }
+        };
+        let next = Bytes::copy_from_slice(&s.next);
+        self.w.put(s, r.key, start, next)?;
+        if s.emit != Emit::Final {
+            s.emit(
+                self.out,
+                r.input,
+                r.key,
+                (start, start + self.w.td),
+                Some(folded.value),
+                folded.timestamp,
+                r.record,
+            );
+        }
+        Ok(true)
+    }
+
+    fn create_right(&mut self, start: i64, right: Bytes) -> Result<(), OperatorError> {
+        let (s, r) = (&mut *self.s, self.r);
+        let timestamp = acc_time(&right)?;
+        let shown = split_stored(&right)
+            .map(|(_, state)| s.fold.builtin().shown(state))
+            .expect("checked by acc_time")
+            .map_err(OperatorError::internal)?;
+        self.w.put(s, r.key, start, right)?;
+        if s.emit != Emit::Final {
+            s.emit(
+                self.out,
+                r.input,
+                r.key,
+                (start, start + self.w.td),
+                Some(shown),
+                timestamp,
+                r.record,
+            );
+        }
+        Ok(())
+    }
+}
+
+impl SlidingWindows {
     /// Emits every window closed by stream time (or by `until`) and not
     /// emitted since its last update, in order of end, then key.
     pub(super) fn emit_closed(
