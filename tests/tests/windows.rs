@@ -388,16 +388,9 @@ fn a_plugin_folds_time_windows_as_the_built_in_aggregations_do() {
     }
 }
 
-/// Session windows folded by the `tally` plugin (its `add`, and its
-/// `merge` when a record bridges sessions) give what the built-in `count`
-/// and `sum` give, record for record: sessions that merge, late records,
-/// both emit policies; and with records neither can fold (a value the
-/// built-in `sum` cannot add, which the plugin refuses as poison), which
-/// fail alone and change nothing, in the middle of sessions that grow
-/// and merge around them.
-#[test]
-fn a_plugin_folds_sessions_as_the_built_in_aggregations_do() {
-    let input = tally_input(3000);
+/// `input` with every 13th record's `n` replaced by text: a value the
+/// built-in `sum` cannot add and the `tally` plugin refuses as poison.
+fn poisoned(input: &str) -> String {
     let mut poisoned = String::new();
     for (i, line) in input.lines().enumerate() {
         if i % 13 == 5 {
@@ -409,6 +402,20 @@ fn a_plugin_folds_sessions_as_the_built_in_aggregations_do() {
             poisoned.push('\n');
         }
     }
+    poisoned
+}
+
+/// Session windows folded by the `tally` plugin (its `add`, and its
+/// `merge` when a record bridges sessions) give what the built-in `count`
+/// and `sum` give, record for record: sessions that merge, late records,
+/// both emit policies; and with records neither can fold (a value the
+/// built-in `sum` cannot add, which the plugin refuses as poison), which
+/// fail alone and change nothing, in the middle of sessions that grow
+/// and merge around them.
+#[test]
+fn a_plugin_folds_sessions_as_the_built_in_aggregations_do() {
+    let input = tally_input(3000);
+    let poisoned = poisoned(&input);
     for window in [
         "{ session: 400ms, grace: 300ms, late: dead-letter }",
         "{ session: 1s, grace: 1s, late: dead-letter, end-of-input: close-windows }",
@@ -420,32 +427,25 @@ fn a_plugin_folds_sessions_as_the_built_in_aggregations_do() {
     }
 }
 
+/// Sliding windows folded by the `tally` plugin give what the built-in
+/// `count` and `sum` give, record for record: windows made where records
+/// are, left windows that start from the window before, right windows
+/// copied from the records after (out-of-order records), late records,
+/// both emit policies; and with records neither can fold, which fail
+/// alone and change none of their windows.
 #[test]
-fn sliding_windows_over_a_plugin_are_refused_with_a_reason() {
-    let f = Fixture::new(
-        "
-plugins:
-  tally: { path: '{plugin:tally}' }
-sources:
-  in: { kind: file, path: in.jsonl }
-steps:
-  - { name: by-key, kind: group-by }
-  - { name: s, id: s, kind: aggregate, plugin: tally, window: { sliding: 1m } }
-sinks:
-  out: { kind: file, path: out.jsonl }
-",
-        &[("in.jsonl", "")],
-    );
-    let p = f.pipeline_path();
-    let out = weir(&["validate", p.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "sliding windows over an aggregator plugin are not supported by this build yet"
-        ),
-        "{}",
-        stderr(&out)
-    );
+fn a_plugin_folds_sliding_windows_as_the_built_in_aggregations_do() {
+    let input = tally_input(3000);
+    let poisoned = poisoned(&input);
+    for window in [
+        "{ sliding: 400ms, grace: 300ms, late: dead-letter }",
+        "{ sliding: 1s, grace: 1s, late: dead-letter, end-of-input: close-windows }",
+    ] {
+        for emit in ["changes", "final"] {
+            plugin_folds_as_built_ins(window, emit, &input);
+            plugin_folds_as_built_ins(window, emit, &poisoned);
+        }
+    }
 }
 
 /// `max-pending` bounds the windows awaiting their final result in a
@@ -513,47 +513,17 @@ fn max_pending_stops_a_run_whose_windows_await_more_results_than_it_allows() {
 /// `merge`.
 #[test]
 fn sessions_over_a_plugin_survive_a_trap_and_a_removed_accumulator() {
-    let f = Fixture::new(
-        "
-partitions: 1
-error-policy: dead-letter
-dead-letter: rejected
-plugins:
-  bad: { path: '{plugin:agg_misbehave}' }
-sources:
-  in: { kind: file, path: in.jsonl, value-format: string }
-steps:
-  - { name: by-key, kind: group-by }
-  - name: windows
-    kind: aggregate
-    id: windows
-    plugin: bad
-    window: { session: 500ms, grace: 10s }
-sinks:
-  out: { kind: file, path: out.jsonl, key-format: json, value-format: json }
-  rejected: { kind: file, path: rejected.jsonl }
-",
-        &[(
-            "in.jsonl",
-            "{\"key\":\"a\",\"value\":\"1\",\"timestamp\":1000}\n\
-             {\"key\":\"a\",\"value\":\"2\",\"timestamp\":1200}\n\
-             {\"key\":\"a\",\"value\":\"panic\",\"timestamp\":1100}\n\
-             {\"key\":\"a\",\"value\":\"remove\",\"timestamp\":1300}\n\
-             {\"key\":\"a\",\"value\":\"3\",\"timestamp\":1400}\n\
-             {\"key\":\"a\",\"value\":\"4\",\"timestamp\":1250}\n",
-        )],
+    let (got, rejected, said) = misbehaving_windows(
+        "{ session: 500ms, grace: 10s }",
+        &[
+            ("1", 1000),
+            ("2", 1200),
+            ("panic", 1100),
+            ("remove", 1300),
+            ("3", 1400),
+            ("4", 1250),
+        ],
     );
-    let p = f.pipeline_path();
-    let out = weir(&["run", p.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let got: Vec<String> = std::fs::read_to_string(f.path("out.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("[{},{}] {}", v["key"]["start"], v["key"]["end"], v["value"])
-        })
-        .collect();
     assert_eq!(
         got,
         [
@@ -569,17 +539,105 @@ sinks:
             r#"[1250,1400] {"count":2,"sum":7}"#,
         ]
     );
-    let rejected = std::fs::read_to_string(f.path("rejected.jsonl")).unwrap();
     assert_eq!(rejected.lines().count(), 1, "{rejected}");
     assert!(
         rejected.contains("\"weir.error.kind\":\"trap\"") && rejected.contains("\"panic\""),
         "{rejected}"
     );
-    assert!(
-        !stderr(&out).contains("0 instance restarts"),
-        "{}",
-        stderr(&out)
+    assert!(!said.contains("0 instance restarts"), "{said}");
+}
+
+/// In sliding windows over a plugin, a record the plugin traps on fails
+/// alone and changes none of its windows; accumulators the plugin removes
+/// delete their windows (tombstones), and the windows planned after them
+/// are planned again without them.
+#[test]
+fn sliding_windows_over_a_plugin_survive_a_trap_and_removed_accumulators() {
+    let (got, rejected, _) = misbehaving_windows(
+        "{ sliding: 500ms, grace: 10s }",
+        &[
+            ("1", 1000),
+            ("2", 1200),
+            ("panic", 1100),
+            ("3", 1300),
+            ("remove", 1150),
+            ("4", 1400),
+        ],
     );
+    assert_eq!(
+        got,
+        [
+            r#"[500,1000] {"count":1,"sum":1}"#,
+            // 1200: the right window of 1000, then its own left window
+            // (from the window before it).
+            r#"[1001,1501] {"count":1,"sum":2}"#,
+            r#"[700,1200] {"count":2,"sum":3}"#,
+            // The trap at 1100 changed nothing.
+            r#"[1001,1501] {"count":2,"sum":5}"#,
+            r#"[1201,1701] {"count":1,"sum":3}"#,
+            r#"[800,1300] {"count":3,"sum":6}"#,
+            // 1150 removes every window it falls in, and its left window;
+            // its right window copies [1001,1501] as it was before it.
+            r#"[1001,1501] null"#,
+            r#"[800,1300] null"#,
+            r#"[700,1200] null"#,
+            r#"[650,1150] null"#,
+            r#"[1151,1651] {"count":2,"sum":5}"#,
+            // 1400 finds what is left.
+            r#"[1201,1701] {"count":2,"sum":7}"#,
+            r#"[1151,1651] {"count":3,"sum":9}"#,
+            r#"[1001,1501] {"count":1,"sum":4}"#,
+            r#"[900,1400] {"count":2,"sum":5}"#,
+        ]
+    );
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+}
+
+/// Runs key `a`'s `records` (value, timestamp) through `window` folded by
+/// the `agg-misbehave` plugin: each result as `[START,END] VALUE`, the
+/// dead-lettered records, and what the run said.
+fn misbehaving_windows(window: &str, records: &[(&str, i64)]) -> (Vec<String>, String, String) {
+    let input: String = records
+        .iter()
+        .map(|(v, ts)| format!("{{\"key\":\"a\",\"value\":\"{v}\",\"timestamp\":{ts}}}\n"))
+        .collect();
+    let f = Fixture::new(
+        &format!(
+            "
+partitions: 1
+error-policy: dead-letter
+dead-letter: rejected
+plugins:
+  bad: {{ path: '{{plugin:agg_misbehave}}' }}
+sources:
+  in: {{ kind: file, path: in.jsonl, value-format: string }}
+steps:
+  - {{ name: by-key, kind: group-by }}
+  - name: windows
+    kind: aggregate
+    id: windows
+    plugin: bad
+    window: {window}
+sinks:
+  out: {{ kind: file, path: out.jsonl, key-format: json, value-format: json }}
+  rejected: {{ kind: file, path: rejected.jsonl }}
+"
+        ),
+        &[("in.jsonl", &input)],
+    );
+    let p = f.pipeline_path();
+    let out = weir(&["run", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Vec<String> = std::fs::read_to_string(f.path("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("[{},{}] {}", v["key"]["start"], v["key"]["end"], v["value"])
+        })
+        .collect();
+    let rejected = std::fs::read_to_string(f.path("rejected.jsonl")).unwrap_or_default();
+    (got, rejected, stderr(&out))
 }
 
 /// A plugin that traps on a record in hopping windows fails that record

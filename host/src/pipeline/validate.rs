@@ -1580,17 +1580,6 @@ fn check_stateful(c: &mut Checker, step: &RawStep, has_plugin: bool) -> Stateful
                     ),
                 );
             }
-            if let Some(w) = &step.window
-                && has_plugin
-                && w.value.sliding.is_some()
-            {
-                c.error(
-                    loc(w),
-                    format!(
-                        "step `{name}`: sliding windows over an aggregator plugin are not supported by this build yet (tumbling, hopping and session windows are); use built-in `aggregations` or `reduce`"
-                    ),
-                );
-            }
             if step.id.is_none() {
                 c.error(
                     loc(&step.name),

@@ -19,6 +19,11 @@
 //!   `suppress(untilWindowCloses)`), read back from the store: the store is
 //!   the buffer of pending results, so a restart neither loses nor repeats
 //!   one beyond what the run's checkpoints allow.
+//! - **Folds**: a built-in fold runs record by record; an aggregator
+//!   plugin a batch at a time, planned first from times alone and then
+//!   called as few times as the plan's dependencies allow
+//!   ([`plugin_windows`] for time windows, [`plugin_sessions`] and
+//!   [`plugin_sliding`] over a [`fold_graph::FoldGraph`]).
 //! - **Expiry**: windows are kept for the step's retention, in segments of
 //!   time dropped whole with one range delete (see `state/sorted_store.rs`).
 //!
@@ -29,6 +34,7 @@
 
 mod fold_graph;
 mod plugin_sessions;
+mod plugin_sliding;
 mod plugin_windows;
 mod session_windows;
 mod sliding_windows;
@@ -307,8 +313,9 @@ fn write_time(store: &mut dyn SortedStore, key: &[u8], time: i64) -> Result<(), 
 pub enum WindowFold {
     /// A built-in fold, record by record.
     Builtin(Fold),
-    /// An aggregator plugin, a batch at a time (`plugin_windows.rs`);
-    /// its accumulators are stored with the plugin's state version.
+    /// An aggregator plugin, a batch at a time (`plugin_windows.rs`,
+    /// `plugin_sessions.rs`, `plugin_sliding.rs`); its accumulators are
+    /// stored with the plugin's state version.
     Plugin(Box<PluginAggregator>),
 }
 
@@ -331,14 +338,12 @@ pub(crate) struct Shared {
 }
 
 impl WindowFold {
-    /// The built-in fold, for the kinds of window only it folds
-    /// (validation refuses sessions and sliding windows over a plugin).
+    /// The built-in fold, on the built-in path (a plugin's batches take
+    /// `plugin_batch`).
     fn builtin(&self) -> &Fold {
         match self {
             WindowFold::Builtin(fold) => fold,
-            WindowFold::Plugin(_) => {
-                unreachable!("validated: only time windows are folded by a plugin")
-            }
+            WindowFold::Plugin(_) => unreachable!("a plugin fold takes the plugin path"),
         }
     }
 }

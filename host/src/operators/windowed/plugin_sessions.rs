@@ -30,10 +30,10 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 
 use super::fold_graph::{FoldGraph, NONE, Value, ValueId};
-use super::plugin_windows::{stream_times, version_mismatch};
+use super::plugin_windows::{stored_value, stream_times};
 use super::session_windows::{SessionWindows, horizon, pending_key, session_key};
 use super::{Shared, WindowFold, push_late};
-use crate::operators::aggregate::{split_versioned, versioned};
+use crate::operators::aggregate::versioned;
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_step::StepOutput;
@@ -408,23 +408,5 @@ impl SessionWindows {
                 self.gap_ms, s.window.grace_ms
             ),
         );
-    }
-}
-
-/// A stored session's accumulator, as the running plugin (writing state
-/// version `current`) reads it.
-fn stored_value(stored: &[u8], current: u32) -> Value {
-    match split_versioned(stored) {
-        Some((_, version, acc)) if version == current => {
-            Value::Ok(Some(Bytes::copy_from_slice(acc)))
-        }
-        Some((_, version, _)) => Value::Failed {
-            kind: FailureKind::State,
-            reason: version_mismatch(version, current),
-        },
-        None => Value::Failed {
-            kind: FailureKind::State,
-            reason: "the session's stored value has no state version: it was not written by an aggregator plugin; reset the step's state".into(),
-        },
     }
 }

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::fold_graph::failure_in_batch;
+use super::fold_graph::{Value, failure_in_batch};
 use super::time_windows::TimeWindows;
 use super::time_windows::{report_late, window_key};
 use super::{Shared, WindowFold, WindowedAggregate, Windows};
@@ -93,6 +93,24 @@ pub(super) fn version_mismatch(version: u32, current: u32) -> String {
     )
 }
 
+/// A stored window's accumulator, as the running plugin (writing state
+/// version `current`) reads it.
+pub(super) fn stored_value(stored: &[u8], current: u32) -> Value {
+    match split_versioned(stored) {
+        Some((_, version, acc)) if version == current => {
+            Value::Ok(Some(Bytes::copy_from_slice(acc)))
+        }
+        Some((_, version, _)) => Value::Failed {
+            kind: FailureKind::State,
+            reason: version_mismatch(version, current),
+        },
+        None => Value::Failed {
+            kind: FailureKind::State,
+            reason: "the window's stored value has no state version: it was not written by an aggregator plugin; reset the step's state".into(),
+        },
+    }
+}
+
 impl WindowedAggregate {
     /// Folds a batch into its windows with the step's plugin.
     pub(super) fn plugin_batch(
@@ -104,9 +122,7 @@ impl WindowedAggregate {
         match &mut self.windows {
             Windows::Time(windows) => time_batch(windows, s, records, out),
             Windows::Session(sessions) => sessions.plugin_batch(s, records, out),
-            Windows::Sliding(_) => {
-                unreachable!("validated: sliding windows are not folded by a plugin")
-            }
+            Windows::Sliding(sliding) => sliding.plugin_batch(s, records, out),
         }
     }
 }

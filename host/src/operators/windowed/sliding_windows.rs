@@ -86,7 +86,7 @@ pub(super) struct SlidingWindows {
     /// The largest start of a window written: the store's own stream time
     /// (windows starting before it less the retention are not found, as
     /// Kafka Streams' window stores hide them).
-    store_time: i64,
+    pub(super) store_time: i64,
     /// Windows starting before it were dropped (a segment boundary).
     expired_before: i64,
 }
@@ -202,12 +202,14 @@ impl SlidingWindows {
     }
 
     /// Whether a record at `ts` is late: its own window `[ts - td, ts]`
-    /// closed (stream time passed its end plus grace). Reported if so.
-    pub(super) fn is_late(&self, s: &Shared, input: u32, ts: i64, out: &mut StepOutput) -> bool {
+    /// has closed (stream time passed its end plus grace).
+    pub(super) fn is_late(&self, s: &Shared, ts: i64) -> bool {
         let close = s.stream_time.saturating_sub(s.window.grace_ms);
-        if ts.saturating_add(self.td) >= close {
-            return false;
-        }
+        ts.saturating_add(self.td) < close
+    }
+
+    /// Reports record `input` at `ts` late.
+    pub(super) fn report_late(&self, s: &Shared, input: u32, ts: i64, out: &mut StepOutput) {
         out.late_windows += 1;
         push_late(
             out,
@@ -218,7 +220,6 @@ impl SlidingWindows {
             ts.saturating_add(s.window.grace_ms),
             format!("{} ms of grace", s.window.grace_ms),
         );
-        true
     }
 
     /// Folds one record (with a key and a value) into its key's windows
@@ -232,7 +233,8 @@ impl SlidingWindows {
         value: &Bytes,
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
-        if self.is_late(s, input, record.timestamp, out) {
+        if self.is_late(s, record.timestamp) {
+            self.report_late(s, input, record.timestamp, out);
             return Ok(());
         }
         let (td, ts) = (self.td, record.timestamp);
@@ -476,7 +478,10 @@ impl KeyWindows for Folding<'_, '_> {
         let found = self
             .w
             .fetch(self.s, self.w.store_time, self.r.key, from, to)?;
-        Ok(found.into_iter().map(|(start, _, acc)| (start, acc)).collect())
+        Ok(found
+            .into_iter()
+            .map(|(start, _, acc)| (start, acc))
+            .collect())
     }
 
     fn acc_time(&self, acc: &Bytes) -> Result<i64, OperatorError> {
