@@ -166,18 +166,56 @@ fn pending_key(tag: u8, end: i64, key: &[u8], times: &[i64]) -> Vec<u8> {
 }
 
 /// The pending index's entries under `tag` of windows ending by `close`,
-/// in order.
+/// in order (the caller emits and deletes them).
+///
+/// The index is read only when something is due (`close` at or past the
+/// earliest end pending, [`PendingScan::due`]), and from where the last
+/// read stopped: a window pending now ends no earlier than the close it
+/// was written at (else it was late), and closes only grow, so entries
+/// before the last read's close were all emitted. Both matter: emitted
+/// entries are deleted, and a read from the front steps over every
+/// deletion of the run (RocksDB's tombstones), at each record.
 fn pending_through(s: &mut Shared, tag: u8, close: i64) -> Result<Vec<Vec<u8>>, OperatorError> {
-    let to = match close.checked_add(1) {
-        Some(after) => [&[tag][..], &sortable(after)].concat(),
-        None => vec![tag + 1],
-    };
     let mut pending = Vec::new();
-    s.store.range(&[tag], &to, &mut |k, _| {
+    if close < s.pending_scan.due {
+        return Ok(pending);
+    }
+    let from = [&[tag][..], &sortable(s.pending_scan.read_from)].concat();
+    let mut due = i64::MAX;
+    s.store.range(&from, &[tag + 1], &mut |k, _| {
+        let end = from_sortable(&k[1..9]);
+        if end > close {
+            due = end;
+            return false;
+        }
         pending.push(k.to_vec());
         true
     })?;
+    s.pending_scan = PendingScan {
+        read_from: close,
+        due,
+    };
     Ok(pending)
+}
+
+/// Where the pending index of sessions and sliding windows is read from
+/// (see [`pending_through`]).
+#[derive(Debug, Clone, Copy)]
+struct PendingScan {
+    /// Entries ending before it were emitted.
+    read_from: i64,
+    /// No entry ends before it: the earliest end pending when last read,
+    /// or a window's end pending since (`i64::MIN`: not read yet).
+    due: i64,
+}
+
+impl Default for PendingScan {
+    fn default() -> Self {
+        PendingScan {
+            read_from: i64::MIN,
+            due: i64::MIN,
+        }
+    }
 }
 
 /// Emits the pending window of `key` over `window`, whose accumulator is
@@ -335,6 +373,8 @@ pub(crate) struct Shared {
     /// With `max-pending`: how many windows await their final result
     /// (counted at the first batch, then kept up to date).
     pending: Option<u64>,
+    /// Where the pending index of sessions and sliding windows is read.
+    pending_scan: PendingScan,
 }
 
 impl WindowFold {
@@ -355,8 +395,11 @@ impl Shared {
     }
 
     /// The pending index gets `entry` (before it is written): counted
-    /// unless it was there already (a window updated again).
+    /// unless it was there already (a window updated again), and due no
+    /// later than its end.
     fn pending_put(&mut self, entry: &[u8]) -> Result<(), OperatorError> {
+        let end = from_sortable(&entry[1..9]);
+        self.pending_scan.due = self.pending_scan.due.min(end);
         if self.counts_pending() && self.store.get(entry)?.is_none() {
             self.pending = self.pending.map(|n| n + 1);
         }
@@ -492,6 +535,7 @@ impl WindowedAggregate {
                 values: BytesMut::new(),
                 next: Vec::new(),
                 pending: None,
+                pending_scan: PendingScan::default(),
             },
             windows,
             ports: vec!["out".to_string()],
