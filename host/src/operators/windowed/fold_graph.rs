@@ -27,6 +27,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::{Shared, WindowFold};
 use crate::operators::failure::FailureKind;
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_aggregator::{AggregateOutput, Group, Pair, PluginAggregator};
@@ -406,4 +407,97 @@ pub(super) fn failure_in_batch(
         })
     });
     plugin_failure(e, culprit.as_ref(), false)
+}
+
+/// A kind of window whose plugin folds depend on each other, planned by
+/// [`plan_batch`].
+pub(super) trait BatchPlan {
+    /// What a record does to its key's windows.
+    type Op;
+    /// The store as the plan sees it: what the plan changed since the
+    /// batch began.
+    type Overlay: Clone;
+    /// Plans record `input` (with a key and a value) at stream time,
+    /// assuming every fold succeeds.
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &self,
+        s: &mut Shared,
+        graph: &mut FoldGraph,
+        overlay: &mut Self::Overlay,
+        input: u32,
+        record: &Record,
+        key: &Bytes,
+    ) -> Result<Self::Op, OperatorError>;
+    /// The values `op` needs computed.
+    fn values(op: &Self::Op, into: &mut Vec<ValueId>);
+    /// `op` as it happened, its values computed, written into `kept`;
+    /// `true`: it surprised the plan (a failed record, a removed
+    /// accumulator), which no longer holds after it.
+    fn keep(
+        op: Self::Op,
+        graph: &FoldGraph,
+        kept: &mut Self::Overlay,
+        key: &Bytes,
+    ) -> Result<(Self::Op, bool), OperatorError>;
+}
+
+/// Plans a batch with `plan` and computes its values: the whole batch
+/// planned, its values computed, the plan kept up to its first surprise,
+/// and the rest planned again from there (reusing the values computed),
+/// until every record is kept. `kept` is the overlay of an empty plan.
+/// Returns each record's op (`None`: not folded, `stream_times`' `false`).
+pub(super) fn plan_batch<P: BatchPlan>(
+    plan: &P,
+    s: &mut Shared,
+    records: &[Record],
+    stream_times: &[(i64, bool)],
+    mut kept: P::Overlay,
+    graph: &mut FoldGraph,
+) -> Result<Vec<Option<P::Op>>, OperatorError> {
+    let mut fixed: Vec<Option<P::Op>> = Vec::with_capacity(records.len());
+    while fixed.len() < records.len() {
+        let from = fixed.len();
+        let mut overlay = kept.clone();
+        let mut ops = Vec::with_capacity(records.len() - from);
+        for (i, record) in records.iter().enumerate().skip(from) {
+            let (stream_time, folded) = stream_times[i];
+            ops.push(match (&record.key, folded) {
+                (Some(key), true) => {
+                    s.stream_time = stream_time;
+                    Some(plan.plan(s, graph, &mut overlay, i as u32, record, key)?)
+                }
+                _ => None,
+            });
+        }
+        let mut wanted = Vec::new();
+        for op in ops.iter().flatten() {
+            P::values(op, &mut wanted);
+        }
+        let WindowFold::Plugin(plugin) = &mut s.fold else {
+            unreachable!("planned for a plugin fold")
+        };
+        graph.evaluate(&wanted, plugin, records)?;
+        for (i, op) in (from..).zip(ops) {
+            let Some(op) = op else {
+                fixed.push(None);
+                continue;
+            };
+            let key = records[i].key.as_ref().expect("a folded record has a key");
+            let (op, surprise) = P::keep(op, graph, &mut kept, key)?;
+            fixed.push(Some(op));
+            if surprise {
+                break;
+            }
+        }
+    }
+    Ok(fixed)
+}
+
+/// The state version of accumulators the step's plugin writes.
+pub(super) fn plugin_version(s: &Shared) -> u32 {
+    match &s.fold {
+        WindowFold::Plugin(plugin) => plugin.formats().current,
+        WindowFold::Builtin(_) => unreachable!("called for a plugin fold"),
+    }
 }

@@ -29,10 +29,10 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
-use super::fold_graph::{FoldGraph, NONE, Value, ValueId};
+use super::fold_graph::{BatchPlan, FoldGraph, NONE, Value, ValueId, plan_batch, plugin_version};
 use super::plugin_windows::{stored_value, stream_times};
 use super::session_windows::{SessionWindows, horizon, pending_key, session_key};
-use super::{Shared, WindowFold, push_late};
+use super::{Shared, push_late};
 use crate::operators::aggregate::versioned;
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
@@ -42,7 +42,7 @@ use crate::record::Record;
 
 /// A session as the plan sees it.
 #[derive(Debug, Clone, Copy)]
-struct Planned {
+pub(super) struct Planned {
     start: i64,
     end: i64,
     /// Its accumulator.
@@ -52,9 +52,7 @@ struct Planned {
 }
 
 /// What a record does to its key's sessions.
-enum Op {
-    /// Nothing: it has no key or no value (dropped and counted already).
-    Skip,
+pub(super) enum Op {
     /// It is late: its session `[start, end]` has closed.
     Late { start: i64, end: i64 },
     /// It failed, and changed nothing.
@@ -71,7 +69,7 @@ enum Op {
 
 /// What the plan has changed of one key's sessions.
 #[derive(Debug, Clone, Default)]
-struct KeyChanges {
+pub(super) struct KeyChanges {
     /// Stored sessions merged away, by bounds.
     gone: HashSet<(i64, i64)>,
     /// Sessions the batch made and still has.
@@ -80,7 +78,7 @@ struct KeyChanges {
 
 /// The store as the plan sees it: what changed, and the store's time.
 #[derive(Debug, Clone)]
-struct Overlay {
+pub(super) struct Overlay {
     keys: HashMap<Bytes, KeyChanges>,
     store_time: i64,
 }
@@ -104,171 +102,20 @@ impl Overlay {
     }
 }
 
-impl SessionWindows {
-    /// Folds a batch into its sessions with the step's plugin.
-    pub(super) fn plugin_batch(
-        &mut self,
-        s: &mut Shared,
-        records: &[Record],
-        out: &mut StepOutput,
-    ) -> Result<(), OperatorError> {
-        let stream_times = stream_times(s, records, out);
-        let reached = s.stream_time;
-        let current = match &s.fold {
-            WindowFold::Plugin(plugin) => plugin.formats().current,
-            WindowFold::Builtin(_) => unreachable!("called for a plugin fold"),
-        };
-        let mut graph = FoldGraph::new();
-        let mut fixed: Vec<Op> = Vec::with_capacity(records.len());
-        let mut kept = Overlay {
-            keys: HashMap::new(),
-            store_time: self.store_time,
-        };
-        while fixed.len() < records.len() {
-            // Plan the rest of the batch, assuming every fold succeeds.
-            let from = fixed.len();
-            let mut overlay = kept.clone();
-            let mut ops = Vec::with_capacity(records.len() - from);
-            for (i, record) in records.iter().enumerate().skip(from) {
-                let (stream_time, folded) = stream_times[i];
-                let op = match (&record.key, folded) {
-                    (Some(key), true) => {
-                        s.stream_time = stream_time;
-                        self.plan(s, &mut graph, &mut overlay, current, i as u32, record, key)?
-                    }
-                    _ => Op::Skip,
-                };
-                ops.push(op);
-            }
-            let wanted: Vec<ValueId> = ops
-                .iter()
-                .filter_map(|op| match op {
-                    Op::Fold { value, .. } => Some(*value),
-                    _ => None,
-                })
-                .collect();
-            let WindowFold::Plugin(plugin) = &mut s.fold else {
-                unreachable!("called for a plugin fold")
-            };
-            if let Err(e) = graph.evaluate(&wanted, plugin, records) {
-                out.clear();
-                return Err(e);
-            }
-            // Keep the plan up to its first surprise, which takes what
-            // really happened.
-            for (i, op) in (from..).zip(ops) {
-                let key = records[i].key.as_ref();
-                let Op::Fold {
-                    found,
-                    start,
-                    end,
-                    value,
-                } = op
-                else {
-                    fixed.push(op);
-                    continue;
-                };
-                let key = key.expect("a folded record has a key");
-                match graph.value(value) {
-                    Value::Ok(Some(_)) => {
-                        let made = Planned {
-                            start,
-                            end,
-                            value,
-                            stored: false,
-                        };
-                        kept.replace(key, &found, Some(made), end);
-                        fixed.push(Op::Fold {
-                            found,
-                            start,
-                            end,
-                            value,
-                        });
-                    }
-                    Value::Ok(None) => {
-                        kept.replace(key, &found, None, end);
-                        fixed.push(Op::Fold {
-                            found,
-                            start,
-                            end,
-                            value,
-                        });
-                        break;
-                    }
-                    Value::Failed { kind, reason } => {
-                        fixed.push(Op::Failed {
-                            kind: *kind,
-                            reason: reason.clone(),
-                        });
-                        break;
-                    }
-                    Value::Pending => {
-                        return Err(OperatorError::internal(
-                            "a session's fold was planned and not computed",
-                        ));
-                    }
-                }
-            }
-        }
-        // Apply the plan as the built-in path would have, record by record.
-        for (i, op) in fixed.into_iter().enumerate() {
-            let input = i as u32;
-            let record = &records[i];
-            s.stream_time = stream_times[i].0;
-            match op {
-                Op::Skip => continue,
-                Op::Late { start, end } => {
-                    self.report_late(s, input, record.timestamp, start, end, out)
-                }
-                Op::Failed { kind, reason } => out.failures.push(Failure {
-                    input,
-                    kind,
-                    reason,
-                }),
-                Op::Fold {
-                    found,
-                    start,
-                    end,
-                    value,
-                } => {
-                    let Value::Ok(acc) = graph.value(value) else {
-                        unreachable!("kept folds succeeded")
-                    };
-                    let key = record.key.as_ref().expect("a folded record has a key");
-                    let made = (start, end);
-                    self.apply(
-                        s,
-                        input,
-                        record,
-                        key,
-                        &found,
-                        made,
-                        acc.clone(),
-                        current,
-                        out,
-                    )?;
-                }
-            }
-            if s.emit == Emit::Final {
-                self.emit_closed(s, None, input, out)?;
-            }
-        }
-        s.stream_time = reached;
-        Ok(())
-    }
+impl BatchPlan for SessionWindows {
+    type Op = Op;
+    type Overlay = Overlay;
 
-    /// Plans record `input` (with a key and a value) at stream time.
-    #[allow(clippy::too_many_arguments)]
     fn plan(
         &self,
         s: &mut Shared,
         graph: &mut FoldGraph,
         overlay: &mut Overlay,
-        current: u32,
         input: u32,
         record: &Record,
         key: &Bytes,
     ) -> Result<Op, OperatorError> {
+        let current = plugin_version(s);
         let ts = record.timestamp;
         let (earliest_end, latest_start) = (
             ts.saturating_sub(self.gap_ms),
@@ -327,6 +174,132 @@ impl SessionWindows {
             end,
             value,
         })
+    }
+
+    fn values(op: &Op, into: &mut Vec<ValueId>) {
+        if let Op::Fold { value, .. } = op {
+            into.push(*value);
+        }
+    }
+
+    fn keep(
+        op: Op,
+        graph: &FoldGraph,
+        kept: &mut Overlay,
+        key: &Bytes,
+    ) -> Result<(Op, bool), OperatorError> {
+        let Op::Fold {
+            found,
+            start,
+            end,
+            value,
+        } = op
+        else {
+            return Ok((op, false));
+        };
+        let made = Planned {
+            start,
+            end,
+            value,
+            stored: false,
+        };
+        let fold = |found| Op::Fold {
+            found,
+            start,
+            end,
+            value,
+        };
+        match graph.value(value) {
+            Value::Ok(Some(_)) => {
+                kept.replace(key, &found, Some(made), end);
+                Ok((fold(found), false))
+            }
+            Value::Ok(None) => {
+                kept.replace(key, &found, None, end);
+                Ok((fold(found), true))
+            }
+            Value::Failed { kind, reason } => Ok((
+                Op::Failed {
+                    kind: *kind,
+                    reason: reason.clone(),
+                },
+                true,
+            )),
+            Value::Pending => Err(OperatorError::internal(
+                "a session's fold was planned and not computed",
+            )),
+        }
+    }
+}
+
+impl SessionWindows {
+    /// Folds a batch into its sessions with the step's plugin.
+    pub(super) fn plugin_batch(
+        &mut self,
+        s: &mut Shared,
+        records: &[Record],
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        let stream_times = stream_times(s, records, out);
+        let reached = s.stream_time;
+        let current = plugin_version(s);
+        let mut graph = FoldGraph::new();
+        let kept = Overlay {
+            keys: HashMap::new(),
+            store_time: self.store_time,
+        };
+        let ops = match plan_batch(self, s, records, &stream_times, kept, &mut graph) {
+            Ok(ops) => ops,
+            Err(e) => {
+                out.clear();
+                return Err(e);
+            }
+        };
+        // Apply the plan as the built-in path would have, record by record.
+        for (i, op) in ops.into_iter().enumerate() {
+            let Some(op) = op else { continue };
+            let input = i as u32;
+            let record = &records[i];
+            s.stream_time = stream_times[i].0;
+            match op {
+                Op::Late { start, end } => {
+                    self.report_late(s, input, record.timestamp, start, end, out)
+                }
+                Op::Failed { kind, reason } => out.failures.push(Failure {
+                    input,
+                    kind,
+                    reason,
+                }),
+                Op::Fold {
+                    found,
+                    start,
+                    end,
+                    value,
+                } => {
+                    let Value::Ok(acc) = graph.value(value) else {
+                        unreachable!("kept folds succeeded")
+                    };
+                    let key = record.key.as_ref().expect("a folded record has a key");
+                    let made = (start, end);
+                    self.apply(
+                        s,
+                        input,
+                        record,
+                        key,
+                        &found,
+                        made,
+                        acc.clone(),
+                        current,
+                        out,
+                    )?;
+                }
+            }
+            if s.emit == Emit::Final {
+                self.emit_closed(s, None, input, out)?;
+            }
+        }
+        s.stream_time = reached;
+        Ok(())
     }
 
     /// Stores and emits what record `input` did: the sessions it merged

@@ -26,10 +26,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
-use super::fold_graph::{FoldGraph, NONE, Value, ValueId};
+use super::Shared;
+use super::fold_graph::{BatchPlan, FoldGraph, NONE, Value, ValueId, plan_batch, plugin_version};
 use super::plugin_windows::{stored_value, stream_times};
 use super::sliding_windows::{KeyWindows, SlidingWindows, slide};
-use super::{Shared, WindowFold};
 use crate::operators::aggregate::{split_stored, versioned};
 use crate::operators::failure::{Failure, FailureKind};
 use crate::operators::operator::OperatorError;
@@ -39,7 +39,7 @@ use crate::record::Record;
 
 /// A window as the plan sees it.
 #[derive(Debug, Clone, Copy)]
-struct Planned {
+pub(super) struct Planned {
     /// The largest record time folded into it (its result's timestamp).
     max_ts: i64,
     /// Its accumulator.
@@ -48,15 +48,13 @@ struct Planned {
 
 /// A window a record writes, in the order it writes them.
 #[derive(Debug, Clone, Copy)]
-struct Write {
+pub(super) struct Write {
     start: i64,
     window: Planned,
 }
 
 /// What a record does to its key's windows.
-enum Op {
-    /// Nothing: it has no key or no value (dropped and counted already).
-    Skip,
+pub(super) enum Op {
     /// It is late: its own window has closed.
     Late,
     /// It failed, and changed nothing; it fell in `skipped` closed windows.
@@ -72,7 +70,7 @@ enum Op {
 /// The store as the plan sees it: each key's windows written by the batch
 /// (`None`: deleted), and the store's time.
 #[derive(Debug, Clone)]
-struct Overlay {
+pub(super) struct Overlay {
     keys: HashMap<Bytes, BTreeMap<i64, Option<Planned>>>,
     store_time: i64,
 }
@@ -171,6 +169,91 @@ impl KeyWindows for Planning<'_> {
     }
 }
 
+impl BatchPlan for SlidingWindows {
+    type Op = Op;
+    type Overlay = Overlay;
+
+    fn plan(
+        &self,
+        s: &mut Shared,
+        graph: &mut FoldGraph,
+        overlay: &mut Overlay,
+        input: u32,
+        record: &Record,
+        key: &Bytes,
+    ) -> Result<Op, OperatorError> {
+        let ts = record.timestamp;
+        if self.is_late(s, ts) {
+            return Ok(Op::Late);
+        }
+        let close = s.stream_time.saturating_sub(s.window.grace_ms);
+        let mut planning = Planning {
+            w: self,
+            current: plugin_version(s),
+            s,
+            graph,
+            overlay,
+            key,
+            input,
+            ts,
+            writes: Vec::new(),
+            skipped: 0,
+        };
+        slide(&mut planning, self.td(), ts, close)?;
+        Ok(Op::Slide {
+            writes: planning.writes,
+            skipped: planning.skipped,
+        })
+    }
+
+    fn values(op: &Op, into: &mut Vec<ValueId>) {
+        if let Op::Slide { writes, .. } = op {
+            into.extend(writes.iter().map(|w| w.window.value));
+        }
+    }
+
+    fn keep(
+        op: Op,
+        graph: &FoldGraph,
+        kept: &mut Overlay,
+        key: &Bytes,
+    ) -> Result<(Op, bool), OperatorError> {
+        let Op::Slide { writes, skipped } = op else {
+            return Ok((op, false));
+        };
+        let failed = writes
+            .iter()
+            .find_map(|w| match graph.value(w.window.value) {
+                Value::Failed { kind, reason } => Some((*kind, reason.clone())),
+                _ => None,
+            });
+        if let Some((kind, reason)) = failed {
+            let failed = Op::Failed {
+                kind,
+                reason,
+                skipped,
+            };
+            return Ok((failed, true));
+        }
+        let mut removed = false;
+        for w in &writes {
+            match graph.value(w.window.value) {
+                Value::Ok(Some(_)) => kept.write(key, w.start, Some(w.window)),
+                Value::Ok(None) => {
+                    kept.write(key, w.start, None);
+                    removed = true;
+                }
+                _ => {
+                    return Err(OperatorError::internal(
+                        "a sliding window's fold was planned and not computed",
+                    ));
+                }
+            }
+        }
+        Ok((Op::Slide { writes, skipped }, removed))
+    }
+}
+
 impl SlidingWindows {
     /// Folds a batch into its sliding windows with the step's plugin.
     pub(super) fn plugin_batch(
@@ -181,96 +264,26 @@ impl SlidingWindows {
     ) -> Result<(), OperatorError> {
         let stream_times = stream_times(s, records, out);
         let reached = s.stream_time;
-        let current = match &s.fold {
-            WindowFold::Plugin(plugin) => plugin.formats().current,
-            WindowFold::Builtin(_) => unreachable!("called for a plugin fold"),
-        };
+        let current = plugin_version(s);
         let mut graph = FoldGraph::new();
-        let mut fixed: Vec<Op> = Vec::with_capacity(records.len());
-        let mut kept = Overlay {
+        let kept = Overlay {
             keys: HashMap::new(),
             store_time: self.store_time,
         };
-        while fixed.len() < records.len() {
-            // Plan the rest of the batch, assuming every fold succeeds.
-            let from = fixed.len();
-            let mut overlay = kept.clone();
-            let mut ops = Vec::with_capacity(records.len() - from);
-            for (i, record) in records.iter().enumerate().skip(from) {
-                let (stream_time, folded) = stream_times[i];
-                let op = match (&record.key, folded) {
-                    (Some(key), true) => {
-                        s.stream_time = stream_time;
-                        self.plan(s, &mut graph, &mut overlay, current, i as u32, record, key)?
-                    }
-                    _ => Op::Skip,
-                };
-                ops.push(op);
-            }
-            let wanted: Vec<ValueId> = ops
-                .iter()
-                .flat_map(|op| match op {
-                    Op::Slide { writes, .. } => writes.iter().map(|w| w.window.value).collect(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            let WindowFold::Plugin(plugin) = &mut s.fold else {
-                unreachable!("called for a plugin fold")
-            };
-            if let Err(e) = graph.evaluate(&wanted, plugin, records) {
+        let ops = match plan_batch(self, s, records, &stream_times, kept, &mut graph) {
+            Ok(ops) => ops,
+            Err(e) => {
                 out.clear();
                 return Err(e);
             }
-            // Keep the plan up to its first surprise, which takes what
-            // really happened.
-            for (i, op) in (from..).zip(ops) {
-                let Op::Slide { writes, skipped } = op else {
-                    fixed.push(op);
-                    continue;
-                };
-                let key = records[i].key.as_ref().expect("a folded record has a key");
-                let failed = writes
-                    .iter()
-                    .find_map(|w| match graph.value(w.window.value) {
-                        Value::Failed { kind, reason } => Some((*kind, reason.clone())),
-                        _ => None,
-                    });
-                if let Some((kind, reason)) = failed {
-                    fixed.push(Op::Failed {
-                        kind,
-                        reason,
-                        skipped,
-                    });
-                    break;
-                }
-                let mut removed = false;
-                for w in &writes {
-                    match graph.value(w.window.value) {
-                        Value::Ok(Some(_)) => kept.write(key, w.start, Some(w.window)),
-                        Value::Ok(None) => {
-                            kept.write(key, w.start, None);
-                            removed = true;
-                        }
-                        _ => {
-                            return Err(OperatorError::internal(
-                                "a sliding window's fold was planned and not computed",
-                            ));
-                        }
-                    }
-                }
-                fixed.push(Op::Slide { writes, skipped });
-                if removed {
-                    break;
-                }
-            }
-        }
+        };
         // Apply the plan as the built-in path would have, record by record.
-        for (i, op) in fixed.into_iter().enumerate() {
+        for (i, op) in ops.into_iter().enumerate() {
+            let Some(op) = op else { continue };
             let input = i as u32;
             let record = &records[i];
             s.stream_time = stream_times[i].0;
             match op {
-                Op::Skip => continue,
                 Op::Late => self.report_late(s, input, record.timestamp, out),
                 Op::Failed {
                     kind,
@@ -312,41 +325,5 @@ impl SlidingWindows {
         }
         s.stream_time = reached;
         Ok(())
-    }
-
-    /// Plans record `input` (with a key and a value) at stream time.
-    #[allow(clippy::too_many_arguments)]
-    fn plan(
-        &self,
-        s: &mut Shared,
-        graph: &mut FoldGraph,
-        overlay: &mut Overlay,
-        current: u32,
-        input: u32,
-        record: &Record,
-        key: &Bytes,
-    ) -> Result<Op, OperatorError> {
-        let ts = record.timestamp;
-        if self.is_late(s, ts) {
-            return Ok(Op::Late);
-        }
-        let close = s.stream_time.saturating_sub(s.window.grace_ms);
-        let mut planning = Planning {
-            w: self,
-            s,
-            graph,
-            overlay,
-            key,
-            input,
-            ts,
-            current,
-            writes: Vec::new(),
-            skipped: 0,
-        };
-        slide(&mut planning, self.td(), ts, close)?;
-        Ok(Op::Slide {
-            writes: planning.writes,
-            skipped: planning.skipped,
-        })
     }
 }

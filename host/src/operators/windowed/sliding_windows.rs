@@ -519,35 +519,39 @@ impl KeyWindows for Folding<'_, '_> {
             }
         };
         let next = Bytes::copy_from_slice(&s.next);
-        self.w.put(s, r.key, start, next)?;
-        if s.emit != Emit::Final {
-            s.emit(
-                self.out,
-                r.input,
-                r.key,
-                (start, start + self.w.td),
-                Some(folded.value),
-                folded.timestamp,
-                r.record,
-            );
-        }
+        self.write(start, next, folded.value, folded.timestamp)?;
         Ok(true)
     }
 
     fn create_right(&mut self, start: i64, right: Bytes) -> Result<(), OperatorError> {
-        let (s, r) = (&mut *self.s, self.r);
         let timestamp = acc_time(&right)?;
         let shown = split_stored(&right)
-            .map(|(_, state)| s.fold.builtin().shown(state))
+            .map(|(_, state)| self.s.fold.builtin().shown(state))
             .expect("checked by acc_time")
             .map_err(OperatorError::internal)?;
-        self.w.put(s, r.key, start, right)?;
+        self.write(start, right, shown, timestamp)
+    }
+}
+
+impl Folding<'_, '_> {
+    /// Stores window `start` as `stored`, and emits it as `shown` at
+    /// `timestamp` (`emit: changes`).
+    fn write(
+        &mut self,
+        start: i64,
+        stored: Bytes,
+        shown: Bytes,
+        timestamp: i64,
+    ) -> Result<(), OperatorError> {
+        let (s, r) = (&mut *self.s, self.r);
+        self.w.put(s, r.key, start, stored)?;
         if s.emit != Emit::Final {
+            let window = (start, start + self.w.td);
             s.emit(
                 self.out,
                 r.input,
                 r.key,
-                (start, start + self.w.td),
+                window,
                 Some(shown),
                 timestamp,
                 r.record,
