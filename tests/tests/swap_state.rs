@@ -278,7 +278,13 @@ struct Trial {
 /// `component_name` on a [`failing_trial`], and goes on until 200 more
 /// records came out after the trial ended.
 fn failing_trial_run(component_name: &str) -> Trial {
-    let live = Live::of(PIPELINE);
+    failing_trial_run_of(PIPELINE, component_name)
+}
+
+/// As [`failing_trial_run`], over `pipeline` (windowed results are keyed
+/// by their record key, see [`unwindowed`]).
+fn failing_trial_run_of(pipeline: &str, component_name: &str) -> Trial {
+    let live = Live::of(pipeline);
     live.feed(200);
     settle(&live);
     let feeder = Feeder::start(&live);
@@ -294,6 +300,10 @@ fn failing_trial_run(component_name: &str) -> Trial {
     let status = live.control.status();
     let fed = live.fed.load(std::sync::atomic::Ordering::SeqCst);
     let (outputs, rejected) = live.finish_all();
+    let outputs = match pipeline.contains("window:") {
+        true => unwindowed(&outputs, window_of(pipeline)),
+        false => outputs,
+    };
     let versions = check_totals(&outputs, &rejected, fed);
     Trial {
         outcome,
@@ -433,33 +443,121 @@ fn an_aggregator_without_versions_runs_at_state_version_1_and_a_failed_upgrade_k
     assert!(last.values().all(|v| v == &json!(3)), "{last:?}");
 }
 
-/// The plugin of a windowed aggregate is not swapped (its windows'
-/// accumulators are not converted between versions yet): refused before
-/// anything changes, and the run goes on with the version it has.
-#[test]
-fn a_windowed_plugin_step_refuses_a_swap_and_keeps_running() {
+/// [`PIPELINE`] with its aggregate over `window`s. Every record is at
+/// time 1000, so each key has one window ([`window_of`]), and its results
+/// are the key's running totals, as without windows.
+fn windowed_pipeline(window: &str) -> String {
     let pipeline = PIPELINE.replace(
         "  - { name: totals, id: totals, kind: aggregate, plugin: tally }",
-        "  - { name: totals, id: totals, kind: aggregate, plugin: tally, window: { tumbling: 1m } }",
+        &format!(
+            "  - {{ name: totals, id: totals, kind: aggregate, plugin: tally, window: {window} }}"
+        ),
     );
     assert!(pipeline.contains("window:"));
-    let live = Live::of(&pipeline);
+    pipeline
+}
+
+/// The one window of each key in [`windowed_pipeline`]: `[0, 60000)` of
+/// one-minute tumbling windows, `[0, 60000]` of sliding windows of a
+/// minute (a record before the time difference is in the window at the
+/// epoch), `[1000, 1000]` of sessions.
+fn window_of(pipeline: &str) -> (i64, i64) {
+    match pipeline.contains("session") {
+        true => (1000, 1000),
+        false => (0, 60000),
+    }
+}
+
+/// Windowed results keyed by their record key, each checked to be of the
+/// window `bounds`.
+fn unwindowed(outputs: &[Value], bounds: (i64, i64)) -> Vec<Value> {
+    outputs
+        .iter()
+        .map(|o| {
+            let windowed: Value = match &o["key"] {
+                Value::String(text) => serde_json::from_str(text).expect("a windowed key"),
+                key => key.clone(),
+            };
+            assert_eq!(
+                (&windowed["start"], &windowed["end"]),
+                (&json!(bounds.0), &json!(bounds.1))
+            );
+            json!({ "key": windowed["key"], "value": o["value"] })
+        })
+        .collect()
+}
+
+/// The plugin of a windowed aggregate swaps while records flow: to code
+/// of the same state version (another config), to code that upgrades its
+/// windows' accumulators (every window converted before its first
+/// batch), and back to code that reads only the older version (every
+/// window converted back by the newer code's downgrade at the cutover);
+/// every window's totals carry on through all three, in time, session
+/// and sliding windows.
+#[test]
+fn a_windowed_plugin_step_swaps_across_state_versions_and_its_windows_carry_on() {
+    for window in ["{ tumbling: 1m }", "{ session: 1m }", "{ sliding: 1m }"] {
+        swaps_across_state_versions(&windowed_pipeline(window));
+    }
+}
+
+fn swaps_across_state_versions(pipeline: &str) {
+    let live = Live::of(pipeline);
+    live.feed(200);
+    settle(&live);
+    let feeder = Feeder::start(&live);
+    let swap = |component_name: Option<&str>, config: Value| {
+        let report = live
+            .control
+            .swap("totals", component_name.map(component), Some(config))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let at = live.outputs().len();
+        wait_until("records flow on the new version", || {
+            live.outputs().len() > at + 100
+        });
+        report.version
+    };
+    assert_eq!(swap(None, json!({ "poison-every": 1_000_000_000 })), 2);
+    assert_eq!(swap(Some("tally-v2"), Value::Null), 3);
+    assert_eq!(swap(Some("tally"), Value::Null), 4);
+    drop(feeder);
     live.feed(20);
     settle(&live);
-    let refused = live
-        .control
-        .swap("totals", Some(component("tally-v2")), None)
-        .unwrap_err();
-    let SwapError::Refused { stage, reason, .. } = &refused else {
-        panic!("{refused:?}");
-    };
-    assert_eq!(*stage, RefusedAt::State);
+    let fed = live.fed.load(std::sync::atomic::Ordering::SeqCst);
+    let (outputs, rejected) = live.finish_all();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let versions = check_totals(&unwindowed(&outputs, window_of(pipeline)), &rejected, fed);
+    assert_eq!(versions.len(), 16);
     assert!(
-        reason.contains("windowed aggregate cannot be swapped yet"),
-        "{reason}"
+        versions.values().all(|v| v == &[1, 2, 1]),
+        "{pipeline}: {versions:?}"
     );
-    assert_eq!(live.control.status()[1].versions.len(), 1);
-    live.feed(20);
-    let (outputs, _rejected, _) = live.finish_keeping();
-    assert_eq!(outputs.len(), 40, "every record updated its window");
+}
+
+/// A failing trial of a windowed plugin step that upgraded every window
+/// is rolled back: its downgrade converts them back, and the totals carry
+/// on from there.
+#[test]
+fn a_windowed_plugin_steps_failing_trial_is_rolled_back_and_its_windows_converted_back() {
+    let Trial {
+        outcome,
+        status,
+        rejected,
+        versions,
+    } = failing_trial_run_of(&windowed_pipeline("{ session: 1m }"), "tally-v2");
+    assert!(
+        matches!(&outcome, TrialOutcome::RolledBack { .. }),
+        "{outcome:?}"
+    );
+    let tried = &status[1].versions[1];
+    assert!(tried.failures > 0 && tried.records > 0, "{tried:?}");
+    assert_eq!(rejected.len() as u64, tried.failures);
+    assert!(
+        versions.values().all(|v| v.last() == Some(&1)),
+        "{versions:?}"
+    );
+    assert!(
+        versions.values().any(|v| v == &[1, 2, 1]),
+        "version 2 wrote some windows on trial: {versions:?}"
+    );
 }

@@ -1147,14 +1147,6 @@ fn prepare(
         stage,
         reason,
     };
-    if topo.pipeline.steps[j].window.is_some() {
-        // Its windows' accumulators are not converted between versions
-        // yet (see `operators/windowed/plugin_windows.rs`).
-        return Err(refused(
-            RefusedAt::State,
-            "the plugin of a windowed aggregate cannot be swapped yet: its windows' accumulators are kept at the plugin's state version; restart the pipeline with the new plugin and a reset state".into(),
-        ));
-    }
     let plugin = match component {
         None => current.plugin.clone(),
         Some(bytes) => {

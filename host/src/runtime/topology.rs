@@ -331,7 +331,8 @@ impl Topology {
                                 window,
                                 step.emit,
                                 store,
-                            );
+                            )
+                            .with_counters(version.counters.clone());
                             Some(version.wrap(Box::new(windowed)))
                         }
                     }

@@ -1,13 +1,14 @@
 //! Version 2 of the tally plugin (see `tally`): its accumulator is
 //! `{"count": COUNT, "total": SUM, "v": 2}`. It upgrades version 1's
 //! `{"n", "sum"}` and downgrades its own back to it, so a swap to it keeps
-//! the step's state and can be rolled back after it wrote state.
+//! the step's state and can be rolled back after it wrote state. It merges
+//! two accumulators (session windows), as version 1 does.
 
 #[path = "../../tally/src/shared.rs"]
 mod shared;
 
 use shared::{Counted, Settings, Tally};
-use weir_sdk::{Config, Error, JsonAggregator, Record};
+use weir_sdk::{Capability, Config, Error, JsonAggregator, Record};
 
 pub struct TallyV2(Settings);
 
@@ -16,6 +17,7 @@ impl JsonAggregator for TallyV2 {
     const STATE_VERSION: u32 = 2;
     const UPGRADES_FROM: &'static [u32] = &[1];
     const DOWNGRADES_TO: &'static [u32] = &[1];
+    const CAPABILITIES: &'static [Capability] = &[Capability::Merge];
 
     fn init(config: Config) -> Result<Self, String> {
         Settings::read(config).map(TallyV2)
@@ -28,6 +30,19 @@ impl JsonAggregator for TallyV2 {
         record: &Record<'_>,
     ) -> Result<Option<Counted>, Error> {
         Ok(Some(Counted::add(state, self.0.input(record)?, 2)))
+    }
+
+    fn merge(
+        &mut self,
+        _key: &[u8],
+        left: Counted,
+        right: Counted,
+    ) -> Result<Option<Counted>, Error> {
+        Ok(Some(Counted {
+            count: left.count + right.count,
+            total: left.total + right.total,
+            v: 2,
+        }))
     }
 
     fn upgrade(

@@ -38,14 +38,18 @@ mod plugin_sliding;
 mod plugin_windows;
 mod session_windows;
 mod sliding_windows;
+mod state_versions;
 mod time_windows;
 
 use bytes::{Bytes, BytesMut};
 
 use super::aggregate::Fold;
-use super::operator::{AtEnd, Operator, OperatorError, StoreKind, StoreSpec};
+use std::sync::Arc;
+
+use super::operator::{AtEnd, ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
 use super::plugin_aggregator::PluginAggregator;
 use super::plugin_step::{Dropped, Emitted, StepOutput};
+use super::versioned::{NextPlugin, VersionCounters};
 use crate::codec::format_gate;
 use crate::pipeline::{Emit, EndOfInput, WindowKind, Windowing};
 use crate::record::Record;
@@ -502,6 +506,12 @@ pub struct WindowedAggregate {
     /// Stream time (and what each kind keeps) read from the store at the
     /// first batch.
     loaded: bool,
+    /// The counters and trial of the plugin version it runs (a plugin
+    /// fold's; see [`VersionCounters::may_write_state`]).
+    counters: Option<Arc<VersionCounters>>,
+    /// The state version of windows that code swapped in upgrades before
+    /// its first batch (`state_versions.rs`).
+    upgrade_from: Option<u32>,
 }
 
 impl WindowedAggregate {
@@ -540,7 +550,15 @@ impl WindowedAggregate {
             windows,
             ports: vec!["out".to_string()],
             loaded: false,
+            counters: None,
+            upgrade_from: None,
         }
+    }
+
+    /// Its plugin version's counters, which say when it is on trial.
+    pub fn with_counters(mut self, counters: Arc<VersionCounters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     fn load(&mut self) -> Result<(), OperatorError> {
@@ -556,19 +574,25 @@ impl WindowedAggregate {
         }
         if s.window.max_pending.is_some() && s.emit == Emit::Final {
             // Counted once from the store (a restarted task's are there).
-            let (from, to) = match &self.windows {
-                Windows::Time(w) => w.pending_range(),
-                Windows::Session(_) => session_windows::pending_range(),
-                Windows::Sliding(_) => sliding_windows::pending_range(),
-            };
-            let mut n = 0u64;
-            s.store.range(&from, &to, &mut |_, _| {
-                n += 1;
-                true
-            })?;
-            s.pending = Some(n);
+            self.count_pending()?;
         }
         self.loaded = true;
+        Ok(())
+    }
+
+    /// Counts the windows awaiting their final result from the store.
+    fn count_pending(&mut self) -> Result<(), OperatorError> {
+        let (from, to) = match &self.windows {
+            Windows::Time(w) => w.pending_range(),
+            Windows::Session(_) => session_windows::pending_range(),
+            Windows::Sliding(_) => sliding_windows::pending_range(),
+        };
+        let mut n = 0u64;
+        self.shared.store.range(&from, &to, &mut |_, _| {
+            n += 1;
+            true
+        })?;
+        self.shared.pending = Some(n);
         Ok(())
     }
 
@@ -652,7 +676,17 @@ impl Operator for WindowedAggregate {
         out: &mut StepOutput,
     ) -> Result<(), OperatorError> {
         out.clear();
+        if let Some(counters) = &self.counters
+            && !counters.may_write_state()
+        {
+            return Err(OperatorError {
+                class: ErrorClass::RollingBack,
+                message: format!("aggregate `{}`: its version is being rolled back", self.id),
+                inputs: None,
+            });
+        }
         self.load()?;
+        self.upgrade_if_swapped()?;
         let before = self.shared.stream_time;
         match self.shared.fold {
             WindowFold::Plugin(_) => self.plugin_batch(records, out)?,
@@ -683,6 +717,7 @@ impl Operator for WindowedAggregate {
     ) -> Result<(), OperatorError> {
         out.clear();
         self.load()?;
+        self.upgrade_if_swapped()?;
         if let Some(t) = at_end.advance_stream_time_to
             && t > self.shared.stream_time
         {
@@ -716,11 +751,10 @@ impl Operator for WindowedAggregate {
         }
     }
 
-    fn swap_plugin(&mut self, _next: super::versioned::NextPlugin) -> Result<(), OperatorError> {
-        Err(OperatorError::internal(format!(
-            "step `{}`: the plugin of a windowed aggregate cannot be swapped yet",
-            self.id
-        )))
+    fn swap_plugin(&mut self, next: NextPlugin) -> Result<(), OperatorError> {
+        self.swap_aggregator(next.aggregator)?;
+        self.counters = Some(next.counters);
+        Ok(())
     }
 
     fn close(&mut self) {

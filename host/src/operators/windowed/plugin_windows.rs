@@ -17,9 +17,11 @@
 //!
 //! The store holds, per window, the largest timestamp folded in, the
 //! plugin's state version and its accumulator, as a plugin aggregate's
-//! store does. A window whose stored accumulator is of another state
-//! version fails its records (kind `state`): swaps, and so upgrades, of a
-//! windowed plugin step are not supported yet.
+//! store does. A swap across state versions converts every window at
+//! once (`state_versions.rs`), so a window whose stored accumulator is of
+//! another state version (one that did not convert, or a pipeline
+//! restarted with other code over the same state) fails its records
+//! (kind `state`).
 
 use std::collections::HashMap;
 

@@ -32,7 +32,7 @@ use crate::operators::plugin_step::StepOutput;
 use crate::pipeline::Emit;
 use crate::record::Record;
 
-const SESSION: u8 = 3;
+pub(super) const SESSION: u8 = 3;
 const PENDING: u8 = 4;
 
 /// A session's store key (`segment` of its end).

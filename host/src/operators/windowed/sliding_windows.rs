@@ -34,12 +34,12 @@ use crate::operators::plugin_step::StepOutput;
 use crate::pipeline::Emit;
 use crate::record::Record;
 
-const WINDOW: u8 = 5;
+pub(super) const WINDOW: u8 = 5;
 const PENDING: u8 = 6;
 
 /// A window not yet emitted (`emit: final`); Kafka Streams serializes a
 /// time window's key as the record key, then its start.
-fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+pub(super) fn pending_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
     super::pending_key(PENDING, end, key, &[start])
 }
 

@@ -17,7 +17,7 @@ use crate::operators::plugin_step::StepOutput;
 use crate::record::Record;
 
 /// The first byte of a stored window's key.
-const WINDOW: u8 = 1;
+pub(super) const WINDOW: u8 = 1;
 const EMITTED_THROUGH: &[u8] = b"\0emitted-through";
 
 /// The store key of `key`'s window starting at `start`.
