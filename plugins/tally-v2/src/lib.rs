@@ -38,11 +38,7 @@ impl JsonAggregator for TallyV2 {
         left: Counted,
         right: Counted,
     ) -> Result<Option<Counted>, Error> {
-        Ok(Some(Counted {
-            count: left.count + right.count,
-            total: left.total + right.total,
-            v: 2,
-        }))
+        Ok(Some(Counted::merge(left, right, 2)))
     }
 
     fn upgrade(

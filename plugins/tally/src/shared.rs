@@ -69,6 +69,16 @@ impl Counted {
         }
     }
 
+    /// Two accumulators of one key as one (session windows that grow
+    /// together), at state version `v`.
+    pub fn merge(left: Counted, right: Counted, v: u32) -> Counted {
+        Counted {
+            count: left.count + right.count,
+            total: left.total + right.total,
+            v,
+        }
+    }
+
     /// Version 1's accumulator as version `v`'s.
     pub fn upgrade(old: serde_json::Value, v: u32) -> Result<Counted, Error> {
         let old: Tally = serde_json::from_value(old)
