@@ -205,6 +205,43 @@ fn an_aggregate_scaffold_is_an_aggregator_whose_unit_test_passes() {
     assert_contains(&text, "runnable: yes");
 }
 
+/// `--kind timestamp` scaffolds a timestamp extractor: its unit test
+/// passes natively, the component is of the `timestamp-extractor` world,
+/// and its sample pipeline (windows by the time each order was placed)
+/// passes its `weir test` case.
+#[test]
+fn a_timestamp_scaffold_is_an_extractor_whose_sample_pipeline_passes_its_case() {
+    let user = User::new();
+    let new = user.shell("weir plugin new order-clock --kind timestamp", &user.work());
+    assert!(new.status.success(), "{}", stderr(&new));
+    let root = user.work().join("order-clock");
+    share_target(&root);
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert_contains(
+        &readme,
+        "A weir plugin for a source's `timestamp: { plugin }`",
+    );
+    assert_contains(&readme, "`timestamp-extractor` world");
+    let pipeline = std::fs::read_to_string(root.join("example/pipeline.yaml")).unwrap();
+    assert_contains(&pipeline, "timestamp:\n      plugin: order-clock");
+    let tests = user.shell("cargo test", &root);
+    assert!(
+        stdout(&tests).contains("test tests::") && stdout(&tests).contains(" passed; 0 failed"),
+        "{}{}",
+        stdout(&tests),
+        stderr(&tests)
+    );
+    let build = user.shell("cargo build --release --target wasm32-wasip2", &root);
+    assert!(build.status.success(), "{}", stderr(&build));
+    let wasm = root.join("target/wasm32-wasip2/release/order_clock.wasm");
+    let inspect = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    let text = stdout(&inspect);
+    assert_contains(&text, "timestamp-extractor");
+    assert_contains(&text, "runnable: yes");
+    let case = user.shell("weir test example/pipeline.yaml", &root);
+    assert!(case.status.success(), "{}{}", stdout(&case), stderr(&case));
+}
+
 /// Only Rust is scaffolded for now; another language is refused with a
 /// message saying so, and nothing is written.
 #[test]

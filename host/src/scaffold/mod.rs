@@ -34,6 +34,8 @@ pub enum Kind {
     SelectKey,
     /// The key's accumulator after each record; the host keeps it per key and emits it
     Aggregate,
+    /// No record: each record's event time, for a source's `timestamp: { plugin }` (not a step)
+    Timestamp,
 }
 
 impl Kind {
@@ -46,6 +48,15 @@ impl Kind {
             Kind::Branch => "branch",
             Kind::SelectKey => "select-key",
             Kind::Aggregate => "aggregate",
+            Kind::Timestamp => "timestamp",
+        }
+    }
+
+    /// Where a plugin of this kind goes in a pipeline file.
+    pub fn used_as(self) -> String {
+        match self {
+            Kind::Timestamp => "a source's `timestamp: { plugin }`".to_string(),
+            kind => format!("`{}` steps", kind.name()),
         }
     }
 
@@ -204,10 +215,11 @@ mod tests {
             let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
             assert!(readme.contains(&kind.rule()), "{readme}");
             let pipeline = std::fs::read_to_string(root.join("example/pipeline.yaml")).unwrap();
-            assert!(
-                pipeline.contains(&format!("kind: {}\n", kind.name())),
-                "{pipeline}"
-            );
+            let used = match kind {
+                Kind::Timestamp => "timestamp:\n      plugin: p\n".to_string(),
+                kind => format!("kind: {}\n", kind.name()),
+            };
+            assert!(pipeline.contains(&used), "{pipeline}");
             assert!(root.join("example/tests/basic/input").is_dir());
             assert!(root.join("example/tests/basic/expected").is_dir());
             assert!(

@@ -65,6 +65,13 @@ fn template(kind: Kind) -> Template {
             expected: &[("out", include_str!("rust/aggregate/out.jsonl"))],
             prints: "each customer's totals after every order",
         },
+        Kind::Timestamp => Template {
+            lib_rs: include_str!("rust/timestamp/lib.rs"),
+            pipeline: include_str!("rust/timestamp/pipeline.yaml"),
+            source: ("orders", include_str!("rust/timestamp/orders.jsonl")),
+            expected: &[("out", include_str!("rust/timestamp/out.jsonl"))],
+            prints: "each customer's orders per minute, by the time they were placed",
+        },
     }
 }
 
@@ -169,12 +176,18 @@ exclude = ["vendor"]
 fn readme(name: &str, lib: &str, kind: Kind, t: &Template) -> String {
     let wasm = format!("target/wasm32-wasip2/release/{lib}.wasm");
     let kind_name = kind.name();
+    let used_as = kind.used_as();
     let rule = kind.rule();
     let holds = if kind == Kind::Aggregate {
         "It returns the accumulator or an error for each record, never records of its own; \
          an error fails only that record (handled by the step's error policy), and the key's \
          next record starts from the accumulator before it. It is a component of the \
          `aggregator` world."
+    } else if kind == Kind::Timestamp {
+        "It returns a time in milliseconds or an error for each record, and never changes the \
+         record; a record without a valid time goes where the source's `on-invalid` says (the \
+         error policy, or the partition's time so far). It is a component of the \
+         `timestamp-extractor` world."
     } else {
         "The host holds it to that: a result that breaks the rule is a `contract` error for \
          the record, handled by the step's error policy."
@@ -186,21 +199,21 @@ fn readme(name: &str, lib: &str, kind: Kind, t: &Template) -> String {
         .collect();
     format!(
         "# {name}\n\n\
-         A weir plugin for `{kind_name}` steps, in Rust.\n\n\
+         A weir plugin for {used_as}, in Rust.\n\n\
          **What a `{kind_name}` plugin may emit for an input record:** {rule}. {holds}\n\n\
          Needs Rust (rustup) with the wasm32-wasip2 target (`rustup target add \
          wasm32-wasip2`), and `weir` for the last three commands:\n\n\
          ```sh\n\
          cargo test                                      # the unit tests in src/lib.rs, natively\n\
          cargo build --release --target wasm32-wasip2    # the component: {wasm}\n\
-         weir plugin inspect {wasm}   # its step kinds; runnable here?\n\
+         weir plugin inspect {wasm}   # what it implements; runnable here?\n\
          weir test example/pipeline.yaml                 # the component in the sample pipeline, against example/tests/\n\
          weir run example/pipeline.yaml                  # prints {prints}\n\
          ```\n\n\
          - `src/lib.rs`: the plugin, and its unit tests: `weir_sdk::testing` runs the same \
          code path the component runs (init with a config, a batch in, results out).\n\
-         - `example/pipeline.yaml`: a pipeline with one `{kind_name}` step running the \
-         component, reading `example/{source}.jsonl`.\n\
+         - `example/pipeline.yaml`: a pipeline running the component in {used_as}, \
+         reading `example/{source}.jsonl`.\n\
          - `example/tests/basic/`: a `weir test` case: `input/{source}.jsonl` goes in, and \
          each sink's records are compared with {sinks}. `weir test --bless` rewrites the \
          expected files from what the pipeline does.\n\
