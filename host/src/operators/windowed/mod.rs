@@ -509,9 +509,10 @@ pub struct WindowedAggregate {
     /// The counters and trial of the plugin version it runs (a plugin
     /// fold's; see [`VersionCounters::may_write_state`]).
     counters: Option<Arc<VersionCounters>>,
-    /// The state version of windows that code swapped in upgrades before
-    /// its first batch (`state_versions.rs`).
-    upgrade_from: Option<u32>,
+    /// Whether windows of older state versions are to be upgraded before
+    /// the next batch (a task's first, or the first after a swap;
+    /// `state_versions.rs`).
+    upgrades_due: bool,
 }
 
 impl WindowedAggregate {
@@ -551,7 +552,7 @@ impl WindowedAggregate {
             ports: vec!["out".to_string()],
             loaded: false,
             counters: None,
-            upgrade_from: None,
+            upgrades_due: true,
         }
     }
 
@@ -686,7 +687,7 @@ impl Operator for WindowedAggregate {
             });
         }
         self.load()?;
-        self.upgrade_if_swapped()?;
+        self.upgrade_old_windows()?;
         let before = self.shared.stream_time;
         match self.shared.fold {
             WindowFold::Plugin(_) => self.plugin_batch(records, out)?,
@@ -717,7 +718,7 @@ impl Operator for WindowedAggregate {
     ) -> Result<(), OperatorError> {
         out.clear();
         self.load()?;
-        self.upgrade_if_swapped()?;
+        self.upgrade_old_windows()?;
         if let Some(t) = at_end.advance_stream_time_to
             && t > self.shared.stream_time
         {

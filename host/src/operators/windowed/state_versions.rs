@@ -8,7 +8,8 @@
 //! and the emission of its final result at its close) and a window store
 //! holds only the windows of the retention, so its accumulators are
 //! converted eagerly instead: an upgrade by the new code before it folds
-//! its first batch (after the trial's check that it may write state), a
+//! its first batch (after the trial's check that it may write state; and
+//! at a task's first batch, for what a run stopped before converting), a
 //! downgrade by the running code at the cutover (a rollback, or a swap
 //! back to code that reads only an older version). An accumulator that
 //! does not convert stays as it was and is said loudly: its window's
@@ -165,6 +166,9 @@ impl WindowedAggregate {
             // Windows gone before their close: counted again.
             self.count_pending()?;
         }
+        if windows.is_empty() {
+            return Ok(());
+        }
         tracing::info!(
             "aggregate `{}`: {converted} windows' accumulators converted from state version {from} to {to} ({removed} removed by the conversion, {kept} left as they were)",
             self.id
@@ -203,29 +207,29 @@ impl WindowedAggregate {
             };
             return self.convert_windows(Conversion::Downgrade, from, to, Some(&mut running));
         }
-        // A window not yet upgraded from an earlier swap (no batch came
-        // since) is upgraded by the next code if it can.
-        let earlier = self
-            .upgrade_from
-            .filter(|&v| v != to && next.formats().reads(v));
-        self.upgrade_from = match from != to {
-            true => Some(from),
-            false => earlier,
-        };
+        self.upgrades_due |= from != to;
         self.shared.fold = WindowFold::Plugin(next);
         Ok(())
     }
 
-    /// Before the first batch of code swapped in that upgrades: every
-    /// window of the version it replaced converted.
-    pub(super) fn upgrade_if_swapped(&mut self) -> Result<(), OperatorError> {
-        let Some(from) = self.upgrade_from.take() else {
+    /// Before the first batch of a task, and of code swapped in: every
+    /// window of a version the running plugin upgrades from converted
+    /// (after a swap, the version it replaced; after a restart, whatever
+    /// a run stopped before its first batch on new code, or in the middle
+    /// of a conversion, left). A scan of the window store, for plugins
+    /// that upgrade some version.
+    pub(super) fn upgrade_old_windows(&mut self) -> Result<(), OperatorError> {
+        if !std::mem::take(&mut self.upgrades_due) {
+            return Ok(());
+        }
+        let WindowFold::Plugin(plugin) = &self.shared.fold else {
             return Ok(());
         };
-        let WindowFold::Plugin(plugin) = &self.shared.fold else {
-            unreachable!("only a plugin is swapped")
-        };
-        let to = plugin.formats().current;
-        self.convert_windows(Conversion::Upgrade, from, to, None)
+        let formats = plugin.formats();
+        let (older, to) = (formats.upgrades_from.clone(), formats.current);
+        for from in older {
+            self.convert_windows(Conversion::Upgrade, from, to, None)?;
+        }
+        Ok(())
     }
 }
