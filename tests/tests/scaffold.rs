@@ -172,6 +172,38 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
     assert_contains(&stderr(&again), "already exists");
 }
 
+/// `weir plugin new NAME --kind KIND` as `user` runs it: the crate's root
+/// (sharing the tests' build target), its README and sample pipeline.
+fn scaffolded(user: &User, name: &str, kind: &str) -> (PathBuf, String, String) {
+    let new = user.shell(
+        &format!("weir plugin new {name} --kind {kind}"),
+        &user.work(),
+    );
+    assert!(new.status.success(), "{}", stderr(&new));
+    let root = user.work().join(name);
+    share_target(&root);
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let pipeline = std::fs::read_to_string(root.join("example/pipeline.yaml")).unwrap();
+    (root, readme, pipeline)
+}
+
+/// The scaffold at `root` as its README has it: its unit tests pass
+/// natively, its component (`LIB.wasm`) builds; what `weir plugin
+/// inspect` says of the component.
+fn tested_built_and_inspected(user: &User, root: &Path, lib: &str) -> String {
+    let tests = user.shell("cargo test", root);
+    assert!(
+        stdout(&tests).contains("test tests::") && stdout(&tests).contains(" passed; 0 failed"),
+        "{}{}",
+        stdout(&tests),
+        stderr(&tests)
+    );
+    let build = user.shell("cargo build --release --target wasm32-wasip2", root);
+    assert!(build.status.success(), "{}", stderr(&build));
+    let wasm = root.join(format!("target/wasm32-wasip2/release/{lib}.wasm"));
+    stdout(&weir(&["plugin", "inspect", wasm.to_str().unwrap()]))
+}
+
 /// `--kind aggregate` scaffolds an aggregator: its unit test passes
 /// natively, and the component is of the `aggregator` world. (Its sample
 /// pipeline needs `kind: group-by` and `kind: aggregate` in the pipeline
@@ -179,27 +211,11 @@ fn a_scaffold_from_an_installed_weir_builds_and_passes_its_readme_commands() {
 #[test]
 fn an_aggregate_scaffold_is_an_aggregator_whose_unit_test_passes() {
     let user = User::new();
-    let new = user.shell("weir plugin new my-totals --kind aggregate", &user.work());
-    assert!(new.status.success(), "{}", stderr(&new));
-    let root = user.work().join("my-totals");
-    share_target(&root);
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let (root, readme, pipeline) = scaffolded(&user, "my-totals", "aggregate");
     assert_contains(&readme, "the host keeps it per key and emits it");
     assert_contains(&readme, "`aggregator` world");
-    let pipeline = std::fs::read_to_string(root.join("example/pipeline.yaml")).unwrap();
     assert_contains(&pipeline, "kind: aggregate\n    plugin: my-totals");
-    let tests = user.shell("cargo test", &root);
-    assert!(
-        stdout(&tests).contains("test tests::") && stdout(&tests).contains(" passed; 0 failed"),
-        "{}{}",
-        stdout(&tests),
-        stderr(&tests)
-    );
-    let build = user.shell("cargo build --release --target wasm32-wasip2", &root);
-    assert!(build.status.success(), "{}", stderr(&build));
-    let wasm = root.join("target/wasm32-wasip2/release/my_totals.wasm");
-    let inspect = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
-    let text = stdout(&inspect);
+    let text = tested_built_and_inspected(&user, &root, "my_totals");
     assert_contains(&text, "world:    weir:plugin/aggregator@0.2.0");
     assert_contains(&text, "kinds:    aggregate\n");
     assert_contains(&text, "runnable: yes");
@@ -212,30 +228,14 @@ fn an_aggregate_scaffold_is_an_aggregator_whose_unit_test_passes() {
 #[test]
 fn a_timestamp_scaffold_is_an_extractor_whose_sample_pipeline_passes_its_case() {
     let user = User::new();
-    let new = user.shell("weir plugin new order-clock --kind timestamp", &user.work());
-    assert!(new.status.success(), "{}", stderr(&new));
-    let root = user.work().join("order-clock");
-    share_target(&root);
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let (root, readme, pipeline) = scaffolded(&user, "order-clock", "timestamp");
     assert_contains(
         &readme,
         "A weir plugin for a source's `timestamp: { plugin }`",
     );
     assert_contains(&readme, "`timestamp-extractor` world");
-    let pipeline = std::fs::read_to_string(root.join("example/pipeline.yaml")).unwrap();
     assert_contains(&pipeline, "timestamp:\n      plugin: order-clock");
-    let tests = user.shell("cargo test", &root);
-    assert!(
-        stdout(&tests).contains("test tests::") && stdout(&tests).contains(" passed; 0 failed"),
-        "{}{}",
-        stdout(&tests),
-        stderr(&tests)
-    );
-    let build = user.shell("cargo build --release --target wasm32-wasip2", &root);
-    assert!(build.status.success(), "{}", stderr(&build));
-    let wasm = root.join("target/wasm32-wasip2/release/order_clock.wasm");
-    let inspect = weir(&["plugin", "inspect", wasm.to_str().unwrap()]);
-    let text = stdout(&inspect);
+    let text = tested_built_and_inspected(&user, &root, "order_clock");
     assert_contains(&text, "timestamp-extractor");
     assert_contains(&text, "runnable: yes");
     let case = user.shell("weir test example/pipeline.yaml", &root);

@@ -133,6 +133,16 @@ impl OperatorError {
             inputs: None,
         }
     }
+
+    /// Aggregate `id` may not write state: its version is being rolled
+    /// back (the task holds the batch for the version that comes back).
+    pub fn rolling_back(id: &str) -> Self {
+        OperatorError {
+            class: ErrorClass::RollingBack,
+            message: format!("aggregate `{id}`: its version is being rolled back"),
+            inputs: None,
+        }
+    }
 }
 
 /// One step of a topology, as a task runs it.

@@ -21,7 +21,7 @@ mod plugin_table;
 mod versioned_state;
 
 pub use fold::Fold;
-pub(crate) use versioned_state::{split_versioned, versioned};
+pub(crate) use versioned_state::{CONVERT_CHUNK, split_versioned, versioned};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::failure::{Failure, FailureKind};
-use super::operator::{ErrorClass, Operator, OperatorError, StoreSpec};
+use super::operator::{Operator, OperatorError, StoreSpec};
 use super::plugin_aggregator::{AggregateOutput, Group, PluginAggregator, group_by_key};
 use super::plugin_step::{Dropped, Emitted, StepOutput, plugin_failure};
 use super::versioned::{NextPlugin, VersionCounters};
@@ -394,11 +394,7 @@ impl Operator for Aggregate {
                 self.written_on_trial = HashSet::new();
             }
             if !counters.may_write_state() {
-                return Err(OperatorError {
-                    class: ErrorClass::RollingBack,
-                    message: format!("aggregate `{}`: its version is being rolled back", self.id),
-                    inputs: None,
-                });
+                return Err(OperatorError::rolling_back(&self.id));
             }
         }
         match (&self.folder, self.on_table) {

@@ -265,8 +265,9 @@ impl Aggregate {
     }
 }
 
-/// Accumulators per `downgrade` call.
-const CONVERT_CHUNK: usize = 4096;
+/// Accumulators per `upgrade` or `downgrade` call of a whole store (a
+/// plain aggregate's downgrade, a windowed step's conversions).
+pub(crate) const CONVERT_CHUNK: usize = 4096;
 
 #[cfg(test)]
 mod tests {

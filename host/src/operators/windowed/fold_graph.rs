@@ -27,11 +27,14 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::plugin_windows::stream_times;
 use super::{Shared, WindowFold};
 use crate::operators::failure::FailureKind;
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_aggregator::{AggregateOutput, Group, Pair, PluginAggregator};
+use crate::operators::plugin_step::StepOutput;
 use crate::operators::plugin_step::{Culprit, StartError, plugin_failure};
+use crate::pipeline::Emit;
 use crate::record::Record;
 
 /// A value of the graph.
@@ -409,8 +412,8 @@ pub(super) fn failure_in_batch(
     plugin_failure(e, culprit.as_ref(), false)
 }
 
-/// A kind of window whose plugin folds depend on each other, planned by
-/// [`plan_batch`].
+/// A kind of window whose plugin folds depend on each other, folded by
+/// [`fold_batch`].
 pub(super) trait BatchPlan {
     /// What a record does to its key's windows.
     type Op;
@@ -440,6 +443,59 @@ pub(super) trait BatchPlan {
         kept: &mut Self::Overlay,
         key: &Bytes,
     ) -> Result<(Self::Op, bool), OperatorError>;
+    /// The overlay of an empty plan: nothing changed yet.
+    fn overlay(&self) -> Self::Overlay;
+    /// Stores and emits what record `input` did (`op`, kept), as the
+    /// built-in path would have, at the record's stream time.
+    fn apply(
+        &mut self,
+        s: &mut Shared,
+        graph: &FoldGraph,
+        input: u32,
+        record: &Record,
+        op: Self::Op,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError>;
+    /// Emits the windows stream time has closed (`emit: final`).
+    fn emit_closed(
+        &mut self,
+        s: &mut Shared,
+        input: u32,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError>;
+}
+
+/// Folds a batch into `windows` with the step's plugin: planned and
+/// computed by [`plan_batch`], then applied record by record, stream time
+/// replayed so `emit: final` emits what each record closes.
+pub(super) fn fold_batch<P: BatchPlan>(
+    windows: &mut P,
+    s: &mut Shared,
+    records: &[Record],
+    out: &mut StepOutput,
+) -> Result<(), OperatorError> {
+    let stream_times = stream_times(s, records, out);
+    let reached = s.stream_time;
+    let mut graph = FoldGraph::new();
+    let kept = windows.overlay();
+    let ops = match plan_batch(windows, s, records, &stream_times, kept, &mut graph) {
+        Ok(ops) => ops,
+        Err(e) => {
+            out.clear();
+            return Err(e);
+        }
+    };
+    for (i, op) in ops.into_iter().enumerate() {
+        let Some(op) = op else { continue };
+        let input = i as u32;
+        s.stream_time = stream_times[i].0;
+        windows.apply(s, &graph, input, &records[i], op, out)?;
+        if s.emit == Emit::Final {
+            windows.emit_closed(s, input, out)?;
+        }
+    }
+    s.stream_time = reached;
+    Ok(())
 }
 
 /// Plans a batch with `plan` and computes its values: the whole batch
@@ -447,7 +503,7 @@ pub(super) trait BatchPlan {
 /// and the rest planned again from there (reusing the values computed),
 /// until every record is kept. `kept` is the overlay of an empty plan.
 /// Returns each record's op (`None`: not folded, `stream_times`' `false`).
-pub(super) fn plan_batch<P: BatchPlan>(
+fn plan_batch<P: BatchPlan>(
     plan: &P,
     s: &mut Shared,
     records: &[Record],

@@ -46,7 +46,7 @@ use bytes::{Bytes, BytesMut};
 use super::aggregate::Fold;
 use std::sync::Arc;
 
-use super::operator::{AtEnd, ErrorClass, Operator, OperatorError, StoreKind, StoreSpec};
+use super::operator::{AtEnd, Operator, OperatorError, StoreKind, StoreSpec};
 use super::plugin_aggregator::PluginAggregator;
 use super::plugin_step::{Dropped, Emitted, StepOutput};
 use super::versioned::{NextPlugin, VersionCounters};
@@ -680,11 +680,7 @@ impl Operator for WindowedAggregate {
         if let Some(counters) = &self.counters
             && !counters.may_write_state()
         {
-            return Err(OperatorError {
-                class: ErrorClass::RollingBack,
-                message: format!("aggregate `{}`: its version is being rolled back", self.id),
-                inputs: None,
-            });
+            return Err(OperatorError::rolling_back(&self.id));
         }
         self.load()?;
         self.upgrade_old_windows()?;

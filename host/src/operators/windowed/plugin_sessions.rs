@@ -29,8 +29,8 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
-use super::fold_graph::{BatchPlan, FoldGraph, NONE, Value, ValueId, plan_batch, plugin_version};
-use super::plugin_windows::{stored_value, stream_times};
+use super::fold_graph::{BatchPlan, FoldGraph, NONE, Value, ValueId, plugin_version};
+use super::plugin_windows::stored_value;
 use super::session_windows::{SessionWindows, horizon, pending_key, session_key};
 use super::{Shared, push_late};
 use crate::operators::aggregate::versioned;
@@ -230,83 +230,76 @@ impl BatchPlan for SessionWindows {
             )),
         }
     }
-}
 
-impl SessionWindows {
-    /// Folds a batch into its sessions with the step's plugin.
-    pub(super) fn plugin_batch(
-        &mut self,
-        s: &mut Shared,
-        records: &[Record],
-        out: &mut StepOutput,
-    ) -> Result<(), OperatorError> {
-        let stream_times = stream_times(s, records, out);
-        let reached = s.stream_time;
-        let current = plugin_version(s);
-        let mut graph = FoldGraph::new();
-        let kept = Overlay {
+    fn overlay(&self) -> Overlay {
+        Overlay {
             keys: HashMap::new(),
             store_time: self.store_time,
-        };
-        let ops = match plan_batch(self, s, records, &stream_times, kept, &mut graph) {
-            Ok(ops) => ops,
-            Err(e) => {
-                out.clear();
-                return Err(e);
+        }
+    }
+
+    fn apply(
+        &mut self,
+        s: &mut Shared,
+        graph: &FoldGraph,
+        input: u32,
+        record: &Record,
+        op: Op,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        match op {
+            Op::Late { start, end } => {
+                self.report_late(s, input, record.timestamp, start, end, out);
             }
-        };
-        // Apply the plan as the built-in path would have, record by record.
-        for (i, op) in ops.into_iter().enumerate() {
-            let Some(op) = op else { continue };
-            let input = i as u32;
-            let record = &records[i];
-            s.stream_time = stream_times[i].0;
-            match op {
-                Op::Late { start, end } => {
-                    self.report_late(s, input, record.timestamp, start, end, out)
-                }
-                Op::Failed { kind, reason } => out.failures.push(Failure {
+            Op::Failed { kind, reason } => out.failures.push(Failure {
+                input,
+                kind,
+                reason,
+            }),
+            Op::Fold {
+                found,
+                start,
+                end,
+                value,
+            } => {
+                let Value::Ok(acc) = graph.value(value) else {
+                    unreachable!("kept folds succeeded")
+                };
+                let key = record.key.as_ref().expect("a folded record has a key");
+                let current = plugin_version(s);
+                let acc = acc.clone();
+                self.apply_fold(
+                    s,
                     input,
-                    kind,
-                    reason,
-                }),
-                Op::Fold {
-                    found,
-                    start,
-                    end,
-                    value,
-                } => {
-                    let Value::Ok(acc) = graph.value(value) else {
-                        unreachable!("kept folds succeeded")
-                    };
-                    let key = record.key.as_ref().expect("a folded record has a key");
-                    let made = (start, end);
-                    self.apply(
-                        s,
-                        input,
-                        record,
-                        key,
-                        &found,
-                        made,
-                        acc.clone(),
-                        current,
-                        out,
-                    )?;
-                }
-            }
-            if s.emit == Emit::Final {
-                self.emit_closed(s, None, input, out)?;
+                    record,
+                    key,
+                    &found,
+                    (start, end),
+                    acc,
+                    current,
+                    out,
+                )?;
             }
         }
-        s.stream_time = reached;
         Ok(())
     }
 
+    fn emit_closed(
+        &mut self,
+        s: &mut Shared,
+        input: u32,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        SessionWindows::emit_closed(self, s, None, input, out)
+    }
+}
+
+impl SessionWindows {
     /// Stores and emits what record `input` did: the sessions it merged
     /// deleted, and its session `made` with accumulator `acc` (`None`: the
     /// plugin removed it).
     #[allow(clippy::too_many_arguments)]
-    fn apply(
+    fn apply_fold(
         &mut self,
         s: &mut Shared,
         input: u32,

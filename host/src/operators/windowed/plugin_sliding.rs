@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use super::Shared;
-use super::fold_graph::{BatchPlan, FoldGraph, NONE, Value, ValueId, plan_batch, plugin_version};
-use super::plugin_windows::{stored_value, stream_times};
+use super::fold_graph::{BatchPlan, FoldGraph, NONE, Value, ValueId, plugin_version};
+use super::plugin_windows::stored_value;
 use super::sliding_windows::{KeyWindows, SlidingWindows, slide};
 use crate::operators::aggregate::{split_stored, versioned};
 use crate::operators::failure::{Failure, FailureKind};
@@ -252,78 +252,69 @@ impl BatchPlan for SlidingWindows {
         }
         Ok((Op::Slide { writes, skipped }, removed))
     }
-}
 
-impl SlidingWindows {
-    /// Folds a batch into its sliding windows with the step's plugin.
-    pub(super) fn plugin_batch(
-        &mut self,
-        s: &mut Shared,
-        records: &[Record],
-        out: &mut StepOutput,
-    ) -> Result<(), OperatorError> {
-        let stream_times = stream_times(s, records, out);
-        let reached = s.stream_time;
-        let current = plugin_version(s);
-        let mut graph = FoldGraph::new();
-        let kept = Overlay {
+    fn overlay(&self) -> Overlay {
+        Overlay {
             keys: HashMap::new(),
             store_time: self.store_time,
-        };
-        let ops = match plan_batch(self, s, records, &stream_times, kept, &mut graph) {
-            Ok(ops) => ops,
-            Err(e) => {
-                out.clear();
-                return Err(e);
-            }
-        };
-        // Apply the plan as the built-in path would have, record by record.
-        for (i, op) in ops.into_iter().enumerate() {
-            let Some(op) = op else { continue };
-            let input = i as u32;
-            let record = &records[i];
-            s.stream_time = stream_times[i].0;
-            match op {
-                Op::Late => self.report_late(s, input, record.timestamp, out),
-                Op::Failed {
+        }
+    }
+
+    fn apply(
+        &mut self,
+        s: &mut Shared,
+        graph: &FoldGraph,
+        input: u32,
+        record: &Record,
+        op: Op,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        match op {
+            Op::Late => self.report_late(s, input, record.timestamp, out),
+            Op::Failed {
+                kind,
+                reason,
+                skipped,
+            } => {
+                out.late_windows += skipped;
+                out.failures.push(Failure {
+                    input,
                     kind,
                     reason,
-                    skipped,
-                } => {
-                    out.late_windows += skipped;
-                    out.failures.push(Failure {
-                        input,
-                        kind,
-                        reason,
-                    });
-                }
-                Op::Slide { writes, skipped } => {
-                    out.late_windows += skipped;
-                    let key = record.key.as_ref().expect("a folded record has a key");
-                    for w in writes {
-                        let Value::Ok(acc) = graph.value(w.window.value) else {
-                            unreachable!("kept folds succeeded")
-                        };
-                        let timestamp = w.window.max_ts;
-                        match acc {
-                            Some(acc) => {
-                                let stored = versioned(timestamp, current, acc);
-                                self.put(s, key, w.start, stored)?;
-                            }
-                            None => self.delete(s, key, w.start)?,
+                });
+            }
+            Op::Slide { writes, skipped } => {
+                out.late_windows += skipped;
+                let key = record.key.as_ref().expect("a folded record has a key");
+                let current = plugin_version(s);
+                for w in writes {
+                    let Value::Ok(acc) = graph.value(w.window.value) else {
+                        unreachable!("kept folds succeeded")
+                    };
+                    let timestamp = w.window.max_ts;
+                    match acc {
+                        Some(acc) => {
+                            let stored = versioned(timestamp, current, acc);
+                            self.put(s, key, w.start, stored)?;
                         }
-                        if s.emit != Emit::Final {
-                            let window = (w.start, w.start + self.td());
-                            s.emit(out, input, key, window, acc.clone(), timestamp, record);
-                        }
+                        None => self.delete(s, key, w.start)?,
+                    }
+                    if s.emit != Emit::Final {
+                        let window = (w.start, w.start + self.td());
+                        s.emit(out, input, key, window, acc.clone(), timestamp, record);
                     }
                 }
             }
-            if s.emit == Emit::Final {
-                self.emit_closed(s, None, input, out)?;
-            }
         }
-        s.stream_time = reached;
         Ok(())
+    }
+
+    fn emit_closed(
+        &mut self,
+        s: &mut Shared,
+        input: u32,
+        out: &mut StepOutput,
+    ) -> Result<(), OperatorError> {
+        SlidingWindows::emit_closed(self, s, None, input, out)
     }
 }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::fold_graph::{Value, failure_in_batch};
+use super::fold_graph::{Value, failure_in_batch, fold_batch};
 use super::time_windows::TimeWindows;
 use super::time_windows::{report_late, window_key};
 use super::{Shared, WindowFold, WindowedAggregate, Windows};
@@ -123,8 +123,8 @@ impl WindowedAggregate {
         let s = &mut self.shared;
         match &mut self.windows {
             Windows::Time(windows) => time_batch(windows, s, records, out),
-            Windows::Session(sessions) => sessions.plugin_batch(s, records, out),
-            Windows::Sliding(sliding) => sliding.plugin_batch(s, records, out),
+            Windows::Session(sessions) => fold_batch(sessions, s, records, out),
+            Windows::Sliding(sliding) => fold_batch(sliding, s, records, out),
         }
     }
 }

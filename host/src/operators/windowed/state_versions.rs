@@ -20,15 +20,12 @@ use bytes::Bytes;
 
 use super::{Shared, WindowFold, WindowedAggregate, Windows};
 use super::{session_windows, sliding_windows, time_windows};
-use crate::operators::aggregate::{split_versioned, versioned};
+use crate::operators::aggregate::{CONVERT_CHUNK, split_versioned, versioned};
 use crate::operators::operator::OperatorError;
 use crate::operators::plugin_aggregator::{AggregateOutput, PluginAggregator};
 use crate::operators::plugin_step::plugin_failure;
 use crate::pipeline::Emit;
 use crate::plugin::Conversion;
-
-/// Accumulators per conversion call.
-const CHUNK: usize = 4096;
 
 /// A stored window to convert: its store key, its record key, its entry
 /// in the pending index (if it has one), its timestamp and accumulator.
@@ -126,7 +123,7 @@ impl WindowedAggregate {
         };
         let (mut converted, mut removed, mut kept) = (0usize, 0usize, 0usize);
         let mut results = AggregateOutput::default();
-        for chunk in windows.chunks(CHUNK) {
+        for chunk in windows.chunks(CONVERT_CHUNK) {
             let items: Vec<(&[u8], &[u8])> = chunk
                 .iter()
                 .map(|w| (w.key.as_ref(), w.acc.as_ref()))
